@@ -1,0 +1,180 @@
+// Package config reads entrasync's settings from environment variables once,
+// at start-up, into a typed struct. A bad value stops the process with a
+// message that names the variable.
+package config
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Defaults of the variables that have one.
+const (
+	DefaultGraphBaseURL  = "https://graph.microsoft.com/v1.0"
+	DefaultAuthorityHost = "https://login.microsoftonline.com/"
+	DefaultAPIAddr       = "127.0.0.1:8080"
+)
+
+// Config is every setting a service may need. Each service asks for the
+// ones it cannot run without with Require.
+type Config struct {
+	DatabaseURL   string // DATABASE_URL: Postgres connection string
+	NATSURL       string // NATS_URL: NATS server(s), comma-separated
+	GraphBaseURL  string // GRAPH_BASE_URL: Microsoft Graph v1.0 root
+	AuthorityHost string // AZURE_AUTHORITY_HOST: Entra ID token authority (https)
+	APIAddr       string // API_ADDR: host:port the api listens on
+	AdminToken    string // ADMIN_TOKEN: bearer token of the api
+	SecretKey     []byte // SECRET_KEY: 32 bytes, base64 or hex; seals tenant secrets
+	LogLevel      string // LOG_LEVEL: trace|debug|info|warn|error
+
+	// Concurrency is how many jobs or events one replica works on at once
+	// (CONCURRENCY); 0 lets each service pick its default.
+	Concurrency int
+
+	set map[string]bool // variables that were present and non-empty
+}
+
+// FromEnv parses the environment through getenv (os.Getenv in a main).
+// It checks the format of every variable that is set; whether a variable
+// must be set is up to Require.
+func FromEnv(getenv func(string) string) (Config, error) {
+	c := Config{set: map[string]bool{}}
+	get := func(name string) string {
+		v := strings.TrimSpace(getenv(name))
+		if v != "" {
+			c.set[name] = true
+		}
+		return v
+	}
+	var errs []error
+
+	c.DatabaseURL = get("DATABASE_URL")
+	if c.DatabaseURL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") &&
+		!strings.HasPrefix(c.DatabaseURL, "postgresql://") && !strings.Contains(c.DatabaseURL, "=") {
+		errs = append(errs, errors.New("DATABASE_URL: want a postgres:// URL or key=value connection string"))
+	}
+
+	c.NATSURL = get("NATS_URL")
+	for _, u := range splitNonEmpty(c.NATSURL) {
+		if _, err := parseURL(u, "nats", "tls", "ws", "wss"); err != nil {
+			errs = append(errs, fmt.Errorf("NATS_URL: %w", err))
+		}
+	}
+
+	c.GraphBaseURL = or(get("GRAPH_BASE_URL"), DefaultGraphBaseURL)
+	if _, err := parseURL(c.GraphBaseURL, "https", "http"); err != nil {
+		errs = append(errs, fmt.Errorf("GRAPH_BASE_URL: %w", err))
+	}
+	c.GraphBaseURL = strings.TrimRight(c.GraphBaseURL, "/")
+
+	c.AuthorityHost = or(get("AZURE_AUTHORITY_HOST"), DefaultAuthorityHost)
+	if _, err := parseURL(c.AuthorityHost, "https"); err != nil {
+		errs = append(errs, fmt.Errorf("AZURE_AUTHORITY_HOST: %w (the token authority must use https)", err))
+	}
+	if !strings.HasSuffix(c.AuthorityHost, "/") {
+		c.AuthorityHost += "/"
+	}
+
+	c.APIAddr = or(get("API_ADDR"), DefaultAPIAddr)
+	if _, _, err := net.SplitHostPort(c.APIAddr); err != nil {
+		errs = append(errs, fmt.Errorf("API_ADDR: want host:port: %w", err))
+	}
+
+	c.AdminToken = get("ADMIN_TOKEN")
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		errs = append(errs, errors.New("ADMIN_TOKEN: must be at least 16 characters"))
+	}
+
+	if v := get("SECRET_KEY"); v != "" {
+		key, err := ParseSecretKey(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("SECRET_KEY: %w", err))
+		}
+		c.SecretKey = key
+	}
+
+	c.LogLevel = or(get("LOG_LEVEL"), "info")
+	switch c.LogLevel {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("LOG_LEVEL: %q is not one of trace, debug, info, warn, error", c.LogLevel))
+	}
+
+	if v := get("CONCURRENCY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 256 {
+			errs = append(errs, fmt.Errorf("CONCURRENCY: %q is not an integer from 1 to 256", v))
+		}
+		c.Concurrency = n
+	}
+	return c, errors.Join(errs...)
+}
+
+// Require reports, in one error, every named variable that is not set.
+func (c Config) Require(names ...string) error {
+	var missing []string
+	for _, n := range names {
+		if !c.set[n] {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing required environment variable(s): %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// ParseSecretKey accepts 32 bytes as standard or URL-safe base64, or as hex.
+func ParseSecretKey(v string) ([]byte, error) {
+	for _, dec := range []func(string) ([]byte, error){
+		hex.DecodeString,
+		base64.StdEncoding.DecodeString,
+		base64.RawStdEncoding.DecodeString,
+		base64.URLEncoding.DecodeString,
+		base64.RawURLEncoding.DecodeString,
+	} {
+		if b, err := dec(v); err == nil && len(b) == 32 {
+			return b, nil
+		}
+	}
+	return nil, errors.New("want 32 bytes encoded as base64 or hex (e.g. `openssl rand -base64 32`)")
+}
+
+func parseURL(raw string, schemes ...string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("%q has no host", raw)
+	}
+	for _, s := range schemes {
+		if u.Scheme == s {
+			return u, nil
+		}
+	}
+	return nil, fmt.Errorf("%q: scheme must be one of %s", raw, strings.Join(schemes, ", "))
+}
+
+func splitNonEmpty(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}

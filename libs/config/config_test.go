@@ -1,0 +1,74 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestFromEnvDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := FromEnv(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.GraphBaseURL != DefaultGraphBaseURL || c.AuthorityHost != DefaultAuthorityHost || c.APIAddr != DefaultAPIAddr {
+		t.Fatalf("defaults not applied: %+v", c)
+	}
+	err = c.Require("DATABASE_URL", "NATS_URL")
+	if err == nil || !strings.Contains(err.Error(), "DATABASE_URL, NATS_URL") {
+		t.Fatalf("Require: err = %v, want both names", err)
+	}
+}
+
+func TestFromEnvValid(t *testing.T) {
+	t.Parallel()
+	c, err := FromEnv(env(map[string]string{
+		"DATABASE_URL":         "postgres://u@localhost/db",
+		"NATS_URL":             "nats://127.0.0.1:4222",
+		"GRAPH_BASE_URL":       "https://127.0.0.1:9443/v1.0/",
+		"AZURE_AUTHORITY_HOST": "https://127.0.0.1:9443",
+		"ADMIN_TOKEN":          "0123456789abcdef",
+		"SECRET_KEY":           "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+		"CONCURRENCY":          "3",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.GraphBaseURL != "https://127.0.0.1:9443/v1.0" || c.AuthorityHost != "https://127.0.0.1:9443/" {
+		t.Fatalf("URLs not normalised: %q %q", c.GraphBaseURL, c.AuthorityHost)
+	}
+	if string(c.SecretKey) != "0123456789abcdef0123456789abcdef" || c.Concurrency != 3 {
+		t.Fatalf("parsed %q %d", c.SecretKey, c.Concurrency)
+	}
+	if err := c.Require("DATABASE_URL", "NATS_URL", "SECRET_KEY", "ADMIN_TOKEN"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFromEnvNamesTheBadVariable(t *testing.T) {
+	t.Parallel()
+	cases := map[string]string{
+		"DATABASE_URL":         "mysql://x",
+		"NATS_URL":             "http://127.0.0.1:4222",
+		"GRAPH_BASE_URL":       "graph.microsoft.com",
+		"AZURE_AUTHORITY_HOST": "http://127.0.0.1:9443/",
+		"API_ADDR":             "8080",
+		"ADMIN_TOKEN":          "short",
+		"SECRET_KEY":           "c2hvcnQ=",
+		"LOG_LEVEL":            "loud",
+		"CONCURRENCY":          "0",
+	}
+	for name, value := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, err := FromEnv(env(map[string]string{name: value}))
+			if err == nil || !strings.HasPrefix(err.Error(), name+":") {
+				t.Fatalf("%s=%q: err = %v, want an error naming %s", name, value, err, name)
+			}
+		})
+	}
+}
