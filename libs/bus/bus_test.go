@@ -1,0 +1,1000 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/entrasync/entrasync/libs/bus"
+	"github.com/entrasync/entrasync/libs/devenv"
+	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
+)
+
+func TestMain(m *testing.M) { os.Exit(devenv.RunTests(m)) }
+
+// servers returns the NATS servers every behaviour is checked against: the
+// embedded current one, and the system's nats-server (Debian ships 2.9)
+// when it is installed, since production may run that one.
+func servers(t *testing.T) map[string]func(t *testing.T) string {
+	out := map[string]func(*testing.T) string{"embedded": func(t *testing.T) string { return devenv.NATS(t) }}
+	if bin, err := exec.LookPath("nats-server"); err == nil {
+		out["system"] = func(t *testing.T) string { return systemNATS(t, bin) }
+	} else if _, err := os.Stat("/usr/sbin/nats-server"); err == nil {
+		out["system"] = func(t *testing.T) string { return systemNATS(t, "/usr/sbin/nats-server") }
+	}
+	return out
+}
+
+// systemNATS runs the nats-server binary at bin with JetStream for one test.
+func systemNATS(t *testing.T, bin string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmd := exec.Command(bin, "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-sd", t.TempDir())
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	eventually(t, 15*time.Second, "system nats-server accepts connections", func() bool {
+		nc, err := nats.Connect(url)
+		if err != nil {
+			return false
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return false
+		}
+		_, err = js.AccountInfo(context.Background())
+		return err == nil
+	})
+	return url
+}
+
+// forEachServer runs f as a parallel subtest per server.
+func forEachServer(t *testing.T, f func(t *testing.T, url string)) {
+	t.Parallel()
+	for name, start := range servers(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			f(t, start(t))
+		})
+	}
+}
+
+// fast are options that make redelivery observable in a test.
+var fast = bus.Options{RetryBase: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond, PollWait: 2 * time.Second}
+
+func connect(t *testing.T, url string, opts bus.Options) *bus.Bus {
+	t.Helper()
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	b, err := bus.ConnectWith(ctx, url, opts, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b
+}
+
+// raw is a plain JetStream client for looking behind the bus's back.
+func raw(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func eventually(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting until %s", limit, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func newJob(tenant string) *syncv1.SyncJob {
+	return &syncv1.SyncJob{
+		TenantId: tenant, RunId: uuid.NewString(), RunSeq: 7,
+		Kind: syncv1.JobKind_JOB_KIND_FULL, Trigger: syncv1.Trigger_TRIGGER_MANUAL,
+		RequestedAt: timestamppb.New(time.Unix(1700000000, 0)),
+	}
+}
+
+// streamMsgs returns the number of messages stored in a stream.
+func streamMsgs(t *testing.T, js jetstream.JetStream, stream string) uint64 {
+	t.Helper()
+	s, err := js.Stream(context.Background(), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// dlq returns the dead letters stored so far, oldest first.
+func dlq(t *testing.T, js jetstream.JetStream) []*jetstream.RawStreamMsg {
+	t.Helper()
+	ctx := context.Background()
+	s, err := js.Stream(ctx, bus.StreamDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// waitIdle waits until a consumer has nothing pending or unacknowledged.
+func waitIdle(t *testing.T, b *bus.Bus, consumer string) {
+	t.Helper()
+	eventually(t, 20*time.Second, consumer+" is idle", func() bool {
+		lags, err := b.Lag(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range lags {
+			if l.Consumer == consumer {
+				return l.Total() == 0
+			}
+		}
+		t.Fatalf("no lag for %s in %+v", consumer, lags)
+		return false
+	})
+}
+
+func TestRoundTrip(t *testing.T) {
+	forEachServer(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		b := connect(t, url, fast)
+		tenant := uuid.NewString()
+		job := newJob(tenant)
+		if err := b.PublishJob(ctx, job); err != nil {
+			t.Fatal(err)
+		}
+		events := []*syncv1.SyncEvent{
+			{TenantId: tenant, RunId: job.RunId, RunSeq: 7, Page: -1, Body: &syncv1.SyncEvent_Started{Started: &syncv1.RunStarted{Fetcher: "f1"}}},
+			{TenantId: tenant, RunId: job.RunId, RunSeq: 7, Page: 0, Body: &syncv1.SyncEvent_Users{Users: &syncv1.UsersPage{
+				Users: []*syncv1.User{{Id: "u1", DisplayName: "Ada", AccountEnabled: true}}}}},
+			{TenantId: tenant, RunId: job.RunId, RunSeq: 7, Page: -1, Body: &syncv1.SyncEvent_Fetched{Fetched: &syncv1.RunFetched{Pages: 1}}},
+		}
+		for _, ev := range events {
+			if err := b.PublishEvent(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		jobs := make(chan *syncv1.SyncJob, 10)
+		cj, err := b.ConsumeJobs(ctx, bus.ConsumeOptions{}, func(_ context.Context, j *syncv1.SyncJob) error {
+			jobs <- j
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cj.Stop()
+		evs := make(chan *syncv1.SyncEvent, 10)
+		ce, err := b.ConsumeEvents(ctx, bus.ConsumeOptions{Concurrency: 1}, func(_ context.Context, e *syncv1.SyncEvent) error {
+			evs <- e
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ce.Stop()
+
+		select {
+		case got := <-jobs:
+			if !proto.Equal(got, job) {
+				t.Fatalf("got job %v, want %v", got, job)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("no job consumed")
+		}
+		for i := range events {
+			select {
+			case got := <-evs:
+				// One consumer with concurrency 1 sees the stream's order.
+				if !proto.Equal(got, events[i]) {
+					t.Fatalf("event %d: got %v, want %v", i, got, events[i])
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatalf("event %d not consumed", i)
+			}
+		}
+		waitIdle(t, b, bus.ConsumerFetchers)
+		waitIdle(t, b, bus.ConsumerReconcilers)
+		js := raw(t, url)
+		// Work queues drop what was acknowledged.
+		if n := streamMsgs(t, js, bus.StreamJobs) + streamMsgs(t, js, bus.StreamEvents); n != 0 {
+			t.Fatalf("%d messages left in the work queues", n)
+		}
+	})
+}
+
+func TestDuplicatesAreDropped(t *testing.T) {
+	forEachServer(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		b := connect(t, url, fast)
+		js := raw(t, url)
+		tenant := uuid.NewString()
+		job := newJob(tenant)
+		for range 3 {
+			if err := b.PublishJob(ctx, job); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Two scheduler replicas: different runs, same slot id.
+		for range 2 {
+			if err := b.PublishJobWithID(ctx, newJob(tenant), "sched/"+tenant+"/1700000000"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		page := &syncv1.SyncEvent{TenantId: tenant, RunId: job.RunId, Page: 3,
+			Body: &syncv1.SyncEvent_Groups{Groups: &syncv1.GroupsPage{}}}
+		for range 2 {
+			if err := b.PublishEvent(ctx, page); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := streamMsgs(t, js, bus.StreamJobs); n != 2 {
+			t.Fatalf("SYNC_JOBS holds %d messages, want 2", n)
+		}
+		if n := streamMsgs(t, js, bus.StreamEvents); n != 1 {
+			t.Fatalf("SYNC_EVENTS holds %d messages, want 1", n)
+		}
+		lags, err := b.Lag(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]uint64{bus.ConsumerFetchers: 2, bus.ConsumerReconcilers: 1}
+		for _, l := range lags {
+			if l.Pending != want[l.Consumer] || l.Total() != want[l.Consumer] {
+				t.Errorf("lag of %s = %+v, want %d pending", l.Consumer, l, want[l.Consumer])
+			}
+			delete(want, l.Consumer)
+		}
+		if len(want) != 0 {
+			t.Errorf("Lag lacks %v", want)
+		}
+	})
+}
+
+func TestPublishRejectsWhatCannotBeRouted(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := connect(t, devenv.NATS(t), fast)
+	cases := map[string]func() error{
+		"job without tenant":  func() error { return b.PublishJob(ctx, &syncv1.SyncJob{RunId: "r"}) },
+		"job with dot tenant": func() error { return b.PublishJob(ctx, &syncv1.SyncJob{TenantId: "a.b", RunId: "r"}) },
+		"job without run":     func() error { return b.PublishJob(ctx, &syncv1.SyncJob{TenantId: "t"}) },
+		"job with empty id":   func() error { return b.PublishJobWithID(ctx, newJob("t"), "") },
+		"event without body":  func() error { return b.PublishEvent(ctx, &syncv1.SyncEvent{TenantId: "t", RunId: "r"}) },
+		"data event page -1": func() error {
+			return b.PublishEvent(ctx, &syncv1.SyncEvent{TenantId: "t", RunId: "r", Page: -1,
+				Body: &syncv1.SyncEvent_Users{Users: &syncv1.UsersPage{}}})
+		},
+		"event with wildcard tenant": func() error {
+			return b.PublishEvent(ctx, &syncv1.SyncEvent{TenantId: "*", RunId: "r",
+				Body: &syncv1.SyncEvent_Started{Started: &syncv1.RunStarted{}}})
+		},
+	}
+	for name, f := range cases {
+		if err := f(); !errors.Is(err, bus.ErrInvalid) {
+			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
+		}
+	}
+	lags, err := b.Lag(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range lags {
+		if l.Total() != 0 {
+			t.Errorf("%s has %d messages after rejected publishes", l.Consumer, l.Total())
+		}
+	}
+}
+
+func TestEventMsgID(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		ev   *syncv1.SyncEvent
+		want string
+	}{
+		{&syncv1.SyncEvent{RunId: "r", Page: -1, Body: &syncv1.SyncEvent_Started{}}, "r/started"},
+		{&syncv1.SyncEvent{RunId: "r", Page: -1, Body: &syncv1.SyncEvent_Fetched{}}, "r/fetched"},
+		{&syncv1.SyncEvent{RunId: "r", Page: -1, Body: &syncv1.SyncEvent_Failed{}}, "r/failed"},
+		{&syncv1.SyncEvent{RunId: "r", Page: 0, Body: &syncv1.SyncEvent_Users{}}, "r/0"},
+		{&syncv1.SyncEvent{RunId: "r", Page: 42, Body: &syncv1.SyncEvent_TransitiveMembers{}}, "r/42"},
+	}
+	for _, c := range cases {
+		got, err := bus.EventMsgID(c.ev)
+		if err != nil || got != c.want {
+			t.Errorf("EventMsgID(%v) = %q, %v; want %q", c.ev, got, err, c.want)
+		}
+	}
+}
+
+func TestRetryRedeliversAfterItsDelay(t *testing.T) {
+	forEachServer(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		b := connect(t, url, fast)
+		const delay = 700 * time.Millisecond
+		var mu sync.Mutex
+		var seen []time.Time
+		c, err := b.ConsumeJobs(ctx, bus.ConsumeOptions{Concurrency: 4}, func(context.Context, *syncv1.SyncJob) error {
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, time.Now())
+			if len(seen) == 1 {
+				return bus.Retry(errors.New("tenant lease held"), delay)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Stop()
+		if err := b.PublishJob(ctx, newJob(uuid.NewString())); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 15*time.Second, "the job came back", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(seen) >= 2
+		})
+		waitIdle(t, b, bus.ConsumerFetchers)
+		mu.Lock()
+		defer mu.Unlock()
+		if len(seen) != 2 {
+			t.Fatalf("handled %d times, want 2", len(seen))
+		}
+		if gap := seen[1].Sub(seen[0]); gap < delay {
+			t.Fatalf("redelivered after %v, before the requested %v", gap, delay)
+		}
+	})
+}
+
+func TestDeadLetters(t *testing.T) {
+	forEachServer(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		b := connect(t, url, fast)
+		js := raw(t, url)
+		tenant := uuid.NewString()
+
+		permanent := newJob(tenant)
+		// A payload that is not protobuf, and one filed under another
+		// tenant's subject: neither may reach the handler.
+		garbage := []byte("this is not protobuf")
+		foreign, _ := proto.Marshal(newJob(uuid.NewString()))
+		if _, err := js.Publish(ctx, bus.SubjectJobs+tenant, garbage, jetstream.WithMsgID("garbage")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.Publish(ctx, bus.SubjectJobs+tenant, foreign, jetstream.WithMsgID("foreign")); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.PublishJob(ctx, permanent); err != nil {
+			t.Fatal(err)
+		}
+		badEvent, _ := proto.Marshal(&syncv1.SyncEvent{TenantId: tenant, RunId: "r"}) // no body
+		if _, err := js.Publish(ctx, bus.SubjectEvents+tenant, badEvent); err != nil {
+			t.Fatal(err)
+		}
+
+		var calls atomic.Int32
+		c, err := b.ConsumeJobs(ctx, bus.ConsumeOptions{Concurrency: 2}, func(_ context.Context, j *syncv1.SyncJob) error {
+			calls.Add(1)
+			if j.RunId != permanent.RunId {
+				t.Errorf("handler got job %v, which should have been dead-lettered", j)
+			}
+			return bus.Permanent(errors.New("tenant was deleted"))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Stop()
+		ce, err := b.ConsumeEvents(ctx, bus.ConsumeOptions{}, func(context.Context, *syncv1.SyncEvent) error {
+			t.Error("handler got an event without a body")
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ce.Stop()
+
+		eventually(t, 15*time.Second, "four dead letters", func() bool { return len(dlq(t, js)) >= 4 })
+		waitIdle(t, b, bus.ConsumerFetchers)
+		waitIdle(t, b, bus.ConsumerReconcilers)
+		letters := dlq(t, js)
+		if len(letters) != 4 {
+			t.Fatalf("%d dead letters, want 4", len(letters))
+		}
+		if n := calls.Load(); n != 1 {
+			t.Fatalf("handler called %d times, want once", n)
+		}
+		bySubject := map[string]int{}
+		reasons := map[string]string{}
+		for _, m := range letters {
+			bySubject[m.Subject]++
+			h := m.Header
+			for _, k := range []string{bus.HeaderDLQReason, bus.HeaderDLQSubject, bus.HeaderDLQStream,
+				bus.HeaderDLQConsumer, bus.HeaderDLQStreamSeq, bus.HeaderDLQDeliveries, bus.HeaderDLQTime} {
+				if h.Get(k) == "" {
+					t.Errorf("dead letter on %s lacks header %s: %v", m.Subject, k, h)
+				}
+			}
+			if h.Get(bus.HeaderDLQDeliveries) != "1" {
+				t.Errorf("dead letter on %s after %s deliveries, want 1", m.Subject, h.Get(bus.HeaderDLQDeliveries))
+			}
+			reasons[h.Get(bus.HeaderDLQMsgID)] = h.Get(bus.HeaderDLQReason)
+			switch h.Get(bus.HeaderDLQMsgID) {
+			case "garbage":
+				if string(m.Data) != string(garbage) {
+					t.Errorf("dead letter payload %q, want the original", m.Data)
+				}
+			case permanent.RunId:
+				var got syncv1.SyncJob
+				if err := proto.Unmarshal(m.Data, &got); err != nil || !proto.Equal(&got, permanent) {
+					t.Errorf("dead letter payload is not the original job: %v", err)
+				}
+			}
+		}
+		if bySubject[bus.SubjectDLQJobs+tenant] != 3 || bySubject[bus.SubjectDLQEvents+tenant] != 1 {
+			t.Errorf("dead letters by subject: %v", bySubject)
+		}
+		for id, want := range map[string]string{"garbage": "undecodable", "foreign": "tenant mismatch", permanent.RunId: "tenant was deleted"} {
+			if r := reasons[id]; !strings.Contains(r, want) {
+				t.Errorf("reason of %s = %q, want it to mention %q", id, r, want)
+			}
+		}
+		if n := streamMsgs(t, js, bus.StreamJobs) + streamMsgs(t, js, bus.StreamEvents); n != 0 {
+			t.Errorf("%d dead-lettered messages are still in the work queues", n)
+		}
+	})
+}
+
+func TestLastDeliveryIsDeadLettered(t *testing.T) {
+	forEachServer(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		opts := fast
+		opts.EventsMaxDeliver = 3
+		b := connect(t, url, opts)
+		js := raw(t, url)
+		var calls atomic.Int32
+		c, err := b.ConsumeEvents(ctx, bus.ConsumeOptions{Concurrency: 2}, func(context.Context, *syncv1.SyncEvent) error {
+			calls.Add(1)
+			return errors.New("database unavailable")
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Stop()
+		tenant := uuid.NewString()
+		ev := &syncv1.SyncEvent{TenantId: tenant, RunId: uuid.NewString(), Page: 0,
+			Body: &syncv1.SyncEvent_Users{Users: &syncv1.UsersPage{}}}
+		if err := b.PublishEvent(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 15*time.Second, "a dead letter", func() bool { return len(dlq(t, js)) == 1 })
+		waitIdle(t, b, bus.ConsumerReconcilers)
+		if n := calls.Load(); n != 3 {
+			t.Fatalf("handler called %d times, want 3 (the maximum)", n)
+		}
+		m := dlq(t, js)[0]
+		if m.Subject != bus.SubjectDLQEvents+tenant || m.Header.Get(bus.HeaderDLQDeliveries) != "3" ||
+			!strings.Contains(m.Header.Get(bus.HeaderDLQReason), "database unavailable") {
+			t.Fatalf("dead letter %s %v", m.Subject, m.Header)
+		}
+	})
+}
+
+func TestPanicIsRecoveredAndRetried(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := connect(t, devenv.NATS(t), fast)
+	var calls atomic.Int32
+	done := make(chan struct{})
+	c, err := b.ConsumeJobs(ctx, bus.ConsumeOptions{}, func(context.Context, *syncv1.SyncJob) error {
+		if calls.Add(1) == 1 {
+			panic("nil map")
+		}
+		close(done)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	if err := b.PublishJob(ctx, newJob(uuid.NewString())); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the job was not retried after the panic")
+	}
+	waitIdle(t, b, bus.ConsumerFetchers)
+}
+
+func TestInProgressKeepsSlowMessage(t *testing.T) {
+	forEachServer(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		opts := fast
+		opts.JobsAckWait = 900 * time.Millisecond
+		b := connect(t, url, opts)
+		// A second replica that would take the job if it were redelivered.
+		other := connect(t, url, opts)
+		var calls atomic.Int32
+		slow := func(context.Context, *syncv1.SyncJob) error {
+			calls.Add(1)
+			time.Sleep(4 * opts.JobsAckWait) // a long Graph page, not synchronisation
+			return nil
+		}
+		for _, x := range []*bus.Bus{b, other} {
+			c, err := x.ConsumeJobs(ctx, bus.ConsumeOptions{Concurrency: 2}, slow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Stop()
+		}
+		if err := b.PublishJob(ctx, newJob(uuid.NewString())); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "the job started", func() bool { return calls.Load() > 0 })
+		waitIdle(t, b, bus.ConsumerFetchers)
+		if n := calls.Load(); n != 1 {
+			t.Fatalf("slow job handled %d times, want once", n)
+		}
+	})
+}
+
+func TestReplicasShareWork(t *testing.T) {
+	forEachServer(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		const jobs = 40
+		var mu sync.Mutex
+		seen := map[string]int{}
+		per := [2]int{}
+		for i := range 2 {
+			x := connect(t, url, fast)
+			c, err := x.ConsumeJobs(ctx, bus.ConsumeOptions{Concurrency: 2}, func(_ context.Context, j *syncv1.SyncJob) error {
+				time.Sleep(10 * time.Millisecond) // some work, so both replicas get a share
+				mu.Lock()
+				seen[j.RunId]++
+				per[i]++
+				mu.Unlock()
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Stop()
+		}
+		b := connect(t, url, fast)
+		for range jobs {
+			if err := b.PublishJob(ctx, newJob(uuid.NewString())); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eventually(t, 20*time.Second, "every job handled", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(seen) == jobs
+		})
+		waitIdle(t, b, bus.ConsumerFetchers)
+		mu.Lock()
+		defer mu.Unlock()
+		for id, n := range seen {
+			if n != 1 {
+				t.Errorf("job %s handled %d times", id, n)
+			}
+		}
+		if per[0] == 0 || per[1] == 0 {
+			t.Errorf("work was not shared: %v", per)
+		}
+	})
+}
+
+func TestConcurrencyIsBounded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := connect(t, devenv.NATS(t), fast)
+	const limit = 3
+	var running, peak, total atomic.Int32
+	c, err := b.ConsumeEvents(ctx, bus.ConsumeOptions{Concurrency: limit}, func(context.Context, *syncv1.SyncEvent) error {
+		n := running.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		time.Sleep(30 * time.Millisecond)
+		running.Add(-1)
+		total.Add(1)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	run := uuid.NewString()
+	for i := range 20 {
+		ev := &syncv1.SyncEvent{TenantId: "t1", RunId: run, Page: int32(i), Body: &syncv1.SyncEvent_Users{Users: &syncv1.UsersPage{}}}
+		if err := b.PublishEvent(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 20*time.Second, "every event handled", func() bool { return total.Load() == 20 })
+	if p := peak.Load(); p > limit || p < 2 {
+		t.Fatalf("peak concurrency %d, want 2..%d", p, limit)
+	}
+}
+
+func TestStopWaitsForHandlers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := connect(t, devenv.NATS(t), fast)
+	started, release := make(chan struct{}), make(chan struct{})
+	var finished atomic.Bool
+	c, err := b.ConsumeJobs(ctx, bus.ConsumeOptions{}, func(context.Context, *syncv1.SyncJob) error {
+		close(started)
+		<-release
+		finished.Store(true)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PublishJob(ctx, newJob(uuid.NewString())); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	stopped := make(chan struct{})
+	go func() { c.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+		t.Fatal("Stop returned while a handler was running")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop did not return after the handler finished")
+	}
+	if !finished.Load() {
+		t.Fatal("handler did not finish")
+	}
+	waitIdle(t, b, bus.ConsumerFetchers) // and its message was acknowledged
+}
+
+func TestCancelledContextHandsMessageBack(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := devenv.NATS(t)
+	slow := fast
+	slow.RetryBase = time.Minute // a nak with backoff would not come back in time
+	b := connect(t, url, slow)
+	hctx, cancel := context.WithCancel(ctx)
+	started := make(chan struct{})
+	c, err := b.ConsumeJobs(hctx, bus.ConsumeOptions{}, func(ctx context.Context, _ *syncv1.SyncJob) error {
+		close(started)
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := newJob(uuid.NewString())
+	if err := b.PublishJob(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	cancel()
+	c.Stop()
+	// Another replica gets it at once, not after a backoff or ack wait.
+	got := make(chan string, 1)
+	other := connect(t, url, fast)
+	c2, err := other.ConsumeJobs(ctx, bus.ConsumeOptions{}, func(_ context.Context, j *syncv1.SyncJob) error {
+		got <- j.RunId
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Stop()
+	select {
+	case id := <-got:
+		if id != job.RunId {
+			t.Fatalf("got run %s, want %s", id, job.RunId)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("handed-back job was not redelivered")
+	}
+}
+
+func TestJobQueued(t *testing.T) {
+	forEachServer(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		b := connect(t, url, fast)
+		js := raw(t, url)
+		tenant, other := uuid.NewString(), uuid.NewString()
+		a, c := newJob(tenant), newJob(tenant)
+		// Another tenant's job and a garbage message on the same subject
+		// must not confuse the search.
+		if err := b.PublishJob(ctx, newJob(other)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.Publish(ctx, bus.SubjectJobs+tenant, []byte("junk")); err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range []*syncv1.SyncJob{a, c} {
+			if err := b.PublishJob(ctx, j); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, run := range []string{a.RunId, c.RunId} {
+			if ok, err := b.JobQueued(ctx, tenant, run); err != nil || !ok {
+				t.Fatalf("JobQueued(%s) = %v, %v; want true", run, ok, err)
+			}
+		}
+		if ok, err := b.JobQueued(ctx, tenant, uuid.NewString()); err != nil || ok {
+			t.Fatalf("JobQueued(unknown run) = %v, %v; want false", ok, err)
+		}
+		// Once its job is acknowledged, a run has no job queued.
+		cons, err := b.ConsumeJobs(ctx, bus.ConsumeOptions{}, func(_ context.Context, j *syncv1.SyncJob) error {
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cons.Stop()
+		waitIdle(t, b, bus.ConsumerFetchers)
+		if ok, err := b.JobQueued(ctx, tenant, a.RunId); err != nil || ok {
+			t.Fatalf("JobQueued after ack = %v, %v; want false", ok, err)
+		}
+	})
+}
+
+func TestRetryOutlivesMaxDeliver(t *testing.T) {
+	forEachServer(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		opts := fast
+		opts.JobsMaxDeliver = 2
+		b := connect(t, url, opts)
+		js := raw(t, url)
+		var calls atomic.Int32
+		done := make(chan *syncv1.SyncJob, 1)
+		c, err := b.ConsumeJobs(ctx, bus.ConsumeOptions{}, func(_ context.Context, j *syncv1.SyncJob) error {
+			if calls.Add(1) <= 5 { // a tenant lease held through five deliveries
+				return bus.Retry(errors.New("tenant lease held"), 10*time.Millisecond)
+			}
+			done <- j
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Stop()
+		job := newJob(uuid.NewString())
+		if err := b.PublishJob(ctx, job); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-done:
+			if !proto.Equal(got, job) {
+				t.Fatalf("got %v, want %v", got, job)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("job not handled after %d calls", calls.Load())
+		}
+		waitIdle(t, b, bus.ConsumerFetchers)
+		if n := len(dlq(t, js)); n != 0 {
+			t.Fatalf("%d dead letters for a job that only waited", n)
+		}
+		if n := calls.Load(); n != 6 {
+			t.Fatalf("handler called %d times, want 6", n)
+		}
+		if n := streamMsgs(t, js, bus.StreamJobs); n != 0 {
+			t.Fatalf("%d messages left in SYNC_JOBS", n)
+		}
+	})
+}
+
+func TestStoppedConsumerLeavesNoPullBehind(t *testing.T) {
+	forEachServer(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		opts := fast
+		opts.JobsAckWait = time.Minute // a message lost to a dead pull request would wait this long
+		opts.PollWait = 30 * time.Second
+		b := connect(t, url, opts)
+		c, err := b.ConsumeJobs(ctx, bus.ConsumeOptions{Concurrency: 4}, func(context.Context, *syncv1.SyncJob) error {
+			t.Error("a stopped consumer got a job")
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Its pull request is waiting on the server now; Stop must not
+		// leave it there to swallow the next job.
+		fetchers, err := raw(t, url).Consumer(ctx, bus.StreamJobs, bus.ConsumerFetchers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, "the pull request is waiting", func() bool {
+			ci, err := fetchers.Info(ctx)
+			return err == nil && ci.NumWaiting > 0
+		})
+		c.Stop()
+		if err := b.PublishJob(ctx, newJob(uuid.NewString())); err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan struct{}, 1)
+		other := connect(t, url, opts)
+		c2, err := other.ConsumeJobs(ctx, bus.ConsumeOptions{}, func(context.Context, *syncv1.SyncJob) error {
+			got <- struct{}{}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c2.Stop()
+		select {
+		case <-got:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the job went to the stopped consumer's pull request")
+		}
+	})
+}
+
+func TestDeliveryFromContext(t *testing.T) {
+	forEachServer(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		if _, ok := bus.DeliveryFromContext(ctx); ok {
+			t.Fatal("a delivery outside any handler")
+		}
+		opts := fast
+		opts.JobsMaxDeliver = 2
+		b := connect(t, url, opts)
+		var mu sync.Mutex
+		var seen []bus.Delivery
+		done := make(chan struct{})
+		c, err := b.ConsumeJobs(ctx, bus.ConsumeOptions{}, func(ctx context.Context, _ *syncv1.SyncJob) error {
+			d, ok := bus.DeliveryFromContext(ctx)
+			if !ok {
+				t.Error("no delivery in the handler's context")
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, d)
+			switch len(seen) {
+			case 1:
+				return errors.New("database unavailable")
+			case 2:
+				// The last delivery: a Retry requeues a copy.
+				return bus.Retry(errors.New("tenant lease held"), 10*time.Millisecond)
+			}
+			close(done)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Stop()
+		if err := b.PublishJob(ctx, newJob(uuid.NewString())); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.Fatal("the job was not handled three times")
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		want := []bus.Delivery{{Num: 1, Max: 2}, {Num: 2, Max: 2}, {Num: 1, Max: 2}}
+		if !slices.Equal(seen, want) {
+			t.Fatalf("deliveries %+v, want %+v (the requeued copy counts afresh)", seen, want)
+		}
+		for i, d := range seen {
+			if d.Last() != (i == 1) {
+				t.Errorf("delivery %+v: Last() = %v", d, d.Last())
+			}
+		}
+	})
+}
+
+func TestRetryOnShutdownAtLastDeliveryIsRequeued(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := devenv.NATS(t)
+	opts := fast
+	opts.JobsMaxDeliver = 1 // every delivery is the last
+	b := connect(t, url, opts)
+	js := raw(t, url)
+	hctx, cancel := context.WithCancel(ctx)
+	started := make(chan struct{})
+	c, err := b.ConsumeJobs(hctx, bus.ConsumeOptions{}, func(ctx context.Context, _ *syncv1.SyncJob) error {
+		close(started)
+		<-ctx.Done()
+		return bus.Retry(fmt.Errorf("handed back on shutdown: %w", ctx.Err()), 0)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := newJob(uuid.NewString())
+	if err := b.PublishJob(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	cancel()
+	c.Stop()
+	// Another replica gets a copy; nothing is dead-lettered.
+	got := make(chan string, 1)
+	other := connect(t, url, opts)
+	c2, err := other.ConsumeJobs(ctx, bus.ConsumeOptions{}, func(_ context.Context, j *syncv1.SyncJob) error {
+		got <- j.RunId
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Stop()
+	select {
+	case id := <-got:
+		if id != job.RunId {
+			t.Fatalf("got run %s, want %s", id, job.RunId)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the job handed back on its last delivery did not come back (%d dead letters)", len(dlq(t, js)))
+	}
+	if n := len(dlq(t, js)); n != 0 {
+		t.Fatalf("%d dead letters for a job handed back on shutdown", n)
+	}
+}

@@ -1,0 +1,106 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
+)
+
+// ErrInvalid marks a job or event the bus refuses to publish because it
+// lacks what its subject or message id is made of.
+var ErrInvalid = errors.New("bus: invalid message")
+
+// PublishJob publishes a run's job on sync.jobs.<tenant> with the run id
+// as message id, so publishing the same run twice yields one job.
+func (b *Bus) PublishJob(ctx context.Context, job *syncv1.SyncJob) error {
+	return b.PublishJobWithID(ctx, job, job.GetRunId())
+}
+
+// PublishJobWithID publishes a job with an explicit message id. The
+// scheduler uses one per (tenant, slot) so that its replicas, racing for
+// the same slot, leave a single job in the stream.
+func (b *Bus) PublishJobWithID(ctx context.Context, job *syncv1.SyncJob, msgID string) error {
+	if err := validToken("tenant id", job.GetTenantId()); err != nil {
+		return err
+	}
+	if job.GetRunId() == "" {
+		return fmt.Errorf("%w: job of tenant %s has no run id", ErrInvalid, job.GetTenantId())
+	}
+	if msgID == "" {
+		return fmt.Errorf("%w: empty message id", ErrInvalid)
+	}
+	return b.publish(ctx, StreamJobs, SubjectJobs+job.GetTenantId(), msgID, job)
+}
+
+// PublishEvent publishes an event on sync.events.<tenant> with the message
+// id EventMsgID gives it, so a fetcher that publishes a page again after
+// a lost ack does not make a second event.
+func (b *Bus) PublishEvent(ctx context.Context, ev *syncv1.SyncEvent) error {
+	if err := validToken("tenant id", ev.GetTenantId()); err != nil {
+		return err
+	}
+	id, err := EventMsgID(ev)
+	if err != nil {
+		return err
+	}
+	return b.publish(ctx, StreamEvents, SubjectEvents+ev.GetTenantId(), id, ev)
+}
+
+// EventMsgID returns an event's Nats-Msg-Id: "<run>/<page>" for data
+// pages and "<run>/started", "<run>/fetched" or "<run>/failed" for the
+// events that frame a run.
+func EventMsgID(ev *syncv1.SyncEvent) (string, error) {
+	run := ev.GetRunId()
+	if run == "" {
+		return "", fmt.Errorf("%w: event of tenant %s has no run id", ErrInvalid, ev.GetTenantId())
+	}
+	var step string
+	switch ev.GetBody().(type) {
+	case *syncv1.SyncEvent_Started:
+		step = "started"
+	case *syncv1.SyncEvent_Fetched:
+		step = "fetched"
+	case *syncv1.SyncEvent_Failed:
+		step = "failed"
+	case nil:
+		return "", fmt.Errorf("%w: event of run %s has no body", ErrInvalid, run)
+	default:
+		if ev.GetPage() < 0 {
+			return "", fmt.Errorf("%w: data event of run %s has page %d", ErrInvalid, run, ev.GetPage())
+		}
+		step = strconv.Itoa(int(ev.GetPage()))
+	}
+	return run + "/" + step, nil
+}
+
+func (b *Bus) publish(ctx context.Context, stream, subject, msgID string, m proto.Message) error {
+	data, err := proto.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("bus: encode %s: %w", subject, err)
+	}
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	_, err = b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(stream))
+	if err != nil {
+		return fmt.Errorf("bus: publish %s (id %s): %w", subject, msgID, err)
+	}
+	return nil
+}
+
+// validToken checks that s can be one token of a NATS subject.
+func validToken(what, s string) error {
+	if s == "" {
+		return fmt.Errorf("%w: empty %s", ErrInvalid, what)
+	}
+	if strings.ContainsAny(s, ".*> \t\r\n") {
+		return fmt.Errorf("%w: %s %q cannot be a subject token", ErrInvalid, what, s)
+	}
+	return nil
+}
