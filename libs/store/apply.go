@@ -1,0 +1,597 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/rs/zerolog"
+
+	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
+)
+
+// How the reconciler applies a run's events. Every method is idempotent
+// and order-insensitive: an event applied twice, or before an event it
+// followed on the wire, leaves the same state as the wire order would.
+//
+//   - Each mirrored object keeps the version (run seq, page, index) of the
+//     page entry that last changed it; an entry is written only when it is
+//     newer and different.
+//   - Each data page is recorded once per run (sync_run_pages) with the ids
+//     it contained; a page seen again is skipped.
+//   - Each fetch attempt of a run numbers its pages in a range of its own
+//     (syncv1.AttemptPageSpan numbers per attempt), so a later attempt's
+//     entries are newer than an earlier one's. The run's outcome is judged
+//     on the pages of the attempt its RunFetched names (MarkRunFetched);
+//     pages of other attempts are written to the mirror like any page, as
+//     what Graph said at the time, and count for nothing else.
+//   - Events of a run that is over, or older than a run of the same tenant
+//     that succeeded, change nothing.
+//   - The run is finalized, in one transaction, by whichever apply sees
+//     the last of its pages (TryFinalize).
+//
+// The tenant's advisory lock orders page applies (shared) against
+// finalization and failure (exclusive).
+
+// attemptPageSpan is how many page numbers each fetch attempt of a run
+// owns; maxFirstPage is the first page of the last attempt allowed.
+const (
+	attemptPageSpan = syncv1.AttemptPageSpan
+	maxFirstPage    = (syncv1.MaxFetchAttempts - 1) * attemptPageSpan
+)
+
+// PageRef says which run, and which page of it, an event belongs to.
+type PageRef struct {
+	TenantID string
+	RunID    string
+	RunSeq   int64
+	// Page is the data page's position in the run, from 0; ignored by the
+	// Mark* methods.
+	Page int32
+}
+
+func (r PageRef) logger(l zerolog.Logger) zerolog.Logger {
+	return l.With().Str("tenant", r.TenantID).Str("run", r.RunID).Int32("page", r.Page).Logger()
+}
+
+func (r *PageRef) validate(dataPage bool) error {
+	var errs []error
+	if id, ok := canonicalID(r.TenantID); ok {
+		r.TenantID = id
+	} else {
+		errs = append(errs, invalidf("tenant id %q is not a UUID", r.TenantID))
+	}
+	if id, ok := canonicalID(r.RunID); ok {
+		r.RunID = id
+	} else {
+		errs = append(errs, invalidf("run id %q is not a UUID", r.RunID))
+	}
+	if r.RunSeq <= 0 {
+		errs = append(errs, invalidf("run seq %d is not positive", r.RunSeq))
+	}
+	if dataPage && r.Page < 0 {
+		errs = append(errs, invalidf("page %d of a data page is negative", r.Page))
+	}
+	return errors.Join(errs...)
+}
+
+// DirUser is a directory user as Graph returned it.
+type DirUser struct {
+	ID                string
+	DisplayName       string
+	Mail              string // "" when Graph returned null
+	UserPrincipalName string
+	GivenName         string
+	Surname           string
+	JobTitle          string
+	Department        string
+	UserType          string // "Member" or "Guest"
+	AccountEnabled    bool
+}
+
+// DirGroup is a directory group as Graph returned it.
+type DirGroup struct {
+	ID              string
+	DisplayName     string
+	Description     string
+	Mail            string
+	GroupTypes      []string // "Unified", "DynamicMembership"
+	SecurityEnabled bool
+	MailEnabled     bool
+	MembershipRule  string
+}
+
+// MemberType is the kind of directory object in a membership list.
+type MemberType string
+
+// Member types as stored in dir_members.
+const (
+	MemberUser             MemberType = "user"
+	MemberGroup            MemberType = "group"
+	MemberDevice           MemberType = "device"
+	MemberOrgContact       MemberType = "orgContact"
+	MemberServicePrincipal MemberType = "servicePrincipal"
+	MemberOther            MemberType = "other"
+)
+
+func (t MemberType) valid() bool {
+	switch t {
+	case MemberUser, MemberGroup, MemberDevice, MemberOrgContact, MemberServicePrincipal, MemberOther:
+		return true
+	}
+	return false
+}
+
+// DirMember is one entry of a group's direct member list.
+type DirMember struct {
+	ID   string
+	Type MemberType
+}
+
+// MembersPage is one page of a group's direct members. Part counts the
+// group's pages from 0; Last marks its final page, so finalization knows
+// it saw the complete list.
+type MembersPage struct {
+	GroupID string
+	Part    int32
+	Last    bool
+	Members []DirMember
+}
+
+// TransitivePage is one page of the users in a group's nested membership,
+// as Graph computes it.
+type TransitivePage struct {
+	GroupID string
+	Part    int32
+	Last    bool
+	UserIDs []string
+}
+
+// GraphStats is what a run cost at Graph.
+type GraphStats struct {
+	Requests  int64
+	Throttled int64
+	Retries   int64
+}
+
+// Page kinds as recorded in sync_run_pages.
+const (
+	pageUsers      = "users"
+	pageGroups     = "groups"
+	pageMembers    = "members"
+	pageTransitive = "transitive"
+)
+
+// pageRecord is what sync_run_pages keeps of a page.
+type pageRecord struct {
+	kind    string
+	groupID *string
+	part    *int32
+	last    *bool
+	ids     []string
+}
+
+func (p pageRecord) String() string {
+	if p.groupID == nil {
+		return p.kind + " page"
+	}
+	return fmt.Sprintf("%s page %d of group %s", p.kind, *p.part, *p.groupID)
+}
+
+func (p pageRecord) same(kind string, groupID *string, part *int32) bool {
+	return p.kind == kind && eqPtr(p.groupID, groupID) && eqPtr(p.part, part)
+}
+
+func eqPtr[T comparable](a, b *T) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+// runState is a run as seen by an event.
+type runState struct {
+	seq          int64
+	status       string
+	pagesFirst   *int32 // set together with pagesTotal, by MarkRunFetched
+	pagesTotal   *int32
+	supersededBy *int64
+}
+
+// beyondFetched reports whether page belongs to the attempt whose
+// RunFetched was applied but lies past its last page: a contradiction.
+func (r runState) beyondFetched(page int32) bool {
+	if r.pagesFirst == nil || r.pagesTotal == nil {
+		return false
+	}
+	first := *r.pagesFirst
+	return page >= first && page-first < attemptPageSpan && page-first >= *r.pagesTotal
+}
+
+// closed reports whether events of the run no longer change anything.
+func (r runState) closed() bool {
+	return r.status == StatusSucceeded || r.status == StatusFailed || r.supersededBy != nil
+}
+
+// loadRun reads the run an event belongs to and checks the event's
+// sequence number against it.
+func loadRun(ctx context.Context, tx pgx.Tx, ref PageRef, forUpdate bool) (runState, error) {
+	q := qRunState
+	if forUpdate {
+		// NO KEY UPDATE: it does not wait for the key-share locks that
+		// concurrent page inserts take on the run through their foreign key.
+		q += " FOR NO KEY UPDATE OF r"
+	}
+	var st runState
+	if err := tx.QueryRow(ctx, q, ref.TenantID, ref.RunID).Scan(&st.seq, &st.status, &st.pagesFirst, &st.pagesTotal, &st.supersededBy); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return st, fmt.Errorf("run %s of tenant %s: %w", ref.RunID, ref.TenantID, ErrNotFound)
+		}
+		return st, err
+	}
+	if st.seq != ref.RunSeq {
+		return st, invalidf("event says run %s has seq %d, the run has seq %d", ref.RunID, ref.RunSeq, st.seq)
+	}
+	return st, nil
+}
+
+// MarkRunStarted records that a fetcher took the run: queued → running,
+// and the start time. It changes nothing once the run is further along.
+func (s *Store) MarkRunStarted(ctx context.Context, ref PageRef, at time.Time) error {
+	if err := ref.validate(false); err != nil {
+		return fmt.Errorf("store: mark run started: %w", err)
+	}
+	return s.inTx(ctx, "mark run started", func(tx pgx.Tx) error {
+		if err := lockTenant(ctx, tx, ref.TenantID, false); err != nil {
+			return err
+		}
+		st, err := loadRun(ctx, tx, ref, false)
+		if err != nil || st.closed() {
+			return err
+		}
+		_, err = tx.Exec(ctx, qMarkRunStarted, ref.TenantID, ref.RunID, at)
+		return err
+	})
+}
+
+// Fetched is what a RunFetched event says: which attempt read the whole
+// directory, in how many pages, at what cost.
+type Fetched struct {
+	// FirstPage is the number of the attempt's first data page: a multiple
+	// of syncv1.AttemptPageSpan, 0 for the first attempt.
+	FirstPage int
+	// Pages is the number of the attempt's data pages, FirstPage ..
+	// FirstPage+Pages-1; at most syncv1.AttemptPageSpan.
+	Pages int
+	Stats GraphStats
+}
+
+func (f Fetched) validate() error {
+	var errs []error
+	if f.FirstPage < 0 || f.FirstPage > maxFirstPage || f.FirstPage%attemptPageSpan != 0 {
+		errs = append(errs, invalidf("first page %d is not the start of an attempt's pages (a multiple of %d up to %d)",
+			f.FirstPage, attemptPageSpan, maxFirstPage))
+	}
+	if f.Pages < 0 || f.Pages > attemptPageSpan {
+		errs = append(errs, invalidf("page count %d is out of range 0..%d", f.Pages, attemptPageSpan))
+	}
+	if f.Stats.Requests < 0 || f.Stats.Throttled < 0 || f.Stats.Retries < 0 {
+		errs = append(errs, invalidf("graph stats %+v has a negative count", f.Stats))
+	}
+	return errors.Join(errs...)
+}
+
+// MarkRunFetched records that a fetch attempt read the whole directory,
+// in the pages f names, with what it cost, and moves the run to applying.
+// The run finishes once all of those pages are applied (see TryFinalize);
+// pages of its other attempts do not count.
+//
+// Normally one attempt per run gets this far. When two do (the job came
+// back after its first RunFetched was published, before it was
+// acknowledged), the later attempt, which read Graph later, replaces the
+// earlier one until the run is finalized; the earlier one's RunFetched
+// arriving after the later one's changes nothing.
+func (s *Store) MarkRunFetched(ctx context.Context, ref PageRef, f Fetched, at time.Time) error {
+	if err := errors.Join(ref.validate(false), f.validate()); err != nil {
+		return fmt.Errorf("store: mark run fetched: %w", err)
+	}
+	first, pages := int32(f.FirstPage), int32(f.Pages)
+	log := ref.logger(s.log).With().Int32("first_page", first).Int32("pages", pages).Logger()
+	return s.inTx(ctx, "mark run fetched", func(tx pgx.Tx) error {
+		if err := lockTenant(ctx, tx, ref.TenantID, false); err != nil {
+			return err
+		}
+		st, err := loadRun(ctx, tx, ref, true)
+		if err != nil {
+			return err
+		}
+		if st.closed() {
+			log.Debug().Str("status", st.status).Msg("store: run is over; fetched event changes nothing")
+			return nil
+		}
+		replaced := st.pagesFirst
+		if replaced != nil {
+			switch {
+			case *st.pagesFirst == first && *st.pagesTotal != pages:
+				return fmt.Errorf("%w: run %s was fetched with %d pages from page %d, now %d", ErrConflict,
+					ref.RunID, *st.pagesTotal, first, pages)
+			case *st.pagesFirst == first:
+				return nil // a replay
+			case *st.pagesFirst > first:
+				log.Info().Int32("fetched_first_page", *st.pagesFirst).
+					Msg("store: an earlier attempt's RunFetched after a later one's; the later one stands")
+				return nil
+			}
+		}
+		var maxPage *int32
+		if err := tx.QueryRow(ctx, qMaxRecordedPageIn, ref.TenantID, ref.RunID, first+pages, first+attemptPageSpan).Scan(&maxPage); err != nil {
+			return err
+		}
+		if maxPage != nil {
+			return invalidf("run %s was fetched with %d pages from page %d, but page %d was applied", ref.RunID, pages, first, *maxPage)
+		}
+		if _, err := tx.Exec(ctx, qMarkRunFetched, ref.TenantID, ref.RunID, first, pages,
+			f.Stats.Requests, f.Stats.Throttled, f.Stats.Retries, at); err != nil {
+			return err
+		}
+		if replaced != nil {
+			log.Info().Int32("replaced_first_page", *replaced).
+				Msg("store: a later attempt fetched the run too; its pages replace the earlier attempt's")
+		}
+		return nil
+	})
+}
+
+// MarkRunFailed ends a run as failed with msg, unless it is already over.
+func (s *Store) MarkRunFailed(ctx context.Context, ref PageRef, msg string, stats GraphStats, at time.Time) error {
+	if err := ref.validate(false); err != nil {
+		return fmt.Errorf("store: mark run failed: %w", err)
+	}
+	if strings.TrimSpace(msg) == "" {
+		msg = "the run failed without a message"
+	}
+	return s.inTx(ctx, "mark run failed", func(tx pgx.Tx) error {
+		if err := lockTenant(ctx, tx, ref.TenantID, true); err != nil {
+			return err
+		}
+		st, err := loadRun(ctx, tx, ref, true)
+		if err != nil || st.status == StatusSucceeded || st.status == StatusFailed {
+			return err
+		}
+		return failRun(ctx, tx, ref.TenantID, ref.RunID, msg, stats, at)
+	})
+}
+
+func failRun(ctx context.Context, tx pgx.Tx, tenantID, runID, msg string, stats GraphStats, at time.Time) error {
+	if _, err := tx.Exec(ctx, qMarkRunFailed, tenantID, runID, msg, stats.Requests, stats.Throttled, stats.Retries, at, attemptPageSpan); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, qDeleteRunPages, tenantID, runID)
+	return err
+}
+
+// ApplyUsersPage applies one page of users to the mirror.
+func (s *Store) ApplyUsersPage(ctx context.Context, ref PageRef, users []DirUser, at time.Time) error {
+	type row struct {
+		ID             string `json:"id"`
+		DisplayName    string `json:"display_name"`
+		Mail           string `json:"mail"`
+		UPN            string `json:"upn"`
+		GivenName      string `json:"given_name"`
+		Surname        string `json:"surname"`
+		JobTitle       string `json:"job_title"`
+		Department     string `json:"department"`
+		UserType       string `json:"user_type"`
+		AccountEnabled bool   `json:"account_enabled"`
+		Idx            int    `json:"idx"`
+	}
+	rows := make([]row, len(users))
+	for i, u := range users {
+		rows[i] = row{u.ID, u.DisplayName, u.Mail, u.UserPrincipalName, u.GivenName, u.Surname, u.JobTitle,
+			u.Department, u.UserType, u.AccountEnabled, i}
+	}
+	rows, ids, err := latestByID(rows, func(r row) string { return r.ID })
+	if err != nil {
+		return fmt.Errorf("store: apply users page: %w", err)
+	}
+	rec := pageRecord{kind: pageUsers, ids: ids}
+	return s.applyPage(ctx, ref, rec, at, func(tx pgx.Tx) error {
+		return upsert(ctx, tx, qUpsertUsers, rows, ref.TenantID, ref.RunSeq, ref.Page)
+	})
+}
+
+// ApplyGroupsPage applies one page of groups to the mirror.
+func (s *Store) ApplyGroupsPage(ctx context.Context, ref PageRef, groups []DirGroup, at time.Time) error {
+	type row struct {
+		ID              string   `json:"id"`
+		DisplayName     string   `json:"display_name"`
+		Description     string   `json:"description"`
+		Mail            string   `json:"mail"`
+		GroupTypes      []string `json:"group_types"`
+		SecurityEnabled bool     `json:"security_enabled"`
+		MailEnabled     bool     `json:"mail_enabled"`
+		MembershipRule  string   `json:"membership_rule"`
+		Idx             int      `json:"idx"`
+	}
+	rows := make([]row, len(groups))
+	for i, g := range groups {
+		types := g.GroupTypes
+		if types == nil {
+			types = []string{}
+		}
+		rows[i] = row{g.ID, g.DisplayName, g.Description, g.Mail, types, g.SecurityEnabled, g.MailEnabled, g.MembershipRule, i}
+	}
+	rows, ids, err := latestByID(rows, func(r row) string { return r.ID })
+	if err != nil {
+		return fmt.Errorf("store: apply groups page: %w", err)
+	}
+	rec := pageRecord{kind: pageGroups, ids: ids}
+	return s.applyPage(ctx, ref, rec, at, func(tx pgx.Tx) error {
+		return upsert(ctx, tx, qUpsertGroups, rows, ref.TenantID, ref.RunSeq, ref.Page)
+	})
+}
+
+// ApplyMembersPage applies one page of a group's direct members: it adds
+// or updates edges now, and finalization drops the edges the group's
+// complete list no longer has.
+func (s *Store) ApplyMembersPage(ctx context.Context, ref PageRef, mp MembersPage, at time.Time) error {
+	type row struct {
+		ID   string     `json:"id"`
+		Type MemberType `json:"type"`
+		Idx  int        `json:"idx"`
+	}
+	if err := checkPart(mp.GroupID, mp.Part); err != nil {
+		return fmt.Errorf("store: apply members page: %w", err)
+	}
+	rows := make([]row, len(mp.Members))
+	for i, m := range mp.Members {
+		if !m.Type.valid() {
+			return fmt.Errorf("store: apply members page: %w", invalidf("member %q has unknown type %q", m.ID, m.Type))
+		}
+		rows[i] = row{m.ID, m.Type, i}
+	}
+	rows, ids, err := latestByID(rows, func(r row) string { return r.ID })
+	if err != nil {
+		return fmt.Errorf("store: apply members page: %w", err)
+	}
+	rec := pageRecord{kind: pageMembers, groupID: &mp.GroupID, part: &mp.Part, last: &mp.Last, ids: ids}
+	return s.applyPage(ctx, ref, rec, at, func(tx pgx.Tx) error {
+		return upsert(ctx, tx, qUpsertMembers, rows, ref.TenantID, ref.RunSeq, ref.Page, mp.GroupID)
+	})
+}
+
+// ApplyTransitivePage records one page of a group's transitive users. It
+// writes no mirror row: finalization counts them for the group.
+func (s *Store) ApplyTransitivePage(ctx context.Context, ref PageRef, tp TransitivePage, at time.Time) error {
+	if err := checkPart(tp.GroupID, tp.Part); err != nil {
+		return fmt.Errorf("store: apply transitive page: %w", err)
+	}
+	_, ids, err := latestByID(tp.UserIDs, func(id string) string { return id })
+	if err != nil {
+		return fmt.Errorf("store: apply transitive page: %w", err)
+	}
+	rec := pageRecord{kind: pageTransitive, groupID: &tp.GroupID, part: &tp.Part, last: &tp.Last, ids: ids}
+	return s.applyPage(ctx, ref, rec, at, nil)
+}
+
+func checkPart(groupID string, part int32) error {
+	if strings.TrimSpace(groupID) == "" {
+		return invalidf("group id is empty")
+	}
+	if part < 0 {
+		return invalidf("part %d of group %s is negative", part, groupID)
+	}
+	return nil
+}
+
+// applyPage records a data page and, when it is new for a run that is not
+// over, writes its objects.
+func (s *Store) applyPage(ctx context.Context, ref PageRef, rec pageRecord, at time.Time, write func(pgx.Tx) error) error {
+	if err := ref.validate(true); err != nil {
+		return fmt.Errorf("store: apply %s: %w", rec.kind, err)
+	}
+	log := ref.logger(s.log)
+	return s.inTx(ctx, "apply "+rec.String(), func(tx pgx.Tx) error {
+		if err := lockTenant(ctx, tx, ref.TenantID, false); err != nil {
+			return err
+		}
+		st, err := loadRun(ctx, tx, ref, false)
+		if err != nil {
+			return err
+		}
+		if st.closed() {
+			log.Debug().Str("status", st.status).Msg("store: run is over; page changes nothing")
+			return nil
+		}
+		if st.beyondFetched(ref.Page) {
+			return invalidf("page %d is beyond the run's %d pages from page %d", ref.Page, *st.pagesTotal, *st.pagesFirst)
+		}
+		var inserted bool
+		err = tx.QueryRow(ctx, qRecordPage, ref.TenantID, ref.RunID, ref.Page, rec.kind, rec.groupID, rec.part,
+			rec.last, rec.ids, at).Scan(&inserted)
+		if errors.Is(err, pgx.ErrNoRows) {
+			var old pageRecord
+			if err := tx.QueryRow(ctx, qGetPage, ref.TenantID, ref.RunID, ref.Page).Scan(&old.kind, &old.groupID, &old.part, &old.last); err != nil {
+				return err
+			}
+			if !old.same(rec.kind, rec.groupID, rec.part) {
+				return fmt.Errorf("%w: page %d of run %s was applied as %s, now it is a %s", ErrConflict, ref.Page, ref.RunID, old, rec)
+			}
+			log.Debug().Msg("store: page was applied before")
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, qMarkRunStarted, ref.TenantID, ref.RunID, at); err != nil {
+			return err
+		}
+		if write == nil {
+			return nil
+		}
+		return write(tx)
+	})
+}
+
+// upsert sends rows as one JSON array, unpacked by jsonb_to_recordset in
+// the statement: one round trip per page, whatever the page size.
+func upsert[T any](ctx context.Context, tx pgx.Tx, q string, rows []T, tenantID string, seq int64, page int32, extra ...any) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	raw, err := json.Marshal(rows)
+	if err != nil {
+		return err
+	}
+	args := append([]any{tenantID, seq, page}, extra...)
+	args = append(args, string(raw))
+	_, err = tx.Exec(ctx, q, args...)
+	return err
+}
+
+// latestByID drops entries whose id comes again later in the page (the
+// later one is the newer), checks ids are present, and returns the rows
+// sorted by id (writes in one order everywhere avoid deadlocks between
+// concurrent pages) and the ids.
+func latestByID[T any](rows []T, id func(T) string) ([]T, []string, error) {
+	last := make(map[string]int, len(rows))
+	for i, r := range rows {
+		k := id(r)
+		if strings.TrimSpace(k) == "" {
+			return nil, nil, invalidf("entry %d has no id", i)
+		}
+		last[k] = i
+	}
+	out := make([]T, 0, len(last))
+	for i, r := range rows {
+		if last[id(r)] == i {
+			out = append(out, r)
+		}
+	}
+	slices.SortFunc(out, func(a, b T) int { return cmp.Compare(id(a), id(b)) })
+	ids := make([]string, len(out))
+	for i, r := range out {
+		ids[i] = id(r)
+	}
+	return out, ids, nil
+}
+
+var (
+	qRunState          = query("RunState")
+	qRecordPage        = query("RecordPage")
+	qGetPage           = query("GetPage")
+	qMaxRecordedPageIn = query("MaxRecordedPageIn")
+	qMarkRunStarted    = query("MarkRunStarted")
+	qMarkRunFetched    = query("MarkRunFetched")
+	qMarkRunFailed     = query("MarkRunFailed")
+	qDeleteRunPages    = query("DeleteRunPages")
+	qUpsertUsers       = query("UpsertUsers")
+	qUpsertGroups      = query("UpsertGroups")
+	qUpsertMembers     = query("UpsertMembers")
+)

@@ -1,0 +1,31 @@
+// Package store is entrasync's only access to Postgres: the schema and its
+// migrations, and every query the services run.
+//
+// The schema has three parts:
+//
+//   - tenants, sync runs and fetcher leases;
+//   - the directory mirror (dir_users, dir_groups, dir_members): Graph's
+//     view of each tenant, written page by page as events arrive, in any
+//     order and any number of times. Each row keeps the version (run seq,
+//     page, index) of the entry that last changed it; a write lands only
+//     when it is newer and different, and deletions are versioned
+//     tombstones;
+//   - the application side (app_users with their seats, app_groups,
+//     app_group_members with nested membership resolved), derived from the
+//     mirror in one transaction when a run's last page is in.
+//
+// A run may be fetched in several attempts when its job is delivered again
+// mid-run. BeginFetch counts them; each attempt owns its own range of page
+// numbers (syncv1.AttemptPageSpan), and a run is complete, and judged, on
+// the pages of the attempt its RunFetched names (Fetched.FirstPage) alone.
+//
+// SQL lives in queries/*.sql and migrations/*.sql, embedded in the binary.
+// Errors are translated where they leave SQL: a missing row is
+// ErrNotFound, a duplicate is ErrConflict, input the database can never
+// take is ErrInvalid; IsRetryable tells transient failures (a database
+// that is down, a lost lock race) from the rest.
+//
+// No statement reads the database's clock: every time is passed in by the
+// caller (or comes from the clock given with WithClock), so that two
+// databases fed the same events end up byte-for-byte equal.
+package store

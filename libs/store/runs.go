@@ -1,0 +1,268 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Run kinds, triggers and statuses as stored.
+const (
+	KindFull = "full"
+
+	TriggerManual   = "manual"
+	TriggerSchedule = "schedule"
+
+	StatusQueued    = "queued"
+	StatusRunning   = "running"
+	StatusApplying  = "applying"
+	StatusSucceeded = "succeeded"
+	StatusFailed    = "failed"
+)
+
+// NewRun is a run the api or the scheduler is about to publish a job for.
+type NewRun struct {
+	// ID is the run's id; empty means a new random one.
+	ID       string
+	TenantID string
+	Kind     string // KindFull
+	Trigger  string // TriggerManual or TriggerSchedule
+	// Slot is the schedule slot a scheduled run stands for (required for
+	// TriggerSchedule, absent for TriggerManual). A slot has one run.
+	Slot *time.Time
+}
+
+// Run is one sync run of a tenant.
+type Run struct {
+	ID       string
+	TenantID string
+	// Seq orders the tenant's runs; it grows by one per run.
+	Seq     int64
+	Kind    string
+	Trigger string
+	Status  string
+	// Error says why a failed run failed.
+	Error string
+	Slot  *time.Time
+	// Counts are what the run changed (usersCreated, licensesAssigned, …);
+	// empty until it succeeded.
+	Counts map[string]int64
+	// PagesTotal is the number of data pages the fetcher read, known once
+	// it finished reading.
+	PagesTotal    *int
+	PagesApplied  int
+	GraphRequests int64
+	Throttled     int64
+	GraphRetries  int64
+	CreatedAt     time.Time
+	StartedAt     *time.Time
+	FinishedAt    *time.Time
+	// FetchAttempts counts the deliveries of the run's job that began
+	// fetching (BeginFetch).
+	FetchAttempts int
+	// PagesFirst is the number of the first data page of the attempt whose
+	// RunFetched was applied; the run's pages are PagesFirst ..
+	// PagesFirst+PagesTotal-1. Nil until then.
+	PagesFirst *int
+}
+
+// Terminal reports whether the run is over, one way or the other.
+func (r Run) Terminal() bool { return r.Status == StatusSucceeded || r.Status == StatusFailed }
+
+// CreateRun stores a queued run with the tenant's next sequence number.
+// When the run's Slot already has a run, it returns that run and an error
+// wrapping ErrConflict.
+func (s *Store) CreateRun(ctx context.Context, nr NewRun) (Run, error) {
+	if nr.ID == "" {
+		nr.ID = newID()
+	}
+	if err := nr.validate(); err != nil {
+		return Run{}, fmt.Errorf("store: create run: %w", err)
+	}
+	if nr.Slot != nil {
+		// Most duplicates are a second scheduler replica asking for the
+		// same slot: answer them without taking a sequence number.
+		if r, err := s.runBySlot(ctx, nr.TenantID, *nr.Slot); err == nil {
+			return r, fmt.Errorf("store: create run: slot %s of tenant %s has run %s: %w",
+				nr.Slot.UTC().Format(time.RFC3339), nr.TenantID, r.ID, ErrConflict)
+		} else if !errors.Is(err, ErrNotFound) {
+			return Run{}, err
+		}
+	}
+	var run Run
+	err := s.inTx(ctx, "create run", func(tx pgx.Tx) error {
+		var seq int64
+		if err := tx.QueryRow(ctx, qNextRunSeq, nr.TenantID).Scan(&seq); err != nil {
+			return fmt.Errorf("tenant %s: %w", nr.TenantID, err)
+		}
+		var err error
+		run, err = scanRun(tx.QueryRow(ctx, qCreateRun, nr.TenantID, nr.ID, seq, nr.Kind, nr.Trigger, nr.Slot, s.clock()))
+		return err
+	})
+	if errors.Is(err, ErrConflict) && nr.Slot != nil {
+		// Another replica created the slot's run between our look and
+		// our insert.
+		if r, err2 := s.runBySlot(ctx, nr.TenantID, *nr.Slot); err2 == nil {
+			return r, err
+		}
+	}
+	if err != nil {
+		return Run{}, err
+	}
+	return run, nil
+}
+
+func (nr *NewRun) validate() error {
+	var errs []error
+	if id, ok := canonicalID(nr.ID); ok {
+		nr.ID = id
+	} else {
+		errs = append(errs, invalidf("run id %q is not a UUID", nr.ID))
+	}
+	if id, ok := canonicalID(nr.TenantID); ok {
+		nr.TenantID = id
+	} else {
+		errs = append(errs, invalidf("tenant id %q is not a UUID", nr.TenantID))
+	}
+	if nr.Kind != KindFull {
+		errs = append(errs, invalidf("kind %q is not %q", nr.Kind, KindFull))
+	}
+	switch nr.Trigger {
+	case TriggerManual:
+		if nr.Slot != nil {
+			errs = append(errs, invalidf("a manual run has no schedule slot"))
+		}
+	case TriggerSchedule:
+		if nr.Slot == nil {
+			errs = append(errs, invalidf("a scheduled run needs its slot"))
+		}
+	default:
+		errs = append(errs, invalidf("trigger %q is neither %q nor %q", nr.Trigger, TriggerManual, TriggerSchedule))
+	}
+	return errors.Join(errs...)
+}
+
+// GetRun returns a run of a tenant, or ErrNotFound (also when the run
+// belongs to another tenant).
+func (s *Store) GetRun(ctx context.Context, tenantID, runID string) (Run, error) {
+	if !isUUID(tenantID) || !isUUID(runID) {
+		return Run{}, fmt.Errorf("store: get run %q of tenant %q: %w", runID, tenantID, ErrNotFound)
+	}
+	r, err := scanRun(s.pool.QueryRow(ctx, qGetRun, tenantID, runID, attemptPageSpan))
+	if err != nil {
+		return Run{}, translate(err, "get run "+runID)
+	}
+	return r, nil
+}
+
+func (s *Store) runBySlot(ctx context.Context, tenantID string, slot time.Time) (Run, error) {
+	r, err := scanRun(s.pool.QueryRow(ctx, qGetRunBySlot, tenantID, slot, attemptPageSpan))
+	if err != nil {
+		return Run{}, translate(err, "get run of slot")
+	}
+	return r, nil
+}
+
+// ListRuns returns up to limit runs of a tenant, newest first, with a
+// sequence number below beforeSeq (0: from the newest). Pass the last
+// run's Seq to get the next page.
+func (s *Store) ListRuns(ctx context.Context, tenantID string, beforeSeq int64, limit int) ([]Run, error) {
+	if !isUUID(tenantID) {
+		return nil, fmt.Errorf("store: list runs of %q: %w", tenantID, ErrNotFound)
+	}
+	if beforeSeq <= 0 {
+		beforeSeq = math.MaxInt64
+	}
+	rows, err := s.pool.Query(ctx, qListRuns, tenantID, beforeSeq, attemptPageSpan, clampLimit(limit))
+	if err != nil {
+		return nil, translate(err, "list runs")
+	}
+	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Run, error) { return scanRun(row) })
+	if err != nil {
+		return nil, translate(err, "list runs")
+	}
+	if len(runs) == 0 {
+		if err := s.tenantExists(ctx, tenantID); err != nil {
+			return nil, err
+		}
+	}
+	return runs, nil
+}
+
+// ListStaleQueuedRuns returns every run, of any tenant, still queued since
+// before olderThan that no fetcher has begun (BeginFetch): its job may have
+// been lost between the insert and the publish, and can be published again
+// (the job's message id makes a duplicate vanish). A run a fetcher began
+// stays queued only until the reconciler applies its RunStarted; its job
+// is not lost, and publishing it again would only start a needless
+// attempt.
+func (s *Store) ListStaleQueuedRuns(ctx context.Context, olderThan time.Time) ([]Run, error) {
+	rows, err := s.pool.Query(ctx, qListStaleQueuedRuns, olderThan)
+	if err != nil {
+		return nil, translate(err, "list stale queued runs")
+	}
+	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Run, error) { return scanRun(row) })
+	return runs, translate(err, "list stale queued runs")
+}
+
+// BeginFetch counts a new fetch attempt of a run and returns its number,
+// from 1. A fetcher calls it once it holds the tenant's lease and before it
+// publishes anything: the attempt's number decides its page numbers (see
+// syncv1.AttemptPageSpan), so that pages of an earlier, interrupted attempt
+// never pass for this one's. A run that no longer needs fetching (applying,
+// succeeded or failed) gets ErrPastFetching: its job has nothing left to do.
+func (s *Store) BeginFetch(ctx context.Context, tenantID, runID string) (int, error) {
+	if !isUUID(tenantID) || !isUUID(runID) {
+		return 0, fmt.Errorf("store: begin fetch of run %q of tenant %q: %w", runID, tenantID, ErrNotFound)
+	}
+	var attempt int
+	err := s.pool.QueryRow(ctx, qBeginFetch, tenantID, runID).Scan(&attempt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		var status string
+		if err := s.pool.QueryRow(ctx, qRunStatus, tenantID, runID).Scan(&status); err != nil {
+			return 0, translate(err, "begin fetch of run "+runID)
+		}
+		return 0, fmt.Errorf("store: begin fetch of run %s: run is %s: %w", runID, status, ErrPastFetching)
+	}
+	if err != nil {
+		return 0, translate(err, "begin fetch of run "+runID)
+	}
+	return attempt, nil
+}
+
+func scanRun(row pgx.Row) (Run, error) {
+	var r Run
+	err := row.Scan(&r.TenantID, &r.ID, &r.Seq, &r.Kind, &r.Trigger, &r.Status, &r.Error, &r.Slot, &r.Counts,
+		&r.PagesTotal, &r.PagesApplied, &r.GraphRequests, &r.Throttled, &r.GraphRetries,
+		&r.CreatedAt, &r.StartedAt, &r.FinishedAt, &r.FetchAttempts, &r.PagesFirst)
+	if r.Counts == nil {
+		r.Counts = map[string]int64{}
+	}
+	return r, err
+}
+
+// clampLimit keeps page sizes sane: 0 or less means 100, at most 1000.
+func clampLimit(limit int) int {
+	switch {
+	case limit <= 0:
+		return 100
+	case limit > 1000:
+		return 1000
+	}
+	return limit
+}
+
+var (
+	qNextRunSeq          = query("NextRunSeq")
+	qCreateRun           = query("CreateRun")
+	qGetRun              = query("GetRun")
+	qGetRunBySlot        = query("GetRunBySlot")
+	qListRuns            = query("ListRuns")
+	qListStaleQueuedRuns = query("ListStaleQueuedRuns")
+	qBeginFetch          = query("BeginFetch")
+	qRunStatus           = query("RunStatus")
+)

@@ -1,0 +1,167 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+	"github.com/rs/zerolog"
+
+	"github.com/entrasync/entrasync/libs/secret"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Store is entrasync's access to Postgres. It is safe for concurrent use;
+// one Store (one connection pool) per process is enough.
+type Store struct {
+	pool  *pgxpool.Pool
+	box   *secret.Box
+	log   zerolog.Logger
+	clock func() time.Time
+	// attempts is how often a transaction runs when it keeps losing lock
+	// races (deadlock, serialization failure) before the error is returned.
+	attempts int
+}
+
+// Option changes how Open sets up a Store.
+type Option func(*options)
+
+type options struct {
+	migrate  bool
+	clock    func() time.Time
+	maxConns int32
+}
+
+// WithoutMigrate makes Open skip running the migrations, for processes that
+// must not change the schema (it is then up to a deploy step to call
+// Migrate first).
+func WithoutMigrate() Option { return func(o *options) { o.migrate = false } }
+
+// WithClock sets the clock the store reads when the caller does not pass a
+// time (tenant creation, leases). Tests use it to move time without
+// sleeping.
+func WithClock(clock func() time.Time) Option { return func(o *options) { o.clock = clock } }
+
+// WithMaxConns caps the connection pool (default: pgxpool's default, or
+// pool_max_conns in the URL).
+func WithMaxConns(n int32) Option { return func(o *options) { o.maxConns = n } }
+
+// Open connects to the database at url, runs the migrations (unless
+// WithoutMigrate) and returns a Store. box seals and opens tenant secrets.
+func Open(ctx context.Context, url string, box *secret.Box, log zerolog.Logger, opts ...Option) (*Store, error) {
+	if box == nil {
+		return nil, errors.New("store: open: a secret box is required")
+	}
+	o := options{migrate: true, clock: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.migrate {
+		if err := Migrate(ctx, url); err != nil {
+			return nil, err
+		}
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("store: open: parse database url: %w", err)
+	}
+	if o.maxConns > 0 {
+		cfg.MaxConns = o.maxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: open: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store: open: ping: %w", err)
+	}
+	return &Store{pool: pool, box: box, log: log, clock: o.clock, attempts: 5}, nil
+}
+
+// Close closes the connection pool, waiting for connections in use.
+func (s *Store) Close() { s.pool.Close() }
+
+// Migrate brings the schema at url up to date with the migrations embedded
+// in this package. It takes a session-level advisory lock, so processes
+// starting together migrate one after the other.
+func Migrate(ctx context.Context, url string) error {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return fmt.Errorf("store: migrate: parse database url: %w", err)
+	}
+	db := stdlib.OpenDB(*cfg)
+	defer db.Close()
+	return migrate(ctx, db)
+}
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	fsys, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, fsys,
+		goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	return nil
+}
+
+// inTx runs fn in a transaction and commits it. When the transaction loses
+// a lock race (deadlock, serialization failure) it runs again, a few times,
+// after a short random pause; fn must therefore only touch the database.
+func (s *Store) inTx(ctx context.Context, what string, fn func(pgx.Tx) error) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = pgx.BeginFunc(ctx, s.pool, fn)
+		if err == nil || !isLockConflict(err) || attempt >= s.attempts {
+			break
+		}
+		s.log.Debug().Err(err).Int("attempt", attempt).Str("op", what).Msg("store: transaction lost a lock race; retrying")
+		pause := time.Duration(1<<attempt)*5*time.Millisecond + rand.N(10*time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return translate(ctx.Err(), what)
+		case <-time.After(pause):
+		}
+	}
+	return translate(err, what)
+}
+
+// lockTenant takes the tenant's transaction-scoped advisory lock. Page
+// applies take it shared, so they run side by side; what changes a run's
+// outcome (finalization, failure) takes it exclusively, so it never
+// interleaves with a page of the same tenant.
+func lockTenant(ctx context.Context, tx pgx.Tx, tenantID string, exclusive bool) error {
+	q := qLockTenantShared
+	if exclusive {
+		q = qLockTenant
+	}
+	_, err := tx.Exec(ctx, q, tenantID)
+	return err
+}
+
+var (
+	qLockTenant       = query("LockTenant")
+	qLockTenantShared = query("LockTenantShared")
+)

@@ -1,0 +1,238 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// DefaultSyncInterval is how often a tenant is synced when it does not say.
+const DefaultSyncInterval = 24 * time.Hour
+
+// NewTenant is what connecting a tenant stores.
+type NewTenant struct {
+	// ID is the tenant's entrasync id; empty means a new random one.
+	// Callers set it to make tests reproducible.
+	ID            string
+	Name          string
+	EntraTenantID string
+	ClientID      string
+	// ClientSecret is sealed before it is stored and never returned,
+	// except by TenantCredentials.
+	ClientSecret string
+	Seats        int
+	// SyncInterval is the time between scheduled runs; 0 means
+	// DefaultSyncInterval.
+	SyncInterval time.Duration
+}
+
+// Tenant is a connected customer directory, without its secret.
+type Tenant struct {
+	ID            string
+	Name          string
+	EntraTenantID string
+	ClientID      string
+	Seats         int
+	SyncInterval  time.Duration
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+// TenantSchedule is what the scheduler needs to know when a tenant is due.
+type TenantSchedule struct {
+	TenantID  string
+	Interval  time.Duration
+	CreatedAt time.Time
+	// LastScheduledSlot is the latest slot that has a run, nil when the
+	// tenant never had a scheduled run.
+	LastScheduledSlot *time.Time
+}
+
+// Credentials are what a fetcher needs to get a Graph token for a tenant.
+type Credentials struct {
+	EntraTenantID string
+	ClientID      string
+	ClientSecret  string
+}
+
+// String hides the secret, so that credentials printed or logged by
+// mistake do not leak it.
+func (c Credentials) String() string {
+	return fmt.Sprintf("{EntraTenantID:%s ClientID:%s ClientSecret:[redacted]}", c.EntraTenantID, c.ClientID)
+}
+
+// GoString hides the secret from %#v too.
+func (c Credentials) GoString() string { return "store.Credentials" + c.String() }
+
+// CreateTenant stores a new tenant with its client secret sealed.
+func (s *Store) CreateTenant(ctx context.Context, nt NewTenant) (Tenant, error) {
+	if nt.ID == "" {
+		nt.ID = newID()
+	} else if id, ok := canonicalID(nt.ID); ok {
+		nt.ID = id
+	}
+	if err := nt.validate(); err != nil {
+		return Tenant{}, fmt.Errorf("store: create tenant: %w", err)
+	}
+	if nt.SyncInterval == 0 {
+		nt.SyncInterval = DefaultSyncInterval
+	}
+	sealed, err := s.box.Seal([]byte(nt.ClientSecret), []byte(nt.ID))
+	if err != nil {
+		return Tenant{}, fmt.Errorf("store: create tenant: %w", err)
+	}
+	t := Tenant{ID: nt.ID, Name: nt.Name, EntraTenantID: nt.EntraTenantID, ClientID: nt.ClientID,
+		Seats: nt.Seats, SyncInterval: nt.SyncInterval}
+	err = s.pool.QueryRow(ctx, qCreateTenant, nt.ID, nt.Name, nt.EntraTenantID, nt.ClientID, sealed,
+		nt.Seats, nt.SyncInterval.Microseconds(), s.clock()).Scan(&t.CreatedAt, &t.UpdatedAt)
+	if err != nil {
+		return Tenant{}, translate(err, "create tenant")
+	}
+	return t, nil
+}
+
+func (nt NewTenant) validate() error {
+	var errs []error
+	if !isUUID(nt.ID) {
+		errs = append(errs, invalidf("id %q is not a UUID", nt.ID))
+	}
+	for _, f := range []struct{ name, v string }{
+		{"name", nt.Name}, {"entra tenant id", nt.EntraTenantID}, {"client id", nt.ClientID}, {"client secret", nt.ClientSecret},
+	} {
+		if strings.TrimSpace(f.v) == "" {
+			errs = append(errs, invalidf("%s is empty", f.name))
+		}
+	}
+	if nt.Seats < 0 {
+		errs = append(errs, invalidf("seats is %d, must not be negative", nt.Seats))
+	}
+	if nt.SyncInterval < 0 {
+		errs = append(errs, invalidf("sync interval is %v, must not be negative", nt.SyncInterval))
+	}
+	return errors.Join(errs...)
+}
+
+// GetTenant returns a tenant, or ErrNotFound.
+func (s *Store) GetTenant(ctx context.Context, id string) (Tenant, error) {
+	if !isUUID(id) {
+		return Tenant{}, fmt.Errorf("store: get tenant %q: %w", id, ErrNotFound)
+	}
+	var t Tenant
+	var interval int64
+	err := s.pool.QueryRow(ctx, qGetTenant, id).Scan(&t.ID, &t.Name, &t.EntraTenantID, &t.ClientID, &t.Seats,
+		&interval, &t.CreatedAt, &t.UpdatedAt)
+	if err != nil {
+		return Tenant{}, translate(err, "get tenant "+id)
+	}
+	t.SyncInterval = time.Duration(interval) * time.Microsecond
+	return t, nil
+}
+
+// SetTenantSeats changes the size of a tenant's seat pool. The next run
+// hands out or takes back seats to match.
+func (s *Store) SetTenantSeats(ctx context.Context, tenantID string, seats int) error {
+	if !isUUID(tenantID) {
+		return fmt.Errorf("store: set seats of %q: %w", tenantID, ErrNotFound)
+	}
+	if seats < 0 {
+		return fmt.Errorf("store: set seats of %s: %w", tenantID, invalidf("seats is %d, must not be negative", seats))
+	}
+	tag, err := s.pool.Exec(ctx, qSetTenantSeats, tenantID, seats, s.clock())
+	if err != nil {
+		return translate(err, "set seats of "+tenantID)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("store: set seats of %s: %w", tenantID, ErrNotFound)
+	}
+	return nil
+}
+
+// TenantCredentials returns a tenant's Graph credentials with the secret
+// opened. It is the only method that ever returns the secret.
+func (s *Store) TenantCredentials(ctx context.Context, tenantID string) (Credentials, error) {
+	id, ok := canonicalID(tenantID)
+	if !ok {
+		return Credentials{}, fmt.Errorf("store: credentials of %q: %w", tenantID, ErrNotFound)
+	}
+	tenantID = id
+	var c Credentials
+	var sealed []byte
+	if err := s.pool.QueryRow(ctx, qTenantCredentials, tenantID).Scan(&c.EntraTenantID, &c.ClientID, &sealed); err != nil {
+		return Credentials{}, translate(err, "credentials of "+tenantID)
+	}
+	plain, err := s.box.Open(sealed, []byte(tenantID))
+	if err != nil {
+		return Credentials{}, fmt.Errorf("store: credentials of %s: %w", tenantID, err)
+	}
+	c.ClientSecret = string(plain)
+	return c, nil
+}
+
+// ListTenantSchedules returns every tenant's schedule, for the scheduler.
+func (s *Store) ListTenantSchedules(ctx context.Context) ([]TenantSchedule, error) {
+	rows, err := s.pool.Query(ctx, qListTenantSchedules)
+	if err != nil {
+		return nil, translate(err, "list tenant schedules")
+	}
+	defer rows.Close()
+	var out []TenantSchedule
+	for rows.Next() {
+		var ts TenantSchedule
+		var interval int64
+		if err := rows.Scan(&ts.TenantID, &interval, &ts.CreatedAt, &ts.LastScheduledSlot); err != nil {
+			return nil, translate(err, "list tenant schedules")
+		}
+		ts.Interval = time.Duration(interval) * time.Microsecond
+		out = append(out, ts)
+	}
+	return out, translate(rows.Err(), "list tenant schedules")
+}
+
+// tenantExists tells an empty list of an existing tenant from an unknown
+// tenant.
+func (s *Store) tenantExists(ctx context.Context, tenantID string) error {
+	var ok bool
+	if err := s.pool.QueryRow(ctx, qTenantExists, tenantID).Scan(&ok); err != nil {
+		return translate(err, "find tenant "+tenantID)
+	}
+	if !ok {
+		return fmt.Errorf("store: tenant %s: %w", tenantID, ErrNotFound)
+	}
+	return nil
+}
+
+// newID returns a fresh id. Version 7 UUIDs grow with time, which keeps
+// index inserts local.
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// isUUID reports whether s is a UUID in its 36-character form.
+func isUUID(s string) bool {
+	_, ok := canonicalID(s)
+	return ok
+}
+
+// canonicalID returns the lower-case form of a UUID, the form Postgres
+// prints and the one secrets are bound to.
+func canonicalID(s string) (string, bool) {
+	if len(s) != 36 {
+		return "", false
+	}
+	u, err := uuid.Parse(s)
+	if err != nil {
+		return "", false
+	}
+	return u.String(), true
+}
+
+var (
+	qCreateTenant        = query("CreateTenant")
+	qGetTenant           = query("GetTenant")
+	qSetTenantSeats      = query("SetTenantSeats")
+	qTenantExists        = query("TenantExists")
+	qTenantCredentials   = query("TenantCredentials")
+	qListTenantSchedules = query("ListTenantSchedules")
+)
