@@ -1,0 +1,337 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	abs "github.com/microsoft/kiota-abstractions-go"
+	absauth "github.com/microsoft/kiota-abstractions-go/authentication"
+	kiotaauth "github.com/microsoft/kiota-authentication-azure-go"
+	khttp "github.com/microsoft/kiota-http-go"
+	msgraph "github.com/microsoftgraph/msgraph-sdk-go"
+	core "github.com/microsoftgraph/msgraph-sdk-go-core"
+	"github.com/microsoftgraph/msgraph-sdk-go/groups"
+	"github.com/microsoftgraph/msgraph-sdk-go/models"
+	"github.com/microsoftgraph/msgraph-sdk-go/users"
+	"github.com/rs/zerolog"
+)
+
+// Properties entrasync reads. accountEnabled and userType are not in
+// Graph's default set: without $select they would silently be absent.
+var (
+	userSelect   = []string{"id", "displayName", "mail", "userPrincipalName", "givenName", "surname", "jobTitle", "department", "userType", "accountEnabled"}
+	groupSelect  = []string{"id", "displayName", "description", "mail", "groupTypes", "securityEnabled", "mailEnabled", "membershipRule"}
+	memberSelect = []string{"id"} // @odata.type always comes along
+)
+
+// Client reads one tenant's directory through Microsoft Graph. It is safe
+// for concurrent use; its Stats cover every call made through it.
+type Client struct {
+	cfg Config
+	log zerolog.Logger
+	rt  *retrier
+	sdk *msgraph.GraphServiceClient
+}
+
+// sdkGlobals guards the SDK's process-wide serializer registry and backing
+// store factory, which msgraph.NewGraphServiceClient writes without
+// synchronisation each time it runs. entrasync runs it once, then builds
+// per-tenant clients without touching the globals again.
+var sdkGlobals sync.Once
+
+// New builds a Client for one tenant's app registration. It does not call
+// Graph or the authority: the first listing does, and reports bad
+// credentials then.
+func New(cfg Config, creds Credentials) (*Client, error) {
+	cfg.SetDefaults()
+	if err := errors.Join(cfg.Validate(), creds.validate()); err != nil {
+		return nil, err
+	}
+	base, err := url.Parse(cfg.BaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("graph: base URL: %w", err)
+	}
+
+	cred, err := azidentity.NewClientSecretCredential(creds.TenantID, creds.ClientID, creds.ClientSecret,
+		&azidentity.ClientSecretCredentialOptions{
+			ClientOptions: azcore.ClientOptions{
+				Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: cfg.AuthorityHost},
+				Transport: &http.Client{Transport: cfg.Transport},
+			},
+			// Instance discovery asks the public cloud about the authority;
+			// anywhere else it would leak the call or fail.
+			DisableInstanceDiscovery: !cfg.isPublicCloud(),
+		})
+	if err != nil {
+		return nil, fmt.Errorf("graph: credential for tenant %s: %w", creds.TenantID, err)
+	}
+	// The provider attaches a token only to hosts in this list and sends
+	// nothing, silently, to any other: Graph's own host must be in it.
+	auth, err := kiotaauth.NewAzureIdentityAuthenticationProviderWithScopesAndValidHosts(
+		cred, []string{cfg.Scope}, []string{base.Hostname()})
+	if err != nil {
+		return nil, fmt.Errorf("graph: authentication provider: %w", err)
+	}
+
+	rt := &retrier{
+		base:        cfg.Transport,
+		maxAttempts: cfg.MaxAttempts,
+		timeout:     cfg.RequestTimeout,
+		sleep:       cfg.Sleep,
+		log:         cfg.Logger,
+		now:         time.Now,
+	}
+	hc := &http.Client{
+		Transport: khttp.NewCustomTransportWithParentTransport(rt, middleware()...),
+		// The SDK's redirect handler follows redirects itself.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	adapter, err := msgraph.NewGraphRequestAdapterWithParseNodeFactoryAndSerializationWriterFactoryAndHttpClient(auth, nil, nil, hc)
+	if err != nil {
+		return nil, fmt.Errorf("graph: request adapter: %w", err)
+	}
+	adapter.SetBaseUrl(cfg.BaseURL)
+	return &Client{cfg: cfg, log: cfg.Logger, rt: rt, sdk: serviceClient(adapter, cfg.BaseURL)}, nil
+}
+
+// serviceClient is msgraph.NewGraphServiceClient without its writes to
+// package globals after the first call.
+func serviceClient(adapter abs.RequestAdapter, baseURL string) *msgraph.GraphServiceClient {
+	sdkGlobals.Do(func() {
+		// Registers the JSON/text/form (de)serializers and wraps them in the
+		// backing store, process-wide. The adapter it is given is thrown away.
+		throwaway, err := msgraph.NewGraphRequestAdapter(&absauth.AnonymousAuthenticationProvider{})
+		if err == nil {
+			msgraph.NewGraphServiceClient(throwaway)
+		}
+	})
+	return &msgraph.GraphServiceClient{GraphBaseServiceClient: msgraph.GraphBaseServiceClient{
+		BaseRequestBuilder: *abs.NewBaseRequestBuilder(adapter, "{+baseurl}", map[string]string{"baseurl": baseURL}),
+	}}
+}
+
+// middleware is the SDK's default pipeline minus kiota's RetryHandler: it
+// truncates fractional Retry-After to whole seconds and would multiply
+// with entrasync's retrier, which sits under this pipeline instead.
+func middleware() []khttp.Middleware {
+	opts := msgraph.GetDefaultClientOptions()
+	return []khttp.Middleware{
+		core.NewGraphTelemetryHandler(&opts),
+		khttp.NewUrlReplaceHandler(true, core.ReplacementPairs),
+		khttp.NewRedirectHandler(),
+		khttp.NewCompressionHandler(),
+		khttp.NewParametersNameDecodingHandler(),
+		khttp.NewUserAgentHandler(),
+		khttp.NewHeadersInspectionHandler(),
+	}
+}
+
+// Stats returns what this client has cost at Graph so far.
+func (c *Client) Stats() Stats { return c.rt.stats() }
+
+// Users lists every user of the tenant, one slice per Graph page.
+func (c *Client) Users(ctx context.Context) iter.Seq2[[]User, error] {
+	top := int32(c.cfg.PageSize)
+	rb := c.sdk.Users()
+	return pages(ctx, c, "users",
+		func(ctx context.Context, next string) (models.UserCollectionResponseable, error) {
+			if next != "" {
+				return rb.WithUrl(next).Get(ctx, nil)
+			}
+			return rb.Get(ctx, &users.UsersRequestBuilderGetRequestConfiguration{
+				QueryParameters: &users.UsersRequestBuilderGetQueryParameters{Select: userSelect, Top: &top},
+			})
+		}, toUser)
+}
+
+// Groups lists every group of the tenant, one slice per Graph page.
+func (c *Client) Groups(ctx context.Context) iter.Seq2[[]Group, error] {
+	top := int32(c.cfg.PageSize)
+	rb := c.sdk.Groups()
+	return pages(ctx, c, "groups",
+		func(ctx context.Context, next string) (models.GroupCollectionResponseable, error) {
+			if next != "" {
+				return rb.WithUrl(next).Get(ctx, nil)
+			}
+			return rb.Get(ctx, &groups.GroupsRequestBuilderGetRequestConfiguration{
+				QueryParameters: &groups.GroupsRequestBuilderGetQueryParameters{Select: groupSelect, Top: &top},
+			})
+		}, toGroup)
+}
+
+// Members lists a group's direct members of every type, one slice per
+// Graph page.
+func (c *Client) Members(ctx context.Context, groupID string) iter.Seq2[[]Member, error] {
+	if groupID == "" {
+		return failed[[]Member](errors.New("graph: list members: group id is empty"))
+	}
+	top := int32(c.cfg.PageSize)
+	rb := c.sdk.Groups().ByGroupId(groupID).Members()
+	return pages(ctx, c, "members of group "+groupID,
+		func(ctx context.Context, next string) (models.DirectoryObjectCollectionResponseable, error) {
+			if next != "" {
+				return rb.WithUrl(next).Get(ctx, nil)
+			}
+			return rb.Get(ctx, &groups.ItemMembersRequestBuilderGetRequestConfiguration{
+				QueryParameters: &groups.ItemMembersRequestBuilderGetQueryParameters{Select: memberSelect, Top: &top},
+			})
+		}, toMember)
+}
+
+// TransitiveUserIDs lists the ids of the users in a group's flattened,
+// nested membership as Graph computes it, one slice per Graph page.
+func (c *Client) TransitiveUserIDs(ctx context.Context, groupID string) iter.Seq2[[]string, error] {
+	if groupID == "" {
+		return failed[[]string](errors.New("graph: list transitive members: group id is empty"))
+	}
+	top := int32(c.cfg.PageSize)
+	rb := c.sdk.Groups().ByGroupId(groupID).TransitiveMembers().GraphUser()
+	return pages(ctx, c, "transitive users of group "+groupID,
+		func(ctx context.Context, next string) (models.UserCollectionResponseable, error) {
+			if next != "" {
+				return rb.WithUrl(next).Get(ctx, nil)
+			}
+			return rb.Get(ctx, &groups.ItemTransitiveMembersGraphUserRequestBuilderGetRequestConfiguration{
+				QueryParameters: &groups.ItemTransitiveMembersGraphUserRequestBuilderGetQueryParameters{Select: memberSelect, Top: &top},
+			})
+		}, func(u models.Userable) (string, error) {
+			id := deref(u.GetId())
+			if id == "" {
+				return "", fmt.Errorf("%w: user without id", ErrMalformed)
+			}
+			return id, nil
+		})
+}
+
+// collection is what every Graph collection response of the SDK offers.
+type collection[T any] interface {
+	GetValue() []T
+	GetOdataNextLink() *string
+}
+
+// pages follows @odata.nextLink page by page, converting each page as it
+// comes, so memory holds one page. The SDK's PageIterator is not used: it
+// yields items, not pages, and maps errors on later pages only through a
+// global registry; fetching each page through the generated request
+// builder gives every page the same typed errors.
+func pages[R collection[T], T, O any](ctx context.Context, c *Client, what string,
+	get func(ctx context.Context, next string) (R, error), convert func(T) (O, error),
+) iter.Seq2[[]O, error] {
+	return func(yield func([]O, error) bool) {
+		next := ""
+		for page := 0; ; page++ {
+			if err := ctx.Err(); err != nil {
+				yield(nil, fmt.Errorf("graph: list %s, page %d: %w", what, page, err))
+				return
+			}
+			xctx, x := withExchange(ctx)
+			resp, err := get(xctx, next)
+			if err != nil {
+				if ctx.Err() != nil {
+					// Whatever the SDK made of it, the caller gave up.
+					yield(nil, fmt.Errorf("graph: list %s, page %d: %w", what, page, ctx.Err()))
+					return
+				}
+				yield(nil, fmt.Errorf("graph: list %s, page %d: %w", what, page, translate(err, x)))
+				return
+			}
+			if any(resp) == nil {
+				yield(nil, fmt.Errorf("graph: list %s, page %d: %w: empty body (HTTP %d)", what, page, ErrMalformed, x.status))
+				return
+			}
+			items := resp.GetValue()
+			if items == nil {
+				yield(nil, fmt.Errorf("graph: list %s, page %d: %w: no value array", what, page, ErrMalformed))
+				return
+			}
+			out := make([]O, 0, len(items))
+			for i, it := range items {
+				o, err := convert(it)
+				if err != nil {
+					yield(nil, fmt.Errorf("graph: list %s, page %d, item %d: %w", what, page, i, err))
+					return
+				}
+				out = append(out, o)
+			}
+			nl := deref(resp.GetOdataNextLink())
+			c.log.Debug().Str("list", what).Int("page", page).Int("items", len(out)).Bool("more", nl != "").Msg("graph: page read")
+			if !yield(out, nil) {
+				return
+			}
+			if nl == "" {
+				return
+			}
+			if nl == next {
+				yield(nil, fmt.Errorf("graph: list %s, page %d: %w: nextLink points to the same page", what, page, ErrMalformed))
+				return
+			}
+			next = nl
+		}
+	}
+}
+
+func failed[T any](err error) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		var zero T
+		yield(zero, err)
+	}
+}
+
+func toUser(u models.Userable) (User, error) {
+	id := deref(u.GetId())
+	if id == "" {
+		return User{}, fmt.Errorf("%w: user without id", ErrMalformed)
+	}
+	enabled := u.GetAccountEnabled()
+	if enabled == nil {
+		// A missing accountEnabled must not read as "disabled": that would
+		// take every user's seat away.
+		return User{}, fmt.Errorf("%w: user %s without accountEnabled", ErrMalformed, id)
+	}
+	return User{
+		ID:                id,
+		DisplayName:       deref(u.GetDisplayName()),
+		Mail:              deref(u.GetMail()),
+		UserPrincipalName: deref(u.GetUserPrincipalName()),
+		GivenName:         deref(u.GetGivenName()),
+		Surname:           deref(u.GetSurname()),
+		JobTitle:          deref(u.GetJobTitle()),
+		Department:        deref(u.GetDepartment()),
+		UserType:          deref(u.GetUserType()),
+		AccountEnabled:    *enabled,
+	}, nil
+}
+
+func toGroup(g models.Groupable) (Group, error) {
+	id := deref(g.GetId())
+	if id == "" {
+		return Group{}, fmt.Errorf("%w: group without id", ErrMalformed)
+	}
+	return Group{
+		ID:              id,
+		DisplayName:     deref(g.GetDisplayName()),
+		Description:     deref(g.GetDescription()),
+		Mail:            deref(g.GetMail()),
+		GroupTypes:      g.GetGroupTypes(),
+		SecurityEnabled: deref(g.GetSecurityEnabled()),
+		MailEnabled:     deref(g.GetMailEnabled()),
+		MembershipRule:  deref(g.GetMembershipRule()),
+	}, nil
+}
+
+func toMember(o models.DirectoryObjectable) (Member, error) {
+	id := deref(o.GetId())
+	if id == "" {
+		return Member{}, fmt.Errorf("%w: member without id", ErrMalformed)
+	}
+	return Member{ID: id, Type: memberTypeOf(deref(o.GetOdataType()))}, nil
+}

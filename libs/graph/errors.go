@@ -1,0 +1,202 @@
+package graph
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	abs "github.com/microsoft/kiota-abstractions-go"
+	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
+)
+
+// ErrAuth marks failures where the credentials were rejected: the authority
+// refused to issue a token, or Graph refused the token (401). Such an error
+// is permanent until someone fixes the tenant's app registration.
+var ErrAuth = errors.New("graph: authentication failed")
+
+// ErrMalformed marks a Graph response entrasync cannot read: not JSON, no
+// value array, an object without id. Retrying the same request will not
+// help, so it is permanent.
+var ErrMalformed = errors.New("malformed Graph response")
+
+// Error is an HTTP error answered by Graph, with the code and message of its
+// error body when it had one.
+type Error struct {
+	Status     int           // HTTP status code
+	Code       string        // Graph's error code, e.g. "Authorization_RequestDenied"
+	Message    string        // Graph's error message, for people
+	RetryAfter time.Duration // the Retry-After Graph asked for, 0 if none
+}
+
+// Error implements error.
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Graph answered HTTP %d", e.Status)
+	if e.Code != "" {
+		b.WriteString(" ")
+		b.WriteString(e.Code)
+	}
+	if e.Message != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	}
+	return b.String()
+}
+
+// Is makes a 401 from Graph match ErrAuth: the token was not accepted.
+func (e *Error) Is(target error) bool {
+	return target == ErrAuth && e.Status == http.StatusUnauthorized
+}
+
+// IsPermanent reports whether retrying the operation cannot succeed without
+// someone changing something: rejected credentials, a 4xx other than 408
+// and 429, or a malformed response. Network failures, 5xx, throttling and
+// a cancelled context are not permanent.
+func IsPermanent(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrAuth) || errors.Is(err, ErrMalformed) {
+		return true
+	}
+	var ge *Error
+	if errors.As(err, &ge) {
+		return ge.Status >= 400 && ge.Status < 500 &&
+			ge.Status != http.StatusRequestTimeout && ge.Status != http.StatusTooManyRequests
+	}
+	return false
+}
+
+// IsThrottled reports whether Graph answered 429 Too Many Requests.
+func IsThrottled(err error) bool {
+	var ge *Error
+	return errors.As(err, &ge) && ge.Status == http.StatusTooManyRequests
+}
+
+// authError is a token request the authority turned down. Its message is
+// the authority's own (e.g. "AADSTS7000215: Invalid client secret
+// provided..."), so people can act on it.
+type authError struct {
+	status int
+	msg    string
+	cause  error
+}
+
+func (e *authError) Error() string {
+	if e.status != 0 {
+		return fmt.Sprintf("token authority rejected the credentials (HTTP %d): %s", e.status, e.msg)
+	}
+	return "token authority rejected the credentials: " + e.msg
+}
+
+func (e *authError) Unwrap() []error { return []error{ErrAuth, e.cause} }
+
+// translate turns whatever the SDK returned into entrasync's classification.
+// x is what the retry transport saw of the last HTTP exchange, if any.
+func translate(err error, x *exchange) error {
+	if err == nil {
+		return nil
+	}
+	var afe *azidentity.AuthenticationFailedError
+	if errors.As(err, &afe) {
+		return fromAuthFailure(afe)
+	}
+	var oe *odataerrors.ODataError
+	if errors.As(err, &oe) {
+		ge := &Error{Status: oe.ResponseStatusCode}
+		if me := oe.GetErrorEscaped(); me != nil {
+			ge.Code = deref(me.GetCode())
+			ge.Message = deref(me.GetMessage())
+		}
+		ge.RetryAfter = retryAfterOf(oe.ResponseHeaders)
+		fillFromExchange(ge, x)
+		return ge
+	}
+	var ae *abs.ApiError
+	if errors.As(err, &ae) {
+		ge := &Error{Status: ae.ResponseStatusCode, Message: ae.Message, RetryAfter: retryAfterOf(ae.ResponseHeaders)}
+		fillFromExchange(ge, x)
+		return ge
+	}
+	// Anything else with an HTTP error status behind it is an error body the
+	// SDK could not parse: still Graph's answer, so still an *Error.
+	if x != nil && x.status >= 400 {
+		ge := &Error{Message: "unreadable error body: " + err.Error()}
+		fillFromExchange(ge, x)
+		return ge
+	}
+	// A success status whose body the SDK could not parse is malformed.
+	if x != nil && x.status >= 200 && x.status < 300 {
+		return fmt.Errorf("%w: HTTP %d: %v", ErrMalformed, x.status, err)
+	}
+	return err
+}
+
+func fillFromExchange(ge *Error, x *exchange) {
+	if x == nil {
+		return
+	}
+	if ge.Status == 0 {
+		ge.Status = x.status
+	}
+	if ge.RetryAfter == 0 {
+		ge.RetryAfter = x.retryAfter
+	}
+}
+
+func fromAuthFailure(afe *azidentity.AuthenticationFailedError) error {
+	ae := &authError{cause: afe, msg: afe.Error()}
+	if res := afe.RawResponse; res != nil {
+		ae.status = res.StatusCode
+		// The authority answers {"error": "...", "error_description": "AADSTS...: ..."}.
+		if body, err := runtime.Payload(res); err == nil {
+			var b struct {
+				Error       string `json:"error"`
+				Description string `json:"error_description"`
+			}
+			if json.Unmarshal(body, &b) == nil && (b.Error != "" || b.Description != "") {
+				ae.msg = strings.TrimSpace(strings.Join(nonEmpty(b.Error, b.Description), ": "))
+			}
+		}
+	}
+	if ae.status >= 500 || ae.status == http.StatusTooManyRequests || ae.status == http.StatusRequestTimeout {
+		// The authority is unwell, the credentials may be fine: not ErrAuth.
+		return fmt.Errorf("token authority unavailable (HTTP %d): %s", ae.status, ae.msg)
+	}
+	return ae
+}
+
+func retryAfterOf(h *abs.ResponseHeaders) time.Duration {
+	if h == nil {
+		return 0
+	}
+	for _, v := range h.Get("Retry-After") {
+		if d, ok := parseRetryAfter(v, time.Now()); ok {
+			return d
+		}
+	}
+	return 0
+}
+
+func nonEmpty(ss ...string) []string {
+	var out []string
+	for _, s := range ss {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}

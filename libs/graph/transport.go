@@ -1,0 +1,231 @@
+package graph
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/rs/zerolog"
+)
+
+// maxBody bounds a response body read into memory. A 999-object page with
+// entrasync's $select is well under 2 MiB; anything near this is not Graph.
+const maxBody = 64 << 20
+
+// Stats counts what a Client cost at Graph, at the HTTP layer, so every
+// attempt of every request is counted.
+type Stats struct {
+	Requests  int64 // HTTP requests sent to Graph, retries included
+	Throttled int64 // responses with status 429
+	Retries   int64 // requests sent again after 429/503/504 or a network error
+}
+
+// exchange is what the retry transport learnt of the last attempt of one
+// SDK call. The caller puts it in the request's context so errors the SDK
+// could not classify still carry Graph's status.
+type exchange struct {
+	status     int
+	retryAfter time.Duration
+}
+
+type exchangeKey struct{}
+
+func withExchange(ctx context.Context) (context.Context, *exchange) {
+	x := &exchange{}
+	return context.WithValue(ctx, exchangeKey{}, x), x
+}
+
+// retrier is the only retry loop between entrasync and Graph. It sits under
+// the SDK's middleware (which no longer contains kiota's RetryHandler), so
+// every attempt carries the same Authorization header and is counted here.
+type retrier struct {
+	base        http.RoundTripper
+	maxAttempts int
+	timeout     time.Duration
+	sleep       func(context.Context, time.Duration) error
+	log         zerolog.Logger
+	now         func() time.Time
+
+	requests, throttled, retries atomic.Int64
+}
+
+func (t *retrier) stats() Stats {
+	return Stats{Requests: t.requests.Load(), Throttled: t.throttled.Load(), Retries: t.retries.Load()}
+}
+
+// RoundTrip sends req until it gets an answer worth returning: a response
+// that is not retryable, the last of MaxAttempts attempts, or the context's
+// end. The returned response's body is fully read and replayable, so a
+// connection cut mid-body is retried here rather than surfacing as a parse
+// error in the SDK.
+func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	getBody, err := replayable(req)
+	if err != nil {
+		return nil, err
+	}
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 500 * time.Millisecond
+	bo.MaxInterval = 30 * time.Second
+	bo.MaxElapsedTime = 0 // attempts bound the loop, not time
+	bo.Reset()
+
+	log := t.log.With().Str("method", req.Method).Str("path", req.URL.Path).Logger()
+	for attempt := 1; ; attempt++ {
+		resp, err := t.attempt(ctx, req, getBody)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if x, ok := ctx.Value(exchangeKey{}).(*exchange); ok && resp != nil {
+			x.status = resp.StatusCode
+			x.retryAfter, _ = parseRetryAfter(resp.Header.Get("Retry-After"), t.now())
+		}
+		if resp != nil && resp.StatusCode == http.StatusTooManyRequests {
+			t.throttled.Add(1)
+		}
+		wait, retry := t.shouldRetry(resp, err)
+		if !retry || attempt >= t.maxAttempts {
+			if retry {
+				log.Warn().Int("attempts", attempt).Err(err).Int("status", statusOf(resp)).Msg("graph: giving up after the last attempt")
+			}
+			return resp, err
+		}
+		if wait == 0 {
+			wait = bo.NextBackOff()
+		}
+		log.Debug().Int("attempt", attempt).Int("status", statusOf(resp)).Err(err).
+			Dur("wait", wait).Msg("graph: retrying")
+		if err := t.sleep(ctx, wait); err != nil {
+			return nil, err
+		}
+		t.retries.Add(1)
+	}
+}
+
+// attempt sends one copy of req and reads its whole body under the
+// attempt's timeout.
+func (t *retrier) attempt(ctx context.Context, req *http.Request, getBody func() (io.ReadCloser, error)) (*http.Response, error) {
+	actx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	r := req.Clone(actx)
+	if getBody != nil {
+		body, err := getBody()
+		if err != nil {
+			return nil, fmt.Errorf("graph: rewind request body: %w", err)
+		}
+		r.Body = body
+	}
+	t.requests.Add(1)
+	resp, err := t.base.RoundTrip(r)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("graph: read response body: %w", err)
+	}
+	if len(body) > maxBody {
+		return nil, fmt.Errorf("%w: response body larger than %d bytes", ErrMalformed, maxBody)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Del("Content-Length")
+	resp.Request = req
+	return resp, nil
+}
+
+// shouldRetry says whether an attempt's outcome is transient and, when
+// Graph said how long to wait, for how long.
+func (t *retrier) shouldRetry(resp *http.Response, err error) (time.Duration, bool) {
+	if err != nil {
+		return 0, transientNetErr(err)
+	}
+	switch resp.StatusCode {
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		d, _ := parseRetryAfter(resp.Header.Get("Retry-After"), t.now())
+		return d, true
+	}
+	return 0, false
+}
+
+// transientNetErr reports whether a transport error may go away on its
+// own. Certificate problems and unknown hosts will not.
+func transientNetErr(err error) bool {
+	if errors.Is(err, ErrMalformed) {
+		return false
+	}
+	var (
+		unknownCA x509.UnknownAuthorityError
+		hostErr   x509.HostnameError
+		certErr   x509.CertificateInvalidError
+		verifyErr *tls.CertificateVerificationError
+		recordErr tls.RecordHeaderError
+		dnsErr    *net.DNSError
+	)
+	switch {
+	case errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &certErr),
+		errors.As(err, &verifyErr), errors.As(err, &recordErr):
+		return false
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		return false
+	}
+	return true
+}
+
+// replayable returns a function that yields a fresh copy of req's body for
+// each attempt, or nil when req has none.
+func replayable(req *http.Request) (func() (io.ReadCloser, error), error) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return nil, nil
+	}
+	if req.GetBody != nil {
+		return req.GetBody, nil
+	}
+	b, err := io.ReadAll(req.Body)
+	req.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("graph: buffer request body: %w", err)
+	}
+	return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }, nil
+}
+
+// parseRetryAfter reads a Retry-After value: delay-seconds, which Graph
+// sends with a fraction ("1.5"), or an HTTP-date. ok is false when v is
+// empty or unreadable.
+func parseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.ParseFloat(v, 64); err == nil {
+		if math.IsNaN(s) || math.IsInf(s, 0) || s < 0 {
+			return 0, false
+		}
+		// Round up to the nanosecond so the wait is never shorter than asked.
+		return time.Duration(math.Ceil(s * float64(time.Second))), true
+	}
+	if at, err := http.ParseTime(v); err == nil {
+		return max(at.Sub(now), 0), true
+	}
+	return 0, false
+}
+
+func statusOf(resp *http.Response) int {
+	if resp == nil {
+		return 0
+	}
+	return resp.StatusCode
+}
