@@ -1,0 +1,514 @@
+package graphsim
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	stdlog "log"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Options configure a Server.
+type Options struct {
+	Addr          string         // listen address; default "127.0.0.1:0"
+	Logger        zerolog.Logger // one line per request at debug level
+	CertDir       string         // if set, ca.pem is written there (for SSL_CERT_FILE)
+	TokenLifetime time.Duration  // lifetime of issued access tokens; default 1h
+
+	// Hostname is the host clients put in URLs; default the listen IP, or
+	// 127.0.0.1 when listening on every interface. It is in the
+	// certificate, with localhost, 127.0.0.1 and ::1.
+	Hostname string
+	// Clock tells the time (token expiry, error dates); default time.Now.
+	// Tests move it forward to expire tokens without sleeping.
+	Clock func() time.Time
+	// MaxRequests bounds the request log (oldest dropped first);
+	// default 100,000.
+	MaxRequests int
+}
+
+// Faults are failures injected into one tenant's Graph requests (or every
+// tenant's, under the tenant ID ""). Token requests are not affected.
+// Requests are counted per tenant from the last SetFaults.
+type Faults struct {
+	ThrottleEvery           int           // every Nth Graph request answers 429 with RetryAfter (0 = never)
+	RetryAfter              string        // the Retry-After header value exactly, e.g. "1.5"; default "1"
+	ServiceUnavailableEvery int           // every Nth request answers 503, without Retry-After
+	FailNext                []int         // the next len(FailNext) requests answer these statuses in order
+	Latency                 time.Duration // added before every Graph response
+
+	// EnforceBudget throttles like Graph's identity and access limit: each
+	// request spends its resource units (x-ms-resource-unit) from a budget
+	// per 10 s window, and a request that would overdraw it answers 429
+	// with Retry-After up to the window's end (fractional seconds).
+	// x-ms-throttle-limit-percentage appears past 80% of the budget.
+	EnforceBudget bool
+	// Budget is the resource units per 10 s window; 0 takes Graph's
+	// (throttling-limits.md): 3,500 for tenants under 50 users, 5,000 up
+	// to 500 users, 8,000 above.
+	Budget int
+}
+
+// Request is one request the server answered, for assertions.
+type Request struct {
+	At         time.Time // when it arrived
+	Tenant     string    // Entra tenant ID (from the bearer token, or the token URL), lower case
+	Method     string
+	Path       string // URL path, e.g. /v1.0/users or /{tenant}/oauth2/v2.0/token
+	RawQuery   string
+	Status     int
+	RetryAfter string // the Retry-After header sent, if any
+	Authorized bool   // the bearer token (Graph) or client secret (token endpoint) was accepted
+}
+
+// Server is a Microsoft Graph v1.0 and Entra ID token authority on one
+// HTTPS listener, with its own CA made at start.
+type Server struct {
+	opts   Options
+	log    zerolog.Logger
+	ln     net.Listener
+	srv    *http.Server
+	origin string // https://host:port
+	caPEM  []byte
+	caPool *x509.CertPool
+	key    []byte // signs access tokens and skip tokens
+
+	mu      sync.RWMutex
+	tenants map[string]*tenant // by lower-case tenant ID
+	domains map[string]string  // initial domain → tenant ID
+
+	faultMu sync.Mutex
+	faults  map[string]*faultState
+
+	reqMu sync.Mutex
+	reqs  []Request
+
+	startOnce sync.Once
+	closeOnce sync.Once
+	serveErr  chan error
+}
+
+type tenant struct {
+	id, clientID, secret string
+	dir                  *Directory
+}
+
+type faultState struct {
+	f        Faults
+	failNext []int
+	counts   map[string]int          // per tenant
+	windows  map[string]*budgetState // per tenant
+}
+
+// budgetState is one tenant's resource-unit window.
+type budgetState struct {
+	start time.Time
+	used  int
+}
+
+// budgetWindow is the length of Graph's identity and access throttling
+// window.
+const budgetWindow = 10 * time.Second
+
+// defaultBudget is Graph's resource-unit budget per 10 s for a tenant of
+// the given size (throttling-limits.md, identity and access service).
+func defaultBudget(users int) int {
+	switch {
+	case users < 50:
+		return 3500
+	case users <= 500:
+		return 5000
+	}
+	return 8000
+}
+
+// New makes the CA and the server certificate and binds the listener, so
+// the URLs are known before Start.
+func New(opts Options) (*Server, error) {
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:0"
+	}
+	if opts.TokenLifetime <= 0 {
+		opts.TokenLifetime = time.Hour
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.MaxRequests <= 0 {
+		opts.MaxRequests = 100_000
+	}
+	s := &Server{
+		opts: opts, log: opts.Logger,
+		tenants: map[string]*tenant{}, domains: map[string]string{},
+		faults: map[string]*faultState{}, serveErr: make(chan error, 1),
+	}
+	s.key = make([]byte, 32)
+	if _, err := rand.Read(s.key); err != nil {
+		return nil, fmt.Errorf("graphsim: signing key: %w", err)
+	}
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("graphsim: listen on %s: %w", opts.Addr, err)
+	}
+	host := opts.Hostname
+	addr := ln.Addr().(*net.TCPAddr)
+	if host == "" {
+		host = addr.IP.String()
+		if addr.IP.IsUnspecified() {
+			host = "127.0.0.1"
+		}
+	}
+	s.origin = "https://" + net.JoinHostPort(host, fmt.Sprint(addr.Port))
+	cert, err := s.makeCerts(host)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if opts.CertDir != "" {
+		if err := os.MkdirAll(opts.CertDir, 0o755); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("graphsim: cert dir: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(opts.CertDir, "ca.pem"), s.caPEM, 0o644); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("graphsim: write ca.pem: %w", err)
+		}
+	}
+	s.ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second,
+		// TLS handshake failures (a client without the CA) are the
+		// client's problem; keep them out of stderr.
+		ErrorLog: stdlog.New(debugWriter{s.log}, "", 0)}
+	return s, nil
+}
+
+// makeCerts creates a CA (ECDSA P-256) and a server certificate it signs.
+func (s *Server) makeCerts(host string) (tls.Certificate, error) {
+	now := time.Now()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("graphsim: CA key: %w", err)
+	}
+	serial := func() *big.Int {
+		n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+		return n
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: "entrasync graphsim CA", Organization: []string{"entrasync"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("graphsim: CA certificate: %w", err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	s.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	s.caPool = x509.NewCertPool()
+	s.caPool.AddCert(caCert)
+
+	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("graphsim: server key: %w", err)
+	}
+	leafTmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: host},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(2 * 365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		leafTmpl.IPAddresses = append(leafTmpl.IPAddresses, ip)
+	} else if host != "localhost" {
+		leafTmpl.DNSNames = append(leafTmpl.DNSNames, host)
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, caCert, &leafKey.PublicKey, caKey)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("graphsim: server certificate: %w", err)
+	}
+	return tls.Certificate{Certificate: [][]byte{leafDER, caDER}, PrivateKey: leafKey}, nil
+}
+
+// Start serves in the background and returns at once.
+func (s *Server) Start() error {
+	started := false
+	s.startOnce.Do(func() {
+		started = true
+		go func() {
+			err := s.srv.Serve(s.ln)
+			if errors.Is(err, http.ErrServerClosed) {
+				err = nil
+			}
+			s.serveErr <- err
+		}()
+		s.log.Info().Str("graph", s.GraphURL()).Str("authority", s.AuthorityURL()).Msg("graph simulator listening")
+	})
+	if !started {
+		return errors.New("graphsim: server already started")
+	}
+	return nil
+}
+
+// Close stops the server; requests in flight are cut.
+func (s *Server) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		started := true
+		s.startOnce.Do(func() { started = false }) // and Start can no longer run
+		err = s.srv.Close()
+		if !started {
+			_ = s.ln.Close() // Serve never took it over
+			return
+		}
+		if serr := <-s.serveErr; err == nil {
+			err = serr
+		}
+	})
+	return err
+}
+
+// Shutdown stops taking requests and waits for those in flight.
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+
+// GraphURL is the Graph v1.0 root, e.g. "https://127.0.0.1:PORT/v1.0"
+// (GRAPH_BASE_URL).
+func (s *Server) GraphURL() string { return s.origin + "/v1.0" }
+
+// AuthorityURL is the token authority, e.g. "https://127.0.0.1:PORT/"
+// (AZURE_AUTHORITY_HOST).
+func (s *Server) AuthorityURL() string { return s.origin + "/" }
+
+// CAPEM is the PEM of the CA that signed the server's certificate.
+func (s *Server) CAPEM() []byte { return append([]byte(nil), s.caPEM...) }
+
+// CAPool is a pool holding only the server's CA.
+func (s *Server) CAPool() *x509.CertPool { return s.caPool.Clone() }
+
+// HTTPClient is an HTTP client that trusts the server's CA, for tests.
+func (s *Server) HTTPClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: s.CAPool(), MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: t, Timeout: time.Minute}
+}
+
+// AddTenant registers (or replaces) an Entra tenant: its ID, the one app
+// registration allowed to get tokens for it, and its directory.
+func (s *Server) AddTenant(entraTenantID, clientID, clientSecret string, d *Directory) {
+	id := strings.ToLower(entraTenantID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.tenants[id]; ok && old.dir != nil {
+		delete(s.domains, strings.ToLower(old.dir.Domain()))
+	}
+	s.tenants[id] = &tenant{id: id, clientID: strings.ToLower(clientID), secret: clientSecret, dir: d}
+	if d != nil {
+		s.domains[strings.ToLower(d.Domain())] = id
+	}
+}
+
+// RemoveTenant forgets a tenant; its tokens stop working.
+func (s *Server) RemoveTenant(entraTenantID string) {
+	id := strings.ToLower(entraTenantID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.tenants[id]; ok && old.dir != nil {
+		delete(s.domains, strings.ToLower(old.dir.Domain()))
+	}
+	delete(s.tenants, id)
+}
+
+// Directory returns a tenant's directory, or nil for an unknown tenant.
+func (s *Server) Directory(entraTenantID string) *Directory {
+	t := s.tenant(entraTenantID)
+	if t == nil {
+		return nil
+	}
+	return t.dir
+}
+
+// tenant finds a tenant by ID or by its initial domain, as the authority
+// accepts either in its URLs.
+func (s *Server) tenant(idOrDomain string) *tenant {
+	key := strings.ToLower(idOrDomain)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if t, ok := s.tenants[key]; ok {
+		return t
+	}
+	if id, ok := s.domains[key]; ok {
+		return s.tenants[id]
+	}
+	return nil
+}
+
+// SetFaults replaces the faults of a tenant ("" = every tenant without
+// faults of its own) and restarts its request count. A zero Faults
+// removes them (a tenant then falls back to the faults of "").
+func (s *Server) SetFaults(entraTenantID string, f Faults) {
+	key := strings.ToLower(entraTenantID)
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	if f.ThrottleEvery == 0 && f.ServiceUnavailableEvery == 0 && len(f.FailNext) == 0 && f.Latency == 0 && !f.EnforceBudget {
+		delete(s.faults, key)
+		return
+	}
+	if f.RetryAfter == "" {
+		f.RetryAfter = "1"
+	}
+	s.faults[key] = &faultState{f: f, failNext: append([]int(nil), f.FailNext...), counts: map[string]int{}, windows: map[string]*budgetState{}}
+}
+
+func (s *Server) faultsOf(tenantID string) *faultState {
+	if st, ok := s.faults[tenantID]; ok {
+		return st
+	}
+	return s.faults[""]
+}
+
+// spend takes a request's resource units from the tenant's budget when
+// the tenant's faults enforce one. It returns the Retry-After of a 429
+// when the budget is spent ("" to serve the request) and the
+// x-ms-throttle-limit-percentage to send ("" below 80%).
+func (s *Server) spend(tenantID string, users, cost int) (retryAfter, percentage string) {
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	st := s.faultsOf(tenantID)
+	if st == nil || !st.f.EnforceBudget {
+		return "", ""
+	}
+	budget := st.f.Budget
+	if budget <= 0 {
+		budget = defaultBudget(users)
+	}
+	now := s.now()
+	w := st.windows[tenantID]
+	if w == nil || !now.Before(w.start.Add(budgetWindow)) {
+		w = &budgetState{start: now}
+		st.windows[tenantID] = w
+	}
+	if w.used+cost > budget {
+		wait := w.start.Add(budgetWindow).Sub(now)
+		return strconv.FormatFloat(max(wait.Seconds(), 0.001), 'f', 3, 64), ""
+	}
+	w.used += cost
+	if p := float64(w.used) / float64(budget); p > 0.8 {
+		percentage = strconv.FormatFloat(p, 'f', 2, 64)
+	}
+	return "", percentage
+}
+
+// fault counts a Graph request of a tenant and returns the status to fail
+// it with (0 = none), the Retry-After to send, and the latency to add.
+func (s *Server) fault(tenantID string) (status int, retryAfter string, latency time.Duration) {
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	st := s.faultsOf(tenantID)
+	if st == nil {
+		return 0, "", 0
+	}
+	st.counts[tenantID]++
+	n := st.counts[tenantID]
+	latency = st.f.Latency
+	switch {
+	case len(st.failNext) > 0:
+		status = st.failNext[0]
+		st.failNext = st.failNext[1:]
+	case st.f.ThrottleEvery > 0 && n%st.f.ThrottleEvery == 0:
+		status = http.StatusTooManyRequests
+	case st.f.ServiceUnavailableEvery > 0 && n%st.f.ServiceUnavailableEvery == 0:
+		status = http.StatusServiceUnavailable
+	}
+	if status == http.StatusTooManyRequests {
+		retryAfter = st.f.RetryAfter
+	}
+	return status, retryAfter, latency
+}
+
+// Requests returns a copy of the request log, oldest first.
+func (s *Server) Requests() []Request {
+	s.reqMu.Lock()
+	defer s.reqMu.Unlock()
+	return append([]Request(nil), s.reqs...)
+}
+
+// ResetRequests empties the request log.
+func (s *Server) ResetRequests() {
+	s.reqMu.Lock()
+	defer s.reqMu.Unlock()
+	s.reqs = nil
+}
+
+func (s *Server) record(r Request) {
+	s.reqMu.Lock()
+	defer s.reqMu.Unlock()
+	if len(s.reqs) >= s.opts.MaxRequests {
+		s.reqs = append(s.reqs[:0], s.reqs[len(s.reqs)-s.opts.MaxRequests+1:]...)
+	}
+	s.reqs = append(s.reqs, r)
+}
+
+func (s *Server) now() time.Time { return s.opts.Clock() }
+
+// ServeHTTP routes Graph requests (/v1.0/...) and authority requests
+// (/{tenant}/...).
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/v1.0" || strings.HasPrefix(r.URL.Path, "/v1.0/") {
+		s.serveGraph(w, r)
+		return
+	}
+	s.serveAuthority(w, r)
+}
+
+// debugWriter turns net/http's log lines into debug events.
+type debugWriter struct{ log zerolog.Logger }
+
+func (w debugWriter) Write(p []byte) (int, error) {
+	w.log.Debug().Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// statusWriter remembers the status a handler sent.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
