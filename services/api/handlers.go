@@ -1,0 +1,389 @@
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/entrasync/entrasync/libs/store"
+	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
+)
+
+// Limits of the tenant fields.
+const (
+	maxNameLen          = 200
+	maxSecretLen        = 1024
+	maxSeats            = 10_000_000
+	defaultIntervalMins = 24 * 60
+	minIntervalMins     = 5
+	maxIntervalMins     = 31 * 24 * 60
+)
+
+// Paging of the users and groups lists.
+const (
+	defaultLimit = 100
+	maxLimit     = 1000
+)
+
+// publishTimeout bounds how long a trigger waits for JetStream before it
+// answers 503 and leaves the run to the scheduler's sweeper.
+const publishTimeout = 5 * time.Second
+
+// tenantView is a tenant as the api shows it: never with its secret.
+type tenantView struct {
+	ID                  string      `json:"id"`
+	Name                string      `json:"name"`
+	EntraTenantID       string      `json:"entraTenantId"`
+	ClientID            string      `json:"clientId"`
+	Seats               int         `json:"seats"`
+	SyncIntervalMinutes int64       `json:"syncIntervalMinutes"`
+	CreatedAt           time.Time   `json:"createdAt"`
+	UpdatedAt           time.Time   `json:"updatedAt"`
+	LastRun             *runSummary `json:"lastRun,omitempty"`
+}
+
+type runSummary struct {
+	RunID      string     `json:"runId"`
+	Status     string     `json:"status"`
+	Trigger    string     `json:"trigger"`
+	CreatedAt  time.Time  `json:"createdAt"`
+	FinishedAt *time.Time `json:"finishedAt"`
+}
+
+func newTenantView(t store.Tenant) tenantView {
+	return tenantView{
+		ID: t.ID, Name: t.Name, EntraTenantID: t.EntraTenantID, ClientID: t.ClientID, Seats: t.Seats,
+		SyncIntervalMinutes: int64(t.SyncInterval / time.Minute),
+		CreatedAt:           t.CreatedAt.UTC(), UpdatedAt: t.UpdatedAt.UTC(),
+	}
+}
+
+// createTenant connects a tenant: POST /v1/tenants.
+func (s *Server) createTenant(w http.ResponseWriter, r *http.Request) {
+	obj, err := readObject(w, r, false)
+	if err != nil {
+		writeBadRequest(w, err)
+		return
+	}
+	nt, err := parseNewTenant(obj)
+	if err != nil {
+		writeBadRequest(w, err)
+		return
+	}
+	t, err := s.st.CreateTenant(r.Context(), nt)
+	if err != nil {
+		s.storeError(w, r, err, "tenant")
+		return
+	}
+	s.log.Info().Str("tenant", t.ID).Str("entra_tenant", t.EntraTenantID).Msg("tenant connected")
+	w.Header().Set("Location", "/v1/tenants/"+t.ID)
+	writeJSON(w, http.StatusCreated, newTenantView(t))
+}
+
+// parseNewTenant validates a tenant's connection details, field by field
+// in a fixed order, and reports the first problem.
+func parseNewTenant(obj map[string]json.RawMessage) (store.NewTenant, error) {
+	f := newFields(obj)
+	var nt store.NewTenant
+	var err error
+	if nt.Name, err = f.text("name", maxNameLen); err != nil {
+		return nt, err
+	}
+	if nt.EntraTenantID, err = f.guid("entraTenantId"); err != nil {
+		return nt, err
+	}
+	if nt.ClientID, err = f.guid("clientId"); err != nil {
+		return nt, err
+	}
+	if nt.ClientSecret, err = f.text("clientSecret", maxSecretLen); err != nil {
+		return nt, err
+	}
+	seats, err := f.integer("seats", true, 0, 0, maxSeats)
+	if err != nil {
+		return nt, err
+	}
+	nt.Seats = int(seats)
+	mins, err := f.integer("syncIntervalMinutes", false, defaultIntervalMins, minIntervalMins, maxIntervalMins)
+	if err != nil {
+		return nt, err
+	}
+	nt.SyncInterval = time.Duration(mins) * time.Minute
+	return nt, f.unknown()
+}
+
+// getTenant shows a tenant: GET /v1/tenants/{tenantId}.
+func (s *Server) getTenant(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r, "tenantId")
+	if !ok {
+		return
+	}
+	t, err := s.st.GetTenant(r.Context(), id)
+	if err != nil {
+		s.storeError(w, r, err, "tenant")
+		return
+	}
+	v := newTenantView(t)
+	runs, err := s.st.ListRuns(r.Context(), id, 0, 1)
+	if err != nil {
+		s.storeError(w, r, err, "tenant")
+		return
+	}
+	if len(runs) > 0 {
+		run := runs[0]
+		v.LastRun = &runSummary{RunID: run.ID, Status: run.Status, Trigger: run.Trigger,
+			CreatedAt: run.CreatedAt.UTC(), FinishedAt: utc(run.FinishedAt)}
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// triggerSync starts a manual run: POST /v1/tenants/{tenantId}/syncs.
+func (s *Server) triggerSync(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r, "tenantId")
+	if !ok {
+		return
+	}
+	obj, err := readObject(w, r, true)
+	if err != nil {
+		writeBadRequest(w, err)
+		return
+	}
+	f := newFields(obj)
+	if raw, ok := f.get("kind"); ok && string(raw) != `"full"` {
+		writeBadRequest(w, invalid("kind", `kind must be "full"`))
+		return
+	}
+	if err := f.unknown(); err != nil {
+		writeBadRequest(w, err)
+		return
+	}
+	run, err := s.st.CreateRun(r.Context(), store.NewRun{TenantID: id, Kind: "full", Trigger: "manual"})
+	if err != nil {
+		s.storeError(w, r, err, "tenant")
+		return
+	}
+	log := s.log.With().Str("tenant", id).Str("run", run.ID).Logger()
+	job := &syncv1.SyncJob{
+		TenantId:    id,
+		RunId:       run.ID,
+		RunSeq:      run.Seq,
+		Kind:        syncv1.JobKind_JOB_KIND_FULL,
+		Trigger:     syncv1.Trigger_TRIGGER_MANUAL,
+		RequestedAt: timestamppb.New(run.CreatedAt),
+	}
+	// The request may be cancelled by the client; the publish should still
+	// have its chance, since the run is already recorded.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), publishTimeout)
+	defer cancel()
+	if err := s.bus.PublishJob(ctx, job); err != nil {
+		log.Warn().Err(err).Msg("run recorded but its job could not be published; the scheduler will publish it")
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{
+			Error: apiError{Code: "unavailable", Message: "the run was recorded but could not be queued now; " +
+				"it will be queued automatically within minutes"},
+			RunID: run.ID,
+		})
+		return
+	}
+	log.Info().Int64("run_seq", run.Seq).Msg("sync triggered")
+	w.Header().Set("Location", "/v1/tenants/"+id+"/syncs/"+run.ID)
+	writeJSON(w, http.StatusAccepted, map[string]string{"runId": run.ID})
+}
+
+// runView is a run as the api shows it.
+type runView struct {
+	RunID         string           `json:"runId"`
+	TenantID      string           `json:"tenantId"`
+	Seq           int64            `json:"seq"`
+	Kind          string           `json:"kind"`
+	Trigger       string           `json:"trigger"`
+	Status        string           `json:"status"`
+	Error         string           `json:"error"`
+	Counts        map[string]int64 `json:"counts"`
+	GraphRequests int64            `json:"graphRequests"`
+	Throttled     int64            `json:"throttled"`
+	CreatedAt     time.Time        `json:"createdAt"`
+	StartedAt     *time.Time       `json:"startedAt"`
+	FinishedAt    *time.Time       `json:"finishedAt"`
+}
+
+// getRun shows a run: GET /v1/tenants/{tenantId}/syncs/{runId}.
+func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
+	tenantID, ok := pathID(w, r, "tenantId")
+	if !ok {
+		return
+	}
+	runID, ok := pathID(w, r, "runId")
+	if !ok {
+		return
+	}
+	run, err := s.st.GetRun(r.Context(), tenantID, runID)
+	if err != nil {
+		s.storeError(w, r, err, "run")
+		return
+	}
+	counts := run.Counts
+	if counts == nil {
+		counts = map[string]int64{}
+	}
+	writeJSON(w, http.StatusOK, runView{
+		RunID: run.ID, TenantID: run.TenantID, Seq: run.Seq, Kind: run.Kind, Trigger: run.Trigger,
+		Status: run.Status, Error: run.Error, Counts: counts,
+		GraphRequests: run.GraphRequests, Throttled: run.Throttled,
+		CreatedAt: run.CreatedAt.UTC(), StartedAt: utc(run.StartedAt), FinishedAt: utc(run.FinishedAt),
+	})
+}
+
+// page is one page of a list; Next is null on the last page.
+type page[T any] struct {
+	Items []T     `json:"items"`
+	Next  *string `json:"next"`
+}
+
+type userView struct {
+	EntraID     string `json:"entraId"`
+	Email       string `json:"email"`
+	DisplayName string `json:"displayName"`
+	Enabled     bool   `json:"enabled"`
+	License     string `json:"license"`
+}
+
+type groupView struct {
+	EntraID           string `json:"entraId"`
+	DisplayName       string `json:"displayName"`
+	Kind              string `json:"kind"`
+	Dynamic           bool   `json:"dynamic"`
+	EntraMemberCount  int    `json:"entraMemberCount"`
+	SyncedMemberCount int    `json:"syncedMemberCount"`
+}
+
+// listUsers lists a tenant's app users: GET /v1/tenants/{tenantId}/users.
+func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
+	tenantID, after, limit, ok := s.listParams(w, r)
+	if !ok {
+		return
+	}
+	users, next, err := s.st.ListAppUsers(r.Context(), tenantID, after, limit)
+	if err != nil {
+		s.storeError(w, r, err, "tenant")
+		return
+	}
+	out := page[userView]{Items: make([]userView, 0, len(users)), Next: cursor(next)}
+	for _, u := range users {
+		out.Items = append(out.Items, userView{EntraID: u.EntraID, Email: u.Email, DisplayName: u.DisplayName,
+			Enabled: u.Enabled, License: u.License})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// listGroups lists a tenant's groups: GET /v1/tenants/{tenantId}/groups.
+func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
+	tenantID, after, limit, ok := s.listParams(w, r)
+	if !ok {
+		return
+	}
+	groups, next, err := s.st.ListAppGroups(r.Context(), tenantID, after, limit)
+	if err != nil {
+		s.storeError(w, r, err, "tenant")
+		return
+	}
+	out := page[groupView]{Items: make([]groupView, 0, len(groups)), Next: cursor(next)}
+	for _, g := range groups {
+		out.Items = append(out.Items, groupView{EntraID: g.EntraID, DisplayName: g.DisplayName, Kind: g.Kind,
+			Dynamic: g.Dynamic, EntraMemberCount: g.EntraMemberCount, SyncedMemberCount: g.SyncedMemberCount})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// listParams reads the tenant id, the cursor and the limit of a list.
+func (s *Server) listParams(w http.ResponseWriter, r *http.Request) (tenantID, after string, limit int, ok bool) {
+	tenantID, ok = pathID(w, r, "tenantId")
+	if !ok {
+		return "", "", 0, false
+	}
+	q := r.URL.Query()
+	for k := range q {
+		if k != "limit" && k != "after" {
+			writeBadRequest(w, invalid(k, "%s is not a known query parameter", k))
+			return "", "", 0, false
+		}
+	}
+	limit = defaultLimit
+	if v := q.Get("limit"); v != "" || q.Has("limit") {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxLimit {
+			writeBadRequest(w, invalid("limit", "limit must be an integer from 1 to %d", maxLimit))
+			return "", "", 0, false
+		}
+		limit = n
+	}
+	if v := q.Get("after"); v != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(v)
+		if err != nil || len(raw) == 0 {
+			writeBadRequest(w, invalid("after", "after must be the next cursor of a previous page"))
+			return "", "", 0, false
+		}
+		after = string(raw)
+	}
+	// The store tells an unknown tenant from an empty list on a first
+	// page; past a cursor only a look at the tenant can.
+	if after != "" {
+		if _, err := s.st.GetTenant(r.Context(), tenantID); err != nil {
+			s.storeError(w, r, err, "tenant")
+			return "", "", 0, false
+		}
+	}
+	return tenantID, after, limit, true
+}
+
+// cursor wraps the store's position in an opaque token: clients must not
+// build one, and the store may change what it holds.
+func cursor(next string) *string {
+	if next == "" {
+		return nil
+	}
+	c := base64.RawURLEncoding.EncodeToString([]byte(next))
+	return &c
+}
+
+// pathID reads a UUID path parameter; a malformed one gets a 400 that
+// names it.
+func pathID(w http.ResponseWriter, r *http.Request, name string) (string, bool) {
+	v := r.PathValue(name)
+	id, ok := parseGUID(v)
+	if !ok {
+		writeBadRequest(w, invalid(name, "%s must be a UUID", name))
+		return "", false
+	}
+	return id, true
+}
+
+// storeError answers for an error from the store: 404 for what does not
+// exist, 400 for what the store refused as invalid, 500 otherwise (logged,
+// not shown).
+func (s *Server) storeError(w http.ResponseWriter, r *http.Request, err error, what string) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", "", what+" not found")
+	case errors.Is(err, store.ErrInvalid):
+		writeError(w, http.StatusBadRequest, "invalid_request", "", err.Error())
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away; nobody reads the answer.
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "", "request cancelled")
+	default:
+		s.log.Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Msg("store error")
+		writeError(w, http.StatusInternalServerError, "internal", "", "internal error")
+	}
+}
+
+func utc(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}

@@ -1,0 +1,24 @@
+// Command fetcher runs one entrasync fetcher replica against external NATS
+// and Postgres: it takes sync jobs, reads tenants' directories from
+// Microsoft Graph and publishes them as events.
+//
+// Configuration comes from the environment: DATABASE_URL, NATS_URL and
+// SECRET_KEY are required; GRAPH_BASE_URL, AZURE_AUTHORITY_HOST,
+// CONCURRENCY and LOG_LEVEL are optional. A private CA for Graph or the
+// authority is trusted through SSL_CERT_FILE.
+package main
+
+import (
+	"github.com/entrasync/entrasync/libs/graph"
+	"github.com/entrasync/entrasync/libs/process"
+	"github.com/entrasync/entrasync/services/fetcher"
+)
+
+func main() {
+	process.Main("fetcher", nil, func(d process.Deps) (process.Service, error) {
+		return fetcher.New(fetcher.Config{
+			Graph:       graph.Config{BaseURL: d.Config.GraphBaseURL, AuthorityHost: d.Config.AuthorityHost},
+			Concurrency: d.Config.Concurrency,
+		}, fetcher.Deps{Bus: d.Bus, Store: d.Store, Logger: d.Logger})
+	})
+}

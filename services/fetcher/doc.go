@@ -1,0 +1,39 @@
+// Package fetcher is entrasync's fetcher service: it takes sync jobs from
+// the SYNC_JOBS stream, reads the tenant's directory from Microsoft Graph
+// through libs/graph, and publishes what it read as events on SYNC_EVENTS,
+// one event per Graph page.
+//
+// A run's events are RunStarted, then the data pages (users, groups, then
+// for each group its direct members and its transitive users), then
+// RunFetched{first_page: F, pages: N} or, when the run cannot succeed,
+// RunFailed. A group's member lists end with a page marked last, even when
+// the group is empty, so the reconciler knows when it holds a complete
+// list.
+//
+// Each delivery of a job that gets the tenant's lease is a fetch attempt:
+// the fetcher counts it in Postgres (store.BeginFetch) before it publishes
+// anything, and attempt a numbers its data pages F..F+N-1 from
+// F = (a-1) * syncv1.AttemptPageSpan. Pages of an interrupted attempt are
+// already on the stream; the next attempt's never share their numbers
+// (their message ids, their mirror versions), and the reconciler judges the
+// run on the pages RunFetched names.
+//
+// Per tenant only one fetcher works at a time: the fetcher holds the
+// tenant's lease in Postgres for the whole run and renews it while it
+// works. A job whose tenant is leased elsewhere goes back to the stream
+// and returns later.
+//
+// Failures are sorted once. Permanent ones (rejected credentials, a 4xx,
+// a malformed Graph response, a directory beyond AttemptPageSpan pages)
+// end the run with RunFailed and the job is acknowledged. Waiting for the
+// tenant's lease, and shutdown, hand the job back as a bus.Retry, which
+// never uses the job up. Other failures that may pass hand it back to be
+// redelivered after a backoff, and the run starts over as a new attempt;
+// on the job's last allowed delivery (bus.DeliveryFromContext) the run
+// ends with RunFailed saying why, instead of staying running behind a dead
+// letter. A job fetched syncv1.MaxFetchAttempts times fails its run too.
+//
+// Memory holds at most two pages per job at once (a group's member lists
+// are published one page behind so the last page can be marked) plus the
+// run's group ids, about 50 bytes per group.
+package fetcher

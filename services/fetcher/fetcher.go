@@ -1,0 +1,161 @@
+package fetcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/entrasync/entrasync/libs/bus"
+	"github.com/entrasync/entrasync/libs/graph"
+	"github.com/entrasync/entrasync/libs/store"
+)
+
+// Defaults of Config.
+const (
+	DefaultLeaseTTL    = 2 * time.Minute
+	DefaultConcurrency = 2
+)
+
+// Config tunes one fetcher replica.
+type Config struct {
+	// ID names this replica as the holder of tenant leases and in
+	// RunStarted; default "<hostname>-<pid>". It must be unique per replica.
+	ID string
+	// Graph says where Graph and the token authority are. Its Logger is
+	// replaced by the run's, which carries the tenant and run ids.
+	Graph graph.Config
+	// LeaseTTL is how long a tenant lease lasts without renewal: after a
+	// crash, the tenant waits this long before another replica may run it.
+	// The lease is renewed every third of it while a run is in progress,
+	// and a job that finds the lease held comes back after about this long.
+	LeaseTTL time.Duration
+	// Concurrency is how many jobs this replica works on at once.
+	Concurrency int
+}
+
+// SetDefaults fills every unset field with its default.
+func (c *Config) SetDefaults() {
+	if c.ID == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "fetcher"
+		}
+		c.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = DefaultLeaseTTL
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	c.Graph.SetDefaults()
+}
+
+// Validate reports every bad field in one error.
+func (c Config) Validate() error {
+	var errs []error
+	if c.ID == "" {
+		errs = append(errs, errors.New("fetcher: id is empty"))
+	}
+	if c.LeaseTTL < time.Second {
+		errs = append(errs, fmt.Errorf("fetcher: lease TTL %s: want at least 1s", c.LeaseTTL))
+	}
+	if c.Concurrency < 1 || c.Concurrency > 256 {
+		errs = append(errs, fmt.Errorf("fetcher: concurrency %d: want 1..256", c.Concurrency))
+	}
+	if err := c.Graph.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Deps are the fetcher's connections, owned by the caller: Stop does not
+// close them.
+type Deps struct {
+	Bus    *bus.Bus
+	Store  *store.Store
+	Logger zerolog.Logger
+}
+
+// Fetcher is one fetcher replica.
+type Fetcher struct {
+	cfg   Config
+	bus   *bus.Bus
+	store *store.Store
+	log   zerolog.Logger
+
+	mu       sync.Mutex
+	consumer bus.Consumer
+	cancel   context.CancelFunc
+	busy     map[string]bool // tenants this replica is fetching now
+}
+
+// New checks the configuration and returns a fetcher that is not running
+// yet.
+func New(cfg Config, deps Deps) (*Fetcher, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Bus == nil || deps.Store == nil {
+		return nil, errors.New("fetcher: Deps.Bus and Deps.Store are required")
+	}
+	log := deps.Logger.With().Str("fetcher", cfg.ID).Logger()
+	return &Fetcher{cfg: cfg, bus: deps.Bus, store: deps.Store, log: log, busy: map[string]bool{}}, nil
+}
+
+// Start starts consuming jobs and returns. Work goes on until Stop is
+// called or ctx is done.
+func (f *Fetcher) Start(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.consumer != nil {
+		return errors.New("fetcher: already started")
+	}
+	// Handlers run in this context; cancelling it makes them hand their
+	// jobs back at once.
+	wctx, cancel := context.WithCancel(ctx)
+	c, err := f.bus.ConsumeJobs(wctx, bus.ConsumeOptions{Concurrency: f.cfg.Concurrency}, f.handle)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("fetcher: consume jobs: %w", err)
+	}
+	f.consumer, f.cancel = c, cancel
+	f.log.Info().Int("concurrency", f.cfg.Concurrency).Dur("lease_ttl", f.cfg.LeaseTTL).
+		Str("graph", f.cfg.Graph.BaseURL).Msg("fetcher started")
+	return nil
+}
+
+// Stop stops taking jobs and hands the jobs in progress back to the
+// stream, where another replica (or this one, after a restart) picks
+// them up; their tenant leases are released on the way. It returns once
+// every handler has returned, or with ctx's error if that takes longer.
+func (f *Fetcher) Stop(ctx context.Context) error {
+	f.mu.Lock()
+	c, cancel := f.consumer, f.cancel
+	f.consumer, f.cancel = nil, nil
+	f.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	// A run can take many minutes; finishing it would hold up a deploy.
+	// Handing it back costs a repeat of the Graph reads, nothing more.
+	cancel()
+	done := make(chan struct{})
+	go func() {
+		c.Stop()
+		close(done)
+	}()
+	select {
+	case <-done:
+		f.log.Info().Msg("fetcher stopped")
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("fetcher: stop: handlers still running: %w", ctx.Err())
+	}
+}

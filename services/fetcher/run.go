@@ -1,0 +1,484 @@
+package fetcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/entrasync/entrasync/libs/bus"
+	"github.com/entrasync/entrasync/libs/graph"
+	"github.com/entrasync/entrasync/libs/store"
+	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
+)
+
+// errLeaseLost ends a run whose tenant lease could not be renewed: another
+// replica may be running the tenant now, so this one must stop.
+var errLeaseLost = errors.New("fetcher: tenant lease lost")
+
+// errTooManyPages ends a run whose attempt needs more data pages than the
+// page numbers it owns (syncv1.AttemptPageSpan): no retry would fit.
+var errTooManyPages = fmt.Errorf("fetcher: the directory takes more than %d pages", syncv1.AttemptPageSpan)
+
+// handle runs one job. Its return value tells the bus what to do with the
+// job: nil acknowledges it (done, failed for good, or obsolete), a
+// bus.Retry brings it back later, any other error redelivers it.
+//
+// Waiting for the tenant's lease, and handing the job back on shutdown,
+// are Retries: they never use up the job. Every other failure that may pass
+// redelivers the job until its last allowed delivery; on that one the run
+// is ended with RunFailed rather than left running behind a dead letter.
+func (f *Fetcher) handle(ctx context.Context, job *syncv1.SyncJob) error {
+	tenant, runID, seq := job.GetTenantId(), job.GetRunId(), job.GetRunSeq()
+	log := f.log.With().Str("tenant", tenant).Str("run", runID).Logger()
+	delivery, _ := bus.DeliveryFromContext(ctx)
+
+	// failed sorts a failure that may pass: on shutdown the job goes back
+	// at once (as a Retry, so that even a last delivery is requeued); on
+	// the last allowed delivery the run fails with the reason; otherwise
+	// the job comes back after the bus's backoff.
+	failed := func(err error, stats *syncv1.GraphStats) error {
+		switch {
+		case ctx.Err() != nil:
+			log.Info().Err(err).Msg("interrupted by shutdown; job handed back")
+			return bus.Retry(fmt.Errorf("fetcher: run %s interrupted: %w", runID, err), 0)
+		case delivery.Last():
+			log.Error().Err(err).Uint64("delivery", delivery.Num).Msg("the job's last allowed delivery failed; failing the run")
+			msg := fmt.Sprintf("gave up after %d deliveries of the run's job; the last one failed: %v", delivery.Num, err)
+			return f.publishFailed(ctx, tenant, runID, seq, msg, stats, log)
+		default:
+			log.Warn().Err(err).Uint64("delivery", delivery.Num).Msg("job failed for now; it will be retried")
+			return err
+		}
+	}
+
+	run, err := f.store.GetRun(ctx, tenant, runID)
+	if errors.Is(err, store.ErrNotFound) {
+		return bus.Permanent(fmt.Errorf("fetcher: run %s of tenant %s does not exist", runID, tenant))
+	}
+	if err != nil {
+		return failed(fmt.Errorf("fetcher: load run %s of tenant %s: %w", runID, tenant, err), nil)
+	}
+	seq = run.Seq
+	if run.Status != store.StatusQueued && run.Status != store.StatusRunning {
+		// The reconciler already has the run's last event.
+		log.Info().Str("status", run.Status).Msg("run is past fetching; job dropped")
+		return nil
+	}
+
+	// The store's lease is re-entrant for its holder, this replica: a
+	// second job of the same tenant here must wait like anywhere else.
+	if !f.claim(tenant) {
+		delay := jitter(f.cfg.LeaseTTL)
+		log.Info().Dur("retry_in", delay).Msg("tenant is being fetched by this replica; job comes back later")
+		return bus.Retry(fmt.Errorf("fetcher: tenant %s is being fetched by another run", tenant), delay)
+	}
+	defer f.unclaim(tenant)
+
+	ok, err := f.store.AcquireLease(ctx, tenant, f.cfg.ID, f.cfg.LeaseTTL)
+	if err != nil {
+		return failed(fmt.Errorf("fetcher: acquire lease of tenant %s: %w", tenant, err), nil)
+	}
+	if !ok {
+		delay := jitter(f.cfg.LeaseTTL)
+		log.Info().Dur("retry_in", delay).Msg("tenant is leased by another run; job comes back later")
+		return bus.Retry(fmt.Errorf("fetcher: tenant %s is leased by another run", tenant), delay)
+	}
+	rctx, stopRenewing := f.keepLease(ctx, tenant, log)
+	defer func() {
+		stopRenewing()
+		// Let the next run of this tenant start now rather than after
+		// the TTL, also when this one is being handed back on shutdown.
+		rel, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := f.store.ReleaseLease(rel, tenant, f.cfg.ID); err != nil {
+			log.Warn().Err(err).Msg("release tenant lease; it expires on its own")
+		}
+	}()
+
+	// Count the attempt before publishing anything: its number decides
+	// the page numbers, so an earlier attempt's pages, already out, can
+	// never pass for this one's.
+	attempt, err := f.store.BeginFetch(rctx, tenant, runID)
+	switch {
+	case errors.Is(err, store.ErrPastFetching):
+		log.Info().Err(err).Msg("run is past fetching; job dropped")
+		return nil
+	case errors.Is(err, store.ErrNotFound):
+		return bus.Permanent(fmt.Errorf("fetcher: run %s of tenant %s does not exist", runID, tenant))
+	case err != nil:
+		return failed(fmt.Errorf("fetcher: begin fetching run %s: %w", runID, err), nil)
+	}
+	log = log.With().Int("attempt", attempt).Logger()
+	first, ok := syncv1.AttemptFirstPage(attempt)
+	if !ok {
+		msg := fmt.Sprintf("the run's job was fetched %d times without finishing; giving up", attempt-1)
+		log.Error().Msg(msg)
+		return f.publishFailed(ctx, tenant, runID, seq, msg, nil, log)
+	}
+
+	r := &runner{f: f, tenant: tenant, runID: runID, seq: seq, attempt: attempt, first: first, page: first, log: log}
+	err = r.run(rctx)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(context.Cause(rctx), errLeaseLost) && ctx.Err() == nil:
+		err = fmt.Errorf("fetcher: run %s: %w", runID, errLeaseLost)
+		if delivery.Last() {
+			return failed(err, r.stats())
+		}
+		log.Warn().Err(err).Msg("tenant lease lost mid-run; job comes back later")
+		return bus.Retry(err, jitter(f.cfg.LeaseTTL))
+	case ctx.Err() == nil && (graph.IsPermanent(err) || errors.Is(err, errTooManyPages)):
+		log.Warn().Err(err).Msg("run failed")
+		return f.publishFailed(ctx, tenant, runID, seq, err.Error(), r.stats(), log)
+	default:
+		return failed(fmt.Errorf("fetcher: run %s: %w", runID, err), r.stats())
+	}
+}
+
+// publishFailed ends a run with RunFailed and msg. It returns nil once the
+// event is stored, so the job is acknowledged.
+func (f *Fetcher) publishFailed(ctx context.Context, tenant, runID string, seq int64, msg string,
+	stats *syncv1.GraphStats, log zerolog.Logger,
+) error {
+	ev := &syncv1.SyncEvent{
+		TenantId: tenant, RunId: runID, RunSeq: seq, Page: -1, ObservedAt: timestamppb.Now(),
+		Body: &syncv1.SyncEvent_Failed{Failed: &syncv1.RunFailed{Error: msg, Stats: stats}},
+	}
+	if err := f.bus.PublishEvent(ctx, ev); err != nil {
+		log.Error().Err(err).Str("reason", msg).Msg("could not publish RunFailed")
+		return fmt.Errorf("fetcher: publish failed event of run %s: %w", runID, err)
+	}
+	log.Info().Str("reason", msg).Msg("RunFailed published")
+	return nil
+}
+
+// claim marks a tenant as being fetched by this replica; false if it is
+// already.
+func (f *Fetcher) claim(tenant string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.busy[tenant] {
+		return false
+	}
+	f.busy[tenant] = true
+	return true
+}
+
+func (f *Fetcher) unclaim(tenant string) {
+	f.mu.Lock()
+	delete(f.busy, tenant)
+	f.mu.Unlock()
+}
+
+// keepLease renews the tenant's lease every third of its TTL until the
+// returned stop is called. If the lease is lost, or cannot be renewed
+// before it would expire, the returned context is cancelled with
+// errLeaseLost.
+func (f *Fetcher) keepLease(ctx context.Context, tenant string, log zerolog.Logger) (context.Context, func()) {
+	rctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	ttl := f.cfg.LeaseTTL
+	go func() {
+		defer close(done)
+		t := time.NewTicker(ttl / 3)
+		defer t.Stop()
+		renewed := time.Now()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-t.C:
+			}
+			ok, err := f.store.RenewLease(rctx, tenant, f.cfg.ID, ttl)
+			switch {
+			case err == nil && ok:
+				renewed = time.Now()
+			case err == nil:
+				log.Warn().Msg("tenant lease taken over; stopping the run")
+				cancel(errLeaseLost)
+				return
+			case rctx.Err() != nil:
+				return
+			default:
+				log.Warn().Err(err).Msg("renew tenant lease")
+				// Stop before the lease can expire under us: past that,
+				// another replica may already be running the tenant.
+				if time.Since(renewed) >= ttl-ttl/3 {
+					cancel(errLeaseLost)
+					return
+				}
+			}
+		}
+	}()
+	return rctx, func() {
+		cancel(nil)
+		<-done
+	}
+}
+
+// runner reads one run's directory and publishes it.
+type runner struct {
+	f      *Fetcher
+	tenant string
+	runID  string
+	seq    int64
+	log    zerolog.Logger
+	client *graph.Client
+	// attempt is this fetch attempt of the run, from 1; its data pages
+	// are numbered from first (see syncv1.AttemptPageSpan).
+	attempt int
+	first   int32
+	page    int32 // next data page number
+}
+
+// run publishes RunStarted, every data page and RunFetched. Errors are
+// returned for handle to sort.
+func (r *runner) run(ctx context.Context) error {
+	started := r.event(-1)
+	started.Body = &syncv1.SyncEvent_Started{Started: &syncv1.RunStarted{Fetcher: r.f.cfg.ID, Attempt: int32(r.attempt)}}
+	if err := r.send(ctx, started); err != nil {
+		return err
+	}
+	creds, err := r.f.store.TenantCredentials(ctx, r.tenant)
+	if err != nil {
+		return fmt.Errorf("fetcher: credentials of tenant %s: %w", r.tenant, err)
+	}
+	gcfg := r.f.cfg.Graph
+	gcfg.Logger = r.log // retries are logged with the tenant and run
+	r.client, err = graph.New(gcfg, graph.Credentials{
+		TenantID: creds.EntraTenantID, ClientID: creds.ClientID, ClientSecret: creds.ClientSecret,
+	})
+	if err != nil {
+		// The stored credentials are unusable as they are: nothing a retry
+		// would change.
+		return fmt.Errorf("%w: %v", graph.ErrAuth, err)
+	}
+	r.log.Info().Msg("run started")
+
+	for users, err := range r.client.Users(ctx) {
+		if err != nil {
+			return err
+		}
+		ev := r.event(r.page)
+		ev.Body = &syncv1.SyncEvent_Users{Users: &syncv1.UsersPage{Users: usersOf(users)}}
+		if err := r.send(ctx, ev); err != nil {
+			return err
+		}
+	}
+	// Group ids are all the run keeps beyond the pages in flight: the
+	// member lists are read after the group listing, in the contract's
+	// order, and a paused listing's nextLink could go stale meanwhile.
+	var groupIDs []string
+	for groups, err := range r.client.Groups(ctx) {
+		if err != nil {
+			return err
+		}
+		for _, g := range groups {
+			groupIDs = append(groupIDs, g.ID)
+		}
+		ev := r.event(r.page)
+		ev.Body = &syncv1.SyncEvent_Groups{Groups: &syncv1.GroupsPage{Groups: groupsOf(groups)}}
+		if err := r.send(ctx, ev); err != nil {
+			return err
+		}
+	}
+	for _, gid := range groupIDs {
+		err := eachPart(ctx, r, gid, r.client.Members(ctx, gid), func(ev *syncv1.SyncEvent, ms []graph.Member, part int32, last bool) {
+			ev.Body = &syncv1.SyncEvent_Members{Members: &syncv1.MembersPage{
+				GroupId: gid, Members: membersOf(ms), Part: part, Last: last,
+			}}
+		})
+		if err != nil {
+			return err
+		}
+		err = eachPart(ctx, r, gid, r.client.TransitiveUserIDs(ctx, gid), func(ev *syncv1.SyncEvent, ids []string, part int32, last bool) {
+			ev.Body = &syncv1.SyncEvent_TransitiveMembers{TransitiveMembers: &syncv1.TransitiveMembersPage{
+				GroupId: gid, UserIds: ids, Part: part, Last: last,
+			}}
+		})
+		if err != nil {
+			return err
+		}
+	}
+
+	stats := r.stats()
+	fetched := r.event(-1)
+	fetched.Body = &syncv1.SyncEvent_Fetched{Fetched: &syncv1.RunFetched{FirstPage: r.first, Pages: r.page - r.first, Stats: stats}}
+	if err := r.send(ctx, fetched); err != nil {
+		return err
+	}
+	r.log.Info().Int32("first_page", r.first).Int32("pages", r.page-r.first).Int64("requests", stats.GetRequests()).
+		Int64("throttled", stats.GetThrottled()).Int64("retries", stats.GetRetries()).Msg("run fetched")
+	return nil
+}
+
+// eachPart publishes a group's member list page by page. Each page is held
+// back until the next one has arrived, so the final page can say it is the
+// last; a group with no members still gets one, empty, last page. A group
+// deleted since the group listing reads as empty: the next run sees it gone.
+func eachPart[T any](ctx context.Context, r *runner, gid string, seq iter.Seq2[[]T, error],
+	fill func(ev *syncv1.SyncEvent, items []T, part int32, last bool),
+) error {
+	var held []T
+	part := int32(0)
+	have := false
+	emit := func(last bool) error {
+		ev := r.event(r.page)
+		fill(ev, held, part, last)
+		part++
+		return r.send(ctx, ev)
+	}
+	for items, err := range seq {
+		if err != nil {
+			if !isNotFound(err) {
+				return err
+			}
+			r.log.Info().Str("group", gid).Msg("group vanished during the run; its list ends here")
+			break
+		}
+		if have {
+			if err := emit(false); err != nil {
+				return err
+			}
+		}
+		held, have = items, true
+	}
+	return emit(true)
+}
+
+// event starts an event of this run; the caller sets its body.
+func (r *runner) event(page int32) *syncv1.SyncEvent {
+	return &syncv1.SyncEvent{
+		TenantId:   r.tenant,
+		RunId:      r.runID,
+		RunSeq:     r.seq,
+		Page:       page,
+		ObservedAt: timestamppb.Now(),
+	}
+}
+
+// send publishes one event. A data page (page ≥ 0) advances the run's page
+// counter once JetStream has stored it; one past the attempt's page numbers
+// is errTooManyPages.
+func (r *runner) send(ctx context.Context, ev *syncv1.SyncEvent) error {
+	kind, items := describe(ev)
+	if ev.GetPage() >= 0 && ev.GetPage()-r.first >= syncv1.AttemptPageSpan {
+		return errTooManyPages
+	}
+	if err := r.f.bus.PublishEvent(ctx, ev); err != nil {
+		return fmt.Errorf("fetcher: publish %s event of run %s: %w", kind, r.runID, err)
+	}
+	if ev.GetPage() >= 0 {
+		r.page++
+	}
+	r.log.Debug().Int32("page", ev.GetPage()).Str("kind", kind).Int("items", items).Msg("event published")
+	return nil
+}
+
+// describe names an event's body for the logs.
+func describe(ev *syncv1.SyncEvent) (kind string, items int) {
+	switch b := ev.GetBody().(type) {
+	case *syncv1.SyncEvent_Started:
+		return "started", 0
+	case *syncv1.SyncEvent_Users:
+		return "users", len(b.Users.GetUsers())
+	case *syncv1.SyncEvent_Groups:
+		return "groups", len(b.Groups.GetGroups())
+	case *syncv1.SyncEvent_Members:
+		return "members", len(b.Members.GetMembers())
+	case *syncv1.SyncEvent_TransitiveMembers:
+		return "transitive_members", len(b.TransitiveMembers.GetUserIds())
+	case *syncv1.SyncEvent_Fetched:
+		return "fetched", 0
+	case *syncv1.SyncEvent_Failed:
+		return "failed", 0
+	}
+	return fmt.Sprintf("%T", ev.GetBody()), 0
+}
+
+func (r *runner) stats() *syncv1.GraphStats {
+	if r.client == nil {
+		return &syncv1.GraphStats{}
+	}
+	s := r.client.Stats()
+	return &syncv1.GraphStats{Requests: s.Requests, Throttled: s.Throttled, Retries: s.Retries}
+}
+
+func isNotFound(err error) bool {
+	var ge *graph.Error
+	return errors.As(err, &ge) && ge.Status == http.StatusNotFound
+}
+
+// jitter spreads d by ±20% so jobs that wait for the same lease do not
+// all come back at the same moment.
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+func usersOf(us []graph.User) []*syncv1.User {
+	out := make([]*syncv1.User, len(us))
+	for i, u := range us {
+		out[i] = &syncv1.User{
+			Id:                u.ID,
+			DisplayName:       u.DisplayName,
+			Mail:              u.Mail,
+			UserPrincipalName: u.UserPrincipalName,
+			GivenName:         u.GivenName,
+			Surname:           u.Surname,
+			JobTitle:          u.JobTitle,
+			Department:        u.Department,
+			UserType:          u.UserType,
+			AccountEnabled:    u.AccountEnabled,
+		}
+	}
+	return out
+}
+
+func groupsOf(gs []graph.Group) []*syncv1.Group {
+	out := make([]*syncv1.Group, len(gs))
+	for i, g := range gs {
+		out[i] = &syncv1.Group{
+			Id:              g.ID,
+			DisplayName:     g.DisplayName,
+			Description:     g.Description,
+			Mail:            g.Mail,
+			GroupTypes:      g.GroupTypes,
+			SecurityEnabled: g.SecurityEnabled,
+			MailEnabled:     g.MailEnabled,
+			MembershipRule:  g.MembershipRule,
+		}
+	}
+	return out
+}
+
+func membersOf(ms []graph.Member) []*syncv1.Member {
+	out := make([]*syncv1.Member, len(ms))
+	for i, m := range ms {
+		out[i] = &syncv1.Member{Id: m.ID, Type: memberType(m.Type)}
+	}
+	return out
+}
+
+func memberType(t graph.MemberType) syncv1.MemberType {
+	switch t {
+	case graph.MemberUser:
+		return syncv1.MemberType_MEMBER_TYPE_USER
+	case graph.MemberGroup:
+		return syncv1.MemberType_MEMBER_TYPE_GROUP
+	case graph.MemberDevice:
+		return syncv1.MemberType_MEMBER_TYPE_DEVICE
+	case graph.MemberOrgContact:
+		return syncv1.MemberType_MEMBER_TYPE_ORG_CONTACT
+	case graph.MemberServicePrincipal:
+		return syncv1.MemberType_MEMBER_TYPE_SERVICE_PRINCIPAL
+	}
+	return syncv1.MemberType_MEMBER_TYPE_OTHER
+}

@@ -1,0 +1,177 @@
+package reconciler
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/entrasync/entrasync/libs/store"
+	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
+)
+
+// validate checks an event before anything is written, so that a bad event
+// is rejected whole with a message that says what is wrong. The store
+// checks again what only it can (the run exists, its seq matches, the page
+// is within the run).
+func validate(ev *syncv1.SyncEvent) error {
+	if ev == nil {
+		return errors.New("no event")
+	}
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if !isUUID(ev.GetTenantId()) {
+		bad("tenant_id %q is not a UUID", ev.GetTenantId())
+	}
+	if !isUUID(ev.GetRunId()) {
+		bad("run_id %q is not a UUID", ev.GetRunId())
+	}
+	if ev.GetRunSeq() <= 0 {
+		bad("run_seq %d is not positive", ev.GetRunSeq())
+	}
+	page := ev.GetPage()
+	dataPage := func() {
+		if page < 0 {
+			bad("page %d of a data page is negative", page)
+		}
+	}
+	controlEvent := func(what string) {
+		if page != -1 {
+			bad("page of %s is %d, want -1", what, page)
+		}
+	}
+	switch b := ev.GetBody().(type) {
+	case nil:
+		bad("event has no body")
+	case *syncv1.SyncEvent_Started:
+		controlEvent("RunStarted")
+		if a := b.Started.GetAttempt(); a < 0 || a > syncv1.MaxFetchAttempts {
+			bad("RunStarted.attempt %d is out of range 0..%d", a, syncv1.MaxFetchAttempts)
+		}
+	case *syncv1.SyncEvent_Fetched:
+		controlEvent("RunFetched")
+		f := b.Fetched
+		if n := f.GetPages(); n < 0 || n > syncv1.AttemptPageSpan {
+			bad("RunFetched.pages %d is out of range 0..%d", n, syncv1.AttemptPageSpan)
+		}
+		// An attempt's pages start at a multiple of the span, so that no
+		// two attempts share a page number.
+		if first := f.GetFirstPage(); first < 0 || first%syncv1.AttemptPageSpan != 0 ||
+			first > (syncv1.MaxFetchAttempts-1)*syncv1.AttemptPageSpan {
+			bad("RunFetched.first_page %d is not where an attempt's pages start (a multiple of %d up to %d)",
+				first, syncv1.AttemptPageSpan, (syncv1.MaxFetchAttempts-1)*syncv1.AttemptPageSpan)
+		}
+		checkStats(f.GetStats(), bad)
+	case *syncv1.SyncEvent_Failed:
+		controlEvent("RunFailed")
+		checkStats(b.Failed.GetStats(), bad)
+	case *syncv1.SyncEvent_Users:
+		dataPage()
+		for i, u := range b.Users.GetUsers() {
+			if strings.TrimSpace(u.GetId()) == "" {
+				bad("users[%d] has no id", i)
+			}
+		}
+	case *syncv1.SyncEvent_Groups:
+		dataPage()
+		for i, g := range b.Groups.GetGroups() {
+			if strings.TrimSpace(g.GetId()) == "" {
+				bad("groups[%d] has no id", i)
+			}
+		}
+	case *syncv1.SyncEvent_Members:
+		dataPage()
+		m := b.Members
+		checkList("members page", m.GetGroupId(), m.GetPart(), bad)
+		for i, mem := range m.GetMembers() {
+			if strings.TrimSpace(mem.GetId()) == "" {
+				bad("members[%d] has no id", i)
+			}
+			if _, ok := memberTypes[mem.GetType()]; !ok {
+				bad("members[%d] (%s) has type %v", i, mem.GetId(), mem.GetType())
+			}
+		}
+	case *syncv1.SyncEvent_TransitiveMembers:
+		dataPage()
+		t := b.TransitiveMembers
+		checkList("transitive members page", t.GetGroupId(), t.GetPart(), bad)
+		for i, id := range t.GetUserIds() {
+			if strings.TrimSpace(id) == "" {
+				bad("user_ids[%d] is empty", i)
+			}
+		}
+	default:
+		bad("event body %T is not known", b)
+	}
+	return errors.Join(errs...)
+}
+
+func checkList(what, groupID string, part int32, bad func(string, ...any)) {
+	if strings.TrimSpace(groupID) == "" {
+		bad("%s has no group_id", what)
+	}
+	if part < 0 {
+		bad("%s part %d is negative", what, part)
+	}
+}
+
+func checkStats(s *syncv1.GraphStats, bad func(string, ...any)) {
+	if s.GetRequests() < 0 || s.GetThrottled() < 0 || s.GetRetries() < 0 {
+		bad("graph stats %v has a negative count", s)
+	}
+}
+
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	_, err := uuid.Parse(s)
+	return err == nil
+}
+
+var memberTypes = map[syncv1.MemberType]store.MemberType{
+	syncv1.MemberType_MEMBER_TYPE_USER:              store.MemberUser,
+	syncv1.MemberType_MEMBER_TYPE_GROUP:             store.MemberGroup,
+	syncv1.MemberType_MEMBER_TYPE_DEVICE:            store.MemberDevice,
+	syncv1.MemberType_MEMBER_TYPE_ORG_CONTACT:       store.MemberOrgContact,
+	syncv1.MemberType_MEMBER_TYPE_SERVICE_PRINCIPAL: store.MemberServicePrincipal,
+	syncv1.MemberType_MEMBER_TYPE_OTHER:             store.MemberOther,
+}
+
+func dirUsers(in []*syncv1.User) []store.DirUser {
+	out := make([]store.DirUser, len(in))
+	for i, u := range in {
+		out[i] = store.DirUser{
+			ID: u.GetId(), DisplayName: u.GetDisplayName(), Mail: u.GetMail(),
+			UserPrincipalName: u.GetUserPrincipalName(), GivenName: u.GetGivenName(), Surname: u.GetSurname(),
+			JobTitle: u.GetJobTitle(), Department: u.GetDepartment(), UserType: u.GetUserType(),
+			AccountEnabled: u.GetAccountEnabled(),
+		}
+	}
+	return out
+}
+
+func dirGroups(in []*syncv1.Group) []store.DirGroup {
+	out := make([]store.DirGroup, len(in))
+	for i, g := range in {
+		out[i] = store.DirGroup{
+			ID: g.GetId(), DisplayName: g.GetDisplayName(), Description: g.GetDescription(), Mail: g.GetMail(),
+			GroupTypes: g.GetGroupTypes(), SecurityEnabled: g.GetSecurityEnabled(), MailEnabled: g.GetMailEnabled(),
+			MembershipRule: g.GetMembershipRule(),
+		}
+	}
+	return out
+}
+
+func dirMembers(in []*syncv1.Member) []store.DirMember {
+	out := make([]store.DirMember, len(in))
+	for i, m := range in {
+		out[i] = store.DirMember{ID: m.GetId(), Type: memberTypes[m.GetType()]}
+	}
+	return out
+}
+
+func graphStats(s *syncv1.GraphStats) store.GraphStats {
+	return store.GraphStats{Requests: s.GetRequests(), Throttled: s.GetThrottled(), Retries: s.GetRetries()}
+}

@@ -1,0 +1,234 @@
+// Package reconciler applies the fetchers' sync events to Postgres.
+//
+// Each event is one step of a run: RunStarted, a Graph page (users, groups,
+// a group's direct or transitive members), then RunFetched or RunFailed.
+// Pages go into the directory mirror idempotently and in any order; after
+// every page, and after RunFetched, the reconciler asks the store to
+// finalize the run, which succeeds once all of the run's pages are in and
+// derives the application side in one transaction (see libs/store).
+//
+// A run's job may have been fetched more than once (a fetcher died or was
+// stopped mid-run); each attempt numbers its pages from its own multiple of
+// syncv1.AttemptPageSpan, and RunFetched.first_page names the attempt that
+// read everything. Only that attempt's pages decide what the run saw;
+// pages of interrupted attempts are applied like any page (older versions
+// lose to newer ones) and count for nothing else.
+//
+// Several reconcilers may consume the same stream: events of one run are
+// applied side by side on any of them, and the store serializes what must
+// be serialized. An event that can never be applied (malformed, or for a
+// tenant or run that does not exist) is dead-lettered at once; a failure
+// that may pass (the database is down) is retried by the bus.
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/entrasync/entrasync/libs/bus"
+	"github.com/entrasync/entrasync/libs/store"
+	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
+)
+
+// DefaultConcurrency is how many events one reconciler applies at once.
+const DefaultConcurrency = 4
+
+// Config tunes a reconciler.
+type Config struct {
+	// Concurrency is how many events this replica applies at once
+	// (default DefaultConcurrency).
+	Concurrency int
+	// Clock stamps what the reconciler writes (run start and end times,
+	// app rows). Default time.Now; tests pass a fixed clock so that two
+	// databases fed the same events end up equal.
+	Clock func() time.Time
+}
+
+// Deps are the reconciler's connections. Bus may be nil when only Apply is
+// used (tests replaying events); Start needs it.
+type Deps struct {
+	Bus    *bus.Bus
+	Store  *store.Store
+	Logger zerolog.Logger
+}
+
+// Reconciler consumes sync events and applies them.
+type Reconciler struct {
+	cfg   Config
+	bus   *bus.Bus
+	store *store.Store
+	log   zerolog.Logger
+
+	mu       sync.Mutex
+	consumer bus.Consumer
+	cancel   context.CancelFunc
+}
+
+// New returns a reconciler; Start makes it consume.
+func New(cfg Config, deps Deps) (*Reconciler, error) {
+	if deps.Store == nil {
+		return nil, errors.New("reconciler: a store is required")
+	}
+	if cfg.Concurrency < 0 {
+		return nil, fmt.Errorf("reconciler: concurrency %d is negative", cfg.Concurrency)
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = DefaultConcurrency
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	return &Reconciler{cfg: cfg, bus: deps.Bus, store: deps.Store, log: deps.Logger}, nil
+}
+
+// Start consumes events until Stop. It returns once the consumer runs.
+func (r *Reconciler) Start(ctx context.Context) error {
+	if r.bus == nil {
+		return errors.New("reconciler: start: no bus")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.consumer != nil {
+		return errors.New("reconciler: already started")
+	}
+	// Handlers outlive Start's context: only Stop ends them, gracefully.
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c, err := r.bus.ConsumeEvents(hctx, bus.ConsumeOptions{Concurrency: r.cfg.Concurrency}, r.Apply)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("reconciler: start: %w", err)
+	}
+	r.consumer, r.cancel = c, cancel
+	r.log.Info().Int("concurrency", r.cfg.Concurrency).Msg("reconciler started")
+	return nil
+}
+
+// Stop stops taking events and waits for those in flight. When ctx ends
+// first, the events in flight are abandoned (their transactions roll back)
+// and handed back to the stream for another replica.
+func (r *Reconciler) Stop(ctx context.Context) error {
+	r.mu.Lock()
+	c, cancel := r.consumer, r.cancel
+	r.consumer, r.cancel = nil, nil
+	r.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	done := make(chan struct{})
+	go func() {
+		c.Stop()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("reconciler: stop: %w", ctx.Err())
+		cancel()
+		<-done
+	}
+	cancel()
+	r.log.Info().Msg("reconciler stopped")
+	return err
+}
+
+// Apply applies one event. It returns nil when the event is applied (or
+// changes nothing because it was applied before, or its run is over), an
+// error made by bus.Permanent when the event can never be applied, and any
+// other error when applying it again later may work.
+func (r *Reconciler) Apply(ctx context.Context, ev *syncv1.SyncEvent) error {
+	if err := validate(ev); err != nil {
+		r.log.Warn().Err(err).Str("tenant", ev.GetTenantId()).Str("run", ev.GetRunId()).
+			Int32("page", ev.GetPage()).Msg("invalid event")
+		return bus.Permanent(fmt.Errorf("reconciler: invalid event: %w", err))
+	}
+	ref := store.PageRef{TenantID: ev.GetTenantId(), RunID: ev.GetRunId(), RunSeq: ev.GetRunSeq(), Page: ev.GetPage()}
+	log := r.log.With().Str("tenant", ref.TenantID).Str("run", ref.RunID).Int32("page", ref.Page).Logger()
+	at := r.cfg.Clock()
+
+	var err error
+	finalize := true
+	switch b := ev.GetBody().(type) {
+	case *syncv1.SyncEvent_Started:
+		finalize = false
+		err = r.store.MarkRunStarted(ctx, ref, at)
+		if err == nil {
+			log.Debug().Str("fetcher", b.Started.GetFetcher()).Int32("attempt", b.Started.GetAttempt()).Msg("run started")
+		}
+	case *syncv1.SyncEvent_Users:
+		err = r.store.ApplyUsersPage(ctx, ref, dirUsers(b.Users.GetUsers()), at)
+	case *syncv1.SyncEvent_Groups:
+		err = r.store.ApplyGroupsPage(ctx, ref, dirGroups(b.Groups.GetGroups()), at)
+	case *syncv1.SyncEvent_Members:
+		m := b.Members
+		err = r.store.ApplyMembersPage(ctx, ref, store.MembersPage{
+			GroupID: m.GetGroupId(), Part: m.GetPart(), Last: m.GetLast(), Members: dirMembers(m.GetMembers()),
+		}, at)
+	case *syncv1.SyncEvent_TransitiveMembers:
+		t := b.TransitiveMembers
+		err = r.store.ApplyTransitivePage(ctx, ref, store.TransitivePage{
+			GroupID: t.GetGroupId(), Part: t.GetPart(), Last: t.GetLast(), UserIDs: t.GetUserIds(),
+		}, at)
+	case *syncv1.SyncEvent_Fetched:
+		f := b.Fetched
+		err = r.store.MarkRunFetched(ctx, ref, store.Fetched{
+			FirstPage: int(f.GetFirstPage()), Pages: int(f.GetPages()), Stats: graphStats(f.GetStats()),
+		}, at)
+	case *syncv1.SyncEvent_Failed:
+		finalize = false
+		err = r.store.MarkRunFailed(ctx, ref, b.Failed.GetError(), graphStats(b.Failed.GetStats()), at)
+		if err == nil {
+			log.Info().Str("error", b.Failed.GetError()).Msg("run failed at the fetcher")
+		}
+	}
+	if err != nil {
+		return r.classify(log, "apply event", err)
+	}
+	if !finalize {
+		return nil
+	}
+	// In a transaction of its own, after the page committed: whichever
+	// apply comes last sees the run complete, even when pages of one run
+	// are applied on several reconcilers at once. If this fails, the
+	// event comes back, its page is found applied, and finalization is
+	// tried again.
+	done, err := r.store.TryFinalize(ctx, ref.TenantID, ref.RunID, r.cfg.Clock())
+	if err != nil {
+		if errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrConflict) {
+			// Deriving the app side can never succeed as the mirror
+			// stands: end the run with the reason rather than leave it
+			// applying for ever.
+			log.Error().Err(err).Msg("finalizing the run failed; marking it failed")
+			ferr := r.store.MarkRunFailed(ctx, ref, "finalizing the run failed: "+err.Error(), store.GraphStats{}, r.cfg.Clock())
+			if ferr != nil {
+				return r.classify(log, "mark run failed", ferr)
+			}
+			return nil
+		}
+		return r.classify(log, "finalize run", err)
+	}
+	if done {
+		ev := log.Info()
+		if run, err := r.store.GetRun(ctx, ref.TenantID, ref.RunID); err == nil {
+			ev = ev.Interface("counts", run.Counts).Int64("seq", run.Seq)
+		}
+		ev.Msg("run succeeded")
+	}
+	return nil
+}
+
+// classify turns a store error into what the bus needs: permanent when the
+// event can never be applied, plain (redelivered with backoff) otherwise.
+func (r *Reconciler) classify(log zerolog.Logger, what string, err error) error {
+	err = fmt.Errorf("reconciler: %s: %w", what, err)
+	if errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
+		log.Warn().Err(err).Msg("event cannot be applied")
+		return bus.Permanent(err)
+	}
+	return err
+}

@@ -1,0 +1,277 @@
+// Package scheduler publishes the sync jobs of tenants that are due.
+//
+// Each tenant is synced once per interval (store.TenantSchedule.Interval,
+// 24 h by default). Its slots are spread over the interval by a hash of
+// the tenant id, so a thousand tenants connected on the same day do not
+// all start at midnight. The current slot is the latest slot boundary not
+// after now; a tenant whose last scheduled slot is older, or that never
+// had one (a tenant connected a moment ago), is due.
+//
+// Several replicas may run. For a due slot each creates the slot's run,
+// and the store lets only one succeed (one run per tenant and slot); the
+// job is published with the message id "sched/<tenant>/<slot unix>", so
+// replicas that publish anyway are dropped by JetStream's dedup window.
+//
+// The scheduler also sweeps: a run still queued after a grace period may
+// have lost its job (a process died between recording the run and
+// publishing, or the api answered 503), so its job is published again,
+// unless it is still waiting in the work queue, or a fetcher already began
+// fetching it (store.BeginFetch; the run shows queued only until the
+// reconcilers apply its RunStarted).
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/entrasync/entrasync/libs/bus"
+	"github.com/entrasync/entrasync/libs/store"
+	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
+)
+
+// Defaults of Config.
+const (
+	DefaultTickEvery   = 30 * time.Second
+	DefaultStaleQueued = 2 * time.Minute
+)
+
+// Config tunes the scheduler.
+type Config struct {
+	// TickEvery is the time between two passes.
+	TickEvery time.Duration
+	// StaleQueued is how long a run may stay queued before its job is
+	// published again.
+	StaleQueued time.Duration
+	// Clock tells the time; tests move it by hand. Default time.Now.
+	Clock func() time.Time
+}
+
+// Deps are the scheduler's collaborators.
+type Deps struct {
+	Bus    *bus.Bus
+	Store  *store.Store
+	Logger zerolog.Logger
+}
+
+// Scheduler finds due tenants and publishes their jobs.
+type Scheduler struct {
+	cfg   Config
+	bus   *bus.Bus
+	store *store.Store
+	log   zerolog.Logger
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New checks the configuration and builds a scheduler.
+func New(cfg Config, deps Deps) (*Scheduler, error) {
+	if deps.Bus == nil || deps.Store == nil {
+		return nil, errors.New("scheduler: a bus and a store are required")
+	}
+	if cfg.TickEvery < 0 || cfg.StaleQueued < 0 {
+		return nil, errors.New("scheduler: TickEvery and StaleQueued must not be negative")
+	}
+	if cfg.TickEvery == 0 {
+		cfg.TickEvery = DefaultTickEvery
+	}
+	if cfg.StaleQueued == 0 {
+		cfg.StaleQueued = DefaultStaleQueued
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	return &Scheduler{cfg: cfg, bus: deps.Bus, store: deps.Store, log: deps.Logger}, nil
+}
+
+// Start runs a first pass at once, then one every TickEvery, in the
+// background, until Stop.
+func (s *Scheduler) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done != nil {
+		return errors.New("scheduler: already started")
+	}
+	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	s.done = make(chan struct{})
+	go s.loop(ctx, s.done)
+	s.log.Info().Dur("tick_every", s.cfg.TickEvery).Dur("stale_queued", s.cfg.StaleQueued).Msg("scheduler started")
+	return nil
+}
+
+func (s *Scheduler) loop(ctx context.Context, done chan struct{}) {
+	defer close(done)
+	t := time.NewTicker(s.cfg.TickEvery)
+	defer t.Stop()
+	for {
+		if err := s.Tick(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error().Err(err).Msg("scheduler pass incomplete; the next pass tries again")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Stop ends the background passes, waiting for the one in progress until
+// ctx is done. Whatever a pass left half-done (a run recorded, its job not
+// yet published) is finished by the next pass of any replica.
+func (s *Scheduler) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	cancel, done := s.cancel, s.done
+	s.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	cancel()
+	select {
+	case <-done:
+		s.log.Info().Msg("scheduler stopped")
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("scheduler: stop: %w", ctx.Err())
+	}
+}
+
+// Tick makes one pass: it creates and publishes the runs of due tenants,
+// then publishes again the jobs of runs stuck in queued. It goes on past
+// one tenant's failure and returns every error it met.
+func (s *Scheduler) Tick(ctx context.Context) error {
+	now := s.cfg.Clock()
+	schedules, err := s.store.ListTenantSchedules(ctx)
+	if err != nil {
+		return fmt.Errorf("scheduler: %w", err)
+	}
+	var errs []error
+	for _, ts := range schedules {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err := s.schedule(ctx, ts, now); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := s.sweep(ctx, now); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// schedule creates and publishes the tenant's run for the current slot
+// when it does not have one yet.
+func (s *Scheduler) schedule(ctx context.Context, ts store.TenantSchedule, now time.Time) error {
+	slot := Slot(ts.TenantID, ts.Interval, now)
+	if ts.LastScheduledSlot != nil && !ts.LastScheduledSlot.Before(slot) {
+		return nil
+	}
+	log := s.log.With().Str("tenant", ts.TenantID).Time("slot", slot).Logger()
+	run, err := s.store.CreateRun(ctx, store.NewRun{
+		TenantID: ts.TenantID, Kind: store.KindFull, Trigger: store.TriggerSchedule, Slot: &slot,
+	})
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		// Another replica got the slot first. Publishing too costs
+		// nothing (same message id) and covers a replica that died
+		// before it published.
+		if run.ID == "" || run.Status != store.StatusQueued {
+			return nil
+		}
+		log.Debug().Str("run", run.ID).Msg("slot already has a run")
+	case errors.Is(err, store.ErrNotFound):
+		return nil // the tenant was removed since the listing
+	case err != nil:
+		return fmt.Errorf("scheduler: create run of tenant %s for slot %s: %w", ts.TenantID, slot.Format(time.RFC3339), err)
+	}
+	log = log.With().Str("run", run.ID).Logger()
+	if err := s.bus.PublishJobWithID(ctx, job(run), SlotMsgID(ts.TenantID, slot)); err != nil {
+		// The run stays queued; the sweep publishes it later.
+		return fmt.Errorf("scheduler: publish job of run %s: %w", run.ID, err)
+	}
+	log.Info().Int64("run_seq", run.Seq).Msg("scheduled run published")
+	return nil
+}
+
+// sweep publishes again the jobs of runs queued for longer than
+// StaleQueued that no fetcher began and whose job is no longer in the
+// work queue.
+func (s *Scheduler) sweep(ctx context.Context, now time.Time) error {
+	runs, err := s.store.ListStaleQueuedRuns(ctx, now.Add(-s.cfg.StaleQueued))
+	if err != nil {
+		return fmt.Errorf("scheduler: sweep: %w", err)
+	}
+	var errs []error
+	for _, run := range runs {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		log := s.log.With().Str("tenant", run.TenantID).Str("run", run.ID).Logger()
+		queued, err := s.bus.JobQueued(ctx, run.TenantID, run.ID)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("scheduler: sweep: %w", err))
+			continue
+		}
+		if queued {
+			// Fetchers are behind, not the job lost.
+			log.Debug().Msg("queued run's job still waits for a fetcher")
+			continue
+		}
+		if err := s.bus.PublishJob(ctx, job(run)); err != nil {
+			errs = append(errs, fmt.Errorf("scheduler: sweep: publish job of run %s: %w", run.ID, err))
+			continue
+		}
+		log.Warn().Time("created_at", run.CreatedAt).Msg("queued run had no job; published it again")
+	}
+	return errors.Join(errs...)
+}
+
+// job is the wire form of a run's job.
+func job(run store.Run) *syncv1.SyncJob {
+	trigger := syncv1.Trigger_TRIGGER_MANUAL
+	if run.Trigger == store.TriggerSchedule {
+		trigger = syncv1.Trigger_TRIGGER_SCHEDULE
+	}
+	return &syncv1.SyncJob{
+		TenantId:    run.TenantID,
+		RunId:       run.ID,
+		RunSeq:      run.Seq,
+		Kind:        syncv1.JobKind_JOB_KIND_FULL,
+		Trigger:     trigger,
+		RequestedAt: timestamppb.New(run.CreatedAt),
+	}
+}
+
+// Slot returns the tenant's slot at now: the latest of its slot
+// boundaries (every interval, shifted by an offset derived from the
+// tenant id) that is not after now. Slots are whole seconds, so they
+// survive the database's microsecond timestamps unchanged.
+func Slot(tenantID string, interval time.Duration, now time.Time) time.Time {
+	iv := int64(interval / time.Second)
+	if iv < 1 {
+		iv = 1
+	}
+	h := fnv.New64a()
+	h.Write([]byte(tenantID))
+	offset := int64(h.Sum64() % uint64(iv))
+	n := now.Unix() - offset
+	k := n / iv
+	if n%iv < 0 { // floor division for times before the epoch + offset
+		k--
+	}
+	return time.Unix(k*iv+offset, 0).UTC()
+}
+
+// SlotMsgID is the message id of a scheduled job: one per tenant and slot.
+func SlotMsgID(tenantID string, slot time.Time) string {
+	return "sched/" + tenantID + "/" + strconv.FormatInt(slot.Unix(), 10)
+}

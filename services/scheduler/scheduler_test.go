@@ -1,0 +1,335 @@
+package scheduler_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/entrasync/entrasync/libs/bus"
+	"github.com/entrasync/entrasync/libs/devenv"
+	"github.com/entrasync/entrasync/libs/secret"
+	"github.com/entrasync/entrasync/libs/store"
+	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
+	"github.com/entrasync/entrasync/services/scheduler"
+)
+
+func TestMain(m *testing.M) { os.Exit(devenv.RunTests(m)) }
+
+// clock is a hand-moved clock shared by the store and the schedulers.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+
+// env is a database, a NATS server and a clock for one test.
+type env struct {
+	t     *testing.T
+	clock *clock
+	st    *store.Store
+	js    jetstream.JetStream
+	nats  string
+	log   zerolog.Logger
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	e := &env{t: t, clock: &clock{now: time.Date(2025, 3, 10, 9, 0, 0, 0, time.UTC)}, nats: devenv.NATS(t),
+		log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)}
+	box, err := secret.NewBox(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.st, err = store.Open(ctx, devenv.Database(t), box, e.log, store.WithClock(e.clock.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.st.Close)
+	nc, err := nats.Connect(e.nats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if e.js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// scheduler returns a scheduler with its own bus connection, as a
+// replica in its own process would have.
+func (e *env) scheduler(opts bus.Options) *scheduler.Scheduler {
+	e.t.Helper()
+	b, err := bus.ConnectWith(context.Background(), e.nats, opts, e.log)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(b.Close)
+	s, err := scheduler.New(scheduler.Config{Clock: e.clock.Now}, scheduler.Deps{Bus: b, Store: e.st, Logger: e.log})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+func (e *env) tenant(interval time.Duration) store.Tenant {
+	e.t.Helper()
+	t, err := e.st.CreateTenant(context.Background(), store.NewTenant{
+		Name: "Contoso", EntraTenantID: "8f3c0b7e-5d4a-4f0e-9a61-2b7d4c1e9f00",
+		ClientID: "3b9d2f64-1c8e-4a7b-b5d0-6e2f8a9c4d11", ClientSecret: "s3cret", Seats: 10, SyncInterval: interval,
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return t
+}
+
+// tickAll ticks the schedulers at the same time, as replicas do.
+func (e *env) tickAll(ss ...*scheduler.Scheduler) {
+	e.t.Helper()
+	var wg sync.WaitGroup
+	errs := make([]error, len(ss))
+	for i, s := range ss {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = s.Tick(context.Background()) }()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+// jobs returns the jobs in SYNC_JOBS with their message ids.
+func (e *env) jobs() (ids []string, jobs []*syncv1.SyncJob) {
+	e.t.Helper()
+	ctx := context.Background()
+	s, err := e.js.Stream(ctx, bus.StreamJobs)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		j := &syncv1.SyncJob{}
+		if err := proto.Unmarshal(m.Data, j); err != nil {
+			e.t.Fatal(err)
+		}
+		ids = append(ids, m.Header.Get(nats.MsgIdHdr))
+		jobs = append(jobs, j)
+	}
+	return ids, jobs
+}
+
+func (e *env) runs(tenantID string) []store.Run {
+	e.t.Helper()
+	runs, err := e.st.ListRuns(context.Background(), tenantID, 0, 100)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return runs
+}
+
+func TestReplicasScheduleOneRunPerSlot(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a, b := e.scheduler(bus.Options{}), e.scheduler(bus.Options{})
+	ten := e.tenant(time.Hour)
+
+	// A tenant connected a moment ago is due at once.
+	e.tickAll(a, b)
+	runs := e.runs(ten.ID)
+	if len(runs) != 1 {
+		t.Fatalf("%d runs after the first pass, want 1", len(runs))
+	}
+	first := runs[0]
+	slot := scheduler.Slot(ten.ID, time.Hour, e.clock.Now())
+	if first.Trigger != store.TriggerSchedule || first.Slot == nil || !first.Slot.Equal(slot) {
+		t.Fatalf("run %+v, want a scheduled run of slot %s", first, slot)
+	}
+	ids, jobs := e.jobs()
+	if len(jobs) != 1 || ids[0] != scheduler.SlotMsgID(ten.ID, slot) || jobs[0].RunId != first.ID ||
+		jobs[0].Trigger != syncv1.Trigger_TRIGGER_SCHEDULE || jobs[0].RunSeq != first.Seq || jobs[0].TenantId != ten.ID {
+		t.Fatalf("jobs %v %v, want one job of run %s with id %s", ids, jobs, first.ID, scheduler.SlotMsgID(ten.ID, slot))
+	}
+
+	// Later in the same slot: nothing new.
+	e.clock.Add(20 * time.Minute)
+	if scheduler.Slot(ten.ID, time.Hour, e.clock.Now()).Equal(slot) {
+		e.tickAll(a, b)
+		if n := len(e.runs(ten.ID)); n != 1 {
+			t.Fatalf("%d runs after a pass in the same slot, want 1", n)
+		}
+	}
+
+	// The next slot: one more run and one more job.
+	e.clock.Add(time.Hour)
+	next := scheduler.Slot(ten.ID, time.Hour, e.clock.Now())
+	if !next.After(slot) {
+		t.Fatalf("slot did not move: %s then %s", slot, next)
+	}
+	e.tickAll(a, b)
+	runs = e.runs(ten.ID)
+	if len(runs) != 2 || runs[0].Slot == nil || !runs[0].Slot.Equal(next) || runs[0].Seq != first.Seq+1 {
+		t.Fatalf("runs %+v, want a second run for slot %s", runs, next)
+	}
+	ids, _ = e.jobs()
+	if len(ids) != 2 || ids[1] != scheduler.SlotMsgID(ten.ID, next) {
+		t.Fatalf("job ids %v, want a second one for slot %s", ids, next)
+	}
+}
+
+func TestStaleQueuedRunIsPublishedAgain(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// A short dedup window shows that the sweeper itself, not JetStream's
+	// dedup, keeps a waiting job from being published twice.
+	s := e.scheduler(bus.Options{Duplicates: 100 * time.Millisecond})
+	ten := e.tenant(24 * time.Hour)
+	e.tickAll(s) // the tenant's first scheduled run
+	if ids, _ := e.jobs(); len(ids) != 1 {
+		t.Fatalf("%d jobs after the first pass, want 1", len(ids))
+	}
+
+	// The api recorded a run and died before publishing its job.
+	lost, err := e.st.CreateRun(context.Background(), store.NewRun{TenantID: ten.ID, Kind: store.KindFull, Trigger: store.TriggerManual})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(scheduler.DefaultStaleQueued / 2)
+	e.tickAll(s)
+	if ids, _ := e.jobs(); len(ids) != 1 {
+		t.Fatalf("%d jobs within the grace period, want 1", len(ids))
+	}
+
+	e.clock.Add(scheduler.DefaultStaleQueued)
+	e.tickAll(s)
+	ids, jobs := e.jobs()
+	if len(ids) != 2 || ids[1] != lost.ID || jobs[1].RunId != lost.ID || jobs[1].Trigger != syncv1.Trigger_TRIGGER_MANUAL {
+		t.Fatalf("jobs %v %v, want the lost run %s published with its id", ids, jobs, lost.ID)
+	}
+
+	// Both runs are still queued, but their jobs wait in the stream: once
+	// the dedup window is over, another pass must not add copies.
+	time.Sleep(300 * time.Millisecond) // outlive the 100 ms dedup window; nothing to poll
+	e.clock.Add(time.Minute)
+	e.tickAll(s)
+	if ids, _ := e.jobs(); len(ids) != 2 {
+		t.Fatalf("%d jobs after another sweep, want still 2: %v", len(ids), ids)
+	}
+}
+
+// TestTakenQueuedRunIsNotPublishedAgain: a run still queued because the
+// reconcilers have not applied its RunStarted yet, although a fetcher took
+// its job and began fetching, keeps its one job; a queued run no fetcher
+// began is published again beside it.
+func TestTakenQueuedRunIsNotPublishedAgain(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// A short dedup window: JetStream would not hide a second copy.
+	s := e.scheduler(bus.Options{Duplicates: 100 * time.Millisecond})
+	ten := e.tenant(24 * time.Hour)
+	ctx := context.Background()
+	e.tickAll(s) // the tenant's first scheduled run
+	if ids, _ := e.jobs(); len(ids) != 1 {
+		t.Fatalf("%d jobs after the first pass, want 1", len(ids))
+	}
+
+	newRun := func() store.Run {
+		r, err := e.st.CreateRun(ctx, store.NewRun{TenantID: ten.ID, Kind: store.KindFull, Trigger: store.TriggerManual})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	taken, lost := newRun(), newRun()
+	// A fetcher took the job of taken (now acknowledged or in progress,
+	// either way not waiting in the stream) and began fetching.
+	if n, err := e.st.BeginFetch(ctx, ten.ID, taken.ID); err != nil || n != 1 {
+		t.Fatalf("BeginFetch = %d, %v", n, err)
+	}
+	time.Sleep(300 * time.Millisecond) // outlive the 100 ms dedup window; nothing to poll
+	e.clock.Add(2 * scheduler.DefaultStaleQueued)
+	e.tickAll(s)
+	ids, _ := e.jobs()
+	if len(ids) != 2 || ids[1] != lost.ID {
+		t.Fatalf("jobs %v after the sweep, want the first run's and %s (not %s, which a fetcher began)", ids, lost.ID, taken.ID)
+	}
+}
+
+func TestStartAndStop(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := e.scheduler(bus.Options{})
+	ten := e.tenant(time.Hour)
+	ctx := context.Background()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Start makes a first pass at once.
+	deadline := time.Now().Add(20 * time.Second)
+	for len(e.runs(ten.ID)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no run scheduled after Start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.Stop(stopCtx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Stop(stopCtx); err != nil {
+		t.Fatalf("second Stop: %v", err)
+	}
+}
+
+func TestSlot(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2025, 3, 10, 9, 17, 23, 500, time.UTC)
+	offsets := map[time.Duration]bool{}
+	for _, tenant := range []string{"a", "b", "c", "0198f3c4-1111-7000-8000-000000000001", "0198f3c4-1111-7000-8000-000000000002"} {
+		for _, iv := range []time.Duration{time.Minute, time.Hour, 24 * time.Hour, 7 * 24 * time.Hour, 90 * time.Minute} {
+			s := scheduler.Slot(tenant, iv, now)
+			if s.After(now) || !s.After(now.Add(-iv)) {
+				t.Errorf("Slot(%s, %v) = %s, not in (now-interval, now]", tenant, iv, s)
+			}
+			if s.Nanosecond() != 0 {
+				t.Errorf("Slot(%s, %v) = %s, not whole seconds", tenant, iv, s)
+			}
+			if got := scheduler.Slot(tenant, iv, s); !got.Equal(s) {
+				t.Errorf("a slot boundary is its own slot: Slot(%s) = %s", s, got)
+			}
+			if got := scheduler.Slot(tenant, iv, s.Add(-time.Second)); !got.Equal(s.Add(-iv)) {
+				t.Errorf("just before %s the slot is %s, want %s", s, got, s.Add(-iv))
+			}
+			if got := scheduler.Slot(tenant, iv, now.Add(iv)); !got.Equal(s.Add(iv)) {
+				t.Errorf("one interval later the slot is %s, want %s", got, s.Add(iv))
+			}
+			if iv == 24*time.Hour {
+				offsets[now.Sub(s)] = true
+			}
+		}
+	}
+	if len(offsets) < 4 {
+		t.Errorf("daily slots of 5 tenants fall on %d distinct times; they should be spread", len(offsets))
+	}
+}
