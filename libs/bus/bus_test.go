@@ -998,3 +998,72 @@ func TestRetryOnShutdownAtLastDeliveryIsRequeued(t *testing.T) {
 		t.Fatalf("%d dead letters for a job handed back on shutdown", n)
 	}
 }
+
+// TestHandBackWhileAPullIsWaiting stops a consumer whose handler is busy
+// while its other slot has a pull request waiting on the server. The job
+// handed back must reach another replica at once: were the nak to reach
+// the server before the waiting pull is gone, the server would deliver
+// the job to that dead pull and keep it for a whole ack wait.
+func TestHandBackWhileAPullIsWaiting(t *testing.T) {
+	forEachServer(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		opts := fast
+		opts.JobsAckWait = time.Minute // a job lost to a dead pull would wait this long
+		opts.RetryBase = time.Minute   // and one nak'd with backoff as long
+		js := raw(t, url)
+		fetchers := func() jetstream.Consumer {
+			c, err := js.Consumer(ctx, bus.StreamJobs, bus.ConsumerFetchers)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+		// The race is between two writes on one connection; a few rounds
+		// make losing it likely were the order not enforced.
+		for round := range 8 {
+			b := connect(t, url, opts)
+			hctx, cancel := context.WithCancel(ctx)
+			started := make(chan struct{})
+			c, err := b.ConsumeJobs(hctx, bus.ConsumeOptions{Concurrency: 2}, func(ctx context.Context, _ *syncv1.SyncJob) error {
+				close(started)
+				<-ctx.Done()
+				return ctx.Err()
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			job := newJob(uuid.NewString())
+			if err := b.PublishJob(ctx, job); err != nil {
+				t.Fatal(err)
+			}
+			<-started
+			eventually(t, 5*time.Second, "the free slot's pull request is waiting", func() bool {
+				ci, err := fetchers().Info(ctx)
+				return err == nil && ci.NumWaiting > 0
+			})
+			cancel()
+			c.Stop()
+
+			got := make(chan string, 1)
+			other := connect(t, url, opts)
+			c2, err := other.ConsumeJobs(ctx, bus.ConsumeOptions{}, func(_ context.Context, j *syncv1.SyncJob) error {
+				got <- j.RunId
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case id := <-got:
+				if id != job.RunId {
+					t.Fatalf("round %d: got run %s, want %s", round, id, job.RunId)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("round %d: the handed-back job did not reach another replica", round)
+			}
+			c2.Stop()
+			other.Close()
+			b.Close()
+		}
+	})
+}

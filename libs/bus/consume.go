@@ -162,8 +162,12 @@ type consumer struct {
 	stopLoop context.CancelFunc
 	sem      chan struct{} // one token per running or reserved handler
 	loopDone chan struct{}
-	handlers sync.WaitGroup
-	stopOnce sync.Once
+	// pullsGone is closed once the server can no longer deliver to a
+	// pull request of this consumer: only then may a message be handed
+	// back, or it could go to our own dead request (see endPulls).
+	pullsGone chan struct{}
+	handlers  sync.WaitGroup
+	stopOnce  sync.Once
 }
 
 func (b *Bus) consume(ctx context.Context, jc jetstream.Consumer, prefix, dlqPrefix string, opts ConsumeOptions,
@@ -181,6 +185,7 @@ func (b *Bus) consume(ctx context.Context, jc jetstream.Consumer, prefix, dlqPre
 		ctx:        ctx,
 		sem:        make(chan struct{}, conc),
 		loopDone:   make(chan struct{}),
+		pullsGone:  make(chan struct{}),
 	}
 	if c.ackWait <= 0 {
 		c.ackWait = 30 * time.Second // the server's default
@@ -200,6 +205,7 @@ func (c *consumer) Stop() {
 	c.stopOnce.Do(func() {
 		c.stopLoop()
 		<-c.loopDone
+		<-c.pullsGone
 		c.handlers.Wait()
 		c.b.unregister(c)
 		c.log.Info().Msg("consumer stopped")
@@ -209,7 +215,14 @@ func (c *consumer) Stop() {
 // run pulls as many messages as there are free handler slots, one pull
 // request at a time, and starts a handler for each.
 func (c *consumer) run() {
-	defer close(c.loopDone)
+	var (
+		late      []jetstream.Msg // arrived while stopping
+		abandoned bool            // the last pull request was cut short
+	)
+	defer func() {
+		close(c.loopDone)
+		c.endPulls(abandoned, late)
+	}()
 	for {
 		n := c.reserve()
 		if n == 0 {
@@ -235,8 +248,8 @@ func (c *consumer) run() {
 		for msg := range batch.Messages() {
 			got++
 			if c.loopCtx.Err() != nil {
-				// Arrived while stopping: hand it back at once.
-				_ = msg.Nak()
+				// Arrived while stopping: handed back once the pull is gone.
+				late = append(late, msg)
 				c.release(1)
 				continue
 			}
@@ -249,7 +262,11 @@ func (c *consumer) run() {
 		}
 		cancel()
 		c.release(n - got)
-		if err := batch.Error(); err != nil && c.loopCtx.Err() == nil &&
+		if c.loopCtx.Err() != nil {
+			abandoned = true
+			return
+		}
+		if err := batch.Error(); err != nil &&
 			!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoHeartbeat) {
 			if errors.Is(err, nats.ErrConnectionClosed) {
 				c.log.Error().Err(err).Msg("connection closed; consumer ends")
@@ -258,6 +275,40 @@ func (c *consumer) run() {
 			c.log.Warn().Err(err).Msg("pull request ended with an error")
 			c.pause(time.Second)
 		}
+	}
+}
+
+// pullGoneGrace is how long endPulls gives the jetstream client to
+// unsubscribe the inbox of a pull request cut short by Stop.
+const pullGoneGrace = 250 * time.Millisecond
+
+// endPulls makes sure the server has forgotten this consumer's last pull
+// request before anything is handed back, then hands back the messages
+// that arrived while stopping, and closes pullsGone.
+//
+// A pull request cut short lives on in the server until the client's
+// unsubscribe of its inbox arrives; the jetstream client sends that from
+// its own goroutine just after the request ends. A nak that overtook it
+// would have the server redeliver the message to the dead request, where
+// nobody reads it, and the message would sit out a whole ack wait
+// instead of going to another replica. So: give the client a moment to
+// unsubscribe, then flush, which returns once the server has processed
+// everything this connection sent before.
+func (c *consumer) endPulls(abandoned bool, late []jetstream.Msg) {
+	defer close(c.pullsGone)
+	if abandoned {
+		time.Sleep(pullGoneGrace)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := c.b.nc.FlushWithContext(ctx); err != nil {
+			c.log.Warn().Err(err).Msg("flush after the last pull failed")
+		}
+		cancel()
+	}
+	for _, msg := range late {
+		_ = msg.Nak()
+	}
+	if len(late) > 0 {
+		c.log.Info().Int("messages", len(late)).Msg("handed back messages that arrived while stopping")
 	}
 }
 
@@ -338,11 +389,16 @@ func (c *consumer) process(msg jetstream.Msg) {
 		// run of its tenant, or handed back on shutdown, must not be
 		// dead-lettered for its patience. On shutdown too: a Nak on the
 		// last delivery would leave the message undeliverable.
+		if c.ctx.Err() != nil {
+			<-c.pullsGone
+		}
 		c.requeue(msg, meta, log, keep, retry)
 	case last:
 		c.deadLetter(msg, meta, log, keep, fmt.Sprintf("failed on its last allowed delivery (%d): %v", meta.NumDelivered, herr))
 	case c.ctx.Err() != nil:
-		// The service is shutting down: let another replica have it now.
+		// The service is shutting down: let another replica have it now,
+		// and not our own pull request that is being abandoned.
+		<-c.pullsGone
 		keep.stop()
 		_ = msg.Nak()
 		log.Info().Err(herr).Msg("handed back on shutdown")
