@@ -278,22 +278,30 @@ func TestDuplicatesAreDropped(t *testing.T) {
 		}
 		page := &syncv1.SyncEvent{TenantId: tenant, RunId: job.RunId, Page: 3,
 			Body: &syncv1.SyncEvent_Groups{Groups: &syncv1.GroupsPage{}}}
+		// A page, and each attempt's RunFetched, twice: the repeats go,
+		// the second attempt's RunFetched stays.
+		fetched := func(first int32) *syncv1.SyncEvent {
+			return &syncv1.SyncEvent{TenantId: tenant, RunId: job.RunId, Page: -1,
+				Body: &syncv1.SyncEvent_Fetched{Fetched: &syncv1.RunFetched{FirstPage: first, Pages: 4}}}
+		}
 		for range 2 {
-			if err := b.PublishEvent(ctx, page); err != nil {
-				t.Fatal(err)
+			for _, ev := range []*syncv1.SyncEvent{page, fetched(0), fetched(syncv1.AttemptPageSpan)} {
+				if err := b.PublishEvent(ctx, ev); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
 		if n := streamMsgs(t, js, bus.StreamJobs); n != 2 {
 			t.Fatalf("SYNC_JOBS holds %d messages, want 2", n)
 		}
-		if n := streamMsgs(t, js, bus.StreamEvents); n != 1 {
-			t.Fatalf("SYNC_EVENTS holds %d messages, want 1", n)
+		if n := streamMsgs(t, js, bus.StreamEvents); n != 3 {
+			t.Fatalf("SYNC_EVENTS holds %d messages, want 3", n)
 		}
 		lags, err := b.Lag(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := map[string]uint64{bus.ConsumerFetchers: 2, bus.ConsumerReconcilers: 1}
+		want := map[string]uint64{bus.ConsumerFetchers: 2, bus.ConsumerReconcilers: 3}
 		for _, l := range lags {
 			if l.Pending != want[l.Consumer] || l.Total() != want[l.Consumer] {
 				t.Errorf("lag of %s = %+v, want %d pending", l.Consumer, l, want[l.Consumer])
@@ -347,8 +355,10 @@ func TestEventMsgID(t *testing.T) {
 		ev   *syncv1.SyncEvent
 		want string
 	}{
-		{&syncv1.SyncEvent{RunId: "r", Page: -1, Body: &syncv1.SyncEvent_Started{}}, "r/started"},
-		{&syncv1.SyncEvent{RunId: "r", Page: -1, Body: &syncv1.SyncEvent_Fetched{}}, "r/fetched"},
+		{&syncv1.SyncEvent{RunId: "r", Page: -1, Body: &syncv1.SyncEvent_Started{Started: &syncv1.RunStarted{Attempt: 1}}}, "r/started/1"},
+		{&syncv1.SyncEvent{RunId: "r", Page: -1, Body: &syncv1.SyncEvent_Started{Started: &syncv1.RunStarted{Attempt: 2}}}, "r/started/2"},
+		{&syncv1.SyncEvent{RunId: "r", Page: -1, Body: &syncv1.SyncEvent_Fetched{Fetched: &syncv1.RunFetched{FirstPage: 0, Pages: 3}}}, "r/fetched/0"},
+		{&syncv1.SyncEvent{RunId: "r", Page: -1, Body: &syncv1.SyncEvent_Fetched{Fetched: &syncv1.RunFetched{FirstPage: syncv1.AttemptPageSpan, Pages: 3}}}, "r/fetched/1048576"},
 		{&syncv1.SyncEvent{RunId: "r", Page: -1, Body: &syncv1.SyncEvent_Failed{}}, "r/failed"},
 		{&syncv1.SyncEvent{RunId: "r", Page: 0, Body: &syncv1.SyncEvent_Users{}}, "r/0"},
 		{&syncv1.SyncEvent{RunId: "r", Page: 42, Body: &syncv1.SyncEvent_TransitiveMembers{}}, "r/42"},

@@ -55,8 +55,11 @@ func (b *Bus) PublishEvent(ctx context.Context, ev *syncv1.SyncEvent) error {
 }
 
 // EventMsgID returns an event's Nats-Msg-Id: "<run>/<page>" for data
-// pages and "<run>/started", "<run>/fetched" or "<run>/failed" for the
-// events that frame a run.
+// pages, "<run>/started/<attempt>", "<run>/fetched/<first page>" and
+// "<run>/failed" for the events that frame a run. A second fetch attempt
+// of a run (its job came back after a lost ack) frames its pages with
+// events of its own, which the dedup window must not drop as repeats of
+// the first attempt's.
 func EventMsgID(ev *syncv1.SyncEvent) (string, error) {
 	run := ev.GetRunId()
 	if run == "" {
@@ -65,9 +68,9 @@ func EventMsgID(ev *syncv1.SyncEvent) (string, error) {
 	var step string
 	switch ev.GetBody().(type) {
 	case *syncv1.SyncEvent_Started:
-		step = "started"
+		step = "started/" + strconv.Itoa(int(ev.GetStarted().GetAttempt()))
 	case *syncv1.SyncEvent_Fetched:
-		step = "fetched"
+		step = "fetched/" + strconv.FormatInt(int64(ev.GetFetched().GetFirstPage()), 10)
 	case *syncv1.SyncEvent_Failed:
 		step = "failed"
 	case nil:
