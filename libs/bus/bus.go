@@ -118,6 +118,7 @@ type Bus struct {
 	log  zerolog.Logger
 
 	jobs        jetstream.Stream
+	events      jetstream.Stream
 	fetchers    jetstream.Consumer
 	reconcilers jetstream.Consumer
 
@@ -214,8 +215,11 @@ func (b *Bus) declare(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("bus: declare stream %s: %w", cfg.Name, err)
 		}
-		if cfg.Name == StreamJobs {
+		switch cfg.Name {
+		case StreamJobs:
 			b.jobs = s
+		case StreamEvents:
+			b.events = s
 		}
 	}
 	var err error
@@ -331,6 +335,31 @@ func (b *Bus) JobQueued(ctx context.Context, tenantID, runID string) (bool, erro
 		}
 		seq = m.Sequence + 1
 	}
+}
+
+// TenantInFlight returns how many of the tenant's jobs and events are
+// still in their work queues: waiting for a replica, being handled, or
+// coming back after a retry delay. Acknowledged and dead-lettered
+// messages have left. The scheduler gives up a run that stopped moving
+// only when nothing of its tenant is in flight.
+func (b *Bus) TenantInFlight(ctx context.Context, tenantID string) (jobs, events uint64, err error) {
+	if err := validToken("tenant id", tenantID); err != nil {
+		return 0, 0, err
+	}
+	count := func(s jetstream.Stream, subject string) (uint64, error) {
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+		if err != nil {
+			return 0, fmt.Errorf("bus: count messages on %s: %w", subject, err)
+		}
+		return info.State.Subjects[subject], nil
+	}
+	if jobs, err = count(b.jobs, SubjectJobs+tenantID); err != nil {
+		return 0, 0, err
+	}
+	if events, err = count(b.events, SubjectEvents+tenantID); err != nil {
+		return 0, 0, err
+	}
+	return jobs, events, nil
 }
 
 // register records a running consumer so Close can stop it; it fails

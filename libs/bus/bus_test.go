@@ -1077,3 +1077,79 @@ func TestHandBackWhileAPullIsWaiting(t *testing.T) {
 		}
 	})
 }
+
+// TestTenantInFlight counts a tenant's messages still in the work queues:
+// waiting, being handled, or waiting out a retry delay, but not those
+// acknowledged or dead-lettered, nor another tenant's.
+func TestTenantInFlight(t *testing.T) {
+	forEachServer(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		opts := fast
+		opts.RetryBase, opts.RetryMax = time.Hour, time.Hour // a failed event waits out its delay
+		b := connect(t, url, opts)
+		tenant, other := uuid.NewString(), uuid.NewString()
+		inFlight := func() (uint64, uint64) {
+			t.Helper()
+			j, e, err := b.TenantInFlight(ctx, tenant)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return j, e
+		}
+		if j, e := inFlight(); j != 0 || e != 0 {
+			t.Fatalf("a new tenant has %d jobs and %d events in flight", j, e)
+		}
+		job := newJob(tenant)
+		for _, j := range []*syncv1.SyncJob{job, newJob(other)} {
+			if err := b.PublishJob(ctx, j); err != nil {
+				t.Fatal(err)
+			}
+		}
+		event := func(tenant string, page int32) *syncv1.SyncEvent {
+			return &syncv1.SyncEvent{TenantId: tenant, RunId: job.RunId, Page: page,
+				Body: &syncv1.SyncEvent_Users{Users: &syncv1.UsersPage{}}}
+		}
+		for _, ev := range []*syncv1.SyncEvent{event(tenant, 0), event(tenant, 1), event(tenant, 2), event(other, 0)} {
+			if err := b.PublishEvent(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if j, e := inFlight(); j != 1 || e != 3 {
+			t.Fatalf("in flight: %d jobs, %d events; want 1, 3", j, e)
+		}
+
+		// The job is handled; page 0 is applied, page 1 fails for now,
+		// page 2 is given up.
+		cj, err := b.ConsumeJobs(ctx, bus.ConsumeOptions{}, func(context.Context, *syncv1.SyncJob) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cj.Stop()
+		ce, err := b.ConsumeEvents(ctx, bus.ConsumeOptions{}, func(_ context.Context, ev *syncv1.SyncEvent) error {
+			switch ev.GetPage() {
+			case 1:
+				return errors.New("not yet")
+			case 2:
+				return bus.Permanent(errors.New("never"))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ce.Stop()
+		eventually(t, 10*time.Second, "the tenant's messages are handled", func() bool {
+			j, e := inFlight()
+			return j == 0 && e == 1
+		})
+		if j, e := inFlight(); j != 0 || e != 1 {
+			t.Fatalf("in flight after handling: %d jobs, %d events; want 0, 1 (the page waiting to be retried)", j, e)
+		}
+		if j, e, err := b.TenantInFlight(ctx, other); err != nil || j != 0 || e != 0 {
+			t.Errorf("the other tenant: %d jobs, %d events, %v; want 0, 0 (its event went to our consumer too)", j, e, err)
+		}
+		if _, _, err := b.TenantInFlight(ctx, "a.b"); !errors.Is(err, bus.ErrInvalid) {
+			t.Errorf("TenantInFlight(a.b) = %v, want ErrInvalid", err)
+		}
+	})
+}

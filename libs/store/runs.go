@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -209,6 +210,50 @@ func (s *Store) ListStaleQueuedRuns(ctx context.Context, olderThan time.Time) ([
 	return runs, translate(err, "list stale queued runs")
 }
 
+// ListStuckRuns returns every run, of any tenant, that a fetcher began
+// but that has not moved since before noProgressSince (no RunStarted,
+// RunFetched or page applied) while no fetcher holds its tenant's lease.
+// Normally such a run is only waiting for events still in the stream;
+// the caller checks that before giving it up (FailStuckRun).
+func (s *Store) ListStuckRuns(ctx context.Context, noProgressSince time.Time) ([]Run, error) {
+	rows, err := s.pool.Query(ctx, qListStuckRuns, noProgressSince, s.clock(), attemptPageSpan)
+	if err != nil {
+		return nil, translate(err, "list stuck runs")
+	}
+	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Run, error) { return scanRun(row) })
+	return runs, translate(err, "list stuck runs")
+}
+
+// FailStuckRun ends the run as failed with msg if it is still stuck as
+// ListStuckRuns defines it, judged again under the tenant's lock, so that
+// a page applied or a lease taken since the listing saves the run. It
+// reports whether the run was failed.
+func (s *Store) FailStuckRun(ctx context.Context, tenantID, runID string, noProgressSince time.Time, msg string) (bool, error) {
+	if !isUUID(tenantID) || !isUUID(runID) {
+		return false, fmt.Errorf("store: fail stuck run %q of tenant %q: %w", runID, tenantID, ErrNotFound)
+	}
+	if strings.TrimSpace(msg) == "" {
+		return false, invalidf("fail stuck run %s: a message is required", runID)
+	}
+	failed := false
+	err := s.inTx(ctx, "fail stuck run", func(tx pgx.Tx) error {
+		failed = false // a retried transaction starts over
+		if err := lockTenant(ctx, tx, tenantID, true); err != nil {
+			return err
+		}
+		now := s.clock()
+		err := tx.QueryRow(ctx, qRunStuck, tenantID, runID, noProgressSince, now).Scan(&failed)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return failRun(ctx, tx, tenantID, runID, msg, GraphStats{}, now)
+	})
+	return failed, err
+}
+
 // BeginFetch counts a new fetch attempt of a run and returns its number,
 // from 1. A fetcher calls it once it holds the tenant's lease and before it
 // publishes anything: the attempt's number decides its page numbers (see
@@ -263,6 +308,8 @@ var (
 	qGetRunBySlot        = query("GetRunBySlot")
 	qListRuns            = query("ListRuns")
 	qListStaleQueuedRuns = query("ListStaleQueuedRuns")
+	qListStuckRuns       = query("ListStuckRuns")
+	qRunStuck            = query("RunStuck")
 	qBeginFetch          = query("BeginFetch")
 	qRunStatus           = query("RunStatus")
 )

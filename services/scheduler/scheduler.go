@@ -18,6 +18,14 @@
 // unless it is still waiting in the work queue, or a fetcher already began
 // fetching it (store.BeginFetch; the run shows queued only until the
 // reconcilers apply its RunStarted).
+//
+// And it gives up runs that are stuck: a run a fetcher began that has not
+// moved for StuckAfter (no RunStarted, RunFetched or page applied), while
+// no fetcher holds its tenant's lease and nothing of its tenant is left
+// in the work queues, can no longer finish: its job ran out of deliveries
+// while NATS was down, or a page of it was dead-lettered. It is ended as
+// failed with a message saying so, rather than showing running forever;
+// the tenant's next run reads the whole directory again.
 package scheduler
 
 import (
@@ -41,6 +49,7 @@ import (
 const (
 	DefaultTickEvery   = 30 * time.Second
 	DefaultStaleQueued = 2 * time.Minute
+	DefaultStuckAfter  = 15 * time.Minute
 )
 
 // Config tunes the scheduler.
@@ -50,6 +59,9 @@ type Config struct {
 	// StaleQueued is how long a run may stay queued before its job is
 	// published again.
 	StaleQueued time.Duration
+	// StuckAfter is how long a begun run may go without progress, with
+	// nothing of its tenant in flight, before it is given up.
+	StuckAfter time.Duration
 	// Clock tells the time; tests move it by hand. Default time.Now.
 	Clock func() time.Time
 }
@@ -78,14 +90,17 @@ func New(cfg Config, deps Deps) (*Scheduler, error) {
 	if deps.Bus == nil || deps.Store == nil {
 		return nil, errors.New("scheduler: a bus and a store are required")
 	}
-	if cfg.TickEvery < 0 || cfg.StaleQueued < 0 {
-		return nil, errors.New("scheduler: TickEvery and StaleQueued must not be negative")
+	if cfg.TickEvery < 0 || cfg.StaleQueued < 0 || cfg.StuckAfter < 0 {
+		return nil, errors.New("scheduler: TickEvery, StaleQueued and StuckAfter must not be negative")
 	}
 	if cfg.TickEvery == 0 {
 		cfg.TickEvery = DefaultTickEvery
 	}
 	if cfg.StaleQueued == 0 {
 		cfg.StaleQueued = DefaultStaleQueued
+	}
+	if cfg.StuckAfter == 0 {
+		cfg.StuckAfter = DefaultStuckAfter
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
@@ -104,7 +119,8 @@ func (s *Scheduler) Start(ctx context.Context) error {
 	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.done = make(chan struct{})
 	go s.loop(ctx, s.done)
-	s.log.Info().Dur("tick_every", s.cfg.TickEvery).Dur("stale_queued", s.cfg.StaleQueued).Msg("scheduler started")
+	s.log.Info().Dur("tick_every", s.cfg.TickEvery).Dur("stale_queued", s.cfg.StaleQueued).
+		Dur("stuck_after", s.cfg.StuckAfter).Msg("scheduler started")
 	return nil
 }
 
@@ -145,8 +161,9 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 }
 
 // Tick makes one pass: it creates and publishes the runs of due tenants,
-// then publishes again the jobs of runs stuck in queued. It goes on past
-// one tenant's failure and returns every error it met.
+// publishes again the jobs of runs stuck in queued, and gives up runs
+// that can no longer finish. It goes on past one tenant's failure and
+// returns every error it met.
 func (s *Scheduler) Tick(ctx context.Context) error {
 	now := s.cfg.Clock()
 	schedules, err := s.store.ListTenantSchedules(ctx)
@@ -163,6 +180,9 @@ func (s *Scheduler) Tick(ctx context.Context) error {
 		}
 	}
 	if err := s.sweep(ctx, now); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.giveUpStuck(ctx, now); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -233,6 +253,59 @@ func (s *Scheduler) sweep(ctx context.Context, now time.Time) error {
 		log.Warn().Time("created_at", run.CreatedAt).Msg("queued run had no job; published it again")
 	}
 	return errors.Join(errs...)
+}
+
+// giveUpStuck fails the runs that stopped moving for StuckAfter while
+// nothing of their tenant is in flight.
+func (s *Scheduler) giveUpStuck(ctx context.Context, now time.Time) error {
+	since := now.Add(-s.cfg.StuckAfter)
+	runs, err := s.store.ListStuckRuns(ctx, since)
+	if err != nil {
+		return fmt.Errorf("scheduler: stuck runs: %w", err)
+	}
+	var errs []error
+	for _, run := range runs {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		log := s.log.With().Str("tenant", run.TenantID).Str("run", run.ID).Str("status", run.Status).Logger()
+		jobs, events, err := s.bus.TenantInFlight(ctx, run.TenantID)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("scheduler: stuck runs: %w", err))
+			continue
+		}
+		if jobs+events > 0 {
+			// Fetchers or reconcilers are behind, or a retry is due.
+			log.Debug().Uint64("jobs", jobs).Uint64("events", events).Msg("quiet run still has work in flight")
+			continue
+		}
+		msg := stuckMessage(run, s.cfg.StuckAfter)
+		failed, err := s.store.FailStuckRun(ctx, run.TenantID, run.ID, since, msg)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("scheduler: give up stuck run %s: %w", run.ID, err))
+			continue
+		}
+		if failed {
+			log.Warn().Int("fetch_attempts", run.FetchAttempts).Int("pages_applied", run.PagesApplied).
+				Msg("run made no progress and had nothing in flight; failed it")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// stuckMessage is the error a stuck run ends with: what it got to, for
+// the admin who reads it, and what happens next.
+func stuckMessage(run store.Run, after time.Duration) string {
+	got := "no page of it was applied"
+	switch {
+	case run.PagesTotal != nil:
+		got = fmt.Sprintf("%d of its %d pages were applied", run.PagesApplied, *run.PagesTotal)
+	case run.PagesApplied > 0:
+		got = fmt.Sprintf("%d pages were applied before fetching stopped", run.PagesApplied)
+	}
+	return fmt.Sprintf("the run stopped making progress: nothing happened to it for %s and none of its work "+
+		"was left in flight (%s, after %d fetch attempts); it was given up, and the next run reads the whole "+
+		"directory again", after, got, run.FetchAttempts)
 }
 
 // job is the wire form of a run's job.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -331,5 +332,103 @@ func TestSlot(t *testing.T) {
 	}
 	if len(offsets) < 4 {
 		t.Errorf("daily slots of 5 tenants fall on %d distinct times; they should be spread", len(offsets))
+	}
+}
+
+// take plays a replica of the consumer: it takes n messages from the
+// stream's work queue and acknowledges them.
+func (e *env) take(stream, consumer string, n int) {
+	e.t.Helper()
+	ctx := context.Background()
+	c, err := e.js.Consumer(ctx, stream, consumer)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	batch, err := c.Fetch(n, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	got := 0
+	for m := range batch.Messages() {
+		if err := m.DoubleAck(ctx); err != nil {
+			e.t.Fatal(err)
+		}
+		got++
+	}
+	if got != n {
+		e.t.Fatalf("took %d messages from %s, want %d (%v)", got, stream, n, batch.Error())
+	}
+}
+
+// TestStuckRunIsGivenUp: a run a fetcher began and that then stopped
+// moving is failed with a message saying so, but only once it has gone
+// StuckAfter without progress and nothing of its tenant is in flight.
+func TestStuckRunIsGivenUp(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := e.scheduler(bus.Options{})
+	ten := e.tenant(24 * time.Hour)
+	ctx := context.Background()
+	e.tickAll(s) // the tenant's first scheduled run
+	runs := e.runs(ten.ID)
+	if len(runs) != 1 {
+		t.Fatalf("%d runs after the first pass, want 1", len(runs))
+	}
+	run := runs[0]
+	// A fetcher took the job, began, and its RunStarted was applied; then
+	// its process died, its job ran out of deliveries, and its lease
+	// expired.
+	e.take(bus.StreamJobs, bus.ConsumerFetchers, 1)
+	if _, err := e.st.BeginFetch(ctx, ten.ID, run.ID); err != nil {
+		t.Fatal(err)
+	}
+	ref := store.PageRef{TenantID: ten.ID, RunID: run.ID, RunSeq: run.Seq}
+	if err := e.st.MarkRunStarted(ctx, ref, e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	status := func() store.Run {
+		t.Helper()
+		r, err := e.st.GetRun(ctx, ten.ID, run.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+
+	e.clock.Add(scheduler.DefaultStuckAfter / 2)
+	e.tickAll(s)
+	if r := status(); r.Status != store.StatusRunning {
+		t.Fatalf("run is %s within StuckAfter, want running", r.Status)
+	}
+
+	// A page of it still waits for the reconcilers: not stuck, only slow.
+	b, err := bus.ConnectWith(ctx, e.nats, bus.Options{}, e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.PublishEvent(ctx, &syncv1.SyncEvent{TenantId: ten.ID, RunId: run.ID, RunSeq: run.Seq, Page: 0,
+		Body: &syncv1.SyncEvent_Users{Users: &syncv1.UsersPage{}}}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(scheduler.DefaultStuckAfter)
+	e.tickAll(s)
+	if r := status(); r.Status != store.StatusRunning {
+		t.Fatalf("run is %s with a page in flight, want running", r.Status)
+	}
+
+	// The page is dead-lettered (gone from the work queue, never applied).
+	e.take(bus.StreamEvents, bus.ConsumerReconcilers, 1)
+	e.tickAll(s)
+	r := status()
+	if r.Status != store.StatusFailed || !strings.Contains(r.Error, "stopped making progress") ||
+		!strings.Contains(r.Error, "no page of it was applied") || r.FinishedAt == nil {
+		t.Fatalf("run is %s (%q), finished %v; want failed as stuck", r.Status, r.Error, r.FinishedAt)
+	}
+	// Another pass changes nothing.
+	e.clock.Add(time.Hour)
+	e.tickAll(s)
+	if again := status(); again.Error != r.Error || !again.FinishedAt.Equal(*r.FinishedAt) {
+		t.Fatalf("a later pass changed the failed run: %q at %v", again.Error, again.FinishedAt)
 	}
 }

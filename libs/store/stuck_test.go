@@ -1,0 +1,138 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/entrasync/entrasync/libs/store"
+	"github.com/entrasync/entrasync/libs/store/storetest"
+)
+
+// TestStuckRunsAreFoundAndFailed: a run a fetcher began that stopped
+// moving is listed once nothing happened to it for the threshold and no
+// fetcher holds the tenant's lease; FailStuckRun ends it, judging again,
+// so progress made after the listing saves a run.
+func TestStuckRunsAreFoundAndFailed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clock := newClock()
+	st := storetest.New(t, store.WithClock(clock.Now))
+	tn := newTenant(t, st, 5)
+	t0 := clock.Now()
+	newRun := func() store.Run {
+		t.Helper()
+		r, err := st.CreateRun(ctx, store.NewRun{TenantID: tn.ID, Kind: store.KindFull, Trigger: store.TriggerManual})
+		must(t, err)
+		return r
+	}
+	ref := func(r store.Run, page int32) store.PageRef {
+		return store.PageRef{TenantID: r.TenantID, RunID: r.ID, RunSeq: r.Seq, Page: page}
+	}
+	unbegun := newRun() // no fetcher took its job: the other sweep's
+	begun := newRun()   // a fetcher began it, then nothing
+	_, err := st.BeginFetch(ctx, tn.ID, begun.ID)
+	must(t, err)
+	paging := newRun() // started, then a page ten minutes in
+	_, err = st.BeginFetch(ctx, tn.ID, paging.ID)
+	must(t, err)
+	must(t, st.MarkRunStarted(ctx, ref(paging, 0), t0))
+	must(t, st.ApplyUsersPage(ctx, ref(paging, 0), []store.DirUser{{ID: "8d2f0c1e-0000-4000-8000-000000000001",
+		DisplayName: "Ada", UserPrincipalName: "ada@contoso.example", UserType: "Member", AccountEnabled: true}},
+		t0.Add(10*time.Minute)))
+	over := newRun() // failed already
+	must(t, st.MarkRunFailed(ctx, ref(over, 0), "boom", store.GraphStats{}, t0))
+
+	stuck := func(since time.Time) []string {
+		t.Helper()
+		runs, err := st.ListStuckRuns(ctx, since)
+		must(t, err)
+		var ids []string
+		for _, r := range runs {
+			ids = append(ids, r.ID)
+		}
+		return ids
+	}
+	same := func(got []string, want ...store.Run) bool {
+		if len(got) != len(want) {
+			return false
+		}
+		for i := range got {
+			if got[i] != want[i].ID {
+				return false
+			}
+		}
+		return true
+	}
+	name := map[string]string{unbegun.ID: "unbegun", begun.ID: "begun", paging.ID: "paging", over.ID: "over"}
+	names := func(ids []string) (out []string) {
+		for _, id := range ids {
+			out = append(out, name[id])
+		}
+		return out
+	}
+
+	clock.Add(20 * time.Minute)
+	threshold := 15 * time.Minute
+	if got := stuck(clock.Now().Add(-threshold)); !same(got, begun) {
+		t.Fatalf("stuck after 20 min: %v, want [begun]", names(got))
+	}
+
+	// A fetcher working on the tenant: nothing of it is stuck.
+	ok, err := st.AcquireLease(ctx, tn.ID, "fetcher-1", time.Minute)
+	must(t, err)
+	if !ok {
+		t.Fatal("lease not taken")
+	}
+	if got := stuck(clock.Now().Add(-threshold)); len(got) != 0 {
+		t.Fatalf("stuck while the tenant is leased: %v", names(got))
+	}
+	if failed, err := st.FailStuckRun(ctx, tn.ID, begun.ID, clock.Now().Add(-threshold), "gave up"); err != nil || failed {
+		t.Fatalf("FailStuckRun under a live lease = %v, %v", failed, err)
+	}
+	clock.Add(2 * time.Minute) // the lease expires
+	if got := stuck(clock.Now().Add(-threshold)); !same(got, begun) {
+		t.Fatalf("stuck once the lease expired: %v, want [begun]", names(got))
+	}
+
+	clock.Add(10 * time.Minute) // 32 min: paging's last page is 22 min old
+	since := clock.Now().Add(-threshold)
+	if got := stuck(since); !same(got, begun, paging) {
+		t.Fatalf("stuck after 32 min: %v, want [begun paging]", names(got))
+	}
+	// A page of paging arrives after the listing: it is not stuck any more.
+	must(t, st.ApplyUsersPage(ctx, ref(paging, 1), nil, clock.Now()))
+	if failed, err := st.FailStuckRun(ctx, tn.ID, paging.ID, since, "gave up"); err != nil || failed {
+		t.Fatalf("FailStuckRun of a run that moved since = %v, %v", failed, err)
+	}
+
+	const msg = "no progress for 15m0s; given up"
+	failed, err := st.FailStuckRun(ctx, tn.ID, begun.ID, since, msg)
+	if err != nil || !failed {
+		t.Fatalf("FailStuckRun(begun) = %v, %v", failed, err)
+	}
+	got, err := st.GetRun(ctx, tn.ID, begun.ID)
+	must(t, err)
+	if got.Status != store.StatusFailed || got.Error != msg || got.FinishedAt == nil || !got.FinishedAt.Equal(clock.Now()) {
+		t.Fatalf("begun after FailStuckRun: %s %q finished %v", got.Status, got.Error, got.FinishedAt)
+	}
+	if failed, err := st.FailStuckRun(ctx, tn.ID, begun.ID, since, msg); err != nil || failed {
+		t.Fatalf("FailStuckRun of a failed run = %v, %v", failed, err)
+	}
+	for _, r := range []store.Run{unbegun, paging, over} {
+		if failed, err := st.FailStuckRun(ctx, tn.ID, r.ID, since, msg); err != nil || failed {
+			t.Errorf("FailStuckRun(%s) = %v, %v", name[r.ID], failed, err)
+		}
+	}
+	if got, err := st.GetRun(ctx, tn.ID, paging.ID); err != nil || got.Status != store.StatusRunning || got.PagesApplied != 2 {
+		t.Errorf("paging = %s with %d pages, %v; want running with 2", got.Status, got.PagesApplied, err)
+	}
+
+	if _, err := st.FailStuckRun(ctx, tn.ID, begun.ID, since, " "); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("empty message: %v", err)
+	}
+	if _, err := st.FailStuckRun(ctx, tn.ID, "not-a-run", since, msg); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("bad run id: %v", err)
+	}
+}
