@@ -117,6 +117,47 @@ func (s *Store) CreateRun(ctx context.Context, nr NewRun) (Run, error) {
 	return run, nil
 }
 
+// QueueManualRun is what a manual trigger does: it returns the tenant's
+// queued run that no fetcher has begun yet, when there is one, and
+// otherwise creates a manual run; created tells which. A waiting run
+// reads the directory when it starts, so it already answers the trigger;
+// an admin clicking "sync" twice, or right after connecting (when the
+// scheduler queues the first run), gets one run, not a queue of them.
+// A run already fetching may have read past a change the admin just
+// made, so it does not count: a new run is queued behind it.
+func (s *Store) QueueManualRun(ctx context.Context, tenantID string) (run Run, created bool, err error) {
+	nr := NewRun{ID: newID(), TenantID: tenantID, Kind: KindFull, Trigger: TriggerManual}
+	if err := nr.validate(); err != nil {
+		return Run{}, false, fmt.Errorf("store: queue manual run: %w", err)
+	}
+	err = s.inTx(ctx, "queue manual run", func(tx pgx.Tx) error {
+		var ok bool
+		if err := tx.QueryRow(ctx, qLockTenantRow, nr.TenantID).Scan(&ok); err != nil {
+			return fmt.Errorf("tenant %s: %w", nr.TenantID, err)
+		}
+		var err error
+		run, err = scanRun(tx.QueryRow(ctx, qWaitingRun, nr.TenantID))
+		if err == nil {
+			created = false
+			return nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		var seq int64
+		if err := tx.QueryRow(ctx, qNextRunSeq, nr.TenantID).Scan(&seq); err != nil {
+			return err
+		}
+		run, err = scanRun(tx.QueryRow(ctx, qCreateRun, nr.TenantID, nr.ID, seq, nr.Kind, nr.Trigger, nr.Slot, s.clock()))
+		created = err == nil
+		return err
+	})
+	if err != nil {
+		return Run{}, false, err
+	}
+	return run, created, nil
+}
+
 func (nr *NewRun) validate() error {
 	var errs []error
 	if id, ok := canonicalID(nr.ID); ok {
@@ -309,6 +350,8 @@ var (
 	qListRuns            = query("ListRuns")
 	qListStaleQueuedRuns = query("ListStaleQueuedRuns")
 	qListStuckRuns       = query("ListStuckRuns")
+	qLockTenantRow       = query("LockTenantRow")
+	qWaitingRun          = query("WaitingRun")
 	qRunStuck            = query("RunStuck")
 	qBeginFetch          = query("BeginFetch")
 	qRunStatus           = query("RunStatus")

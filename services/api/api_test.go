@@ -731,3 +731,69 @@ func TestServerStartsAndStops(t *testing.T) {
 		t.Fatal("server still answers after Stop")
 	}
 }
+
+// TestTriggerJoinsTheWaitingRun: a trigger while a run waits for a
+// fetcher answers with that run, publishing its job only if it is not
+// queued (lost on its way); once a fetcher began the run, a trigger
+// queues a new one.
+func TestTriggerJoinsTheWaitingRun(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ten := e.createTenant()
+	ctx := context.Background()
+	trigger := func() string {
+		t.Helper()
+		r := e.do("POST", "/v1/tenants/"+ten.ID+"/syncs", nil)
+		var out struct {
+			RunID string `json:"runId"`
+		}
+		r.decode(t, &out)
+		if r.status != http.StatusAccepted || out.RunID == "" {
+			t.Fatalf("trigger: %d %s", r.status, r.body)
+		}
+		return out.RunID
+	}
+	stream, err := e.js.Stream(ctx, bus.StreamJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := func() uint64 {
+		t.Helper()
+		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(bus.SubjectJobs+ten.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Subjects[bus.SubjectJobs+ten.ID]
+	}
+
+	// A run was recorded and its job lost before it reached the stream
+	// (an api replica died in between).
+	lost, created, err := e.st.QueueManualRun(ctx, ten.ID)
+	if err != nil || !created {
+		t.Fatalf("QueueManualRun = %v, %v", created, err)
+	}
+	if got := trigger(); got != lost.ID {
+		t.Fatalf("trigger got run %s, want the waiting run %s", got, lost.ID)
+	}
+	if n := jobs(); n != 1 {
+		t.Fatalf("%d jobs queued after the trigger, want the waiting run's 1", n)
+	}
+	if got := trigger(); got != lost.ID {
+		t.Fatalf("second trigger got run %s, want the waiting run %s", got, lost.ID)
+	}
+	if n := jobs(); n != 1 {
+		t.Fatalf("%d jobs queued after a second trigger, want still 1", n)
+	}
+
+	// A fetcher began the run: the next trigger gets a run of its own.
+	if _, err := e.st.BeginFetch(ctx, ten.ID, lost.ID); err != nil {
+		t.Fatal(err)
+	}
+	second := trigger()
+	if second == lost.ID {
+		t.Fatalf("trigger after the run began got the same run %s", lost.ID)
+	}
+	if n := jobs(); n != 2 {
+		t.Fatalf("%d jobs queued, want 2", n)
+	}
+}

@@ -142,6 +142,19 @@ func (s *Server) getTenant(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
+// queueJob puts a run's job on SYNC_JOBS. The job of a waiting run that a
+// trigger joined (created false) is normally there already; it is
+// published only if it is not (lost before it got there), rather than
+// leaving it to the scheduler's sweep.
+func (s *Server) queueJob(ctx context.Context, created bool, job *syncv1.SyncJob) error {
+	if !created {
+		if queued, err := s.bus.JobQueued(ctx, job.GetTenantId(), job.GetRunId()); err == nil && queued {
+			return nil
+		}
+	}
+	return s.bus.PublishJob(ctx, job)
+}
+
 // triggerSync starts a manual run: POST /v1/tenants/{tenantId}/syncs.
 func (s *Server) triggerSync(w http.ResponseWriter, r *http.Request) {
 	id, ok := pathID(w, r, "tenantId")
@@ -162,25 +175,31 @@ func (s *Server) triggerSync(w http.ResponseWriter, r *http.Request) {
 		writeBadRequest(w, err)
 		return
 	}
-	run, err := s.st.CreateRun(r.Context(), store.NewRun{TenantID: id, Kind: "full", Trigger: "manual"})
+	// A run still waiting for a fetcher answers this trigger too: it reads
+	// the directory when it starts.
+	run, created, err := s.st.QueueManualRun(r.Context(), id)
 	if err != nil {
 		s.storeError(w, r, err, "tenant")
 		return
 	}
-	log := s.log.With().Str("tenant", id).Str("run", run.ID).Logger()
+	log := s.log.With().Str("tenant", id).Str("run", run.ID).Bool("joined_waiting_run", !created).Logger()
+	trigger := syncv1.Trigger_TRIGGER_MANUAL
+	if run.Trigger == store.TriggerSchedule {
+		trigger = syncv1.Trigger_TRIGGER_SCHEDULE
+	}
 	job := &syncv1.SyncJob{
 		TenantId:    id,
 		RunId:       run.ID,
 		RunSeq:      run.Seq,
 		Kind:        syncv1.JobKind_JOB_KIND_FULL,
-		Trigger:     syncv1.Trigger_TRIGGER_MANUAL,
+		Trigger:     trigger,
 		RequestedAt: timestamppb.New(run.CreatedAt),
 	}
 	// The request may be cancelled by the client; the publish should still
 	// have its chance, since the run is already recorded.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), publishTimeout)
 	defer cancel()
-	if err := s.bus.PublishJob(ctx, job); err != nil {
+	if err := s.queueJob(ctx, created, job); err != nil {
 		log.Warn().Err(err).Msg("run recorded but its job could not be published; the scheduler will publish it")
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{
 			Error: apiError{Code: "unavailable", Message: "the run was recorded but could not be queued now; " +

@@ -88,3 +88,18 @@ WHERE r.tenant_id = $1 AND r.id = $2
   AND run_last_progress(r) < $3
   AND NOT EXISTS (SELECT 1 FROM tenant_leases l WHERE l.tenant_id = r.tenant_id AND l.expires_at > $4)
 FOR UPDATE OF r;
+
+-- name: LockTenantRow
+-- Serialises the creation of a tenant's runs (NextRunSeq takes the same
+-- row lock) without taking a sequence number.
+SELECT true FROM tenants WHERE id = $1 FOR UPDATE;
+
+-- name: WaitingRun
+-- The tenant's oldest queued run that no fetcher has begun.
+SELECT r.tenant_id::text, r.id::text, r.seq, r.kind, r.trigger, r.status, r.error, r.slot, r.counts, r.pages_total,
+       0, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.finished_at,
+       r.fetch_attempts, r.pages_first
+FROM sync_runs r
+WHERE r.tenant_id = $1 AND r.status = 'queued' AND r.fetch_attempts = 0
+ORDER BY r.seq
+LIMIT 1;

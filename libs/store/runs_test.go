@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -134,5 +136,69 @@ func TestStuckRunsAreFoundAndFailed(t *testing.T) {
 	}
 	if _, err := st.FailStuckRun(ctx, tn.ID, "not-a-run", since, msg); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("bad run id: %v", err)
+	}
+}
+
+// TestManualTriggersJoinTheWaitingRun: triggers while a run waits for a
+// fetcher return that run; once a fetcher began it, a trigger queues a
+// new run behind it. Concurrent triggers agree on one run.
+func TestManualTriggersJoinTheWaitingRun(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := storetest.New(t)
+	tn := newTenant(t, st, 5)
+
+	// The scheduler's first run waits: a trigger joins it.
+	slot := time.Date(2030, 1, 2, 0, 0, 0, 0, time.UTC)
+	scheduled, err := st.CreateRun(ctx, store.NewRun{TenantID: tn.ID, Kind: store.KindFull, Trigger: store.TriggerSchedule, Slot: &slot})
+	must(t, err)
+	run, created, err := st.QueueManualRun(ctx, tn.ID)
+	if err != nil || created || run.ID != scheduled.ID || run.Status != store.StatusQueued {
+		t.Fatalf("trigger with a waiting run = %s (%s), created %v, %v; want the waiting run %s", run.ID, run.Status, created, err, scheduled.ID)
+	}
+
+	// A fetcher began it: the next trigger queues a run of its own, and
+	// concurrent triggers all get that one.
+	_, err = st.BeginFetch(ctx, tn.ID, scheduled.ID)
+	must(t, err)
+	const n = 8
+	ids := make([]string, n)
+	var made atomic.Int32
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, created, err := st.QueueManualRun(ctx, tn.ID)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if created {
+				made.Add(1)
+			}
+			ids[i] = r.ID
+		}()
+	}
+	wg.Wait()
+	if made.Load() != 1 {
+		t.Fatalf("%d of %d concurrent triggers created a run, want 1", made.Load(), n)
+	}
+	for _, id := range ids {
+		if id != ids[0] || id == scheduled.ID {
+			t.Fatalf("concurrent triggers got runs %v, want one new run", ids)
+		}
+	}
+	manual, err := st.GetRun(ctx, tn.ID, ids[0])
+	must(t, err)
+	if manual.Trigger != store.TriggerManual || manual.Seq != scheduled.Seq+1 {
+		t.Fatalf("new run: trigger %s, seq %d; want manual with seq %d", manual.Trigger, manual.Seq, scheduled.Seq+1)
+	}
+
+	if _, _, err := st.QueueManualRun(ctx, "8f3c0b7e-5d4a-4f0e-9a61-2b7d4c1e9f00"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown tenant: %v", err)
+	}
+	if _, _, err := st.QueueManualRun(ctx, "nope"); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("bad tenant id: %v", err)
 	}
 }
