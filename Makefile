@@ -16,8 +16,11 @@ PROTOC_GEN_GO_VERSION := $(shell sed -n 's/^require google.golang.org\/protobuf 
 
 .PHONY: run test bench proto build vet tidy deps clean-run
 
+# Built, then run (not `go run`, which reports Ctrl-C as a failure).
 run: deps
-	$(GO) run ./services/fleet/cmd/fleet
+	@mkdir -p bin
+	$(GO) build -o bin/fleet ./services/fleet/cmd/fleet
+	exec bin/fleet
 
 test: deps
 	scripts/test.sh $(PKGS)
