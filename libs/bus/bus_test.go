@@ -84,6 +84,33 @@ func forEachServer(t *testing.T, f func(t *testing.T, url string)) {
 	}
 }
 
+// nextJob starts a consumer on a connection of its own, as another
+// replica would, and returns the run id of the first job it is given, or
+// "" if none comes within the wait. The replica stops before it returns.
+func nextJob(t *testing.T, url string, opts bus.Options, within time.Duration) string {
+	t.Helper()
+	got := make(chan string, 1)
+	other := connect(t, url, opts)
+	defer other.Close()
+	c, err := other.ConsumeJobs(context.Background(), bus.ConsumeOptions{}, func(_ context.Context, j *syncv1.SyncJob) error {
+		select {
+		case got <- j.RunId:
+		default:
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	select {
+	case id := <-got:
+		return id
+	case <-time.After(within):
+		return ""
+	}
+}
+
 // fast are options that make redelivery observable in a test.
 var fast = bus.Options{RetryBase: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond, PollWait: 2 * time.Second}
 
@@ -750,23 +777,8 @@ func TestCancelledContextHandsMessageBack(t *testing.T) {
 	cancel()
 	c.Stop()
 	// Another replica gets it at once, not after a backoff or ack wait.
-	got := make(chan string, 1)
-	other := connect(t, url, fast)
-	c2, err := other.ConsumeJobs(ctx, bus.ConsumeOptions{}, func(_ context.Context, j *syncv1.SyncJob) error {
-		got <- j.RunId
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Stop()
-	select {
-	case id := <-got:
-		if id != job.RunId {
-			t.Fatalf("got run %s, want %s", id, job.RunId)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("handed-back job was not redelivered")
+	if id := nextJob(t, url, fast, 10*time.Second); id != job.RunId {
+		t.Fatalf("another replica got run %q, want the handed-back %s", id, job.RunId)
 	}
 }
 
@@ -886,19 +898,7 @@ func TestStoppedConsumerLeavesNoPullBehind(t *testing.T) {
 		if err := b.PublishJob(ctx, newJob(uuid.NewString())); err != nil {
 			t.Fatal(err)
 		}
-		got := make(chan struct{}, 1)
-		other := connect(t, url, opts)
-		c2, err := other.ConsumeJobs(ctx, bus.ConsumeOptions{}, func(context.Context, *syncv1.SyncJob) error {
-			got <- struct{}{}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c2.Stop()
-		select {
-		case <-got:
-		case <-time.After(10 * time.Second):
+		if id := nextJob(t, url, opts, 10*time.Second); id == "" {
 			t.Fatal("the job went to the stopped consumer's pull request")
 		}
 	})
@@ -986,23 +986,9 @@ func TestRetryOnShutdownAtLastDeliveryIsRequeued(t *testing.T) {
 	cancel()
 	c.Stop()
 	// Another replica gets a copy; nothing is dead-lettered.
-	got := make(chan string, 1)
-	other := connect(t, url, opts)
-	c2, err := other.ConsumeJobs(ctx, bus.ConsumeOptions{}, func(_ context.Context, j *syncv1.SyncJob) error {
-		got <- j.RunId
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Stop()
-	select {
-	case id := <-got:
-		if id != job.RunId {
-			t.Fatalf("got run %s, want %s", id, job.RunId)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("the job handed back on its last delivery did not come back (%d dead letters)", len(dlq(t, js)))
+	if id := nextJob(t, url, opts, 10*time.Second); id != job.RunId {
+		t.Fatalf("another replica got run %q, want %s: the job handed back on its last delivery did not come back (%d dead letters)",
+			id, job.RunId, len(dlq(t, js)))
 	}
 	if n := len(dlq(t, js)); n != 0 {
 		t.Fatalf("%d dead letters for a job handed back on shutdown", n)
@@ -1054,25 +1040,9 @@ func TestHandBackWhileAPullIsWaiting(t *testing.T) {
 			cancel()
 			c.Stop()
 
-			got := make(chan string, 1)
-			other := connect(t, url, opts)
-			c2, err := other.ConsumeJobs(ctx, bus.ConsumeOptions{}, func(_ context.Context, j *syncv1.SyncJob) error {
-				got <- j.RunId
-				return nil
-			})
-			if err != nil {
-				t.Fatal(err)
+			if id := nextJob(t, url, opts, 10*time.Second); id != job.RunId {
+				t.Fatalf("round %d: another replica got run %q, want the handed-back %s", round, id, job.RunId)
 			}
-			select {
-			case id := <-got:
-				if id != job.RunId {
-					t.Fatalf("round %d: got run %s, want %s", round, id, job.RunId)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatalf("round %d: the handed-back job did not reach another replica", round)
-			}
-			c2.Stop()
-			other.Close()
 			b.Close()
 		}
 	})
