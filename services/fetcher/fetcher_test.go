@@ -273,14 +273,25 @@ func checkRun(t *testing.T, e *env, run store.Run, evs []*syncv1.SyncEvent) *syn
 	if first%syncv1.AttemptPageSpan != 0 {
 		t.Fatalf("RunFetched.first_page %d is not a multiple of the attempt span", first)
 	}
+	// Earlier attempts' events may come first; this attempt's RunStarted
+	// precedes its data pages, and nothing else comes between them.
+	attempt := first/syncv1.AttemptPageSpan + 1
+	startedThis := evs[0].GetStarted().GetAttempt() == attempt
 	var data []*syncv1.SyncEvent
 	for _, ev := range evs[1 : len(evs)-1] {
 		switch {
 		case ev.GetPage() >= first:
 			data = append(data, ev)
-		case ev.GetPage() < 0 || len(data) > 0:
+		case len(data) > 0:
 			t.Errorf("%T with page %d among the data pages of the attempt from page %d", ev.GetBody(), ev.GetPage(), first)
+		case ev.GetStarted().GetAttempt() == attempt:
+			startedThis = true
+		case ev.GetPage() < 0 && ev.GetStarted() == nil:
+			t.Errorf("%T before the data pages of the attempt from page %d", ev.GetBody(), first)
 		}
+	}
+	if !startedThis {
+		t.Errorf("no RunStarted of attempt %d before its pages", attempt)
 	}
 	if int(fetched.GetPages()) != len(data) {
 		t.Errorf("RunFetched says %d pages, %d data events were published", fetched.GetPages(), len(data))
@@ -719,16 +730,19 @@ func TestLastDeliveryFailsTheRun(t *testing.T) {
 	e.startFetcherOn(e.connectWith(bus.Options{JobsMaxDeliver: deliveries}), "fetcher-a", func(c *Config) {
 		c.Graph.MaxAttempts = 1
 	})
+	// Each delivery is an attempt with its own RunStarted; the last one
+	// ends the run.
 	evs := rec.waitEnd(t, run.ID)
-	if len(evs) != 2 || evs[0].GetStarted() == nil || evs[1].GetFailed() == nil {
-		t.Fatalf("want RunStarted then RunFailed, got %v", evs)
+	if len(evs) != deliveries+1 || evs[0].GetStarted().GetAttempt() != 1 || evs[1].GetStarted().GetAttempt() != 2 ||
+		evs[2].GetFailed() == nil {
+		t.Fatalf("want RunStarted of attempts 1 and 2, then RunFailed; got %v", evs)
 	}
-	msg := evs[1].GetFailed().GetError()
-	if !strings.Contains(msg, fmt.Sprintf("gave up after %d deliveries", deliveries)) || !strings.Contains(msg, "503") {
+	failed := evs[deliveries].GetFailed()
+	if msg := failed.GetError(); !strings.Contains(msg, fmt.Sprintf("gave up after %d deliveries", deliveries)) || !strings.Contains(msg, "503") {
 		t.Errorf("RunFailed does not say why: %q", msg)
 	}
-	if evs[1].GetFailed().GetStats().GetRequests() == 0 {
-		t.Errorf("RunFailed has no Graph stats: %v", evs[1].GetFailed().GetStats())
+	if failed.GetStats().GetRequests() == 0 {
+		t.Errorf("RunFailed has no Graph stats: %v", failed.GetStats())
 	}
 	// The job is done with, and each delivery was an attempt.
 	waitJobsDone(t, e)
