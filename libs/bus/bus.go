@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -244,6 +245,15 @@ func (b *Bus) declare(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("bus: declare consumer %s on %s: %w", ConsumerReconcilers, StreamEvents, err)
+	}
+	return nil
+}
+
+// Connected reports an error unless the connection to NATS is up. While
+// NATS is away the client reconnects by itself; publishes fail meanwhile.
+func (b *Bus) Connected() error {
+	if st := b.nc.Status(); st != nats.CONNECTED {
+		return fmt.Errorf("bus: NATS connection is %s", strings.ToLower(st.String()))
 	}
 	return nil
 }

@@ -94,6 +94,14 @@ func Open(ctx context.Context, url string, box *secret.Box, log zerolog.Logger, 
 // Close closes the connection pool, waiting for connections in use.
 func (s *Store) Close() { s.pool.Close() }
 
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	return nil
+}
+
 // Migrate brings the schema at url up to date with the migrations embedded
 // in this package. It takes a session-level advisory lock, so processes
 // starting together migrate one after the other.

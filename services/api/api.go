@@ -3,7 +3,7 @@
 // groups are read back. It is a thin layer: triggering a sync records a
 // run and publishes its job; it never talks to Microsoft Graph itself.
 //
-// Every route but /healthz needs `Authorization: Bearer <ADMIN_TOKEN>`.
+// Every route but /healthz and /readyz needs `Authorization: Bearer <ADMIN_TOKEN>`.
 // openapi.yaml next to this file is the contract; errors always have the
 // shape {"error": {"code", "message", "field"?}}.
 package api
@@ -151,6 +151,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
+	mux.HandleFunc("GET /readyz", s.ready)
 
 	auth := s.authenticate
 	route := func(pattern string, methods string, h http.HandlerFunc) {

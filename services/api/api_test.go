@@ -797,3 +797,42 @@ func TestTriggerJoinsTheWaitingRun(t *testing.T) {
 		t.Fatalf("%d jobs queued, want 2", n)
 	}
 }
+
+// TestReadiness: /readyz answers 200 with both dependencies up, and 503
+// naming the one that is down; /healthz stays 200 either way.
+func TestReadiness(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	type answer struct {
+		Status string            `json:"status"`
+		Checks map[string]string `json:"checks"`
+	}
+	get := func(path string) (int, answer) {
+		t.Helper()
+		resp, err := e.http.Get(e.url + path) // no token: probes are anonymous
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var a answer
+		if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, a
+	}
+	if code, a := get("/readyz"); code != http.StatusOK || a.Status != "ready" || a.Checks["postgres"] != "ok" || a.Checks["nats"] != "ok" {
+		t.Fatalf("readyz with everything up: %d %+v", code, a)
+	}
+	e.bus.Close() // NATS is gone for this api
+	if code, a := get("/readyz"); code != http.StatusServiceUnavailable || a.Status != "unavailable" ||
+		a.Checks["nats"] != "unavailable" || a.Checks["postgres"] != "ok" {
+		t.Fatalf("readyz without NATS: %d %+v", code, a)
+	}
+	e.st.Close() // and Postgres
+	if code, a := get("/readyz"); code != http.StatusServiceUnavailable || a.Checks["postgres"] != "unavailable" {
+		t.Fatalf("readyz without Postgres: %d %+v", code, a)
+	}
+	if code, a := get("/healthz"); code != http.StatusOK || a.Status != "ok" {
+		t.Fatalf("healthz: %d %+v", code, a)
+	}
+}

@@ -406,3 +406,35 @@ func utc(t *time.Time) *time.Time {
 	u := t.UTC()
 	return &u
 }
+
+// readyTimeout bounds each dependency check of /readyz.
+const readyTimeout = 2 * time.Second
+
+// ready is the readiness probe: 200 when Postgres answers and the NATS
+// connection is up, 503 naming what is not. Details go to the log, not to
+// the unauthenticated caller.
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	defer cancel()
+	checks := map[string]string{"postgres": "ok", "nats": "ok"}
+	status := http.StatusOK
+	if err := s.st.Ping(ctx); err != nil {
+		s.log.Warn().Err(err).Msg("readiness: postgres does not answer")
+		checks["postgres"], status = "unavailable", http.StatusServiceUnavailable
+	}
+	if err := s.bus.Connected(); err != nil {
+		s.log.Warn().Err(err).Msg("readiness: nats is not connected")
+		checks["nats"], status = "unavailable", http.StatusServiceUnavailable
+	}
+	state := "ready"
+	if status != http.StatusOK {
+		state = "unavailable"
+	}
+	writeJSON(w, status, readiness{Status: state, Checks: checks})
+}
+
+// readiness is the answer of /readyz.
+type readiness struct {
+	Status string            `json:"status"`
+	Checks map[string]string `json:"checks"`
+}

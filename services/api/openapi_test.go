@@ -21,13 +21,13 @@ func TestOpenAPIDescribesWhatTheHandlersSend(t *testing.T) {
 	if !strings.HasPrefix(spec, "openapi: 3.1.") {
 		t.Fatal("openapi.yaml is not OpenAPI 3.1")
 	}
-	for _, path := range []string{"/healthz", "/v1/tenants", "/v1/tenants/{tenantId}", "/v1/tenants/{tenantId}/syncs",
+	for _, path := range []string{"/healthz", "/readyz", "/v1/tenants", "/v1/tenants/{tenantId}", "/v1/tenants/{tenantId}/syncs",
 		"/v1/tenants/{tenantId}/syncs/{runId}", "/v1/tenants/{tenantId}/users", "/v1/tenants/{tenantId}/groups"} {
 		if !strings.Contains(spec, "\n  "+path+":\n") {
 			t.Errorf("openapi.yaml lacks the path %s", path)
 		}
 	}
-	for _, v := range []any{tenantView{}, runSummary{}, runView{}, userView{}, groupView{}, page[userView]{}, apiError{}, errorBody{}} {
+	for _, v := range []any{tenantView{}, runSummary{}, runView{}, userView{}, groupView{}, page[userView]{}, apiError{}, errorBody{}, readiness{}} {
 		typ := reflect.TypeOf(v)
 		for i := range typ.NumField() {
 			name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
