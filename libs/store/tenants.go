@@ -50,6 +50,10 @@ type TenantSchedule struct {
 	// LastScheduledSlot is the latest slot that has a run, nil when the
 	// tenant never had a scheduled run.
 	LastScheduledSlot *time.Time
+	// LastRunCreatedAt is when the tenant's newest run that has not failed
+	// (queued, going or succeeded, of any trigger) was created; nil when
+	// there is none.
+	LastRunCreatedAt *time.Time
 }
 
 // Credentials are what a fetcher needs to get a Graph token for a tenant.
@@ -183,7 +187,7 @@ func (s *Store) ListTenantSchedules(ctx context.Context) ([]TenantSchedule, erro
 	for rows.Next() {
 		var ts TenantSchedule
 		var interval int64
-		if err := rows.Scan(&ts.TenantID, &interval, &ts.CreatedAt, &ts.LastScheduledSlot); err != nil {
+		if err := rows.Scan(&ts.TenantID, &interval, &ts.CreatedAt, &ts.LastScheduledSlot, &ts.LastRunCreatedAt); err != nil {
 			return nil, translate(err, "list tenant schedules")
 		}
 		ts.Interval = time.Duration(interval) * time.Microsecond

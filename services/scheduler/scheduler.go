@@ -5,7 +5,10 @@
 // the tenant id, so a thousand tenants connected on the same day do not
 // all start at midnight. The current slot is the latest slot boundary not
 // after now; a tenant whose last scheduled slot is older, or that never
-// had one (a tenant connected a moment ago), is due.
+// had one (a tenant connected a moment ago), is due, unless a run of it
+// that has not failed was created in the current slot: an admin's manual
+// sync covers the slot, and a scheduled run queued beside it would only
+// read the directory again (and could finish first, superseding it).
 //
 // Several replicas may run. For a due slot each creates the slot's run,
 // and the store lets only one succeed (one run per tenant and slot); the
@@ -194,6 +197,9 @@ func (s *Scheduler) schedule(ctx context.Context, ts store.TenantSchedule, now t
 	slot := Slot(ts.TenantID, ts.Interval, now)
 	if ts.LastScheduledSlot != nil && !ts.LastScheduledSlot.Before(slot) {
 		return nil
+	}
+	if ts.LastRunCreatedAt != nil && !ts.LastRunCreatedAt.Before(slot) {
+		return nil // a manual run covers this slot
 	}
 	log := s.log.With().Str("tenant", ts.TenantID).Time("slot", slot).Logger()
 	run, err := s.store.CreateRun(ctx, store.NewRun{

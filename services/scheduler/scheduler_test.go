@@ -432,3 +432,46 @@ func TestStuckRunIsGivenUp(t *testing.T) {
 		t.Fatalf("a later pass changed the failed run: %q at %v", again.Error, again.FinishedAt)
 	}
 }
+
+// TestManualRunCoversTheSlot: a tenant whose admin synced by hand in the
+// current slot gets no scheduled run for it, unless that run failed; the
+// next slot is scheduled as usual.
+func TestManualRunCoversTheSlot(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := e.scheduler(bus.Options{})
+	ten := e.tenant(24 * time.Hour)
+	ctx := context.Background()
+	// The admin connected the tenant and pressed sync before any pass.
+	manual, created, err := e.st.QueueManualRun(ctx, ten.ID)
+	if err != nil || !created {
+		t.Fatalf("QueueManualRun = %v, %v", created, err)
+	}
+	e.tickAll(s)
+	if runs := e.runs(ten.ID); len(runs) != 1 || runs[0].ID != manual.ID {
+		t.Fatalf("runs after a pass with a manual run in the slot: %d, want only the manual one", len(runs))
+	}
+	if ids, _ := e.jobs(); len(ids) != 0 {
+		t.Fatalf("the scheduler published %v, want nothing", ids)
+	}
+
+	// The manual run failed: the slot is not covered any more.
+	ref := store.PageRef{TenantID: ten.ID, RunID: manual.ID, RunSeq: manual.Seq}
+	if err := e.st.MarkRunFailed(ctx, ref, "wrong secret", store.GraphStats{}, e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e.tickAll(s)
+	runs := e.runs(ten.ID)
+	if len(runs) != 2 || runs[0].Trigger != store.TriggerSchedule || runs[0].Slot == nil {
+		t.Fatalf("runs after the manual run failed: %+v, want a scheduled run beside it", runs)
+	}
+	slot := *runs[0].Slot
+
+	// A day later the next slot is due, whatever ran in the one before.
+	e.clock.Add(24 * time.Hour)
+	e.tickAll(s)
+	runs = e.runs(ten.ID)
+	if len(runs) != 3 || runs[0].Slot == nil || !runs[0].Slot.Equal(slot.Add(24*time.Hour)) {
+		t.Fatalf("runs a day later: %+v, want the next slot's run", runs)
+	}
+}

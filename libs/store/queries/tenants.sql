@@ -34,10 +34,14 @@ WHERE id = $1;
 
 -- name: ListTenantSchedules
 -- The last scheduled slot comes from the runs themselves: the unique
--- (tenant_id, slot) index answers max(slot) cheaply.
+-- (tenant_id, slot) index answers max(slot) cheaply. The last run that
+-- did not fail is the newest by seq, found walking the (tenant_id, seq)
+-- index backwards.
 SELECT t.id::text,
        (extract(epoch FROM t.sync_interval) * 1e6)::bigint,
        t.created_at,
-       (SELECT max(r.slot) FROM sync_runs r WHERE r.tenant_id = t.id)
+       (SELECT max(r.slot) FROM sync_runs r WHERE r.tenant_id = t.id),
+       (SELECT r.created_at FROM sync_runs r WHERE r.tenant_id = t.id AND r.status <> 'failed'
+        ORDER BY r.seq DESC LIMIT 1)
 FROM tenants t
 ORDER BY t.id;
