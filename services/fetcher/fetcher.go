@@ -31,8 +31,10 @@ type Config struct {
 	Graph graph.Config
 	// LeaseTTL is how long a tenant lease lasts without renewal: after a
 	// crash, the tenant waits this long before another replica may run it.
-	// The lease is renewed every third of it while a run is in progress,
-	// and a job that finds the lease held comes back after about this long.
+	// The lease is renewed every third of it while a run is in progress.
+	// A job that finds the lease held comes back after an eighth of it
+	// (between 1 s and 15 s): waiting costs no delivery, and a run queued
+	// behind a short one should not wait out a whole TTL.
 	LeaseTTL time.Duration
 	// Concurrency is how many jobs this replica works on at once.
 	Concurrency int

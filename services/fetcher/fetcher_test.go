@@ -762,3 +762,20 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		t.Errorf("got %v, want an error about the missing bus", err)
 	}
 }
+
+func TestLeaseWait(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ ttl, want time.Duration }{
+		{time.Second, time.Second},          // at least a second
+		{16 * time.Second, 2 * time.Second}, // an eighth
+		{DefaultLeaseTTL, 15 * time.Second}, // at most 15 s
+		{time.Hour, 15 * time.Second},
+	} {
+		f := &Fetcher{cfg: Config{LeaseTTL: c.ttl}}
+		for range 50 {
+			if got := f.leaseWait(); got < c.want*8/10 || got > c.want*12/10 {
+				t.Fatalf("leaseWait with TTL %s = %s, want %s ±20%%", c.ttl, got, c.want)
+			}
+		}
+	}
+}

@@ -75,7 +75,7 @@ func (f *Fetcher) handle(ctx context.Context, job *syncv1.SyncJob) error {
 	// The store's lease is re-entrant for its holder, this replica: a
 	// second job of the same tenant here must wait like anywhere else.
 	if !f.claim(tenant) {
-		delay := jitter(f.cfg.LeaseTTL)
+		delay := f.leaseWait()
 		log.Info().Dur("retry_in", delay).Msg("tenant is being fetched by this replica; job comes back later")
 		return bus.Retry(fmt.Errorf("fetcher: tenant %s is being fetched by another run", tenant), delay)
 	}
@@ -86,7 +86,7 @@ func (f *Fetcher) handle(ctx context.Context, job *syncv1.SyncJob) error {
 		return failed(fmt.Errorf("fetcher: acquire lease of tenant %s: %w", tenant, err), nil)
 	}
 	if !ok {
-		delay := jitter(f.cfg.LeaseTTL)
+		delay := f.leaseWait()
 		log.Info().Dur("retry_in", delay).Msg("tenant is leased by another run; job comes back later")
 		return bus.Retry(fmt.Errorf("fetcher: tenant %s is leased by another run", tenant), delay)
 	}
@@ -134,7 +134,7 @@ func (f *Fetcher) handle(ctx context.Context, job *syncv1.SyncJob) error {
 			return failed(err, r.stats())
 		}
 		log.Warn().Err(err).Msg("tenant lease lost mid-run; job comes back later")
-		return bus.Retry(err, jitter(f.cfg.LeaseTTL))
+		return bus.Retry(err, f.leaseWait())
 	case ctx.Err() == nil && (graph.IsPermanent(err) || errors.Is(err, errTooManyPages)):
 		log.Warn().Err(err).Msg("run failed")
 		return f.publishFailed(ctx, tenant, runID, seq, err.Error(), r.stats(), log)
@@ -417,9 +417,12 @@ func isNotFound(err error) bool {
 	return errors.As(err, &ge) && ge.Status == http.StatusNotFound
 }
 
-// jitter spreads d by ±20% so jobs that wait for the same lease do not
-// all come back at the same moment.
-func jitter(d time.Duration) time.Duration {
+// leaseWait is how long a job that found its tenant leased waits before
+// it comes back: an eighth of the lease TTL, between 1 s and 15 s, spread
+// by ±20% so jobs waiting for the same lease do not all come back at the
+// same moment.
+func (f *Fetcher) leaseWait() time.Duration {
+	d := min(max(f.cfg.LeaseTTL/8, time.Second), 15*time.Second)
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
