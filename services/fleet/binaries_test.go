@@ -94,10 +94,6 @@ func testBinariesSyncAndStop(t *testing.T, bin string) {
 	for k, v := range simEnv {
 		env[k] = v
 	}
-	// The scheduler starts last, once the manual run is over. It syncs a
-	// newly connected tenant right away, and a scheduled run created while
-	// the manual one still waits for a fetcher may finish first and
-	// supersede it, which ends the manual run failed.
 	var procs []*proc
 	for _, name := range []string{"api", "fetcher", "reconciler"} {
 		procs = append(procs, startProc(t, bin, name, env))
@@ -105,10 +101,22 @@ func testBinariesSyncAndStop(t *testing.T, bin string) {
 	api := procs[0]
 	healthz := "http://" + apiAddr + "/healthz"
 	waitHealthy(t, api, healthz)
-
 	h := &harness{t: t, api: "http://" + apiAddr}
 	tenant := h.connect(e, seats)
+
+	// The scheduler's first pass, at its start, finds the new tenant due
+	// and its run goes through fetcher and reconciler.
+	procs = append(procs, startProc(t, bin, "scheduler", env))
+	if last := waitScheduledRun(h, tenant); last.Status != "succeeded" {
+		t.Fatalf("scheduled run %s: %s", last.RunID, last.Status)
+	}
+
+	// A manual sync after it is a run of its own, and the app side is
+	// the directory.
 	run := h.sync(tenant)
+	if run.Trigger != "manual" {
+		t.Fatalf("the manual sync ran as %s run %s", run.Trigger, run.RunID)
+	}
 	wantUsers := expectedUsers(e.Dir, seats)
 	users := h.users(tenant)
 	if len(users) != len(wantUsers) {
@@ -122,16 +130,6 @@ func testBinariesSyncAndStop(t *testing.T, bin string) {
 	}
 	if d := diff(h.groups(tenant), expectedGroups(e.Dir), groupKey); d != "" {
 		t.Fatalf("groups differ from Graph:\n%s", d)
-	}
-
-	// The scheduler's first pass finds the tenant due (it has no scheduled
-	// run yet) and its run goes through fetcher and reconciler too.
-	procs = append(procs, startProc(t, bin, "scheduler", env))
-	if last := waitScheduledRun(h, tenant); last.Status != "succeeded" {
-		t.Fatalf("scheduled run %s: %s", last.RunID, last.Status)
-	}
-	if d := diff(h.users(tenant), wantUsers, userKey); d != "" {
-		t.Fatalf("users differ from Graph after the scheduled run:\n%s", d)
 	}
 
 	// Every service stops on SIGTERM within process.StopTimeout (30 s) plus

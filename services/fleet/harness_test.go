@@ -156,6 +156,7 @@ func (h *harness) connect(e entraTenant, seats int) string {
 type runView struct {
 	RunID         string           `json:"runId"`
 	Status        string           `json:"status"`
+	Trigger       string           `json:"trigger"`
 	Error         string           `json:"error"`
 	Counts        map[string]int64 `json:"counts"`
 	GraphRequests int64            `json:"graphRequests"`
