@@ -14,9 +14,11 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -154,22 +156,25 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /readyz", s.ready)
 
 	auth := s.authenticate
-	route := func(pattern string, methods string, h http.HandlerFunc) {
-		mux.Handle(pattern, auth(h))
-		// The same path with another method: a JSON 405 instead of the
-		// mux's plain-text one.
-		path := pattern[strings.IndexByte(pattern, ' ')+1:]
+	// route serves a path's methods; any other method gets a JSON 405
+	// naming the allowed ones, instead of the mux's plain-text answer.
+	route := func(path string, handlers map[string]http.HandlerFunc) {
+		methods := slices.Sorted(maps.Keys(handlers))
+		for _, m := range methods {
+			mux.Handle(m+" "+path, auth(handlers[m]))
+		}
+		allow := strings.Join(methods, ", ")
 		mux.Handle(path, auth(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Allow", methods)
-			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "", "this path allows "+methods)
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "", "this path allows "+allow)
 		})))
 	}
-	route("POST /v1/tenants", "POST", s.createTenant)
-	route("GET /v1/tenants/{tenantId}", "GET", s.getTenant)
-	route("POST /v1/tenants/{tenantId}/syncs", "POST", s.triggerSync)
-	route("GET /v1/tenants/{tenantId}/syncs/{runId}", "GET", s.getRun)
-	route("GET /v1/tenants/{tenantId}/users", "GET", s.listUsers)
-	route("GET /v1/tenants/{tenantId}/groups", "GET", s.listGroups)
+	route("/v1/tenants", map[string]http.HandlerFunc{"POST": s.createTenant})
+	route("/v1/tenants/{tenantId}", map[string]http.HandlerFunc{"GET": s.getTenant})
+	route("/v1/tenants/{tenantId}/syncs", map[string]http.HandlerFunc{"GET": s.listRuns, "POST": s.triggerSync})
+	route("/v1/tenants/{tenantId}/syncs/{runId}", map[string]http.HandlerFunc{"GET": s.getRun})
+	route("/v1/tenants/{tenantId}/users", map[string]http.HandlerFunc{"GET": s.listUsers})
+	route("/v1/tenants/{tenantId}/groups", map[string]http.HandlerFunc{"GET": s.listGroups})
 	mux.Handle("/", auth(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "", "no such route")
 	})))

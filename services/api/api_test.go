@@ -13,6 +13,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"slices"
 	"testing"
 	"time"
 
@@ -834,5 +835,86 @@ func TestReadiness(t *testing.T) {
 	}
 	if code, a := get("/healthz"); code != http.StatusOK || a.Status != "ok" {
 		t.Fatalf("healthz: %d %+v", code, a)
+	}
+}
+
+// TestListRuns pages through a tenant's runs, newest first, and rejects
+// bad cursors and unknown tenants.
+func TestListRuns(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ten, empty := e.createTenant(), e.createTenant()
+	ctx := context.Background()
+	var ids []string // by seq, from 1
+	for range 5 {
+		r, err := e.st.CreateRun(ctx, store.NewRun{TenantID: ten.ID, Kind: store.KindFull, Trigger: store.TriggerManual})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+	}
+	type runPage struct {
+		Items []runAnswer `json:"items"`
+		Next  *string     `json:"next"`
+	}
+	list := func(tenantID, query string) runPage {
+		t.Helper()
+		r := e.do("GET", "/v1/tenants/"+tenantID+"/syncs"+query, nil)
+		if r.status != http.StatusOK {
+			t.Fatalf("list runs%s: %d %s", query, r.status, r.body)
+		}
+		var p runPage
+		r.decode(t, &p)
+		return p
+	}
+	var got []string
+	query := "?limit=2"
+	for pages := 0; ; pages++ {
+		if pages > 3 {
+			t.Fatal("more than three pages of two for five runs")
+		}
+		p := list(ten.ID, query)
+		for _, r := range p.Items {
+			if r.TenantID != ten.ID || r.Status != "queued" || r.Trigger != "manual" {
+				t.Fatalf("run %+v", r)
+			}
+			got = append(got, r.RunID)
+		}
+		if p.Next == nil {
+			break
+		}
+		query = "?limit=2&after=" + *p.Next
+	}
+	want := slices.Clone(ids)
+	slices.Reverse(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("runs %v, want newest first %v", got, want)
+	}
+	if p := list(ten.ID, "?limit=5"); len(p.Items) != 5 || p.Next != nil {
+		t.Fatalf("a page holding every run: %d runs, next %v; want 5 and no next", len(p.Items), p.Next)
+	}
+	if p := list(empty.ID, ""); len(p.Items) != 0 || p.Next != nil {
+		t.Fatalf("a tenant without runs: %+v", p)
+	}
+	if r := e.do("DELETE", "/v1/tenants/"+ten.ID+"/syncs", nil); r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != "GET, POST" {
+		t.Fatalf("DELETE syncs: %d, Allow %q; want 405 allowing GET, POST", r.status, r.header.Get("Allow"))
+	}
+	for _, c := range []struct {
+		path  string
+		code  int
+		field string
+	}{
+		{"/v1/tenants/" + ten.ID + "/syncs?after=" + cursorOf("x"), 400, "after"},
+		{"/v1/tenants/" + ten.ID + "/syncs?after=" + cursorOf("0"), 400, "after"},
+		{"/v1/tenants/" + ten.ID + "/syncs?limit=0", 400, "limit"},
+		{"/v1/tenants/" + ten.ID + "/syncs?status=failed", 400, "status"},
+		{"/v1/tenants/" + uuid.NewString() + "/syncs", 404, ""},
+	} {
+		r := e.do("GET", c.path, nil)
+		var out errorAnswer
+		r.decode(t, &out)
+		if r.status != c.code || out.Error.Field != c.field {
+			t.Errorf("GET %s: %d %s; want %d naming %q", c.path, r.status, r.body, c.code, c.field)
+		}
 	}
 }

@@ -245,16 +245,53 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, r, err, "run")
 		return
 	}
+	writeJSON(w, http.StatusOK, viewOfRun(run))
+}
+
+func viewOfRun(run store.Run) runView {
 	counts := run.Counts
 	if counts == nil {
 		counts = map[string]int64{}
 	}
-	writeJSON(w, http.StatusOK, runView{
+	return runView{
 		RunID: run.ID, TenantID: run.TenantID, Seq: run.Seq, Kind: run.Kind, Trigger: run.Trigger,
 		Status: run.Status, Error: run.Error, Counts: counts,
 		GraphRequests: run.GraphRequests, Throttled: run.Throttled,
 		CreatedAt: run.CreatedAt.UTC(), StartedAt: utc(run.StartedAt), FinishedAt: utc(run.FinishedAt),
-	})
+	}
+}
+
+// listRuns lists a tenant's runs, newest first:
+// GET /v1/tenants/{tenantId}/syncs. The cursor is the last run's sequence
+// number; a tenant's runs are numbered 1, 2, 3... without gaps, so the
+// list ends at run 1.
+func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
+	tenantID, after, limit, ok := s.listParams(w, r)
+	if !ok {
+		return
+	}
+	var before int64
+	if after != "" {
+		n, err := strconv.ParseInt(after, 10, 64)
+		if err != nil || n < 1 {
+			writeBadRequest(w, invalid("after", "after must be the next cursor of a previous page"))
+			return
+		}
+		before = n
+	}
+	runs, err := s.st.ListRuns(r.Context(), tenantID, before, limit)
+	if err != nil {
+		s.storeError(w, r, err, "tenant")
+		return
+	}
+	out := page[runView]{Items: make([]runView, 0, len(runs))}
+	for _, run := range runs {
+		out.Items = append(out.Items, viewOfRun(run))
+	}
+	if n := len(runs); n == limit && runs[n-1].Seq > 1 {
+		out.Next = cursor(strconv.FormatInt(runs[n-1].Seq, 10))
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // page is one page of a list; Next is null on the last page.
