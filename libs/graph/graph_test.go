@@ -242,6 +242,86 @@ func TestEnumerationMatchesGroundTruth(t *testing.T) {
 	}
 }
 
+// An app without Device.Read.All or OrgContact.Read.All still gets
+// devices and contacts in member lists, with limited information
+// (@odata.type and id, the rest null; concepts/permissions-overview.md).
+// The adapter needs nothing more than those two, so direct edges, users
+// and transitive users must come out exactly as with full access.
+func TestMembersOfUnreadableTypes(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	f := newFixture(t, smallSpec)
+	if err := f.sim.SetPermissions(f.tenant, graphsim.Permissions{
+		Unreadable: []graphsim.ObjectType{graphsim.TypeDevice, graphsim.TypeOrgContact},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	const pageSize = 2
+	cfg := f.config(t)
+	cfg.PageSize = pageSize
+	c := f.newClient(t, cfg)
+
+	users, _, err := collect(t, c.Users(ctx), pageSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := f.dir.Users()
+	slices.SortFunc(users, func(a, b User) int { return strings.Compare(a.ID, b.ID) })
+	if len(users) != len(want) {
+		t.Fatalf("users: got %d, want %d", len(users), len(want))
+	}
+	for i, w := range want {
+		exp := User{ID: w.ID, DisplayName: w.DisplayName, Mail: w.Mail, UserPrincipalName: w.UserPrincipalName,
+			GivenName: w.GivenName, Surname: w.Surname, JobTitle: w.JobTitle, Department: w.Department,
+			UserType: w.UserType, AccountEnabled: w.AccountEnabled}
+		if users[i] != exp {
+			t.Errorf("user %d:\n got %+v\nwant %+v", i, users[i], exp)
+		}
+	}
+
+	kinds := map[MemberType]int{}
+	for _, g := range f.dir.Groups() {
+		members, _, err := collect(t, c.Members(ctx, g.ID), pageSize)
+		if err != nil {
+			t.Fatalf("members of %s: %v", g.ID, err)
+		}
+		var got, wantM []string
+		for _, m := range members {
+			got = append(got, string(m.Type)+":"+m.ID)
+			kinds[m.Type]++
+		}
+		for _, m := range f.dir.DirectMembers(g.ID) {
+			wantM = append(wantM, string(m.Type)+":"+m.ID)
+		}
+		slices.Sort(got)
+		slices.Sort(wantM)
+		if !slices.Equal(got, wantM) {
+			t.Errorf("direct members of %s:\n got %v\nwant %v", g.ID, got, wantM)
+		}
+
+		ids, _, err := collect(t, c.TransitiveUserIDs(ctx, g.ID), pageSize)
+		if err != nil {
+			t.Fatalf("transitive users of %s: %v", g.ID, err)
+		}
+		var wantIDs []string
+		for _, u := range f.dir.TransitiveUsers(g.ID) {
+			wantIDs = append(wantIDs, u.ID)
+		}
+		slices.Sort(ids)
+		slices.Sort(wantIDs)
+		if !slices.Equal(ids, wantIDs) {
+			t.Errorf("transitive users of %s:\n got %v\nwant %v", g.ID, ids, wantIDs)
+		}
+	}
+	// The limited objects were there to be read: devices and contacts
+	// are direct members of some group in smallSpec.
+	for _, k := range []MemberType{MemberUser, MemberGroup, MemberDevice, MemberOrgContact} {
+		if kinds[k] == 0 {
+			t.Errorf("no member of type %s seen; kinds: %v", k, kinds)
+		}
+	}
+}
+
 func nilIfEmpty(s []string) []string {
 	if len(s) == 0 {
 		return nil

@@ -56,7 +56,7 @@ func (s *Server) serveGraph(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	res, gerr := s.route(r, t.dir)
+	res, gerr := s.route(r, t.dir, s.unreadableOf(t.id))
 	if gerr != nil {
 		writeGraphError(sw, r, start, reqID, gerr)
 		return
@@ -104,8 +104,9 @@ var castTypes = map[string]ObjectType{
 }
 
 // route finds the resource a path names. Segment names match without
-// regard to case, as Graph's do.
-func (s *Server) route(r *http.Request, d *Directory) (*result, *graphError) {
+// regard to case, as Graph's do. Members of the unreadable types are
+// served with limited information.
+func (s *Server) route(r *http.Request, d *Directory, unreadable map[ObjectType]bool) (*result, *graphError) {
 	rest := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/v1.0"), "/")
 	var segs []string
 	if rest != "" {
@@ -151,7 +152,7 @@ func (s *Server) route(r *http.Request, d *Directory) (*result, *graphError) {
 			}
 			switch {
 			case len(tail) == 0:
-				handler = func() (*result, *graphError) { return s.listMembers(r, d, segs[1], nav, cast) }
+				handler = func() (*result, *graphError) { return s.listMembers(r, d, segs[1], nav, cast, unreadable) }
 			case len(tail) == 1 && tail[0] == "$count":
 				handler = func() (*result, *graphError) {
 					return s.countCollection(r, d, nav, directoryObjectEntity, segs[1], cast)
@@ -215,10 +216,24 @@ func (o obj) id() string {
 	return o.c.ID
 }
 
-func (o obj) appendJSON(b []byte, sel map[string]bool, mixed bool) []byte {
+// appendJSON writes the object as a collection item or entity. limited
+// writes it as Graph does for a type the app may not read: @odata.type
+// (in mixed lists) and id, every other property it would serve as null.
+func (o obj) appendJSON(b []byte, sel map[string]bool, mixed, limited bool) []byte {
 	typeName := ""
 	if mixed {
 		typeName = string(o.typ)
+	}
+	if limited {
+		switch o.typ {
+		case TypeUser:
+			return appendLimited(b, userProps, o.id(), sel, typeName)
+		case TypeGroup:
+			return appendLimited(b, groupProps, o.id(), sel, typeName)
+		case TypeDevice:
+			return appendLimited(b, deviceProps, o.id(), sel, typeName)
+		}
+		return appendLimited(b, contactProps, o.id(), sel, typeName)
 	}
 	switch o.typ {
 	case TypeUser:
@@ -280,6 +295,9 @@ type listing struct {
 	context string // @odata.context fragment, e.g. "users"
 	mixed   bool   // objects carry @odata.type
 	cast    ObjectType
+	// limited are the types served with limited information: the app
+	// may not read them (Permissions).
+	limited map[ObjectType]bool
 }
 
 // page writes one page of a collection: objects after the skip token's
@@ -341,7 +359,7 @@ func (s *Server) page(r *http.Request, src source, l listing, q *queryOpts) []by
 		if taken > 0 {
 			items = append(items, ',')
 		}
-		items = o.appendJSON(items, q.sel, l.mixed)
+		items = o.appendJSON(items, q.sel, l.mixed, l.limited[o.typ])
 		taken++
 		last = o.id()
 	}
@@ -396,7 +414,11 @@ func castEntity(cast ObjectType) (entityType, string) {
 	return directoryObjectEntity, "directoryObjects"
 }
 
-func (s *Server) listMembers(r *http.Request, d *Directory, groupID, nav string, cast ObjectType) (*result, *graphError) {
+// listMembers answers a group's members or transitiveMembers, optionally
+// cast to one type. Members of the unreadable types come with limited
+// information; the docs describe this for directoryObject collections
+// only, and the simulator keeps it on casts too (see README).
+func (s *Server) listMembers(r *http.Request, d *Directory, groupID, nav string, cast ObjectType, unreadable map[ObjectType]bool) (*result, *graphError) {
 	gid, gerr := groupKey(groupID)
 	if gerr != nil {
 		return nil, gerr
@@ -420,7 +442,7 @@ func (s *Server) listMembers(r *http.Request, d *Directory, groupID, nav string,
 	if nav == "transitivemembers" {
 		ms, base = d.transitiveLocked(gid), 5
 	}
-	body := s.page(r, d.memberSource(ms), listing{path: path, context: context, mixed: cast == "", cast: cast}, q)
+	body := s.page(r, d.memberSource(ms), listing{path: path, context: context, mixed: cast == "", cast: cast, limited: unreadable}, q)
 	return &result{body: body, cost: cost(base, q)}, nil
 }
 
@@ -489,7 +511,7 @@ func (s *Server) entity(context string, q *queryOpts, o obj) []byte {
 		ctx = s.GraphURL() + "/$metadata#" + strings.TrimSuffix(context, "/$entity") + "(" + strings.Join(q.selList, ",") + ")/$entity"
 	}
 	b := append([]byte(`{"@odata.context":`), appendString(nil, ctx)...)
-	body := o.appendJSON(nil, q.sel, false)
+	body := o.appendJSON(nil, q.sel, false, false)
 	if len(body) > 2 {
 		b = append(b, ',')
 	}

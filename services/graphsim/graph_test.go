@@ -1,9 +1,11 @@
 package graphsim_test
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -261,6 +263,168 @@ func TestMemberListsAndCastSegments(t *testing.T) {
 		if slices.Contains(got, g) || !slices.Contains(got, cycle[1-i]) {
 			t.Errorf("cycle group %s: transitive groups %v", g, got)
 		}
+	}
+}
+
+// An app without permission to read a member type still sees members of
+// that type, with limited information: @odata.type and id, every other
+// property null (concepts/permissions-overview.md). Two tenants with the
+// same generated directory are compared item by item: one reads
+// everything, the other may not read devices and contacts.
+func TestUnreadableMemberTypesComeLimited(t *testing.T) {
+	t.Parallel()
+	s := newSim(t, graphsim.Options{})
+	spec := graphsim.Spec{Seed: 25, Users: 120, Groups: 14, NestingDepth: 3, Devices: 6, Contacts: 4, Cycle: true}
+	full, limited := s.addTenant(graphsim.Generate(spec)), s.addTenant(graphsim.Generate(spec))
+	if err := s.srv.SetPermissions(limited.id, graphsim.Permissions{
+		Unreadable: []graphsim.ObjectType{graphsim.TypeDevice, graphsim.TypeOrgContact},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	odataType := map[graphsim.ObjectType]string{
+		graphsim.TypeUser: "#microsoft.graph.user", graphsim.TypeGroup: "#microsoft.graph.group",
+		graphsim.TypeDevice: "#microsoft.graph.device", graphsim.TypeOrgContact: "#microsoft.graph.orgContact",
+	}
+	// limitedOf is what Graph sends instead of a full item: the id and,
+	// in mixed lists, @odata.type; every other property null.
+	limitedOf := func(item map[string]any, id string) map[string]any {
+		out := map[string]any{}
+		for k, v := range item {
+			if k == "@odata.type" {
+				out[k] = v
+			} else {
+				out[k] = nil
+			}
+		}
+		out["id"] = id
+		return out
+	}
+	// check lists path as tc and checks each item against fullItems, the
+	// same list as an app that reads everything sees it: equal for
+	// readable types, limited for the others. want is the directory's
+	// member list.
+	check := func(tc *tenantCreds, path string, fullItems []map[string]any, want []graphsim.Member, unreadable ...graphsim.ObjectType) {
+		t.Helper()
+		got, _ := s.listAll(tc.token, path)
+		if len(fullItems) != len(want) || len(got) != len(want) {
+			t.Errorf("%s: %d items (full access: %d), want %d", path, len(got), len(fullItems), len(want))
+			return
+		}
+		for i, m := range want {
+			exp := fullItems[i]
+			if slices.Contains(unreadable, m.Type) {
+				exp = limitedOf(exp, m.ID)
+			}
+			if !reflect.DeepEqual(got[i], exp) {
+				t.Errorf("%s: %s %s:\n got %v\nwant %v", path, m.Type, m.ID, got[i], exp)
+			}
+		}
+	}
+	// compare checks the limited tenant against the full one.
+	compare := func(path string, want []graphsim.Member, unreadable ...graphsim.ObjectType) {
+		t.Helper()
+		fullItems, _ := s.listAll(full.token, path)
+		check(limited, path, fullItems, want, unreadable...)
+	}
+	only := func(ms []graphsim.Member, typ graphsim.ObjectType) []graphsim.Member {
+		var out []graphsim.Member
+		for _, m := range ms {
+			if m.Type == typ {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+	hidden := []graphsim.ObjectType{graphsim.TypeDevice, graphsim.TypeOrgContact}
+	seen := map[graphsim.ObjectType]int{}
+	for _, g := range full.dir.Groups() {
+		direct, trans := full.dir.DirectMembers(g.ID), full.dir.TransitiveMembers(g.ID)
+		for _, m := range direct {
+			seen[m.Type]++
+		}
+		base := "/groups/" + g.ID
+		compare(base+"/members?$top=4", direct, hidden...)
+		compare(base+"/members?$select=id,displayName,mail,deviceId", direct, hidden...)
+		compare(base+"/transitiveMembers?$select=displayName&$top=5", trans, hidden...)
+		compare(base+"/transitiveMembers", trans, hidden...)
+		// Casts keep the limited form (the docs do not say otherwise).
+		compare(base+"/transitiveMembers/graph.device", only(trans, graphsim.TypeDevice), hidden...)
+		compare(base+"/members/microsoft.graph.orgContact?$select=id,mail", only(direct, graphsim.TypeOrgContact), hidden...)
+		compare(base+"/transitiveMembers/graph.user?$select=id,accountEnabled", only(trans, graphsim.TypeUser), hidden...)
+		compare(base+"/members/graph.group", only(direct, graphsim.TypeGroup), hidden...)
+	}
+	for _, typ := range []graphsim.ObjectType{graphsim.TypeUser, graphsim.TypeGroup, graphsim.TypeDevice, graphsim.TypeOrgContact} {
+		if seen[typ] == 0 {
+			t.Errorf("no group has a direct %s member: the test did not cover it", typ)
+		}
+	}
+
+	// On the wire, exactly: a device and a contact with the id, the
+	// selected properties as null, and nothing else.
+	for _, typ := range hidden {
+		var group string
+		var member graphsim.Member
+		for _, g := range limited.dir.Groups() {
+			if ms := only(limited.dir.DirectMembers(g.ID), typ); len(ms) > 0 {
+				group, member = g.ID, ms[0]
+				break
+			}
+		}
+		items, _ := s.listAll(limited.token, "/groups/"+group+"/members?$select=displayName,mail")
+		var got map[string]any
+		for _, it := range items {
+			if it["id"] == member.ID {
+				got = it
+			}
+		}
+		want := map[string]any{"@odata.type": odataType[typ], "id": member.ID, "displayName": nil}
+		if typ == graphsim.TypeOrgContact {
+			want["mail"] = nil
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s member %s with $select=displayName,mail: %v, want %v", typ, member.ID, got, want)
+		}
+	}
+
+	// $count and the users list do not change.
+	g := limited.dir.Groups()[0].ID
+	for _, path := range []string{"/groups/" + g + "/transitiveMembers/$count", "/users?$top=50", "/groups/" + g} {
+		a, b := s.get(full.token, path, "ConsistencyLevel", "eventual"), s.get(limited.token, path, "ConsistencyLevel", "eventual")
+		delete(a.body, "@odata.nextLink")
+		delete(b.body, "@odata.nextLink")
+		if a.status != http.StatusOK || a.raw == "" || !reflect.DeepEqual(a.body, b.body) || a.body == nil && a.raw != b.raw {
+			t.Errorf("%s differs: full %d %.200s, limited %d %.200s", path, a.status, a.raw, b.status, b.raw)
+		}
+	}
+
+	// The permissions of "" apply to every tenant without its own; a zero
+	// Permissions drops a tenant's own (it then falls back to ""), and a
+	// zero Permissions for "" gives everyone full access again.
+	fullLists := map[string][]map[string]any{}
+	for _, g := range full.dir.Groups() {
+		fullLists[g.ID], _ = s.listAll(full.token, "/groups/"+g.ID+"/members")
+	}
+	if err := s.srv.SetPermissions("", graphsim.Permissions{Unreadable: []graphsim.ObjectType{graphsim.TypeUser, graphsim.TypeGroup}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.srv.SetPermissions(limited.id, graphsim.Permissions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []*tenantCreds{full, limited} {
+		for _, g := range full.dir.Groups() {
+			check(tc, "/groups/"+g.ID+"/members", fullLists[g.ID], full.dir.DirectMembers(g.ID), graphsim.TypeUser, graphsim.TypeGroup)
+		}
+	}
+	if err := s.srv.SetPermissions("", graphsim.Permissions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range full.dir.Groups() {
+		check(limited, "/groups/"+g.ID+"/members", fullLists[g.ID], full.dir.DirectMembers(g.ID))
+	}
+
+	err := s.srv.SetPermissions(limited.id, graphsim.Permissions{Unreadable: []graphsim.ObjectType{"printer"}})
+	if !errors.Is(err, graphsim.ErrInvalid) {
+		t.Errorf("unknown member type: %v, want ErrInvalid", err)
 	}
 }
 

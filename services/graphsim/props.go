@@ -227,6 +227,31 @@ func appendEntity[T any](b []byte, props []prop[T], o *T, sel map[string]bool, o
 	return append(b, '}')
 }
 
+// appendLimited writes an object the app may not read the way Graph
+// does ("Limited information returned for inaccessible member objects",
+// concepts/permissions-overview.md): @odata.type when asked, then id
+// (even when $select leaves it out), then every other property the
+// object would have served, as null.
+func appendLimited[T any](b []byte, props []prop[T], id string, sel map[string]bool, odataType string) []byte {
+	b = append(b, '{')
+	if odataType != "" {
+		b = append(b, `"@odata.type":`...)
+		b = appendString(b, "#microsoft.graph."+odataType)
+		b = append(b, ',')
+	}
+	b = append(b, `"id":`...)
+	b = appendString(b, id)
+	for _, p := range props {
+		if p.name == "id" || sel == nil && !p.def || sel != nil && !sel[p.name] {
+			continue
+		}
+		b = append(b, ',')
+		b = appendString(b, p.name)
+		b = append(b, ":null"...)
+	}
+	return append(b, '}')
+}
+
 func appendValue(b []byte, v any) []byte {
 	switch v := v.(type) {
 	case nil:

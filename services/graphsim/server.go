@@ -66,6 +66,20 @@ type Faults struct {
 	Budget int
 }
 
+// Permissions say which member types a tenant's app registration may
+// read. The zero value reads every type, as an app with Directory.Read.All
+// does.
+type Permissions struct {
+	// Unreadable are the member types the app has no permission to read:
+	// TypeDevice without Device.Read.All, TypeOrgContact without
+	// OrgContact.Read.All, TypeUser without User.Read.All, TypeGroup
+	// without Group.Read.All. Member lists (members, transitiveMembers and
+	// their casts) still return such members, with limited information:
+	// @odata.type and id, every other property null. Everything else,
+	// /users and /groups included, is served as before.
+	Unreadable []ObjectType
+}
+
 // Request is one request the server answered, for assertions.
 type Request struct {
 	At         time.Time // when it arrived
@@ -93,6 +107,9 @@ type Server struct {
 	mu      sync.RWMutex
 	tenants map[string]*tenant // by lower-case tenant ID
 	domains map[string]string  // initial domain → tenant ID
+	// unreadable holds each tenant's Permissions.Unreadable as a set, by
+	// lower-case tenant ID ("" = every tenant without its own).
+	unreadable map[string]map[ObjectType]bool
 
 	faultMu sync.Mutex
 	faults  map[string]*faultState
@@ -156,7 +173,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{
 		opts: opts, log: opts.Logger,
-		tenants: map[string]*tenant{}, domains: map[string]string{},
+		tenants: map[string]*tenant{}, domains: map[string]string{}, unreadable: map[string]map[ObjectType]bool{},
 		faults: map[string]*faultState{}, serveErr: make(chan error, 1),
 	}
 	s.key = make([]byte, 32)
@@ -382,6 +399,43 @@ func (s *Server) SetFaults(entraTenantID string, f Faults) {
 		f.RetryAfter = "1"
 	}
 	s.faults[key] = &faultState{f: f, failNext: append([]int(nil), f.FailNext...), counts: map[string]int{}, windows: map[string]*budgetState{}}
+}
+
+// SetPermissions replaces what the app registration of a tenant ("" =
+// every tenant without permissions of its own) may read. A zero
+// Permissions removes them: the tenant falls back to those of "", and
+// without those its app reads everything. Types other than user, group,
+// device and orgContact are refused with ErrInvalid.
+func (s *Server) SetPermissions(entraTenantID string, p Permissions) error {
+	set := map[ObjectType]bool{}
+	for _, t := range p.Unreadable {
+		switch t {
+		case TypeUser, TypeGroup, TypeDevice, TypeOrgContact:
+			set[t] = true
+		default:
+			return fmt.Errorf("graphsim: permissions: unknown member type %q: %w", t, ErrInvalid)
+		}
+	}
+	key := strings.ToLower(entraTenantID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(set) == 0 {
+		delete(s.unreadable, key)
+		return nil
+	}
+	s.unreadable[key] = set
+	return nil
+}
+
+// unreadableOf is the set of member types a tenant's app may not read
+// (nil when it reads everything). The set is never modified once stored.
+func (s *Server) unreadableOf(tenantID string) map[ObjectType]bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if set, ok := s.unreadable[tenantID]; ok {
+		return set
+	}
+	return s.unreadable[""]
 }
 
 func (s *Server) faultsOf(tenantID string) *faultState {
