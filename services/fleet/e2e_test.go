@@ -473,3 +473,29 @@ func must(t *testing.T, err error) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestUnreadableMemberTypesSyncTheSame: an app registration without
+// Device.Read.All and OrgContact.Read.All sees devices and contacts among
+// group members with only their type and id (graphsim.SetPermissions);
+// the app side comes out exactly as with full read access.
+func TestUnreadableMemberTypesSyncTheSame(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 1, 1)
+	spec := graphsim.Spec{Seed: 11, Users: 120, Guests: 5, Disabled: 5, NoMail: 5,
+		Groups: 12, NestingDepth: 3, Devices: 6, Contacts: 3, Cycle: true}
+	e := h.addEntraTenant(spec)
+	checkShapes(t, e.Dir)
+	must(t, h.sim.SetPermissions(e.ID, graphsim.Permissions{
+		Unreadable: []graphsim.ObjectType{graphsim.TypeDevice, graphsim.TypeOrgContact}}))
+	const seats = 100
+	tenant := h.connect(e, seats)
+	if run := h.sync(tenant); run.Status != "succeeded" {
+		t.Fatalf("run %s: %s", run.Status, run.Error)
+	}
+	if d := diff(h.users(tenant), expectedUsers(e.Dir, seats), userKey); d != "" {
+		t.Fatalf("users differ from Graph:\n%s", d)
+	}
+	if d := diff(h.groups(tenant), expectedGroups(e.Dir), groupKey); d != "" {
+		t.Fatalf("groups differ from Graph:\n%s", d)
+	}
+}
