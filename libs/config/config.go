@@ -36,6 +36,9 @@ type Config struct {
 	// Concurrency is how many jobs or events one replica works on at once
 	// (CONCURRENCY); 0 lets each service pick its default.
 	Concurrency int
+	// GroupConcurrency is how many groups' member lists one fetcher run
+	// reads at once (GROUP_CONCURRENCY); 0 means the fetcher's default.
+	GroupConcurrency int
 
 	set map[string]bool // variables that were present and non-empty
 }
@@ -112,6 +115,13 @@ func FromEnv(getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("CONCURRENCY: %q is not an integer from 1 to 256", v))
 		}
 		c.Concurrency = n
+	}
+	if v := get("GROUP_CONCURRENCY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 64 {
+			errs = append(errs, fmt.Errorf("GROUP_CONCURRENCY: %q is not an integer from 1 to 64", v))
+		}
+		c.GroupConcurrency = n
 	}
 	return c, errors.Join(errs...)
 }

@@ -34,6 +34,7 @@ func TestFromEnvValid(t *testing.T) {
 		"ADMIN_TOKEN":          "0123456789abcdef",
 		"SECRET_KEY":           "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
 		"CONCURRENCY":          "3",
+		"GROUP_CONCURRENCY":    "8",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -41,8 +42,8 @@ func TestFromEnvValid(t *testing.T) {
 	if c.GraphBaseURL != "https://127.0.0.1:9443/v1.0" || c.AuthorityHost != "https://127.0.0.1:9443/" {
 		t.Fatalf("URLs not normalised: %q %q", c.GraphBaseURL, c.AuthorityHost)
 	}
-	if string(c.SecretKey) != "0123456789abcdef0123456789abcdef" || c.Concurrency != 3 {
-		t.Fatalf("parsed %q %d", c.SecretKey, c.Concurrency)
+	if string(c.SecretKey) != "0123456789abcdef0123456789abcdef" || c.Concurrency != 3 || c.GroupConcurrency != 8 {
+		t.Fatalf("parsed %q %d %d", c.SecretKey, c.Concurrency, c.GroupConcurrency)
 	}
 	if err := c.Require("DATABASE_URL", "NATS_URL", "SECRET_KEY", "ADMIN_TOKEN"); err != nil {
 		t.Fatal(err)
@@ -61,6 +62,7 @@ func TestFromEnvNamesTheBadVariable(t *testing.T) {
 		"SECRET_KEY":           "c2hvcnQ=",
 		"LOG_LEVEL":            "loud",
 		"CONCURRENCY":          "0",
+		"GROUP_CONCURRENCY":    "65",
 	}
 	for name, value := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -19,6 +19,10 @@ import (
 const (
 	DefaultLeaseTTL    = 2 * time.Minute
 	DefaultConcurrency = 2
+	// DefaultGroupConcurrency keeps a run well inside Graph's identity
+	// budget (3,500 to 8,000 resource units per 10 s per app and tenant;
+	// a member list costs 3, a transitive one 5) at Graph's latencies.
+	DefaultGroupConcurrency = 4
 )
 
 // Config tunes one fetcher replica.
@@ -38,6 +42,10 @@ type Config struct {
 	LeaseTTL time.Duration
 	// Concurrency is how many jobs this replica works on at once.
 	Concurrency int
+	// GroupConcurrency is how many groups' member lists one run reads at
+	// once. Users and groups are listed one page after another (each
+	// page's nextLink leads to the next); member lists are independent.
+	GroupConcurrency int
 }
 
 // SetDefaults fills every unset field with its default.
@@ -55,6 +63,9 @@ func (c *Config) SetDefaults() {
 	if c.Concurrency == 0 {
 		c.Concurrency = DefaultConcurrency
 	}
+	if c.GroupConcurrency == 0 {
+		c.GroupConcurrency = DefaultGroupConcurrency
+	}
 	c.Graph.SetDefaults()
 }
 
@@ -69,6 +80,9 @@ func (c Config) Validate() error {
 	}
 	if c.Concurrency < 1 || c.Concurrency > 256 {
 		errs = append(errs, fmt.Errorf("fetcher: concurrency %d: want 1..256", c.Concurrency))
+	}
+	if c.GroupConcurrency < 1 || c.GroupConcurrency > 64 {
+		errs = append(errs, fmt.Errorf("fetcher: group concurrency %d: want 1..64", c.GroupConcurrency))
 	}
 	if err := c.Graph.Validate(); err != nil {
 		errs = append(errs, err)

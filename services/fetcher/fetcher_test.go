@@ -307,8 +307,11 @@ func checkRun(t *testing.T, e *env, run store.Run, evs []*syncv1.SyncEvent) *syn
 		}
 	}
 
-	// Data pages first..first+N-1 in order: users, groups, then per group
-	// its members and its transitive users.
+	// Data pages first..first+N-1: users, then groups, then the member
+	// lists, read several groups at a time, so lists of different groups
+	// interleave and their pages may reach the stream out of number order;
+	// each list's parts follow each other.
+	slices.SortFunc(data, func(a, b *syncv1.SyncEvent) int { return int(a.GetPage() - b.GetPage()) })
 	var users, groups []string
 	members := map[string][]string{}
 	transitive := map[string][]string{}
@@ -777,5 +780,53 @@ func TestLeaseWait(t *testing.T) {
 				t.Fatalf("leaseWait with TTL %s = %s, want %s ±20%%", c.ttl, got, c.want)
 			}
 		}
+	}
+}
+
+// inFlight is a RoundTripper that counts member-list requests in flight
+// and remembers the most there were at once.
+type inFlight struct {
+	next     http.RoundTripper
+	mu       sync.Mutex
+	now, max int
+}
+
+func (c *inFlight) RoundTrip(req *http.Request) (*http.Response, error) {
+	lists := strings.Contains(req.URL.Path, "/members") || strings.Contains(req.URL.Path, "/transitiveMembers")
+	if lists {
+		c.mu.Lock()
+		c.now++
+		c.max = max(c.max, c.now)
+		c.mu.Unlock()
+		defer func() {
+			c.mu.Lock()
+			c.now--
+			c.mu.Unlock()
+		}()
+	}
+	return c.next.RoundTrip(req)
+}
+
+// TestGroupsAreReadSideBySide: member lists of several groups are read at
+// once, never more than GroupConcurrency, and the run still publishes
+// every page, numbered without gaps.
+func TestGroupsAreReadSideBySide(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	// Slow enough that lists read side by side overlap.
+	e.sim.SetFaults(e.entra, graphsim.Faults{Latency: 30 * time.Millisecond})
+	rec := e.record()
+	run := e.queueRun()
+	const conc = 3
+	counter := &inFlight{next: e.sim.HTTPClient().Transport}
+	e.startFetcher("fetcher-a", func(c *Config) {
+		c.GroupConcurrency = conc
+		c.Graph.Transport = counter
+	})
+	checkRun(t, e, run, rec.waitEnd(t, run.ID))
+	counter.mu.Lock()
+	defer counter.mu.Unlock()
+	if counter.max < 2 || counter.max > conc {
+		t.Fatalf("at most %d member lists were read at once, want 2..%d", counter.max, conc)
 	}
 }

@@ -7,9 +7,11 @@ import (
 	"iter"
 	"math/rand/v2"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/entrasync/entrasync/libs/bus"
@@ -123,7 +125,8 @@ func (f *Fetcher) handle(ctx context.Context, job *syncv1.SyncJob) error {
 		return f.publishFailed(ctx, tenant, runID, seq, msg, nil, log)
 	}
 
-	r := &runner{f: f, tenant: tenant, runID: runID, seq: seq, attempt: attempt, first: first, page: first, log: log}
+	r := &runner{f: f, tenant: tenant, runID: runID, seq: seq, attempt: attempt, first: first, log: log}
+	r.next.Store(first)
 	err = r.run(rctx)
 	switch {
 	case err == nil:
@@ -236,7 +239,7 @@ type runner struct {
 	// are numbered from first (see syncv1.AttemptPageSpan).
 	attempt int
 	first   int32
-	page    int32 // next data page number
+	next    atomic.Int32 // the next data page number to hand out
 }
 
 // run publishes RunStarted, every data page and RunFetched. Errors are
@@ -267,7 +270,10 @@ func (r *runner) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		ev := r.event(r.page)
+		ev, err := r.dataEvent()
+		if err != nil {
+			return err
+		}
 		ev.Body = &syncv1.SyncEvent_Users{Users: &syncv1.UsersPage{Users: usersOf(users)}}
 		if err := r.send(ctx, ev); err != nil {
 			return err
@@ -284,40 +290,55 @@ func (r *runner) run(ctx context.Context) error {
 		for _, g := range groups {
 			groupIDs = append(groupIDs, g.ID)
 		}
-		ev := r.event(r.page)
+		ev, err := r.dataEvent()
+		if err != nil {
+			return err
+		}
 		ev.Body = &syncv1.SyncEvent_Groups{Groups: &syncv1.GroupsPage{Groups: groupsOf(groups)}}
 		if err := r.send(ctx, ev); err != nil {
 			return err
 		}
 	}
+	// Member lists, GroupConcurrency groups at a time. Pages get their
+	// numbers as they are made, so the run's pages stay numbered without
+	// gaps whatever order the groups finish in.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.f.cfg.GroupConcurrency)
 	for _, gid := range groupIDs {
-		err := eachPart(ctx, r, gid, r.client.Members(ctx, gid), func(ev *syncv1.SyncEvent, ms []graph.Member, part int32, last bool) {
-			ev.Body = &syncv1.SyncEvent_Members{Members: &syncv1.MembersPage{
-				GroupId: gid, Members: membersOf(ms), Part: part, Last: last,
-			}}
-		})
-		if err != nil {
-			return err
-		}
-		err = eachPart(ctx, r, gid, r.client.TransitiveUserIDs(ctx, gid), func(ev *syncv1.SyncEvent, ids []string, part int32, last bool) {
-			ev.Body = &syncv1.SyncEvent_TransitiveMembers{TransitiveMembers: &syncv1.TransitiveMembersPage{
-				GroupId: gid, UserIds: ids, Part: part, Last: last,
-			}}
-		})
-		if err != nil {
-			return err
-		}
+		g.Go(func() error { return r.memberLists(gctx, gid) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
 	}
 
 	stats := r.stats()
 	fetched := r.event(-1)
-	fetched.Body = &syncv1.SyncEvent_Fetched{Fetched: &syncv1.RunFetched{FirstPage: r.first, Pages: r.page - r.first, Stats: stats}}
+	pages := r.next.Load() - r.first
+	fetched.Body = &syncv1.SyncEvent_Fetched{Fetched: &syncv1.RunFetched{FirstPage: r.first, Pages: pages, Stats: stats}}
 	if err := r.send(ctx, fetched); err != nil {
 		return err
 	}
-	r.log.Info().Int32("first_page", r.first).Int32("pages", r.page-r.first).Int64("requests", stats.GetRequests()).
+	r.log.Info().Int32("first_page", r.first).Int32("pages", pages).Int64("requests", stats.GetRequests()).
 		Int64("throttled", stats.GetThrottled()).Int64("retries", stats.GetRetries()).Msg("run fetched")
 	return nil
+}
+
+// memberLists publishes a group's direct members, then its transitive
+// users.
+func (r *runner) memberLists(ctx context.Context, gid string) error {
+	err := eachPart(ctx, r, gid, r.client.Members(ctx, gid), func(ev *syncv1.SyncEvent, ms []graph.Member, part int32, last bool) {
+		ev.Body = &syncv1.SyncEvent_Members{Members: &syncv1.MembersPage{
+			GroupId: gid, Members: membersOf(ms), Part: part, Last: last,
+		}}
+	})
+	if err != nil {
+		return err
+	}
+	return eachPart(ctx, r, gid, r.client.TransitiveUserIDs(ctx, gid), func(ev *syncv1.SyncEvent, ids []string, part int32, last bool) {
+		ev.Body = &syncv1.SyncEvent_TransitiveMembers{TransitiveMembers: &syncv1.TransitiveMembersPage{
+			GroupId: gid, UserIds: ids, Part: part, Last: last,
+		}}
+	})
 }
 
 // eachPart publishes a group's member list page by page. Each page is held
@@ -331,7 +352,10 @@ func eachPart[T any](ctx context.Context, r *runner, gid string, seq iter.Seq2[[
 	part := int32(0)
 	have := false
 	emit := func(last bool) error {
-		ev := r.event(r.page)
+		ev, err := r.dataEvent()
+		if err != nil {
+			return err
+		}
 		fill(ev, held, part, last)
 		part++
 		return r.send(ctx, ev)
@@ -365,19 +389,23 @@ func (r *runner) event(page int32) *syncv1.SyncEvent {
 	}
 }
 
-// send publishes one event. A data page (page ≥ 0) advances the run's page
-// counter once JetStream has stored it; one past the attempt's page numbers
-// is errTooManyPages.
+// dataEvent starts the run's next data page, numbered after every page
+// handed out before it; one past the attempt's page numbers is
+// errTooManyPages. A page that is numbered and then not published fails
+// the attempt (its error ends the run), so RunFetched never names a gap.
+func (r *runner) dataEvent() (*syncv1.SyncEvent, error) {
+	page := r.next.Add(1) - 1
+	if page-r.first >= syncv1.AttemptPageSpan {
+		return nil, errTooManyPages
+	}
+	return r.event(page), nil
+}
+
+// send publishes one event.
 func (r *runner) send(ctx context.Context, ev *syncv1.SyncEvent) error {
 	kind, items := describe(ev)
-	if ev.GetPage() >= 0 && ev.GetPage()-r.first >= syncv1.AttemptPageSpan {
-		return errTooManyPages
-	}
 	if err := r.f.bus.PublishEvent(ctx, ev); err != nil {
 		return fmt.Errorf("fetcher: publish %s event of run %s: %w", kind, r.runID, err)
-	}
-	if ev.GetPage() >= 0 {
-		r.page++
 	}
 	r.log.Debug().Int32("page", ev.GetPage()).Str("kind", kind).Int("items", items).Msg("event published")
 	return nil

@@ -35,9 +35,11 @@ type Config struct {
 	AdminToken string
 	SecretKey  []byte
 
-	Fetchers    int  // replicas; 0 means 1
-	Reconcilers int  // replicas; 0 means 1
-	Scheduler   bool // start the scheduler too
+	Fetchers int // replicas; 0 means 1
+	// GroupConcurrency is each fetcher's; 0 means the fetcher's default.
+	GroupConcurrency int
+	Reconcilers      int  // replicas; 0 means 1
+	Scheduler        bool // start the scheduler too
 
 	Logger zerolog.Logger
 }
@@ -138,7 +140,8 @@ func Start(ctx context.Context, cfg Config) (_ *Fleet, err error) {
 		}
 		flog := log.With().Str("service", name).Logger()
 		fe, err := fetcher.New(fetcher.Config{
-			ID: name,
+			ID:               name,
+			GroupConcurrency: cfg.GroupConcurrency,
 			Graph: graph.Config{
 				BaseURL:       cfg.GraphBaseURL,
 				AuthorityHost: cfg.AuthorityHost,

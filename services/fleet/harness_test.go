@@ -44,6 +44,12 @@ type harness struct {
 
 func newHarness(t testing.TB, fetchers, reconcilers int) *harness {
 	t.Helper()
+	return newHarnessWith(t, fetchers, reconcilers, nil)
+}
+
+// newHarnessWith is newHarness with a last say on the fleet's config.
+func newHarnessWith(t testing.TB, fetchers, reconcilers int, tweak func(*fleet.Config)) *harness {
+	t.Helper()
 	ctx := context.Background()
 	logger := zerolog.New(zerolog.NewTestWriter(t)).With().Timestamp().Logger().Level(zerolog.WarnLevel)
 	if testing.Verbose() {
@@ -62,7 +68,7 @@ func newHarness(t testing.TB, fetchers, reconcilers int) *harness {
 	dbURL := devenv.Database(t)
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = &tls.Config{RootCAs: sim.CAPool(), MinVersion: tls.VersionTLS12}
-	h.fleet, err = fleet.Start(ctx, fleet.Config{
+	cfg := fleet.Config{
 		DatabaseURL:    dbURL,
 		NATSURL:        h.natsURL,
 		GraphBaseURL:   sim.GraphURL(),
@@ -73,7 +79,11 @@ func newHarness(t testing.TB, fetchers, reconcilers int) *harness {
 		Fetchers:       fetchers,
 		Reconcilers:    reconcilers,
 		Logger:         logger,
-	})
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	h.fleet, err = fleet.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

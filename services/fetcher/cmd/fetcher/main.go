@@ -4,7 +4,7 @@
 //
 // Configuration comes from the environment: DATABASE_URL, NATS_URL and
 // SECRET_KEY are required; GRAPH_BASE_URL, AZURE_AUTHORITY_HOST,
-// CONCURRENCY and LOG_LEVEL are optional. A private CA for Graph or the
+// CONCURRENCY, GROUP_CONCURRENCY and LOG_LEVEL are optional. A private CA for Graph or the
 // authority is trusted through SSL_CERT_FILE.
 package main
 
@@ -17,8 +17,9 @@ import (
 func main() {
 	process.Main("fetcher", nil, func(d process.Deps) (process.Service, error) {
 		return fetcher.New(fetcher.Config{
-			Graph:       graph.Config{BaseURL: d.Config.GraphBaseURL, AuthorityHost: d.Config.AuthorityHost},
-			Concurrency: d.Config.Concurrency,
+			Graph:            graph.Config{BaseURL: d.Config.GraphBaseURL, AuthorityHost: d.Config.AuthorityHost},
+			Concurrency:      d.Config.Concurrency,
+			GroupConcurrency: d.Config.GroupConcurrency,
 		}, fetcher.Deps{Bus: d.Bus, Store: d.Store, Logger: d.Logger})
 	})
 }
