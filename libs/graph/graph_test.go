@@ -155,18 +155,7 @@ func TestEnumerationMatchesGroundTruth(t *testing.T) {
 			if wantPages := (len(want) + tc.pageSize - 1) / tc.pageSize; pages != wantPages {
 				t.Errorf("users: %d pages, want %d", pages, wantPages)
 			}
-			if len(users) != len(want) {
-				t.Fatalf("users: got %d, want %d", len(users), len(want))
-			}
-			slices.SortFunc(users, func(a, b User) int { return strings.Compare(a.ID, b.ID) })
-			for i, w := range want {
-				exp := User{ID: w.ID, DisplayName: w.DisplayName, Mail: w.Mail, UserPrincipalName: w.UserPrincipalName,
-					GivenName: w.GivenName, Surname: w.Surname, JobTitle: w.JobTitle, Department: w.Department,
-					UserType: w.UserType, AccountEnabled: w.AccountEnabled}
-				if users[i] != exp {
-					t.Errorf("user %d:\n got %+v\nwant %+v", i, users[i], exp)
-				}
-			}
+			checkUsers(t, f.dir, users)
 
 			groups, _, err := collect(t, c.Groups(ctx), tc.pageSize)
 			if err != nil {
@@ -186,45 +175,11 @@ func TestEnumerationMatchesGroundTruth(t *testing.T) {
 					t.Errorf("group %d:\n got %+v\nwant %+v", i, g, w)
 				}
 
-				members, _, err := collect(t, c.Members(ctx, g.ID), tc.pageSize)
-				if err != nil {
-					t.Fatal(err)
-				}
-				var gotM, wantM []string
-				for _, m := range members {
-					gotM = append(gotM, string(m.Type)+":"+m.ID)
-					kinds[m.Type]++
-				}
-				for _, m := range f.dir.DirectMembers(g.ID) {
-					wantM = append(wantM, string(m.Type)+":"+m.ID)
-				}
-				slices.Sort(gotM)
-				slices.Sort(wantM)
-				if !slices.Equal(gotM, wantM) {
-					t.Errorf("direct members of %s:\n got %v\nwant %v", g.ID, gotM, wantM)
-				}
-
-				ids, _, err := collect(t, c.TransitiveUserIDs(ctx, g.ID), tc.pageSize)
-				if err != nil {
-					t.Fatal(err)
-				}
-				var wantIDs []string
-				for _, u := range f.dir.TransitiveUsers(g.ID) {
-					wantIDs = append(wantIDs, u.ID)
-				}
-				slices.Sort(ids)
-				slices.Sort(wantIDs)
-				if !slices.Equal(ids, wantIDs) {
-					t.Errorf("transitive users of %s:\n got %v\nwant %v", g.ID, ids, wantIDs)
-				}
+				checkMemberLists(t, c, f.dir, g.ID, tc.pageSize, kinds)
 			}
 			// The spec puts every kind of member somewhere: make sure the
 			// @odata.type mapping saw them all.
-			for _, k := range []MemberType{MemberUser, MemberGroup, MemberDevice, MemberOrgContact} {
-				if kinds[k] == 0 {
-					t.Errorf("no member of type %s seen; kinds: %v", k, kinds)
-				}
-			}
+			checkEveryKind(t, kinds)
 
 			reqs := f.graphRequests()
 			if len(reqs) == 0 {
@@ -265,11 +220,27 @@ func TestMembersOfUnreadableTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := f.dir.Users()
-	slices.SortFunc(users, func(a, b User) int { return strings.Compare(a.ID, b.ID) })
+	checkUsers(t, f.dir, users)
+
+	kinds := map[MemberType]int{}
+	for _, g := range f.dir.Groups() {
+		checkMemberLists(t, c, f.dir, g.ID, pageSize, kinds)
+	}
+	// The limited objects were there to be read: devices and contacts
+	// are direct members of some group in smallSpec.
+	checkEveryKind(t, kinds)
+}
+
+// checkUsers compares listed users with the directory's, every field
+// the adapter reads.
+func checkUsers(t *testing.T, dir *graphsim.Directory, users []User) {
+	t.Helper()
+	want := dir.Users()
 	if len(users) != len(want) {
 		t.Fatalf("users: got %d, want %d", len(users), len(want))
 	}
+	users = slices.Clone(users)
+	slices.SortFunc(users, func(a, b User) int { return strings.Compare(a.ID, b.ID) })
 	for i, w := range want {
 		exp := User{ID: w.ID, DisplayName: w.DisplayName, Mail: w.Mail, UserPrincipalName: w.UserPrincipalName,
 			GivenName: w.GivenName, Surname: w.Surname, JobTitle: w.JobTitle, Department: w.Department,
@@ -278,43 +249,50 @@ func TestMembersOfUnreadableTypes(t *testing.T) {
 			t.Errorf("user %d:\n got %+v\nwant %+v", i, users[i], exp)
 		}
 	}
+}
 
-	kinds := map[MemberType]int{}
-	for _, g := range f.dir.Groups() {
-		members, _, err := collect(t, c.Members(ctx, g.ID), pageSize)
-		if err != nil {
-			t.Fatalf("members of %s: %v", g.ID, err)
-		}
-		var got, wantM []string
-		for _, m := range members {
-			got = append(got, string(m.Type)+":"+m.ID)
-			kinds[m.Type]++
-		}
-		for _, m := range f.dir.DirectMembers(g.ID) {
-			wantM = append(wantM, string(m.Type)+":"+m.ID)
-		}
-		slices.Sort(got)
-		slices.Sort(wantM)
-		if !slices.Equal(got, wantM) {
-			t.Errorf("direct members of %s:\n got %v\nwant %v", g.ID, got, wantM)
-		}
-
-		ids, _, err := collect(t, c.TransitiveUserIDs(ctx, g.ID), pageSize)
-		if err != nil {
-			t.Fatalf("transitive users of %s: %v", g.ID, err)
-		}
-		var wantIDs []string
-		for _, u := range f.dir.TransitiveUsers(g.ID) {
-			wantIDs = append(wantIDs, u.ID)
-		}
-		slices.Sort(ids)
-		slices.Sort(wantIDs)
-		if !slices.Equal(ids, wantIDs) {
-			t.Errorf("transitive users of %s:\n got %v\nwant %v", g.ID, ids, wantIDs)
-		}
+// checkMemberLists reads a group's direct members and transitive users
+// and compares them with the directory's; kinds counts the member types
+// seen.
+func checkMemberLists(t *testing.T, c *Client, dir *graphsim.Directory, groupID string, pageSize int, kinds map[MemberType]int) {
+	t.Helper()
+	ctx := t.Context()
+	members, _, err := collect(t, c.Members(ctx, groupID), pageSize)
+	if err != nil {
+		t.Fatalf("members of %s: %v", groupID, err)
 	}
-	// The limited objects were there to be read: devices and contacts
-	// are direct members of some group in smallSpec.
+	var got, want []string
+	for _, m := range members {
+		got = append(got, string(m.Type)+":"+m.ID)
+		kinds[m.Type]++
+	}
+	for _, m := range dir.DirectMembers(groupID) {
+		want = append(want, string(m.Type)+":"+m.ID)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("direct members of %s:\n got %v\nwant %v", groupID, got, want)
+	}
+
+	ids, _, err := collect(t, c.TransitiveUserIDs(ctx, groupID), pageSize)
+	if err != nil {
+		t.Fatalf("transitive users of %s: %v", groupID, err)
+	}
+	var wantIDs []string
+	for _, u := range dir.TransitiveUsers(groupID) {
+		wantIDs = append(wantIDs, u.ID)
+	}
+	slices.Sort(ids)
+	slices.Sort(wantIDs)
+	if !slices.Equal(ids, wantIDs) {
+		t.Errorf("transitive users of %s:\n got %v\nwant %v", groupID, ids, wantIDs)
+	}
+}
+
+// checkEveryKind fails unless members of every type were seen.
+func checkEveryKind(t *testing.T, kinds map[MemberType]int) {
+	t.Helper()
 	for _, k := range []MemberType{MemberUser, MemberGroup, MemberDevice, MemberOrgContact} {
 		if kinds[k] == 0 {
 			t.Errorf("no member of type %s seen; kinds: %v", k, kinds)
