@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
 )
 
 // Run kinds, triggers and statuses as stored.
@@ -74,6 +77,23 @@ type Run struct {
 // Terminal reports whether the run is over, one way or the other.
 func (r Run) Terminal() bool { return r.Status == StatusSucceeded || r.Status == StatusFailed }
 
+// Job is the run's job as fetchers take it from SYNC_JOBS; the api and
+// the scheduler publish it.
+func (r Run) Job() *syncv1.SyncJob {
+	trigger := syncv1.Trigger_TRIGGER_MANUAL
+	if r.Trigger == TriggerSchedule {
+		trigger = syncv1.Trigger_TRIGGER_SCHEDULE
+	}
+	return &syncv1.SyncJob{
+		TenantId:    r.TenantID,
+		RunId:       r.ID,
+		RunSeq:      r.Seq,
+		Kind:        syncv1.JobKind_JOB_KIND_FULL,
+		Trigger:     trigger,
+		RequestedAt: timestamppb.New(r.CreatedAt),
+	}
+}
+
 // CreateRun stores a queued run with the tenant's next sequence number.
 // When the run's Slot already has a run, it returns that run and an error
 // wrapping ErrConflict.
@@ -96,12 +116,8 @@ func (s *Store) CreateRun(ctx context.Context, nr NewRun) (Run, error) {
 	}
 	var run Run
 	err := s.inTx(ctx, "create run", func(tx pgx.Tx) error {
-		var seq int64
-		if err := tx.QueryRow(ctx, qNextRunSeq, nr.TenantID).Scan(&seq); err != nil {
-			return fmt.Errorf("tenant %s: %w", nr.TenantID, err)
-		}
 		var err error
-		run, err = scanRun(tx.QueryRow(ctx, qCreateRun, nr.TenantID, nr.ID, seq, nr.Kind, nr.Trigger, nr.Slot, s.clock()))
+		run, err = s.insertRun(ctx, tx, nr)
 		return err
 	})
 	if errors.Is(err, ErrConflict) && nr.Slot != nil {
@@ -144,11 +160,7 @@ func (s *Store) QueueManualRun(ctx context.Context, tenantID string) (run Run, c
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		var seq int64
-		if err := tx.QueryRow(ctx, qNextRunSeq, nr.TenantID).Scan(&seq); err != nil {
-			return err
-		}
-		run, err = scanRun(tx.QueryRow(ctx, qCreateRun, nr.TenantID, nr.ID, seq, nr.Kind, nr.Trigger, nr.Slot, s.clock()))
+		run, err = s.insertRun(ctx, tx, nr)
 		created = err == nil
 		return err
 	})
@@ -156,6 +168,16 @@ func (s *Store) QueueManualRun(ctx context.Context, tenantID string) (run Run, c
 		return Run{}, false, err
 	}
 	return run, created, nil
+}
+
+// insertRun stores a validated new run with the tenant's next sequence
+// number, taking the tenant row's lock until tx ends.
+func (s *Store) insertRun(ctx context.Context, tx pgx.Tx, nr NewRun) (Run, error) {
+	var seq int64
+	if err := tx.QueryRow(ctx, qNextRunSeq, nr.TenantID).Scan(&seq); err != nil {
+		return Run{}, fmt.Errorf("tenant %s: %w", nr.TenantID, err)
+	}
+	return scanRun(tx.QueryRow(ctx, qCreateRun, nr.TenantID, nr.ID, seq, nr.Kind, nr.Trigger, nr.Slot, s.clock()))
 }
 
 func (nr *NewRun) validate() error {

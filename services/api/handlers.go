@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"google.golang.org/protobuf/types/known/timestamppb"
-
 	"github.com/entrasync/entrasync/libs/store"
 	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
 )
@@ -183,18 +181,7 @@ func (s *Server) triggerSync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log := s.log.With().Str("tenant", id).Str("run", run.ID).Bool("joined_waiting_run", !created).Logger()
-	trigger := syncv1.Trigger_TRIGGER_MANUAL
-	if run.Trigger == store.TriggerSchedule {
-		trigger = syncv1.Trigger_TRIGGER_SCHEDULE
-	}
-	job := &syncv1.SyncJob{
-		TenantId:    id,
-		RunId:       run.ID,
-		RunSeq:      run.Seq,
-		Kind:        syncv1.JobKind_JOB_KIND_FULL,
-		Trigger:     trigger,
-		RequestedAt: timestamppb.New(run.CreatedAt),
-	}
+	job := run.Job()
 	// The request may be cancelled by the client; the publish should still
 	// have its chance, since the run is already recorded.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), publishTimeout)

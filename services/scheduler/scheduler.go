@@ -41,11 +41,9 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/entrasync/entrasync/libs/bus"
 	"github.com/entrasync/entrasync/libs/store"
-	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
 )
 
 // Defaults of Config.
@@ -220,7 +218,7 @@ func (s *Scheduler) schedule(ctx context.Context, ts store.TenantSchedule, now t
 		return fmt.Errorf("scheduler: create run of tenant %s for slot %s: %w", ts.TenantID, slot.Format(time.RFC3339), err)
 	}
 	log = log.With().Str("run", run.ID).Logger()
-	if err := s.bus.PublishJobWithID(ctx, job(run), SlotMsgID(ts.TenantID, slot)); err != nil {
+	if err := s.bus.PublishJobWithID(ctx, run.Job(), SlotMsgID(ts.TenantID, slot)); err != nil {
 		// The run stays queued; the sweep publishes it later.
 		return fmt.Errorf("scheduler: publish job of run %s: %w", run.ID, err)
 	}
@@ -252,7 +250,7 @@ func (s *Scheduler) sweep(ctx context.Context, now time.Time) error {
 			log.Debug().Msg("queued run's job still waits for a fetcher")
 			continue
 		}
-		if err := s.bus.PublishJob(ctx, job(run)); err != nil {
+		if err := s.bus.PublishJob(ctx, run.Job()); err != nil {
 			errs = append(errs, fmt.Errorf("scheduler: sweep: publish job of run %s: %w", run.ID, err))
 			continue
 		}
@@ -312,22 +310,6 @@ func stuckMessage(run store.Run, after time.Duration) string {
 	return fmt.Sprintf("the run stopped making progress: nothing happened to it for %s and none of its work "+
 		"was left in flight (%s, after %d fetch attempts); it was given up, and the next run reads the whole "+
 		"directory again", after, got, run.FetchAttempts)
-}
-
-// job is the wire form of a run's job.
-func job(run store.Run) *syncv1.SyncJob {
-	trigger := syncv1.Trigger_TRIGGER_MANUAL
-	if run.Trigger == store.TriggerSchedule {
-		trigger = syncv1.Trigger_TRIGGER_SCHEDULE
-	}
-	return &syncv1.SyncJob{
-		TenantId:    run.TenantID,
-		RunId:       run.ID,
-		RunSeq:      run.Seq,
-		Kind:        syncv1.JobKind_JOB_KIND_FULL,
-		Trigger:     trigger,
-		RequestedAt: timestamppb.New(run.CreatedAt),
-	}
 }
 
 // Slot returns the tenant's slot at now: the latest of its slot

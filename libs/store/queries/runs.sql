@@ -63,30 +63,22 @@ RETURNING fetch_attempts;
 SELECT status FROM sync_runs WHERE tenant_id = $1 AND id = $2;
 
 -- name: ListStuckRuns
--- Runs that should be moving but are not: a fetcher began them (queued
--- with a fetch attempt, running or applying), nothing happened to them
--- since $1 (run_last_progress), and no fetcher holds their tenant's lease
--- at $2. Queued runs no fetcher began are the other sweep's.
+-- Runs that should be moving but are not (run_stuck, migration 00004):
+-- no progress since $1, no live tenant lease at $2. The status filter
+-- lets the partial index of open runs serve.
 SELECT r.tenant_id::text, r.id::text, r.seq, r.kind, r.trigger, r.status, r.error, r.slot, r.counts, r.pages_total,
        run_pages_applied(r, $3::bigint),
        r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.finished_at,
        r.fetch_attempts, r.pages_first
 FROM sync_runs r
-WHERE r.status IN ('queued', 'running', 'applying')
-  AND NOT (r.status = 'queued' AND r.fetch_attempts = 0)
-  AND run_last_progress(r) < $1
-  AND NOT EXISTS (SELECT 1 FROM tenant_leases l WHERE l.tenant_id = r.tenant_id AND l.expires_at > $2)
+WHERE r.status IN ('queued', 'running', 'applying') AND run_stuck(r, $1, $2)
 ORDER BY r.created_at, r.tenant_id, r.seq;
 
 -- name: RunStuck
 -- ListStuckRuns for one run, under the run's row lock.
 SELECT true
 FROM sync_runs r
-WHERE r.tenant_id = $1 AND r.id = $2
-  AND r.status IN ('queued', 'running', 'applying')
-  AND NOT (r.status = 'queued' AND r.fetch_attempts = 0)
-  AND run_last_progress(r) < $3
-  AND NOT EXISTS (SELECT 1 FROM tenant_leases l WHERE l.tenant_id = r.tenant_id AND l.expires_at > $4)
+WHERE r.tenant_id = $1 AND r.id = $2 AND run_stuck(r, $3, $4)
 FOR UPDATE OF r;
 
 -- name: LockTenantRow
