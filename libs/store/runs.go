@@ -174,8 +174,12 @@ func (s *Store) QueueManualRun(ctx context.Context, tenantID string) (run Run, c
 // number, taking the tenant row's lock until tx ends.
 func (s *Store) insertRun(ctx context.Context, tx pgx.Tx, nr NewRun) (Run, error) {
 	var seq int64
-	if err := tx.QueryRow(ctx, qNextRunSeq, nr.TenantID).Scan(&seq); err != nil {
+	var disconnected bool
+	if err := tx.QueryRow(ctx, qNextRunSeq, nr.TenantID).Scan(&seq, &disconnected); err != nil {
 		return Run{}, fmt.Errorf("tenant %s: %w", nr.TenantID, err)
+	}
+	if disconnected {
+		return Run{}, fmt.Errorf("tenant %s: %w", nr.TenantID, ErrDisconnected)
 	}
 	return scanRun(tx.QueryRow(ctx, qCreateRun, nr.TenantID, nr.ID, seq, nr.Kind, nr.Trigger, nr.Slot, s.clock()))
 }

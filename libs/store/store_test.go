@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -86,7 +87,7 @@ func TestTenantSecretIsSealedAndOnlyReturnedByCredentials(t *testing.T) {
 
 	got, err := st.GetTenant(ctx, tn.ID)
 	must(t, err)
-	if got != tn {
+	if !reflect.DeepEqual(got, tn) {
 		t.Fatalf("GetTenant = %+v, want %+v", got, tn)
 	}
 	creds, err := st.TenantCredentials(ctx, strings.ToUpper(tn.ID))

@@ -2,12 +2,17 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/entrasync/entrasync/libs/plan"
 )
 
 // DefaultSyncInterval is how often a tenant is synced when it does not say.
@@ -28,9 +33,12 @@ type NewTenant struct {
 	// SyncInterval is the time between scheduled runs; 0 means
 	// DefaultSyncInterval.
 	SyncInterval time.Duration
+	// Settings are the tenant's sync rules; nil means
+	// plan.DefaultSettings() with Seats.
+	Settings *plan.Settings
 }
 
-// Tenant is a connected customer directory, without its secret.
+// Tenant is a customer directory, without its secret.
 type Tenant struct {
 	ID            string
 	Name          string
@@ -38,9 +46,17 @@ type Tenant struct {
 	ClientID      string
 	Seats         int
 	SyncInterval  time.Duration
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	// Settings are the tenant's sync rules; Settings.Seats equals Seats.
+	Settings plan.Settings
+	// DisconnectedAt is when an admin disconnected the tenant: it is not
+	// synced and its secret is forgotten until it is connected again.
+	DisconnectedAt *time.Time
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
 }
+
+// Connected reports whether the tenant may be synced.
+func (t Tenant) Connected() bool { return t.DisconnectedAt == nil }
 
 // TenantSchedule is what the scheduler needs to know when a tenant is due.
 type TenantSchedule struct {
@@ -85,14 +101,27 @@ func (s *Store) CreateTenant(ctx context.Context, nt NewTenant) (Tenant, error) 
 	if nt.SyncInterval == 0 {
 		nt.SyncInterval = DefaultSyncInterval
 	}
+	settings := plan.DefaultSettings()
+	if nt.Settings != nil {
+		settings = *nt.Settings
+	}
+	settings.Seats = nt.Seats
+	settings.Normalize()
+	if err := settings.Validate(); err != nil {
+		return Tenant{}, fmt.Errorf("store: create tenant: %w", invalidf("%v", err))
+	}
+	rawSettings, err := settingsJSON(settings)
+	if err != nil {
+		return Tenant{}, fmt.Errorf("store: create tenant: %w", err)
+	}
 	sealed, err := s.box.Seal([]byte(nt.ClientSecret), []byte(nt.ID))
 	if err != nil {
 		return Tenant{}, fmt.Errorf("store: create tenant: %w", err)
 	}
 	t := Tenant{ID: nt.ID, Name: nt.Name, EntraTenantID: nt.EntraTenantID, ClientID: nt.ClientID,
-		Seats: nt.Seats, SyncInterval: nt.SyncInterval}
+		Seats: nt.Seats, SyncInterval: nt.SyncInterval, Settings: settings}
 	err = s.pool.QueryRow(ctx, qCreateTenant, nt.ID, nt.Name, nt.EntraTenantID, nt.ClientID, sealed,
-		nt.Seats, nt.SyncInterval.Microseconds(), s.clock()).Scan(&t.CreatedAt, &t.UpdatedAt)
+		nt.Seats, nt.SyncInterval.Microseconds(), s.clock(), rawSettings).Scan(&t.CreatedAt, &t.UpdatedAt)
 	if err != nil {
 		return Tenant{}, translate(err, "create tenant")
 	}
@@ -125,14 +154,160 @@ func (s *Store) GetTenant(ctx context.Context, id string) (Tenant, error) {
 	if !isUUID(id) {
 		return Tenant{}, fmt.Errorf("store: get tenant %q: %w", id, ErrNotFound)
 	}
-	var t Tenant
-	var interval int64
-	err := s.pool.QueryRow(ctx, qGetTenant, id).Scan(&t.ID, &t.Name, &t.EntraTenantID, &t.ClientID, &t.Seats,
-		&interval, &t.CreatedAt, &t.UpdatedAt)
+	t, err := scanTenant(s.pool.QueryRow(ctx, qGetTenant, id))
 	if err != nil {
 		return Tenant{}, translate(err, "get tenant "+id)
 	}
+	return t, nil
+}
+
+func scanTenant(row pgx.Row) (Tenant, error) {
+	var t Tenant
+	var interval int64
+	var raw []byte
+	err := row.Scan(&t.ID, &t.Name, &t.EntraTenantID, &t.ClientID, &t.Seats,
+		&interval, &t.CreatedAt, &t.UpdatedAt, &raw, &t.DisconnectedAt)
+	if err != nil {
+		return Tenant{}, err
+	}
 	t.SyncInterval = time.Duration(interval) * time.Microsecond
+	t.Settings, err = parseSettings(raw, t.Seats)
+	return t, err
+}
+
+// settingsJSON is what the settings column holds: the settings without
+// seats, which have a column of their own.
+func settingsJSON(s plan.Settings) ([]byte, error) {
+	s.Seats = 0
+	raw, err := json.Marshal(s)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	delete(m, "seats")
+	return json.Marshal(m)
+}
+
+// parseSettings reads the settings column over the defaults, so that a
+// setting added after a tenant was stored reads as its default.
+func parseSettings(raw []byte, seats int) (plan.Settings, error) {
+	s := plan.DefaultSettings()
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return plan.Settings{}, fmt.Errorf("settings: %w", err)
+		}
+	}
+	s.Seats = seats
+	s.Normalize()
+	return s, nil
+}
+
+// TenantSettings returns a tenant's sync rules.
+func (s *Store) TenantSettings(ctx context.Context, tenantID string) (plan.Settings, error) {
+	t, err := s.GetTenant(ctx, tenantID)
+	if err != nil {
+		return plan.Settings{}, err
+	}
+	return t.Settings, nil
+}
+
+// SettingsChange is what UpdateSettings did.
+type SettingsChange struct {
+	// Changed is false when the new settings equal the stored ones.
+	Changed bool
+	// ScopeChanged says the users in scope may differ now: the scope or
+	// the plan tier changed. A sync is due.
+	ScopeChanged bool
+}
+
+// UpdateSettings replaces a tenant's sync rules with s (validated here
+// too: *plan.FieldError wrapped in ErrInvalid). A change bumps the app
+// side's version, so that plans held before it can no longer be approved.
+func (s *Store) UpdateSettings(ctx context.Context, tenantID string, set plan.Settings) (Tenant, SettingsChange, error) {
+	if !isUUID(tenantID) {
+		return Tenant{}, SettingsChange{}, fmt.Errorf("store: update settings of %q: %w", tenantID, ErrNotFound)
+	}
+	set.Normalize()
+	if err := set.Validate(); err != nil {
+		return Tenant{}, SettingsChange{}, fmt.Errorf("store: update settings of %s: %w: %w", tenantID, ErrInvalid, err)
+	}
+	raw, err := settingsJSON(set)
+	if err != nil {
+		return Tenant{}, SettingsChange{}, fmt.Errorf("store: update settings of %s: %w", tenantID, err)
+	}
+	var t Tenant
+	var change SettingsChange
+	err = s.inTx(ctx, "update settings of "+tenantID, func(tx pgx.Tx) error {
+		old, err := scanTenant(tx.QueryRow(ctx, qGetTenant+" FOR UPDATE", tenantID))
+		if err != nil {
+			return err
+		}
+		change = SettingsChange{
+			Changed:      !reflect.DeepEqual(old.Settings, set),
+			ScopeChanged: !reflect.DeepEqual(old.Settings.Scope, set.Scope) || old.Settings.Plan != set.Plan,
+		}
+		if !change.Changed {
+			t = old
+			return nil
+		}
+		t, err = scanTenant(tx.QueryRow(ctx, qUpdateSettings, tenantID, set.Seats, raw, s.clock(), "the tenant's settings changed"))
+		return err
+	})
+	if err != nil {
+		return Tenant{}, SettingsChange{}, err
+	}
+	return t, change, nil
+}
+
+// ErrDisconnected means the tenant was disconnected by an admin: it is not
+// synced until it is connected again. It is also an ErrConflict.
+var ErrDisconnected = fmt.Errorf("%w: tenant is disconnected", ErrConflict)
+
+// DisconnectTenant stops all syncing of a tenant and forgets its client
+// secret; its users, groups and runs stay. Runs that are waiting for a
+// fetcher end failed. Disconnecting a disconnected tenant changes nothing.
+func (s *Store) DisconnectTenant(ctx context.Context, tenantID string) (Tenant, error) {
+	if !isUUID(tenantID) {
+		return Tenant{}, fmt.Errorf("store: disconnect %q: %w", tenantID, ErrNotFound)
+	}
+	var t Tenant
+	err := s.inTx(ctx, "disconnect "+tenantID, func(tx pgx.Tx) error {
+		now := s.clock()
+		var err error
+		if t, err = scanTenant(tx.QueryRow(ctx, qDisconnectTenant, tenantID, now)); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, qFailQueuedRuns, tenantID, "the tenant was disconnected before the run started", now)
+		return err
+	})
+	return t, err
+}
+
+// ConnectTenant connects a tenant again, or changes the credentials of a
+// connected one. Its next sync uses them.
+func (s *Store) ConnectTenant(ctx context.Context, tenantID string, c Credentials) (Tenant, error) {
+	id, ok := canonicalID(tenantID)
+	if !ok {
+		return Tenant{}, fmt.Errorf("store: connect %q: %w", tenantID, ErrNotFound)
+	}
+	for _, f := range []struct{ name, v string }{
+		{"entra tenant id", c.EntraTenantID}, {"client id", c.ClientID}, {"client secret", c.ClientSecret},
+	} {
+		if strings.TrimSpace(f.v) == "" {
+			return Tenant{}, fmt.Errorf("store: connect %s: %w", id, invalidf("%s is empty", f.name))
+		}
+	}
+	sealed, err := s.box.Seal([]byte(c.ClientSecret), []byte(id))
+	if err != nil {
+		return Tenant{}, fmt.Errorf("store: connect %s: %w", id, err)
+	}
+	t, err := scanTenant(s.pool.QueryRow(ctx, qConnectTenant, id, c.EntraTenantID, c.ClientID, sealed, s.clock()))
+	if err != nil {
+		return Tenant{}, translate(err, "connect "+id)
+	}
 	return t, nil
 }
 
@@ -167,6 +342,9 @@ func (s *Store) TenantCredentials(ctx context.Context, tenantID string) (Credent
 	var sealed []byte
 	if err := s.pool.QueryRow(ctx, qTenantCredentials, tenantID).Scan(&c.EntraTenantID, &c.ClientID, &sealed); err != nil {
 		return Credentials{}, translate(err, "credentials of "+tenantID)
+	}
+	if sealed == nil {
+		return Credentials{}, fmt.Errorf("store: credentials of %s: %w", tenantID, ErrDisconnected)
 	}
 	plain, err := s.box.Open(sealed, []byte(tenantID))
 	if err != nil {
@@ -238,5 +416,9 @@ var (
 	qSetTenantSeats      = query("SetTenantSeats")
 	qTenantExists        = query("TenantExists")
 	qTenantCredentials   = query("TenantCredentials")
+	qUpdateSettings      = query("UpdateSettings")
+	qDisconnectTenant    = query("DisconnectTenant")
+	qConnectTenant       = query("ConnectTenant")
+	qFailQueuedRuns      = query("FailQueuedRuns")
 	qListTenantSchedules = query("ListTenantSchedules")
 )

@@ -4,7 +4,7 @@
 UPDATE tenants
 SET last_run_seq = last_run_seq + 1
 WHERE id = $1
-RETURNING last_run_seq;
+RETURNING last_run_seq, disconnected_at IS NOT NULL;
 
 -- name: CreateRun
 INSERT INTO sync_runs (tenant_id, id, seq, kind, trigger, slot, created_at)
