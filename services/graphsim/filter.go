@@ -2,36 +2,71 @@ package graphsim
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 )
 
 // filterNode is a parsed $filter expression. The simulator understands
-// the common directory forms: eq, ne, gt, ge, lt, le, in, startsWith,
-// endsWith, not, and, or, parentheses, and `coll/any(x:x eq 'v')` on
-// string collections (groupTypes/any(c:c eq 'Unified')). String
-// comparisons ignore case, as the directory's do.
+// the forms Graph documents for directory objects: eq, ne, gt, ge, lt,
+// le, in, startsWith, endsWith, not, and, or, parentheses, eq null,
+// lambdas on string collections (groupTypes/any(c:c eq 'Unified'),
+// proxyAddresses/any(p:endsWith(p,'contoso.com'))) and the /$count of a
+// collection. String comparisons ignore case, as the directory's do.
 type filterNode struct {
-	op   string // and, or, not, cmp, in, startswith, endswith, any
+	op   string // and, or, not, cmp, in, startswith, endswith, any, all, count
 	kids []*filterNode
-	prop string // canonical property name
-	cmp  string // eq, ne, gt, ge, lt, le (op == cmp)
-	lit  any    // string, bool, float64 or nil
-	lits []any  // op == in
+	prop string // canonical property name; lambdaIt inside a lambda body
+	cmp  string // eq, ne, gt, ge, lt, le (op cmp and count)
+	lit  any    // string, bool, float64, time.Time, guidValue or nil
+	lits []any  // op in
 }
 
-// advanced reports whether the expression uses operators Graph allows on
-// directory objects only in advanced queries (ne, not, endsWith).
-func (n *filterNode) advanced() bool {
+// lambdaIt stands for a lambda's variable in its body.
+const lambdaIt = "$it"
+
+// guidValue is an unquoted GUID literal. It compares with strings, but
+// has a type of its own: Graph's ids are strings and take quotes.
+type guidValue string
+
+// dateValue is a date literal without a time (2021-11-01).
+type dateValue struct{ time.Time }
+
+// walk calls fn on every node under n, n included; negated says whether
+// the node stands under a not.
+func (n *filterNode) walk(negated bool, fn func(n *filterNode, negated bool)) {
 	if n == nil {
-		return false
+		return
 	}
-	if n.op == "not" || n.op == "endswith" || n.op == "cmp" && n.cmp == "ne" {
-		return true
+	fn(n, negated)
+	for _, k := range n.kids {
+		k.walk(negated || n.op == "not", fn)
 	}
-	return slices.ContainsFunc(n.kids, (*filterNode).advanced)
+}
+
+// operatorsNeedingAdvanced are the operators Graph allows on directory
+// objects only in advanced queries, whatever the property
+// (concepts/aad-advanced-queries.md: "The not and ne negation operators
+// are supported only with advanced query parameters"; endsWith likewise).
+func (n *filterNode) advancedOperator() string {
+	op := ""
+	n.walk(false, func(k *filterNode, _ bool) {
+		if op != "" {
+			return
+		}
+		switch {
+		case k.op == "not":
+			op = "not"
+		case k.op == "endswith":
+			op = "endsWith"
+		case k.op == "cmp" && k.cmp == "ne":
+			op = "ne"
+		}
+	})
+	return op
 }
 
 // eval tells whether an object matches; get returns a property's value
@@ -61,21 +96,7 @@ func (n *filterNode) eval(get func(string) (any, bool)) bool {
 	}
 	switch n.op {
 	case "cmp":
-		c, comparable := compare(v, n.lit)
-		switch n.cmp {
-		case "eq":
-			return comparable && c == 0
-		case "ne":
-			return !comparable || c != 0
-		case "gt":
-			return comparable && c > 0
-		case "ge":
-			return comparable && c >= 0
-		case "lt":
-			return comparable && c < 0
-		case "le":
-			return comparable && c <= 0
-		}
+		return compares(v, n.cmp, n.lit)
 	case "in":
 		for _, l := range n.lits {
 			if c, ok := compare(v, l); ok && c == 0 {
@@ -93,16 +114,48 @@ func (n *filterNode) eval(get func(string) (any, bool)) bool {
 			return strings.HasPrefix(s, lit)
 		}
 		return strings.HasSuffix(s, lit)
-	case "any":
+	case "any", "all":
 		list, ok := v.([]string)
 		if !ok {
 			return false
 		}
+		if len(n.kids) == 0 { // any(): the collection has items
+			return len(list) > 0
+		}
 		for _, s := range list {
-			if c, ok := compare(s, n.lit); ok && c == 0 {
-				return true
+			it := func(name string) (any, bool) {
+				if name == lambdaIt {
+					return s, true
+				}
+				return get(name)
+			}
+			if m := n.kids[0].eval(it); m != (n.op == "all") {
+				return m
 			}
 		}
+		return n.op == "all"
+	case "count":
+		list, ok := v.([]string)
+		return ok && compares(float64(len(list)), n.cmp, n.lit)
+	}
+	return false
+}
+
+func compares(v any, cmp string, lit any) bool {
+	c, comparable := compare(v, lit)
+	switch cmp {
+	case "eq":
+		return comparable && c == 0
+	case "ne":
+		return !comparable || c != 0
+	case "gt":
+		return comparable && c > 0
+	case "ge":
+		return comparable && c >= 0
+	case "lt":
+		return comparable && c < 0
+	case "le":
+		return comparable && c <= 0
 	}
 	return false
 }
@@ -111,6 +164,12 @@ func (n *filterNode) eval(get func(string) (any, bool)) bool {
 // the two cannot be compared (null against a value, a bool against a
 // string).
 func compare(v, lit any) (int, bool) {
+	if g, ok := lit.(guidValue); ok {
+		lit = string(g)
+	}
+	if d, ok := lit.(dateValue); ok {
+		lit = d.Time
+	}
 	switch v := v.(type) {
 	case nil:
 		if lit == nil {
@@ -118,11 +177,18 @@ func compare(v, lit any) (int, bool) {
 		}
 		return 0, false
 	case string:
-		l, ok := lit.(string)
-		if !ok {
-			return 0, false
+		switch l := lit.(type) {
+		case string:
+			return strings.Compare(strings.ToLower(v), strings.ToLower(l)), true
+		case time.Time:
+			// Date-time properties are served as RFC 3339 text.
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				return 0, false
+			}
+			return t.Compare(l), true
 		}
-		return strings.Compare(strings.ToLower(v), strings.ToLower(l)), true
+		return 0, false
 	case bool:
 		l, ok := lit.(bool)
 		if !ok {
@@ -135,6 +201,18 @@ func compare(v, lit any) (int, bool) {
 			return -1, true
 		}
 		return 1, true
+	case float64:
+		l, ok := lit.(float64)
+		if !ok {
+			return 0, false
+		}
+		switch {
+		case v == l:
+			return 0, true
+		case v < l:
+			return -1, true
+		}
+		return 1, true
 	}
 	return 0, false
 }
@@ -142,7 +220,7 @@ func compare(v, lit any) (int, bool) {
 // --- parsing ---
 
 type filterToken struct {
-	kind string // ident, string, number, punct
+	kind string // ident, string, number, guid, datetime, date, punct
 	text string
 	pos  int
 }
@@ -153,6 +231,7 @@ type filterParser struct {
 	i      int
 	props  map[string]string // lower → canonical
 	entity string            // for messages, e.g. "microsoft.graph.user"
+	it     string            // the variable of the lambda being parsed
 }
 
 // parseFilter parses a $filter value against the properties of a type.
@@ -174,6 +253,14 @@ func parseFilter(src string, props map[string]string, entity string) (*filterNod
 	return n, nil
 }
 
+// Unquoted literals of OData's ABNF, tried before numbers and names: a
+// date starts like a number, a GUID may start like a name.
+var (
+	guidLit     = regexp.MustCompile(`^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}`)
+	dateTimeLit = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,12})?)?(?:[Zz]|[+-]\d{2}:\d{2})`)
+	dateLit     = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}`)
+)
+
 func (p *filterParser) lex() *graphError {
 	s := p.src
 	for i := 0; i < len(s); {
@@ -189,7 +276,7 @@ func (p *filterParser) lex() *graphError {
 					return badRequest("BadRequest", "Invalid filter clause: There is an unterminated string literal at position %d in '%s'.", i, s)
 				}
 				if s[j] == '\'' {
-					if j+1 < len(s) && s[j+1] == '\'' { // '' escapes a quote
+					if j+1 < len(s) && s[j+1] == '\'' { // a doubled quote is a quote
 						b.WriteByte('\'')
 						j += 2
 						continue
@@ -204,9 +291,22 @@ func (p *filterParser) lex() *graphError {
 		case strings.ContainsRune("(),:", c):
 			p.toks = append(p.toks, filterToken{"punct", string(c), i})
 			i++
-		case c == '-' || unicode.IsDigit(c):
+		case guidLit.MatchString(s[i:]):
+			m := guidLit.FindString(s[i:])
+			p.toks = append(p.toks, filterToken{"guid", m, i})
+			i += len(m)
+		case dateTimeLit.MatchString(s[i:]):
+			m := dateTimeLit.FindString(s[i:])
+			p.toks = append(p.toks, filterToken{"datetime", m, i})
+			i += len(m)
+		case dateLit.MatchString(s[i:]):
+			m := dateLit.FindString(s[i:])
+			p.toks = append(p.toks, filterToken{"date", m, i})
+			i += len(m)
+		case c == '-' || c == '+' || unicode.IsDigit(c):
 			j := i + 1
-			for j < len(s) && (unicode.IsDigit(rune(s[j])) || s[j] == '.') {
+			for j < len(s) && (unicode.IsDigit(rune(s[j])) || strings.ContainsRune(".eE", rune(s[j])) ||
+				(s[j] == '-' || s[j] == '+') && (s[j-1] == 'e' || s[j-1] == 'E')) {
 				j++
 			}
 			p.toks = append(p.toks, filterToken{"number", s[i:j], i})
@@ -300,12 +400,29 @@ func (p *filterParser) unary() (*filterNode, *graphError) {
 	return p.primary()
 }
 
-func (p *filterParser) property(name string) (string, *graphError) {
-	canon, ok := p.props[strings.ToLower(name)]
+// operand resolves a name to a property, or to the lambda's variable.
+func (p *filterParser) operand(name string) (string, *graphError) {
+	if p.it != "" && name == p.it {
+		return lambdaIt, nil
+	}
+	if p.it != "" && strings.HasPrefix(name, p.it+"/") {
+		return "", simUnsupported("a lambda over properties of complex items (%s)", name)
+	}
+	first, rest, nested := strings.Cut(name, "/")
+	canon, ok := p.props[strings.ToLower(first)]
 	if !ok {
-		return "", badRequest("BadRequest", "Invalid filter clause: Could not find a property named '%s' on type '%s'.", name, p.entity)
+		return "", badRequest("BadRequest", "Invalid filter clause: Could not find a property named '%s' on type '%s'.", first, p.entity)
+	}
+	if nested {
+		return "", badRequest("BadRequest", "Invalid filter clause: Could not find a property named '%s' on the type of '%s'.", rest, canon)
 	}
 	return canon, nil
+}
+
+// simUnsupported is a valid query the simulator does not implement; the
+// README lists these.
+func simUnsupported(format string, args ...any) *graphError {
+	return badRequest("Request_UnsupportedQuery", "Not supported by the Graph simulator: "+format+".", args...)
 }
 
 func (p *filterParser) primary() (*filterNode, *graphError) {
@@ -331,7 +448,7 @@ func (p *filterParser) primary() (*filterNode, *graphError) {
 		if !p.punct("(") || p.i >= len(p.toks) || p.toks[p.i].kind != "ident" {
 			return nil, p.syntax()
 		}
-		prop, err := p.property(p.toks[p.i].text)
+		prop, err := p.operand(p.toks[p.i].text)
 		if err != nil {
 			return nil, err
 		}
@@ -349,36 +466,61 @@ func (p *filterParser) primary() (*filterNode, *graphError) {
 		return &filterNode{op: lower, prop: prop, lit: lit}, nil
 	}
 
-	// coll/any(x: x eq 'v')
-	if strings.HasSuffix(lower, "/any") {
-		prop, err := p.property(ident[:len(ident)-len("/any")])
+	// coll/any(v: cond), coll/all(v: cond), coll/any()
+	if base, kind, ok := cutLambda(ident); ok {
+		if p.it != "" {
+			return nil, simUnsupported("a lambda inside a lambda")
+		}
+		prop, err := p.operand(base)
 		if err != nil {
 			return nil, err
 		}
-		if !p.punct("(") || p.i+2 >= len(p.toks) || p.toks[p.i].kind != "ident" {
+		if !p.punct("(") {
 			return nil, p.syntax()
 		}
-		v := p.toks[p.i].text
-		p.i++
-		if !p.punct(":") || p.i >= len(p.toks) || p.toks[p.i].text != v {
+		n := &filterNode{op: kind, prop: prop}
+		if kind == "any" && p.punct(")") {
+			return n, nil
+		}
+		if p.i+1 >= len(p.toks) || p.toks[p.i].kind != "ident" {
 			return nil, p.syntax()
 		}
+		p.it = p.toks[p.i].text
 		p.i++
-		if !p.peekWord("eq") {
-			return nil, badRequest("Request_UnsupportedQuery", "Unsupported query: only 'eq' is supported inside any() by the simulator.")
+		if !p.punct(":") {
+			return nil, p.syntax()
 		}
-		p.i++
-		lit, err := p.literal()
+		body, err := p.expr()
+		p.it = ""
 		if err != nil {
 			return nil, err
 		}
 		if !p.punct(")") {
 			return nil, p.syntax()
 		}
-		return &filterNode{op: "any", prop: prop, lit: lit}, nil
+		n.kids = []*filterNode{body}
+		return n, nil
 	}
 
-	prop, err := p.property(ident)
+	// coll/$count eq 0
+	if base, ok := strings.CutSuffix(ident, "/$count"); ok {
+		prop, err := p.operand(base)
+		if err != nil {
+			return nil, err
+		}
+		if !p.peekWord("eq", "ne", "gt", "ge", "lt", "le") {
+			return nil, p.syntax()
+		}
+		cmp := strings.ToLower(p.toks[p.i].text)
+		p.i++
+		lit, err := p.literal()
+		if err != nil {
+			return nil, err
+		}
+		return &filterNode{op: "count", prop: prop, cmp: cmp, lit: lit}, nil
+	}
+
+	prop, err := p.operand(ident)
 	if err != nil {
 		return nil, err
 	}
@@ -414,6 +556,19 @@ func (p *filterParser) primary() (*filterNode, *graphError) {
 	return &filterNode{op: "cmp", prop: prop, cmp: cmp, lit: lit}, nil
 }
 
+// cutLambda splits "coll/any" or "coll/all" (any case).
+func cutLambda(ident string) (base, kind string, ok bool) {
+	i := strings.LastIndexByte(ident, '/')
+	if i <= 0 {
+		return "", "", false
+	}
+	kind = strings.ToLower(ident[i+1:])
+	if kind != "any" && kind != "all" {
+		return "", "", false
+	}
+	return ident[:i], kind, true
+}
+
 func (p *filterParser) literal() (any, *graphError) {
 	if p.i >= len(p.toks) {
 		return nil, p.syntax()
@@ -426,9 +581,27 @@ func (p *filterParser) literal() (any, *graphError) {
 	case "number":
 		f, err := strconv.ParseFloat(t.text, 64)
 		if err != nil {
+			p.i--
 			return nil, p.syntax()
 		}
 		return f, nil
+	case "guid":
+		return guidValue(strings.ToLower(t.text)), nil
+	case "datetime":
+		v, err := time.Parse(time.RFC3339Nano, strings.ToUpper(t.text))
+		if err != nil { // OData lets seconds out: 2022-01-01T08:30Z
+			v, err = time.Parse("2006-01-02T15:04Z07:00", strings.ToUpper(t.text))
+		}
+		if err != nil {
+			return nil, badRequest("BadRequest", "Invalid filter clause: The DateTimeOffset text '%s' should be in format 'yyyy-mm-ddThh:mm:ss('.'s+)?(zzzzzz)?' and each field value is within valid range.", t.text)
+		}
+		return v, nil
+	case "date":
+		v, err := time.Parse(time.DateOnly, t.text)
+		if err != nil {
+			return nil, badRequest("BadRequest", "Invalid filter clause: The Date text '%s' should be in format 'yyyy-mm-dd' and each field value is within valid range.", t.text)
+		}
+		return dateValue{v}, nil
 	case "ident":
 		switch strings.ToLower(t.text) {
 		case "true":

@@ -128,8 +128,9 @@ func (s *Server) parseListQuery(r *http.Request, path string, et entityType, lis
 		}
 	}
 	// Without ConsistencyLevel: eventual, $count=true is silently ignored
-	// (aad-advanced-queries.md).
-	advanced := ev && countAsked
+	// (aad-advanced-queries.md). A /$count segment is a use of $count too:
+	// with the header it is an advanced query.
+	advanced := ev && (countAsked || strings.HasSuffix(path, "/$count"))
 	q.count = advanced && !q.resumed
 
 	for key, v := range vals {
@@ -168,8 +169,8 @@ func (s *Server) parseListQuery(r *http.Request, path string, et entityType, lis
 			if gerr != nil {
 				return nil, gerr
 			}
-			if (f.advanced() || et.filterAdvancedOnly) && !advanced {
-				return nil, badRequest("Request_UnsupportedQuery", "Unsupported or invalid query filter clause specified for property '%s' of resource '%s'. This query needs the advanced query parameters: the ConsistencyLevel: eventual header and $count=true.", firstProp(f), strings.TrimPrefix(et.name, "microsoft.graph."))
+			if gerr := et.checkFilter(f, advanced); gerr != nil {
+				return nil, gerr
 			}
 			q.filter = f
 		case "$search":
@@ -200,6 +201,27 @@ func (s *Server) parseListQuery(r *http.Request, path string, et entityType, lis
 		}
 	}
 	return q, nil
+}
+
+// checkFilter judges a parsed filter as Graph would on this collection:
+// on users by the docs' per-property tables (filtersupport.go); on other
+// types only by the operators that always need the advanced query
+// parameters (ne, not, endsWith), and on member lists every filter needs
+// them.
+func (et entityType) checkFilter(f *filterNode, advanced bool) *graphError {
+	if et.name == userEntity.name {
+		return checkUserFilter(f, advanced, et.filterAdvancedOnly)
+	}
+	if advanced {
+		return nil
+	}
+	if op := f.advancedOperator(); op != "" {
+		return missingAdvancedOperator(op)
+	}
+	if et.filterAdvancedOnly {
+		return missingAdvancedCollection(f, strings.TrimPrefix(et.name, "microsoft.graph."))
+	}
+	return nil
 }
 
 func firstProp(f *filterNode) string {
