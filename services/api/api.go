@@ -4,7 +4,10 @@
 // run and publishes its job; it never talks to Microsoft Graph itself.
 //
 // Every route but /healthz and /readyz needs `Authorization: Bearer <ADMIN_TOKEN>`.
-// openapi.yaml next to this file is the contract; errors always have the
+// openapi.yaml next to this file is the contract, and it is enforced: it
+// is embedded, and every request is checked against its operation there
+// (path and query parameters, body shape and limits) before a handler
+// runs, so a limit is stated once, in the spec. Errors always have the
 // shape {"error": {"code", "message", "field"?}}.
 package api
 
@@ -14,7 +17,6 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"net/http"
 	"runtime/debug"
@@ -54,6 +56,9 @@ type Server struct {
 	token   [sha256.Size]byte
 	handler http.Handler
 	now     func() time.Time
+	// defaultLimit is the page size of lists when the request gives none,
+	// as openapi.yaml states it.
+	defaultLimit int
 
 	mu  sync.Mutex
 	srv *http.Server
@@ -63,7 +68,7 @@ type Server struct {
 // minTokenLen keeps a guessable token out of production.
 const minTokenLen = 16
 
-// New checks the configuration and builds the server.
+// New checks the configuration, loads openapi.yaml and builds the server.
 func New(cfg Config, deps Deps) (*Server, error) {
 	if len(cfg.AdminToken) < minTokenLen {
 		return nil, fmt.Errorf("api: admin token must be at least %d characters", minTokenLen)
@@ -74,15 +79,26 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:8080"
 	}
-	s := &Server{
-		cfg:   cfg,
-		st:    deps.Store,
-		bus:   deps.Bus,
-		log:   deps.Logger,
-		token: sha256.Sum256([]byte(cfg.AdminToken)),
-		now:   time.Now,
+	c, err := loadContract(context.Background())
+	if err != nil {
+		return nil, err
 	}
-	s.handler = s.routes()
+	limit, err := c.queryDefault("limit")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:          cfg,
+		st:           deps.Store,
+		bus:          deps.Bus,
+		log:          deps.Logger,
+		token:        sha256.Sum256([]byte(cfg.AdminToken)),
+		now:          time.Now,
+		defaultLimit: limit,
+	}
+	if s.handler, err = s.routes(c); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -148,37 +164,69 @@ func (s *Server) Stop(ctx context.Context) error {
 	return nil
 }
 
-func (s *Server) routes() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", s.ready)
+// route is one operation of openapi.yaml and its handler.
+type route struct {
+	method, path string
+	handler      http.HandlerFunc
+}
 
+// routes serves the api. Every route but the probes is authenticated,
+// then checked against its operation in openapi.yaml, then handled. It
+// fails when the routes and the spec's operations are not the same set,
+// so that neither can gain a path the other lacks.
+func (s *Server) routes(c *contract) (http.Handler, error) {
+	table := []route{
+		{"POST", "/v1/tenants", s.createTenant},
+		{"GET", "/v1/tenants/{tenantId}", s.getTenant},
+		{"GET", "/v1/tenants/{tenantId}/syncs", s.listRuns},
+		{"POST", "/v1/tenants/{tenantId}/syncs", s.triggerSync},
+		{"GET", "/v1/tenants/{tenantId}/syncs/{runId}", s.getRun},
+		{"GET", "/v1/tenants/{tenantId}/users", s.listUsers},
+		{"GET", "/v1/tenants/{tenantId}/groups", s.listGroups},
+	}
+	probes := []route{
+		{"GET", "/healthz", func(w http.ResponseWriter, _ *http.Request) {
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		}},
+		{"GET", "/readyz", s.ready},
+	}
+	served := []string{}
+	for _, rt := range slices.Concat(table, probes) {
+		served = append(served, rt.method+" "+rt.path)
+	}
+	slices.Sort(served)
+	if spec := c.operations(); !slices.Equal(served, spec) {
+		return nil, fmt.Errorf("api: the routes %v and openapi.yaml's operations %v differ", served, spec)
+	}
+
+	mux := http.NewServeMux()
+	for _, rt := range probes {
+		mux.Handle(rt.method+" "+rt.path, rt.handler)
+	}
 	auth := s.authenticate
-	// route serves a path's methods; any other method gets a JSON 405
-	// naming the allowed ones, instead of the mux's plain-text answer.
-	route := func(path string, handlers map[string]http.HandlerFunc) {
-		methods := slices.Sorted(maps.Keys(handlers))
-		for _, m := range methods {
-			mux.Handle(m+" "+path, auth(handlers[m]))
+	allowed := map[string][]string{}
+	for _, rt := range table {
+		op, err := c.route(rt.method, rt.path)
+		if err != nil {
+			return nil, err
 		}
+		mux.Handle(rt.method+" "+rt.path, auth(c.validate(op, rt.handler)))
+		allowed[rt.path] = append(allowed[rt.path], rt.method)
+	}
+	// Any other method of a known path gets a JSON 405 naming the allowed
+	// ones, instead of the mux's plain-text answer.
+	for path, methods := range allowed {
+		slices.Sort(methods)
 		allow := strings.Join(methods, ", ")
 		mux.Handle(path, auth(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Allow", allow)
 			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "", "this path allows "+allow)
 		})))
 	}
-	route("/v1/tenants", map[string]http.HandlerFunc{"POST": s.createTenant})
-	route("/v1/tenants/{tenantId}", map[string]http.HandlerFunc{"GET": s.getTenant})
-	route("/v1/tenants/{tenantId}/syncs", map[string]http.HandlerFunc{"GET": s.listRuns, "POST": s.triggerSync})
-	route("/v1/tenants/{tenantId}/syncs/{runId}", map[string]http.HandlerFunc{"GET": s.getRun})
-	route("/v1/tenants/{tenantId}/users", map[string]http.HandlerFunc{"GET": s.listUsers})
-	route("/v1/tenants/{tenantId}/groups", map[string]http.HandlerFunc{"GET": s.listGroups})
 	mux.Handle("/", auth(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "", "no such route")
 	})))
-	return s.recoverAndLog(mux)
+	return s.recoverAndLog(mux), nil
 }
 
 // authenticate lets through requests that carry the admin token. The

@@ -316,11 +316,25 @@ func TestCreateTenantRejectsBadPayloads(t *testing.T) {
 	if n := e.tenantCount(); n != 1 {
 		t.Fatalf("%d tenants after the bad payloads and one good one, want 1", n)
 	}
-	// The seats message is the documented one.
-	var out errorAnswer
-	e.do("POST", "/v1/tenants", with("seats", -3)).decode(t, &out)
-	if out.Error.Message != "seats must be a non-negative integer" {
-		t.Errorf("seats message %q", out.Error.Message)
+	// Messages are made from openapi.yaml's limits, in words.
+	for _, c := range []struct{ body, want string }{
+		{with("seats", -3), "seats must be an integer from 0 to 10000000"},
+		{with("name", strings.Repeat("n", 201)), "name must be a string of 1 to 200 characters, not blank, without control characters"},
+		{with("clientId", "3b9d2f64"), "clientId must be a UUID like 00000000-0000-0000-0000-000000000000"},
+		{with("color", "blue"), "color is not a known field"},
+		{with("seats", nil), "seats is required"},
+		{`{"name": "Contoso",`, "request body is not well-formed JSON: it ends before its last value does"},
+	} {
+		var out errorAnswer
+		e.do("POST", "/v1/tenants", c.body).decode(t, &out)
+		if out.Error.Message != c.want {
+			t.Errorf("message %q, want %q", out.Error.Message, c.want)
+		}
+	}
+	// A secret is never quoted back, even when it is what is wrong.
+	long := strings.Repeat("s", 1020) + "SECRETTAIL"
+	if r := e.do("POST", "/v1/tenants", with("clientSecret", long)); r.status != http.StatusBadRequest || bytes.Contains(r.body, []byte("SECRETTAIL")) {
+		t.Errorf("too long secret: %d %s", r.status, r.body)
 	}
 }
 
@@ -915,6 +929,111 @@ func TestListRuns(t *testing.T) {
 		r.decode(t, &out)
 		if r.status != c.code || out.Error.Field != c.field {
 			t.Errorf("GET %s: %d %s; want %d naming %q", c.path, r.status, r.body, c.code, c.field)
+		}
+	}
+}
+
+// TestContractChecksParameters: path and query parameters are checked
+// against openapi.yaml before a handler runs, with messages made from the
+// spec's limits; what the spec cannot know (a cursor the api issued) is
+// checked after.
+func TestContractChecksParameters(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ten := e.createTenant()
+	users := "/v1/tenants/" + ten.ID + "/users"
+	for _, c := range []struct {
+		path, field, message string
+	}{
+		{"/v1/tenants/not-a-uuid", "tenantId", "tenantId must be a UUID like 00000000-0000-0000-0000-000000000000"},
+		{"/v1/tenants/{" + ten.ID + "}", "tenantId", "tenantId must be a UUID like 00000000-0000-0000-0000-000000000000"},
+		{"/v1/tenants/" + ten.ID + "/syncs/42", "runId", "runId must be a UUID like 00000000-0000-0000-0000-000000000000"},
+		{users + "?limit=0", "limit", "limit must be an integer from 1 to 1000"},
+		{users + "?limit=1001", "limit", "limit must be an integer from 1 to 1000"},
+		{users + "?limit=1e2", "limit", "limit must be an integer from 1 to 1000"},
+		{users + "?limit=", "limit", "limit must not be empty"},
+		{users + "?page=2", "page", "page is not a known query parameter"},
+		{users + "?after=" + strings.Repeat("a", 1025), "after", "after must be a string of at most 1024 characters"},
+		{users + "?after=%21%21%21", "after", "after must be the next cursor of a previous page"},
+		// A bad path parameter is named before a bad query parameter.
+		{"/v1/tenants/nope/groups?limit=0", "tenantId", "tenantId must be a UUID like 00000000-0000-0000-0000-000000000000"},
+	} {
+		r := e.do("GET", c.path, nil)
+		var out errorAnswer
+		r.decode(t, &out)
+		if r.status != http.StatusBadRequest || out.Error.Code != "invalid_request" || out.Error.Field != c.field || out.Error.Message != c.message {
+			t.Errorf("GET %s: %d %s; want 400 %q: %q", c.path, r.status, r.body, c.field, c.message)
+		}
+	}
+	// Ids are case-insensitive: an upper-case one finds the tenant.
+	if r := e.do("GET", "/v1/tenants/"+strings.ToUpper(ten.ID), nil); r.status != http.StatusOK {
+		t.Errorf("upper-case tenant id: %d %s", r.status, r.body)
+	}
+	if r := e.do("GET", users+"?limit=1000", nil); r.status != http.StatusOK {
+		t.Errorf("limit at its maximum: %d %s", r.status, r.body)
+	}
+}
+
+// TestContractChecksBodies: a body must have a media type its operation
+// takes, be one JSON value without duplicate members, and match the
+// operation's schema; an operation without a body takes none.
+func TestContractChecksBodies(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ten := e.createTenant()
+	syncs := "/v1/tenants/" + ten.ID + "/syncs"
+	good, _ := json.Marshal(goodTenant())
+	auth := "Bearer " + token
+	for _, c := range []struct {
+		name, method, path, body, contentType string
+		field, message                        string
+	}{
+		{"text body", "POST", "/v1/tenants", string(good), "text/plain", "", "Content-Type must be application/json"},
+		{"patch media type on a create", "POST", "/v1/tenants", string(good), "application/merge-patch+json", "", "Content-Type must be application/json"},
+		{"malformed media type", "POST", "/v1/tenants", string(good), "application/", "", "Content-Type must be application/json"},
+		{"not UTF-8", "POST", "/v1/tenants", `{"name": "Con` + "\xff" + `toso"}`, "application/json", "", "request body is not valid UTF-8"},
+		{"kind not full", "POST", syncs, `{"kind":"delta"}`, "application/json", "kind", `kind must be "full"`},
+		{"kind null", "POST", syncs, `{"kind":null}`, "application/json", "kind", `kind must be "full"`},
+		{"unknown member", "POST", syncs, `{"kind":"full","priority":1}`, "application/json", "priority", "priority is not a known field"},
+		{"duplicate member", "POST", syncs, `{"kind":"full","kind":"full"}`, "application/json", "kind", "kind appears more than once"},
+		{"trailing data", "POST", syncs, `{"kind":"full"} {}`, "application/json", "", "request body must hold exactly one JSON value"},
+		{"an array", "POST", syncs, `[]`, "application/json", "", "request body must be a JSON object"},
+		{"body on a GET", "GET", "/v1/tenants/" + ten.ID, `{}`, "application/json", "", "this request takes no body"},
+	} {
+		r := e.doWith(c.method, c.path, c.body, map[string]string{"Authorization": auth, "Content-Type": c.contentType})
+		var out errorAnswer
+		r.decode(t, &out)
+		if r.status != http.StatusBadRequest || out.Error.Field != c.field || out.Error.Message != c.message {
+			t.Errorf("%s: %d %s; want 400 %q: %q", c.name, r.status, r.body, c.field, c.message)
+		}
+	}
+	if n := e.tenantCount(); n != 1 {
+		t.Fatalf("%d tenants after refused creates, want the first one only", n)
+	}
+	// What a client may send: a charset, or no Content-Type at all (JSON
+	// is assumed), and an empty body where it is optional.
+	for _, c := range []struct{ name, method, path, body, contentType string }{
+		{"charset", "POST", "/v1/tenants", string(good), "application/json; charset=utf-8"},
+		{"no Content-Type", "POST", "/v1/tenants", string(good), ""},
+		{"empty optional body", "POST", syncs, "", ""},
+		{"full sync", "POST", syncs, `{"kind":"full"}`, "application/json"},
+	} {
+		req, err := http.NewRequest(c.method, e.url+c.path, strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", auth)
+		if c.contentType != "" {
+			req.Header.Set("Content-Type", c.contentType)
+		}
+		resp, err := e.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			t.Errorf("%s: %d %s; want it taken", c.name, resp.StatusCode, raw)
 		}
 	}
 }

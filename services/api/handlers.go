@@ -3,8 +3,8 @@ package api
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -13,132 +13,9 @@ import (
 	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
 )
 
-// Limits of the tenant fields.
-const (
-	maxNameLen          = 200
-	maxSecretLen        = 1024
-	maxSeats            = 10_000_000
-	defaultIntervalMins = 24 * 60
-	minIntervalMins     = 5
-	maxIntervalMins     = 31 * 24 * 60
-)
-
-// Paging of the users and groups lists.
-const (
-	defaultLimit = 100
-	maxLimit     = 1000
-)
-
 // publishTimeout bounds how long a trigger waits for JetStream before it
 // answers 503 and leaves the run to the scheduler's sweeper.
 const publishTimeout = 5 * time.Second
-
-// tenantView is a tenant as the api shows it: never with its secret.
-type tenantView struct {
-	ID                  string      `json:"id"`
-	Name                string      `json:"name"`
-	EntraTenantID       string      `json:"entraTenantId"`
-	ClientID            string      `json:"clientId"`
-	Seats               int         `json:"seats"`
-	SyncIntervalMinutes int64       `json:"syncIntervalMinutes"`
-	CreatedAt           time.Time   `json:"createdAt"`
-	UpdatedAt           time.Time   `json:"updatedAt"`
-	LastRun             *runSummary `json:"lastRun,omitempty"`
-}
-
-type runSummary struct {
-	RunID      string     `json:"runId"`
-	Status     string     `json:"status"`
-	Trigger    string     `json:"trigger"`
-	CreatedAt  time.Time  `json:"createdAt"`
-	FinishedAt *time.Time `json:"finishedAt"`
-}
-
-func newTenantView(t store.Tenant) tenantView {
-	return tenantView{
-		ID: t.ID, Name: t.Name, EntraTenantID: t.EntraTenantID, ClientID: t.ClientID, Seats: t.Seats,
-		SyncIntervalMinutes: int64(t.SyncInterval / time.Minute),
-		CreatedAt:           t.CreatedAt.UTC(), UpdatedAt: t.UpdatedAt.UTC(),
-	}
-}
-
-// createTenant connects a tenant: POST /v1/tenants.
-func (s *Server) createTenant(w http.ResponseWriter, r *http.Request) {
-	obj, err := readObject(w, r, false)
-	if err != nil {
-		writeBadRequest(w, err)
-		return
-	}
-	nt, err := parseNewTenant(obj)
-	if err != nil {
-		writeBadRequest(w, err)
-		return
-	}
-	t, err := s.st.CreateTenant(r.Context(), nt)
-	if err != nil {
-		s.storeError(w, r, err, "tenant")
-		return
-	}
-	s.log.Info().Str("tenant", t.ID).Str("entra_tenant", t.EntraTenantID).Msg("tenant connected")
-	w.Header().Set("Location", "/v1/tenants/"+t.ID)
-	writeJSON(w, http.StatusCreated, newTenantView(t))
-}
-
-// parseNewTenant validates a tenant's connection details, field by field
-// in a fixed order, and reports the first problem.
-func parseNewTenant(obj map[string]json.RawMessage) (store.NewTenant, error) {
-	f := newFields(obj)
-	var nt store.NewTenant
-	var err error
-	if nt.Name, err = f.text("name", maxNameLen); err != nil {
-		return nt, err
-	}
-	if nt.EntraTenantID, err = f.guid("entraTenantId"); err != nil {
-		return nt, err
-	}
-	if nt.ClientID, err = f.guid("clientId"); err != nil {
-		return nt, err
-	}
-	if nt.ClientSecret, err = f.text("clientSecret", maxSecretLen); err != nil {
-		return nt, err
-	}
-	seats, err := f.integer("seats", true, 0, 0, maxSeats)
-	if err != nil {
-		return nt, err
-	}
-	nt.Seats = int(seats)
-	mins, err := f.integer("syncIntervalMinutes", false, defaultIntervalMins, minIntervalMins, maxIntervalMins)
-	if err != nil {
-		return nt, err
-	}
-	nt.SyncInterval = time.Duration(mins) * time.Minute
-	return nt, f.unknown()
-}
-
-// getTenant shows a tenant: GET /v1/tenants/{tenantId}.
-func (s *Server) getTenant(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r, "tenantId")
-	if !ok {
-		return
-	}
-	t, err := s.st.GetTenant(r.Context(), id)
-	if err != nil {
-		s.storeError(w, r, err, "tenant")
-		return
-	}
-	v := newTenantView(t)
-	runs, err := s.st.ListRuns(r.Context(), id, 0, 1)
-	if err != nil {
-		s.storeError(w, r, err, "tenant")
-		return
-	}
-	if len(runs) > 0 {
-		run := runs[0]
-		v.LastRun = &runSummary{RunID: run.ID, Status: run.Status, Trigger: run.Trigger,
-			CreatedAt: run.CreatedAt.UTC(), FinishedAt: utc(run.FinishedAt)}
-	}
-	writeJSON(w, http.StatusOK, v)
-}
 
 // queueJob puts a run's job on SYNC_JOBS. The job of a waiting run that a
 // trigger joined (created false) is normally there already; it is
@@ -153,49 +30,49 @@ func (s *Server) queueJob(ctx context.Context, created bool, job *syncv1.SyncJob
 	return s.bus.PublishJob(ctx, job)
 }
 
-// triggerSync starts a manual run: POST /v1/tenants/{tenantId}/syncs.
-func (s *Server) triggerSync(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r, "tenantId")
-	if !ok {
-		return
-	}
-	obj, err := readObject(w, r, true)
+// errNotPublished means a run was recorded but its job could not be put on
+// SYNC_JOBS in time; the scheduler's sweeper publishes it later.
+var errNotPublished = errors.New("api: run recorded but its job not published")
+
+// queueSync is what a manual trigger does: it records a run of the tenant
+// (or joins the one waiting for a fetcher, which reads the directory when
+// it starts) and publishes its job. With errNotPublished the run is
+// returned too.
+func (s *Server) queueSync(ctx context.Context, tenantID string) (store.Run, error) {
+	run, created, err := s.st.QueueManualRun(ctx, tenantID)
 	if err != nil {
-		writeBadRequest(w, err)
-		return
+		return store.Run{}, err
 	}
-	f := newFields(obj)
-	if raw, ok := f.get("kind"); ok && string(raw) != `"full"` {
-		writeBadRequest(w, invalid("kind", `kind must be "full"`))
-		return
-	}
-	if err := f.unknown(); err != nil {
-		writeBadRequest(w, err)
-		return
-	}
-	// A run still waiting for a fetcher answers this trigger too: it reads
-	// the directory when it starts.
-	run, created, err := s.st.QueueManualRun(r.Context(), id)
-	if err != nil {
-		s.storeError(w, r, err, "tenant")
-		return
-	}
-	log := s.log.With().Str("tenant", id).Str("run", run.ID).Bool("joined_waiting_run", !created).Logger()
-	job := run.Job()
+	log := s.log.With().Str("tenant", tenantID).Str("run", run.ID).Bool("joined_waiting_run", !created).Logger()
 	// The request may be cancelled by the client; the publish should still
 	// have its chance, since the run is already recorded.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), publishTimeout)
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
 	defer cancel()
-	if err := s.queueJob(ctx, created, job); err != nil {
+	if err := s.queueJob(pctx, created, run.Job()); err != nil {
 		log.Warn().Err(err).Msg("run recorded but its job could not be published; the scheduler will publish it")
+		return run, fmt.Errorf("%w: %w", errNotPublished, err)
+	}
+	log.Info().Int64("run_seq", run.Seq).Msg("sync queued")
+	return run, nil
+}
+
+// triggerSync starts a manual run: POST /v1/tenants/{tenantId}/syncs. The
+// body, if any, can only ask for a full sync (the contract checks it).
+func (s *Server) triggerSync(w http.ResponseWriter, r *http.Request) {
+	id := pathID(r, "tenantId")
+	run, err := s.queueSync(r.Context(), id)
+	switch {
+	case errors.Is(err, errNotPublished):
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{
 			Error: apiError{Code: "unavailable", Message: "the run was recorded but could not be queued now; " +
 				"it will be queued automatically within minutes"},
 			RunID: run.ID,
 		})
 		return
+	case err != nil:
+		s.storeError(w, r, err, "tenant")
+		return
 	}
-	log.Info().Int64("run_seq", run.Seq).Msg("sync triggered")
 	w.Header().Set("Location", "/v1/tenants/"+id+"/syncs/"+run.ID)
 	writeJSON(w, http.StatusAccepted, map[string]string{"runId": run.ID})
 }
@@ -219,14 +96,7 @@ type runView struct {
 
 // getRun shows a run: GET /v1/tenants/{tenantId}/syncs/{runId}.
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
-	tenantID, ok := pathID(w, r, "tenantId")
-	if !ok {
-		return
-	}
-	runID, ok := pathID(w, r, "runId")
-	if !ok {
-		return
-	}
+	tenantID, runID := pathID(r, "tenantId"), pathID(r, "runId")
 	run, err := s.st.GetRun(r.Context(), tenantID, runID)
 	if err != nil {
 		s.storeError(w, r, err, "run")
@@ -343,23 +213,16 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
 }
 
 // listParams reads the tenant id, the cursor and the limit of a list.
+// The contract has checked their form; what it cannot know is whether a
+// cursor is one this api gave out.
 func (s *Server) listParams(w http.ResponseWriter, r *http.Request) (tenantID, after string, limit int, ok bool) {
-	tenantID, ok = pathID(w, r, "tenantId")
-	if !ok {
-		return "", "", 0, false
-	}
+	tenantID = pathID(r, "tenantId")
 	q := r.URL.Query()
-	for k := range q {
-		if k != "limit" && k != "after" {
-			writeBadRequest(w, invalid(k, "%s is not a known query parameter", k))
-			return "", "", 0, false
-		}
-	}
-	limit = defaultLimit
-	if v := q.Get("limit"); v != "" || q.Has("limit") {
+	limit = s.defaultLimit
+	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxLimit {
-			writeBadRequest(w, invalid("limit", "limit must be an integer from 1 to %d", maxLimit))
+		if err != nil {
+			writeBadRequest(w, invalid("limit", "limit must be an integer"))
 			return "", "", 0, false
 		}
 		limit = n
@@ -393,16 +256,11 @@ func cursor(next string) *string {
 	return &c
 }
 
-// pathID reads a UUID path parameter; a malformed one gets a 400 that
-// names it.
-func pathID(w http.ResponseWriter, r *http.Request, name string) (string, bool) {
-	v := r.PathValue(name)
-	id, ok := parseGUID(v)
-	if !ok {
-		writeBadRequest(w, invalid(name, "%s must be a UUID", name))
-		return "", false
-	}
-	return id, true
+// pathID returns a UUID path parameter in lower case, the form the store
+// keeps. The contract has refused malformed ones.
+func pathID(r *http.Request, name string) string {
+	id, _ := parseGUID(r.PathValue(name))
+	return id
 }
 
 // storeError answers for an error from the store: 404 for what does not
@@ -421,6 +279,13 @@ func (s *Server) storeError(w http.ResponseWriter, r *http.Request, err error, w
 		s.log.Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Msg("store error")
 		writeError(w, http.StatusInternalServerError, "internal", "", "internal error")
 	}
+}
+
+// internal answers 500 for a defect of this api (the error is logged,
+// not shown).
+func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
+	s.log.Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Msg("internal error")
+	writeError(w, http.StatusInternalServerError, "internal", "", "internal error")
 }
 
 func utc(t *time.Time) *time.Time {

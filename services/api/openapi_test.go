@@ -1,11 +1,15 @@
 package api
 
 import (
+	"context"
 	"os"
 	"reflect"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/entrasync/entrasync/libs/store"
 )
 
 // TestOpenAPIDescribesWhatTheHandlersSend keeps openapi.yaml and the code
@@ -44,5 +48,42 @@ func TestOpenAPIDescribesWhatTheHandlersSend(t *testing.T) {
 		if !regexp.MustCompile(`\n\s+` + name + `:`).MatchString(spec) {
 			t.Errorf("openapi.yaml does not describe the request field %s", name)
 		}
+	}
+}
+
+// TestOpenAPIIsValid loads openapi.yaml as New does: a valid OpenAPI 3.1
+// document whose examples match their schemas.
+func TestOpenAPIIsValid(t *testing.T) {
+	t.Parallel()
+	c, err := loadContract(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.doc.IsOpenAPI31OrLater() {
+		t.Fatalf("openapi.yaml is OpenAPI %s, want 3.1", c.doc.OpenAPI)
+	}
+	// Defaults the spec promises are the ones the code applies.
+	create := c.doc.Components.Schemas["TenantCreate"].Value
+	if d := create.Properties["syncIntervalMinutes"].Value.Default; d != float64(store.DefaultSyncInterval/time.Minute) {
+		t.Errorf("syncIntervalMinutes default %v, the store's is %v", d, store.DefaultSyncInterval)
+	}
+}
+
+// TestRoutesAreTheSpecsOperations: New refuses to start when a route has
+// no operation in openapi.yaml or an operation has no route, so that a
+// route can never skip the contract's checks.
+func TestRoutesAreTheSpecsOperations(t *testing.T) {
+	t.Parallel()
+	c, err := loadContract(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{}
+	if _, err := s.routes(c); err != nil {
+		t.Fatalf("the spec and the routes differ: %v", err)
+	}
+	c.doc.Paths.Delete("/v1/tenants/{tenantId}/users")
+	if _, err := s.routes(c); err == nil || !strings.Contains(err.Error(), "differ") {
+		t.Fatalf("routes with an operation missing from the spec: %v, want an error", err)
 	}
 }
