@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/entrasync/entrasync/libs/plan"
+
 	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
 )
 
@@ -216,7 +218,7 @@ func (r runState) beyondFetched(page int32) bool {
 
 // closed reports whether events of the run no longer change anything.
 func (r runState) closed() bool {
-	return r.status == StatusSucceeded || r.status == StatusFailed || r.supersededBy != nil
+	return runOver(r.status) || r.supersededBy != nil
 }
 
 // loadRun reads the run an event belongs to and checks the event's
@@ -361,19 +363,41 @@ func (s *Store) MarkRunFailed(ctx context.Context, ref PageRef, msg string, stat
 			return err
 		}
 		st, err := loadRun(ctx, tx, ref, true)
-		if err != nil || st.status == StatusSucceeded || st.status == StatusFailed {
+		if err != nil || runOver(st.status) {
 			return err
 		}
-		return failRun(ctx, tx, ref.TenantID, ref.RunID, msg, stats, at)
+		return failRun(ctx, tx, ref.TenantID, ref.RunID, msg, stats, at, true)
 	})
 }
 
-func failRun(ctx context.Context, tx pgx.Tx, tenantID, runID, msg string, stats GraphStats, at time.Time) error {
-	if _, err := tx.Exec(ctx, qMarkRunFailed, tenantID, runID, msg, stats.Requests, stats.Throttled, stats.Retries, at, attemptPageSpan); err != nil {
+// failRun ends a run as failed. With notifyAdmins, the tenant's admins get
+// a sync_failed task in the same transaction; a run that merely lost to a
+// newer one is no news to them.
+func failRun(ctx context.Context, tx pgx.Tx, tenantID, runID, msg string, stats GraphStats, at time.Time, notifyAdmins bool) error {
+	var seq int64
+	var tenant string
+	if err := tx.QueryRow(ctx, qMarkRunFailed, tenantID, runID, msg, stats.Requests, stats.Throttled, stats.Retries, at,
+		attemptPageSpan).Scan(&seq, &tenant); err != nil {
 		return err
 	}
-	_, err := tx.Exec(ctx, qDeleteRunPages, tenantID, runID)
-	return err
+	if _, err := tx.Exec(ctx, qDeleteRunPages, tenantID, runID); err != nil {
+		return err
+	}
+	if !notifyAdmins {
+		return nil
+	}
+	return notify(ctx, tx, tenantID, runID, plan.SyncFailed(tenant, seq, msg), at)
+}
+
+// runOver reports whether a run's events no longer change anything: it
+// ended, or its plan was made (held runs wait for an admin, not for
+// events).
+func runOver(status string) bool {
+	switch status {
+	case StatusSucceeded, StatusFailed, StatusAwaitingApproval, StatusRejected:
+		return true
+	}
+	return false
 }
 
 // ApplyUsersPage applies one page of users to the mirror.

@@ -96,13 +96,26 @@ func TestMirrorTakesOnlyNewerAndDifferentWrites(t *testing.T) {
 	}
 
 	// Run 3 does not see the user: finalization tombstones it, and a late
-	// page of run 3 or a replay of run 2 does not bring it back.
+	// page of run 3 or a replay of run 2 does not bring it back. Its users
+	// listing was empty while the app has a user: the guard holds the
+	// removal until an admin approves it.
 	run3 := newRun()
 	run3.Page = 0
 	must(t, st.ApplyUsersPage(ctx, run3, nil, at))
 	must(t, st.MarkRunFetched(ctx, run3, store.Fetched{Pages: 1}, at))
 	if done, err := st.TryFinalize(ctx, tn.ID, run3.RunID, at); err != nil || !done {
 		t.Fatalf("run 3: %v %v", done, err)
+	}
+	r3, err := st.GetRun(ctx, tn.ID, run3.RunID)
+	must(t, err)
+	if r3.Status != store.StatusAwaitingApproval || r3.HeldReason != "deletion_guard" || r3.PlanSummary["removeUser"] != 1 {
+		t.Fatalf("run 3 = %s %q %v", r3.Status, r3.HeldReason, r3.PlanSummary)
+	}
+	if users, _, err := st.ListAppUsers(ctx, tn.ID, "", 0); err != nil || len(users) != 1 {
+		t.Fatalf("app users while run 3 is held: %v %v", users, err)
+	}
+	if r3, err = st.ApprovePlan(ctx, tn.ID, run3.RunID); err != nil || r3.Status != store.StatusSucceeded {
+		t.Fatalf("approve run 3: %+v %v", r3, err)
 	}
 	if _, deleted, seq, _ := mirrorRow(t, conn, tn.ID); !deleted || seq != 3 {
 		t.Fatalf("user not tombstoned by run 3: deleted %v seq %d", deleted, seq)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/entrasync/entrasync/libs/plan"
 )
 
 // TryFinalize finishes a run whose pages are all applied (the pages of the
@@ -49,7 +51,7 @@ func (s *Store) TryFinalize(ctx context.Context, tenantID, runID string, at time
 		}
 		if st.supersededBy != nil {
 			msg := fmt.Sprintf("superseded by run %d, which finished first", *st.supersededBy)
-			return failRun(ctx, tx, ref.TenantID, ref.RunID, msg, GraphStats{}, at)
+			return failRun(ctx, tx, ref.TenantID, ref.RunID, msg, GraphStats{}, at, false)
 		}
 		var err error
 		counts, err = finalize(ctx, tx, ref, pageRange{lo: *st.pagesFirst, hi: *st.pagesFirst + *st.pagesTotal}, at)
@@ -92,15 +94,14 @@ type pageRange struct{ lo, hi int32 }
 // pages in pr say what the run saw.
 func finalize(ctx context.Context, tx pgx.Tx, ref PageRef, pr pageRange, at time.Time) (map[string]int64, error) {
 	t, r, seq := ref.TenantID, ref.RunID, ref.RunSeq
-	counts := map[string]int64{}
 
-	// The tombstones and the app users compare whole sets of a tenant's
-	// rows. Right after a tenant's first pages, or for a tenant the table
-	// statistics have not met yet, the planner expects a handful of rows
-	// and picks nested loops, which turn quadratic (10k users: seconds
-	// instead of milliseconds); hash joins are right at every size there.
-	// The membership closure below walks edges through the index, where
-	// nested loops are what it wants, so the setting is undone before it.
+	// The tombstones compare whole sets of a tenant's rows. Right after a
+	// tenant's first pages, or for a tenant the table statistics have not
+	// met yet, the planner expects a handful of rows and picks nested
+	// loops, which turn quadratic (10k users: seconds instead of
+	// milliseconds); hash joins are right at every size there. The plan
+	// step reads in chunks through indexes, where nested loops are what
+	// it wants, so the setting is undone before it.
 	if err := setNestLoop(ctx, tx, false); err != nil {
 		return nil, err
 	}
@@ -124,48 +125,43 @@ func finalize(ctx context.Context, tx pgx.Tx, ref PageRef, pr pageRange, at time
 		return nil, fmt.Errorf("drop stale edges: %w", err)
 	}
 
-	var seats int
-	if err := tx.QueryRow(ctx, qGetTenantSeats, t).Scan(&seats); err != nil {
-		return nil, fmt.Errorf("read seats: %w", err)
-	}
-	var created, updated, disabled, enabled, removed, assigned, revoked, unlicensed, inScope int64
-	if err := tx.QueryRow(ctx, qDeriveAppUsers, t, seq, at, seats).Scan(
-		&created, &updated, &disabled, &enabled, &removed, &assigned, &revoked, &unlicensed, &inScope); err != nil {
-		return nil, fmt.Errorf("derive app users: %w", err)
-	}
-	counts["usersCreated"], counts["usersUpdated"], counts["usersDisabled"] = created, updated, disabled
-	counts["usersEnabled"], counts["usersRemoved"] = enabled, removed
-	counts["licensesAssigned"], counts["licensesRevoked"], counts["unlicensed"] = assigned, revoked, unlicensed
-	counts["usersInScope"] = inScope
-
 	if err := setNestLoop(ctx, tx, true); err != nil {
 		return nil, err
 	}
-	var added, dropped int64
-	if err := tx.QueryRow(ctx, qDeriveAppGroupMembers, t).Scan(&added, &dropped); err != nil {
-		return nil, fmt.Errorf("derive group memberships: %w", err)
+	res, err := buildPlan(ctx, tx, ref, pr)
+	if err != nil {
+		return nil, err
 	}
-	counts["membershipsAdded"], counts["membershipsRemoved"] = added, dropped
-
-	var gCreated, gUpdated, gRemoved int64
-	if err := tx.QueryRow(ctx, qDeriveAppGroups, t, r, at, pr.lo, pr.hi).Scan(&gCreated, &gUpdated, &gRemoved); err != nil {
-		return nil, fmt.Errorf("derive app groups: %w", err)
-	}
-	counts["groupsCreated"], counts["groupsUpdated"], counts["groupsRemoved"] = gCreated, gUpdated, gRemoved
-
 	var pages int64
 	if err := tx.QueryRow(ctx, qRunPagesTotal, t, r).Scan(&pages); err != nil {
 		return nil, fmt.Errorf("read pages: %w", err)
 	}
+	counts := res.counts
 	counts["pages"] = pages
-
-	if _, err := tx.Exec(ctx, qCompleteRun, t, r, counts, at); err != nil {
-		return nil, fmt.Errorf("complete run: %w", err)
+	summary := summaryJSON(res.summary)
+	if res.verdict.Hold {
+		if _, err := tx.Exec(ctx, qHoldRun, t, r, string(res.verdict.Reason), res.verdict.Message, summary, counts,
+			res.tenant.appVersion, at); err != nil {
+			return nil, fmt.Errorf("hold run: %w", err)
+		}
+		if err := notify(ctx, tx, t, r, plan.RunHeld(res.tenant.name, seq, res.verdict), at); err != nil {
+			return nil, err
+		}
+	} else {
+		if _, err := tx.Exec(ctx, qRecordPlan, t, r, summary, counts, res.tenant.appVersion, at); err != nil {
+			return nil, fmt.Errorf("record plan: %w", err)
+		}
+		if err := applyPlan(ctx, tx, ref, pr, res, at); err != nil {
+			return nil, err
+		}
+		if _, err := tx.Exec(ctx, qCompleteRun, t, r, counts, at); err != nil {
+			return nil, fmt.Errorf("complete run: %w", err)
+		}
 	}
 	if _, err := tx.Exec(ctx, qSupersedeOlderRuns, t, seq, at, attemptPageSpan); err != nil {
 		return nil, fmt.Errorf("supersede older runs: %w", err)
 	}
-	if _, err := tx.Exec(ctx, qDeleteFinishedRunPages, t); err != nil {
+	if _, err := tx.Exec(ctx, qDeleteFinishedRunPages, t, seq); err != nil {
 		return nil, fmt.Errorf("delete pages: %w", err)
 	}
 	return counts, nil
@@ -188,13 +184,9 @@ var (
 	qRunProgress            = query("RunProgress")
 	qRunPageKinds           = query("RunPageKinds")
 	qRunPagesTotal          = query("RunPagesTotal")
-	qGetTenantSeats         = query("GetTenantSeats")
 	qTombstoneUnseenUsers   = query("TombstoneUnseenUsers")
 	qTombstoneUnseenGroups  = query("TombstoneUnseenGroups")
 	qDropStaleEdges         = query("DropStaleEdges")
-	qDeriveAppUsers         = query("DeriveAppUsers")
-	qDeriveAppGroupMembers  = query("DeriveAppGroupMembers")
-	qDeriveAppGroups        = query("DeriveAppGroups")
 	qCompleteRun            = query("CompleteRun")
 	qSupersedeOlderRuns     = query("SupersedeOlderRuns")
 	qDeleteFinishedRunPages = query("DeleteFinishedRunPages")

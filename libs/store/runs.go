@@ -26,6 +26,12 @@ const (
 	StatusApplying  = "applying"
 	StatusSucceeded = "succeeded"
 	StatusFailed    = "failed"
+	// StatusAwaitingApproval: the run's plan is held (HeldReason says
+	// why) until an admin approves or rejects it.
+	StatusAwaitingApproval = "awaiting_approval"
+	// StatusRejected: an admin rejected the run's plan; nothing of it was
+	// applied.
+	StatusRejected = "rejected"
 )
 
 // NewRun is a run the api or the scheduler is about to publish a job for.
@@ -72,10 +78,22 @@ type Run struct {
 	// RunFetched was applied; the run's pages are PagesFirst ..
 	// PagesFirst+PagesTotal-1. Nil until then.
 	PagesFirst *int
+	// HeldReason says why the run's plan waits for an admin
+	// ("deletion_guard" or "review"); HeldMessage explains it. Empty when
+	// the run was never held.
+	HeldReason  string
+	HeldMessage string
+	// PlanSummary counts the run's plan items per action; nil until the
+	// run was planned.
+	PlanSummary map[string]int64
+	// DecidedAt is when an admin approved or rejected the run's plan.
+	DecidedAt *time.Time
 }
 
 // Terminal reports whether the run is over, one way or the other.
-func (r Run) Terminal() bool { return r.Status == StatusSucceeded || r.Status == StatusFailed }
+func (r Run) Terminal() bool {
+	return r.Status == StatusSucceeded || r.Status == StatusFailed || r.Status == StatusRejected
+}
 
 // Job is the run's job as fetchers take it from SYNC_JOBS; the api and
 // the scheduler publish it.
@@ -316,7 +334,7 @@ func (s *Store) FailStuckRun(ctx context.Context, tenantID, runID string, noProg
 		if err != nil {
 			return err
 		}
-		return failRun(ctx, tx, tenantID, runID, msg, GraphStats{}, now)
+		return failRun(ctx, tx, tenantID, runID, msg, GraphStats{}, now, true)
 	})
 	return failed, err
 }
@@ -348,9 +366,14 @@ func (s *Store) BeginFetch(ctx context.Context, tenantID, runID string) (int, er
 
 func scanRun(row pgx.Row) (Run, error) {
 	var r Run
+	var held *string
 	err := row.Scan(&r.TenantID, &r.ID, &r.Seq, &r.Kind, &r.Trigger, &r.Status, &r.Error, &r.Slot, &r.Counts,
 		&r.PagesTotal, &r.PagesApplied, &r.GraphRequests, &r.Throttled, &r.GraphRetries,
-		&r.CreatedAt, &r.StartedAt, &r.FinishedAt, &r.FetchAttempts, &r.PagesFirst)
+		&r.CreatedAt, &r.StartedAt, &r.FinishedAt, &r.FetchAttempts, &r.PagesFirst, &held, &r.HeldMessage,
+		&r.PlanSummary, &r.DecidedAt)
+	if held != nil {
+		r.HeldReason = *held
+	}
 	if r.Counts == nil {
 		r.Counts = map[string]int64{}
 	}

@@ -40,6 +40,8 @@ ALTER TABLE sync_runs
     ADD COLUMN held_message     text NOT NULL DEFAULT '',
     -- Counts per action of the run's plan; NULL until it was planned.
     ADD COLUMN plan_summary     jsonb,
+    -- The counts the run reports once its plan is applied.
+    ADD COLUMN plan_counts      jsonb,
     -- The tenant's app_version the plan was built on.
     ADD COLUMN plan_app_version bigint,
     ADD COLUMN planned_at       timestamptz,
@@ -124,6 +126,50 @@ CREATE TABLE app_user_roles (
 
 CREATE INDEX app_user_roles_role ON app_user_roles (tenant_id, role);
 
+-- Working tables of the plan step. Rows live only inside the transaction
+-- that plans a run (it deletes them before it commits), so they are never
+-- seen by anyone else and need no crash safety: unlogged.
+--   plan_work_scope:   users in the tenant's scope groups (nested);
+--   plan_work_users:   users in the app after the plan, with their part in
+--                      the seat hand-out (0 none, 1 holder, 2 candidate);
+--   plan_work_groups:  groups in the app after the plan;
+--   plan_work_members: Entra ID's nested memberships of those users in
+--                      those groups.
+CREATE UNLOGGED TABLE plan_work_scope (
+    tenant_id uuid NOT NULL,
+    run_id    uuid NOT NULL,
+    user_id   text COLLATE "C" NOT NULL,
+    PRIMARY KEY (tenant_id, run_id, user_id)
+);
+
+CREATE UNLOGGED TABLE plan_work_users (
+    tenant_id       uuid NOT NULL,
+    run_id          uuid NOT NULL,
+    entra_id        text COLLATE "C" NOT NULL,
+    display_name    text NOT NULL,
+    seat            smallint NOT NULL CHECK (seat IN (0, 1, 2)),
+    license_run_seq bigint,
+    PRIMARY KEY (tenant_id, run_id, entra_id)
+);
+
+CREATE INDEX plan_work_users_holders ON plan_work_users (tenant_id, run_id, license_run_seq, entra_id) WHERE seat = 1;
+
+CREATE UNLOGGED TABLE plan_work_groups (
+    tenant_id    uuid NOT NULL,
+    run_id       uuid NOT NULL,
+    entra_id     text COLLATE "C" NOT NULL,
+    display_name text NOT NULL,
+    PRIMARY KEY (tenant_id, run_id, entra_id)
+);
+
+CREATE UNLOGGED TABLE plan_work_members (
+    tenant_id uuid NOT NULL,
+    run_id    uuid NOT NULL,
+    group_id  text COLLATE "C" NOT NULL,
+    user_id   text COLLATE "C" NOT NULL,
+    PRIMARY KEY (tenant_id, run_id, group_id, user_id)
+);
+
 -- Held runs are over for the pipeline: pages_applied is read from the
 -- run as for finished runs.
 -- +goose StatementBegin
@@ -151,6 +197,10 @@ LANGUAGE sql STABLE AS $$
            END
 $$;
 -- +goose StatementEnd
+DROP TABLE plan_work_members;
+DROP TABLE plan_work_groups;
+DROP TABLE plan_work_users;
+DROP TABLE plan_work_scope;
 DROP TABLE app_user_roles;
 ALTER TABLE app_users
     DROP CONSTRAINT app_users_disabled_account,
@@ -166,6 +216,7 @@ ALTER TABLE sync_runs
     DROP COLUMN decided_at,
     DROP COLUMN planned_at,
     DROP COLUMN plan_app_version,
+    DROP COLUMN plan_counts,
     DROP COLUMN plan_summary,
     DROP COLUMN held_message,
     DROP COLUMN held_reason,

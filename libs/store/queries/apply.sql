@@ -1,10 +1,11 @@
 -- name: RunState
 -- What an event needs to know about its run. superseded_by is the newest
--- succeeded run after this one, if any: events of a run older than a
--- finished one change nothing.
+-- run after this one that was planned (applied or held), if any: events
+-- of a run older than that change nothing.
 SELECT r.seq, r.status, r.pages_first, r.pages_total,
        (SELECT max(n.seq) FROM sync_runs n
-        WHERE n.tenant_id = r.tenant_id AND n.status = 'succeeded' AND n.seq > r.seq)
+        WHERE n.tenant_id = r.tenant_id AND n.status IN ('succeeded', 'awaiting_approval', 'rejected')
+          AND n.seq > r.seq)
 FROM sync_runs r
 WHERE r.tenant_id = $1 AND r.id = $2;
 
@@ -63,7 +64,8 @@ SET status = 'failed',
                      WHERE p.tenant_id = r.tenant_id AND p.run_id = r.id
                        AND p.page >= COALESCE(r.pages_first, GREATEST(r.fetch_attempts - 1, 0)::bigint * $8::bigint)
                        AND p.page < COALESCE(r.pages_first + r.pages_total, 2147483647))
-WHERE r.tenant_id = $1 AND r.id = $2;
+WHERE r.tenant_id = $1 AND r.id = $2
+RETURNING r.seq, (SELECT t.name FROM tenants t WHERE t.id = r.tenant_id);
 
 -- name: DeleteRunPages
 DELETE FROM sync_run_pages

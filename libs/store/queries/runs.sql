@@ -11,7 +11,7 @@ INSERT INTO sync_runs (tenant_id, id, seq, kind, trigger, slot, created_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 RETURNING tenant_id::text, id::text, seq, kind, trigger, status, error, slot, counts, pages_total,
           pages_applied, graph_requests, graph_throttled, graph_retries, created_at, started_at, finished_at,
-          fetch_attempts, pages_first;
+          fetch_attempts, pages_first, held_reason, held_message, plan_summary, decided_at;
 
 -- name: GetRun
 -- Pages applied come from run_pages_applied ($3 is the proto's
@@ -19,7 +19,7 @@ RETURNING tenant_id::text, id::text, seq, kind, trigger, status, error, slot, co
 SELECT r.tenant_id::text, r.id::text, r.seq, r.kind, r.trigger, r.status, r.error, r.slot, r.counts, r.pages_total,
        run_pages_applied(r, $3::bigint),
        r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.finished_at,
-       r.fetch_attempts, r.pages_first
+       r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.decided_at
 FROM sync_runs r
 WHERE r.tenant_id = $1 AND r.id = $2;
 
@@ -27,7 +27,7 @@ WHERE r.tenant_id = $1 AND r.id = $2;
 SELECT r.tenant_id::text, r.id::text, r.seq, r.kind, r.trigger, r.status, r.error, r.slot, r.counts, r.pages_total,
        run_pages_applied(r, $3::bigint),
        r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.finished_at,
-       r.fetch_attempts, r.pages_first
+       r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.decided_at
 FROM sync_runs r
 WHERE r.tenant_id = $1 AND r.slot = $2;
 
@@ -36,7 +36,7 @@ WHERE r.tenant_id = $1 AND r.slot = $2;
 SELECT r.tenant_id::text, r.id::text, r.seq, r.kind, r.trigger, r.status, r.error, r.slot, r.counts, r.pages_total,
        run_pages_applied(r, $3::bigint),
        r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.finished_at,
-       r.fetch_attempts, r.pages_first
+       r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.decided_at
 FROM sync_runs r
 WHERE r.tenant_id = $1 AND r.seq < $2
 ORDER BY r.seq DESC
@@ -47,7 +47,7 @@ LIMIT $4;
 -- not applied RunStarted yet, but the job is not lost.
 SELECT r.tenant_id::text, r.id::text, r.seq, r.kind, r.trigger, r.status, r.error, r.slot, r.counts, r.pages_total,
        0, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.finished_at,
-       r.fetch_attempts, r.pages_first
+       r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.decided_at
 FROM sync_runs r
 WHERE r.status = 'queued' AND r.fetch_attempts = 0 AND r.created_at < $1
 ORDER BY r.created_at, r.tenant_id, r.seq;
@@ -69,7 +69,7 @@ SELECT status FROM sync_runs WHERE tenant_id = $1 AND id = $2;
 SELECT r.tenant_id::text, r.id::text, r.seq, r.kind, r.trigger, r.status, r.error, r.slot, r.counts, r.pages_total,
        run_pages_applied(r, $3::bigint),
        r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.finished_at,
-       r.fetch_attempts, r.pages_first
+       r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.decided_at
 FROM sync_runs r
 WHERE r.status IN ('queued', 'running', 'applying') AND run_stuck(r, $1, $2)
 ORDER BY r.created_at, r.tenant_id, r.seq;
@@ -90,7 +90,7 @@ SELECT true FROM tenants WHERE id = $1 FOR UPDATE;
 -- The tenant's oldest queued run that no fetcher has begun.
 SELECT r.tenant_id::text, r.id::text, r.seq, r.kind, r.trigger, r.status, r.error, r.slot, r.counts, r.pages_total,
        0, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.finished_at,
-       r.fetch_attempts, r.pages_first
+       r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.decided_at
 FROM sync_runs r
 WHERE r.tenant_id = $1 AND r.status = 'queued' AND r.fetch_attempts = 0
 ORDER BY r.seq

@@ -1,0 +1,228 @@
+package plan
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestSeatsFreedByLeaversGoToJoinersInTheSameRun(t *testing.T) {
+	// Two seats: one holder left (the user rules revoked it, so only one
+	// holder remains); two joiners want seats. The freed seat goes to the
+	// first joiner in Entra id order.
+	s := NewSeats(2)
+	if _, revoked := s.Holder(SeatUser{EntraID: "h1"}); revoked {
+		t.Fatal("the remaining holder lost its seat")
+	}
+	it, ok := s.Candidate(SeatUser{EntraID: "j1"})
+	if !ok || it.Action != AssignLicense || it.Reason != "account enabled in Entra ID and a seat was free (2 of 2 used)" {
+		t.Fatalf("first joiner: %+v %v", it, ok)
+	}
+	if _, ok := s.Candidate(SeatUser{EntraID: "j2"}); ok || s.Unlicensed != 1 {
+		t.Fatalf("second joiner got a seat from a full pool (unlicensed %d)", s.Unlicensed)
+	}
+}
+
+func TestHoldersKeepSeatsAndNewestGrantsGoBackWhenThePoolShrinks(t *testing.T) {
+	s := NewSeats(1)
+	if _, revoked := s.Holder(SeatUser{EntraID: "oldest"}); revoked {
+		t.Fatal("the oldest grant went back")
+	}
+	it, revoked := s.Holder(SeatUser{EntraID: "newer"})
+	if !revoked || it.Action != RevokeLicense || !strings.Contains(it.Reason, "shrank to 1") {
+		t.Fatalf("newer grant: %+v %v", it, revoked)
+	}
+	if _, ok := s.Candidate(SeatUser{EntraID: "a"}); ok {
+		t.Fatal("a candidate took a seat from holders")
+	}
+}
+
+func TestCanAssignNeedsAnEnabledAccountAndAFreeSeat(t *testing.T) {
+	if err := CanAssign(true, 99, 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := CanAssign(true, 100, 100); err == nil || err.Error() != "no free seat (100 of 100 used)" {
+		t.Fatalf("full pool: %v", err)
+	}
+	if err := CanAssign(false, 0, 100); err == nil {
+		t.Fatal("a disabled account got a seat")
+	}
+}
+
+func TestMembershipFollowsEntraForUsersAndGroupsTheAppKeeps(t *testing.T) {
+	base := MembershipFacts{GroupID: "g", GroupName: "Sales", UserID: "u", UserStays: true, GroupStays: true}
+	for _, tc := range []struct {
+		name   string
+		change func(*MembershipFacts)
+		want   Action
+		reason string
+	}{
+		{"new member is added", func(f *MembershipFacts) { f.InEntra = true }, AddMembership, "member of \u201cSales\u201d in Entra ID"},
+		{"existing member stays", func(f *MembershipFacts) { f.InEntra, f.InApp = true, true }, "", ""},
+		{"leaver is removed", func(f *MembershipFacts) { f.InApp = true }, RemoveMembership, "no longer a member"},
+		{"removed user loses memberships", func(f *MembershipFacts) { f.InEntra, f.InApp, f.UserStays = true, true, false }, RemoveMembership, "user leaves the app"},
+		{"removed group loses memberships", func(f *MembershipFacts) { f.InEntra, f.InApp, f.GroupStays = true, true, false }, RemoveMembership, "group \u201cSales\u201d leaves the app"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := base
+			tc.change(&f)
+			it, ok := DecideMembership(f)
+			if ok != (tc.want != "") || it.Action != tc.want || !strings.Contains(it.Reason, tc.reason) {
+				t.Fatalf("DecideMembership = %+v %v", it, ok)
+			}
+		})
+	}
+}
+
+func TestGroupKindFollowsMicrosoftsGroupTypes(t *testing.T) {
+	for _, tc := range []struct {
+		g    DirGroup
+		kind string
+	}{
+		{DirGroup{GroupTypes: []string{"Unified"}, MailEnabled: true}, KindMicrosoft365},
+		{DirGroup{SecurityEnabled: true}, KindSecurity},
+		{DirGroup{SecurityEnabled: true, MailEnabled: true}, KindMailEnabledSecurity},
+		{DirGroup{MailEnabled: true}, KindDistribution},
+	} {
+		if k := tc.g.Kind(); k != tc.kind {
+			t.Errorf("%+v: kind %s, want %s", tc.g, k, tc.kind)
+		}
+	}
+}
+
+func TestGroupsFollowEntra(t *testing.T) {
+	d := DirGroup{ID: "g", DisplayName: "Sales", SecurityEnabled: true}
+	if it, ok := DecideGroup(GroupFacts{EntraID: "g", Dir: &d}); !ok || it.Action != CreateGroup {
+		t.Fatalf("new group: %+v", it)
+	}
+	a := AppGroup{EntraID: "g", DisplayName: "Sales", Kind: KindSecurity}
+	if it, ok := DecideGroup(GroupFacts{EntraID: "g", Dir: &d, App: &a}); ok {
+		t.Fatalf("unchanged group: %+v", it)
+	}
+	d.DisplayName = "Sales EMEA"
+	if it, ok := DecideGroup(GroupFacts{EntraID: "g", Dir: &d, App: &a}); !ok || it.Action != UpdateGroup || it.After["displayName"] != "Sales EMEA" {
+		t.Fatalf("renamed group: %+v", it)
+	}
+	if it, ok := DecideGroup(GroupFacts{EntraID: "g", App: &a}); !ok || it.Action != RemoveGroup {
+		t.Fatalf("deleted group: %+v", it)
+	}
+}
+
+func TestGuardHoldsMassRemoval(t *testing.T) {
+	s := DefaultSettings()
+	facts := GuardFacts{AppUsers: 100, Licenses: 90, UsersRead: true, UsersListed: 30}
+	v := Judge(s, Summary{RemoveUser: 70, RevokeLicense: 60}, facts)
+	if !v.Hold || v.Reason != HeldDeletionGuard || !strings.Contains(v.Message, "remove or disable 70 of 100 users (threshold 10)") {
+		t.Fatalf("verdict = %+v", v)
+	}
+	if v := Judge(s, Summary{RemoveUser: 10}, facts); v.Hold {
+		t.Fatalf("10 of 100 held: %+v", v)
+	}
+}
+
+func TestGuardCountsDisabledAccountsWithRemovals(t *testing.T) {
+	v := Judge(DefaultSettings(), Summary{RemoveUser: 3, DisableUser: 3}, GuardFacts{AppUsers: 40, UsersRead: true, UsersListed: 40})
+	if !v.Hold {
+		t.Fatalf("6 of 40 (threshold 5) not held: %+v", v)
+	}
+}
+
+func TestGuardMinimumSparesSmallTenants(t *testing.T) {
+	v := Judge(DefaultSettings(), Summary{RemoveUser: 5}, GuardFacts{AppUsers: 8, UsersRead: true, UsersListed: 3})
+	if v.Hold {
+		t.Fatalf("5 of 8 held despite the minimum of 5: %+v", v)
+	}
+}
+
+func TestGuardHoldsLicenseAndRoleRevocations(t *testing.T) {
+	s := DefaultSettings()
+	s.DeletionGuard = DeletionGuard{Percent: 10, Minimum: 0}
+	f := GuardFacts{AppUsers: 1000, Licenses: 100, RoleGrants: 10, UsersRead: true, UsersListed: 1000}
+	if v := Judge(s, Summary{RevokeLicense: 11}, f); !v.Hold || !strings.Contains(v.Message, "revoke 11 of 100 licenses") {
+		t.Fatalf("license revocations: %+v", v)
+	}
+	if v := Judge(s, Summary{RevokeRole: 2}, f); !v.Hold || !strings.Contains(v.Message, "role grants") {
+		t.Fatalf("role revocations: %+v", v)
+	}
+}
+
+func TestGuardAlwaysHoldsAnEmptyUsersListing(t *testing.T) {
+	s := DefaultSettings()
+	s.DeletionGuard.Percent = 100
+	v := Judge(s, Summary{RemoveUser: 3}, GuardFacts{AppUsers: 3, UsersRead: true, UsersListed: 0})
+	if !v.Hold || v.Reason != HeldDeletionGuard || !strings.Contains(v.Message, "listed no users") {
+		t.Fatalf("verdict = %+v", v)
+	}
+	if v := Judge(s, Summary{}, GuardFacts{AppUsers: 0, UsersRead: true}); v.Hold {
+		t.Fatalf("an empty directory into an empty app was held: %+v", v)
+	}
+}
+
+func TestReviewModeHoldsEveryNonEmptyPlan(t *testing.T) {
+	s := DefaultSettings()
+	s.ApplyMode = ApplyReview
+	f := GuardFacts{AppUsers: 10, UsersRead: true, UsersListed: 10}
+	if v := Judge(s, Summary{UpdateUser: 1}, f); !v.Hold || v.Reason != HeldReview {
+		t.Fatalf("verdict = %+v", v)
+	}
+	if v := Judge(s, Summary{}, f); v.Hold {
+		t.Fatalf("an empty plan was held for review: %+v", v)
+	}
+}
+
+func TestSeatShortageNotifiesOncePerEpisode(t *testing.T) {
+	n, short := SeatShortage(false, 3, 100, "Contoso")
+	if n == nil || !short || n.Kind != NoticeSeatsExhausted {
+		t.Fatalf("first shortage: %+v %v", n, short)
+	}
+	if n, short = SeatShortage(true, 5, 100, "Contoso"); n != nil || !short {
+		t.Fatalf("same shortage again: %+v %v", n, short)
+	}
+	if n, short = SeatShortage(true, 0, 100, "Contoso"); n != nil || short {
+		t.Fatalf("shortage over: %+v %v", n, short)
+	}
+	if n, _ = SeatShortage(short, 1, 100, "Contoso"); n == nil {
+		t.Fatal("a new shortage was not told")
+	}
+}
+
+func TestSettingsValidation(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		set   func(*Settings)
+		field string
+	}{
+		{"defaults are valid", func(*Settings) {}, ""},
+		{"negative seats", func(s *Settings) { s.Seats = -1 }, "seats"},
+		{"unknown tier", func(s *Settings) { s.Plan = "gold" }, "plan"},
+		{"unknown local edits", func(s *Settings) { s.LocalEdits = "merge" }, "localEdits"},
+		{"unknown apply mode", func(s *Settings) { s.ApplyMode = "manual" }, "applyMode"},
+		{"percent over 100", func(s *Settings) { s.DeletionGuard.Percent = 101 }, "deletionGuard.percent"},
+		{"negative minimum", func(s *Settings) { s.DeletionGuard.Minimum = -1 }, "deletionGuard.minimum"},
+		{"group id not a GUID", func(s *Settings) { s.Scope.Groups = []string{"sales"} }, "scope.groups"},
+		{"malformed filter", func(s *Settings) { s.Scope.UserFilter = "department eq 'Sales" }, "scope.userFilter"},
+		{"blank email pattern", func(s *Settings) { s.Scope.EmailExclude = []string{" "} }, "scope.emailExclude"},
+		{"basic with scope groups", func(s *Settings) {
+			s.Plan = TierBasic
+			s.Scope.Groups = []string{"00000000-0000-0000-0000-000000000001"}
+		}, "scope.groups"},
+		{"basic with a user filter", func(s *Settings) { s.Plan, s.Scope.UserFilter = TierBasic, "accountEnabled eq true" }, "scope.userFilter"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := DefaultSettings()
+			tc.set(&s)
+			s.Normalize()
+			err := s.Validate()
+			var fe *FieldError
+			switch {
+			case tc.field == "" && err != nil:
+				t.Fatalf("valid settings refused: %v", err)
+			case tc.field != "" && (!errors.As(err, &fe) || fe.Field != tc.field):
+				t.Fatalf("error = %v, want one naming %s", err, tc.field)
+			}
+			if tc.field == "scope.groups" && s.Plan == TierBasic && !strings.Contains(err.Error(), "Business or Premium") {
+				t.Fatalf("basic refusal does not say why: %v", err)
+			}
+		})
+	}
+}

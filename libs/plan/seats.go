@@ -1,0 +1,79 @@
+package plan
+
+import "fmt"
+
+// SeatUser is a user taking part in the seat hand-out.
+type SeatUser struct {
+	EntraID     string
+	DisplayName string
+}
+
+// Seats hands out a tenant's seats in one run, after the user rules have
+// said who keeps a seat and who wants one:
+//
+//  1. seats freed by leavers and disabled accounts are already back (the
+//     user rules revoked them), so they go to joiners in this same run;
+//  2. holders keep their seats, oldest grant first; when the pool shrank
+//     below the holders, the most recent grants go back;
+//  3. free seats go to candidates in Entra id order, so who gets a seat is
+//     the same whichever replica plans, and a holder is never bumped for
+//     a newcomer.
+//
+// Feed every holder (oldest grant first) to Holder, then every candidate
+// (Entra id order) to Candidate.
+type Seats struct {
+	pool int
+	used int
+	// Unlicensed counts enabled users in scope left without a seat:
+	// candidates who got none, and holders whose seat went back.
+	Unlicensed int64
+}
+
+// NewSeats starts a hand-out of a pool of n seats.
+func NewSeats(n int) *Seats { return &Seats{pool: n} }
+
+// Holder keeps a holder's seat while the pool has room; past that, it
+// returns the revocation.
+func (s *Seats) Holder(u SeatUser) (Item, bool) {
+	if s.used < s.pool {
+		s.used++
+		return Item{}, false
+	}
+	s.Unlicensed++ // still enabled and in scope: now waiting for a seat
+	return Item{Action: RevokeLicense, EntraID: u.EntraID, DisplayName: u.DisplayName,
+		Before: Fields{"license": LicenseAssigned}, After: Fields{"license": LicenseNone},
+		Reason: fmt.Sprintf("the seat pool shrank to %d; the most recent grants go back first", s.pool)}, true
+}
+
+// Candidate gives a candidate a seat if one is free.
+func (s *Seats) Candidate(u SeatUser) (Item, bool) {
+	if s.used >= s.pool {
+		s.Unlicensed++
+		return Item{}, false
+	}
+	s.used++
+	return Item{Action: AssignLicense, EntraID: u.EntraID, DisplayName: u.DisplayName,
+		Before: Fields{"license": LicenseNone}, After: Fields{"license": LicenseAssigned},
+		Reason: fmt.Sprintf("account enabled in Entra ID and a seat was free (%d of %d used)", s.used, s.pool)}, true
+}
+
+// Used is the number of seats held after the hand-out.
+func (s *Seats) Used() int { return s.used }
+
+// NoSeatReason is what an admin is told when giving a license back finds
+// the pool full.
+func NoSeatReason(used, pool int) string {
+	return fmt.Sprintf("no free seat (%d of %d used)", used, pool)
+}
+
+// CanAssign says whether an admin may give a license back now: the
+// account must be enabled in Entra ID and a seat free.
+func CanAssign(enabled bool, used, pool int) error {
+	if !enabled {
+		return fmt.Errorf("the account is disabled in Entra ID; it cannot hold a seat")
+	}
+	if used >= pool {
+		return fmt.Errorf("%s", NoSeatReason(used, pool))
+	}
+	return nil
+}
