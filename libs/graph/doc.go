@@ -14,6 +14,12 @@
 //
 // Errors are classified where they are born: *Error for Graph's error
 // bodies, ErrAuth when the authority rejects the credentials, ErrMalformed
-// for responses that cannot be read; IsPermanent and IsThrottled tell the
-// caller what to do with them.
+// for responses that cannot be read, ErrFilterRefused when Graph refuses
+// a users filter; IsPermanent and IsThrottled tell the caller what to do
+// with them.
+//
+// A users filter goes out as an advanced query (ConsistencyLevel:
+// eventual, $count=true) unless every condition in it is one Graph's
+// docs say works without (filter.go); in doubt it is advanced, which
+// Graph serves for any filter it serves at all.
 package graph

@@ -24,6 +24,12 @@ var ErrAuth = errors.New("graph: authentication failed")
 // help, so it is permanent.
 var ErrMalformed = errors.New("malformed Graph response")
 
+// ErrFilterRefused marks a users listing whose $filter Graph refused
+// (400 to the first page): someone has to change the filter. The error
+// that wraps it also wraps Graph's *Error, whose code and message say
+// why, and is permanent.
+var ErrFilterRefused = errors.New("Graph refused the user filter")
+
 // Error is an HTTP error answered by Graph, with the code and message of its
 // error body when it had one.
 type Error struct {

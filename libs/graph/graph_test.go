@@ -147,7 +147,7 @@ func TestEnumerationMatchesGroundTruth(t *testing.T) {
 			cfg.PageSize = tc.pageSize
 			c := f.newClient(t, cfg)
 
-			users, pages, err := collect(t, c.Users(ctx), tc.pageSize)
+			users, pages, err := collect(t, c.Users(ctx, ""), tc.pageSize)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -216,7 +216,7 @@ func TestMembersOfUnreadableTypes(t *testing.T) {
 	cfg.PageSize = pageSize
 	c := f.newClient(t, cfg)
 
-	users, _, err := collect(t, c.Users(ctx), pageSize)
+	users, _, err := collect(t, c.Users(ctx, ""), pageSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +314,7 @@ func TestWrongSecretIsPermanentAuthError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = collect(t, c.Users(t.Context()), DefaultPageSize)
+	_, _, err = collect(t, c.Users(t.Context(), ""), DefaultPageSize)
 	if err == nil {
 		t.Fatal("listing users with a wrong secret succeeded")
 	}
@@ -339,7 +339,7 @@ func TestThrottlingWaitsExactlyRetryAfter(t *testing.T) {
 	cfg.Sleep = rec.sleep
 	c := f.newClient(t, cfg)
 
-	users, _, err := collect(t, c.Users(t.Context()), DefaultPageSize)
+	users, _, err := collect(t, c.Users(t.Context(), ""), DefaultPageSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +379,7 @@ func TestThrottlingEveryNthRequest(t *testing.T) {
 	cfg.PageSize = 2
 	c := f.newClient(t, cfg)
 
-	users, pages, err := collect(t, c.Users(t.Context()), cfg.PageSize)
+	users, pages, err := collect(t, c.Users(t.Context(), ""), cfg.PageSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,7 +453,7 @@ func TestGivesUpAfterMaxAttempts(t *testing.T) {
 	cfg.Sleep = func(ctx context.Context, d time.Duration) error { return ctx.Err() }
 	c := f.newClient(t, cfg)
 
-	_, _, err := collect(t, c.Users(t.Context()), DefaultPageSize)
+	_, _, err := collect(t, c.Users(t.Context(), ""), DefaultPageSize)
 	var ge *Error
 	if !errors.As(err, &ge) || ge.Status != http.StatusServiceUnavailable {
 		t.Fatalf("got %v, want a *graph.Error with status 503", err)
@@ -479,7 +479,7 @@ func TestCancelStopsWaiting(t *testing.T) {
 
 	done := make(chan error, 1)
 	go func() {
-		_, _, err := collect(t, c.Users(ctx), DefaultPageSize)
+		_, _, err := collect(t, c.Users(ctx, ""), DefaultPageSize)
 		done <- err
 	}()
 	select {
@@ -510,7 +510,7 @@ func TestLaterPageErrorIsTyped(t *testing.T) {
 
 	pages := 0
 	var err error
-	for _, perr := range c.Users(t.Context()) {
+	for _, perr := range c.Users(t.Context(), "") {
 		if perr != nil {
 			err = perr
 			break
@@ -582,7 +582,7 @@ func TestMalformedResponsesGiveClearErrors(t *testing.T) {
 			cfg.MaxAttempts = 1
 			c := f.newClient(t, cfg)
 
-			_, _, err := collect(t, c.Users(t.Context()), DefaultPageSize)
+			_, _, err := collect(t, c.Users(t.Context(), ""), DefaultPageSize)
 			if err == nil {
 				t.Fatal("a malformed response was accepted")
 			}
