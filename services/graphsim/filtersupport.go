@@ -68,7 +68,7 @@ func ops(byDefault, advanced string) map[string]filterSupport {
 var userFilters = map[string]map[string]filterSupport{
 	"accountEnabled":              ops("eq in", "ne not ge le"),
 	"ageGroup":                    ops("eq in", "ne not"),
-	"assignedLicenses":            ops("", "not $count"),
+	"assignedLicenses":            ops("eq", "not $count"),
 	"businessPhones":              ops("eq", "not ge le startsWith"),
 	"city":                        ops("eq ge in startsWith", "ne not le null"),
 	"companyName":                 ops("", "eq ne not ge le in startsWith null"),
