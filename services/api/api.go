@@ -178,6 +178,9 @@ func (s *Server) routes(c *contract) (http.Handler, error) {
 	table := []route{
 		{"POST", "/v1/tenants", s.createTenant},
 		{"GET", "/v1/tenants/{tenantId}", s.getTenant},
+		{"PATCH", "/v1/tenants/{tenantId}", s.updateSettings},
+		{"POST", "/v1/tenants/{tenantId}/disconnect", s.disconnectTenant},
+		{"POST", "/v1/tenants/{tenantId}/connect", s.connectTenant},
 		{"GET", "/v1/tenants/{tenantId}/syncs", s.listRuns},
 		{"POST", "/v1/tenants/{tenantId}/syncs", s.triggerSync},
 		{"GET", "/v1/tenants/{tenantId}/syncs/{runId}", s.getRun},

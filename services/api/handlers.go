@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/entrasync/entrasync/libs/plan"
 	"github.com/entrasync/entrasync/libs/store"
 	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
 )
@@ -264,14 +265,24 @@ func pathID(r *http.Request, name string) string {
 }
 
 // storeError answers for an error from the store: 404 for what does not
-// exist, 400 for what the store refused as invalid, 500 otherwise (logged,
-// not shown).
+// exist, 400 for what the store refused as invalid (naming the setting
+// when it is one), 409 for a disconnected tenant or a conflicting write,
+// 500 otherwise (logged, not shown).
 func (s *Server) storeError(w http.ResponseWriter, r *http.Request, err error, what string) {
+	var fe *plan.FieldError
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", "", what+" not found")
+	case errors.As(err, &fe):
+		writeError(w, http.StatusBadRequest, "invalid_request", fe.Field, fe.Message)
 	case errors.Is(err, store.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "invalid_request", "", err.Error())
+	case errors.Is(err, store.ErrDisconnected):
+		id := r.PathValue("tenantId")
+		writeError(w, http.StatusConflict, "conflict", "", "tenant "+id+" is disconnected and is not synced; "+
+			"connect it again with POST /v1/tenants/"+id+"/connect")
+	case errors.Is(err, store.ErrConflict):
+		writeError(w, http.StatusConflict, "conflict", "", what+" changed meanwhile; try again")
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody reads the answer.
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "", "request cancelled")

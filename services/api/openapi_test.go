@@ -2,13 +2,18 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/entrasync/entrasync/libs/plan"
 	"github.com/entrasync/entrasync/libs/store"
 )
 
@@ -25,17 +30,19 @@ func TestOpenAPIDescribesWhatTheHandlersSend(t *testing.T) {
 	if !strings.HasPrefix(spec, "openapi: 3.1.") {
 		t.Fatal("openapi.yaml is not OpenAPI 3.1")
 	}
-	for _, path := range []string{"/healthz", "/readyz", "/v1/tenants", "/v1/tenants/{tenantId}", "/v1/tenants/{tenantId}/syncs",
+	for _, path := range []string{"/healthz", "/readyz", "/v1/tenants", "/v1/tenants/{tenantId}",
+		"/v1/tenants/{tenantId}/disconnect", "/v1/tenants/{tenantId}/connect", "/v1/tenants/{tenantId}/syncs",
 		"/v1/tenants/{tenantId}/syncs/{runId}", "/v1/tenants/{tenantId}/users", "/v1/tenants/{tenantId}/groups"} {
 		if !strings.Contains(spec, "\n  "+path+":\n") {
 			t.Errorf("openapi.yaml lacks the path %s", path)
 		}
 	}
-	for _, v := range []any{tenantView{}, runSummary{}, runView{}, userView{}, groupView{}, page[userView]{}, apiError{}, errorBody{}, readiness{}} {
+	for _, v := range []any{tenantView{}, tenantUpdated{}, plan.DeletionGuard{}, plan.Scope{}, runSummary{}, runView{},
+		userView{}, groupView{}, page[userView]{}, apiError{}, errorBody{}, readiness{}} {
 		typ := reflect.TypeOf(v)
 		for i := range typ.NumField() {
 			name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
-			if name == "" || name == "-" {
+			if name == "" || name == "-" { // untagged: tenantUpdated's embedded view, checked on its own
 				continue
 			}
 			if !regexp.MustCompile(`\n\s+` + regexp.QuoteMeta(name) + `:`).MatchString(spec) {
@@ -44,7 +51,9 @@ func TestOpenAPIDescribesWhatTheHandlersSend(t *testing.T) {
 		}
 	}
 	// And every field a client may send.
-	for _, name := range []string{"name", "entraTenantId", "clientId", "clientSecret", "seats", "syncIntervalMinutes", "kind"} {
+	for _, name := range []string{"name", "entraTenantId", "clientId", "clientSecret", "seats", "syncIntervalMinutes", "kind",
+		"plan", "localEdits", "applyMode", "deletionGuard", "percent", "minimum", "scope", "groups", "userFilter",
+		"emailInclude", "emailExclude", "includeGuests", "includeDisabled", "requireMailbox"} {
 		if !regexp.MustCompile(`\n\s+` + name + `:`).MatchString(spec) {
 			t.Errorf("openapi.yaml does not describe the request field %s", name)
 		}
@@ -66,6 +75,80 @@ func TestOpenAPIIsValid(t *testing.T) {
 	create := c.doc.Components.Schemas["TenantCreate"].Value
 	if d := create.Properties["syncIntervalMinutes"].Value.Default; d != float64(store.DefaultSyncInterval/time.Minute) {
 		t.Errorf("syncIntervalMinutes default %v, the store's is %v", d, store.DefaultSyncInterval)
+	}
+	defaults, err := json.Marshal(plan.DefaultSettings())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want map[string]any
+	if err := json.Unmarshal(defaults, &want); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"plan", "localEdits", "applyMode", "deletionGuard", "scope"} {
+		if got := create.Properties[name].Value.Default; !reflect.DeepEqual(got, want[name]) {
+			t.Errorf("openapi.yaml's default %s is %v, plan.DefaultSettings' %v", name, got, want[name])
+		}
+	}
+}
+
+// TestOpenAPILimitsAreThePlans: the settings' limits in openapi.yaml are
+// the ones plan.Settings.Validate holds every other writer to, so a
+// request the contract lets through is not refused later for a limit it
+// did not state.
+func TestOpenAPILimitsAreThePlans(t *testing.T) {
+	t.Parallel()
+	c, err := loadContract(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema := func(name string) *openapi3.Schema { return c.doc.Components.Schemas[name].Value }
+	prop := func(s *openapi3.Schema, name string) *openapi3.Schema { return s.Properties[name].Value }
+	max := func(s *openapi3.Schema) int {
+		switch {
+		case s.Max != nil:
+			return int(*s.Max)
+		case s.MaxLength != nil:
+			return int(*s.MaxLength)
+		case s.MaxItems != nil:
+			return int(*s.MaxItems)
+		}
+		return -1
+	}
+	scope := schema("Scope")
+	for _, c := range []struct {
+		name   string
+		schema *openapi3.Schema
+		want   int
+	}{
+		{"Seats", schema("Seats"), plan.MaxSeats},
+		{"deletionGuard.percent", prop(schema("DeletionGuard"), "percent"), 100},
+		{"deletionGuard.minimum", prop(schema("DeletionGuard"), "minimum"), plan.MaxGuardMinimum},
+		{"scope.groups", prop(scope, "groups"), plan.MaxScopeGroups},
+		{"scope.userFilter", prop(scope, "userFilter"), plan.MaxUserFilter},
+		{"scope.emailInclude", prop(scope, "emailInclude"), plan.MaxEmailPatterns},
+		{"scope.emailExclude", prop(scope, "emailExclude"), plan.MaxEmailPatterns},
+		{"EmailPattern", schema("EmailPattern"), plan.MaxEmailPattern},
+	} {
+		if got := max(c.schema); got != c.want {
+			t.Errorf("openapi.yaml's %s limit is %d, plan's %d", c.name, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		want []string
+	}{
+		{"Plan", []string{string(plan.TierBasic), string(plan.TierBusiness), string(plan.TierPremium)}},
+		{"LocalEdits", []string{string(plan.EditsKeep), string(plan.EditsOverwrite)}},
+		{"ApplyMode", []string{string(plan.ApplyAuto), string(plan.ApplyReview)}},
+	} {
+		var got []string
+		for _, v := range schema(c.name).Enum {
+			s, _ := v.(string)
+			got = append(got, s)
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("openapi.yaml's %s values %v, plan's %v", c.name, got, c.want)
+		}
 	}
 }
 

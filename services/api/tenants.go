@@ -1,26 +1,44 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
 
+	"github.com/entrasync/entrasync/libs/plan"
 	"github.com/entrasync/entrasync/libs/store"
 )
 
-// tenantView is a tenant as the api shows it: never with its secret.
+// tenantView is a tenant as the api shows it: never with its secret. The
+// settings are at the top level, in the shape PATCH takes them.
 type tenantView struct {
-	ID                  string      `json:"id"`
-	Name                string      `json:"name"`
-	EntraTenantID       string      `json:"entraTenantId"`
-	ClientID            string      `json:"clientId"`
-	Seats               int         `json:"seats"`
-	SyncIntervalMinutes int64       `json:"syncIntervalMinutes"`
-	CreatedAt           time.Time   `json:"createdAt"`
-	UpdatedAt           time.Time   `json:"updatedAt"`
-	LastRun             *runSummary `json:"lastRun,omitempty"`
+	ID                  string             `json:"id"`
+	Name                string             `json:"name"`
+	EntraTenantID       string             `json:"entraTenantId"`
+	ClientID            string             `json:"clientId"`
+	Seats               int                `json:"seats"`
+	Plan                plan.Tier          `json:"plan"`
+	LocalEdits          plan.LocalEdits    `json:"localEdits"`
+	ApplyMode           plan.ApplyMode     `json:"applyMode"`
+	DeletionGuard       plan.DeletionGuard `json:"deletionGuard"`
+	Scope               plan.Scope         `json:"scope"`
+	SyncIntervalMinutes int64              `json:"syncIntervalMinutes"`
+	Connected           bool               `json:"connected"`
+	DisconnectedAt      *time.Time         `json:"disconnectedAt"`
+	CreatedAt           time.Time          `json:"createdAt"`
+	UpdatedAt           time.Time          `json:"updatedAt"`
+	LastRun             *runSummary        `json:"lastRun,omitempty"`
+}
+
+// tenantUpdated is the answer to a settings change.
+type tenantUpdated struct {
+	tenantView
+	// SyncRunID is the run queued because the scope changed.
+	SyncRunID string `json:"syncRunId,omitempty"`
 }
 
 type runSummary struct {
@@ -32,10 +50,16 @@ type runSummary struct {
 }
 
 func newTenantView(t store.Tenant) tenantView {
+	set := t.Settings
+	// Lists are [] rather than null for clients, whatever the store held.
+	set.Normalize()
 	return tenantView{
 		ID: t.ID, Name: t.Name, EntraTenantID: t.EntraTenantID, ClientID: t.ClientID, Seats: t.Seats,
+		Plan: set.Plan, LocalEdits: set.LocalEdits, ApplyMode: set.ApplyMode,
+		DeletionGuard: set.DeletionGuard, Scope: set.Scope,
 		SyncIntervalMinutes: int64(t.SyncInterval / time.Minute),
-		CreatedAt:           t.CreatedAt.UTC(), UpdatedAt: t.UpdatedAt.UTC(),
+		Connected:           t.Connected(), DisconnectedAt: utc(t.DisconnectedAt),
+		CreatedAt: t.CreatedAt.UTC(), UpdatedAt: t.UpdatedAt.UTC(),
 	}
 }
 
@@ -69,11 +93,11 @@ func (c credentials) forStore() store.Credentials {
 	return store.Credentials{EntraTenantID: entra, ClientID: client, ClientSecret: c.ClientSecret}
 }
 
-// tenantCreate is the body of POST /v1/tenants.
+// tenantCreate is the body of POST /v1/tenants but for the settings,
+// which are decoded into plan.Settings from the same body.
 type tenantCreate struct {
 	Name string `json:"name"`
 	credentials
-	Seats               int   `json:"seats"`
 	SyncIntervalMinutes int64 `json:"syncIntervalMinutes"`
 }
 
@@ -85,21 +109,31 @@ func (s *Server) createTenant(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body tenantCreate
-	if err := json.Unmarshal(raw, &body); err != nil {
+	// Settings left out keep their defaults: Unmarshal only sets what
+	// the body has, member by member inside deletionGuard and scope.
+	settings := plan.DefaultSettings()
+	if err := errors.Join(json.Unmarshal(raw, &body), json.Unmarshal(raw, &settings)); err != nil {
 		s.internal(w, r, fmt.Errorf("api: decode a tenant the contract accepted: %w", err))
+		return
+	}
+	settings.Normalize()
+	if err := settings.Validate(); err != nil {
+		s.storeError(w, r, err, "tenant")
 		return
 	}
 	c := body.forStore()
 	t, err := s.st.CreateTenant(r.Context(), store.NewTenant{
 		Name: body.Name, EntraTenantID: c.EntraTenantID, ClientID: c.ClientID, ClientSecret: c.ClientSecret,
-		Seats:        body.Seats,
+		Seats:        settings.Seats,
 		SyncInterval: time.Duration(body.SyncIntervalMinutes) * time.Minute, // 0: the store's default
+		Settings:     &settings,
 	})
 	if err != nil {
 		s.storeError(w, r, err, "tenant")
 		return
 	}
-	s.log.Info().Str("tenant", t.ID).Str("entra_tenant", t.EntraTenantID).Msg("tenant connected")
+	s.log.Info().Str("tenant", t.ID).Str("entra_tenant", t.EntraTenantID).Str("plan", string(t.Settings.Plan)).
+		Msg("tenant connected")
 	w.Header().Set("Location", "/v1/tenants/"+t.ID)
 	writeJSON(w, http.StatusCreated, newTenantView(t))
 }
@@ -111,15 +145,162 @@ func (s *Server) getTenant(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, r, err, "tenant")
 		return
 	}
-	s.writeTenant(w, r, http.StatusOK, t)
+	s.writeTenant(w, r, http.StatusOK, t, "")
 }
 
 // writeTenant answers with a tenant and its latest run.
-func (s *Server) writeTenant(w http.ResponseWriter, r *http.Request, status int, t store.Tenant) {
+func (s *Server) writeTenant(w http.ResponseWriter, r *http.Request, status int, t store.Tenant, syncRunID string) {
 	v, err := s.viewWithLastRun(r.Context(), t)
 	if err != nil {
 		s.storeError(w, r, err, "tenant")
 		return
 	}
-	writeJSON(w, status, v)
+	if syncRunID == "" {
+		writeJSON(w, status, v)
+		return
+	}
+	writeJSON(w, status, tenantUpdated{tenantView: v, SyncRunID: syncRunID})
+}
+
+// updateSettings changes a tenant's settings by a JSON merge patch:
+// PATCH /v1/tenants/{tenantId}. A change of who is in scope queues a sync
+// at once, so the application does not wait a day to follow it.
+func (s *Server) updateSettings(w http.ResponseWriter, r *http.Request) {
+	id := pathID(r, "tenantId")
+	raw, err := checkedBody(r)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	cur, err := s.st.GetTenant(r.Context(), id)
+	if err != nil {
+		s.storeError(w, r, err, "tenant")
+		return
+	}
+	settings, err := mergeSettings(cur.Settings, raw)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	settings.Normalize()
+	if err := settings.Validate(); err != nil {
+		s.storeError(w, r, err, "tenant")
+		return
+	}
+	t, change, err := s.st.UpdateSettings(r.Context(), id, settings)
+	if err != nil {
+		s.storeError(w, r, err, "tenant")
+		return
+	}
+	log := s.log.With().Str("tenant", id).Logger()
+	if change.Changed {
+		log.Info().Bool("scope_changed", change.ScopeChanged).Msg("settings changed")
+	}
+	var runID string
+	if change.ScopeChanged && t.Connected() {
+		// The settings are stored: their sync is queued even if the
+		// client stops waiting for the answer.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), publishTimeout)
+		defer cancel()
+		run, err := s.queueSync(ctx, id)
+		switch {
+		case err == nil, errors.Is(err, errNotPublished):
+			// A recorded run is the answer even when its job waits for
+			// the scheduler's sweeper: it will run.
+			runID = run.ID
+		default:
+			// The settings are stored; the next scheduled sync follows
+			// them. Failing the request would suggest they were not.
+			log.Warn().Err(err).Msg("scope changed but no sync could be queued")
+		}
+	}
+	s.writeTenant(w, r, http.StatusOK, t, runID)
+}
+
+// mergeSettings applies a JSON merge patch (RFC 7386) to settings in
+// their JSON form and reads the result back. The contract lets only
+// settings members through, none of them null, so the result is always
+// whole settings; Validate judges their values.
+func mergeSettings(cur plan.Settings, patch []byte) (plan.Settings, error) {
+	target, err := json.Marshal(cur)
+	if err != nil {
+		return plan.Settings{}, fmt.Errorf("api: encode settings: %w", err)
+	}
+	var t, p any
+	if err := errors.Join(unmarshalNumbers(target, &t), unmarshalNumbers(patch, &p)); err != nil {
+		return plan.Settings{}, fmt.Errorf("api: decode settings and their patch: %w", err)
+	}
+	merged, err := json.Marshal(mergePatch(t, p))
+	if err != nil {
+		return plan.Settings{}, fmt.Errorf("api: encode patched settings: %w", err)
+	}
+	out := plan.DefaultSettings()
+	if err := json.Unmarshal(merged, &out); err != nil {
+		return plan.Settings{}, fmt.Errorf("api: decode patched settings: %w", err)
+	}
+	return out, nil
+}
+
+// unmarshalNumbers decodes JSON keeping numbers as written, so that a
+// patch's integers reach plan.Settings without a trip through float64.
+func unmarshalNumbers(raw []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	return dec.Decode(v)
+}
+
+// mergePatch is RFC 7386's MergePatch: members of an object patch replace
+// the target's one by one (recursively for objects, null removing one);
+// anything else replaces the target whole.
+func mergePatch(target, patch any) any {
+	p, ok := patch.(map[string]any)
+	if !ok {
+		return patch
+	}
+	t, ok := target.(map[string]any)
+	if !ok {
+		t = map[string]any{}
+	}
+	for k, v := range p {
+		if v == nil {
+			delete(t, k)
+			continue
+		}
+		t[k] = mergePatch(t[k], v)
+	}
+	return t
+}
+
+// disconnectTenant stops syncing a tenant and forgets its secret:
+// POST /v1/tenants/{tenantId}/disconnect.
+func (s *Server) disconnectTenant(w http.ResponseWriter, r *http.Request) {
+	t, err := s.st.DisconnectTenant(r.Context(), pathID(r, "tenantId"))
+	if err != nil {
+		s.storeError(w, r, err, "tenant")
+		return
+	}
+	s.log.Info().Str("tenant", t.ID).Msg("tenant disconnected")
+	s.writeTenant(w, r, http.StatusOK, t, "")
+}
+
+// connectTenant stores new credentials and connects a tenant again:
+// POST /v1/tenants/{tenantId}/connect.
+func (s *Server) connectTenant(w http.ResponseWriter, r *http.Request) {
+	raw, err := checkedBody(r)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	var c credentials
+	if err := json.Unmarshal(raw, &c); err != nil {
+		s.internal(w, r, fmt.Errorf("api: decode credentials the contract accepted: %w", err))
+		return
+	}
+	t, err := s.st.ConnectTenant(r.Context(), pathID(r, "tenantId"), c.forStore())
+	if err != nil {
+		s.storeError(w, r, err, "tenant")
+		return
+	}
+	s.log.Info().Str("tenant", t.ID).Str("entra_tenant", t.EntraTenantID).Msg("tenant connected again")
+	s.writeTenant(w, r, http.StatusOK, t, "")
 }
