@@ -23,9 +23,15 @@
 // works. A job whose tenant is leased elsewhere goes back to the stream
 // and returns later.
 //
+// A run reads the tenant's settings once, at its start, and lists only
+// the users its Scope.UserFilter (a Graph $filter) lets through.
+//
 // Failures are sorted once. Permanent ones (rejected credentials, a 4xx,
-// a malformed Graph response, a directory beyond AttemptPageSpan pages)
-// end the run with RunFailed and the job is acknowledged. Waiting for the
+// a malformed Graph response, a directory beyond AttemptPageSpan pages, a
+// user filter Graph refuses, a tenant an admin disconnected) end the run
+// with RunFailed and the job is acknowledged. A refused filter fails the
+// run before any users page is published, so it never reads as a tenant
+// without users. Waiting for the
 // tenant's lease, and shutdown, hand the job back as a bus.Retry, which
 // never uses the job up. Other failures that may pass hand it back to be
 // redelivered after a backoff, and the run starts over as a new attempt;

@@ -28,6 +28,22 @@ var errLeaseLost = errors.New("fetcher: tenant lease lost")
 // page numbers it owns (syncv1.AttemptPageSpan): no retry would fit.
 var errTooManyPages = fmt.Errorf("fetcher: the directory takes more than %d pages", syncv1.AttemptPageSpan)
 
+// runFailure ends a run at once with a message for the tenant's admin:
+// no retry can help until someone changes the tenant (connects it again,
+// fixes its user filter).
+type runFailure struct {
+	msg string // what RunFailed says
+	err error  // the cause, for the logs
+}
+
+func (e *runFailure) Error() string { return e.msg + " (" + e.err.Error() + ")" }
+
+func (e *runFailure) Unwrap() error { return e.err }
+
+// msgDisconnected is RunFailed's message for a tenant an admin
+// disconnected while its run waited.
+const msgDisconnected = "the tenant is disconnected; connect it again to sync"
+
 // handle runs one job. Its return value tells the bus what to do with the
 // job: nil acknowledges it (done, failed for good, or obsolete), a
 // bus.Retry brings it back later, any other error redelivers it.
@@ -128,6 +144,7 @@ func (f *Fetcher) handle(ctx context.Context, job *syncv1.SyncJob) error {
 	r := &runner{f: f, tenant: tenant, runID: runID, seq: seq, attempt: attempt, first: first, log: log}
 	r.next.Store(first)
 	err = r.run(rctx)
+	var rf *runFailure
 	switch {
 	case err == nil:
 		return nil
@@ -138,6 +155,9 @@ func (f *Fetcher) handle(ctx context.Context, job *syncv1.SyncJob) error {
 		}
 		log.Warn().Err(err).Msg("tenant lease lost mid-run; job comes back later")
 		return bus.Retry(err, f.leaseWait())
+	case ctx.Err() == nil && errors.As(err, &rf):
+		log.Warn().Err(err).Msg("run failed")
+		return f.publishFailed(ctx, tenant, runID, seq, rf.msg, r.stats(), log)
 	case ctx.Err() == nil && (graph.IsPermanent(err) || errors.Is(err, errTooManyPages)):
 		log.Warn().Err(err).Msg("run failed")
 		return f.publishFailed(ctx, tenant, runID, seq, err.Error(), r.stats(), log)
@@ -251,9 +271,21 @@ func (r *runner) run(ctx context.Context) error {
 		return err
 	}
 	creds, err := r.f.store.TenantCredentials(ctx, r.tenant)
+	if errors.Is(err, store.ErrDisconnected) {
+		// An admin disconnected the tenant after the job was queued: its
+		// secret is gone, and no redelivery brings it back.
+		return &runFailure{msg: msgDisconnected, err: err}
+	}
 	if err != nil {
 		return fmt.Errorf("fetcher: credentials of tenant %s: %w", r.tenant, err)
 	}
+	// The settings are read once, at the start: a change made during the
+	// run applies to the next one, never to half of this one's pages.
+	settings, err := r.f.store.TenantSettings(ctx, r.tenant)
+	if err != nil {
+		return fmt.Errorf("fetcher: settings of tenant %s: %w", r.tenant, err)
+	}
+	filter := settings.Scope.UserFilter
 	gcfg := r.f.cfg.Graph
 	gcfg.Logger = r.log // retries are logged with the tenant and run
 	r.client, err = graph.New(gcfg, graph.Credentials{
@@ -264,9 +296,14 @@ func (r *runner) run(ctx context.Context) error {
 		// would change.
 		return fmt.Errorf("%w: %v", graph.ErrAuth, err)
 	}
-	r.log.Info().Msg("run started")
+	r.log.Info().Str("user_filter", filter).Msg("run started")
 
-	for users, err := range r.client.Users(ctx) {
+	for users, err := range r.client.Users(ctx, filter) {
+		if errors.Is(err, graph.ErrFilterRefused) {
+			// The run fails before any users page is out: a listing cut
+			// short must not read as a tenant without those users.
+			return &runFailure{msg: refusedFilterMessage(filter, err), err: err}
+		}
 		if err != nil {
 			return err
 		}
@@ -321,6 +358,16 @@ func (r *runner) run(ctx context.Context) error {
 	r.log.Info().Int32("first_page", r.first).Int32("pages", pages).Int64("requests", stats.GetRequests()).
 		Int64("throttled", stats.GetThrottled()).Int64("retries", stats.GetRetries()).Msg("run fetched")
 	return nil
+}
+
+// refusedFilterMessage tells the tenant's admin which setting Graph
+// refused, in Graph's own words.
+func refusedFilterMessage(filter string, err error) string {
+	var ge *graph.Error
+	if !errors.As(err, &ge) {
+		return fmt.Sprintf("Graph refused the tenant's user filter (scope.userFilter %q): %v", filter, err)
+	}
+	return fmt.Sprintf("Graph refused the tenant's user filter (scope.userFilter %q): %s: %s", filter, ge.Code, ge.Message)
 }
 
 // memberLists publishes a group's direct members, then its transitive
