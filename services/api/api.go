@@ -1,7 +1,10 @@
-// Package api is entrasync's HTTP JSON API: tenants are connected and
-// inspected, syncs are triggered and followed, and the synced users and
-// groups are read back. It is a thin layer: triggering a sync records a
-// run and publishes its job; it never talks to Microsoft Graph itself.
+// Package api is entrasync's HTTP JSON API: tenants are connected,
+// inspected and tuned, syncs are triggered and followed, a plan held for
+// approval is read and approved or rejected, the synced users and groups
+// are read back and users edited, and the admins' notifications are
+// listed. It is a thin layer: triggering a sync records a run and
+// publishes its job, a decision or an edit is one store call; it never
+// talks to Microsoft Graph itself.
 //
 // Every route but /healthz and /readyz needs `Authorization: Bearer <ADMIN_TOKEN>`.
 // openapi.yaml next to this file is the contract, and it is enforced: it
@@ -184,7 +187,13 @@ func (s *Server) routes(c *contract) (http.Handler, error) {
 		{"GET", "/v1/tenants/{tenantId}/syncs", s.listRuns},
 		{"POST", "/v1/tenants/{tenantId}/syncs", s.triggerSync},
 		{"GET", "/v1/tenants/{tenantId}/syncs/{runId}", s.getRun},
+		{"GET", "/v1/tenants/{tenantId}/syncs/{runId}/plan", s.getPlan},
+		{"POST", "/v1/tenants/{tenantId}/syncs/{runId}/approve", s.approveRun},
+		{"POST", "/v1/tenants/{tenantId}/syncs/{runId}/reject", s.rejectRun},
+		{"GET", "/v1/tenants/{tenantId}/notifications", s.listNotifications},
 		{"GET", "/v1/tenants/{tenantId}/users", s.listUsers},
+		{"GET", "/v1/tenants/{tenantId}/users/{entraId}", s.getUser},
+		{"PATCH", "/v1/tenants/{tenantId}/users/{entraId}", s.updateUser},
 		{"GET", "/v1/tenants/{tenantId}/groups", s.listGroups},
 	}
 	probes := []route{

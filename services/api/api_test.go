@@ -511,7 +511,8 @@ func TestTriggerPublishesAJob(t *testing.T) {
 		run.CreatedAt.IsZero() || run.StartedAt != nil || run.FinishedAt != nil {
 		t.Fatalf("run: %d %s", g.status, g.body)
 	}
-	for _, k := range []string{`"startedAt":null`, `"finishedAt":null`, `"counts":{}`} {
+	for _, k := range []string{`"startedAt":null`, `"finishedAt":null`, `"counts":{}`, `"heldReason":null`, `"heldMessage":""`,
+		`"plan":null`, `"decidedAt":null`} {
 		if !bytes.Contains(g.body, []byte(k)) {
 			t.Errorf("run answer lacks %s: %s", k, g.body)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/entrasync/entrasync/libs/plan"
@@ -93,6 +94,14 @@ type runView struct {
 	CreatedAt     time.Time        `json:"createdAt"`
 	StartedAt     *time.Time       `json:"startedAt"`
 	FinishedAt    *time.Time       `json:"finishedAt"`
+	// HeldReason is why the run's plan waited for an admin; it stays after
+	// the decision, so the history shows it. Null when it never waited.
+	HeldReason  *string `json:"heldReason"`
+	HeldMessage string  `json:"heldMessage"`
+	// Plan counts the plan's items per action; null until the run was
+	// planned.
+	Plan      map[string]int64 `json:"plan"`
+	DecidedAt *time.Time       `json:"decidedAt"`
 }
 
 // getRun shows a run: GET /v1/tenants/{tenantId}/syncs/{runId}.
@@ -111,11 +120,16 @@ func viewOfRun(run store.Run) runView {
 	if counts == nil {
 		counts = map[string]int64{}
 	}
+	var held *string
+	if run.HeldReason != "" {
+		held = &run.HeldReason
+	}
 	return runView{
 		RunID: run.ID, TenantID: run.TenantID, Seq: run.Seq, Kind: run.Kind, Trigger: run.Trigger,
 		Status: run.Status, Error: run.Error, Counts: counts,
 		GraphRequests: run.GraphRequests, Throttled: run.Throttled,
 		CreatedAt: run.CreatedAt.UTC(), StartedAt: utc(run.StartedAt), FinishedAt: utc(run.FinishedAt),
+		HeldReason: held, HeldMessage: run.HeldMessage, Plan: run.PlanSummary, DecidedAt: utc(run.DecidedAt),
 	}
 }
 
@@ -132,7 +146,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
 	if after != "" {
 		n, err := strconv.ParseInt(after, 10, 64)
 		if err != nil || n < 1 {
-			writeBadRequest(w, invalid("after", "after must be the next cursor of a previous page"))
+			writeBadRequest(w, badCursor())
 			return
 		}
 		before = n
@@ -158,14 +172,6 @@ type page[T any] struct {
 	Next  *string `json:"next"`
 }
 
-type userView struct {
-	EntraID     string `json:"entraId"`
-	Email       string `json:"email"`
-	DisplayName string `json:"displayName"`
-	Enabled     bool   `json:"enabled"`
-	License     string `json:"license"`
-}
-
 type groupView struct {
 	EntraID           string `json:"entraId"`
 	DisplayName       string `json:"displayName"`
@@ -173,25 +179,6 @@ type groupView struct {
 	Dynamic           bool   `json:"dynamic"`
 	EntraMemberCount  int    `json:"entraMemberCount"`
 	SyncedMemberCount int    `json:"syncedMemberCount"`
-}
-
-// listUsers lists a tenant's app users: GET /v1/tenants/{tenantId}/users.
-func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
-	tenantID, after, limit, ok := s.listParams(w, r)
-	if !ok {
-		return
-	}
-	users, next, err := s.st.ListAppUsers(r.Context(), tenantID, after, limit)
-	if err != nil {
-		s.storeError(w, r, err, "tenant")
-		return
-	}
-	out := page[userView]{Items: make([]userView, 0, len(users)), Next: cursor(next)}
-	for _, u := range users {
-		out.Items = append(out.Items, userView{EntraID: u.EntraID, Email: u.Email, DisplayName: u.DisplayName,
-			Enabled: u.Enabled, License: u.License})
-	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 // listGroups lists a tenant's groups: GET /v1/tenants/{tenantId}/groups.
@@ -213,28 +200,13 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// listParams reads the tenant id, the cursor and the limit of a list.
-// The contract has checked their form; what it cannot know is whether a
-// cursor is one this api gave out.
+// listParams reads the tenant id, the cursor and the limit of a list of
+// the tenant's. The contract has checked their form; what it cannot know
+// is whether a cursor is one this api gave out.
 func (s *Server) listParams(w http.ResponseWriter, r *http.Request) (tenantID, after string, limit int, ok bool) {
 	tenantID = pathID(r, "tenantId")
-	q := r.URL.Query()
-	limit = s.defaultLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			writeBadRequest(w, invalid("limit", "limit must be an integer"))
-			return "", "", 0, false
-		}
-		limit = n
-	}
-	if v := q.Get("after"); v != "" {
-		raw, err := base64.RawURLEncoding.DecodeString(v)
-		if err != nil || len(raw) == 0 {
-			writeBadRequest(w, invalid("after", "after must be the next cursor of a previous page"))
-			return "", "", 0, false
-		}
-		after = string(raw)
+	if after, limit, ok = s.pageParams(w, r); !ok {
+		return "", "", 0, false
 	}
 	// The store tells an unknown tenant from an empty list on a first
 	// page; past a cursor only a look at the tenant can.
@@ -246,6 +218,33 @@ func (s *Server) listParams(w http.ResponseWriter, r *http.Request) (tenantID, a
 	}
 	return tenantID, after, limit, true
 }
+
+// pageParams reads the limit of a list and its cursor, unwrapped: the
+// store's position, which the caller parses.
+func (s *Server) pageParams(w http.ResponseWriter, r *http.Request) (after string, limit int, ok bool) {
+	q := r.URL.Query()
+	limit = s.defaultLimit
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			writeBadRequest(w, invalid("limit", "limit must be an integer"))
+			return "", 0, false
+		}
+		limit = n
+	}
+	if v := q.Get("after"); v != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(v)
+		if err != nil || len(raw) == 0 {
+			writeBadRequest(w, badCursor())
+			return "", 0, false
+		}
+		after = string(raw)
+	}
+	return after, limit, true
+}
+
+// badCursor is the answer to an after the api did not give out.
+func badCursor() error { return invalid("after", "after must be the next cursor of a previous page") }
 
 // cursor wraps the store's position in an opaque token: clients must not
 // build one, and the store may change what it holds.
@@ -277,6 +276,10 @@ func (s *Server) storeError(w http.ResponseWriter, r *http.Request, err error, w
 		writeError(w, http.StatusBadRequest, "invalid_request", fe.Field, fe.Message)
 	case errors.Is(err, store.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "invalid_request", "", err.Error())
+	case errors.Is(err, store.ErrNotHeld), errors.Is(err, store.ErrStalePlan), errors.Is(err, store.ErrNoSeat):
+		// The store says why, for the admin: which later run replaced
+		// the plan, what was edited since, how many seats are used.
+		writeError(w, http.StatusConflict, "conflict", "", reason(err, store.ErrConflict, what+" changed meanwhile"))
 	case errors.Is(err, store.ErrDisconnected):
 		id := r.PathValue("tenantId")
 		writeError(w, http.StatusConflict, "conflict", "", "tenant "+id+" is disconnected and is not synced; "+
@@ -290,6 +293,18 @@ func (s *Server) storeError(w http.ResponseWriter, r *http.Request, err error, w
 		s.log.Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Msg("store error")
 		writeError(w, http.StatusInternalServerError, "internal", "", "internal error")
 	}
+}
+
+// reason returns the part of a store error written for people: what
+// follows the sentinel it wraps ("the plan is out of date: run 7 was
+// planned after this one ..."), without the store's context of
+// operations and ids before it; fallback when there is none.
+func reason(err, sentinel error, fallback string) string {
+	msg, prefix := err.Error(), sentinel.Error()+": "
+	if i := strings.LastIndex(msg, prefix); i >= 0 && i+len(prefix) < len(msg) {
+		return msg[i+len(prefix):]
+	}
+	return fallback
 }
 
 // internal answers 500 for a defect of this api (the error is logged,

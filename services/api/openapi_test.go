@@ -32,13 +32,17 @@ func TestOpenAPIDescribesWhatTheHandlersSend(t *testing.T) {
 	}
 	for _, path := range []string{"/healthz", "/readyz", "/v1/tenants", "/v1/tenants/{tenantId}",
 		"/v1/tenants/{tenantId}/disconnect", "/v1/tenants/{tenantId}/connect", "/v1/tenants/{tenantId}/syncs",
-		"/v1/tenants/{tenantId}/syncs/{runId}", "/v1/tenants/{tenantId}/users", "/v1/tenants/{tenantId}/groups"} {
+		"/v1/tenants/{tenantId}/syncs/{runId}", "/v1/tenants/{tenantId}/syncs/{runId}/plan",
+		"/v1/tenants/{tenantId}/syncs/{runId}/approve", "/v1/tenants/{tenantId}/syncs/{runId}/reject",
+		"/v1/tenants/{tenantId}/notifications", "/v1/tenants/{tenantId}/users", "/v1/tenants/{tenantId}/users/{entraId}",
+		"/v1/tenants/{tenantId}/groups"} {
 		if !strings.Contains(spec, "\n  "+path+":\n") {
 			t.Errorf("openapi.yaml lacks the path %s", path)
 		}
 	}
 	for _, v := range []any{tenantView{}, tenantUpdated{}, plan.DeletionGuard{}, plan.Scope{}, runSummary{}, runView{},
-		userView{}, groupView{}, page[userView]{}, apiError{}, errorBody{}, readiness{}} {
+		userView{}, groupView{}, page[userView]{}, planItemView{}, planPage{}, notificationView{}, userPatch{},
+		apiError{}, errorBody{}, readiness{}} {
 		typ := reflect.TypeOf(v)
 		for i := range typ.NumField() {
 			name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
@@ -53,7 +57,8 @@ func TestOpenAPIDescribesWhatTheHandlersSend(t *testing.T) {
 	// And every field a client may send.
 	for _, name := range []string{"name", "entraTenantId", "clientId", "clientSecret", "seats", "syncIntervalMinutes", "kind",
 		"plan", "localEdits", "applyMode", "deletionGuard", "percent", "minimum", "scope", "groups", "userFilter",
-		"emailInclude", "emailExclude", "includeGuests", "includeDisabled", "requireMailbox"} {
+		"emailInclude", "emailExclude", "includeGuests", "includeDisabled", "requireMailbox",
+		"displayName", "email", "license", "roles"} {
 		if !regexp.MustCompile(`\n\s+` + name + `:`).MatchString(spec) {
 			t.Errorf("openapi.yaml does not describe the request field %s", name)
 		}
@@ -140,6 +145,7 @@ func TestOpenAPILimitsAreThePlans(t *testing.T) {
 		{"Plan", []string{string(plan.TierBasic), string(plan.TierBusiness), string(plan.TierPremium)}},
 		{"LocalEdits", []string{string(plan.EditsKeep), string(plan.EditsOverwrite)}},
 		{"ApplyMode", []string{string(plan.ApplyAuto), string(plan.ApplyReview)}},
+		{"Role", plan.BuiltinRoles},
 	} {
 		var got []string
 		for _, v := range schema(c.name).Enum {
@@ -148,6 +154,54 @@ func TestOpenAPILimitsAreThePlans(t *testing.T) {
 		}
 		if !slices.Equal(got, c.want) {
 			t.Errorf("openapi.yaml's %s values %v, plan's %v", c.name, got, c.want)
+		}
+	}
+}
+
+// TestOpenAPIValuesAreTheStores: the values openapi.yaml lists for runs,
+// plans and users are the ones the store and libs/plan produce, so that
+// a client that handles the listed ones handles every answer.
+func TestOpenAPIValuesAreTheStores(t *testing.T) {
+	t.Parallel()
+	c, err := loadContract(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	enum := func(s *openapi3.Schema) []string {
+		var out []string
+		for _, v := range s.Enum {
+			if v, ok := v.(string); ok { // heldReason's null is the schema's, not a value
+				out = append(out, v)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	schema := func(name string) *openapi3.Schema { return c.doc.Components.Schemas[name].Value }
+	sorted := func(vs ...string) []string { return slices.Sorted(slices.Values(vs)) }
+	var actions []string
+	for _, a := range plan.Actions {
+		actions = append(actions, string(a))
+	}
+	for _, c := range []struct {
+		name string
+		got  []string
+		want []string
+	}{
+		{"RunStatus", enum(schema("RunStatus")), sorted(store.StatusQueued, store.StatusRunning, store.StatusApplying,
+			store.StatusAwaitingApproval, store.StatusSucceeded, store.StatusRejected, store.StatusFailed)},
+		{"Run.heldReason", enum(schema("Run").Properties["heldReason"].Value),
+			sorted(string(plan.HeldDeletionGuard), string(plan.HeldReview))},
+		{"PlanAction", enum(schema("PlanAction")), sorted(actions...)},
+		{"Notification.kind", enum(schema("Notification").Properties["kind"].Value),
+			sorted(plan.NoticeRunHeld, plan.NoticeSeatsExhausted, plan.NoticeSyncFailed)},
+		{"User.license", enum(schema("User").Properties["license"].Value),
+			sorted(store.LicenseAssigned, store.LicenseNone, store.LicenseDisabled)},
+		{"UserPatch.license", enum(schema("UserPatch").Properties["license"].Value),
+			sorted(store.LicenseAssigned, store.LicenseDisabled)},
+	} {
+		if !slices.Equal(c.got, c.want) {
+			t.Errorf("openapi.yaml's %s values %v, the store's %v", c.name, c.got, c.want)
 		}
 	}
 }
