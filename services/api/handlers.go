@@ -275,13 +275,13 @@ func (s *Server) storeError(w http.ResponseWriter, r *http.Request, err error, w
 	case errors.As(err, &fe):
 		writeError(w, http.StatusBadRequest, "invalid_request", fe.Field, fe.Message)
 	case errors.Is(err, store.ErrInvalid):
-		writeError(w, http.StatusBadRequest, "invalid_request", "", err.Error())
+		writeError(w, http.StatusBadRequest, "invalid_request", "", reason(err, store.ErrInvalid, "the request was refused as invalid"))
 	case errors.Is(err, store.ErrNotHeld), errors.Is(err, store.ErrStalePlan), errors.Is(err, store.ErrNoSeat):
 		// The store says why, for the admin: which later run replaced
 		// the plan, what was edited since, how many seats are used.
 		writeError(w, http.StatusConflict, "conflict", "", reason(err, store.ErrConflict, what+" changed meanwhile"))
 	case errors.Is(err, store.ErrDisconnected):
-		id := r.PathValue("tenantId")
+		id := pathID(r, "tenantId")
 		writeError(w, http.StatusConflict, "conflict", "", "tenant "+id+" is disconnected and is not synced; "+
 			"connect it again with POST /v1/tenants/"+id+"/connect")
 	case errors.Is(err, store.ErrConflict):

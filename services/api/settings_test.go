@@ -461,8 +461,9 @@ func TestDisconnectAndConnect(t *testing.T) {
 		t.Fatal("a disconnected tenant still has its secret")
 	}
 
-	// Triggering is a conflict that says what to do.
-	r = e.do("POST", "/v1/tenants/"+ten.ID+"/syncs", nil)
+	// Triggering is a conflict that says what to do, naming the tenant
+	// as it is shown whatever the case of the request's id.
+	r = e.do("POST", "/v1/tenants/"+strings.ToUpper(ten.ID)+"/syncs", nil)
 	var conflict errorAnswer
 	r.decode(t, &conflict)
 	if r.status != http.StatusConflict || conflict.Error.Code != "conflict" ||
@@ -527,6 +528,7 @@ func TestDisconnectAndConnect(t *testing.T) {
 		{"clientId a number", creds("clientId", 42), "clientId"},
 		{"clientSecret missing", creds("clientSecret", nil), "clientSecret"},
 		{"clientSecret blank", creds("clientSecret", "   "), "clientSecret"},
+		{"clientSecret a no-break space", creds("clientSecret", "\u00a0"), "clientSecret"},
 		{"clientSecret too long", creds("clientSecret", strings.Repeat("s", 1025)), "clientSecret"},
 		{"a name", creds("name", "Fabrikam"), "name"},
 		{"no body", nil, ""},
