@@ -4,6 +4,7 @@
 #   make test    every test of every module (starts its own NATS and Postgres)
 #   make bench   benchmarks, printed as a table
 #   make proto   regenerate Go code from proto/ (tools come from the Go module proxy)
+#   make sqlc    regenerate libs/store's query code from its SQL (libs/store/sqlc.yaml)
 #   make build   binaries of every service into bin/
 
 SHELL := /bin/bash
@@ -13,8 +14,9 @@ PKGS := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 SERVICES := api scheduler fetcher reconciler graphsim fleet
 BUF_VERSION := v1.50.0
 PROTOC_GEN_GO_VERSION := $(shell sed -n 's/^require google.golang.org\/protobuf //p' proto/go.mod)
+SQLC_VERSION := v1.31.1
 
-.PHONY: run test bench proto build vet tidy deps clean-run
+.PHONY: run test bench proto sqlc build vet tidy deps clean-run
 
 # Built, then run (not `go run`, which reports Ctrl-C as a failure).
 run: deps
@@ -39,6 +41,19 @@ proto:
 	GOBIN=$(CURDIR)/bin $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
 	GOBIN=$(CURDIR)/bin $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	cd proto && ../bin/buf lint && ../bin/buf generate
+
+# sqlc at SQLC_VERSION: the one on PATH or in GOPATH/bin when it is that
+# version, else bin/sqlc from the Go module proxy (it compiles libpg_query
+# with cgo: minutes the first time). The generated code is committed;
+# building and testing never need sqlc.
+sqlc:
+	@s=$$(command -v sqlc || echo "$$($(GO) env GOPATH)/bin/sqlc"); \
+	if ! "$$s" version 2>/dev/null | grep -qx '$(SQLC_VERSION)'; then \
+		s=$(CURDIR)/bin/sqlc; \
+		"$$s" version 2>/dev/null | grep -qx '$(SQLC_VERSION)' || \
+			GOBIN=$(CURDIR)/bin $(GO) install github.com/sqlc-dev/sqlc/cmd/sqlc@$(SQLC_VERSION) || exit 1; \
+	fi; \
+	echo "$$s generate (libs/store)"; cd libs/store && "$$s" generate
 
 tidy:
 	@for m in $(MODULES); do (cd $$m && $(GO) mod tidy) || exit 1; done

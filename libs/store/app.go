@@ -7,9 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/entrasync/entrasync/libs/plan"
+	"github.com/entrasync/entrasync/libs/store/internal/dbsqlc"
 )
 
 // License states of an app user (see libs/plan).
@@ -61,15 +60,12 @@ type AppGroup struct {
 // after `after`, in Entra id order, and the cursor of the next page ("" at
 // the end). limit 0 or less means 100; it is capped at 1000.
 func (s *Store) ListAppUsers(ctx context.Context, tenantID, after string, limit int) ([]AppUser, string, error) {
-	return list(ctx, s, "list app users", qListAppUsers, tenantID, after, limit,
-		func(u AppUser) string { return u.EntraID },
-		scanAppUser)
-}
-
-func scanAppUser(row pgx.CollectableRow) (AppUser, error) {
-	var u AppUser
-	err := row.Scan(&u.EntraID, &u.Email, &u.DisplayName, &u.Enabled, &u.License, &u.LicenseDisabledAt, &u.Edited, &u.Roles)
-	return u, err
+	return list(ctx, s, "list app users", tenantID, after, limit,
+		func(after string, rows int32) ([]AppUser, error) {
+			users, err := s.q.ListAppUsers(ctx, dbsqlc.ListAppUsersParams{TenantID: tenantID, After: after, MaxRows: rows})
+			return mapRows(users, func(u dbsqlc.ListAppUsersRow) AppUser { return AppUser(u) }), err
+		},
+		func(u AppUser) string { return u.EntraID })
 }
 
 // GetAppUser returns one app user of a tenant, or ErrNotFound.
@@ -77,15 +73,11 @@ func (s *Store) GetAppUser(ctx context.Context, tenantID, entraID string) (AppUs
 	if !isUUID(tenantID) {
 		return AppUser{}, fmt.Errorf("store: get user of tenant %q: %w", tenantID, ErrNotFound)
 	}
-	rows, err := s.pool.Query(ctx, qGetAppUser, tenantID, entraID)
+	u, err := s.q.GetAppUser(ctx, dbsqlc.GetAppUserParams{TenantID: tenantID, EntraID: entraID})
 	if err != nil {
 		return AppUser{}, translate(err, "get user "+entraID)
 	}
-	u, err := pgx.CollectExactlyOneRow(rows, scanAppUser)
-	if err != nil {
-		return AppUser{}, translate(err, "get user "+entraID)
-	}
-	return u, nil
+	return AppUser(u), nil
 }
 
 // ErrNoSeat means an admin asked to give a license back while every seat
@@ -120,67 +112,65 @@ func (s *Store) UpdateAppUser(ctx context.Context, tenantID, entraID string, p U
 	if err := p.validate(); err != nil {
 		return AppUser{}, fmt.Errorf("store: update user %s: %w", entraID, err)
 	}
-	err := s.inTx(ctx, "update user "+entraID, func(tx pgx.Tx) error {
-		if err := lockTenant(ctx, tx, tenantID, true); err != nil {
+	err := s.inTx(ctx, "update user "+entraID, func(q *dbsqlc.Queries) error {
+		if err := lockTenant(ctx, q, tenantID, true); err != nil {
 			return err
 		}
-		var cur struct {
-			name, email, license string
-			enabled              bool
-			seats                int
-			used                 int
-			lastSeq              int64
-		}
-		err := tx.QueryRow(ctx, qAppUserForEdit, tenantID, entraID).Scan(&cur.name, &cur.email, &cur.enabled, &cur.license,
-			&cur.seats, &cur.used, &cur.lastSeq)
+		cur, err := q.AppUserForEdit(ctx, dbsqlc.AppUserForEditParams{TenantID: tenantID, EntraID: entraID})
 		if err != nil {
 			return err
 		}
 		now := s.clock()
 		changed := false
-		exec := func(q string, args ...any) error {
-			tag, err := tx.Exec(ctx, q, args...)
-			changed = changed || tag.RowsAffected() > 0
+		// exec notes whether a statement changed a row.
+		exec := func(n int64, err error) error {
+			changed = changed || n > 0
 			return err
 		}
-		if p.DisplayName != nil && *p.DisplayName != cur.name {
-			if err := exec(qEditUserName, tenantID, entraID, *p.DisplayName, now); err != nil {
+		if p.DisplayName != nil && *p.DisplayName != cur.DisplayName {
+			if err := exec(q.EditUserName(ctx, dbsqlc.EditUserNameParams{TenantID: tenantID, EntraID: entraID,
+				DisplayName: *p.DisplayName, At: now})); err != nil {
 				return err
 			}
 		}
-		if p.Email != nil && *p.Email != cur.email {
-			if err := exec(qEditUserEmail, tenantID, entraID, *p.Email, now); err != nil {
+		if p.Email != nil && *p.Email != cur.Email {
+			if err := exec(q.EditUserEmail(ctx, dbsqlc.EditUserEmailParams{TenantID: tenantID, EntraID: entraID,
+				Email: *p.Email, At: now})); err != nil {
 				return err
 			}
 		}
 		if p.License != nil {
 			switch {
 			case *p.License == LicenseDisabled:
-				if err := exec(qDisableUserLicense, tenantID, entraID, now); err != nil {
+				if err := exec(q.DisableUserLicense(ctx, dbsqlc.DisableUserLicenseParams{TenantID: tenantID,
+					EntraID: entraID, At: now})); err != nil {
 					return err
 				}
-			case cur.license != LicenseAssigned:
-				if err := plan.CanAssign(cur.enabled, cur.used, cur.seats); err != nil {
+			case cur.License != LicenseAssigned:
+				if err := plan.CanAssign(cur.Enabled, int(cur.SeatsUsed), int(cur.Seats)); err != nil {
 					return fmt.Errorf("%w: %v", ErrNoSeat, err)
 				}
-				if err := exec(qAssignUserLicense, tenantID, entraID, cur.lastSeq, now); err != nil {
+				if err := exec(q.AssignUserLicense(ctx, dbsqlc.AssignUserLicenseParams{TenantID: tenantID,
+					EntraID: entraID, RunSeq: cur.LastRunSeq, At: now})); err != nil {
 					return err
 				}
 			}
 		}
 		if p.Roles != nil {
-			if err := exec(qDropUserRoles, tenantID, entraID, *p.Roles); err != nil {
+			if err := exec(q.DropUserRoles(ctx, dbsqlc.DropUserRolesParams{TenantID: tenantID, UserID: entraID,
+				Roles: *p.Roles})); err != nil {
 				return err
 			}
-			if err := exec(qAddUserRoles, tenantID, entraID, *p.Roles, now); err != nil {
+			if err := exec(q.AddUserRoles(ctx, dbsqlc.AddUserRolesParams{TenantID: tenantID, UserID: entraID,
+				Roles: *p.Roles, At: now})); err != nil {
 				return err
 			}
 		}
 		if !changed {
 			return nil
 		}
-		_, err = tx.Exec(ctx, qAppChanged, tenantID, now, fmt.Sprintf("user %s (%s) was edited through the API", cur.name, entraID))
-		return err
+		return q.AppChanged(ctx, dbsqlc.AppChangedParams{TenantID: tenantID, At: now,
+			Change: fmt.Sprintf("user %s (%s) was edited through the API", cur.DisplayName, entraID)})
 	})
 	if err != nil {
 		return AppUser{}, err
@@ -210,13 +200,15 @@ func (p UserPatch) validate() error {
 
 // ListAppGroups returns a page of a tenant's app groups, like ListAppUsers.
 func (s *Store) ListAppGroups(ctx context.Context, tenantID, after string, limit int) ([]AppGroup, string, error) {
-	return list(ctx, s, "list app groups", qListAppGroups, tenantID, after, limit,
-		func(g AppGroup) string { return g.EntraID },
-		func(row pgx.CollectableRow) (AppGroup, error) {
-			var g AppGroup
-			err := row.Scan(&g.EntraID, &g.DisplayName, &g.Kind, &g.Dynamic, &g.EntraMemberCount, &g.SyncedMemberCount)
-			return g, err
-		})
+	return list(ctx, s, "list app groups", tenantID, after, limit,
+		func(after string, rows int32) ([]AppGroup, error) {
+			groups, err := s.q.ListAppGroups(ctx, dbsqlc.ListAppGroupsParams{TenantID: tenantID, After: after, MaxRows: rows})
+			return mapRows(groups, func(g dbsqlc.ListAppGroupsRow) AppGroup {
+				return AppGroup{EntraID: g.EntraID, DisplayName: g.DisplayName, Kind: g.Kind, Dynamic: g.Dynamic,
+					EntraMemberCount: int(g.EntraMemberCount), SyncedMemberCount: int(g.SyncedMemberCount)}
+			}), err
+		},
+		func(g AppGroup) string { return g.EntraID })
 }
 
 // ListAppGroupMembers returns a page of the Entra ids of the app users in a
@@ -226,28 +218,26 @@ func (s *Store) ListAppGroupMembers(ctx context.Context, tenantID, groupID, afte
 		return nil, "", fmt.Errorf("store: list group members of tenant %q: %w", tenantID, ErrNotFound)
 	}
 	limit = clampLimit(limit)
-	rows, err := s.pool.Query(ctx, qListAppGroupMembers, tenantID, groupID, after, limit+1)
+	ids, err := s.q.ListAppGroupMembers(ctx, dbsqlc.ListAppGroupMembersParams{TenantID: tenantID, GroupID: groupID,
+		After: after, MaxRows: int32(limit + 1)})
 	if err != nil {
 		return nil, "", translate(err, "list group members")
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, "", translate(err, "list group members")
+	if ids == nil {
+		ids = []string{}
 	}
 	return page(ids, limit, func(id string) string { return id })
 }
 
-func list[T any](ctx context.Context, s *Store, what, q, tenantID, after string, limit int,
-	key func(T) string, scan pgx.RowToFunc[T]) ([]T, string, error) {
+// list reads a page of a tenant's items with fetch, which returns up to
+// rows items after `after`.
+func list[T any](ctx context.Context, s *Store, what, tenantID, after string, limit int,
+	fetch func(after string, rows int32) ([]T, error), key func(T) string) ([]T, string, error) {
 	if !isUUID(tenantID) {
 		return nil, "", fmt.Errorf("store: %s of tenant %q: %w", what, tenantID, ErrNotFound)
 	}
 	limit = clampLimit(limit)
-	rows, err := s.pool.Query(ctx, q, tenantID, after, limit+1)
-	if err != nil {
-		return nil, "", translate(err, what)
-	}
-	items, err := pgx.CollectRows(rows, scan)
+	items, err := fetch(after, int32(limit+1))
 	if err != nil {
 		return nil, "", translate(err, what)
 	}
@@ -268,17 +258,3 @@ func page[T any](items []T, limit int, key func(T) string) ([]T, string, error) 
 	items = items[:limit]
 	return items, key(items[limit-1]), nil
 }
-
-var (
-	qListAppUsers        = query("ListAppUsers")
-	qGetAppUser          = query("GetAppUser")
-	qAppUserForEdit      = query("AppUserForEdit")
-	qEditUserName        = query("EditUserName")
-	qEditUserEmail       = query("EditUserEmail")
-	qDisableUserLicense  = query("DisableUserLicense")
-	qAssignUserLicense   = query("AssignUserLicense")
-	qDropUserRoles       = query("DropUserRoles")
-	qAddUserRoles        = query("AddUserRoles")
-	qListAppGroups       = query("ListAppGroups")
-	qListAppGroupMembers = query("ListAppGroupMembers")
-)

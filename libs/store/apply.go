@@ -14,7 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/entrasync/entrasync/libs/plan"
-
+	"github.com/entrasync/entrasync/libs/store/internal/dbsqlc"
 	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
 )
 
@@ -28,7 +28,7 @@ import (
 //   - Each data page is recorded once per run (sync_run_pages) with the ids
 //     it contained; a page seen again is skipped.
 //   - Each fetch attempt of a run numbers its pages in a range of its own
-//     (syncv1.AttemptPageSpan numbers per attempt), so a later attempt's
+//     (AttemptPageSpan numbers per attempt), so a later attempt's
 //     entries are newer than an earlier one's. The run's outcome is judged
 //     on the pages of the attempt its RunFetched names (MarkRunFetched);
 //     pages of other attempts are written to the mirror like any page, as
@@ -41,11 +41,17 @@ import (
 // The tenant's advisory lock orders page applies (shared) against
 // finalization and failure (exclusive).
 
-// attemptPageSpan is how many page numbers each fetch attempt of a run
-// owns; maxFirstPage is the first page of the last attempt allowed.
+// Page numbering of a run's fetch attempts, as the wire numbers them.
 const (
-	attemptPageSpan = syncv1.AttemptPageSpan
-	maxFirstPage    = (syncv1.MaxFetchAttempts - 1) * attemptPageSpan
+	// AttemptPageSpan is how many page numbers each fetch attempt of a run
+	// owns: attempt a (from 1) numbers its pages from (a-1)*AttemptPageSpan.
+	AttemptPageSpan = syncv1.AttemptPageSpan
+	// MaxFetchAttempts is how many attempts' pages fit below the largest
+	// int32, which stays free for the versions of tombstones.
+	MaxFetchAttempts = syncv1.MaxFetchAttempts
+
+	// maxFirstPage is the first page of the last attempt allowed.
+	maxFirstPage = (MaxFetchAttempts - 1) * AttemptPageSpan
 )
 
 // PageRef says which run, and which page of it, an event belongs to.
@@ -213,7 +219,7 @@ func (r runState) beyondFetched(page int32) bool {
 		return false
 	}
 	first := *r.pagesFirst
-	return page >= first && page-first < attemptPageSpan && page-first >= *r.pagesTotal
+	return page >= first && page-first < AttemptPageSpan && page-first >= *r.pagesTotal
 }
 
 // closed reports whether events of the run no longer change anything.
@@ -221,17 +227,29 @@ func (r runState) closed() bool {
 	return runOver(r.status) || r.supersededBy != nil
 }
 
-// loadRun reads the run an event belongs to and checks the event's
-// sequence number against it.
-func loadRun(ctx context.Context, tx pgx.Tx, ref PageRef, forUpdate bool) (runState, error) {
-	q := qRunState
-	if forUpdate {
-		// NO KEY UPDATE: it does not wait for the key-share locks that
-		// concurrent page inserts take on the run through their foreign key.
-		q += " FOR NO KEY UPDATE OF r"
+// readRunState reads a run as an event sees it.
+func readRunState(ctx context.Context, q *dbsqlc.Queries, tenantID, runID string) (runState, error) {
+	row, err := q.RunState(ctx, dbsqlc.RunStateParams{TenantID: tenantID, RunID: runID})
+	if err != nil {
+		return runState{}, err
 	}
-	var st runState
-	if err := tx.QueryRow(ctx, q, ref.TenantID, ref.RunID).Scan(&st.seq, &st.status, &st.pagesFirst, &st.pagesTotal, &st.supersededBy); err != nil {
+	st := runState{seq: row.Seq, status: row.Status, pagesFirst: row.PagesFirst, pagesTotal: row.PagesTotal}
+	if row.SupersededBy > 0 {
+		st.supersededBy = &row.SupersededBy
+	}
+	return st, nil
+}
+
+// loadRun reads the run an event belongs to, under its row lock when
+// forUpdate, and checks the event's sequence number against it.
+func loadRun(ctx context.Context, q *dbsqlc.Queries, ref PageRef, forUpdate bool) (runState, error) {
+	if forUpdate {
+		if err := q.LockRunForNoKeyUpdate(ctx, dbsqlc.LockRunForNoKeyUpdateParams{TenantID: ref.TenantID, RunID: ref.RunID}); err != nil {
+			return runState{}, err
+		}
+	}
+	st, err := readRunState(ctx, q, ref.TenantID, ref.RunID)
+	if err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return st, fmt.Errorf("run %s of tenant %s: %w", ref.RunID, ref.TenantID, ErrNotFound)
 		}
@@ -249,16 +267,15 @@ func (s *Store) MarkRunStarted(ctx context.Context, ref PageRef, at time.Time) e
 	if err := ref.validate(false); err != nil {
 		return fmt.Errorf("store: mark run started: %w", err)
 	}
-	return s.inTx(ctx, "mark run started", func(tx pgx.Tx) error {
-		if err := lockTenant(ctx, tx, ref.TenantID, false); err != nil {
+	return s.inTx(ctx, "mark run started", func(q *dbsqlc.Queries) error {
+		if err := lockTenant(ctx, q, ref.TenantID, false); err != nil {
 			return err
 		}
-		st, err := loadRun(ctx, tx, ref, false)
+		st, err := loadRun(ctx, q, ref, false)
 		if err != nil || st.closed() {
 			return err
 		}
-		_, err = tx.Exec(ctx, qMarkRunStarted, ref.TenantID, ref.RunID, at)
-		return err
+		return q.MarkRunStarted(ctx, dbsqlc.MarkRunStartedParams{TenantID: ref.TenantID, RunID: ref.RunID, At: at})
 	})
 }
 
@@ -266,22 +283,22 @@ func (s *Store) MarkRunStarted(ctx context.Context, ref PageRef, at time.Time) e
 // directory, in how many pages, at what cost.
 type Fetched struct {
 	// FirstPage is the number of the attempt's first data page: a multiple
-	// of syncv1.AttemptPageSpan, 0 for the first attempt.
+	// of AttemptPageSpan, 0 for the first attempt.
 	FirstPage int
 	// Pages is the number of the attempt's data pages, FirstPage ..
-	// FirstPage+Pages-1; at most syncv1.AttemptPageSpan.
+	// FirstPage+Pages-1; at most AttemptPageSpan.
 	Pages int
 	Stats GraphStats
 }
 
 func (f Fetched) validate() error {
 	var errs []error
-	if f.FirstPage < 0 || f.FirstPage > maxFirstPage || f.FirstPage%attemptPageSpan != 0 {
+	if f.FirstPage < 0 || f.FirstPage > maxFirstPage || f.FirstPage%AttemptPageSpan != 0 {
 		errs = append(errs, invalidf("first page %d is not the start of an attempt's pages (a multiple of %d up to %d)",
-			f.FirstPage, attemptPageSpan, maxFirstPage))
+			f.FirstPage, AttemptPageSpan, maxFirstPage))
 	}
-	if f.Pages < 0 || f.Pages > attemptPageSpan {
-		errs = append(errs, invalidf("page count %d is out of range 0..%d", f.Pages, attemptPageSpan))
+	if f.Pages < 0 || f.Pages > AttemptPageSpan {
+		errs = append(errs, invalidf("page count %d is out of range 0..%d", f.Pages, AttemptPageSpan))
 	}
 	if f.Stats.Requests < 0 || f.Stats.Throttled < 0 || f.Stats.Retries < 0 {
 		errs = append(errs, invalidf("graph stats %+v has a negative count", f.Stats))
@@ -305,11 +322,11 @@ func (s *Store) MarkRunFetched(ctx context.Context, ref PageRef, f Fetched, at t
 	}
 	first, pages := int32(f.FirstPage), int32(f.Pages)
 	log := ref.logger(s.log).With().Int32("first_page", first).Int32("pages", pages).Logger()
-	return s.inTx(ctx, "mark run fetched", func(tx pgx.Tx) error {
-		if err := lockTenant(ctx, tx, ref.TenantID, false); err != nil {
+	return s.inTx(ctx, "mark run fetched", func(q *dbsqlc.Queries) error {
+		if err := lockTenant(ctx, q, ref.TenantID, false); err != nil {
 			return err
 		}
-		st, err := loadRun(ctx, tx, ref, true)
+		st, err := loadRun(ctx, q, ref, true)
 		if err != nil {
 			return err
 		}
@@ -331,15 +348,17 @@ func (s *Store) MarkRunFetched(ctx context.Context, ref PageRef, f Fetched, at t
 				return nil
 			}
 		}
-		var maxPage *int32
-		if err := tx.QueryRow(ctx, qMaxRecordedPageIn, ref.TenantID, ref.RunID, first+pages, first+attemptPageSpan).Scan(&maxPage); err != nil {
+		maxPage, err := q.MaxRecordedPageIn(ctx, dbsqlc.MaxRecordedPageInParams{TenantID: ref.TenantID, RunID: ref.RunID,
+			Lo: first + pages, Hi: first + AttemptPageSpan})
+		if err != nil {
 			return err
 		}
-		if maxPage != nil {
-			return invalidf("run %s was fetched with %d pages from page %d, but page %d was applied", ref.RunID, pages, first, *maxPage)
+		if maxPage >= 0 {
+			return invalidf("run %s was fetched with %d pages from page %d, but page %d was applied", ref.RunID, pages, first, maxPage)
 		}
-		if _, err := tx.Exec(ctx, qMarkRunFetched, ref.TenantID, ref.RunID, first, pages,
-			f.Stats.Requests, f.Stats.Throttled, f.Stats.Retries, at); err != nil {
+		if err := q.MarkRunFetched(ctx, dbsqlc.MarkRunFetchedParams{TenantID: ref.TenantID, RunID: ref.RunID,
+			PagesFirst: first, PagesTotal: pages, GraphRequests: f.Stats.Requests, GraphThrottled: f.Stats.Throttled,
+			GraphRetries: f.Stats.Retries, At: at}); err != nil {
 			return err
 		}
 		if replaced != nil {
@@ -358,35 +377,35 @@ func (s *Store) MarkRunFailed(ctx context.Context, ref PageRef, msg string, stat
 	if strings.TrimSpace(msg) == "" {
 		msg = "the run failed without a message"
 	}
-	return s.inTx(ctx, "mark run failed", func(tx pgx.Tx) error {
-		if err := lockTenant(ctx, tx, ref.TenantID, true); err != nil {
+	return s.inTx(ctx, "mark run failed", func(q *dbsqlc.Queries) error {
+		if err := lockTenant(ctx, q, ref.TenantID, true); err != nil {
 			return err
 		}
-		st, err := loadRun(ctx, tx, ref, true)
+		st, err := loadRun(ctx, q, ref, true)
 		if err != nil || runOver(st.status) {
 			return err
 		}
-		return failRun(ctx, tx, ref.TenantID, ref.RunID, msg, stats, at, true)
+		return failRun(ctx, q, ref.TenantID, ref.RunID, msg, stats, at, true)
 	})
 }
 
 // failRun ends a run as failed. With notifyAdmins, the tenant's admins get
 // a sync_failed task in the same transaction; a run that merely lost to a
 // newer one is no news to them.
-func failRun(ctx context.Context, tx pgx.Tx, tenantID, runID, msg string, stats GraphStats, at time.Time, notifyAdmins bool) error {
-	var seq int64
-	var tenant string
-	if err := tx.QueryRow(ctx, qMarkRunFailed, tenantID, runID, msg, stats.Requests, stats.Throttled, stats.Retries, at,
-		attemptPageSpan).Scan(&seq, &tenant); err != nil {
+func failRun(ctx context.Context, q *dbsqlc.Queries, tenantID, runID, msg string, stats GraphStats, at time.Time, notifyAdmins bool) error {
+	failed, err := q.MarkRunFailed(ctx, dbsqlc.MarkRunFailedParams{TenantID: tenantID, RunID: runID, Error: msg,
+		GraphRequests: stats.Requests, GraphThrottled: stats.Throttled, GraphRetries: stats.Retries, At: at,
+		AttemptPageSpan: AttemptPageSpan})
+	if err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, qDeleteRunPages, tenantID, runID); err != nil {
+	if err := q.DeleteRunPages(ctx, dbsqlc.DeleteRunPagesParams{TenantID: tenantID, RunID: runID}); err != nil {
 		return err
 	}
 	if !notifyAdmins {
 		return nil
 	}
-	return notify(ctx, tx, tenantID, runID, plan.SyncFailed(tenant, seq, msg), at)
+	return notify(ctx, q, tenantID, runID, plan.SyncFailed(failed.TenantName, failed.Seq, msg), at)
 }
 
 // runOver reports whether a run's events no longer change anything: it
@@ -425,8 +444,10 @@ func (s *Store) ApplyUsersPage(ctx context.Context, ref PageRef, users []DirUser
 		return fmt.Errorf("store: apply users page: %w", err)
 	}
 	rec := pageRecord{kind: pageUsers, ids: ids}
-	return s.applyPage(ctx, ref, rec, at, func(tx pgx.Tx) error {
-		return upsert(ctx, tx, qUpsertUsers, rows, ref.TenantID, ref.RunSeq, ref.Page)
+	return s.applyPage(ctx, ref, rec, at, func(q *dbsqlc.Queries) error {
+		return upsert(rows, func(raw []byte) error {
+			return q.UpsertUsers(ctx, dbsqlc.UpsertUsersParams{TenantID: ref.TenantID, RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw})
+		})
 	})
 }
 
@@ -456,8 +477,10 @@ func (s *Store) ApplyGroupsPage(ctx context.Context, ref PageRef, groups []DirGr
 		return fmt.Errorf("store: apply groups page: %w", err)
 	}
 	rec := pageRecord{kind: pageGroups, ids: ids}
-	return s.applyPage(ctx, ref, rec, at, func(tx pgx.Tx) error {
-		return upsert(ctx, tx, qUpsertGroups, rows, ref.TenantID, ref.RunSeq, ref.Page)
+	return s.applyPage(ctx, ref, rec, at, func(q *dbsqlc.Queries) error {
+		return upsert(rows, func(raw []byte) error {
+			return q.UpsertGroups(ctx, dbsqlc.UpsertGroupsParams{TenantID: ref.TenantID, RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw})
+		})
 	})
 }
 
@@ -485,8 +508,11 @@ func (s *Store) ApplyMembersPage(ctx context.Context, ref PageRef, mp MembersPag
 		return fmt.Errorf("store: apply members page: %w", err)
 	}
 	rec := pageRecord{kind: pageMembers, groupID: &mp.GroupID, part: &mp.Part, last: &mp.Last, ids: ids}
-	return s.applyPage(ctx, ref, rec, at, func(tx pgx.Tx) error {
-		return upsert(ctx, tx, qUpsertMembers, rows, ref.TenantID, ref.RunSeq, ref.Page, mp.GroupID)
+	return s.applyPage(ctx, ref, rec, at, func(q *dbsqlc.Queries) error {
+		return upsert(rows, func(raw []byte) error {
+			return q.UpsertMembers(ctx, dbsqlc.UpsertMembersParams{TenantID: ref.TenantID, GroupID: mp.GroupID,
+				RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw})
+		})
 	})
 }
 
@@ -516,16 +542,16 @@ func checkPart(groupID string, part int32) error {
 
 // applyPage records a data page and, when it is new for a run that is not
 // over, writes its objects.
-func (s *Store) applyPage(ctx context.Context, ref PageRef, rec pageRecord, at time.Time, write func(pgx.Tx) error) error {
+func (s *Store) applyPage(ctx context.Context, ref PageRef, rec pageRecord, at time.Time, write func(*dbsqlc.Queries) error) error {
 	if err := ref.validate(true); err != nil {
 		return fmt.Errorf("store: apply %s: %w", rec.kind, err)
 	}
 	log := ref.logger(s.log)
-	return s.inTx(ctx, "apply "+rec.String(), func(tx pgx.Tx) error {
-		if err := lockTenant(ctx, tx, ref.TenantID, false); err != nil {
+	return s.inTx(ctx, "apply "+rec.String(), func(q *dbsqlc.Queries) error {
+		if err := lockTenant(ctx, q, ref.TenantID, false); err != nil {
 			return err
 		}
-		st, err := loadRun(ctx, tx, ref, false)
+		st, err := loadRun(ctx, q, ref, false)
 		if err != nil {
 			return err
 		}
@@ -536,14 +562,14 @@ func (s *Store) applyPage(ctx context.Context, ref PageRef, rec pageRecord, at t
 		if st.beyondFetched(ref.Page) {
 			return invalidf("page %d is beyond the run's %d pages from page %d", ref.Page, *st.pagesTotal, *st.pagesFirst)
 		}
-		var inserted bool
-		err = tx.QueryRow(ctx, qRecordPage, ref.TenantID, ref.RunID, ref.Page, rec.kind, rec.groupID, rec.part,
-			rec.last, rec.ids, at).Scan(&inserted)
+		_, err = q.RecordPage(ctx, dbsqlc.RecordPageParams{TenantID: ref.TenantID, RunID: ref.RunID, Page: ref.Page,
+			Kind: rec.kind, GroupID: rec.groupID, Part: rec.part, Last: rec.last, ObjectIds: rec.ids, AppliedAt: at})
 		if errors.Is(err, pgx.ErrNoRows) {
-			var old pageRecord
-			if err := tx.QueryRow(ctx, qGetPage, ref.TenantID, ref.RunID, ref.Page).Scan(&old.kind, &old.groupID, &old.part, &old.last); err != nil {
+			got, err := q.GetPage(ctx, dbsqlc.GetPageParams{TenantID: ref.TenantID, RunID: ref.RunID, Page: ref.Page})
+			if err != nil {
 				return err
 			}
+			old := pageRecord{kind: got.Kind, groupID: got.GroupID, part: got.Part, last: got.Last}
 			if !old.same(rec.kind, rec.groupID, rec.part) {
 				return fmt.Errorf("%w: page %d of run %s was applied as %s, now it is a %s", ErrConflict, ref.Page, ref.RunID, old, rec)
 			}
@@ -553,19 +579,20 @@ func (s *Store) applyPage(ctx context.Context, ref PageRef, rec pageRecord, at t
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, qMarkRunStarted, ref.TenantID, ref.RunID, at); err != nil {
+		if err := q.MarkRunStarted(ctx, dbsqlc.MarkRunStartedParams{TenantID: ref.TenantID, RunID: ref.RunID, At: at}); err != nil {
 			return err
 		}
 		if write == nil {
 			return nil
 		}
-		return write(tx)
+		return write(q)
 	})
 }
 
-// upsert sends rows as one JSON array, unpacked by jsonb_to_recordset in
-// the statement: one round trip per page, whatever the page size.
-func upsert[T any](ctx context.Context, tx pgx.Tx, q string, rows []T, tenantID string, seq int64, page int32, extra ...any) error {
+// upsert hands write a page's rows as one JSON array, unpacked by
+// jsonb_to_recordset in the statement: one round trip per page, whatever
+// the page size.
+func upsert[T any](rows []T, write func(raw []byte) error) error {
 	if len(rows) == 0 {
 		return nil
 	}
@@ -573,10 +600,7 @@ func upsert[T any](ctx context.Context, tx pgx.Tx, q string, rows []T, tenantID 
 	if err != nil {
 		return err
 	}
-	args := append([]any{tenantID, seq, page}, extra...)
-	args = append(args, string(raw))
-	_, err = tx.Exec(ctx, q, args...)
-	return err
+	return write(raw)
 }
 
 // latestByID drops entries whose id comes again later in the page (the
@@ -605,17 +629,3 @@ func latestByID[T any](rows []T, id func(T) string) ([]T, []string, error) {
 	}
 	return out, ids, nil
 }
-
-var (
-	qRunState          = query("RunState")
-	qRecordPage        = query("RecordPage")
-	qGetPage           = query("GetPage")
-	qMaxRecordedPageIn = query("MaxRecordedPageIn")
-	qMarkRunStarted    = query("MarkRunStarted")
-	qMarkRunFetched    = query("MarkRunFetched")
-	qMarkRunFailed     = query("MarkRunFailed")
-	qDeleteRunPages    = query("DeleteRunPages")
-	qUpsertUsers       = query("UpsertUsers")
-	qUpsertGroups      = query("UpsertGroups")
-	qUpsertMembers     = query("UpsertMembers")
-)

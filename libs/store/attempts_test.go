@@ -13,7 +13,6 @@ import (
 
 	"github.com/entrasync/entrasync/libs/store"
 	"github.com/entrasync/entrasync/libs/store/storetest"
-	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
 )
 
 // The tests of this file feed a run whose job was delivered twice: a
@@ -21,7 +20,7 @@ import (
 // read the directory after it changed. The run must end as the second
 // attempt saw the directory, whatever became of the first one's pages.
 
-const span = syncv1.AttemptPageSpan
+const span = store.AttemptPageSpan
 
 // Fixed ids and times, so that databases fed apart can be compared.
 const (
@@ -303,7 +302,7 @@ func TestRunFetchedOfTwoAttempts(t *testing.T) {
 	for name, f := range map[string]store.Fetched{
 		"negative first page":      {FirstPage: -span, Pages: 1},
 		"first page mid-attempt":   {FirstPage: span + 3, Pages: 1},
-		"first page of no attempt": {FirstPage: syncv1.MaxFetchAttempts * span, Pages: 1},
+		"first page of no attempt": {FirstPage: store.MaxFetchAttempts * span, Pages: 1},
 		"more pages than a span":   {FirstPage: span, Pages: span + 1},
 		"negative pages":           {FirstPage: 0, Pages: -1},
 	} {

@@ -19,7 +19,16 @@
 // numbers (syncv1.AttemptPageSpan), and a run is complete, and judged, on
 // the pages of the attempt its RunFetched names (Fetched.FirstPage) alone.
 //
-// SQL lives in queries/*.sql and migrations/*.sql, embedded in the binary.
+// SQL lives in .sql files, not in Go strings: migrations/*.sql (goose,
+// embedded in the binary) build the schema, and queries/*.sql hold every
+// statement the store runs, compiled by sqlc (sqlc.yaml, `make sqlc`) into
+// typed Go in internal/dbsqlc, checked against that schema; the generated
+// code is committed. Rows come back as structs, not scanned by position:
+// a run is read as its whole sync_runs row (dbsqlc.SyncRun, sqlc.embed)
+// wherever it is read. The store's Go turns those rows into its own
+// types (runFrom, tenantFrom) and keeps every rule. The generated package
+// is internal, so the compiler keeps SQL inside the store.
+//
 // Errors are translated where they leave SQL: a missing row is
 // ErrNotFound, a duplicate is ErrConflict, input the database can never
 // take is ErrInvalid; IsRetryable tells transient failures (a database

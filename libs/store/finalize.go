@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/entrasync/entrasync/libs/plan"
+	"github.com/entrasync/entrasync/libs/store/internal/dbsqlc"
 )
 
 // TryFinalize finishes a run whose pages are all applied (the pages of the
@@ -29,32 +31,33 @@ func (s *Store) TryFinalize(ctx context.Context, tenantID, runID string, at time
 		return false, fmt.Errorf("store: finalize: %w", err)
 	}
 	// A cheap look without locks first: most pages are not the last one.
-	if ready, err := s.runComplete(ctx, s.pool, ref); err != nil || !ready {
+	if ready, err := s.runComplete(ctx, s.q, ref); err != nil || !ready {
 		return false, translate(err, "finalize run "+runID)
 	}
 	log := ref.logger(s.log)
 	var counts map[string]int64
 	done := false
-	err := s.inTx(ctx, "finalize run "+runID, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, "finalize run "+runID, func(q *dbsqlc.Queries) error {
 		done = false
-		if err := lockTenant(ctx, tx, ref.TenantID, true); err != nil {
+		if err := lockTenant(ctx, q, ref.TenantID, true); err != nil {
 			return err
 		}
-		var st runState
-		if err := tx.QueryRow(ctx, qRunState+" FOR UPDATE OF r", ref.TenantID, ref.RunID).Scan(
-			&st.seq, &st.status, &st.pagesFirst, &st.pagesTotal, &st.supersededBy); err != nil {
+		if err := q.LockRunForUpdate(ctx, dbsqlc.LockRunForUpdateParams{TenantID: ref.TenantID, RunID: ref.RunID}); err != nil {
+			return err
+		}
+		st, err := readRunState(ctx, q, ref.TenantID, ref.RunID)
+		if err != nil {
 			return err
 		}
 		ref.RunSeq = st.seq
-		if ready, err := s.runComplete(ctx, tx, ref); err != nil || !ready {
+		if ready, err := s.runComplete(ctx, q, ref); err != nil || !ready {
 			return err
 		}
 		if st.supersededBy != nil {
 			msg := fmt.Sprintf("superseded by run %d, which finished first", *st.supersededBy)
-			return failRun(ctx, tx, ref.TenantID, ref.RunID, msg, GraphStats{}, at, false)
+			return failRun(ctx, q, ref.TenantID, ref.RunID, msg, GraphStats{}, at, false)
 		}
-		var err error
-		counts, err = finalize(ctx, tx, ref, pageRange{lo: *st.pagesFirst, hi: *st.pagesFirst + *st.pagesTotal}, at)
+		counts, err = finalize(ctx, q, ref, pageRange{lo: *st.pagesFirst, hi: *st.pagesFirst + *st.pagesTotal}, at)
 		done = err == nil
 		return err
 	})
@@ -67,24 +70,17 @@ func (s *Store) TryFinalize(ctx context.Context, tenantID, runID string, at time
 	return done, nil
 }
 
-type querier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
 // runComplete reports whether the run waits to be finalized and has all
 // the pages of the attempt its RunFetched names.
-func (s *Store) runComplete(ctx context.Context, q querier, ref PageRef) (bool, error) {
-	var status string
-	var total *int32
-	var applied int64
-	err := q.QueryRow(ctx, qRunProgress, ref.TenantID, ref.RunID).Scan(&status, &total, &applied)
+func (s *Store) runComplete(ctx context.Context, q *dbsqlc.Queries, ref PageRef) (bool, error) {
+	p, err := q.RunProgress(ctx, dbsqlc.RunProgressParams{TenantID: ref.TenantID, RunID: ref.RunID})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, fmt.Errorf("run %s of tenant %s: %w", ref.RunID, ref.TenantID, ErrNotFound)
 	}
 	if err != nil {
 		return false, err
 	}
-	return status == StatusApplying && total != nil && applied == int64(*total), nil
+	return p.Status == StatusApplying && p.PagesTotal != nil && p.PagesApplied == int64(*p.PagesTotal), nil
 }
 
 // pageRange is the page numbers [lo, hi) of the attempt a run is judged on.
@@ -92,7 +88,7 @@ type pageRange struct{ lo, hi int32 }
 
 // finalize does the work of TryFinalize inside its transaction. Only the
 // pages in pr say what the run saw.
-func finalize(ctx context.Context, tx pgx.Tx, ref PageRef, pr pageRange, at time.Time) (map[string]int64, error) {
+func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange, at time.Time) (map[string]int64, error) {
 	t, r, seq := ref.TenantID, ref.RunID, ref.RunSeq
 
 	// The tombstones compare whole sets of a tenant's rows. Right after a
@@ -102,66 +98,80 @@ func finalize(ctx context.Context, tx pgx.Tx, ref PageRef, pr pageRange, at time
 	// milliseconds); hash joins are right at every size there. The plan
 	// step reads in chunks through indexes, where nested loops are what
 	// it wants, so the setting is undone before it.
-	if err := setNestLoop(ctx, tx, false); err != nil {
+	if err := setNestLoop(ctx, q, false); err != nil {
 		return nil, err
 	}
 	// A run that read no users (or no groups) at all says nothing about
 	// which of them are gone; only a run that read them may tombstone.
-	var usersPages, groupsPages int64
-	if err := tx.QueryRow(ctx, qRunPageKinds, t, r, pr.lo, pr.hi).Scan(&usersPages, &groupsPages); err != nil {
+	kinds, err := q.RunPageKinds(ctx, dbsqlc.RunPageKindsParams{TenantID: t, RunID: r, Lo: pr.lo, Hi: pr.hi})
+	if err != nil {
 		return nil, fmt.Errorf("count pages: %w", err)
 	}
-	if usersPages > 0 {
-		if _, err := tx.Exec(ctx, qTombstoneUnseenUsers, t, r, seq, pr.lo, pr.hi); err != nil {
+	if kinds.UsersPages > 0 {
+		if err := q.TombstoneUnseenUsers(ctx, dbsqlc.TombstoneUnseenUsersParams{TenantID: t, RunID: r, RunSeq: seq,
+			Lo: pr.lo, Hi: pr.hi}); err != nil {
 			return nil, fmt.Errorf("tombstone users: %w", err)
 		}
 	}
-	if groupsPages > 0 {
-		if _, err := tx.Exec(ctx, qTombstoneUnseenGroups, t, r, seq, pr.lo, pr.hi); err != nil {
+	if kinds.GroupsPages > 0 {
+		if err := q.TombstoneUnseenGroups(ctx, dbsqlc.TombstoneUnseenGroupsParams{TenantID: t, RunID: r, RunSeq: seq,
+			Lo: pr.lo, Hi: pr.hi}); err != nil {
 			return nil, fmt.Errorf("tombstone groups: %w", err)
 		}
 	}
-	if _, err := tx.Exec(ctx, qDropStaleEdges, t, r, seq, pr.lo, pr.hi); err != nil {
+	if err := q.DropStaleEdges(ctx, dbsqlc.DropStaleEdgesParams{TenantID: t, RunID: r, RunSeq: seq,
+		Lo: pr.lo, Hi: pr.hi}); err != nil {
 		return nil, fmt.Errorf("drop stale edges: %w", err)
 	}
 
-	if err := setNestLoop(ctx, tx, true); err != nil {
+	if err := setNestLoop(ctx, q, true); err != nil {
 		return nil, err
 	}
-	res, err := buildPlan(ctx, tx, ref, pr)
+	res, err := buildPlan(ctx, q, ref, pr)
 	if err != nil {
 		return nil, err
 	}
-	var pages int64
-	if err := tx.QueryRow(ctx, qRunPagesTotal, t, r).Scan(&pages); err != nil {
+	pages, err := q.RunPagesTotal(ctx, dbsqlc.RunPagesTotalParams{TenantID: t, RunID: r})
+	if err != nil {
 		return nil, fmt.Errorf("read pages: %w", err)
 	}
 	counts := res.counts
 	counts["pages"] = pages
-	summary := summaryJSON(res.summary)
+	summary, err := json.Marshal(summaryJSON(res.summary))
+	if err != nil {
+		return nil, err
+	}
+	countsJSON, err := json.Marshal(counts)
+	if err != nil {
+		return nil, err
+	}
 	if res.verdict.Hold {
-		if _, err := tx.Exec(ctx, qHoldRun, t, r, string(res.verdict.Reason), res.verdict.Message, summary, counts,
-			res.tenant.appVersion, at); err != nil {
+		reason := string(res.verdict.Reason)
+		if err := q.HoldRun(ctx, dbsqlc.HoldRunParams{TenantID: t, RunID: r, HeldReason: reason,
+			HeldMessage: res.verdict.Message, PlanSummary: summary, PlanCounts: countsJSON,
+			PlanAppVersion: res.tenant.appVersion, At: at}); err != nil {
 			return nil, fmt.Errorf("hold run: %w", err)
 		}
-		if err := notify(ctx, tx, t, r, plan.RunHeld(res.tenant.name, seq, res.verdict), at); err != nil {
+		if err := notify(ctx, q, t, r, plan.RunHeld(res.tenant.name, seq, res.verdict), at); err != nil {
 			return nil, err
 		}
 	} else {
-		if _, err := tx.Exec(ctx, qRecordPlan, t, r, summary, counts, res.tenant.appVersion, at); err != nil {
+		if err := q.RecordPlan(ctx, dbsqlc.RecordPlanParams{TenantID: t, RunID: r, PlanSummary: summary,
+			PlanCounts: countsJSON, PlanAppVersion: res.tenant.appVersion, At: at}); err != nil {
 			return nil, fmt.Errorf("record plan: %w", err)
 		}
-		if err := applyPlan(ctx, tx, ref, pr, res, at); err != nil {
+		if err := applyPlan(ctx, q, ref, pr, res, at); err != nil {
 			return nil, err
 		}
-		if _, err := tx.Exec(ctx, qCompleteRun, t, r, counts, at); err != nil {
+		if err := q.CompleteRun(ctx, dbsqlc.CompleteRunParams{TenantID: t, RunID: r, Counts: countsJSON, At: at}); err != nil {
 			return nil, fmt.Errorf("complete run: %w", err)
 		}
 	}
-	if _, err := tx.Exec(ctx, qSupersedeOlderRuns, t, seq, at, attemptPageSpan); err != nil {
+	if err := q.SupersedeOlderRuns(ctx, dbsqlc.SupersedeOlderRunsParams{TenantID: t, Seq: seq, At: at,
+		AttemptPageSpan: AttemptPageSpan}); err != nil {
 		return nil, fmt.Errorf("supersede older runs: %w", err)
 	}
-	if _, err := tx.Exec(ctx, qDeleteFinishedRunPages, t, seq); err != nil {
+	if err := q.DeleteFinishedRunPages(ctx, dbsqlc.DeleteFinishedRunPagesParams{TenantID: t, Seq: seq}); err != nil {
 		return nil, fmt.Errorf("delete pages: %w", err)
 	}
 	return counts, nil
@@ -169,25 +179,13 @@ func finalize(ctx context.Context, tx pgx.Tx, ref PageRef, pr pageRange, at time
 
 // setNestLoop forbids nested-loop joins, or gives them back as the server
 // is configured, until the transaction ends or the next call.
-func setNestLoop(ctx context.Context, tx pgx.Tx, on bool) error {
-	v := "off"
+func setNestLoop(ctx context.Context, q *dbsqlc.Queries, on bool) error {
+	set := q.SetNestLoopOff
 	if on {
-		v = "DEFAULT"
+		set = q.SetNestLoopDefault
 	}
-	if _, err := tx.Exec(ctx, "SET LOCAL enable_nestloop = "+v); err != nil {
+	if err := set(ctx); err != nil {
 		return fmt.Errorf("plan settings: %w", err)
 	}
 	return nil
 }
-
-var (
-	qRunProgress            = query("RunProgress")
-	qRunPageKinds           = query("RunPageKinds")
-	qRunPagesTotal          = query("RunPagesTotal")
-	qTombstoneUnseenUsers   = query("TombstoneUnseenUsers")
-	qTombstoneUnseenGroups  = query("TombstoneUnseenGroups")
-	qDropStaleEdges         = query("DropStaleEdges")
-	qCompleteRun            = query("CompleteRun")
-	qSupersedeOlderRuns     = query("SupersedeOlderRuns")
-	qDeleteFinishedRunPages = query("DeleteFinishedRunPages")
-)

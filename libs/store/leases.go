@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/entrasync/entrasync/libs/store/internal/dbsqlc"
 )
 
 // Leases keep one tenant's directory read by one fetcher at a time. Their
@@ -22,8 +24,8 @@ func (s *Store) AcquireLease(ctx context.Context, tenantID, holder string, ttl t
 		return false, fmt.Errorf("store: acquire lease: %w", err)
 	}
 	now := s.clock()
-	var ok bool
-	err := s.pool.QueryRow(ctx, qAcquireLease, tenantID, holder, now.Add(ttl), now).Scan(&ok)
+	ok, err := s.q.AcquireLease(ctx, dbsqlc.AcquireLeaseParams{TenantID: tenantID, Holder: holder,
+		ExpiresAt: now.Add(ttl), Now: now})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
@@ -41,11 +43,12 @@ func (s *Store) RenewLease(ctx context.Context, tenantID, holder string, ttl tim
 		return false, fmt.Errorf("store: renew lease: %w", err)
 	}
 	now := s.clock()
-	tag, err := s.pool.Exec(ctx, qRenewLease, tenantID, holder, now.Add(ttl), now)
+	n, err := s.q.RenewLease(ctx, dbsqlc.RenewLeaseParams{TenantID: tenantID, Holder: holder,
+		ExpiresAt: now.Add(ttl), Now: now})
 	if err != nil {
 		return false, translate(err, "renew lease of "+tenantID)
 	}
-	return tag.RowsAffected() == 1, nil
+	return n == 1, nil
 }
 
 // ReleaseLease gives up holder's lease, if it still has it.
@@ -53,7 +56,7 @@ func (s *Store) ReleaseLease(ctx context.Context, tenantID, holder string) error
 	if err := checkLease(tenantID, holder, time.Second); err != nil {
 		return fmt.Errorf("store: release lease: %w", err)
 	}
-	_, err := s.pool.Exec(ctx, qReleaseLease, tenantID, holder)
+	err := s.q.ReleaseLease(ctx, dbsqlc.ReleaseLeaseParams{TenantID: tenantID, Holder: holder})
 	return translate(err, "release lease of "+tenantID)
 }
 
@@ -68,9 +71,3 @@ func checkLease(tenantID, holder string, ttl time.Duration) error {
 	}
 	return nil
 }
-
-var (
-	qAcquireLease = query("AcquireLease")
-	qRenewLease   = query("RenewLease")
-	qReleaseLease = query("ReleaseLease")
-)

@@ -3,13 +3,14 @@ package store
 import (
 	"context"
 	"crypto/sha1"
+	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/entrasync/entrasync/libs/plan"
+	"github.com/entrasync/entrasync/libs/store/internal/dbsqlc"
 )
 
 // The plan step. When a run's pages are all in (TryFinalize), the store
@@ -54,26 +55,35 @@ type planResult struct {
 // planner builds one run's plan inside the transaction that finalizes it.
 type planner struct {
 	ctx     context.Context
-	tx      pgx.Tx
+	q       *dbsqlc.Queries
 	tenant  string
 	run     string
 	summary plan.Summary
 	next    int32 // seq of the next item
-	items   [][]any
-	work    [][]any // plan_work_users rows waiting to be written
+	items   []dbsqlc.InsertPlanItemsParams
+	work    []dbsqlc.InsertPlanWorkUsersParams // plan_work_users rows waiting to be written
 	inScope int64
 }
 
-func newPlanner(ctx context.Context, tx pgx.Tx, tenant, run string) *planner {
-	return &planner{ctx: ctx, tx: tx, tenant: tenant, run: run, summary: plan.Summary{}}
+func newPlanner(ctx context.Context, q *dbsqlc.Queries, tenant, run string) *planner {
+	return &planner{ctx: ctx, q: q, tenant: tenant, run: run, summary: plan.Summary{}}
 }
 
 // emit queues items and writes them once a chunk is full.
 func (p *planner) emit(items ...plan.Item) error {
 	for _, it := range items {
 		p.summary.Add(it)
-		p.items = append(p.items, []any{p.tenant, p.run, p.next, string(it.Action), it.EntraID,
-			nullIfEmpty(it.GroupID), nullIfEmpty(it.Role), it.DisplayName, jsonOrNil(it.Before), jsonOrNil(it.After), it.Reason})
+		before, err := jsonOrNil(it.Before)
+		if err != nil {
+			return err
+		}
+		after, err := jsonOrNil(it.After)
+		if err != nil {
+			return err
+		}
+		p.items = append(p.items, dbsqlc.InsertPlanItemsParams{TenantID: p.tenant, RunID: p.run, Seq: p.next,
+			Action: string(it.Action), EntraID: it.EntraID, GroupID: nullIfEmpty(it.GroupID), Role: nullIfEmpty(it.Role),
+			DisplayName: it.DisplayName, Before: before, After: after, Reason: it.Reason})
 		p.next++
 	}
 	if len(p.items) >= planChunk {
@@ -84,17 +94,13 @@ func (p *planner) emit(items ...plan.Item) error {
 
 func (p *planner) flush() error {
 	if len(p.items) > 0 {
-		if _, err := p.tx.CopyFrom(p.ctx, pgx.Identifier{"sync_plan_items"},
-			[]string{"tenant_id", "run_id", "seq", "action", "entra_id", "group_id", "role", "display_name", "before", "after", "reason"},
-			pgx.CopyFromRows(p.items)); err != nil {
+		if _, err := p.q.InsertPlanItems(p.ctx, p.items); err != nil {
 			return fmt.Errorf("write plan items: %w", err)
 		}
 		p.items = p.items[:0]
 	}
 	if len(p.work) > 0 {
-		if _, err := p.tx.CopyFrom(p.ctx, pgx.Identifier{"plan_work_users"},
-			[]string{"tenant_id", "run_id", "entra_id", "display_name", "seat", "license_run_seq"},
-			pgx.CopyFromRows(p.work)); err != nil {
+		if _, err := p.q.InsertPlanWorkUsers(p.ctx, p.work); err != nil {
 			return fmt.Errorf("write plan work: %w", err)
 		}
 		p.work = p.work[:0]
@@ -106,41 +112,43 @@ func (p *planner) flush() error {
 // the seat hand-out.
 func (p *planner) keepUser(id, name string, seat plan.SeatRole, licenseRunSeq *int64) error {
 	p.inScope++
-	p.work = append(p.work, []any{p.tenant, p.run, id, name, int16(seat), licenseRunSeq})
+	p.work = append(p.work, dbsqlc.InsertPlanWorkUsersParams{TenantID: p.tenant, RunID: p.run, EntraID: id,
+		DisplayName: name, Seat: int16(seat), LicenseRunSeq: licenseRunSeq})
 	if len(p.work) >= planChunk {
 		return p.flush()
 	}
 	return nil
 }
 
-func nullIfEmpty(s string) any {
+func nullIfEmpty(s string) *string {
 	if s == "" {
 		return nil
 	}
-	return s
+	return &s
 }
 
-func jsonOrNil(f plan.Fields) any {
+func jsonOrNil(f plan.Fields) ([]byte, error) {
 	if f == nil {
-		return nil
+		return nil, nil
 	}
-	return map[string]any(f)
+	return json.Marshal(map[string]any(f))
 }
 
 // buildPlan plans a complete run ($pr is the page range of its attempt).
-func buildPlan(ctx context.Context, tx pgx.Tx, ref PageRef, pr pageRange) (planResult, error) {
+func buildPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange) (planResult, error) {
 	var res planResult
-	t, err := loadPlanTenant(ctx, tx, ref, pr)
+	t, err := loadPlanTenant(ctx, q, ref, pr)
 	if err != nil {
 		return res, err
 	}
 	res.tenant = t
-	p := newPlanner(ctx, tx, ref.TenantID, ref.RunID)
-	if _, err := tx.Exec(ctx, qDeletePlanItems, ref.TenantID, ref.RunID); err != nil {
+	p := newPlanner(ctx, q, ref.TenantID, ref.RunID)
+	if err := q.DeletePlanItems(ctx, dbsqlc.DeletePlanItemsParams{TenantID: ref.TenantID, RunID: ref.RunID}); err != nil {
 		return res, fmt.Errorf("clear plan: %w", err)
 	}
 	if len(t.settings.Scope.Groups) > 0 {
-		if _, err := tx.Exec(ctx, qPlanScopeUsers, ref.TenantID, ref.RunID, t.settings.Scope.Groups); err != nil {
+		if err := q.PlanScopeUsers(ctx, dbsqlc.PlanScopeUsersParams{TenantID: ref.TenantID, RunID: ref.RunID,
+			Groups: t.settings.Scope.Groups}); err != nil {
 			return res, fmt.Errorf("scope groups: %w", err)
 		}
 	}
@@ -164,8 +172,14 @@ func buildPlan(ctx context.Context, tx pgx.Tx, ref PageRef, pr pageRange) (planR
 	if err := p.flush(); err != nil {
 		return res, err
 	}
-	for _, q := range []string{qPlanDeleteWork, qPlanDeleteWorkUsers, qPlanDeleteWorkGroups, qPlanDeleteWorkMembers} {
-		if _, err := tx.Exec(ctx, q, ref.TenantID, ref.RunID); err != nil {
+	work := dbsqlc.PlanDeleteWorkParams{TenantID: ref.TenantID, RunID: ref.RunID}
+	for _, clear := range []func() error{
+		func() error { return q.PlanDeleteWork(ctx, work) },
+		func() error { return q.PlanDeleteWorkUsers(ctx, dbsqlc.PlanDeleteWorkUsersParams(work)) },
+		func() error { return q.PlanDeleteWorkGroups(ctx, dbsqlc.PlanDeleteWorkGroupsParams(work)) },
+		func() error { return q.PlanDeleteWorkMembers(ctx, dbsqlc.PlanDeleteWorkMembersParams(work)) },
+	} {
+		if err := clear(); err != nil {
 			return res, fmt.Errorf("clear plan work: %w", err)
 		}
 	}
@@ -175,23 +189,24 @@ func buildPlan(ctx context.Context, tx pgx.Tx, ref PageRef, pr pageRange) (planR
 	return res, nil
 }
 
-func loadPlanTenant(ctx context.Context, tx pgx.Tx, ref PageRef, pr pageRange) (planTenant, error) {
+func loadPlanTenant(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange) (planTenant, error) {
 	var t planTenant
-	var seats int
-	var raw []byte
-	if err := tx.QueryRow(ctx, qPlanTenant, ref.TenantID).Scan(&t.name, &seats, &raw, &t.appVersion, &t.shortage,
-		&t.guard.AppUsers, &t.guard.Licenses, &t.guard.RoleGrants); err != nil {
+	row, err := q.PlanTenant(ctx, ref.TenantID)
+	if err != nil {
 		return t, fmt.Errorf("read tenant: %w", err)
 	}
-	var err error
-	if t.settings, err = parseSettings(raw, seats); err != nil {
+	t.name, t.appVersion, t.shortage = row.Name, row.AppVersion, row.SeatShortage
+	t.guard.AppUsers, t.guard.Licenses, t.guard.RoleGrants = row.AppUsers, row.Licenses, row.RoleGrants
+	if t.settings, err = parseSettings(row.Settings, int(row.Seats)); err != nil {
 		return t, err
 	}
-	var pages int64
-	if err := tx.QueryRow(ctx, qPlanUsersListed, ref.TenantID, ref.RunID, pr.lo, pr.hi).Scan(&pages, &t.guard.UsersListed); err != nil {
+	listed, err := q.PlanUsersListed(ctx, dbsqlc.PlanUsersListedParams{TenantID: ref.TenantID, RunID: ref.RunID,
+		Lo: pr.lo, Hi: pr.hi})
+	if err != nil {
 		return t, fmt.Errorf("count users listed: %w", err)
 	}
-	t.guard.UsersRead = pages > 0
+	t.guard.UsersListed = listed.Users
+	t.guard.UsersRead = listed.Pages > 0
 	return t, nil
 }
 
@@ -205,41 +220,35 @@ type appUserFacts struct {
 // Entra id order.
 func (p *planner) users(s plan.Settings) error {
 	dirs := newCursor(func(after string) ([]plan.DirUser, []bool, error) {
-		rows, err := p.tx.Query(p.ctx, qPlanDirUsers, p.tenant, p.run, after, planChunk)
+		rows, err := p.q.PlanDirUsers(p.ctx, dbsqlc.PlanDirUsersParams{TenantID: p.tenant, RunID: p.run, After: after,
+			MaxRows: planChunk})
 		if err != nil {
 			return nil, nil, err
 		}
-		var out []plan.DirUser
-		var scoped []bool
-		for rows.Next() {
-			var d plan.DirUser
-			var in bool
-			if err := rows.Scan(&d.ID, &d.DisplayName, &d.Mail, &d.UserPrincipalName, &d.GivenName, &d.Surname,
-				&d.JobTitle, &d.Department, &d.UserType, &d.AccountEnabled, &in); err != nil {
-				rows.Close()
-				return nil, nil, err
-			}
-			out, scoped = append(out, d), append(scoped, in)
+		out := make([]plan.DirUser, len(rows))
+		scoped := make([]bool, len(rows))
+		for i, r := range rows {
+			out[i] = plan.DirUser{ID: r.ID, DisplayName: r.DisplayName, Mail: r.Mail, UserPrincipalName: r.UserPrincipalName,
+				GivenName: r.GivenName, Surname: r.Surname, JobTitle: r.JobTitle, Department: r.Department,
+				UserType: r.UserType, AccountEnabled: r.AccountEnabled}
+			scoped[i] = r.InScope
 		}
-		return out, scoped, rows.Err()
+		return out, scoped, nil
 	}, func(d plan.DirUser) string { return d.ID })
 	apps := newCursor(func(after string) ([]appUserFacts, []bool, error) {
-		rows, err := p.tx.Query(p.ctx, qPlanAppUsers, p.tenant, after, planChunk)
+		rows, err := p.q.PlanAppUsers(p.ctx, dbsqlc.PlanAppUsersParams{TenantID: p.tenant, After: after, MaxRows: planChunk})
 		if err != nil {
 			return nil, nil, err
 		}
-		var out []appUserFacts
-		for rows.Next() {
-			var a appUserFacts
-			if err := rows.Scan(&a.EntraID, &a.Email, &a.DisplayName, &a.GivenName, &a.Surname, &a.JobTitle,
-				&a.Department, &a.Enabled, &a.License, &a.LicenseDisabledAt, &a.DisplayNameEditedAt,
-				&a.EmailEditedAt, &a.Roles, &a.licenseRunSeq); err != nil {
-				rows.Close()
-				return nil, nil, err
-			}
-			out = append(out, a)
+		out := make([]appUserFacts, len(rows))
+		for i, r := range rows {
+			out[i] = appUserFacts{AppUser: plan.AppUser{EntraID: r.EntraID, Email: r.Email, DisplayName: r.DisplayName,
+				GivenName: r.GivenName, Surname: r.Surname, JobTitle: r.JobTitle, Department: r.Department,
+				Enabled: r.Enabled, License: r.License, LicenseDisabledAt: r.LicenseDisabledAt,
+				DisplayNameEditedAt: r.DisplayNameEditedAt, EmailEditedAt: r.EmailEditedAt, Roles: r.Roles},
+				licenseRunSeq: r.LicenseRunSeq}
 		}
-		return out, nil, rows.Err()
+		return out, nil, nil
 	}, func(a appUserFacts) string { return a.EntraID })
 
 	for {
@@ -299,22 +308,18 @@ func (p *planner) seats(seats *plan.Seats) error {
 	var afterSeq int64 = -1
 	afterID := ""
 	for {
-		rows, err := p.tx.Query(p.ctx, qPlanSeatHolders, p.tenant, p.run, afterSeq, afterID, planChunk)
+		rows, err := p.q.PlanSeatHolders(p.ctx, dbsqlc.PlanSeatHoldersParams{TenantID: p.tenant, RunID: p.run,
+			AfterSeq: afterSeq, AfterID: afterID, MaxRows: planChunk})
 		if err != nil {
 			return err
 		}
-		var holders []plan.SeatUser
-		for rows.Next() {
-			var u plan.SeatUser
-			if err := rows.Scan(&u.EntraID, &u.DisplayName, &afterSeq); err != nil {
-				rows.Close()
-				return err
+		holders := make([]plan.SeatUser, len(rows))
+		for i, r := range rows {
+			if r.LicenseRunSeq == nil {
+				return fmt.Errorf("seat holder %s has no license run", r.EntraID)
 			}
-			afterID = u.EntraID
-			holders = append(holders, u)
-		}
-		if err := rows.Err(); err != nil {
-			return err
+			holders[i] = plan.SeatUser{EntraID: r.EntraID, DisplayName: r.DisplayName}
+			afterSeq, afterID = *r.LicenseRunSeq, r.EntraID
 		}
 		for _, u := range holders {
 			if it, ok := seats.Holder(u); ok {
@@ -329,25 +334,14 @@ func (p *planner) seats(seats *plan.Seats) error {
 	}
 	after := ""
 	for {
-		rows, err := p.tx.Query(p.ctx, qPlanSeatCandidates, p.tenant, p.run, after, planChunk)
+		cands, err := p.q.PlanSeatCandidates(p.ctx, dbsqlc.PlanSeatCandidatesParams{TenantID: p.tenant, RunID: p.run,
+			After: after, MaxRows: planChunk})
 		if err != nil {
 			return err
 		}
-		var cands []plan.SeatUser
-		for rows.Next() {
-			var u plan.SeatUser
-			if err := rows.Scan(&u.EntraID, &u.DisplayName); err != nil {
-				rows.Close()
-				return err
-			}
-			after = u.EntraID
-			cands = append(cands, u)
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
 		for _, u := range cands {
-			if it, ok := seats.Candidate(u); ok {
+			after = u.EntraID
+			if it, ok := seats.Candidate(plan.SeatUser(u)); ok {
 				if err := p.emit(it); err != nil {
 					return err
 				}
@@ -363,38 +357,23 @@ func (p *planner) seats(seats *plan.Seats) error {
 // Entra id order. Groups the app keeps go to plan_work_groups for the
 // membership pass.
 func (p *planner) groups() error {
+	// The chunks' rows have the fields of libs/plan's types, so they
+	// convert to them.
 	dirs := newCursor(func(after string) ([]plan.DirGroup, []bool, error) {
-		rows, err := p.tx.Query(p.ctx, qPlanDirGroups, p.tenant, after, planChunk)
-		if err != nil {
-			return nil, nil, err
-		}
-		out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (plan.DirGroup, error) {
-			var g plan.DirGroup
-			err := r.Scan(&g.ID, &g.DisplayName, &g.GroupTypes, &g.SecurityEnabled, &g.MailEnabled)
-			return g, err
-		})
-		return out, nil, err
+		rows, err := p.q.PlanDirGroups(p.ctx, dbsqlc.PlanDirGroupsParams{TenantID: p.tenant, After: after, MaxRows: planChunk})
+		return mapRows(rows, func(r dbsqlc.PlanDirGroupsRow) plan.DirGroup { return plan.DirGroup(r) }), nil, err
 	}, func(g plan.DirGroup) string { return g.ID })
 	apps := newCursor(func(after string) ([]plan.AppGroup, []bool, error) {
-		rows, err := p.tx.Query(p.ctx, qPlanAppGroups, p.tenant, after, planChunk)
-		if err != nil {
-			return nil, nil, err
-		}
-		out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (plan.AppGroup, error) {
-			var g plan.AppGroup
-			err := r.Scan(&g.EntraID, &g.DisplayName, &g.Kind, &g.Dynamic)
-			return g, err
-		})
-		return out, nil, err
+		rows, err := p.q.PlanAppGroups(p.ctx, dbsqlc.PlanAppGroupsParams{TenantID: p.tenant, After: after, MaxRows: planChunk})
+		return mapRows(rows, func(r dbsqlc.PlanAppGroupsRow) plan.AppGroup { return plan.AppGroup(r) }), nil, err
 	}, func(g plan.AppGroup) string { return g.EntraID })
 
-	var kept [][]any
+	var kept []dbsqlc.InsertPlanWorkGroupsParams
 	writeKept := func() error {
 		if len(kept) == 0 {
 			return nil
 		}
-		_, err := p.tx.CopyFrom(p.ctx, pgx.Identifier{"plan_work_groups"},
-			[]string{"tenant_id", "run_id", "entra_id", "display_name"}, pgx.CopyFromRows(kept))
+		_, err := p.q.InsertPlanWorkGroups(p.ctx, kept)
 		kept = kept[:0]
 		return err
 	}
@@ -430,7 +409,8 @@ func (p *planner) groups() error {
 			}
 		}
 		if f.Dir != nil {
-			kept = append(kept, []any{p.tenant, p.run, f.EntraID, f.Dir.DisplayName})
+			kept = append(kept, dbsqlc.InsertPlanWorkGroupsParams{TenantID: p.tenant, RunID: p.run, EntraID: f.EntraID,
+				DisplayName: f.Dir.DisplayName})
 			if len(kept) >= planChunk {
 				if err := writeKept(); err != nil {
 					return err
@@ -448,36 +428,38 @@ func (p *planner) memberships() error {
 	}
 	// The closure walks edges through the index: nested loops are right
 	// here, whatever finalization set before.
-	if err := setNestLoop(p.ctx, p.tx, true); err != nil {
+	if err := setNestLoop(p.ctx, p.q, true); err != nil {
 		return err
 	}
-	if _, err := p.tx.Exec(p.ctx, qPlanEntraMembers, p.tenant, p.run); err != nil {
+	if err := p.q.PlanEntraMembers(p.ctx, dbsqlc.PlanEntraMembersParams{TenantID: p.tenant, RunID: p.run}); err != nil {
 		return fmt.Errorf("nested memberships: %w", err)
 	}
-	for _, q := range []string{qPlanMembershipsToAdd, qPlanAppMemberships} {
+	// Entra ID's memberships the app lacks, then the app's: each chunk as
+	// libs/plan's facts.
+	toAdd := func(after dbsqlc.PlanMembershipsToAddParams) ([]plan.MembershipFacts, error) {
+		rows, err := p.q.PlanMembershipsToAdd(p.ctx, after)
+		return mapRows(rows, func(r dbsqlc.PlanMembershipsToAddRow) plan.MembershipFacts {
+			return plan.MembershipFacts{GroupID: r.GroupID, GroupName: r.GroupName, UserID: r.UserID,
+				UserName: r.UserName, InEntra: true, UserStays: true, GroupStays: true}
+		}), err
+	}
+	inApp := func(after dbsqlc.PlanMembershipsToAddParams) ([]plan.MembershipFacts, error) {
+		rows, err := p.q.PlanAppMemberships(p.ctx, dbsqlc.PlanAppMembershipsParams(after))
+		return mapRows(rows, func(r dbsqlc.PlanAppMembershipsRow) plan.MembershipFacts {
+			return plan.MembershipFacts{GroupID: r.GroupID, GroupName: r.GroupName, UserID: r.UserID,
+				UserName: r.UserName, InEntra: r.InEntra, InApp: true, UserStays: r.UserStays, GroupStays: r.GroupStays}
+		}), err
+	}
+	for _, chunk := range []func(dbsqlc.PlanMembershipsToAddParams) ([]plan.MembershipFacts, error){toAdd, inApp} {
 		afterGroup, afterUser := "", ""
 		for {
-			rows, err := p.tx.Query(p.ctx, q, p.tenant, p.run, afterGroup, afterUser, planChunk)
+			facts, err := chunk(dbsqlc.PlanMembershipsToAddParams{TenantID: p.tenant, RunID: p.run,
+				AfterGroup: afterGroup, AfterUser: afterUser, MaxRows: planChunk})
 			if err != nil {
 				return err
 			}
-			var facts []plan.MembershipFacts
-			for rows.Next() {
-				f := plan.MembershipFacts{InEntra: true, UserStays: true, GroupStays: true}
-				dest := []any{&f.GroupID, &f.GroupName, &f.UserID, &f.UserName}
-				if q == qPlanAppMemberships {
-					f.InApp = true
-					dest = append(dest, &f.InEntra, &f.UserStays, &f.GroupStays)
-				}
-				if err := rows.Scan(dest...); err != nil {
-					rows.Close()
-					return err
-				}
-				afterGroup, afterUser = f.GroupID, f.UserID
-				facts = append(facts, f)
-			}
-			if err := rows.Err(); err != nil {
-				return err
+			if n := len(facts); n > 0 {
+				afterGroup, afterUser = facts[n-1].GroupID, facts[n-1].UserID
 			}
 			for _, f := range facts {
 				if it, ok := plan.DecideMembership(f); ok {
@@ -542,47 +524,80 @@ func (c *cursor[T]) advance() { c.i++ }
 // applyPlan writes a run's stored plan to the app side, action by action
 // in plan.Actions' order, then refreshes the groups' member counts, bumps
 // the app side's version and tells the admins about a new seat shortage.
-func applyPlan(ctx context.Context, tx pgx.Tx, ref PageRef, pr pageRange, res planResult, at time.Time) error {
+func applyPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange, res planResult, at time.Time) error {
 	t, r := ref.TenantID, ref.RunID
 	for _, a := range plan.Actions {
 		if res.summary[a] == 0 {
 			continue
 		}
-		q := applyQueries[a]
-		args := []any{t, r, at, ref.RunSeq}[:q.args]
-		if _, err := tx.Exec(ctx, q.sql, args...); err != nil {
+		if err := applyAction(ctx, q, a, ref, at); err != nil {
 			return fmt.Errorf("apply %s: %w", a, err)
 		}
 	}
-	if _, err := tx.Exec(ctx, qRefreshGroupCounts, t, r, pr.lo, pr.hi, at); err != nil {
+	if err := q.RefreshGroupCounts(ctx, dbsqlc.RefreshGroupCountsParams{TenantID: t, RunID: r, Lo: pr.lo, Hi: pr.hi,
+		At: at}); err != nil {
 		return fmt.Errorf("refresh group counts: %w", err)
 	}
 	if res.summary.Total() > 0 {
-		if _, err := tx.Exec(ctx, qAppChanged, t, at, fmt.Sprintf("run %d applied its plan", ref.RunSeq)); err != nil {
+		if err := q.AppChanged(ctx, dbsqlc.AppChangedParams{TenantID: t, At: at,
+			Change: fmt.Sprintf("run %d applied its plan", ref.RunSeq)}); err != nil {
 			return fmt.Errorf("bump app version: %w", err)
 		}
 	}
 	notice, short := plan.SeatShortage(res.tenant.shortage, res.counts["unlicensed"], res.tenant.settings.Seats, res.tenant.name)
-	if _, err := tx.Exec(ctx, qSetSeatShortage, t, short); err != nil {
+	if err := q.SetSeatShortage(ctx, dbsqlc.SetSeatShortageParams{TenantID: t, Shortage: short}); err != nil {
 		return fmt.Errorf("seat shortage: %w", err)
 	}
 	if notice != nil {
-		if err := notify(ctx, tx, t, r, *notice, at); err != nil {
+		if err := notify(ctx, q, t, r, *notice, at); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// applyAction runs the statement that applies one action of the run's
+// stored plan; at is the time, the run's seq marks the seats it grants.
+func applyAction(ctx context.Context, q *dbsqlc.Queries, a plan.Action, ref PageRef, at time.Time) error {
+	t, r := ref.TenantID, ref.RunID
+	switch a {
+	case plan.RevokeRole:
+		return q.ApplyRevokeRole(ctx, dbsqlc.ApplyRevokeRoleParams{TenantID: t, RunID: r})
+	case plan.RemoveMembership:
+		return q.ApplyRemoveMembership(ctx, dbsqlc.ApplyRemoveMembershipParams{TenantID: t, RunID: r})
+	case plan.RevokeLicense:
+		return q.ApplyRevokeLicense(ctx, dbsqlc.ApplyRevokeLicenseParams{TenantID: t, RunID: r, At: at})
+	case plan.RemoveUser:
+		return q.ApplyRemoveUser(ctx, dbsqlc.ApplyRemoveUserParams{TenantID: t, RunID: r})
+	case plan.RemoveGroup:
+		return q.ApplyRemoveGroup(ctx, dbsqlc.ApplyRemoveGroupParams{TenantID: t, RunID: r})
+	case plan.CreateGroup:
+		return q.ApplyCreateGroup(ctx, dbsqlc.ApplyCreateGroupParams{TenantID: t, RunID: r, At: at})
+	case plan.UpdateGroup:
+		return q.ApplyUpdateGroup(ctx, dbsqlc.ApplyUpdateGroupParams{TenantID: t, RunID: r, At: at})
+	case plan.CreateUser:
+		return q.ApplyCreateUser(ctx, dbsqlc.ApplyCreateUserParams{TenantID: t, RunID: r, At: at})
+	case plan.UpdateUser:
+		return q.ApplyUpdateUser(ctx, dbsqlc.ApplyUpdateUserParams{TenantID: t, RunID: r, At: at})
+	case plan.DisableUser:
+		return q.ApplyDisableUser(ctx, dbsqlc.ApplyDisableUserParams{TenantID: t, RunID: r, At: at})
+	case plan.EnableUser:
+		return q.ApplyEnableUser(ctx, dbsqlc.ApplyEnableUserParams{TenantID: t, RunID: r, At: at})
+	case plan.AssignLicense:
+		return q.ApplyAssignLicense(ctx, dbsqlc.ApplyAssignLicenseParams{TenantID: t, RunID: r, At: at, RunSeq: ref.RunSeq})
+	case plan.AddMembership:
+		return q.ApplyAddMembership(ctx, dbsqlc.ApplyAddMembershipParams{TenantID: t, RunID: r})
+	case plan.GrantRole:
+		return q.ApplyGrantRole(ctx, dbsqlc.ApplyGrantRoleParams{TenantID: t, RunID: r, At: at})
+	}
+	return fmt.Errorf("no statement applies action %q", a)
+}
+
 // notify writes a notification task for the tenant's Administrators and
 // License managers. Its id comes from the run and the kind, so a
 // transaction run again writes the same task.
-func notify(ctx context.Context, tx pgx.Tx, tenantID, runID string, n plan.Notice, at time.Time) error {
-	rows, err := tx.Query(ctx, qNotifiedEmails, tenantID, plan.BuiltinRoles)
-	if err != nil {
-		return fmt.Errorf("notification recipients: %w", err)
-	}
-	emails, err := pgx.CollectRows(rows, pgx.RowTo[string])
+func notify(ctx context.Context, q *dbsqlc.Queries, tenantID, runID string, n plan.Notice, at time.Time) error {
+	emails, err := q.NotifiedEmails(ctx, dbsqlc.NotifiedEmailsParams{TenantID: tenantID, Roles: plan.BuiltinRoles})
 	if err != nil {
 		return fmt.Errorf("notification recipients: %w", err)
 	}
@@ -590,7 +605,8 @@ func notify(ctx context.Context, tx pgx.Tx, tenantID, runID string, n plan.Notic
 		emails = []string{}
 	}
 	id := uuid.NewHash(sha1.New(), uuid.MustParse(runID), []byte(n.Kind), 5).String()
-	if _, err := tx.Exec(ctx, qInsertNotification, tenantID, id, n.Kind, runID, emails, n.Subject, n.Text, at); err != nil {
+	if err := q.InsertNotification(ctx, dbsqlc.InsertNotificationParams{TenantID: tenantID, ID: id, Kind: n.Kind,
+		RunID: &runID, Recipients: emails, Subject: n.Subject, Body: n.Text, CreatedAt: at}); err != nil {
 		return fmt.Errorf("notification task: %w", err)
 	}
 	return nil
@@ -606,57 +622,12 @@ func summaryJSON(s plan.Summary) map[string]int64 {
 	return out
 }
 
-// applyQuery is the statement that applies one action, and how many of
-// (tenant, run, time, run seq) it takes.
-type applyQuery struct {
-	sql  string
-	args int
+// mapRows turns the rows of a generated query into the values the store
+// works with.
+func mapRows[R, T any](rows []R, f func(R) T) []T {
+	out := make([]T, len(rows))
+	for i, r := range rows {
+		out[i] = f(r)
+	}
+	return out
 }
-
-var applyQueries = map[plan.Action]applyQuery{
-	plan.RevokeRole:       {query("ApplyRevokeRole"), 2},
-	plan.RemoveMembership: {query("ApplyRemoveMembership"), 2},
-	plan.RevokeLicense:    {query("ApplyRevokeLicense"), 3},
-	plan.RemoveUser:       {query("ApplyRemoveUser"), 2},
-	plan.RemoveGroup:      {query("ApplyRemoveGroup"), 2},
-	plan.CreateGroup:      {query("ApplyCreateGroup"), 3},
-	plan.UpdateGroup:      {query("ApplyUpdateGroup"), 3},
-	plan.CreateUser:       {query("ApplyCreateUser"), 3},
-	plan.UpdateUser:       {query("ApplyUpdateUser"), 3},
-	plan.DisableUser:      {query("ApplyDisableUser"), 3},
-	plan.EnableUser:       {query("ApplyEnableUser"), 3},
-	plan.AssignLicense:    {query("ApplyAssignLicense"), 4},
-	plan.AddMembership:    {query("ApplyAddMembership"), 2},
-	plan.GrantRole:        {query("ApplyGrantRole"), 3},
-}
-
-var (
-	qPlanTenant            = query("PlanTenant")
-	qPlanUsersListed       = query("PlanUsersListed")
-	qPlanScopeUsers        = query("PlanScopeUsers")
-	qPlanDirUsers          = query("PlanDirUsers")
-	qPlanAppUsers          = query("PlanAppUsers")
-	qPlanSeatHolders       = query("PlanSeatHolders")
-	qPlanSeatCandidates    = query("PlanSeatCandidates")
-	qPlanDirGroups         = query("PlanDirGroups")
-	qPlanAppGroups         = query("PlanAppGroups")
-	qPlanEntraMembers      = query("PlanEntraMembers")
-	qPlanMembershipsToAdd  = query("PlanMembershipsToAdd")
-	qPlanAppMemberships    = query("PlanAppMemberships")
-	qPlanDeleteWork        = query("PlanDeleteWork")
-	qPlanDeleteWorkUsers   = query("PlanDeleteWorkUsers")
-	qPlanDeleteWorkGroups  = query("PlanDeleteWorkGroups")
-	qPlanDeleteWorkMembers = query("PlanDeleteWorkMembers")
-	qDeletePlanItems       = query("DeletePlanItems")
-	qHoldRun               = query("HoldRun")
-	qRecordPlan            = query("RecordPlan")
-	qRefreshGroupCounts    = query("RefreshGroupCounts")
-	qAppChanged            = query("AppChanged")
-	qSetSeatShortage       = query("SetSeatShortage")
-	qNotifiedEmails        = query("NotifiedEmails")
-	qInsertNotification    = query("InsertNotification")
-	qRunPlanState          = query("RunPlanState")
-	qDecideRun             = query("DecideRun")
-	qListPlanItems         = query("ListPlanItems")
-	qListNotifications     = query("ListNotifications")
-)

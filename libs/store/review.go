@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/entrasync/entrasync/libs/plan"
+	"github.com/entrasync/entrasync/libs/store/internal/dbsqlc"
 )
 
 // Errors of the review of held plans. Both are also ErrConflict.
@@ -44,78 +45,72 @@ func (s *Store) decide(ctx context.Context, tenantID, runID string, approve bool
 	if err := ref.validate(false); err != nil {
 		return Run{}, fmt.Errorf("store: %s: %w", what, ErrNotFound)
 	}
-	err := s.inTx(ctx, what, func(tx pgx.Tx) error {
-		if err := lockTenant(ctx, tx, ref.TenantID, true); err != nil {
+	err := s.inTx(ctx, what, func(q *dbsqlc.Queries) error {
+		if err := lockTenant(ctx, q, ref.TenantID, true); err != nil {
 			return err
 		}
-		var st struct {
-			seq, appVersion, planVersion int64
-			status                       string
-			planVersionP                 *int64
-			counts                       []byte
-			first, total                 *int32
-			newer                        *int64
-			changedAt                    *time.Time
-			change                       string
-		}
-		err := tx.QueryRow(ctx, qRunPlanState, ref.TenantID, ref.RunID).Scan(&st.seq, &st.status, &st.planVersionP,
-			&st.counts, &st.first, &st.total, &st.newer, &st.appVersion, &st.changedAt, &st.change)
+		st, err := q.RunPlanState(ctx, dbsqlc.RunPlanStateParams{TenantID: ref.TenantID, RunID: ref.RunID})
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("run %s of tenant %s: %w", ref.RunID, ref.TenantID, ErrNotFound)
 		}
 		if err != nil {
 			return err
 		}
-		if st.status != StatusAwaitingApproval {
-			return fmt.Errorf("%w: run %d is %s", ErrNotHeld, st.seq, st.status)
+		if st.Status != StatusAwaitingApproval {
+			return fmt.Errorf("%w: run %d is %s", ErrNotHeld, st.Seq, st.Status)
 		}
 		now := s.clock()
-		ref.RunSeq = st.seq
+		ref.RunSeq = st.Seq
+		decided := dbsqlc.DecideRunParams{TenantID: ref.TenantID, RunID: ref.RunID, Status: StatusRejected, At: now}
+		pages := dbsqlc.DeleteRunPagesParams{TenantID: ref.TenantID, RunID: ref.RunID}
 		if !approve {
-			if _, err := tx.Exec(ctx, qDecideRun, ref.TenantID, ref.RunID, StatusRejected, now, nil); err != nil {
+			if err := q.DecideRun(ctx, decided); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, qDeleteRunPages, ref.TenantID, ref.RunID)
-			return err
+			return q.DeleteRunPages(ctx, pages)
 		}
-		if st.newer != nil {
+		if newer := st.NewerPlanned; newer > 0 {
 			return fmt.Errorf("%w: run %d was planned after this one and replaces its plan; review run %d instead",
-				ErrStalePlan, *st.newer, *st.newer)
+				ErrStalePlan, newer, newer)
 		}
-		if st.planVersionP != nil {
-			st.planVersion = *st.planVersionP
+		var planVersion int64
+		if st.PlanAppVersion != nil {
+			planVersion = *st.PlanAppVersion
 		}
-		if st.appVersion != st.planVersion {
+		if st.AppVersion != planVersion {
 			when := ""
-			if st.changedAt != nil {
-				when = " on " + st.changedAt.UTC().Format(time.RFC3339)
+			if st.AppChangedAt != nil {
+				when = " on " + st.AppChangedAt.UTC().Format(time.RFC3339)
 			}
 			return fmt.Errorf("%w: %s%s, after this plan was made; sync again for a fresh plan",
-				ErrStalePlan, st.change, when)
+				ErrStalePlan, st.AppChange, when)
 		}
-		if st.first == nil || st.total == nil {
-			return fmt.Errorf("run %d has no fetched pages: %w", st.seq, ErrInvalid)
+		if st.PagesFirst == nil || st.PagesTotal == nil {
+			return fmt.Errorf("run %d has no fetched pages: %w", st.Seq, ErrInvalid)
 		}
-		pr := pageRange{lo: *st.first, hi: *st.first + *st.total}
-		t, err := loadPlanTenant(ctx, tx, ref, pr)
+		pr := pageRange{lo: *st.PagesFirst, hi: *st.PagesFirst + *st.PagesTotal}
+		t, err := loadPlanTenant(ctx, q, ref, pr)
 		if err != nil {
 			return err
 		}
 		res := planResult{tenant: t, counts: map[string]int64{}}
-		if err := json.Unmarshal(st.counts, &res.counts); err != nil {
-			return fmt.Errorf("plan counts of run %d: %w", st.seq, err)
+		if err := json.Unmarshal(st.PlanCounts, &res.counts); err != nil {
+			return fmt.Errorf("plan counts of run %d: %w", st.Seq, err)
 		}
-		if res.summary, err = planSummary(ctx, tx, ref); err != nil {
+		if res.summary, err = planSummary(ctx, q, ref); err != nil {
 			return err
 		}
-		if err := applyPlan(ctx, tx, ref, pr, res, now); err != nil {
+		if err := applyPlan(ctx, q, ref, pr, res, now); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, qDecideRun, ref.TenantID, ref.RunID, StatusSucceeded, now, res.counts); err != nil {
+		decided.Status = StatusSucceeded
+		if decided.Counts, err = json.Marshal(res.counts); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, qDeleteRunPages, ref.TenantID, ref.RunID)
-		return err
+		if err := q.DecideRun(ctx, decided); err != nil {
+			return err
+		}
+		return q.DeleteRunPages(ctx, pages)
 	})
 	if err != nil {
 		return Run{}, err
@@ -124,22 +119,16 @@ func (s *Store) decide(ctx context.Context, tenantID, runID string, approve bool
 }
 
 // planSummary counts a stored plan's items per action.
-func planSummary(ctx context.Context, tx pgx.Tx, ref PageRef) (plan.Summary, error) {
-	rows, err := tx.Query(ctx, qPlanItemCounts, ref.TenantID, ref.RunID)
+func planSummary(ctx context.Context, q *dbsqlc.Queries, ref PageRef) (plan.Summary, error) {
+	rows, err := q.PlanItemCounts(ctx, dbsqlc.PlanItemCountsParams{TenantID: ref.TenantID, RunID: ref.RunID})
 	if err != nil {
 		return nil, err
 	}
 	sum := plan.Summary{}
-	for rows.Next() {
-		var a string
-		var n int64
-		if err := rows.Scan(&a, &n); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		sum[plan.Action(a)] = n
+	for _, r := range rows {
+		sum[plan.Action(r.Action)] = r.Items
 	}
-	return sum, rows.Err()
+	return sum, nil
 }
 
 // PlanItem is one change of a run's plan, as the API shows it.
@@ -166,17 +155,21 @@ func (s *Store) ListPlanItems(ctx context.Context, tenantID, runID string, after
 		return nil, -1, err
 	}
 	limit = clampLimit(limit)
-	rows, err := s.pool.Query(ctx, qListPlanItems, tenantID, runID, after, limit+1)
+	rows, err := s.q.ListPlanItems(ctx, dbsqlc.ListPlanItemsParams{TenantID: tenantID, RunID: runID, After: int32(after),
+		MaxRows: int32(limit + 1)})
 	if err != nil {
 		return nil, -1, translate(err, "list plan items")
 	}
-	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (PlanItem, error) {
-		var it PlanItem
-		err := r.Scan(&it.Seq, &it.Action, &it.EntraID, &it.GroupID, &it.Role, &it.DisplayName, &it.Before, &it.After, &it.Reason)
-		return it, err
-	})
-	if err != nil {
-		return nil, -1, translate(err, "list plan items")
+	items := make([]PlanItem, len(rows))
+	for i, r := range rows {
+		items[i] = PlanItem{Seq: int(r.Seq), Action: r.Action, EntraID: r.EntraID, GroupID: r.GroupID, Role: r.Role,
+			DisplayName: r.DisplayName, Reason: r.Reason}
+		if err := unmarshalFields(r.Before, &items[i].Before); err != nil {
+			return nil, -1, translate(err, "list plan items")
+		}
+		if err := unmarshalFields(r.After, &items[i].After); err != nil {
+			return nil, -1, translate(err, "list plan items")
+		}
 	}
 	if len(items) <= limit {
 		return items, -1, nil
@@ -221,18 +214,15 @@ func (s *Store) ListNotifications(ctx context.Context, tenantID string, before *
 			return nil, nil, fmt.Errorf("store: notifications: %w", invalidf("cursor id %q is not a UUID", c.ID))
 		}
 	}
-	rows, err := s.pool.Query(ctx, qListNotifications, tenantID, c.CreatedAt, c.ID, limit+1)
+	rows, err := s.q.ListNotifications(ctx, dbsqlc.ListNotificationsParams{TenantID: tenantID,
+		BeforeCreatedAt: c.CreatedAt, BeforeID: c.ID, MaxRows: int32(limit + 1)})
 	if err != nil {
 		return nil, nil, translate(err, "list notifications")
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Notification, error) {
-		var n Notification
-		err := r.Scan(&n.ID, &n.Kind, &n.RunID, &n.Recipients, &n.Subject, &n.Text, &n.CreatedAt, &n.DeliveredAt)
-		return n, err
+	out := mapRows(rows, func(r dbsqlc.ListNotificationsRow) Notification {
+		return Notification{ID: r.ID, Kind: r.Kind, RunID: r.RunID, Recipients: r.Recipients, Subject: r.Subject,
+			Text: r.Body, CreatedAt: r.CreatedAt, DeliveredAt: r.DeliveredAt}
 	})
-	if err != nil {
-		return nil, nil, translate(err, "list notifications")
-	}
 	if len(out) <= limit {
 		return out, nil, nil
 	}
@@ -241,4 +231,10 @@ func (s *Store) ListNotifications(ctx context.Context, tenantID string, before *
 	return out, &NotificationCursor{CreatedAt: last.CreatedAt, ID: last.ID}, nil
 }
 
-var qPlanItemCounts = query("PlanItemCounts")
+// unmarshalFields reads a plan item's before or after; NULL stays nil.
+func unmarshalFields(raw []byte, f *map[string]any) error {
+	if raw == nil {
+		return nil
+	}
+	return json.Unmarshal(raw, f)
+}

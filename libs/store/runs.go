@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -11,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/entrasync/entrasync/libs/store/internal/dbsqlc"
 	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
 )
 
@@ -133,9 +135,9 @@ func (s *Store) CreateRun(ctx context.Context, nr NewRun) (Run, error) {
 		}
 	}
 	var run Run
-	err := s.inTx(ctx, "create run", func(tx pgx.Tx) error {
+	err := s.inTx(ctx, "create run", func(q *dbsqlc.Queries) error {
 		var err error
-		run, err = s.insertRun(ctx, tx, nr)
+		run, err = s.insertRun(ctx, q, nr)
 		return err
 	})
 	if errors.Is(err, ErrConflict) && nr.Slot != nil {
@@ -164,21 +166,20 @@ func (s *Store) QueueManualRun(ctx context.Context, tenantID string) (run Run, c
 	if err := nr.validate(); err != nil {
 		return Run{}, false, fmt.Errorf("store: queue manual run: %w", err)
 	}
-	err = s.inTx(ctx, "queue manual run", func(tx pgx.Tx) error {
-		var ok bool
-		if err := tx.QueryRow(ctx, qLockTenantRow, nr.TenantID).Scan(&ok); err != nil {
+	err = s.inTx(ctx, "queue manual run", func(q *dbsqlc.Queries) error {
+		if _, err := q.LockTenantRow(ctx, nr.TenantID); err != nil {
 			return fmt.Errorf("tenant %s: %w", nr.TenantID, err)
 		}
-		var err error
-		run, err = scanRun(tx.QueryRow(ctx, qWaitingRun, nr.TenantID))
+		waiting, err := q.WaitingRun(ctx, nr.TenantID)
 		if err == nil {
 			created = false
-			return nil
+			run, err = runFrom(waiting, waiting.PagesApplied)
+			return err
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		run, err = s.insertRun(ctx, tx, nr)
+		run, err = s.insertRun(ctx, q, nr)
 		created = err == nil
 		return err
 	})
@@ -190,16 +191,20 @@ func (s *Store) QueueManualRun(ctx context.Context, tenantID string) (run Run, c
 
 // insertRun stores a validated new run with the tenant's next sequence
 // number, taking the tenant row's lock until tx ends.
-func (s *Store) insertRun(ctx context.Context, tx pgx.Tx, nr NewRun) (Run, error) {
-	var seq int64
-	var disconnected bool
-	if err := tx.QueryRow(ctx, qNextRunSeq, nr.TenantID).Scan(&seq, &disconnected); err != nil {
+func (s *Store) insertRun(ctx context.Context, q *dbsqlc.Queries, nr NewRun) (Run, error) {
+	next, err := q.NextRunSeq(ctx, nr.TenantID)
+	if err != nil {
 		return Run{}, fmt.Errorf("tenant %s: %w", nr.TenantID, err)
 	}
-	if disconnected {
+	if next.Disconnected {
 		return Run{}, fmt.Errorf("tenant %s: %w", nr.TenantID, ErrDisconnected)
 	}
-	return scanRun(tx.QueryRow(ctx, qCreateRun, nr.TenantID, nr.ID, seq, nr.Kind, nr.Trigger, nr.Slot, s.clock()))
+	r, err := q.CreateRun(ctx, dbsqlc.CreateRunParams{TenantID: nr.TenantID, ID: nr.ID, Seq: next.LastRunSeq,
+		Kind: nr.Kind, Trigger: nr.Trigger, Slot: nr.Slot, CreatedAt: s.clock()})
+	if err != nil {
+		return Run{}, err
+	}
+	return runFrom(r, r.PagesApplied)
 }
 
 func (nr *NewRun) validate() error {
@@ -238,19 +243,19 @@ func (s *Store) GetRun(ctx context.Context, tenantID, runID string) (Run, error)
 	if !isUUID(tenantID) || !isUUID(runID) {
 		return Run{}, fmt.Errorf("store: get run %q of tenant %q: %w", runID, tenantID, ErrNotFound)
 	}
-	r, err := scanRun(s.pool.QueryRow(ctx, qGetRun, tenantID, runID, attemptPageSpan))
+	row, err := s.q.GetRun(ctx, dbsqlc.GetRunParams{TenantID: tenantID, RunID: runID, AttemptPageSpan: AttemptPageSpan})
 	if err != nil {
 		return Run{}, translate(err, "get run "+runID)
 	}
-	return r, nil
+	return runFrom(row.SyncRun, row.CurrentPagesApplied)
 }
 
 func (s *Store) runBySlot(ctx context.Context, tenantID string, slot time.Time) (Run, error) {
-	r, err := scanRun(s.pool.QueryRow(ctx, qGetRunBySlot, tenantID, slot, attemptPageSpan))
+	row, err := s.q.GetRunBySlot(ctx, dbsqlc.GetRunBySlotParams{TenantID: tenantID, Slot: slot, AttemptPageSpan: AttemptPageSpan})
 	if err != nil {
 		return Run{}, translate(err, "get run of slot")
 	}
-	return r, nil
+	return runFrom(row.SyncRun, row.CurrentPagesApplied)
 }
 
 // ListRuns returns up to limit runs of a tenant, newest first, with a
@@ -263,11 +268,12 @@ func (s *Store) ListRuns(ctx context.Context, tenantID string, beforeSeq int64, 
 	if beforeSeq <= 0 {
 		beforeSeq = math.MaxInt64
 	}
-	rows, err := s.pool.Query(ctx, qListRuns, tenantID, beforeSeq, attemptPageSpan, clampLimit(limit))
+	rows, err := s.q.ListRuns(ctx, dbsqlc.ListRunsParams{TenantID: tenantID, BeforeSeq: beforeSeq,
+		AttemptPageSpan: AttemptPageSpan, MaxRows: int32(clampLimit(limit))})
 	if err != nil {
 		return nil, translate(err, "list runs")
 	}
-	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Run, error) { return scanRun(row) })
+	runs, err := runsFrom(rows, func(r dbsqlc.ListRunsRow) (dbsqlc.SyncRun, int32) { return r.SyncRun, r.CurrentPagesApplied })
 	if err != nil {
 		return nil, translate(err, "list runs")
 	}
@@ -287,11 +293,11 @@ func (s *Store) ListRuns(ctx context.Context, tenantID string, beforeSeq int64, 
 // is not lost, and publishing it again would only start a needless
 // attempt.
 func (s *Store) ListStaleQueuedRuns(ctx context.Context, olderThan time.Time) ([]Run, error) {
-	rows, err := s.pool.Query(ctx, qListStaleQueuedRuns, olderThan)
+	rows, err := s.q.ListStaleQueuedRuns(ctx, olderThan)
 	if err != nil {
 		return nil, translate(err, "list stale queued runs")
 	}
-	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Run, error) { return scanRun(row) })
+	runs, err := runsFrom(rows, func(r dbsqlc.SyncRun) (dbsqlc.SyncRun, int32) { return r, r.PagesApplied })
 	return runs, translate(err, "list stale queued runs")
 }
 
@@ -301,11 +307,12 @@ func (s *Store) ListStaleQueuedRuns(ctx context.Context, olderThan time.Time) ([
 // Normally such a run is only waiting for events still in the stream;
 // the caller checks that before giving it up (FailStuckRun).
 func (s *Store) ListStuckRuns(ctx context.Context, noProgressSince time.Time) ([]Run, error) {
-	rows, err := s.pool.Query(ctx, qListStuckRuns, noProgressSince, s.clock(), attemptPageSpan)
+	rows, err := s.q.ListStuckRuns(ctx, dbsqlc.ListStuckRunsParams{Since: noProgressSince, Now: s.clock(),
+		AttemptPageSpan: AttemptPageSpan})
 	if err != nil {
 		return nil, translate(err, "list stuck runs")
 	}
-	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Run, error) { return scanRun(row) })
+	runs, err := runsFrom(rows, func(r dbsqlc.ListStuckRunsRow) (dbsqlc.SyncRun, int32) { return r.SyncRun, r.CurrentPagesApplied })
 	return runs, translate(err, "list stuck runs")
 }
 
@@ -321,20 +328,21 @@ func (s *Store) FailStuckRun(ctx context.Context, tenantID, runID string, noProg
 		return false, invalidf("fail stuck run %s: a message is required", runID)
 	}
 	failed := false
-	err := s.inTx(ctx, "fail stuck run", func(tx pgx.Tx) error {
+	err := s.inTx(ctx, "fail stuck run", func(q *dbsqlc.Queries) error {
 		failed = false // a retried transaction starts over
-		if err := lockTenant(ctx, tx, tenantID, true); err != nil {
+		if err := lockTenant(ctx, q, tenantID, true); err != nil {
 			return err
 		}
 		now := s.clock()
-		err := tx.QueryRow(ctx, qRunStuck, tenantID, runID, noProgressSince, now).Scan(&failed)
+		var err error
+		failed, err = q.RunStuck(ctx, dbsqlc.RunStuckParams{TenantID: tenantID, RunID: runID, Since: noProgressSince, Now: now})
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		return failRun(ctx, tx, tenantID, runID, msg, GraphStats{}, now, true)
+		return failRun(ctx, q, tenantID, runID, msg, GraphStats{}, now, true)
 	})
 	return failed, err
 }
@@ -342,18 +350,18 @@ func (s *Store) FailStuckRun(ctx context.Context, tenantID, runID string, noProg
 // BeginFetch counts a new fetch attempt of a run and returns its number,
 // from 1. A fetcher calls it once it holds the tenant's lease and before it
 // publishes anything: the attempt's number decides its page numbers (see
-// syncv1.AttemptPageSpan), so that pages of an earlier, interrupted attempt
+// AttemptPageSpan), so that pages of an earlier, interrupted attempt
 // never pass for this one's. A run that no longer needs fetching (applying,
 // succeeded or failed) gets ErrPastFetching: its job has nothing left to do.
 func (s *Store) BeginFetch(ctx context.Context, tenantID, runID string) (int, error) {
 	if !isUUID(tenantID) || !isUUID(runID) {
 		return 0, fmt.Errorf("store: begin fetch of run %q of tenant %q: %w", runID, tenantID, ErrNotFound)
 	}
-	var attempt int
-	err := s.pool.QueryRow(ctx, qBeginFetch, tenantID, runID).Scan(&attempt)
+	ids := dbsqlc.BeginFetchParams{TenantID: tenantID, RunID: runID}
+	attempt, err := s.q.BeginFetch(ctx, ids)
 	if errors.Is(err, pgx.ErrNoRows) {
-		var status string
-		if err := s.pool.QueryRow(ctx, qRunStatus, tenantID, runID).Scan(&status); err != nil {
+		status, err := s.q.RunStatus(ctx, dbsqlc.RunStatusParams(ids))
+		if err != nil {
 			return 0, translate(err, "begin fetch of run "+runID)
 		}
 		return 0, fmt.Errorf("store: begin fetch of run %s: run is %s: %w", runID, status, ErrPastFetching)
@@ -361,23 +369,58 @@ func (s *Store) BeginFetch(ctx context.Context, tenantID, runID string) (int, er
 	if err != nil {
 		return 0, translate(err, "begin fetch of run "+runID)
 	}
-	return attempt, nil
+	return int(attempt), nil
 }
 
-func scanRun(row pgx.Row) (Run, error) {
-	var r Run
-	var held *string
-	err := row.Scan(&r.TenantID, &r.ID, &r.Seq, &r.Kind, &r.Trigger, &r.Status, &r.Error, &r.Slot, &r.Counts,
-		&r.PagesTotal, &r.PagesApplied, &r.GraphRequests, &r.Throttled, &r.GraphRetries,
-		&r.CreatedAt, &r.StartedAt, &r.FinishedAt, &r.FetchAttempts, &r.PagesFirst, &held, &r.HeldMessage,
-		&r.PlanSummary, &r.DecidedAt)
-	if held != nil {
-		r.HeldReason = *held
+// runFrom is a stored run as the store hands it out, with pagesApplied
+// the pages applied so far (the row's own count is only kept up to date
+// once the run is over).
+func runFrom(m dbsqlc.SyncRun, pagesApplied int32) (Run, error) {
+	r := Run{
+		ID: m.ID, TenantID: m.TenantID, Seq: m.Seq, Kind: m.Kind, Trigger: m.Trigger, Status: m.Status,
+		Error: m.Error, Slot: m.Slot, PagesTotal: intPtr(m.PagesTotal), PagesApplied: int(pagesApplied),
+		GraphRequests: m.GraphRequests, Throttled: m.GraphThrottled, GraphRetries: m.GraphRetries,
+		CreatedAt: m.CreatedAt, StartedAt: m.StartedAt, FinishedAt: m.FinishedAt,
+		FetchAttempts: int(m.FetchAttempts), PagesFirst: intPtr(m.PagesFirst), HeldMessage: m.HeldMessage,
+		DecidedAt: m.DecidedAt,
+	}
+	if m.HeldReason != nil {
+		r.HeldReason = *m.HeldReason
+	}
+	if err := json.Unmarshal(m.Counts, &r.Counts); err != nil {
+		return Run{}, fmt.Errorf("counts of run %s: %w", m.ID, err)
 	}
 	if r.Counts == nil {
 		r.Counts = map[string]int64{}
 	}
-	return r, err
+	if m.PlanSummary != nil {
+		if err := json.Unmarshal(m.PlanSummary, &r.PlanSummary); err != nil {
+			return Run{}, fmt.Errorf("plan summary of run %s: %w", m.ID, err)
+		}
+	}
+	return r, nil
+}
+
+// runsFrom converts the rows of a query that lists runs; split says where
+// a row keeps the run and its pages applied.
+func runsFrom[R any](rows []R, split func(R) (dbsqlc.SyncRun, int32)) ([]Run, error) {
+	out := make([]Run, 0, len(rows))
+	for _, row := range rows {
+		r, err := runFrom(split(row))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func intPtr(p *int32) *int {
+	if p == nil {
+		return nil
+	}
+	v := int(*p)
+	return &v
 }
 
 // clampLimit keeps page sizes sane: 0 or less means 100, at most 1000.
@@ -390,18 +433,3 @@ func clampLimit(limit int) int {
 	}
 	return limit
 }
-
-var (
-	qNextRunSeq          = query("NextRunSeq")
-	qCreateRun           = query("CreateRun")
-	qGetRun              = query("GetRun")
-	qGetRunBySlot        = query("GetRunBySlot")
-	qListRuns            = query("ListRuns")
-	qListStaleQueuedRuns = query("ListStaleQueuedRuns")
-	qListStuckRuns       = query("ListStuckRuns")
-	qLockTenantRow       = query("LockTenantRow")
-	qWaitingRun          = query("WaitingRun")
-	qRunStuck            = query("RunStuck")
-	qBeginFetch          = query("BeginFetch")
-	qRunStatus           = query("RunStatus")
-)

@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/entrasync/entrasync/libs/secret"
+	"github.com/entrasync/entrasync/libs/store/internal/dbsqlc"
 )
 
 //go:embed migrations/*.sql
@@ -26,7 +27,10 @@ var migrationFiles embed.FS
 // Store is entrasync's access to Postgres. It is safe for concurrent use;
 // one Store (one connection pool) per process is enough.
 type Store struct {
-	pool  *pgxpool.Pool
+	pool *pgxpool.Pool
+	// q runs the generated queries on the pool; inside a transaction,
+	// inTx hands fn queries bound to it.
+	q     *dbsqlc.Queries
 	box   *secret.Box
 	log   zerolog.Logger
 	clock func() time.Time
@@ -88,7 +92,7 @@ func Open(ctx context.Context, url string, box *secret.Box, log zerolog.Logger, 
 		pool.Close()
 		return nil, fmt.Errorf("store: open: ping: %w", err)
 	}
-	return &Store{pool: pool, box: box, log: log, clock: o.clock, attempts: 5}, nil
+	return &Store{pool: pool, q: dbsqlc.New(pool), box: box, log: log, clock: o.clock, attempts: 5}, nil
 }
 
 // Close closes the connection pool, waiting for connections in use.
@@ -135,13 +139,14 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
-// inTx runs fn in a transaction and commits it. When the transaction loses
-// a lock race (deadlock, serialization failure) it runs again, a few times,
-// after a short random pause; fn must therefore only touch the database.
-func (s *Store) inTx(ctx context.Context, what string, fn func(pgx.Tx) error) error {
+// inTx runs fn in a transaction, with queries bound to it, and commits it.
+// When the transaction loses a lock race (deadlock, serialization failure)
+// it runs again, a few times, after a short random pause; fn must
+// therefore only touch the database.
+func (s *Store) inTx(ctx context.Context, what string, fn func(q *dbsqlc.Queries) error) error {
 	var err error
 	for attempt := 1; ; attempt++ {
-		err = pgx.BeginFunc(ctx, s.pool, fn)
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return fn(s.q.WithTx(tx)) })
 		if err == nil || !isLockConflict(err) || attempt >= s.attempts {
 			break
 		}
@@ -160,16 +165,9 @@ func (s *Store) inTx(ctx context.Context, what string, fn func(pgx.Tx) error) er
 // applies take it shared, so they run side by side; what changes a run's
 // outcome (finalization, failure) takes it exclusively, so it never
 // interleaves with a page of the same tenant.
-func lockTenant(ctx context.Context, tx pgx.Tx, tenantID string, exclusive bool) error {
-	q := qLockTenantShared
+func lockTenant(ctx context.Context, q *dbsqlc.Queries, tenantID string, exclusive bool) error {
 	if exclusive {
-		q = qLockTenant
+		return q.LockTenant(ctx, tenantID)
 	}
-	_, err := tx.Exec(ctx, q, tenantID)
-	return err
+	return q.LockTenantShared(ctx, tenantID)
 }
-
-var (
-	qLockTenant       = query("LockTenant")
-	qLockTenantShared = query("LockTenantShared")
-)

@@ -4,8 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
+	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -69,11 +74,91 @@ func TestMigrateIsRepeatableAndEveryQueryPrepares(t *testing.T) {
 	conn, err := pgx.Connect(ctx, url)
 	must(t, err)
 	defer conn.Close(ctx)
-	for name, sql := range store.Queries() {
+	queries, copies := generatedQueries(t)
+	for name, sql := range queries {
 		if _, err := conn.Prepare(ctx, name, sql); err != nil {
 			t.Errorf("query %s does not prepare: %v", name, err)
 		}
 	}
+	// The generated code must be that of queries/*.sql: a query added or
+	// renamed there without `make sqlc` shows here.
+	for name, kind := range sqlQueryNames(t) {
+		_, generated := queries[name]
+		if kind == ":copyfrom" {
+			generated = copies[name]
+		}
+		if !generated {
+			t.Errorf("query %s of queries/*.sql has no generated code: run make sqlc", name)
+		}
+		delete(queries, name)
+		delete(copies, name)
+	}
+	for name := range queries {
+		t.Errorf("generated query %s is in no file of queries/: run make sqlc", name)
+	}
+	for name := range copies {
+		t.Errorf("generated copy %s is in no file of queries/: run make sqlc", name)
+	}
+}
+
+// generatedQueries reads the statements sqlc generated (string constants
+// in internal/dbsqlc that start with their "-- name:" line), by name, and
+// the names of the :copyfrom queries, which sqlc turns into COPY rather
+// than into a statement that could be prepared.
+func generatedQueries(t *testing.T) (map[string]string, map[string]bool) {
+	t.Helper()
+	files, err := filepath.Glob("internal/dbsqlc/*.go")
+	must(t, err)
+	queries, copies := map[string]string{}, map[string]bool{}
+	fset := token.NewFileSet()
+	for _, f := range files {
+		file, err := parser.ParseFile(fset, f, nil, 0)
+		must(t, err)
+		ast.Inspect(file, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.BasicLit:
+				sql, err := strconv.Unquote(n.Value)
+				if n.Kind != token.STRING || err != nil {
+					return true
+				}
+				if head, ok := strings.CutPrefix(sql, "-- name: "); ok {
+					queries[strings.Fields(head)[0]] = sql
+				}
+			case *ast.TypeSpec:
+				if name, ok := strings.CutPrefix(n.Name.Name, "iteratorFor"); ok {
+					copies[name] = true
+				}
+			}
+			return true
+		})
+	}
+	if len(queries) == 0 {
+		t.Fatal("found no generated queries in internal/dbsqlc")
+	}
+	return queries, copies
+}
+
+// sqlQueryNames reads the names of the queries in queries/*.sql, with
+// their kind (":one", ":exec", ":copyfrom", …).
+func sqlQueryNames(t *testing.T) map[string]string {
+	t.Helper()
+	files, err := filepath.Glob("queries/*.sql")
+	must(t, err)
+	out := map[string]string{}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		must(t, err)
+		for line := range strings.Lines(string(raw)) {
+			if head, ok := strings.CutPrefix(line, "-- name: "); ok {
+				if w := strings.Fields(head); len(w) == 2 {
+					out[w[0]] = w[1]
+				} else {
+					t.Errorf("%s: %q is not \"-- name: <Name> <kind>\"", f, strings.TrimSpace(line))
+				}
+			}
+		}
+	}
+	return out
 }
 
 func TestTenantSecretIsSealedAndOnlyReturnedByCredentials(t *testing.T) {

@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/entrasync/entrasync/libs/plan"
+	"github.com/entrasync/entrasync/libs/store/internal/dbsqlc"
 )
 
 // DefaultSyncInterval is how often a tenant is synced when it does not say.
@@ -120,11 +120,13 @@ func (s *Store) CreateTenant(ctx context.Context, nt NewTenant) (Tenant, error) 
 	}
 	t := Tenant{ID: nt.ID, Name: nt.Name, EntraTenantID: nt.EntraTenantID, ClientID: nt.ClientID,
 		Seats: nt.Seats, SyncInterval: nt.SyncInterval, Settings: settings}
-	err = s.pool.QueryRow(ctx, qCreateTenant, nt.ID, nt.Name, nt.EntraTenantID, nt.ClientID, sealed,
-		nt.Seats, nt.SyncInterval.Microseconds(), s.clock(), rawSettings).Scan(&t.CreatedAt, &t.UpdatedAt)
+	row, err := s.q.CreateTenant(ctx, dbsqlc.CreateTenantParams{ID: nt.ID, Name: nt.Name, EntraTenantID: nt.EntraTenantID,
+		ClientID: nt.ClientID, ClientSecretSealed: sealed, Seats: int32(nt.Seats), SyncInterval: nt.SyncInterval,
+		Now: s.clock(), Settings: rawSettings})
 	if err != nil {
 		return Tenant{}, translate(err, "create tenant")
 	}
+	t.CreatedAt, t.UpdatedAt = row.CreatedAt, row.UpdatedAt
 	return t, nil
 }
 
@@ -154,24 +156,22 @@ func (s *Store) GetTenant(ctx context.Context, id string) (Tenant, error) {
 	if !isUUID(id) {
 		return Tenant{}, fmt.Errorf("store: get tenant %q: %w", id, ErrNotFound)
 	}
-	t, err := scanTenant(s.pool.QueryRow(ctx, qGetTenant, id))
+	t, err := tenantFrom(s.q.GetTenant(ctx, id))
 	if err != nil {
 		return Tenant{}, translate(err, "get tenant "+id)
 	}
 	return t, nil
 }
 
-func scanTenant(row pgx.Row) (Tenant, error) {
-	var t Tenant
-	var interval int64
-	var raw []byte
-	err := row.Scan(&t.ID, &t.Name, &t.EntraTenantID, &t.ClientID, &t.Seats,
-		&interval, &t.CreatedAt, &t.UpdatedAt, &raw, &t.DisconnectedAt)
+// tenantFrom is a stored tenant as the store hands it out, without its
+// secret; it passes on the error of the query that read the row.
+func tenantFrom(m dbsqlc.Tenant, err error) (Tenant, error) {
 	if err != nil {
 		return Tenant{}, err
 	}
-	t.SyncInterval = time.Duration(interval) * time.Microsecond
-	t.Settings, err = parseSettings(raw, t.Seats)
+	t := Tenant{ID: m.ID, Name: m.Name, EntraTenantID: m.EntraTenantID, ClientID: m.ClientID, Seats: int(m.Seats),
+		SyncInterval: m.SyncInterval, DisconnectedAt: m.DisconnectedAt, CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt}
+	t.Settings, err = parseSettings(m.Settings, t.Seats)
 	return t, err
 }
 
@@ -240,8 +240,8 @@ func (s *Store) UpdateSettings(ctx context.Context, tenantID string, set plan.Se
 	}
 	var t Tenant
 	var change SettingsChange
-	err = s.inTx(ctx, "update settings of "+tenantID, func(tx pgx.Tx) error {
-		old, err := scanTenant(tx.QueryRow(ctx, qGetTenant+" FOR UPDATE", tenantID))
+	err = s.inTx(ctx, "update settings of "+tenantID, func(q *dbsqlc.Queries) error {
+		old, err := tenantFrom(q.GetTenantForUpdate(ctx, tenantID))
 		if err != nil {
 			return err
 		}
@@ -253,7 +253,8 @@ func (s *Store) UpdateSettings(ctx context.Context, tenantID string, set plan.Se
 			t = old
 			return nil
 		}
-		t, err = scanTenant(tx.QueryRow(ctx, qUpdateSettings, tenantID, set.Seats, raw, s.clock(), "the tenant's settings changed"))
+		t, err = tenantFrom(q.UpdateSettings(ctx, dbsqlc.UpdateSettingsParams{ID: tenantID, Seats: int32(set.Seats),
+			Settings: raw, Now: s.clock(), Change: "the tenant's settings changed"}))
 		return err
 	})
 	if err != nil {
@@ -274,14 +275,14 @@ func (s *Store) DisconnectTenant(ctx context.Context, tenantID string) (Tenant, 
 		return Tenant{}, fmt.Errorf("store: disconnect %q: %w", tenantID, ErrNotFound)
 	}
 	var t Tenant
-	err := s.inTx(ctx, "disconnect "+tenantID, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, "disconnect "+tenantID, func(q *dbsqlc.Queries) error {
 		now := s.clock()
 		var err error
-		if t, err = scanTenant(tx.QueryRow(ctx, qDisconnectTenant, tenantID, now)); err != nil {
+		if t, err = tenantFrom(q.DisconnectTenant(ctx, dbsqlc.DisconnectTenantParams{ID: tenantID, Now: now})); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, qFailQueuedRuns, tenantID, "the tenant was disconnected before the run started", now)
-		return err
+		return q.FailQueuedRuns(ctx, dbsqlc.FailQueuedRunsParams{TenantID: tenantID,
+			Error: "the tenant was disconnected before the run started", Now: now})
 	})
 	return t, err
 }
@@ -304,7 +305,8 @@ func (s *Store) ConnectTenant(ctx context.Context, tenantID string, c Credential
 	if err != nil {
 		return Tenant{}, fmt.Errorf("store: connect %s: %w", id, err)
 	}
-	t, err := scanTenant(s.pool.QueryRow(ctx, qConnectTenant, id, c.EntraTenantID, c.ClientID, sealed, s.clock()))
+	t, err := tenantFrom(s.q.ConnectTenant(ctx, dbsqlc.ConnectTenantParams{ID: id, EntraTenantID: c.EntraTenantID,
+		ClientID: c.ClientID, ClientSecretSealed: sealed, Now: s.clock()}))
 	if err != nil {
 		return Tenant{}, translate(err, "connect "+id)
 	}
@@ -320,11 +322,11 @@ func (s *Store) SetTenantSeats(ctx context.Context, tenantID string, seats int) 
 	if seats < 0 {
 		return fmt.Errorf("store: set seats of %s: %w", tenantID, invalidf("seats is %d, must not be negative", seats))
 	}
-	tag, err := s.pool.Exec(ctx, qSetTenantSeats, tenantID, seats, s.clock())
+	n, err := s.q.SetTenantSeats(ctx, dbsqlc.SetTenantSeatsParams{ID: tenantID, Seats: int32(seats), Now: s.clock()})
 	if err != nil {
 		return translate(err, "set seats of "+tenantID)
 	}
-	if tag.RowsAffected() == 0 {
+	if n == 0 {
 		return fmt.Errorf("store: set seats of %s: %w", tenantID, ErrNotFound)
 	}
 	return nil
@@ -338,15 +340,15 @@ func (s *Store) TenantCredentials(ctx context.Context, tenantID string) (Credent
 		return Credentials{}, fmt.Errorf("store: credentials of %q: %w", tenantID, ErrNotFound)
 	}
 	tenantID = id
-	var c Credentials
-	var sealed []byte
-	if err := s.pool.QueryRow(ctx, qTenantCredentials, tenantID).Scan(&c.EntraTenantID, &c.ClientID, &sealed); err != nil {
+	row, err := s.q.TenantCredentials(ctx, tenantID)
+	if err != nil {
 		return Credentials{}, translate(err, "credentials of "+tenantID)
 	}
-	if sealed == nil {
+	if row.ClientSecretSealed == nil {
 		return Credentials{}, fmt.Errorf("store: credentials of %s: %w", tenantID, ErrDisconnected)
 	}
-	plain, err := s.box.Open(sealed, []byte(tenantID))
+	c := Credentials{EntraTenantID: row.EntraTenantID, ClientID: row.ClientID}
+	plain, err := s.box.Open(row.ClientSecretSealed, []byte(tenantID))
 	if err != nil {
 		return Credentials{}, fmt.Errorf("store: credentials of %s: %w", tenantID, err)
 	}
@@ -356,29 +358,23 @@ func (s *Store) TenantCredentials(ctx context.Context, tenantID string) (Credent
 
 // ListTenantSchedules returns every tenant's schedule, for the scheduler.
 func (s *Store) ListTenantSchedules(ctx context.Context) ([]TenantSchedule, error) {
-	rows, err := s.pool.Query(ctx, qListTenantSchedules)
+	rows, err := s.q.ListTenantSchedules(ctx)
 	if err != nil {
 		return nil, translate(err, "list tenant schedules")
 	}
-	defer rows.Close()
 	var out []TenantSchedule
-	for rows.Next() {
-		var ts TenantSchedule
-		var interval int64
-		if err := rows.Scan(&ts.TenantID, &interval, &ts.CreatedAt, &ts.LastScheduledSlot, &ts.LastRunCreatedAt); err != nil {
-			return nil, translate(err, "list tenant schedules")
-		}
-		ts.Interval = time.Duration(interval) * time.Microsecond
-		out = append(out, ts)
+	for _, r := range rows {
+		out = append(out, TenantSchedule{TenantID: r.ID, Interval: r.SyncInterval, CreatedAt: r.CreatedAt,
+			LastScheduledSlot: r.LastScheduledSlot, LastRunCreatedAt: r.LastRunCreatedAt})
 	}
-	return out, translate(rows.Err(), "list tenant schedules")
+	return out, nil
 }
 
 // tenantExists tells an empty list of an existing tenant from an unknown
 // tenant.
 func (s *Store) tenantExists(ctx context.Context, tenantID string) error {
-	var ok bool
-	if err := s.pool.QueryRow(ctx, qTenantExists, tenantID).Scan(&ok); err != nil {
+	ok, err := s.q.TenantExists(ctx, tenantID)
+	if err != nil {
 		return translate(err, "find tenant "+tenantID)
 	}
 	if !ok {
@@ -409,16 +405,3 @@ func canonicalID(s string) (string, bool) {
 	}
 	return u.String(), true
 }
-
-var (
-	qCreateTenant        = query("CreateTenant")
-	qGetTenant           = query("GetTenant")
-	qSetTenantSeats      = query("SetTenantSeats")
-	qTenantExists        = query("TenantExists")
-	qTenantCredentials   = query("TenantCredentials")
-	qUpdateSettings      = query("UpdateSettings")
-	qDisconnectTenant    = query("DisconnectTenant")
-	qConnectTenant       = query("ConnectTenant")
-	qFailQueuedRuns      = query("FailQueuedRuns")
-	qListTenantSchedules = query("ListTenantSchedules")
-)

@@ -1,70 +1,70 @@
--- name: ListAppUsers
+-- name: ListAppUsers :many
 -- Keyset pagination in Entra id order; one row more than asked says
 -- whether there is a next page.
 SELECT a.entra_id, a.email, a.display_name, a.enabled, a.license, a.license_disabled_at,
-       a.display_name_edited_at IS NOT NULL OR a.email_edited_at IS NOT NULL,
-       ARRAY(SELECT r.role FROM app_user_roles r WHERE r.tenant_id = a.tenant_id AND r.user_id = a.entra_id ORDER BY r.role)
+       (a.display_name_edited_at IS NOT NULL OR a.email_edited_at IS NOT NULL)::boolean AS edited,
+       ARRAY(SELECT r.role FROM app_user_roles r WHERE r.tenant_id = a.tenant_id AND r.user_id = a.entra_id ORDER BY r.role)::text[] AS roles
 FROM app_users a
-WHERE a.tenant_id = $1 AND a.entra_id > $2
+WHERE a.tenant_id = @tenant_id AND a.entra_id > @after
 ORDER BY a.entra_id
-LIMIT $3;
+LIMIT @max_rows;
 
--- name: GetAppUser
+-- name: GetAppUser :one
 SELECT a.entra_id, a.email, a.display_name, a.enabled, a.license, a.license_disabled_at,
-       a.display_name_edited_at IS NOT NULL OR a.email_edited_at IS NOT NULL,
-       ARRAY(SELECT r.role FROM app_user_roles r WHERE r.tenant_id = a.tenant_id AND r.user_id = a.entra_id ORDER BY r.role)
+       (a.display_name_edited_at IS NOT NULL OR a.email_edited_at IS NOT NULL)::boolean AS edited,
+       ARRAY(SELECT r.role FROM app_user_roles r WHERE r.tenant_id = a.tenant_id AND r.user_id = a.entra_id ORDER BY r.role)::text[] AS roles
 FROM app_users a
-WHERE a.tenant_id = $1 AND a.entra_id = $2;
+WHERE a.tenant_id = @tenant_id AND a.entra_id = @entra_id;
 
--- name: AppUserForEdit
+-- name: AppUserForEdit :one
 -- The user under its row lock, with the tenant's seats, the seats in use
 -- and the tenant's newest run (a seat given by hand counts as granted
 -- then).
 SELECT a.display_name, a.email, a.enabled, a.license, t.seats,
-       (SELECT count(*) FROM app_users u WHERE u.tenant_id = $1 AND u.license = 'assigned')::integer,
+       (SELECT count(*) FROM app_users u WHERE u.tenant_id = @tenant_id AND u.license = 'assigned')::integer AS seats_used,
        t.last_run_seq
 FROM app_users a
 JOIN tenants t ON t.id = a.tenant_id
-WHERE a.tenant_id = $1 AND a.entra_id = $2
+WHERE a.tenant_id = @tenant_id AND a.entra_id = @entra_id
 FOR UPDATE OF a;
 
--- name: EditUserName
-UPDATE app_users SET display_name = $3, display_name_edited_at = $4, updated_at = $4
-WHERE tenant_id = $1 AND entra_id = $2;
+-- name: EditUserName :execrows
+UPDATE app_users SET display_name = @display_name, display_name_edited_at = @at::timestamptz, updated_at = @at::timestamptz
+WHERE tenant_id = @tenant_id AND entra_id = @entra_id;
 
--- name: EditUserEmail
-UPDATE app_users SET email = $3, email_edited_at = $4, updated_at = $4
-WHERE tenant_id = $1 AND entra_id = $2;
+-- name: EditUserEmail :execrows
+UPDATE app_users SET email = @email, email_edited_at = @at::timestamptz, updated_at = @at::timestamptz
+WHERE tenant_id = @tenant_id AND entra_id = @entra_id;
 
--- name: DisableUserLicense
+-- name: DisableUserLicense :execrows
 UPDATE app_users
-SET license = 'disabled', license_disabled_at = $3, license_run_seq = NULL, licensed_at = NULL, updated_at = $3
-WHERE tenant_id = $1 AND entra_id = $2 AND license_disabled_at IS NULL;
+SET license = 'disabled', license_disabled_at = @at::timestamptz, license_run_seq = NULL, licensed_at = NULL, updated_at = @at::timestamptz
+WHERE tenant_id = @tenant_id AND entra_id = @entra_id AND license_disabled_at IS NULL;
 
--- name: AssignUserLicense
+-- name: AssignUserLicense :execrows
 UPDATE app_users
-SET license = 'assigned', license_disabled_at = NULL, license_run_seq = $3, licensed_at = $4, updated_at = $4
-WHERE tenant_id = $1 AND entra_id = $2;
+SET license = 'assigned', license_disabled_at = NULL, license_run_seq = @run_seq::bigint, licensed_at = @at::timestamptz, updated_at = @at::timestamptz
+WHERE tenant_id = @tenant_id AND entra_id = @entra_id;
 
--- name: DropUserRoles
+-- name: DropUserRoles :execrows
 DELETE FROM app_user_roles
-WHERE tenant_id = $1 AND user_id = $2 AND NOT (role = ANY ($3::text[]));
+WHERE tenant_id = @tenant_id AND user_id = @user_id AND NOT (role = ANY (@roles::text[]));
 
--- name: AddUserRoles
+-- name: AddUserRoles :execrows
 INSERT INTO app_user_roles (tenant_id, user_id, role, granted_at)
-SELECT $1, $2, r, $4 FROM unnest($3::text[]) AS r
+SELECT @tenant_id, @user_id, r, @at::timestamptz FROM unnest(@roles::text[]) AS r
 ON CONFLICT DO NOTHING;
 
--- name: ListAppGroups
+-- name: ListAppGroups :many
 SELECT entra_id, display_name, kind, dynamic, entra_member_count, synced_member_count
 FROM app_groups
-WHERE tenant_id = $1 AND entra_id > $2
+WHERE tenant_id = @tenant_id AND entra_id > @after
 ORDER BY entra_id
-LIMIT $3;
+LIMIT @max_rows;
 
--- name: ListAppGroupMembers
+-- name: ListAppGroupMembers :many
 SELECT user_id
 FROM app_group_members
-WHERE tenant_id = $1 AND group_id = $2 AND user_id > $3
+WHERE tenant_id = @tenant_id AND group_id = @group_id AND user_id > @after
 ORDER BY user_id
-LIMIT $4;
+LIMIT @max_rows;

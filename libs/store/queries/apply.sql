@@ -1,87 +1,105 @@
--- name: RunState
+-- name: RunState :one
 -- What an event needs to know about its run. superseded_by is the newest
--- run after this one that was planned (applied or held), if any: events
--- of a run older than that change nothing.
+-- run after this one that was planned (applied or held), 0 when there is
+-- none (seqs start at 1): events of a run older than that change nothing.
 SELECT r.seq, r.status, r.pages_first, r.pages_total,
-       (SELECT max(n.seq) FROM sync_runs n
-        WHERE n.tenant_id = r.tenant_id AND n.status IN ('succeeded', 'awaiting_approval', 'rejected')
-          AND n.seq > r.seq)
+       COALESCE((SELECT max(n.seq) FROM sync_runs n
+                 WHERE n.tenant_id = r.tenant_id AND n.status IN ('succeeded', 'awaiting_approval', 'rejected')
+                   AND n.seq > r.seq), 0)::bigint AS superseded_by
 FROM sync_runs r
-WHERE r.tenant_id = $1 AND r.id = $2;
+WHERE r.tenant_id = @tenant_id AND r.id = @run_id;
 
--- name: RecordPage
+-- Row locks a transaction takes on its run before RunState reads it (sqlc
+-- gives a statement one text, so the lock is a statement of its own
+-- rather than a clause appended to RunState). A run that does not exist
+-- locks nothing, and RunState then finds nothing.
+
+-- name: LockRunForUpdate :exec
+SELECT true FROM sync_runs WHERE tenant_id = @tenant_id AND id = @run_id FOR UPDATE;
+
+-- name: LockRunForNoKeyUpdate :exec
+-- NO KEY UPDATE: it does not wait for the key-share locks that concurrent
+-- page inserts take on the run through their foreign key.
+SELECT true FROM sync_runs WHERE tenant_id = @tenant_id AND id = @run_id FOR NO KEY UPDATE;
+
+-- name: RecordPage :one
 INSERT INTO sync_run_pages (tenant_id, run_id, page, kind, group_id, part, last, object_ids, applied_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+VALUES (@tenant_id, @run_id, @page, @kind, @group_id, @part, @last, @object_ids, @applied_at)
 ON CONFLICT (tenant_id, run_id, page) DO NOTHING
-RETURNING true;
+RETURNING true AS inserted;
 
--- name: GetPage
+-- name: GetPage :one
 SELECT kind, group_id, part, last
 FROM sync_run_pages
-WHERE tenant_id = $1 AND run_id = $2 AND page = $3;
+WHERE tenant_id = @tenant_id AND run_id = @run_id AND page = @page;
 
--- name: MaxRecordedPageIn
--- The last page recorded in [$3, $4).
-SELECT max(page)
+-- name: MaxRecordedPageIn :one
+-- The last page recorded in [@lo, @hi), -1 when there is none (pages
+-- start at 0).
+SELECT COALESCE(max(page), -1)::integer
 FROM sync_run_pages
-WHERE tenant_id = $1 AND run_id = $2 AND page >= $3 AND page < $4;
+WHERE tenant_id = @tenant_id AND run_id = @run_id AND page >= @lo AND page < @hi;
 
--- name: MarkRunStarted
+-- name: MarkRunStarted :exec
 -- A run is running from its first sign of life: RunStarted, or a page that
 -- overtook it. started_at is set once.
 UPDATE sync_runs
 SET status = CASE WHEN status = 'queued' THEN 'running' ELSE status END,
-    started_at = COALESCE(started_at, $3)
-WHERE tenant_id = $1 AND id = $2
+    started_at = COALESCE(started_at, @at::timestamptz)
+WHERE tenant_id = @tenant_id AND id = @run_id
   AND status IN ('queued', 'running', 'applying')
   AND (status = 'queued' OR started_at IS NULL);
 
--- name: MarkRunFetched
--- $3 is the attempt's first page, $4 its number of pages.
+-- name: MarkRunFetched :exec
+-- @pages_first is the attempt's first page, @pages_total its number of
+-- pages.
 UPDATE sync_runs
 SET status = 'applying',
-    pages_first = $3,
-    pages_total = $4,
-    graph_requests = $5, graph_throttled = $6, graph_retries = $7,
-    started_at = COALESCE(started_at, $8),
-    fetched_at = $8
-WHERE tenant_id = $1 AND id = $2;
+    pages_first = @pages_first::integer,
+    pages_total = @pages_total::integer,
+    graph_requests = @graph_requests, graph_throttled = @graph_throttled, graph_retries = @graph_retries,
+    started_at = COALESCE(started_at, @at::timestamptz),
+    fetched_at = @at::timestamptz
+WHERE tenant_id = @tenant_id AND id = @run_id;
 
--- name: MarkRunFailed
+-- name: MarkRunFailed :one
 -- Graph stats only grow: a failure found after RunFetched (finalization)
 -- passes none and keeps the fetcher's. pages_applied counts the pages of
--- the run's current attempt, as GetRun does while the run goes on ($8 is
--- the proto's AttemptPageSpan).
+-- the run's current attempt, as GetRun does while the run goes on.
 UPDATE sync_runs r
 SET status = 'failed',
-    error = $3,
-    graph_requests = GREATEST(r.graph_requests, $4),
-    graph_throttled = GREATEST(r.graph_throttled, $5),
-    graph_retries = GREATEST(r.graph_retries, $6),
-    started_at = COALESCE(r.started_at, $7),
-    finished_at = $7,
+    error = @error,
+    graph_requests = GREATEST(r.graph_requests, @graph_requests),
+    graph_throttled = GREATEST(r.graph_throttled, @graph_throttled),
+    graph_retries = GREATEST(r.graph_retries, @graph_retries),
+    started_at = COALESCE(r.started_at, @at::timestamptz),
+    finished_at = @at::timestamptz,
     pages_applied = (SELECT count(*) FROM sync_run_pages p
                      WHERE p.tenant_id = r.tenant_id AND p.run_id = r.id
-                       AND p.page >= COALESCE(r.pages_first, GREATEST(r.fetch_attempts - 1, 0)::bigint * $8::bigint)
+                       AND p.page >= COALESCE(r.pages_first, GREATEST(r.fetch_attempts - 1, 0)::bigint * @attempt_page_span::bigint)
                        AND p.page < COALESCE(r.pages_first + r.pages_total, 2147483647))
-WHERE r.tenant_id = $1 AND r.id = $2
-RETURNING r.seq, (SELECT t.name FROM tenants t WHERE t.id = r.tenant_id);
+WHERE r.tenant_id = @tenant_id AND r.id = @run_id
+RETURNING r.seq, (SELECT t.name FROM tenants t WHERE t.id = r.tenant_id)::text AS tenant_name;
 
--- name: DeleteRunPages
+-- name: DeleteRunPages :exec
 DELETE FROM sync_run_pages
-WHERE tenant_id = $1 AND run_id = $2;
+WHERE tenant_id = @tenant_id AND run_id = @run_id;
 
--- name: UpsertUsers
+-- The mirror's upserts take a page's entries as one JSON array (@rows),
+-- unpacked by jsonb_to_recordset: one round trip per page, whatever its
+-- size.
+
+-- name: UpsertUsers :exec
 -- A row is written only when this entry is newer than the one that last
 -- changed it AND says something different: replays and older pages change
 -- nothing, and a second run leaves unchanged users untouched.
 INSERT INTO dir_users AS d (tenant_id, entra_id, display_name, mail, user_principal_name, given_name, surname,
                             job_title, department, user_type, account_enabled, deleted, v_run_seq, v_page, v_idx)
-SELECT $1, u.id, u.display_name, u.mail, u.upn, u.given_name, u.surname,
-       u.job_title, u.department, u.user_type, u.account_enabled, false, $2, $3, u.idx
-FROM jsonb_to_recordset($4::jsonb) AS u(id text, display_name text, mail text, upn text, given_name text,
-                                        surname text, job_title text, department text, user_type text,
-                                        account_enabled boolean, idx integer)
+SELECT @tenant_id, u.id, u.display_name, u.mail, u.upn, u.given_name, u.surname,
+       u.job_title, u.department, u.user_type, u.account_enabled, false, @run_seq, @page, u.idx
+FROM jsonb_to_recordset(@rows::jsonb) AS u(id text, display_name text, mail text, upn text, given_name text,
+                                           surname text, job_title text, department text, user_type text,
+                                           account_enabled boolean, idx integer)
 ORDER BY u.id
 ON CONFLICT (tenant_id, entra_id) DO UPDATE
 SET display_name = EXCLUDED.display_name,
@@ -102,14 +120,14 @@ WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, E
       (EXCLUDED.display_name, EXCLUDED.mail, EXCLUDED.user_principal_name, EXCLUDED.given_name, EXCLUDED.surname,
        EXCLUDED.job_title, EXCLUDED.department, EXCLUDED.user_type, EXCLUDED.account_enabled, false);
 
--- name: UpsertGroups
+-- name: UpsertGroups :exec
 INSERT INTO dir_groups AS d (tenant_id, entra_id, display_name, description, mail, group_types, security_enabled,
                              mail_enabled, membership_rule, deleted, v_run_seq, v_page, v_idx)
-SELECT $1, g.id, g.display_name, g.description, g.mail, g.group_types, g.security_enabled,
-       g.mail_enabled, g.membership_rule, false, $2, $3, g.idx
-FROM jsonb_to_recordset($4::jsonb) AS g(id text, display_name text, description text, mail text, group_types text[],
-                                        security_enabled boolean, mail_enabled boolean, membership_rule text,
-                                        idx integer)
+SELECT @tenant_id, g.id, g.display_name, g.description, g.mail, g.group_types, g.security_enabled,
+       g.mail_enabled, g.membership_rule, false, @run_seq, @page, g.idx
+FROM jsonb_to_recordset(@rows::jsonb) AS g(id text, display_name text, description text, mail text,
+                                           group_types text[], security_enabled boolean, mail_enabled boolean,
+                                           membership_rule text, idx integer)
 ORDER BY g.id
 ON CONFLICT (tenant_id, entra_id) DO UPDATE
 SET display_name = EXCLUDED.display_name,
@@ -128,10 +146,10 @@ WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, E
       (EXCLUDED.display_name, EXCLUDED.description, EXCLUDED.mail, EXCLUDED.group_types, EXCLUDED.security_enabled,
        EXCLUDED.mail_enabled, EXCLUDED.membership_rule, false);
 
--- name: UpsertMembers
+-- name: UpsertMembers :exec
 INSERT INTO dir_members AS d (tenant_id, group_id, member_id, member_type, v_run_seq, v_page, v_idx)
-SELECT $1, $4, m.id, m.type, $2, $3, m.idx
-FROM jsonb_to_recordset($5::jsonb) AS m(id text, type text, idx integer)
+SELECT @tenant_id, @group_id, m.id, m.type, @run_seq, @page, m.idx
+FROM jsonb_to_recordset(@rows::jsonb) AS m(id text, type text, idx integer)
 ORDER BY m.id
 ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
 SET member_type = EXCLUDED.member_type,

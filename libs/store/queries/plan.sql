@@ -2,233 +2,239 @@
 -- statements read facts in chunks (keyset pagination, one chunk in memory
 -- at a time), keep working sets in the plan_work_* tables for the run
 -- being planned, and apply a stored plan in bulk, action by action.
--- $1 is always the tenant, $2 the run.
 
--- name: PlanTenant
+-- name: PlanTenant :one
 -- The tenant as the plan step needs it, under the row lock: nothing
 -- changes its settings or app side while a plan is built.
 SELECT name, seats, settings, app_version, seat_shortage,
-       (SELECT count(*) FROM app_users u WHERE u.tenant_id = t.id),
-       (SELECT count(*) FROM app_users u WHERE u.tenant_id = t.id AND u.license = 'assigned'),
-       (SELECT count(*) FROM app_user_roles r WHERE r.tenant_id = t.id)
+       (SELECT count(*) FROM app_users u WHERE u.tenant_id = t.id) AS app_users,
+       (SELECT count(*) FROM app_users u WHERE u.tenant_id = t.id AND u.license = 'assigned') AS licenses,
+       (SELECT count(*) FROM app_user_roles r WHERE r.tenant_id = t.id) AS role_grants
 FROM tenants t
-WHERE t.id = $1
+WHERE t.id = @tenant_id
 FOR NO KEY UPDATE;
 
--- name: PlanUsersListed
--- How many users pages the run's attempt read ($3, $4: its page range),
+-- name: PlanUsersListed :one
+-- How many users pages the run's attempt read (@lo, @hi: its page range),
 -- and how many users they held.
-SELECT count(*), COALESCE(sum(cardinality(object_ids)), 0)
+SELECT count(*) AS pages, COALESCE(sum(cardinality(object_ids)), 0)::bigint AS users
 FROM sync_run_pages
-WHERE tenant_id = $1 AND run_id = $2 AND kind = 'users' AND page >= $3 AND page < $4;
+WHERE tenant_id = @tenant_id AND run_id = @run_id AND kind = 'users' AND page >= @lo AND page < @hi;
 
--- name: PlanScopeUsers
--- Users who are members of the groups $3, directly or through any depth
--- of nesting. UNION stops the walk at groups it has seen: cycles end.
-INSERT INTO plan_work_scope (tenant_id, run_id, user_id)
+-- name: PlanScopeUsers :exec
+-- Users who are members of the groups @groups, directly or through any
+-- depth of nesting. UNION stops the walk at groups it has seen: cycles end.
 WITH RECURSIVE reach (group_id) AS (
-    SELECT g COLLATE "C" FROM unnest($3::text[]) AS g
+    SELECT g COLLATE "C" FROM unnest(@groups::text[]) AS g
     UNION
     SELECT e.member_id
     FROM reach r
-    JOIN dir_members e ON e.tenant_id = $1 AND e.group_id = r.group_id AND e.member_type = 'group'
+    JOIN dir_members e ON e.tenant_id = @tenant_id AND e.group_id = r.group_id AND e.member_type = 'group'
 )
-SELECT DISTINCT $1::uuid, $2::uuid, e.member_id
+INSERT INTO plan_work_scope (tenant_id, run_id, user_id)
+SELECT DISTINCT @tenant_id::uuid, @run_id::uuid, e.member_id
 FROM reach r
-JOIN dir_members e ON e.tenant_id = $1 AND e.group_id = r.group_id AND e.member_type = 'user';
+JOIN dir_members e ON e.tenant_id = @tenant_id AND e.group_id = r.group_id AND e.member_type = 'user';
 
--- name: PlanDirUsers
--- A chunk of the users Entra ID has, after Entra id $3, with whether they
--- are in the scope groups.
-SELECT d.entra_id, d.display_name, d.mail, d.user_principal_name, d.given_name, d.surname, d.job_title,
+-- name: PlanDirUsers :many
+-- A chunk of the users Entra ID has, after Entra id @after, with whether
+-- they are in the scope groups.
+SELECT d.entra_id AS id, d.display_name, d.mail, d.user_principal_name, d.given_name, d.surname, d.job_title,
        d.department, d.user_type, d.account_enabled,
        EXISTS (SELECT 1 FROM plan_work_scope s
-               WHERE s.tenant_id = $1 AND s.run_id = $2 AND s.user_id = d.entra_id)
+               WHERE s.tenant_id = @tenant_id AND s.run_id = @run_id AND s.user_id = d.entra_id) AS in_scope
 FROM dir_users d
-WHERE d.tenant_id = $1 AND NOT d.deleted AND d.entra_id > $3
+WHERE d.tenant_id = @tenant_id AND NOT d.deleted AND d.entra_id > @after
 ORDER BY d.entra_id
-LIMIT $4;
+LIMIT @max_rows;
 
--- name: PlanAppUsers
--- A chunk of the app's users, after Entra id $2, with their roles.
+-- name: PlanAppUsers :many
+-- A chunk of the app's users, after Entra id @after, with their roles.
 SELECT a.entra_id, a.email, a.display_name, a.given_name, a.surname, a.job_title, a.department, a.enabled,
        a.license, a.license_disabled_at, a.display_name_edited_at, a.email_edited_at,
        ARRAY(SELECT r.role FROM app_user_roles r
-             WHERE r.tenant_id = a.tenant_id AND r.user_id = a.entra_id ORDER BY r.role),
+             WHERE r.tenant_id = a.tenant_id AND r.user_id = a.entra_id ORDER BY r.role)::text[] AS roles,
        a.license_run_seq
 FROM app_users a
-WHERE a.tenant_id = $1 AND a.entra_id > $2
+WHERE a.tenant_id = @tenant_id AND a.entra_id > @after
 ORDER BY a.entra_id
-LIMIT $3;
+LIMIT @max_rows;
 
--- name: PlanSeatHolders
+-- name: PlanSeatHolders :many
 -- A chunk of the seat holders the plan keeps, oldest grant first, after
--- ($3, $4).
+-- (@after_seq, @after_id).
 SELECT w.entra_id, w.display_name, w.license_run_seq
 FROM plan_work_users w
-WHERE w.tenant_id = $1 AND w.run_id = $2 AND w.seat = 1 AND (w.license_run_seq, w.entra_id) > ($3, $4)
+WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id AND w.seat = 1 AND (w.license_run_seq, w.entra_id) > (@after_seq::bigint, @after_id::text)
 ORDER BY w.license_run_seq, w.entra_id
-LIMIT $5;
+LIMIT @max_rows;
 
--- name: PlanSeatCandidates
--- A chunk of the users who want a seat, in Entra id order, after $3.
+-- name: PlanSeatCandidates :many
+-- A chunk of the users who want a seat, in Entra id order, after @after.
 SELECT w.entra_id, w.display_name
 FROM plan_work_users w
-WHERE w.tenant_id = $1 AND w.run_id = $2 AND w.seat = 2 AND w.entra_id > $3
+WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id AND w.seat = 2 AND w.entra_id > @after
 ORDER BY w.entra_id
-LIMIT $4;
+LIMIT @max_rows;
 
--- name: PlanDirGroups
--- A chunk of the groups Entra ID has, after $2.
-SELECT g.entra_id, g.display_name, g.group_types, g.security_enabled, g.mail_enabled
+-- name: PlanDirGroups :many
+-- A chunk of the groups Entra ID has, after @after.
+SELECT g.entra_id AS id, g.display_name, g.group_types, g.security_enabled, g.mail_enabled
 FROM dir_groups g
-WHERE g.tenant_id = $1 AND NOT g.deleted AND g.entra_id > $2
+WHERE g.tenant_id = @tenant_id AND NOT g.deleted AND g.entra_id > @after
 ORDER BY g.entra_id
-LIMIT $3;
+LIMIT @max_rows;
 
--- name: PlanAppGroups
+-- name: PlanAppGroups :many
 SELECT g.entra_id, g.display_name, g.kind, g.dynamic
 FROM app_groups g
-WHERE g.tenant_id = $1 AND g.entra_id > $2
+WHERE g.tenant_id = @tenant_id AND g.entra_id > @after
 ORDER BY g.entra_id
-LIMIT $3;
+LIMIT @max_rows;
 
--- name: PlanEntraMembers
+-- name: PlanEntraMembers :exec
 -- Entra ID's nested memberships of the users and groups the app has after
 -- the plan (plan_work_users, plan_work_groups).
-INSERT INTO plan_work_members (tenant_id, run_id, group_id, user_id)
 WITH RECURSIVE reach (root, group_id) AS (
     SELECT g.entra_id, g.entra_id
     FROM plan_work_groups g
-    WHERE g.tenant_id = $1 AND g.run_id = $2
+    WHERE g.tenant_id = @tenant_id AND g.run_id = @run_id
     UNION
     SELECT r.root, e.member_id
     FROM reach r
-    JOIN dir_members e ON e.tenant_id = $1 AND e.group_id = r.group_id AND e.member_type = 'group'
+    JOIN dir_members e ON e.tenant_id = @tenant_id AND e.group_id = r.group_id AND e.member_type = 'group'
 )
-SELECT DISTINCT $1::uuid, $2::uuid, r.root, e.member_id
+INSERT INTO plan_work_members (tenant_id, run_id, group_id, user_id)
+SELECT DISTINCT @tenant_id::uuid, @run_id::uuid, r.root, e.member_id
 FROM reach r
-JOIN dir_members e ON e.tenant_id = $1 AND e.group_id = r.group_id AND e.member_type = 'user'
-JOIN plan_work_users u ON u.tenant_id = $1 AND u.run_id = $2 AND u.entra_id = e.member_id;
+JOIN dir_members e ON e.tenant_id = @tenant_id AND e.group_id = r.group_id AND e.member_type = 'user'
+JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = e.member_id;
 
--- name: PlanMembershipsToAdd
--- A chunk of Entra ID's memberships the app lacks, after ($3, $4).
-SELECT w.group_id, g.display_name, w.user_id, u.display_name
+-- name: PlanMembershipsToAdd :many
+-- A chunk of Entra ID's memberships the app lacks, after (@after_group,
+-- @after_user).
+SELECT w.group_id, g.display_name AS group_name, w.user_id, u.display_name AS user_name
 FROM plan_work_members w
-JOIN plan_work_groups g ON g.tenant_id = $1 AND g.run_id = $2 AND g.entra_id = w.group_id
-JOIN plan_work_users u ON u.tenant_id = $1 AND u.run_id = $2 AND u.entra_id = w.user_id
-WHERE w.tenant_id = $1 AND w.run_id = $2 AND (w.group_id, w.user_id) > ($3, $4)
+JOIN plan_work_groups g ON g.tenant_id = @tenant_id AND g.run_id = @run_id AND g.entra_id = w.group_id
+JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = w.user_id
+WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id AND (w.group_id, w.user_id) > (@after_group::text, @after_user::text)
   AND NOT EXISTS (SELECT 1 FROM app_group_members m
-                  WHERE m.tenant_id = $1 AND m.group_id = w.group_id AND m.user_id = w.user_id)
+                  WHERE m.tenant_id = @tenant_id AND m.group_id = w.group_id AND m.user_id = w.user_id)
 ORDER BY w.group_id, w.user_id
-LIMIT $5;
+LIMIT @max_rows;
 
--- name: PlanAppMemberships
--- A chunk of the app's memberships, after ($3, $4), with what the plan
--- does to their user and group and whether Entra ID still has them.
-SELECT m.group_id, COALESCE(ag.display_name, ''), m.user_id, COALESCE(au.display_name, ''),
+-- name: PlanAppMemberships :many
+-- A chunk of the app's memberships, after (@after_group, @after_user),
+-- with what the plan does to their user and group and whether Entra ID
+-- still has them.
+SELECT m.group_id, COALESCE(ag.display_name, '')::text AS group_name, m.user_id,
+       COALESCE(au.display_name, '')::text AS user_name,
        EXISTS (SELECT 1 FROM plan_work_members w
-               WHERE w.tenant_id = $1 AND w.run_id = $2 AND w.group_id = m.group_id AND w.user_id = m.user_id),
-       EXISTS (SELECT 1 FROM plan_work_users u WHERE u.tenant_id = $1 AND u.run_id = $2 AND u.entra_id = m.user_id),
-       EXISTS (SELECT 1 FROM plan_work_groups g WHERE g.tenant_id = $1 AND g.run_id = $2 AND g.entra_id = m.group_id)
+               WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id AND w.group_id = m.group_id
+                 AND w.user_id = m.user_id) AS in_entra,
+       EXISTS (SELECT 1 FROM plan_work_users u
+               WHERE u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = m.user_id) AS user_stays,
+       EXISTS (SELECT 1 FROM plan_work_groups g
+               WHERE g.tenant_id = @tenant_id AND g.run_id = @run_id AND g.entra_id = m.group_id) AS group_stays
 FROM app_group_members m
-LEFT JOIN app_groups ag ON ag.tenant_id = $1 AND ag.entra_id = m.group_id
-LEFT JOIN app_users au ON au.tenant_id = $1 AND au.entra_id = m.user_id
-WHERE m.tenant_id = $1 AND (m.group_id, m.user_id) > ($3, $4)
+LEFT JOIN app_groups ag ON ag.tenant_id = @tenant_id AND ag.entra_id = m.group_id
+LEFT JOIN app_users au ON au.tenant_id = @tenant_id AND au.entra_id = m.user_id
+WHERE m.tenant_id = @tenant_id AND (m.group_id, m.user_id) > (@after_group::text, @after_user::text)
 ORDER BY m.group_id, m.user_id
-LIMIT $5;
+LIMIT @max_rows;
 
--- name: PlanDeleteWork
-DELETE FROM plan_work_scope WHERE tenant_id = $1 AND run_id = $2;
--- name: PlanDeleteWorkUsers
-DELETE FROM plan_work_users WHERE tenant_id = $1 AND run_id = $2;
--- name: PlanDeleteWorkGroups
-DELETE FROM plan_work_groups WHERE tenant_id = $1 AND run_id = $2;
--- name: PlanDeleteWorkMembers
-DELETE FROM plan_work_members WHERE tenant_id = $1 AND run_id = $2;
+-- name: PlanDeleteWork :exec
+DELETE FROM plan_work_scope WHERE tenant_id = @tenant_id AND run_id = @run_id;
+-- name: PlanDeleteWorkUsers :exec
+DELETE FROM plan_work_users WHERE tenant_id = @tenant_id AND run_id = @run_id;
+-- name: PlanDeleteWorkGroups :exec
+DELETE FROM plan_work_groups WHERE tenant_id = @tenant_id AND run_id = @run_id;
+-- name: PlanDeleteWorkMembers :exec
+DELETE FROM plan_work_members WHERE tenant_id = @tenant_id AND run_id = @run_id;
 
--- name: DeletePlanItems
+-- name: DeletePlanItems :exec
 -- A run planned again (its transaction retried) starts from no items.
-DELETE FROM sync_plan_items WHERE tenant_id = $1 AND run_id = $2;
+DELETE FROM sync_plan_items WHERE tenant_id = @tenant_id AND run_id = @run_id;
 
--- name: HoldRun
--- $3 reason, $4 message, $5 summary, $6 counts, $7 the app version the
--- plan was built on, $8 the time.
+-- name: HoldRun :exec
+-- @plan_app_version is the tenant's app version the plan was built on.
 UPDATE sync_runs
-SET status = 'awaiting_approval', held_reason = $3, held_message = $4, plan_summary = $5, plan_counts = $6,
-    plan_app_version = $7, planned_at = $8, pages_applied = pages_total,
-    started_at = COALESCE(started_at, $8)
-WHERE tenant_id = $1 AND id = $2;
+SET status = 'awaiting_approval', held_reason = @held_reason::text, held_message = @held_message,
+    plan_summary = @plan_summary, plan_counts = @plan_counts,
+    plan_app_version = @plan_app_version::bigint, planned_at = @at::timestamptz, pages_applied = pages_total,
+    started_at = COALESCE(started_at, @at::timestamptz)
+WHERE tenant_id = @tenant_id AND id = @run_id;
 
--- name: RecordPlan
+-- name: RecordPlan :exec
 -- A plan applied at once: what it was, before CompleteRun.
 UPDATE sync_runs
-SET plan_summary = $3, plan_counts = $4, plan_app_version = $5, planned_at = $6
-WHERE tenant_id = $1 AND id = $2;
+SET plan_summary = @plan_summary, plan_counts = @plan_counts, plan_app_version = @plan_app_version::bigint,
+    planned_at = @at::timestamptz
+WHERE tenant_id = @tenant_id AND id = @run_id;
 
 -- Applying a plan: one statement per action, in plan.Actions' order,
--- each reading the run's items of that action. $3 is the time.
+-- each reading the run's items of that action. @at is the time.
 
--- name: ApplyRevokeRole
+-- name: ApplyRevokeRole :exec
 DELETE FROM app_user_roles r
 USING sync_plan_items i
-WHERE r.tenant_id = $1 AND i.tenant_id = $1 AND i.run_id = $2 AND i.action = 'revokeRole'
+WHERE r.tenant_id = @tenant_id AND i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action = 'revokeRole'
   AND r.user_id = i.entra_id AND r.role = i.role;
 
--- name: ApplyRemoveMembership
+-- name: ApplyRemoveMembership :exec
 DELETE FROM app_group_members m
 USING sync_plan_items i
-WHERE m.tenant_id = $1 AND i.tenant_id = $1 AND i.run_id = $2 AND i.action = 'removeMembership'
+WHERE m.tenant_id = @tenant_id AND i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action = 'removeMembership'
   AND m.group_id = i.group_id AND m.user_id = i.entra_id;
 
--- name: ApplyRevokeLicense
+-- name: ApplyRevokeLicense :exec
 UPDATE app_users u
-SET license = i.after ->> 'license', license_run_seq = NULL, licensed_at = NULL, updated_at = $3
+SET license = i.after ->> 'license', license_run_seq = NULL, licensed_at = NULL, updated_at = @at::timestamptz
 FROM sync_plan_items i
-WHERE u.tenant_id = $1 AND i.tenant_id = $1 AND i.run_id = $2 AND i.action = 'revokeLicense'
+WHERE u.tenant_id = @tenant_id AND i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action = 'revokeLicense'
   AND u.entra_id = i.entra_id;
 
--- name: ApplyRemoveUser
+-- name: ApplyRemoveUser :exec
 DELETE FROM app_users u
 USING sync_plan_items i
-WHERE u.tenant_id = $1 AND i.tenant_id = $1 AND i.run_id = $2 AND i.action = 'removeUser'
+WHERE u.tenant_id = @tenant_id AND i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action = 'removeUser'
   AND u.entra_id = i.entra_id;
 
--- name: ApplyRemoveGroup
+-- name: ApplyRemoveGroup :exec
 DELETE FROM app_groups g
 USING sync_plan_items i
-WHERE g.tenant_id = $1 AND i.tenant_id = $1 AND i.run_id = $2 AND i.action = 'removeGroup'
+WHERE g.tenant_id = @tenant_id AND i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action = 'removeGroup'
   AND g.entra_id = i.entra_id;
 
--- name: ApplyCreateGroup
+-- name: ApplyCreateGroup :exec
 INSERT INTO app_groups (tenant_id, entra_id, display_name, kind, dynamic, entra_member_count,
                         synced_member_count, created_at, updated_at)
-SELECT $1, i.entra_id, i.after ->> 'displayName', i.after ->> 'kind', (i.after ->> 'dynamic')::boolean, 0, 0, $3, $3
+SELECT @tenant_id, i.entra_id, i.after ->> 'displayName', i.after ->> 'kind', (i.after ->> 'dynamic')::boolean, 0, 0, @at::timestamptz, @at::timestamptz
 FROM sync_plan_items i
-WHERE i.tenant_id = $1 AND i.run_id = $2 AND i.action = 'createGroup'
+WHERE i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action = 'createGroup'
 ORDER BY i.entra_id;
 
--- name: ApplyUpdateGroup
+-- name: ApplyUpdateGroup :exec
 UPDATE app_groups g
 SET display_name = COALESCE(i.after ->> 'displayName', g.display_name),
     kind = COALESCE(i.after ->> 'kind', g.kind),
     dynamic = COALESCE((i.after ->> 'dynamic')::boolean, g.dynamic),
-    updated_at = $3
+    updated_at = @at::timestamptz
 FROM sync_plan_items i
-WHERE g.tenant_id = $1 AND i.tenant_id = $1 AND i.run_id = $2 AND i.action = 'updateGroup'
+WHERE g.tenant_id = @tenant_id AND i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action = 'updateGroup'
   AND g.entra_id = i.entra_id;
 
--- name: ApplyCreateUser
+-- name: ApplyCreateUser :exec
 INSERT INTO app_users (tenant_id, entra_id, email, display_name, given_name, surname, job_title, department,
                        enabled, license, created_at, updated_at)
-SELECT $1, i.entra_id, i.after ->> 'email', i.after ->> 'displayName', i.after ->> 'givenName',
+SELECT @tenant_id, i.entra_id, i.after ->> 'email', i.after ->> 'displayName', i.after ->> 'givenName',
        i.after ->> 'surname', i.after ->> 'jobTitle', i.after ->> 'department', (i.after ->> 'enabled')::boolean,
-       i.after ->> 'license', $3, $3
+       i.after ->> 'license', @at::timestamptz, @at::timestamptz
 FROM sync_plan_items i
-WHERE i.tenant_id = $1 AND i.run_id = $2 AND i.action = 'createUser'
+WHERE i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action = 'createUser'
 ORDER BY i.entra_id;
 
--- name: ApplyUpdateUser
+-- name: ApplyUpdateUser :exec
 -- after.edited = false clears the edit marks (localEdits: overwrite).
 UPDATE app_users u
 SET email = COALESCE(i.after ->> 'email', u.email),
@@ -239,137 +245,154 @@ SET email = COALESCE(i.after ->> 'email', u.email),
     department = COALESCE(i.after ->> 'department', u.department),
     display_name_edited_at = CASE WHEN i.after ? 'edited' THEN NULL ELSE u.display_name_edited_at END,
     email_edited_at = CASE WHEN i.after ? 'edited' THEN NULL ELSE u.email_edited_at END,
-    updated_at = $3
+    updated_at = @at::timestamptz
 FROM sync_plan_items i
-WHERE u.tenant_id = $1 AND i.tenant_id = $1 AND i.run_id = $2 AND i.action = 'updateUser'
+WHERE u.tenant_id = @tenant_id AND i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action = 'updateUser'
   AND u.entra_id = i.entra_id;
 
--- name: ApplyDisableUser
+-- name: ApplyDisableUser :exec
 UPDATE app_users u
-SET enabled = false, license = 'disabled', license_run_seq = NULL, licensed_at = NULL, updated_at = $3
+SET enabled = false, license = 'disabled', license_run_seq = NULL, licensed_at = NULL, updated_at = @at::timestamptz
 FROM sync_plan_items i
-WHERE u.tenant_id = $1 AND i.tenant_id = $1 AND i.run_id = $2 AND i.action = 'disableUser'
+WHERE u.tenant_id = @tenant_id AND i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action = 'disableUser'
   AND u.entra_id = i.entra_id;
 
--- name: ApplyEnableUser
+-- name: ApplyEnableUser :exec
 UPDATE app_users u
-SET enabled = true, license = i.after ->> 'license', updated_at = $3
+SET enabled = true, license = i.after ->> 'license', updated_at = @at::timestamptz
 FROM sync_plan_items i
-WHERE u.tenant_id = $1 AND i.tenant_id = $1 AND i.run_id = $2 AND i.action = 'enableUser'
+WHERE u.tenant_id = @tenant_id AND i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action = 'enableUser'
   AND u.entra_id = i.entra_id;
 
--- name: ApplyAssignLicense
--- $4 is the run's seq: seats go back most recent grant first.
+-- name: ApplyAssignLicense :exec
+-- @run_seq is the run's seq: seats go back most recent grant first.
 UPDATE app_users u
-SET license = 'assigned', license_run_seq = $4, licensed_at = $3, updated_at = $3
+SET license = 'assigned', license_run_seq = @run_seq::bigint, licensed_at = @at::timestamptz, updated_at = @at::timestamptz
 FROM sync_plan_items i
-WHERE u.tenant_id = $1 AND i.tenant_id = $1 AND i.run_id = $2 AND i.action = 'assignLicense'
+WHERE u.tenant_id = @tenant_id AND i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action = 'assignLicense'
   AND u.entra_id = i.entra_id;
 
--- name: ApplyAddMembership
+-- name: ApplyAddMembership :exec
 INSERT INTO app_group_members (tenant_id, group_id, user_id)
-SELECT $1, i.group_id, i.entra_id
+SELECT @tenant_id, i.group_id, i.entra_id
 FROM sync_plan_items i
-WHERE i.tenant_id = $1 AND i.run_id = $2 AND i.action = 'addMembership'
+WHERE i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action = 'addMembership'
 ORDER BY i.group_id, i.entra_id;
 
--- name: ApplyGrantRole
+-- name: ApplyGrantRole :exec
 INSERT INTO app_user_roles (tenant_id, user_id, role, granted_at)
-SELECT $1, i.entra_id, i.role, $3
+SELECT @tenant_id, i.entra_id, i.role, @at::timestamptz
 FROM sync_plan_items i
-WHERE i.tenant_id = $1 AND i.run_id = $2 AND i.action = 'grantRole'
+WHERE i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action = 'grantRole'
 ORDER BY i.entra_id, i.role;
 
--- name: RefreshGroupCounts
+-- name: RefreshGroupCounts :exec
 -- Member counts are observations, not plan items: Graph's transitive user
--- count from this run's pages ($3, $4: its page range; kept from before
+-- count from this run's pages (@lo, @hi: its page range; kept from before
 -- for a group the run has none for) and the app's members.
 WITH transitive AS (
     SELECT p.group_id, count(DISTINCT s.id) AS n
     FROM sync_run_pages p, unnest(p.object_ids) AS s(id)
-    WHERE p.tenant_id = $1 AND p.run_id = $2 AND p.kind = 'transitive' AND p.page >= $3 AND p.page < $4
+    WHERE p.tenant_id = @tenant_id AND p.run_id = @run_id AND p.kind = 'transitive' AND p.page >= @lo AND p.page < @hi
     GROUP BY p.group_id
 ),
 synced AS (
     SELECT group_id, count(*) AS n
     FROM app_group_members
-    WHERE tenant_id = $1
+    WHERE tenant_id = @tenant_id
     GROUP BY group_id
 )
 UPDATE app_groups g
-SET entra_member_count = c.entra, synced_member_count = c.synced, updated_at = $5
+SET entra_member_count = c.entra, synced_member_count = c.synced, updated_at = @at::timestamptz
 FROM (SELECT g2.entra_id,
              COALESCE(t.n, g2.entra_member_count)::integer AS entra,
              COALESCE(sy.n, 0)::integer AS synced
       FROM app_groups g2
       LEFT JOIN transitive t ON t.group_id = g2.entra_id
       LEFT JOIN synced sy ON sy.group_id = g2.entra_id
-      WHERE g2.tenant_id = $1) c
-WHERE g.tenant_id = $1 AND g.entra_id = c.entra_id
+      WHERE g2.tenant_id = @tenant_id) c
+WHERE g.tenant_id = @tenant_id AND g.entra_id = c.entra_id
   AND (g.entra_member_count, g.synced_member_count) IS DISTINCT FROM (c.entra, c.synced);
 
--- name: AppChanged
+-- name: AppChanged :exec
 -- Every change to the app side bumps its version: a plan built on an
--- older one can no longer be approved. $2 the time, $3 what changed.
+-- older one can no longer be approved. @change says what changed.
 UPDATE tenants
-SET app_version = app_version + 1, app_changed_at = $2, app_change = $3
-WHERE id = $1;
+SET app_version = app_version + 1, app_changed_at = @at::timestamptz, app_change = @change
+WHERE id = @tenant_id;
 
--- name: SetSeatShortage
-UPDATE tenants SET seat_shortage = $2 WHERE id = $1 AND seat_shortage <> $2;
+-- name: SetSeatShortage :exec
+UPDATE tenants SET seat_shortage = @shortage WHERE id = @tenant_id AND seat_shortage <> @shortage;
 
--- name: NotifiedEmails
--- Who is told: the emails of the app users holding one of the roles $2.
+-- name: NotifiedEmails :many
+-- Who is told: the emails of the app users holding one of the roles @roles.
 SELECT DISTINCT u.email
 FROM app_user_roles r
 JOIN app_users u ON u.tenant_id = r.tenant_id AND u.entra_id = r.user_id
-WHERE r.tenant_id = $1 AND r.role = ANY ($2::text[]) AND u.email <> ''
+WHERE r.tenant_id = @tenant_id AND r.role = ANY (@roles::text[]) AND u.email <> ''
 ORDER BY u.email;
 
--- name: InsertNotification
+-- name: InsertNotification :exec
 -- The id is derived from (run, kind): writing a run's task twice writes
 -- one row.
 INSERT INTO notification_tasks (tenant_id, id, kind, run_id, recipients, subject, body, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+VALUES (@tenant_id, @id, @kind, @run_id, @recipients, @subject, @body, @created_at)
 ON CONFLICT (tenant_id, id) DO NOTHING;
 
--- name: RunPlanState
+-- name: RunPlanState :one
 -- A held run's plan and whether it is still fresh: the newest later run
--- that was planned, and the tenant's app side now.
+-- that was planned (0: none, as RunState's superseded_by), and the
+-- tenant's app side now.
 SELECT r.seq, r.status, r.plan_app_version, r.plan_counts, r.pages_first, r.pages_total,
-       (SELECT max(n.seq) FROM sync_runs n
-        WHERE n.tenant_id = r.tenant_id AND n.seq > r.seq
-          AND n.status IN ('succeeded', 'awaiting_approval', 'rejected')),
+       COALESCE((SELECT max(n.seq) FROM sync_runs n
+                 WHERE n.tenant_id = r.tenant_id AND n.seq > r.seq
+                   AND n.status IN ('succeeded', 'awaiting_approval', 'rejected')), 0)::bigint AS newer_planned,
        t.app_version, t.app_changed_at, t.app_change
 FROM sync_runs r
 JOIN tenants t ON t.id = r.tenant_id
-WHERE r.tenant_id = $1 AND r.id = $2
+WHERE r.tenant_id = @tenant_id AND r.id = @run_id
 FOR UPDATE OF r;
 
--- name: DecideRun
--- $3 the new status (succeeded or rejected), $4 the time, $5 counts.
+-- name: DecideRun :exec
+-- @status is succeeded or rejected; NULL @counts keeps the run's counts.
 UPDATE sync_runs
-SET status = $3, decided_at = $4, finished_at = $4, counts = COALESCE($5, counts)
-WHERE tenant_id = $1 AND id = $2;
+SET status = @status, decided_at = @at::timestamptz, finished_at = @at::timestamptz, counts = COALESCE(sqlc.narg(counts)::jsonb, counts)
+WHERE tenant_id = @tenant_id AND id = @run_id;
 
--- name: ListPlanItems
--- A page of a run's plan, in planned order, after seq $3.
-SELECT seq, action, entra_id, COALESCE(group_id, ''), COALESCE(role, ''), display_name, before, after, reason
+-- name: ListPlanItems :many
+-- A page of a run's plan, in planned order, after seq @after.
+SELECT seq, action, entra_id, COALESCE(group_id, '')::text AS group_id, COALESCE(role, '')::text AS role, display_name,
+       before, after, reason
 FROM sync_plan_items
-WHERE tenant_id = $1 AND run_id = $2 AND seq > $3
+WHERE tenant_id = @tenant_id AND run_id = @run_id AND seq > @after
 ORDER BY seq
-LIMIT $4;
+LIMIT @max_rows;
 
--- name: ListNotifications
+-- name: ListNotifications :many
 -- Newest first; keyset on (created_at, id).
-SELECT id::text, kind, COALESCE(run_id::text, ''), recipients, subject, body, created_at, delivered_at
+SELECT id, kind, COALESCE(run_id::text, '')::text AS run_id, recipients, subject, body, created_at, delivered_at
 FROM notification_tasks
-WHERE tenant_id = $1 AND (created_at, id) < ($2, $3)
+WHERE tenant_id = @tenant_id AND (created_at, id) < (@before_created_at::timestamptz, @before_id::uuid)
 ORDER BY created_at DESC, id DESC
-LIMIT $4;
+LIMIT @max_rows;
 
--- name: PlanItemCounts
-SELECT action, count(*)
+-- name: PlanItemCounts :many
+SELECT action, count(*) AS items
 FROM sync_plan_items
-WHERE tenant_id = $1 AND run_id = $2
+WHERE tenant_id = @tenant_id AND run_id = @run_id
 GROUP BY action;
+
+-- The plan's writes in bulk (COPY), a chunk at a time.
+
+-- name: InsertPlanItems :copyfrom
+INSERT INTO sync_plan_items (tenant_id, run_id, seq, action, entra_id, group_id, role, display_name, before, after,
+                             reason)
+VALUES (@tenant_id, @run_id, @seq, @action, @entra_id, @group_id, @role, @display_name, @before, @after, @reason);
+
+-- name: InsertPlanWorkUsers :copyfrom
+INSERT INTO plan_work_users (tenant_id, run_id, entra_id, display_name, seat, license_run_seq)
+VALUES (@tenant_id, @run_id, @entra_id, @display_name, @seat, @license_run_seq);
+
+-- name: InsertPlanWorkGroups :copyfrom
+INSERT INTO plan_work_groups (tenant_id, run_id, entra_id, display_name)
+VALUES (@tenant_id, @run_id, @entra_id, @display_name);

@@ -1,85 +1,80 @@
--- name: LockTenant
+-- name: LockTenant :exec
 -- The tenant's advisory lock (see lockTenant). The key is a hash of the
 -- tenant id in a key space of its own.
-SELECT pg_advisory_xact_lock(hashtextextended('entrasync.tenant:' || $1::text, 0));
+SELECT pg_advisory_xact_lock(hashtextextended('entrasync.tenant:' || @tenant_id::text, 0));
 
--- name: LockTenantShared
-SELECT pg_advisory_xact_lock_shared(hashtextextended('entrasync.tenant:' || $1::text, 0));
+-- name: LockTenantShared :exec
+SELECT pg_advisory_xact_lock_shared(hashtextextended('entrasync.tenant:' || @tenant_id::text, 0));
 
--- name: CreateTenant
+-- name: CreateTenant :one
 INSERT INTO tenants (id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, created_at,
                      updated_at, settings)
-VALUES ($1, $2, $3, $4, $5, $6, $7::bigint * interval '1 microsecond', $8, $8, $9)
+VALUES (@id, @name, @entra_tenant_id, @client_id, @client_secret_sealed, @seats, @sync_interval, @now::timestamptz, @now::timestamptz,
+        @settings)
 RETURNING created_at, updated_at;
 
--- name: GetTenant
-SELECT id::text, name, entra_tenant_id, client_id, seats,
-       (extract(epoch FROM sync_interval) * 1e6)::bigint,
-       created_at, updated_at, settings, disconnected_at
-FROM tenants
-WHERE id = $1;
+-- name: GetTenant :one
+SELECT * FROM tenants WHERE id = @id;
 
--- name: UpdateSettings
--- $2 seats, $3 the other settings, $4 the time, $5 what changed.
-UPDATE tenants
-SET seats = $2, settings = $3, updated_at = $4,
-    app_version = app_version + 1, app_changed_at = $4, app_change = $5
-WHERE id = $1
-RETURNING id::text, name, entra_tenant_id, client_id, seats,
-          (extract(epoch FROM sync_interval) * 1e6)::bigint,
-          created_at, updated_at, settings, disconnected_at;
+-- name: GetTenantForUpdate :one
+SELECT * FROM tenants WHERE id = @id FOR UPDATE;
 
--- name: DisconnectTenant
+-- name: UpdateSettings :one
+-- @change says what changed, for a held plan that can no longer be
+-- approved.
 UPDATE tenants
-SET disconnected_at = COALESCE(disconnected_at, $2),
+SET seats = @seats, settings = @settings, updated_at = @now::timestamptz,
+    app_version = app_version + 1, app_changed_at = @now::timestamptz, app_change = @change
+WHERE id = @id
+RETURNING *;
+
+-- name: DisconnectTenant :one
+UPDATE tenants
+SET disconnected_at = COALESCE(disconnected_at, @now::timestamptz),
     client_secret_sealed = NULL,
-    updated_at = CASE WHEN disconnected_at IS NULL THEN $2 ELSE updated_at END
-WHERE id = $1
-RETURNING id::text, name, entra_tenant_id, client_id, seats,
-          (extract(epoch FROM sync_interval) * 1e6)::bigint,
-          created_at, updated_at, settings, disconnected_at;
+    updated_at = CASE WHEN disconnected_at IS NULL THEN @now::timestamptz ELSE updated_at END
+WHERE id = @id
+RETURNING *;
 
--- name: ConnectTenant
+-- name: ConnectTenant :one
 UPDATE tenants
 SET disconnected_at = NULL,
-    entra_tenant_id = $2, client_id = $3, client_secret_sealed = $4,
-    updated_at = $5
-WHERE id = $1
-RETURNING id::text, name, entra_tenant_id, client_id, seats,
-          (extract(epoch FROM sync_interval) * 1e6)::bigint,
-          created_at, updated_at, settings, disconnected_at;
+    entra_tenant_id = @entra_tenant_id, client_id = @client_id, client_secret_sealed = @client_secret_sealed,
+    updated_at = @now::timestamptz
+WHERE id = @id
+RETURNING *;
 
--- name: FailQueuedRuns
--- Runs no fetcher has begun end with $2.
+-- name: FailQueuedRuns :exec
+-- Runs no fetcher has begun end with @error.
 UPDATE sync_runs
-SET status = 'failed', error = $2, finished_at = $3
-WHERE tenant_id = $1 AND status = 'queued' AND fetch_attempts = 0;
+SET status = 'failed', error = @error, finished_at = @now::timestamptz
+WHERE tenant_id = @tenant_id AND status = 'queued' AND fetch_attempts = 0;
 
--- name: SetTenantSeats
+-- name: SetTenantSeats :execrows
 UPDATE tenants
-SET seats = $2,
-    updated_at = CASE WHEN seats = $2 THEN updated_at ELSE $3 END
-WHERE id = $1;
+SET seats = @seats,
+    updated_at = CASE WHEN seats = @seats THEN updated_at ELSE @now::timestamptz END
+WHERE id = @id;
 
--- name: TenantExists
-SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1);
+-- name: TenantExists :one
+SELECT EXISTS (SELECT 1 FROM tenants WHERE id = @id);
 
--- name: TenantCredentials
+-- name: TenantCredentials :one
 SELECT entra_tenant_id, client_id, client_secret_sealed
 FROM tenants
-WHERE id = $1;
+WHERE id = @id;
 
--- name: ListTenantSchedules
+-- name: ListTenantSchedules :many
 -- The last scheduled slot comes from the runs themselves: the unique
--- (tenant_id, slot) index answers max(slot) cheaply. The last run that
--- did not fail is the newest by seq, found walking the (tenant_id, seq)
--- index backwards.
-SELECT t.id::text,
-       (extract(epoch FROM t.sync_interval) * 1e6)::bigint,
-       t.created_at,
-       (SELECT max(r.slot) FROM sync_runs r WHERE r.tenant_id = t.id),
-       (SELECT r.created_at FROM sync_runs r WHERE r.tenant_id = t.id AND r.status <> 'failed'
-        ORDER BY r.seq DESC LIMIT 1)
+-- (tenant_id, slot) index answers it cheaply. The last run that did not
+-- fail is the newest by seq, found walking the (tenant_id, seq) index
+-- backwards. (Outer joins, not scalar subqueries, so that sqlc knows
+-- both may be NULL.)
+SELECT t.id, t.sync_interval, t.created_at, s.slot AS last_scheduled_slot, l.created_at AS last_run_created_at
 FROM tenants t
+LEFT JOIN sync_runs s ON s.tenant_id = t.id AND s.slot = (
+    SELECT max(r.slot) FROM sync_runs r WHERE r.tenant_id = t.id)
+LEFT JOIN sync_runs l ON l.tenant_id = t.id AND l.seq = (
+    SELECT max(r.seq) FROM sync_runs r WHERE r.tenant_id = t.id AND r.status <> 'failed')
 WHERE t.disconnected_at IS NULL
 ORDER BY t.id;
