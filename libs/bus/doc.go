@@ -5,6 +5,11 @@
 // and SYNC_DLQ for dead letters), so a fresh NATS server needs no manual
 // set-up and a changed setting reaches a running cluster on the next deploy.
 //
+// Jobs and events travel as the messages of proto/entrasync/sync/v1.
+// NewJob builds a run's job from plain values (what the store says of the
+// run), so that the api and the scheduler publish jobs without the store
+// knowing the wire format.
+//
 // Publishing is idempotent: every job and event carries a Nats-Msg-Id
 // (the run id, "<run>/<page>", "<run>/started|fetched|failed", or the
 // scheduler's "sched/<tenant>/<slot>") so a retried publish, or a second

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
 )
@@ -17,6 +19,26 @@ import (
 // ErrInvalid marks a job or event the bus refuses to publish because it
 // lacks what its subject or message id is made of.
 var ErrInvalid = errors.New("bus: invalid message")
+
+// NewJob is a run's job as fetchers take it from SYNC_JOBS: the api and the
+// scheduler publish one for each run they create, from what the store says
+// of the run. Every run reads the whole directory (JOB_KIND_FULL);
+// scheduled tells a run the scheduler created for a slot from one an admin
+// triggered, and requestedAt is when the run was created.
+func NewJob(tenantID, runID string, runSeq int64, scheduled bool, requestedAt time.Time) *syncv1.SyncJob {
+	trigger := syncv1.Trigger_TRIGGER_MANUAL
+	if scheduled {
+		trigger = syncv1.Trigger_TRIGGER_SCHEDULE
+	}
+	return &syncv1.SyncJob{
+		TenantId:    tenantID,
+		RunId:       runID,
+		RunSeq:      runSeq,
+		Kind:        syncv1.JobKind_JOB_KIND_FULL,
+		Trigger:     trigger,
+		RequestedAt: timestamppb.New(requestedAt),
+	}
+}
 
 // PublishJob publishes a run's job on sync.jobs.<tenant> with the run id
 // as message id, so publishing the same run twice yields one job.

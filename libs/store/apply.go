@@ -15,7 +15,6 @@ import (
 
 	"github.com/entrasync/entrasync/libs/plan"
 	"github.com/entrasync/entrasync/libs/store/internal/dbsqlc"
-	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
 )
 
 // How the reconciler applies a run's events. Every method is idempotent
@@ -41,14 +40,19 @@ import (
 // The tenant's advisory lock orders page applies (shared) against
 // finalization and failure (exclusive).
 
-// Page numbering of a run's fetch attempts, as the wire numbers them.
+// Page numbering of a run's fetch attempts. Fetchers number the pages
+// they publish by the wire's rule (syncv1.AttemptPageSpan and
+// syncv1.MaxFetchAttempts in proto/entrasync/sync/v1/pages.go); the store
+// keeps its own copy of the two numbers rather than depend on the wire
+// format, and a test of services/reconciler, which sees both, checks that
+// they are equal.
 const (
 	// AttemptPageSpan is how many page numbers each fetch attempt of a run
 	// owns: attempt a (from 1) numbers its pages from (a-1)*AttemptPageSpan.
-	AttemptPageSpan = syncv1.AttemptPageSpan
+	AttemptPageSpan = 1 << 20
 	// MaxFetchAttempts is how many attempts' pages fit below the largest
 	// int32, which stays free for the versions of tombstones.
-	MaxFetchAttempts = syncv1.MaxFetchAttempts
+	MaxFetchAttempts = 2047
 
 	// maxFirstPage is the first page of the last attempt allowed.
 	maxFirstPage = (MaxFetchAttempts - 1) * AttemptPageSpan

@@ -16,8 +16,15 @@
 //
 // A run may be fetched in several attempts when its job is delivered again
 // mid-run. BeginFetch counts them; each attempt owns its own range of page
-// numbers (syncv1.AttemptPageSpan), and a run is complete, and judged, on
-// the pages of the attempt its RunFetched names (Fetched.FirstPage) alone.
+// numbers (AttemptPageSpan), and a run is complete, and judged, on the
+// pages of the attempt its RunFetched names (Fetched.FirstPage) alone.
+//
+// The store does not know the wire format (it does not import proto):
+// callers pass plain values in and get them out, and libs/bus builds jobs
+// from them (bus.NewJob). The page numbering the fetchers and the store
+// share is the wire's; the store keeps its own copy of its two numbers,
+// AttemptPageSpan and MaxFetchAttempts, checked equal to the wire's by a
+// test of services/reconciler.
 //
 // SQL lives in .sql files, not in Go strings: migrations/*.sql (goose,
 // embedded in the binary) build the schema, and queries/*.sql hold every

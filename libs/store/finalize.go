@@ -91,13 +91,14 @@ type pageRange struct{ lo, hi int32 }
 func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange, at time.Time) (map[string]int64, error) {
 	t, r, seq := ref.TenantID, ref.RunID, ref.RunSeq
 
-	// The tombstones compare whole sets of a tenant's rows. Right after a
-	// tenant's first pages, or for a tenant the table statistics have not
-	// met yet, the planner expects a handful of rows and picks nested
-	// loops, which turn quadratic (10k users: seconds instead of
-	// milliseconds); hash joins are right at every size there. The plan
-	// step reads in chunks through indexes, where nested loops are what
-	// it wants, so the setting is undone before it.
+	// Finalization compares whole sets of a tenant's rows: tombstones,
+	// the plan's passes, applying the plan. Right after a tenant's first
+	// pages, or within this transaction (the plan's working tables, the
+	// app rows it just inserted), the planner's statistics expect a
+	// handful of rows and it picks nested loops, which turn quadratic
+	// (10k users: seconds instead of milliseconds; 100k: hours); hash
+	// joins are right at every size there. Only the walks through nested
+	// groups want nested loops (walkGroups).
 	if err := setNestLoop(ctx, q, false); err != nil {
 		return nil, err
 	}
@@ -124,9 +125,6 @@ func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange,
 		return nil, fmt.Errorf("drop stale edges: %w", err)
 	}
 
-	if err := setNestLoop(ctx, q, true); err != nil {
-		return nil, err
-	}
 	res, err := buildPlan(ctx, q, ref, pr)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -15,8 +16,9 @@ import (
 
 // The plan step. When a run's pages are all in (TryFinalize), the store
 // builds the run's plan in passes over the mirror and the app side, each
-// reading facts in chunks of planChunk rows and writing plan items in
-// chunks, so that memory holds a chunk, not a tenant:
+// reading facts through an SQL cursor planChunk rows at a time and
+// writing plan items in chunks, so that memory holds a chunk, not a
+// tenant:
 //
 //  1. users, in Entra id order (mirror and app merged): libs/plan's user
 //     rules (scope, profile and local edits, account state, licenses that
@@ -147,8 +149,11 @@ func buildPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 		return res, fmt.Errorf("clear plan: %w", err)
 	}
 	if len(t.settings.Scope.Groups) > 0 {
-		if err := q.PlanScopeUsers(ctx, dbsqlc.PlanScopeUsersParams{TenantID: ref.TenantID, RunID: ref.RunID,
-			Groups: t.settings.Scope.Groups}); err != nil {
+		err := walkGroups(ctx, q, func() error {
+			return q.PlanScopeUsers(ctx, dbsqlc.PlanScopeUsersParams{TenantID: ref.TenantID, RunID: ref.RunID,
+				Groups: t.settings.Scope.Groups})
+		})
+		if err != nil {
 			return res, fmt.Errorf("scope groups: %w", err)
 		}
 	}
@@ -210,92 +215,48 @@ func loadPlanTenant(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr page
 	return t, nil
 }
 
-// appUserFacts is an app user as the user pass reads it.
-type appUserFacts struct {
-	plan.AppUser
-	licenseRunSeq *int64
-}
-
 // users is the first pass: the mirror's users and the app's, merged in
 // Entra id order.
 func (p *planner) users(s plan.Settings) error {
-	dirs := newCursor(func(after string) ([]plan.DirUser, []bool, error) {
-		rows, err := p.q.PlanDirUsers(p.ctx, dbsqlc.PlanDirUsersParams{TenantID: p.tenant, RunID: p.run, After: after,
-			MaxRows: planChunk})
-		if err != nil {
-			return nil, nil, err
-		}
-		out := make([]plan.DirUser, len(rows))
-		scoped := make([]bool, len(rows))
-		for i, r := range rows {
-			out[i] = plan.DirUser{ID: r.ID, DisplayName: r.DisplayName, Mail: r.Mail, UserPrincipalName: r.UserPrincipalName,
-				GivenName: r.GivenName, Surname: r.Surname, JobTitle: r.JobTitle, Department: r.Department,
-				UserType: r.UserType, AccountEnabled: r.AccountEnabled}
-			scoped[i] = r.InScope
-		}
-		return out, scoped, nil
-	}, func(d plan.DirUser) string { return d.ID })
-	apps := newCursor(func(after string) ([]appUserFacts, []bool, error) {
-		rows, err := p.q.PlanAppUsers(p.ctx, dbsqlc.PlanAppUsersParams{TenantID: p.tenant, After: after, MaxRows: planChunk})
-		if err != nil {
-			return nil, nil, err
-		}
-		out := make([]appUserFacts, len(rows))
-		for i, r := range rows {
-			out[i] = appUserFacts{AppUser: plan.AppUser{EntraID: r.EntraID, Email: r.Email, DisplayName: r.DisplayName,
-				GivenName: r.GivenName, Surname: r.Surname, JobTitle: r.JobTitle, Department: r.Department,
-				Enabled: r.Enabled, License: r.License, LicenseDisabledAt: r.LicenseDisabledAt,
-				DisplayNameEditedAt: r.DisplayNameEditedAt, EmailEditedAt: r.EmailEditedAt, Roles: r.Roles},
-				licenseRunSeq: r.LicenseRunSeq}
-		}
-		return out, nil, nil
-	}, func(a appUserFacts) string { return a.EntraID })
-
-	for {
-		d, dScoped, dOK, err := dirs.peek()
-		if err != nil {
-			return err
-		}
-		a, _, aOK, err := apps.peek()
-		if err != nil {
-			return err
-		}
-		if !dOK && !aOK {
-			return nil
-		}
-		f := plan.UserFacts{}
-		var seq *int64
-		switch {
-		case dOK && (!aOK || d.ID <= a.EntraID):
-			f.EntraID, f.Dir, f.InScopeGroups = d.ID, &d, dScoped
-			dirs.advance()
-			if aOK && a.EntraID == d.ID {
-				f.App, seq = &a.AppUser, a.licenseRunSeq
-				apps.advance()
-			}
-		default:
-			f.EntraID, f.App, seq = a.EntraID, &a.AppUser, a.licenseRunSeq
-			apps.advance()
-		}
-		dec := plan.DecideUser(s, f)
-		if err := p.emit(dec.Items...); err != nil {
-			return err
-		}
-		if dec.InScope {
+	dirQ, appQ := p.q.Cursor("plan_dir_users", planChunk), p.q.Cursor("plan_app_users", planChunk)
+	dirs := &chunks[dbsqlc.PlanDirUsersRow]{fetch: func() ([]dbsqlc.PlanDirUsersRow, error) {
+		return dirQ.PlanDirUsers(p.ctx, dbsqlc.PlanDirUsersParams{TenantID: p.tenant, RunID: p.run})
+	}}
+	apps := &chunks[dbsqlc.PlanAppUsersRow]{fetch: func() ([]dbsqlc.PlanAppUsersRow, error) {
+		return appQ.PlanAppUsers(p.ctx, p.tenant)
+	}}
+	err := merge(dirs, apps, func(d dbsqlc.PlanDirUsersRow) string { return d.ID },
+		func(a dbsqlc.PlanAppUsersRow) string { return a.EntraID },
+		func(d *dbsqlc.PlanDirUsersRow, a *dbsqlc.PlanAppUsersRow) error {
+			var f plan.UserFacts
+			var seq *int64
 			name := ""
-			if f.Dir != nil {
-				name = f.Dir.DisplayName
-			} else if f.App != nil {
-				name = f.App.DisplayName
+			if a != nil {
+				f.EntraID, name, seq = a.EntraID, a.DisplayName, a.LicenseRunSeq
+				f.App = &plan.AppUser{EntraID: a.EntraID, Email: a.Email, DisplayName: a.DisplayName,
+					GivenName: a.GivenName, Surname: a.Surname, JobTitle: a.JobTitle, Department: a.Department,
+					Enabled: a.Enabled, License: a.License, LicenseDisabledAt: a.LicenseDisabledAt,
+					DisplayNameEditedAt: a.DisplayNameEditedAt, EmailEditedAt: a.EmailEditedAt, Roles: a.Roles}
+			}
+			if d != nil {
+				f.EntraID, name, f.InScopeGroups = d.ID, d.DisplayName, d.InScope
+				f.Dir = &plan.DirUser{ID: d.ID, DisplayName: d.DisplayName, Mail: d.Mail,
+					UserPrincipalName: d.UserPrincipalName, GivenName: d.GivenName, Surname: d.Surname,
+					JobTitle: d.JobTitle, Department: d.Department, UserType: d.UserType, AccountEnabled: d.AccountEnabled}
+			}
+			dec := plan.DecideUser(s, f)
+			if err := p.emit(dec.Items...); err != nil {
+				return err
+			}
+			if !dec.InScope {
+				return nil
 			}
 			if dec.Seat != plan.SeatHolder {
 				seq = nil
 			}
-			if err := p.keepUser(f.EntraID, name, dec.Seat, seq); err != nil {
-				return err
-			}
-		}
-	}
+			return p.keepUser(f.EntraID, name, dec.Seat, seq)
+		})
+	return errors.Join(err, dirQ.CloseCursor(p.ctx), appQ.CloseCursor(p.ctx))
 }
 
 // seats is the second pass: holders keep their seats while the pool has
@@ -305,69 +266,43 @@ func (p *planner) seats(seats *plan.Seats) error {
 	if err := p.flush(); err != nil { // the pass reads what the users pass wrote
 		return err
 	}
-	var afterSeq int64 = -1
-	afterID := ""
-	for {
-		rows, err := p.q.PlanSeatHolders(p.ctx, dbsqlc.PlanSeatHoldersParams{TenantID: p.tenant, RunID: p.run,
-			AfterSeq: afterSeq, AfterID: afterID, MaxRows: planChunk})
-		if err != nil {
-			return err
+	holdersQ := p.q.Cursor("plan_seat_holders", planChunk)
+	holders := &chunks[dbsqlc.PlanSeatHoldersRow]{fetch: func() ([]dbsqlc.PlanSeatHoldersRow, error) {
+		return holdersQ.PlanSeatHolders(p.ctx, dbsqlc.PlanSeatHoldersParams{TenantID: p.tenant, RunID: p.run})
+	}}
+	err := each(holders, func(r dbsqlc.PlanSeatHoldersRow) error {
+		if it, ok := seats.Holder(plan.SeatUser{EntraID: r.EntraID, DisplayName: r.DisplayName}); ok {
+			return p.emit(it)
 		}
-		holders := make([]plan.SeatUser, len(rows))
-		for i, r := range rows {
-			if r.LicenseRunSeq == nil {
-				return fmt.Errorf("seat holder %s has no license run", r.EntraID)
-			}
-			holders[i] = plan.SeatUser{EntraID: r.EntraID, DisplayName: r.DisplayName}
-			afterSeq, afterID = *r.LicenseRunSeq, r.EntraID
-		}
-		for _, u := range holders {
-			if it, ok := seats.Holder(u); ok {
-				if err := p.emit(it); err != nil {
-					return err
-				}
-			}
-		}
-		if len(holders) < planChunk {
-			break
-		}
+		return nil
+	})
+	if err := errors.Join(err, holdersQ.CloseCursor(p.ctx)); err != nil {
+		return err
 	}
-	after := ""
-	for {
-		cands, err := p.q.PlanSeatCandidates(p.ctx, dbsqlc.PlanSeatCandidatesParams{TenantID: p.tenant, RunID: p.run,
-			After: after, MaxRows: planChunk})
-		if err != nil {
-			return err
+	candsQ := p.q.Cursor("plan_seat_candidates", planChunk)
+	cands := &chunks[dbsqlc.PlanSeatCandidatesRow]{fetch: func() ([]dbsqlc.PlanSeatCandidatesRow, error) {
+		return candsQ.PlanSeatCandidates(p.ctx, dbsqlc.PlanSeatCandidatesParams{TenantID: p.tenant, RunID: p.run})
+	}}
+	err = each(cands, func(r dbsqlc.PlanSeatCandidatesRow) error {
+		if it, ok := seats.Candidate(plan.SeatUser{EntraID: r.EntraID, DisplayName: r.DisplayName}); ok {
+			return p.emit(it)
 		}
-		for _, u := range cands {
-			after = u.EntraID
-			if it, ok := seats.Candidate(plan.SeatUser(u)); ok {
-				if err := p.emit(it); err != nil {
-					return err
-				}
-			}
-		}
-		if len(cands) < planChunk {
-			return nil
-		}
-	}
+		return nil
+	})
+	return errors.Join(err, candsQ.CloseCursor(p.ctx))
 }
 
 // groups is the third pass: the mirror's groups and the app's, merged in
 // Entra id order. Groups the app keeps go to plan_work_groups for the
 // membership pass.
 func (p *planner) groups() error {
-	// The chunks' rows have the fields of libs/plan's types, so they
-	// convert to them.
-	dirs := newCursor(func(after string) ([]plan.DirGroup, []bool, error) {
-		rows, err := p.q.PlanDirGroups(p.ctx, dbsqlc.PlanDirGroupsParams{TenantID: p.tenant, After: after, MaxRows: planChunk})
-		return mapRows(rows, func(r dbsqlc.PlanDirGroupsRow) plan.DirGroup { return plan.DirGroup(r) }), nil, err
-	}, func(g plan.DirGroup) string { return g.ID })
-	apps := newCursor(func(after string) ([]plan.AppGroup, []bool, error) {
-		rows, err := p.q.PlanAppGroups(p.ctx, dbsqlc.PlanAppGroupsParams{TenantID: p.tenant, After: after, MaxRows: planChunk})
-		return mapRows(rows, func(r dbsqlc.PlanAppGroupsRow) plan.AppGroup { return plan.AppGroup(r) }), nil, err
-	}, func(g plan.AppGroup) string { return g.EntraID })
-
+	dirQ, appQ := p.q.Cursor("plan_dir_groups", planChunk), p.q.Cursor("plan_app_groups", planChunk)
+	dirs := &chunks[dbsqlc.PlanDirGroupsRow]{fetch: func() ([]dbsqlc.PlanDirGroupsRow, error) {
+		return dirQ.PlanDirGroups(p.ctx, p.tenant)
+	}}
+	apps := &chunks[dbsqlc.PlanAppGroupsRow]{fetch: func() ([]dbsqlc.PlanAppGroupsRow, error) {
+		return appQ.PlanAppGroups(p.ctx, p.tenant)
+	}}
 	var kept []dbsqlc.InsertPlanWorkGroupsParams
 	writeKept := func() error {
 		if len(kept) == 0 {
@@ -377,47 +312,35 @@ func (p *planner) groups() error {
 		kept = kept[:0]
 		return err
 	}
-	for {
-		d, _, dOK, err := dirs.peek()
-		if err != nil {
-			return err
-		}
-		a, _, aOK, err := apps.peek()
-		if err != nil {
-			return err
-		}
-		if !dOK && !aOK {
-			return writeKept()
-		}
-		f := plan.GroupFacts{}
-		switch {
-		case dOK && (!aOK || d.ID <= a.EntraID):
-			f.EntraID, f.Dir = d.ID, &d
-			dirs.advance()
-			if aOK && a.EntraID == d.ID {
-				f.App = &a
-				apps.advance()
+	err := merge(dirs, apps, func(g dbsqlc.PlanDirGroupsRow) string { return g.ID },
+		func(g dbsqlc.PlanAppGroupsRow) string { return g.EntraID },
+		func(d *dbsqlc.PlanDirGroupsRow, a *dbsqlc.PlanAppGroupsRow) error {
+			var f plan.GroupFacts
+			if a != nil {
+				f.EntraID = a.EntraID
+				f.App = &plan.AppGroup{EntraID: a.EntraID, DisplayName: a.DisplayName, Kind: a.Kind, Dynamic: a.Dynamic}
 			}
-		default:
-			f.EntraID, f.App = a.EntraID, &a
-			apps.advance()
-		}
-		it, ok := plan.DecideGroup(f)
-		if ok {
-			if err := p.emit(it); err != nil {
-				return err
+			if d != nil {
+				f.EntraID = d.ID
+				f.Dir = &plan.DirGroup{ID: d.ID, DisplayName: d.DisplayName, GroupTypes: d.GroupTypes,
+					SecurityEnabled: d.SecurityEnabled, MailEnabled: d.MailEnabled}
 			}
-		}
-		if f.Dir != nil {
-			kept = append(kept, dbsqlc.InsertPlanWorkGroupsParams{TenantID: p.tenant, RunID: p.run, EntraID: f.EntraID,
-				DisplayName: f.Dir.DisplayName})
-			if len(kept) >= planChunk {
-				if err := writeKept(); err != nil {
+			if it, ok := plan.DecideGroup(f); ok {
+				if err := p.emit(it); err != nil {
 					return err
 				}
 			}
-		}
-	}
+			if d == nil {
+				return nil
+			}
+			kept = append(kept, dbsqlc.InsertPlanWorkGroupsParams{TenantID: p.tenant, RunID: p.run, EntraID: d.ID,
+				DisplayName: d.DisplayName})
+			if len(kept) >= planChunk {
+				return writeKept()
+			}
+			return nil
+		})
+	return errors.Join(err, writeKept(), dirQ.CloseCursor(p.ctx), appQ.CloseCursor(p.ctx))
 }
 
 // memberships is the last pass: Entra ID's nested memberships of the users
@@ -426,106 +349,147 @@ func (p *planner) memberships() error {
 	if err := p.flush(); err != nil {
 		return err
 	}
-	// The closure walks edges through the index: nested loops are right
-	// here, whatever finalization set before.
-	if err := setNestLoop(p.ctx, p.q, true); err != nil {
-		return err
-	}
-	if err := p.q.PlanEntraMembers(p.ctx, dbsqlc.PlanEntraMembersParams{TenantID: p.tenant, RunID: p.run}); err != nil {
+	err := walkGroups(p.ctx, p.q, func() error {
+		return p.q.PlanEntraMembers(p.ctx, dbsqlc.PlanEntraMembersParams{TenantID: p.tenant, RunID: p.run})
+	})
+	if err != nil {
 		return fmt.Errorf("nested memberships: %w", err)
 	}
-	// Entra ID's memberships the app lacks, then the app's: each chunk as
-	// libs/plan's facts.
-	toAdd := func(after dbsqlc.PlanMembershipsToAddParams) ([]plan.MembershipFacts, error) {
-		rows, err := p.q.PlanMembershipsToAdd(p.ctx, after)
-		return mapRows(rows, func(r dbsqlc.PlanMembershipsToAddRow) plan.MembershipFacts {
-			return plan.MembershipFacts{GroupID: r.GroupID, GroupName: r.GroupName, UserID: r.UserID,
-				UserName: r.UserName, InEntra: true, UserStays: true, GroupStays: true}
-		}), err
+	if err := p.q.Analyze(p.ctx, "plan_work_users", "plan_work_groups", "plan_work_members"); err != nil {
+		return err
 	}
-	inApp := func(after dbsqlc.PlanMembershipsToAddParams) ([]plan.MembershipFacts, error) {
-		rows, err := p.q.PlanAppMemberships(p.ctx, dbsqlc.PlanAppMembershipsParams(after))
-		return mapRows(rows, func(r dbsqlc.PlanAppMembershipsRow) plan.MembershipFacts {
-			return plan.MembershipFacts{GroupID: r.GroupID, GroupName: r.GroupName, UserID: r.UserID,
-				UserName: r.UserName, InEntra: r.InEntra, InApp: true, UserStays: r.UserStays, GroupStays: r.GroupStays}
-		}), err
-	}
-	for _, chunk := range []func(dbsqlc.PlanMembershipsToAddParams) ([]plan.MembershipFacts, error){toAdd, inApp} {
-		afterGroup, afterUser := "", ""
-		for {
-			facts, err := chunk(dbsqlc.PlanMembershipsToAddParams{TenantID: p.tenant, RunID: p.run,
-				AfterGroup: afterGroup, AfterUser: afterUser, MaxRows: planChunk})
-			if err != nil {
-				return err
-			}
-			if n := len(facts); n > 0 {
-				afterGroup, afterUser = facts[n-1].GroupID, facts[n-1].UserID
-			}
-			for _, f := range facts {
-				if it, ok := plan.DecideMembership(f); ok {
-					if err := p.emit(it); err != nil {
-						return err
-					}
-				}
-			}
-			if len(facts) < planChunk {
-				break
-			}
+	decide := func(f plan.MembershipFacts) error {
+		if it, ok := plan.DecideMembership(f); ok {
+			return p.emit(it)
 		}
+		return nil
 	}
-	return nil
+	addQ := p.q.Cursor("plan_memberships_to_add", planChunk)
+	toAdd := &chunks[dbsqlc.PlanMembershipsToAddRow]{fetch: func() ([]dbsqlc.PlanMembershipsToAddRow, error) {
+		return addQ.PlanMembershipsToAdd(p.ctx, dbsqlc.PlanMembershipsToAddParams{TenantID: p.tenant, RunID: p.run})
+	}}
+	err = each(toAdd, func(r dbsqlc.PlanMembershipsToAddRow) error {
+		return decide(plan.MembershipFacts{GroupID: r.GroupID, GroupName: r.GroupName, UserID: r.UserID,
+			UserName: r.UserName, InEntra: true, UserStays: true, GroupStays: true})
+	})
+	if err := errors.Join(err, addQ.CloseCursor(p.ctx)); err != nil {
+		return err
+	}
+	appQ := p.q.Cursor("plan_app_memberships", planChunk)
+	inApp := &chunks[dbsqlc.PlanAppMembershipsRow]{fetch: func() ([]dbsqlc.PlanAppMembershipsRow, error) {
+		return appQ.PlanAppMemberships(p.ctx, dbsqlc.PlanAppMembershipsParams{TenantID: p.tenant, RunID: p.run})
+	}}
+	err = each(inApp, func(r dbsqlc.PlanAppMembershipsRow) error {
+		return decide(plan.MembershipFacts{GroupID: r.GroupID, GroupName: r.GroupName, UserID: r.UserID,
+			UserName: r.UserName, InEntra: r.InEntra, InApp: true, UserStays: r.UserStays, GroupStays: r.GroupStays})
+	})
+	return errors.Join(err, appQ.CloseCursor(p.ctx))
 }
 
-// cursor reads a keyset-paginated stream chunk by chunk: peek shows the
-// current row, advance moves past it. extra carries a per-row value the
-// query returned beside the row.
-type cursor[T any] struct {
-	fetch func(after string) ([]T, []bool, error)
-	key   func(T) string
+// walkGroups runs a statement that walks nested groups through the
+// edges' index, where nested loops are what the planner should pick;
+// everything else finalization does compares whole sets, where it
+// forbids them (see finalize).
+func walkGroups(ctx context.Context, q *dbsqlc.Queries, run func() error) error {
+	if err := setNestLoop(ctx, q, true); err != nil {
+		return err
+	}
+	if err := run(); err != nil {
+		return err
+	}
+	return setNestLoop(ctx, q, false)
+}
+
+// chunks reads a query a chunk at a time (its Queries made by
+// dbsqlc.Queries.Cursor): peek shows the current row, advance moves past
+// it.
+type chunks[T any] struct {
+	fetch func() ([]T, error)
 	buf   []T
-	extra []bool
 	i     int
-	after string
 	done  bool
 }
 
-func newCursor[T any](fetch func(after string) ([]T, []bool, error), key func(T) string) *cursor[T] {
-	return &cursor[T]{fetch: fetch, key: key}
-}
-
-func (c *cursor[T]) peek() (T, bool, bool, error) {
+// peek returns the current row; false when the query has no more.
+func (c *chunks[T]) peek() (T, bool, error) {
 	var zero T
-	if c.i >= len(c.buf) {
-		if c.done {
-			return zero, false, false, nil
-		}
-		buf, extra, err := c.fetch(c.after)
-		if err != nil {
-			return zero, false, false, err
-		}
-		c.buf, c.extra, c.i = buf, extra, 0
-		if len(buf) < planChunk {
-			c.done = true
-		}
-		if len(buf) == 0 {
-			return zero, false, false, nil
-		}
-		c.after = c.key(buf[len(buf)-1])
+	if c.i < len(c.buf) {
+		return c.buf[c.i], true, nil
 	}
-	var x bool
-	if c.extra != nil {
-		x = c.extra[c.i]
+	if c.done {
+		return zero, false, nil
 	}
-	return c.buf[c.i], x, true, nil
+	buf, err := c.fetch()
+	if err != nil {
+		return zero, false, err
+	}
+	c.buf, c.i, c.done = buf, 0, len(buf) < planChunk
+	if len(buf) == 0 {
+		return zero, false, nil
+	}
+	return buf[0], true, nil
 }
 
-func (c *cursor[T]) advance() { c.i++ }
+func (c *chunks[T]) advance() { c.i++ }
+
+// each calls fn for every row.
+func each[T any](c *chunks[T], fn func(T) error) error {
+	for {
+		v, ok, err := c.peek()
+		if err != nil || !ok {
+			return err
+		}
+		if err := fn(v); err != nil {
+			return err
+		}
+		c.advance()
+	}
+}
+
+// merge walks two row streams ordered by the same key as one, calling fn
+// with the row of each side that has the key (nil for a side that has
+// not). Keys compare as bytes, the order of the "C" collation the ids are
+// stored in.
+func merge[A, B any](as *chunks[A], bs *chunks[B], keyA func(A) string, keyB func(B) string, fn func(*A, *B) error) error {
+	for {
+		a, aOK, err := as.peek()
+		if err != nil {
+			return err
+		}
+		b, bOK, err := bs.peek()
+		if err != nil {
+			return err
+		}
+		switch {
+		case !aOK && !bOK:
+			return nil
+		case aOK && bOK && keyA(a) == keyB(b):
+			as.advance()
+			bs.advance()
+			err = fn(&a, &b)
+		case aOK && (!bOK || keyA(a) < keyB(b)):
+			as.advance()
+			err = fn(&a, nil)
+		default:
+			bs.advance()
+			err = fn(nil, &b)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
 
 // applyPlan writes a run's stored plan to the app side, action by action
 // in plan.Actions' order, then refreshes the groups' member counts, bumps
 // the app side's version and tells the admins about a new seat shortage.
 func applyPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange, res planResult, at time.Time) error {
 	t, r := ref.TenantID, ref.RunID
+	// Each action joins its items with the app's rows: whole sets, which
+	// hash joins serve at every size (see finalize).
+	if err := setNestLoop(ctx, q, false); err != nil {
+		return err
+	}
 	for _, a := range plan.Actions {
 		if res.summary[a] == 0 {
 			continue

@@ -10,10 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/entrasync/entrasync/libs/store/internal/dbsqlc"
-	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
 )
 
 // Run kinds, triggers and statuses as stored.
@@ -95,23 +93,6 @@ type Run struct {
 // Terminal reports whether the run is over, one way or the other.
 func (r Run) Terminal() bool {
 	return r.Status == StatusSucceeded || r.Status == StatusFailed || r.Status == StatusRejected
-}
-
-// Job is the run's job as fetchers take it from SYNC_JOBS; the api and
-// the scheduler publish it.
-func (r Run) Job() *syncv1.SyncJob {
-	trigger := syncv1.Trigger_TRIGGER_MANUAL
-	if r.Trigger == TriggerSchedule {
-		trigger = syncv1.Trigger_TRIGGER_SCHEDULE
-	}
-	return &syncv1.SyncJob{
-		TenantId:    r.TenantID,
-		RunId:       r.ID,
-		RunSeq:      r.Seq,
-		Kind:        syncv1.JobKind_JOB_KIND_FULL,
-		Trigger:     trigger,
-		RequestedAt: timestamppb.New(r.CreatedAt),
-	}
 }
 
 // CreateRun stores a queued run with the tenant's next sequence number.

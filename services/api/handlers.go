@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/entrasync/entrasync/libs/plan"
+	"github.com/entrasync/entrasync/libs/bus"
 	"github.com/entrasync/entrasync/libs/store"
 	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
 )
@@ -50,7 +51,8 @@ func (s *Server) queueSync(ctx context.Context, tenantID string) (store.Run, err
 	// have its chance, since the run is already recorded.
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
 	defer cancel()
-	if err := s.queueJob(pctx, created, run.Job()); err != nil {
+	job := bus.NewJob(run.TenantID, run.ID, run.Seq, run.Trigger == store.TriggerSchedule, run.CreatedAt)
+	if err := s.queueJob(pctx, created, job); err != nil {
 		log.Warn().Err(err).Msg("run recorded but its job could not be published; the scheduler will publish it")
 		return run, fmt.Errorf("%w: %w", errNotPublished, err)
 	}

@@ -218,7 +218,8 @@ func (s *Scheduler) schedule(ctx context.Context, ts store.TenantSchedule, now t
 		return fmt.Errorf("scheduler: create run of tenant %s for slot %s: %w", ts.TenantID, slot.Format(time.RFC3339), err)
 	}
 	log = log.With().Str("run", run.ID).Logger()
-	if err := s.bus.PublishJobWithID(ctx, run.Job(), SlotMsgID(ts.TenantID, slot)); err != nil {
+	job := bus.NewJob(run.TenantID, run.ID, run.Seq, run.Trigger == store.TriggerSchedule, run.CreatedAt)
+	if err := s.bus.PublishJobWithID(ctx, job, SlotMsgID(ts.TenantID, slot)); err != nil {
 		// The run stays queued; the sweep publishes it later.
 		return fmt.Errorf("scheduler: publish job of run %s: %w", run.ID, err)
 	}
@@ -250,7 +251,8 @@ func (s *Scheduler) sweep(ctx context.Context, now time.Time) error {
 			log.Debug().Msg("queued run's job still waits for a fetcher")
 			continue
 		}
-		if err := s.bus.PublishJob(ctx, run.Job()); err != nil {
+		job := bus.NewJob(run.TenantID, run.ID, run.Seq, run.Trigger == store.TriggerSchedule, run.CreatedAt)
+		if err := s.bus.PublishJob(ctx, job); err != nil {
 			errs = append(errs, fmt.Errorf("scheduler: sweep: publish job of run %s: %w", run.ID, err))
 			continue
 		}

@@ -1,7 +1,8 @@
 -- The plan step's reads and writes. Every decision is libs/plan's: these
--- statements read facts in chunks (keyset pagination, one chunk in memory
--- at a time), keep working sets in the plan_work_* tables for the run
--- being planned, and apply a stored plan in bulk, action by action.
+-- statements read facts (each read runs once, as a cursor the planner
+-- fetches a chunk at a time: see plan.go), keep working sets in the
+-- plan_work_* tables for the run being planned, and apply a stored plan
+-- in bulk, action by action.
 
 -- name: PlanTenant :one
 -- The tenant as the plan step needs it, under the row lock: nothing
@@ -37,60 +38,54 @@ FROM reach r
 JOIN dir_members e ON e.tenant_id = @tenant_id AND e.group_id = r.group_id AND e.member_type = 'user';
 
 -- name: PlanDirUsers :many
--- A chunk of the users Entra ID has, after Entra id @after, with whether
--- they are in the scope groups.
+-- The users Entra ID has, in Entra id order, with whether they are in
+-- the scope groups. Read as a cursor (plan.go): one chunk at a time.
 SELECT d.entra_id AS id, d.display_name, d.mail, d.user_principal_name, d.given_name, d.surname, d.job_title,
        d.department, d.user_type, d.account_enabled,
        EXISTS (SELECT 1 FROM plan_work_scope s
                WHERE s.tenant_id = @tenant_id AND s.run_id = @run_id AND s.user_id = d.entra_id) AS in_scope
 FROM dir_users d
-WHERE d.tenant_id = @tenant_id AND NOT d.deleted AND d.entra_id > @after
-ORDER BY d.entra_id
-LIMIT @max_rows;
+WHERE d.tenant_id = @tenant_id AND NOT d.deleted
+ORDER BY d.entra_id;
 
 -- name: PlanAppUsers :many
--- A chunk of the app's users, after Entra id @after, with their roles.
+-- The app's users, in Entra id order, with their roles. A cursor.
 SELECT a.entra_id, a.email, a.display_name, a.given_name, a.surname, a.job_title, a.department, a.enabled,
        a.license, a.license_disabled_at, a.display_name_edited_at, a.email_edited_at,
        ARRAY(SELECT r.role FROM app_user_roles r
              WHERE r.tenant_id = a.tenant_id AND r.user_id = a.entra_id ORDER BY r.role)::text[] AS roles,
        a.license_run_seq
 FROM app_users a
-WHERE a.tenant_id = @tenant_id AND a.entra_id > @after
-ORDER BY a.entra_id
-LIMIT @max_rows;
+WHERE a.tenant_id = @tenant_id
+ORDER BY a.entra_id;
 
 -- name: PlanSeatHolders :many
--- A chunk of the seat holders the plan keeps, oldest grant first, after
--- (@after_seq, @after_id).
-SELECT w.entra_id, w.display_name, w.license_run_seq
-FROM plan_work_users w
-WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id AND w.seat = 1 AND (w.license_run_seq, w.entra_id) > (@after_seq::bigint, @after_id::text)
-ORDER BY w.license_run_seq, w.entra_id
-LIMIT @max_rows;
-
--- name: PlanSeatCandidates :many
--- A chunk of the users who want a seat, in Entra id order, after @after.
+-- The seat holders the plan keeps, oldest grant first. A cursor.
 SELECT w.entra_id, w.display_name
 FROM plan_work_users w
-WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id AND w.seat = 2 AND w.entra_id > @after
-ORDER BY w.entra_id
-LIMIT @max_rows;
+WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id AND w.seat = 1
+ORDER BY w.license_run_seq, w.entra_id;
+
+-- name: PlanSeatCandidates :many
+-- The users who want a seat, in Entra id order. A cursor.
+SELECT w.entra_id, w.display_name
+FROM plan_work_users w
+WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id AND w.seat = 2
+ORDER BY w.entra_id;
 
 -- name: PlanDirGroups :many
--- A chunk of the groups Entra ID has, after @after.
+-- The groups Entra ID has, in Entra id order. A cursor.
 SELECT g.entra_id AS id, g.display_name, g.group_types, g.security_enabled, g.mail_enabled
 FROM dir_groups g
-WHERE g.tenant_id = @tenant_id AND NOT g.deleted AND g.entra_id > @after
-ORDER BY g.entra_id
-LIMIT @max_rows;
+WHERE g.tenant_id = @tenant_id AND NOT g.deleted
+ORDER BY g.entra_id;
 
 -- name: PlanAppGroups :many
+-- The app's groups, in Entra id order. A cursor.
 SELECT g.entra_id, g.display_name, g.kind, g.dynamic
 FROM app_groups g
-WHERE g.tenant_id = @tenant_id AND g.entra_id > @after
-ORDER BY g.entra_id
-LIMIT @max_rows;
+WHERE g.tenant_id = @tenant_id
+ORDER BY g.entra_id;
 
 -- name: PlanEntraMembers :exec
 -- Entra ID's nested memberships of the users and groups the app has after
@@ -111,22 +106,18 @@ JOIN dir_members e ON e.tenant_id = @tenant_id AND e.group_id = r.group_id AND e
 JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = e.member_id;
 
 -- name: PlanMembershipsToAdd :many
--- A chunk of Entra ID's memberships the app lacks, after (@after_group,
--- @after_user).
+-- Entra ID's memberships the app lacks. A cursor.
 SELECT w.group_id, g.display_name AS group_name, w.user_id, u.display_name AS user_name
 FROM plan_work_members w
 JOIN plan_work_groups g ON g.tenant_id = @tenant_id AND g.run_id = @run_id AND g.entra_id = w.group_id
 JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = w.user_id
-WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id AND (w.group_id, w.user_id) > (@after_group::text, @after_user::text)
+WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id
   AND NOT EXISTS (SELECT 1 FROM app_group_members m
-                  WHERE m.tenant_id = @tenant_id AND m.group_id = w.group_id AND m.user_id = w.user_id)
-ORDER BY w.group_id, w.user_id
-LIMIT @max_rows;
+                  WHERE m.tenant_id = @tenant_id AND m.group_id = w.group_id AND m.user_id = w.user_id);
 
 -- name: PlanAppMemberships :many
--- A chunk of the app's memberships, after (@after_group, @after_user),
--- with what the plan does to their user and group and whether Entra ID
--- still has them.
+-- The app's memberships, with what the plan does to their user and group
+-- and whether Entra ID still has them. A cursor.
 SELECT m.group_id, COALESCE(ag.display_name, '')::text AS group_name, m.user_id,
        COALESCE(au.display_name, '')::text AS user_name,
        EXISTS (SELECT 1 FROM plan_work_members w
@@ -139,9 +130,7 @@ SELECT m.group_id, COALESCE(ag.display_name, '')::text AS group_name, m.user_id,
 FROM app_group_members m
 LEFT JOIN app_groups ag ON ag.tenant_id = @tenant_id AND ag.entra_id = m.group_id
 LEFT JOIN app_users au ON au.tenant_id = @tenant_id AND au.entra_id = m.user_id
-WHERE m.tenant_id = @tenant_id AND (m.group_id, m.user_id) > (@after_group::text, @after_user::text)
-ORDER BY m.group_id, m.user_id
-LIMIT @max_rows;
+WHERE m.tenant_id = @tenant_id;
 
 -- name: PlanDeleteWork :exec
 DELETE FROM plan_work_scope WHERE tenant_id = @tenant_id AND run_id = @run_id;

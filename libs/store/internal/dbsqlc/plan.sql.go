@@ -613,16 +613,9 @@ func (q *Queries) NotifiedEmails(ctx context.Context, arg NotifiedEmailsParams) 
 const planAppGroups = `-- name: PlanAppGroups :many
 SELECT g.entra_id, g.display_name, g.kind, g.dynamic
 FROM app_groups g
-WHERE g.tenant_id = $1 AND g.entra_id > $2
+WHERE g.tenant_id = $1
 ORDER BY g.entra_id
-LIMIT $3
 `
-
-type PlanAppGroupsParams struct {
-	TenantID string
-	After    string
-	MaxRows  int32
-}
 
 type PlanAppGroupsRow struct {
 	EntraID     string
@@ -631,8 +624,9 @@ type PlanAppGroupsRow struct {
 	Dynamic     bool
 }
 
-func (q *Queries) PlanAppGroups(ctx context.Context, arg PlanAppGroupsParams) ([]PlanAppGroupsRow, error) {
-	rows, err := q.db.Query(ctx, planAppGroups, arg.TenantID, arg.After, arg.MaxRows)
+// The app's groups, in Entra id order. A cursor.
+func (q *Queries) PlanAppGroups(ctx context.Context, tenantID string) ([]PlanAppGroupsRow, error) {
+	rows, err := q.db.Query(ctx, planAppGroups, tenantID)
 	if err != nil {
 		return nil, err
 	}
@@ -669,17 +663,12 @@ SELECT m.group_id, COALESCE(ag.display_name, '')::text AS group_name, m.user_id,
 FROM app_group_members m
 LEFT JOIN app_groups ag ON ag.tenant_id = $1 AND ag.entra_id = m.group_id
 LEFT JOIN app_users au ON au.tenant_id = $1 AND au.entra_id = m.user_id
-WHERE m.tenant_id = $1 AND (m.group_id, m.user_id) > ($3::text, $4::text)
-ORDER BY m.group_id, m.user_id
-LIMIT $5
+WHERE m.tenant_id = $1
 `
 
 type PlanAppMembershipsParams struct {
-	TenantID   string
-	RunID      string
-	AfterGroup string
-	AfterUser  string
-	MaxRows    int32
+	TenantID string
+	RunID    string
 }
 
 type PlanAppMembershipsRow struct {
@@ -692,17 +681,10 @@ type PlanAppMembershipsRow struct {
 	GroupStays bool
 }
 
-// A chunk of the app's memberships, after (@after_group, @after_user),
-// with what the plan does to their user and group and whether Entra ID
-// still has them.
+// The app's memberships, with what the plan does to their user and group
+// and whether Entra ID still has them. A cursor.
 func (q *Queries) PlanAppMemberships(ctx context.Context, arg PlanAppMembershipsParams) ([]PlanAppMembershipsRow, error) {
-	rows, err := q.db.Query(ctx, planAppMemberships,
-		arg.TenantID,
-		arg.RunID,
-		arg.AfterGroup,
-		arg.AfterUser,
-		arg.MaxRows,
-	)
+	rows, err := q.db.Query(ctx, planAppMemberships, arg.TenantID, arg.RunID)
 	if err != nil {
 		return nil, err
 	}
@@ -736,16 +718,9 @@ SELECT a.entra_id, a.email, a.display_name, a.given_name, a.surname, a.job_title
              WHERE r.tenant_id = a.tenant_id AND r.user_id = a.entra_id ORDER BY r.role)::text[] AS roles,
        a.license_run_seq
 FROM app_users a
-WHERE a.tenant_id = $1 AND a.entra_id > $2
+WHERE a.tenant_id = $1
 ORDER BY a.entra_id
-LIMIT $3
 `
-
-type PlanAppUsersParams struct {
-	TenantID string
-	After    string
-	MaxRows  int32
-}
 
 type PlanAppUsersRow struct {
 	EntraID             string
@@ -764,9 +739,9 @@ type PlanAppUsersRow struct {
 	LicenseRunSeq       *int64
 }
 
-// A chunk of the app's users, after Entra id @after, with their roles.
-func (q *Queries) PlanAppUsers(ctx context.Context, arg PlanAppUsersParams) ([]PlanAppUsersRow, error) {
-	rows, err := q.db.Query(ctx, planAppUsers, arg.TenantID, arg.After, arg.MaxRows)
+// The app's users, in Entra id order, with their roles. A cursor.
+func (q *Queries) PlanAppUsers(ctx context.Context, tenantID string) ([]PlanAppUsersRow, error) {
+	rows, err := q.db.Query(ctx, planAppUsers, tenantID)
 	if err != nil {
 		return nil, err
 	}
@@ -859,16 +834,9 @@ func (q *Queries) PlanDeleteWorkUsers(ctx context.Context, arg PlanDeleteWorkUse
 const planDirGroups = `-- name: PlanDirGroups :many
 SELECT g.entra_id AS id, g.display_name, g.group_types, g.security_enabled, g.mail_enabled
 FROM dir_groups g
-WHERE g.tenant_id = $1 AND NOT g.deleted AND g.entra_id > $2
+WHERE g.tenant_id = $1 AND NOT g.deleted
 ORDER BY g.entra_id
-LIMIT $3
 `
-
-type PlanDirGroupsParams struct {
-	TenantID string
-	After    string
-	MaxRows  int32
-}
 
 type PlanDirGroupsRow struct {
 	ID              string
@@ -878,9 +846,9 @@ type PlanDirGroupsRow struct {
 	MailEnabled     bool
 }
 
-// A chunk of the groups Entra ID has, after @after.
-func (q *Queries) PlanDirGroups(ctx context.Context, arg PlanDirGroupsParams) ([]PlanDirGroupsRow, error) {
-	rows, err := q.db.Query(ctx, planDirGroups, arg.TenantID, arg.After, arg.MaxRows)
+// The groups Entra ID has, in Entra id order. A cursor.
+func (q *Queries) PlanDirGroups(ctx context.Context, tenantID string) ([]PlanDirGroupsRow, error) {
+	rows, err := q.db.Query(ctx, planDirGroups, tenantID)
 	if err != nil {
 		return nil, err
 	}
@@ -911,16 +879,13 @@ SELECT d.entra_id AS id, d.display_name, d.mail, d.user_principal_name, d.given_
        EXISTS (SELECT 1 FROM plan_work_scope s
                WHERE s.tenant_id = $1 AND s.run_id = $2 AND s.user_id = d.entra_id) AS in_scope
 FROM dir_users d
-WHERE d.tenant_id = $1 AND NOT d.deleted AND d.entra_id > $3
+WHERE d.tenant_id = $1 AND NOT d.deleted
 ORDER BY d.entra_id
-LIMIT $4
 `
 
 type PlanDirUsersParams struct {
 	TenantID string
 	RunID    string
-	After    string
-	MaxRows  int32
 }
 
 type PlanDirUsersRow struct {
@@ -937,15 +902,10 @@ type PlanDirUsersRow struct {
 	InScope           bool
 }
 
-// A chunk of the users Entra ID has, after Entra id @after, with whether
-// they are in the scope groups.
+// The users Entra ID has, in Entra id order, with whether they are in
+// the scope groups. Read as a cursor (plan.go): one chunk at a time.
 func (q *Queries) PlanDirUsers(ctx context.Context, arg PlanDirUsersParams) ([]PlanDirUsersRow, error) {
-	rows, err := q.db.Query(ctx, planDirUsers,
-		arg.TenantID,
-		arg.RunID,
-		arg.After,
-		arg.MaxRows,
-	)
+	rows, err := q.db.Query(ctx, planDirUsers, arg.TenantID, arg.RunID)
 	if err != nil {
 		return nil, err
 	}
@@ -1047,19 +1007,14 @@ SELECT w.group_id, g.display_name AS group_name, w.user_id, u.display_name AS us
 FROM plan_work_members w
 JOIN plan_work_groups g ON g.tenant_id = $1 AND g.run_id = $2 AND g.entra_id = w.group_id
 JOIN plan_work_users u ON u.tenant_id = $1 AND u.run_id = $2 AND u.entra_id = w.user_id
-WHERE w.tenant_id = $1 AND w.run_id = $2 AND (w.group_id, w.user_id) > ($3::text, $4::text)
+WHERE w.tenant_id = $1 AND w.run_id = $2
   AND NOT EXISTS (SELECT 1 FROM app_group_members m
                   WHERE m.tenant_id = $1 AND m.group_id = w.group_id AND m.user_id = w.user_id)
-ORDER BY w.group_id, w.user_id
-LIMIT $5
 `
 
 type PlanMembershipsToAddParams struct {
-	TenantID   string
-	RunID      string
-	AfterGroup string
-	AfterUser  string
-	MaxRows    int32
+	TenantID string
+	RunID    string
 }
 
 type PlanMembershipsToAddRow struct {
@@ -1069,16 +1024,9 @@ type PlanMembershipsToAddRow struct {
 	UserName  string
 }
 
-// A chunk of Entra ID's memberships the app lacks, after (@after_group,
-// @after_user).
+// Entra ID's memberships the app lacks. A cursor.
 func (q *Queries) PlanMembershipsToAdd(ctx context.Context, arg PlanMembershipsToAddParams) ([]PlanMembershipsToAddRow, error) {
-	rows, err := q.db.Query(ctx, planMembershipsToAdd,
-		arg.TenantID,
-		arg.RunID,
-		arg.AfterGroup,
-		arg.AfterUser,
-		arg.MaxRows,
-	)
+	rows, err := q.db.Query(ctx, planMembershipsToAdd, arg.TenantID, arg.RunID)
 	if err != nil {
 		return nil, err
 	}
@@ -1132,16 +1080,13 @@ func (q *Queries) PlanScopeUsers(ctx context.Context, arg PlanScopeUsersParams) 
 const planSeatCandidates = `-- name: PlanSeatCandidates :many
 SELECT w.entra_id, w.display_name
 FROM plan_work_users w
-WHERE w.tenant_id = $1 AND w.run_id = $2 AND w.seat = 2 AND w.entra_id > $3
+WHERE w.tenant_id = $1 AND w.run_id = $2 AND w.seat = 2
 ORDER BY w.entra_id
-LIMIT $4
 `
 
 type PlanSeatCandidatesParams struct {
 	TenantID string
 	RunID    string
-	After    string
-	MaxRows  int32
 }
 
 type PlanSeatCandidatesRow struct {
@@ -1149,14 +1094,9 @@ type PlanSeatCandidatesRow struct {
 	DisplayName string
 }
 
-// A chunk of the users who want a seat, in Entra id order, after @after.
+// The users who want a seat, in Entra id order. A cursor.
 func (q *Queries) PlanSeatCandidates(ctx context.Context, arg PlanSeatCandidatesParams) ([]PlanSeatCandidatesRow, error) {
-	rows, err := q.db.Query(ctx, planSeatCandidates,
-		arg.TenantID,
-		arg.RunID,
-		arg.After,
-		arg.MaxRows,
-	)
+	rows, err := q.db.Query(ctx, planSeatCandidates, arg.TenantID, arg.RunID)
 	if err != nil {
 		return nil, err
 	}
@@ -1176,37 +1116,25 @@ func (q *Queries) PlanSeatCandidates(ctx context.Context, arg PlanSeatCandidates
 }
 
 const planSeatHolders = `-- name: PlanSeatHolders :many
-SELECT w.entra_id, w.display_name, w.license_run_seq
+SELECT w.entra_id, w.display_name
 FROM plan_work_users w
-WHERE w.tenant_id = $1 AND w.run_id = $2 AND w.seat = 1 AND (w.license_run_seq, w.entra_id) > ($3::bigint, $4::text)
+WHERE w.tenant_id = $1 AND w.run_id = $2 AND w.seat = 1
 ORDER BY w.license_run_seq, w.entra_id
-LIMIT $5
 `
 
 type PlanSeatHoldersParams struct {
 	TenantID string
 	RunID    string
-	AfterSeq int64
-	AfterID  string
-	MaxRows  int32
 }
 
 type PlanSeatHoldersRow struct {
-	EntraID       string
-	DisplayName   string
-	LicenseRunSeq *int64
+	EntraID     string
+	DisplayName string
 }
 
-// A chunk of the seat holders the plan keeps, oldest grant first, after
-// (@after_seq, @after_id).
+// The seat holders the plan keeps, oldest grant first. A cursor.
 func (q *Queries) PlanSeatHolders(ctx context.Context, arg PlanSeatHoldersParams) ([]PlanSeatHoldersRow, error) {
-	rows, err := q.db.Query(ctx, planSeatHolders,
-		arg.TenantID,
-		arg.RunID,
-		arg.AfterSeq,
-		arg.AfterID,
-		arg.MaxRows,
-	)
+	rows, err := q.db.Query(ctx, planSeatHolders, arg.TenantID, arg.RunID)
 	if err != nil {
 		return nil, err
 	}
@@ -1214,7 +1142,7 @@ func (q *Queries) PlanSeatHolders(ctx context.Context, arg PlanSeatHoldersParams
 	var items []PlanSeatHoldersRow
 	for rows.Next() {
 		var i PlanSeatHoldersRow
-		if err := rows.Scan(&i.EntraID, &i.DisplayName, &i.LicenseRunSeq); err != nil {
+		if err := rows.Scan(&i.EntraID, &i.DisplayName); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -1248,9 +1176,10 @@ type PlanTenantRow struct {
 }
 
 // The plan step's reads and writes. Every decision is libs/plan's: these
-// statements read facts in chunks (keyset pagination, one chunk in memory
-// at a time), keep working sets in the plan_work_* tables for the run
-// being planned, and apply a stored plan in bulk, action by action.
+// statements read facts (each read runs once, as a cursor the planner
+// fetches a chunk at a time: see plan.go), keep working sets in the
+// plan_work_* tables for the run being planned, and apply a stored plan
+// in bulk, action by action.
 // The tenant as the plan step needs it, under the row lock: nothing
 // changes its settings or app side while a plan is built.
 func (q *Queries) PlanTenant(ctx context.Context, tenantID string) (PlanTenantRow, error) {
