@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/entrasync/entrasync/libs/plan"
 	"github.com/entrasync/entrasync/libs/bus"
+	"github.com/entrasync/entrasync/libs/plan"
 	"github.com/entrasync/entrasync/libs/store"
 	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
 )
