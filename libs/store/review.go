@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -155,6 +156,9 @@ func (s *Store) ListPlanItems(ctx context.Context, tenantID, runID string, after
 		return nil, -1, err
 	}
 	limit = clampLimit(limit)
+	// Item seqs are int32s from 0: a cursor outside that range means
+	// "from the start" or "nothing after".
+	after = min(max(after, -1), math.MaxInt32)
 	rows, err := s.q.ListPlanItems(ctx, dbsqlc.ListPlanItemsParams{TenantID: tenantID, RunID: runID, After: int32(after),
 		MaxRows: int32(limit + 1)})
 	if err != nil {

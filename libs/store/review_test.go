@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -146,6 +147,13 @@ func TestAdminEditsUnderTheTenantsLocalEditPolicy(t *testing.T) {
 	must(t, err)
 	if len(items) != 1 || items[0].Action != "updateUser" || !strings.Contains(items[0].Reason, "overwritten by Entra ID") {
 		t.Fatalf("plan = %+v", items)
+	}
+	// Cursors past any item seq (an int32) list nothing; below -1, all.
+	for after, want := range map[int]int{math.MaxInt32 + 1: 0, math.MaxInt: 0, -5: 1} {
+		items, next, err := s.st.ListPlanItems(ctx, s.tenant, run.ID, after, 10)
+		if err != nil || len(items) != want || next != -1 {
+			t.Errorf("plan after %d = %+v, %d, %v; want %d items", after, items, next, err, want)
+		}
 	}
 }
 
