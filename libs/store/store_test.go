@@ -7,6 +7,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -231,6 +232,16 @@ func TestBadTenantsAreRejected(t *testing.T) {
 	}
 	if _, err := st.GetTenant(ctx, "8f3c0b7e-5d4a-4f0e-9a61-2b7d4c1e9f00"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetTenant(unknown) = %v", err)
+	}
+	// Seat counts the integer column cannot hold are refused, not wrapped.
+	tn := newTenant(t, st, 3)
+	for _, seats := range []int{-1, math.MaxInt32 + 1} {
+		if err := st.SetTenantSeats(ctx, tn.ID, seats); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("SetTenantSeats(%d) = %v, want ErrInvalid", seats, err)
+		}
+	}
+	if got, err := st.GetTenant(ctx, tn.ID); err != nil || got.Seats != 3 {
+		t.Errorf("seats after refused changes = %d, %v; want 3", got.Seats, err)
 	}
 }
 

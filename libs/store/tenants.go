@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 	"time"
@@ -321,6 +322,10 @@ func (s *Store) SetTenantSeats(ctx context.Context, tenantID string, seats int) 
 	}
 	if seats < 0 {
 		return fmt.Errorf("store: set seats of %s: %w", tenantID, invalidf("seats is %d, must not be negative", seats))
+	}
+	if seats > math.MaxInt32 {
+		// The column is an integer.
+		return fmt.Errorf("store: set seats of %s: %w", tenantID, invalidf("seats is %d, more than %d", seats, math.MaxInt32))
 	}
 	n, err := s.q.SetTenantSeats(ctx, dbsqlc.SetTenantSeatsParams{ID: tenantID, Seats: int32(seats), Now: s.clock()})
 	if err != nil {
