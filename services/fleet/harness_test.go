@@ -166,6 +166,8 @@ func (h *harness) connect(e entraTenant, seats int) string {
 type runView struct {
 	RunID         string           `json:"runId"`
 	Status        string           `json:"status"`
+	HeldReason    string           `json:"heldReason"`
+	Plan          map[string]int64 `json:"plan"`
 	Trigger       string           `json:"trigger"`
 	Error         string           `json:"error"`
 	Counts        map[string]int64 `json:"counts"`
@@ -195,7 +197,8 @@ func (h *harness) wait(tenantID, runID string) runView {
 		if code := h.do("GET", "/v1/tenants/"+tenantID+"/syncs/"+runID, nil, &v); code != http.StatusOK {
 			h.t.Fatalf("GET run = %d", code)
 		}
-		if v.Status == "succeeded" || v.Status == "failed" {
+		switch v.Status {
+		case "succeeded", "failed", "awaiting_approval", "rejected":
 			return v
 		}
 		if time.Now().After(deadline) {
