@@ -242,3 +242,32 @@ func TestFailedRunTellsAdmins(t *testing.T) {
 		t.Fatalf("notifications = %+v", ns)
 	}
 }
+
+func TestConcurrentSettingsChangesAllLand(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newSyncer(t, 0)
+	const n = 12
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, _, err := s.st.ChangeSettings(ctx, s.tenant, func(cur plan.Settings) (plan.Settings, error) {
+				cur.Seats++
+				return cur, nil
+			})
+			errs <- err
+		}()
+	}
+	for range n {
+		must(t, <-errs)
+	}
+	set, err := s.st.TenantSettings(ctx, s.tenant)
+	must(t, err)
+	if set.Seats != n {
+		t.Fatalf("seats = %d after %d concurrent increments", set.Seats, n)
+	}
+	bad := errors.New("no")
+	if _, _, err := s.st.ChangeSettings(ctx, s.tenant, func(plan.Settings) (plan.Settings, error) { return plan.Settings{}, bad }); err != bad {
+		t.Fatalf("change's error = %v", err)
+	}
+}

@@ -109,7 +109,7 @@ func (s *Store) CreateTenant(ctx context.Context, nt NewTenant) (Tenant, error) 
 	settings.Seats = nt.Seats
 	settings.Normalize()
 	if err := settings.Validate(); err != nil {
-		return Tenant{}, fmt.Errorf("store: create tenant: %w", invalidf("%v", err))
+		return Tenant{}, fmt.Errorf("store: create tenant: %w: %w", ErrInvalid, err)
 	}
 	rawSettings, err := settingsJSON(settings)
 	if err != nil {
@@ -228,29 +228,45 @@ type SettingsChange struct {
 // too: *plan.FieldError wrapped in ErrInvalid). A change bumps the app
 // side's version, so that plans held before it can no longer be approved.
 func (s *Store) UpdateSettings(ctx context.Context, tenantID string, set plan.Settings) (Tenant, SettingsChange, error) {
+	return s.ChangeSettings(ctx, tenantID, func(plan.Settings) (plan.Settings, error) { return set, nil })
+}
+
+// ChangeSettings is UpdateSettings with the new settings computed from the
+// stored ones by change, under the tenant's row lock: two changes at the
+// same moment (two admins patching different settings) both land, one
+// after the other. change may run more than once (a transaction that
+// loses a lock race runs again); an error it returns is returned as it
+// is, and nothing changes.
+func (s *Store) ChangeSettings(ctx context.Context, tenantID string, change func(plan.Settings) (plan.Settings, error)) (Tenant, SettingsChange, error) {
 	if !isUUID(tenantID) {
 		return Tenant{}, SettingsChange{}, fmt.Errorf("store: update settings of %q: %w", tenantID, ErrNotFound)
 	}
-	set.Normalize()
-	if err := set.Validate(); err != nil {
-		return Tenant{}, SettingsChange{}, fmt.Errorf("store: update settings of %s: %w: %w", tenantID, ErrInvalid, err)
-	}
-	raw, err := settingsJSON(set)
-	if err != nil {
-		return Tenant{}, SettingsChange{}, fmt.Errorf("store: update settings of %s: %w", tenantID, err)
-	}
 	var t Tenant
-	var change SettingsChange
-	err = s.inTx(ctx, "update settings of "+tenantID, func(q *dbsqlc.Queries) error {
+	var what SettingsChange
+	var changeErr error
+	err := s.inTx(ctx, "update settings of "+tenantID, func(q *dbsqlc.Queries) error {
 		old, err := tenantFrom(q.GetTenantForUpdate(ctx, tenantID))
 		if err != nil {
 			return err
 		}
-		change = SettingsChange{
+		set, err := change(old.Settings)
+		if err != nil {
+			changeErr = err
+			return err
+		}
+		set.Normalize()
+		if err := set.Validate(); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		raw, err := settingsJSON(set)
+		if err != nil {
+			return err
+		}
+		what = SettingsChange{
 			Changed:      !reflect.DeepEqual(old.Settings, set),
 			ScopeChanged: !reflect.DeepEqual(old.Settings.Scope, set.Scope) || old.Settings.Plan != set.Plan,
 		}
-		if !change.Changed {
+		if !what.Changed {
 			t = old
 			return nil
 		}
@@ -258,10 +274,13 @@ func (s *Store) UpdateSettings(ctx context.Context, tenantID string, set plan.Se
 			Settings: raw, Now: s.clock(), Change: "the tenant's settings changed"}))
 		return err
 	})
+	if changeErr != nil {
+		return Tenant{}, SettingsChange{}, changeErr
+	}
 	if err != nil {
 		return Tenant{}, SettingsChange{}, err
 	}
-	return t, change, nil
+	return t, what, nil
 }
 
 // ErrDisconnected means the tenant was disconnected by an admin: it is not

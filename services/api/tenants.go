@@ -172,23 +172,24 @@ func (s *Server) updateSettings(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	cur, err := s.st.GetTenant(r.Context(), id)
-	if err != nil {
-		s.storeError(w, r, err, "tenant")
+	// The patch applies to the settings as they are when the store holds
+	// the tenant's lock: two admins patching different settings at once
+	// both get their change.
+	var mergeErr error
+	t, change, err := s.st.ChangeSettings(r.Context(), id, func(cur plan.Settings) (plan.Settings, error) {
+		settings, err := mergeSettings(cur, raw)
+		if err != nil {
+			mergeErr = err
+			return plan.Settings{}, err
+		}
+		settings.Normalize()
+		return settings, settings.Validate()
+	})
+	switch {
+	case mergeErr != nil:
+		s.internal(w, r, mergeErr)
 		return
-	}
-	settings, err := mergeSettings(cur.Settings, raw)
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	settings.Normalize()
-	if err := settings.Validate(); err != nil {
-		s.storeError(w, r, err, "tenant")
-		return
-	}
-	t, change, err := s.st.UpdateSettings(r.Context(), id, settings)
-	if err != nil {
+	case err != nil:
 		s.storeError(w, r, err, "tenant")
 		return
 	}
