@@ -261,7 +261,8 @@ func expectedUsers(d *directory, licensed func(id string) bool) []store.AppUser 
 		if u.UserType != "Member" {
 			continue
 		}
-		au := store.AppUser{EntraID: id, Email: u.Mail, DisplayName: u.DisplayName, Enabled: u.AccountEnabled, License: store.LicenseNone}
+		au := store.AppUser{EntraID: id, Email: u.Mail, DisplayName: u.DisplayName, Enabled: u.AccountEnabled,
+			License: store.LicenseNone, Roles: []string{}}
 		if au.Email == "" {
 			au.Email = u.UserPrincipalName
 		}
