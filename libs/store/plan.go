@@ -71,6 +71,14 @@ func newPlanner(ctx context.Context, q *dbsqlc.Queries, tenant, run string) *pla
 	return &planner{ctx: ctx, q: q, tenant: tenant, run: run, summary: plan.Summary{}}
 }
 
+// emitIf emits a rule's item when the rule made one.
+func (p *planner) emitIf(it plan.Item, ok bool) error {
+	if !ok {
+		return nil
+	}
+	return p.emit(it)
+}
+
 // emit queues items and writes them once a chunk is full.
 func (p *planner) emit(items ...plan.Item) error {
 	for _, it := range items {
@@ -266,30 +274,19 @@ func (p *planner) seats(seats *plan.Seats) error {
 	if err := p.flush(); err != nil { // the pass reads what the users pass wrote
 		return err
 	}
-	holdersQ := p.q.Cursor("plan_seat_holders", planChunk)
-	holders := &chunks[dbsqlc.PlanSeatHoldersRow]{fetch: func() ([]dbsqlc.PlanSeatHoldersRow, error) {
-		return holdersQ.PlanSeatHolders(p.ctx, dbsqlc.PlanSeatHoldersParams{TenantID: p.tenant, RunID: p.run})
-	}}
-	err := each(holders, func(r dbsqlc.PlanSeatHoldersRow) error {
-		if it, ok := seats.Holder(plan.SeatUser{EntraID: r.EntraID, DisplayName: r.DisplayName}); ok {
-			return p.emit(it)
-		}
-		return nil
+	err := scanCursor(p, "plan_seat_holders", func(q *dbsqlc.Queries) ([]dbsqlc.PlanSeatHoldersRow, error) {
+		return q.PlanSeatHolders(p.ctx, dbsqlc.PlanSeatHoldersParams{TenantID: p.tenant, RunID: p.run})
+	}, func(r dbsqlc.PlanSeatHoldersRow) error {
+		return p.emitIf(seats.Holder(plan.SeatUser{EntraID: r.EntraID, DisplayName: r.DisplayName}))
 	})
-	if err := errors.Join(err, holdersQ.CloseCursor(p.ctx)); err != nil {
+	if err != nil {
 		return err
 	}
-	candsQ := p.q.Cursor("plan_seat_candidates", planChunk)
-	cands := &chunks[dbsqlc.PlanSeatCandidatesRow]{fetch: func() ([]dbsqlc.PlanSeatCandidatesRow, error) {
-		return candsQ.PlanSeatCandidates(p.ctx, dbsqlc.PlanSeatCandidatesParams{TenantID: p.tenant, RunID: p.run})
-	}}
-	err = each(cands, func(r dbsqlc.PlanSeatCandidatesRow) error {
-		if it, ok := seats.Candidate(plan.SeatUser{EntraID: r.EntraID, DisplayName: r.DisplayName}); ok {
-			return p.emit(it)
-		}
-		return nil
+	return scanCursor(p, "plan_seat_candidates", func(q *dbsqlc.Queries) ([]dbsqlc.PlanSeatCandidatesRow, error) {
+		return q.PlanSeatCandidates(p.ctx, dbsqlc.PlanSeatCandidatesParams{TenantID: p.tenant, RunID: p.run})
+	}, func(r dbsqlc.PlanSeatCandidatesRow) error {
+		return p.emitIf(seats.Candidate(plan.SeatUser{EntraID: r.EntraID, DisplayName: r.DisplayName}))
 	})
-	return errors.Join(err, candsQ.CloseCursor(p.ctx))
 }
 
 // groups is the third pass: the mirror's groups and the app's, merged in
@@ -325,10 +322,8 @@ func (p *planner) groups() error {
 				f.Dir = &plan.DirGroup{ID: d.ID, DisplayName: d.DisplayName, GroupTypes: d.GroupTypes,
 					SecurityEnabled: d.SecurityEnabled, MailEnabled: d.MailEnabled}
 			}
-			if it, ok := plan.DecideGroup(f); ok {
-				if err := p.emit(it); err != nil {
-					return err
-				}
+			if err := p.emitIf(plan.DecideGroup(f)); err != nil {
+				return err
 			}
 			if d == nil {
 				return nil
@@ -358,32 +353,22 @@ func (p *planner) memberships() error {
 	if err := p.q.Analyze(p.ctx, "plan_work_users", "plan_work_groups", "plan_work_members"); err != nil {
 		return err
 	}
-	decide := func(f plan.MembershipFacts) error {
-		if it, ok := plan.DecideMembership(f); ok {
-			return p.emit(it)
-		}
-		return nil
-	}
-	addQ := p.q.Cursor("plan_memberships_to_add", planChunk)
-	toAdd := &chunks[dbsqlc.PlanMembershipsToAddRow]{fetch: func() ([]dbsqlc.PlanMembershipsToAddRow, error) {
-		return addQ.PlanMembershipsToAdd(p.ctx, dbsqlc.PlanMembershipsToAddParams{TenantID: p.tenant, RunID: p.run})
-	}}
-	err = each(toAdd, func(r dbsqlc.PlanMembershipsToAddRow) error {
-		return decide(plan.MembershipFacts{GroupID: r.GroupID, GroupName: r.GroupName, UserID: r.UserID,
-			UserName: r.UserName, InEntra: true, UserStays: true, GroupStays: true})
+	err = scanCursor(p, "plan_memberships_to_add", func(q *dbsqlc.Queries) ([]dbsqlc.PlanMembershipsToAddRow, error) {
+		return q.PlanMembershipsToAdd(p.ctx, dbsqlc.PlanMembershipsToAddParams{TenantID: p.tenant, RunID: p.run})
+	}, func(r dbsqlc.PlanMembershipsToAddRow) error {
+		return p.emitIf(plan.DecideMembership(plan.MembershipFacts{GroupID: r.GroupID, GroupName: r.GroupName,
+			UserID: r.UserID, UserName: r.UserName, InEntra: true, UserStays: true, GroupStays: true}))
 	})
-	if err := errors.Join(err, addQ.CloseCursor(p.ctx)); err != nil {
+	if err != nil {
 		return err
 	}
-	appQ := p.q.Cursor("plan_app_memberships", planChunk)
-	inApp := &chunks[dbsqlc.PlanAppMembershipsRow]{fetch: func() ([]dbsqlc.PlanAppMembershipsRow, error) {
-		return appQ.PlanAppMemberships(p.ctx, dbsqlc.PlanAppMembershipsParams{TenantID: p.tenant, RunID: p.run})
-	}}
-	err = each(inApp, func(r dbsqlc.PlanAppMembershipsRow) error {
-		return decide(plan.MembershipFacts{GroupID: r.GroupID, GroupName: r.GroupName, UserID: r.UserID,
-			UserName: r.UserName, InEntra: r.InEntra, InApp: true, UserStays: r.UserStays, GroupStays: r.GroupStays})
+	return scanCursor(p, "plan_app_memberships", func(q *dbsqlc.Queries) ([]dbsqlc.PlanAppMembershipsRow, error) {
+		return q.PlanAppMemberships(p.ctx, dbsqlc.PlanAppMembershipsParams{TenantID: p.tenant, RunID: p.run})
+	}, func(r dbsqlc.PlanAppMembershipsRow) error {
+		return p.emitIf(plan.DecideMembership(plan.MembershipFacts{GroupID: r.GroupID, GroupName: r.GroupName,
+			UserID: r.UserID, UserName: r.UserName, InEntra: r.InEntra, InApp: true, UserStays: r.UserStays,
+			GroupStays: r.GroupStays}))
 	})
-	return errors.Join(err, appQ.CloseCursor(p.ctx))
 }
 
 // walkGroups runs a statement that walks nested groups through the
@@ -398,6 +383,13 @@ func walkGroups(ctx context.Context, q *dbsqlc.Queries, run func() error) error 
 		return err
 	}
 	return setNestLoop(ctx, q, false)
+}
+
+// scanCursor runs a query as the cursor name and calls fn for each row.
+func scanCursor[T any](p *planner, name string, query func(*dbsqlc.Queries) ([]T, error), fn func(T) error) error {
+	q := p.q.Cursor(name, planChunk)
+	err := each(&chunks[T]{fetch: func() ([]T, error) { return query(q) }}, fn)
+	return errors.Join(err, q.CloseCursor(p.ctx))
 }
 
 // chunks reads a query a chunk at a time (its Queries made by
