@@ -22,8 +22,10 @@ import (
 // followed on the wire, leaves the same state as the wire order would.
 //
 //   - Each mirrored object keeps the version (run seq, page, index) of the
-//     page entry that last changed it; an entry is written only when it is
-//     newer and different.
+//     newest page entry that wrote it; an entry is written only when it is
+//     newer, and then always, even when it repeats what the row says: an
+//     older version kept would let a late page or tombstone of a version
+//     in between win over it.
 //   - Each data page is recorded once per run (sync_run_pages) with the ids
 //     it contained; a page seen again is skipped.
 //   - Each fetch attempt of a run numbers its pages in a range of its own

@@ -7,9 +7,10 @@
 //   - the directory mirror (dir_users, dir_groups, dir_members): Graph's
 //     view of each tenant, written page by page as events arrive, in any
 //     order and any number of times. Each row keeps the version (run seq,
-//     page, index) of the entry that last changed it; a write lands only
-//     when it is newer and different, and deletions are versioned
-//     tombstones;
+//     page, index) of the newest entry that wrote it; a write lands only
+//     when it is newer, and always advances the version, even when it
+//     repeats the row (else a late page of a version in between would
+//     win); deletions are versioned tombstones;
 //   - the application side (app_users with their seats, app_groups,
 //     app_group_members with nested membership resolved), derived from the
 //     mirror in one transaction when a run's last page is in.

@@ -90,9 +90,14 @@ WHERE tenant_id = @tenant_id AND run_id = @run_id;
 -- size.
 
 -- name: UpsertUsers :exec
--- A row is written only when this entry is newer than the one that last
--- changed it AND says something different: replays and older pages change
--- nothing, and a second run leaves unchanged users untouched.
+-- A row is written whenever this entry is newer than the one that last
+-- wrote it, even when it says the same: its version must advance, or a
+-- page or tombstone of a version in between, arriving late, would win over
+-- this newer one (any order must give the same final state). Replays and
+-- older pages change nothing. An unchanged entry only moves the version
+-- columns, which no index covers, so Postgres rewrites the row in place
+-- (a HOT update) without touching an index; the application side, which
+-- is compared by content, is not rewritten.
 INSERT INTO dir_users AS d (tenant_id, entra_id, display_name, mail, user_principal_name, given_name, surname,
                             job_title, department, user_type, account_enabled, deleted, v_run_seq, v_page, v_idx)
 SELECT @tenant_id, u.id, u.display_name, u.mail, u.upn, u.given_name, u.surname,
@@ -113,14 +118,10 @@ SET display_name = EXCLUDED.display_name,
     account_enabled = EXCLUDED.account_enabled,
     deleted = false,
     v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
-WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx)
-  AND (d.display_name, d.mail, d.user_principal_name, d.given_name, d.surname, d.job_title, d.department,
-       d.user_type, d.account_enabled, d.deleted)
-      IS DISTINCT FROM
-      (EXCLUDED.display_name, EXCLUDED.mail, EXCLUDED.user_principal_name, EXCLUDED.given_name, EXCLUDED.surname,
-       EXCLUDED.job_title, EXCLUDED.department, EXCLUDED.user_type, EXCLUDED.account_enabled, false);
+WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx);
 
 -- name: UpsertGroups :exec
+-- As UpsertUsers: every newer entry advances the version.
 INSERT INTO dir_groups AS d (tenant_id, entra_id, display_name, description, mail, group_types, security_enabled,
                              mail_enabled, membership_rule, deleted, v_run_seq, v_page, v_idx)
 SELECT @tenant_id, g.id, g.display_name, g.description, g.mail, g.group_types, g.security_enabled,
@@ -139,14 +140,11 @@ SET display_name = EXCLUDED.display_name,
     membership_rule = EXCLUDED.membership_rule,
     deleted = false,
     v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
-WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx)
-  AND (d.display_name, d.description, d.mail, d.group_types, d.security_enabled, d.mail_enabled,
-       d.membership_rule, d.deleted)
-      IS DISTINCT FROM
-      (EXCLUDED.display_name, EXCLUDED.description, EXCLUDED.mail, EXCLUDED.group_types, EXCLUDED.security_enabled,
-       EXCLUDED.mail_enabled, EXCLUDED.membership_rule, false);
+WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx);
 
 -- name: UpsertMembers :exec
+-- As UpsertUsers: every newer entry advances the version, so that a
+-- stale-edge sweep of an older run finalizing late keeps the edge.
 INSERT INTO dir_members AS d (tenant_id, group_id, member_id, member_type, v_run_seq, v_page, v_idx)
 SELECT @tenant_id, @group_id, m.id, m.type, @run_seq, @page, m.idx
 FROM jsonb_to_recordset(@rows::jsonb) AS m(id text, type text, idx integer)
@@ -154,5 +152,4 @@ ORDER BY m.id
 ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
 SET member_type = EXCLUDED.member_type,
     v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
-WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx)
-  AND d.member_type IS DISTINCT FROM EXCLUDED.member_type;
+WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx);

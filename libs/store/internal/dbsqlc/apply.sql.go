@@ -324,11 +324,6 @@ SET display_name = EXCLUDED.display_name,
     deleted = false,
     v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
 WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx)
-  AND (d.display_name, d.description, d.mail, d.group_types, d.security_enabled, d.mail_enabled,
-       d.membership_rule, d.deleted)
-      IS DISTINCT FROM
-      (EXCLUDED.display_name, EXCLUDED.description, EXCLUDED.mail, EXCLUDED.group_types, EXCLUDED.security_enabled,
-       EXCLUDED.mail_enabled, EXCLUDED.membership_rule, false)
 `
 
 type UpsertGroupsParams struct {
@@ -338,6 +333,7 @@ type UpsertGroupsParams struct {
 	Rows     []byte
 }
 
+// As UpsertUsers: every newer entry advances the version.
 func (q *Queries) UpsertGroups(ctx context.Context, arg UpsertGroupsParams) error {
 	_, err := q.db.Exec(ctx, upsertGroups,
 		arg.TenantID,
@@ -357,7 +353,6 @@ ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
 SET member_type = EXCLUDED.member_type,
     v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
 WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx)
-  AND d.member_type IS DISTINCT FROM EXCLUDED.member_type
 `
 
 type UpsertMembersParams struct {
@@ -368,6 +363,8 @@ type UpsertMembersParams struct {
 	Rows     []byte
 }
 
+// As UpsertUsers: every newer entry advances the version, so that a
+// stale-edge sweep of an older run finalizing late keeps the edge.
 func (q *Queries) UpsertMembers(ctx context.Context, arg UpsertMembersParams) error {
 	_, err := q.db.Exec(ctx, upsertMembers,
 		arg.TenantID,
@@ -402,11 +399,6 @@ SET display_name = EXCLUDED.display_name,
     deleted = false,
     v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
 WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx)
-  AND (d.display_name, d.mail, d.user_principal_name, d.given_name, d.surname, d.job_title, d.department,
-       d.user_type, d.account_enabled, d.deleted)
-      IS DISTINCT FROM
-      (EXCLUDED.display_name, EXCLUDED.mail, EXCLUDED.user_principal_name, EXCLUDED.given_name, EXCLUDED.surname,
-       EXCLUDED.job_title, EXCLUDED.department, EXCLUDED.user_type, EXCLUDED.account_enabled, false)
 `
 
 type UpsertUsersParams struct {
@@ -419,9 +411,14 @@ type UpsertUsersParams struct {
 // The mirror's upserts take a page's entries as one JSON array (@rows),
 // unpacked by jsonb_to_recordset: one round trip per page, whatever its
 // size.
-// A row is written only when this entry is newer than the one that last
-// changed it AND says something different: replays and older pages change
-// nothing, and a second run leaves unchanged users untouched.
+// A row is written whenever this entry is newer than the one that last
+// wrote it, even when it says the same: its version must advance, or a
+// page or tombstone of a version in between, arriving late, would win over
+// this newer one (any order must give the same final state). Replays and
+// older pages change nothing. An unchanged entry only moves the version
+// columns, which no index covers, so Postgres rewrites the row in place
+// (a HOT update) without touching an index; the application side, which
+// is compared by content, is not rewritten.
 func (q *Queries) UpsertUsers(ctx context.Context, arg UpsertUsersParams) error {
 	_, err := q.db.Exec(ctx, upsertUsers,
 		arg.TenantID,
