@@ -380,6 +380,7 @@ func (s *Store) MarkRunFailed(ctx context.Context, ref PageRef, msg string, stat
 	if err := ref.validate(false); err != nil {
 		return fmt.Errorf("store: mark run failed: %w", err)
 	}
+	msg = pgText(msg)
 	if strings.TrimSpace(msg) == "" {
 		msg = "the run failed without a message"
 	}
@@ -442,8 +443,8 @@ func (s *Store) ApplyUsersPage(ctx context.Context, ref PageRef, users []DirUser
 	}
 	rows := make([]row, len(users))
 	for i, u := range users {
-		rows[i] = row{u.ID, u.DisplayName, u.Mail, u.UserPrincipalName, u.GivenName, u.Surname, u.JobTitle,
-			u.Department, u.UserType, u.AccountEnabled, i}
+		rows[i] = row{u.ID, pgText(u.DisplayName), pgText(u.Mail), pgText(u.UserPrincipalName), pgText(u.GivenName),
+			pgText(u.Surname), pgText(u.JobTitle), pgText(u.Department), pgText(u.UserType), u.AccountEnabled, i}
 	}
 	rows, ids, err := latestByID(rows, func(r row) string { return r.ID })
 	if err != nil {
@@ -476,7 +477,12 @@ func (s *Store) ApplyGroupsPage(ctx context.Context, ref PageRef, groups []DirGr
 		if types == nil {
 			types = []string{}
 		}
-		rows[i] = row{g.ID, g.DisplayName, g.Description, g.Mail, types, g.SecurityEnabled, g.MailEnabled, g.MembershipRule, i}
+		clean := make([]string, len(types))
+		for j, t := range types {
+			clean[j] = pgText(t)
+		}
+		rows[i] = row{g.ID, pgText(g.DisplayName), pgText(g.Description), pgText(g.Mail), clean, g.SecurityEnabled,
+			g.MailEnabled, pgText(g.MembershipRule), i}
 	}
 	rows, ids, err := latestByID(rows, func(r row) string { return r.ID })
 	if err != nil {
@@ -539,6 +545,9 @@ func (s *Store) ApplyTransitivePage(ctx context.Context, ref PageRef, tp Transit
 func checkPart(groupID string, part int32) error {
 	if strings.TrimSpace(groupID) == "" {
 		return invalidf("group id is empty")
+	}
+	if strings.ContainsRune(groupID, 0) {
+		return invalidf("group id %q contains a NUL character", groupID)
 	}
 	if part < 0 {
 		return invalidf("part %d of group %s is negative", part, groupID)
@@ -620,6 +629,11 @@ func latestByID[T any](rows []T, id func(T) string) ([]T, []string, error) {
 		if strings.TrimSpace(k) == "" {
 			return nil, nil, invalidf("entry %d has no id", i)
 		}
+		if strings.ContainsRune(k, 0) {
+			// An id names an object: changing it would name another
+			// one, so it is refused, unlike free text (see pgText).
+			return nil, nil, invalidf("entry %d's id %q contains a NUL character", i, k)
+		}
 		last[k] = i
 	}
 	out := make([]T, 0, len(last))
@@ -634,4 +648,18 @@ func latestByID[T any](rows []T, id func(T) string) ([]T, []string, error) {
 		ids[i] = id(r)
 	}
 	return out, ids, nil
+}
+
+// pgText makes a string from Graph storable as Postgres text, which cannot
+// hold a NUL character (nor can jsonb, which refuses \u0000). Graph allows
+// NUL in free text (a display name, a department); refusing it would fail
+// every run of the tenant until someone edits the object in Entra, so each
+// NUL becomes U+FFFD, the replacement character, which shows readers that
+// something was there. Ids are not free text: an id with a NUL is refused
+// (latestByID, checkPart).
+func pgText(s string) string {
+	if strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(s, "\x00", "\uFFFD")
 }

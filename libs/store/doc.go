@@ -37,6 +37,12 @@
 // types (runFrom, tenantFrom) and keeps every rule. The generated package
 // is internal, so the compiler keeps SQL inside the store.
 //
+// Postgres text cannot hold NUL (nor jsonb \u0000), and Graph allows it in
+// free text: the store writes a NUL in a name, mail, description or rule as
+// U+FFFD, so one odd string does not block a tenant's every run, and
+// refuses an id with one (ErrInvalid), since a changed id names another
+// object.
+//
 // Errors are translated where they leave SQL: a missing row is
 // ErrNotFound, a duplicate is ErrConflict, input the database can never
 // take is ErrInvalid; IsRetryable tells transient failures (a database

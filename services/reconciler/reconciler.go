@@ -17,8 +17,9 @@
 // Several reconcilers may consume the same stream: events of one run are
 // applied side by side on any of them, and the store serializes what must
 // be serialized. An event that can never be applied (malformed, or for a
-// tenant or run that does not exist) is dead-lettered at once; a failure
-// that may pass (the database is down) is retried by the bus.
+// tenant or run that does not exist) is dead-lettered at once, and the run
+// it names, if any, fails with the reason; a failure that may pass (the
+// database is down) is retried by the bus.
 package reconciler
 
 import (
@@ -142,13 +143,11 @@ func (r *Reconciler) Stop(ctx context.Context) error {
 // error made by bus.Permanent when the event can never be applied, and any
 // other error when applying it again later may work.
 func (r *Reconciler) Apply(ctx context.Context, ev *syncv1.SyncEvent) error {
-	if err := validate(ev); err != nil {
-		r.log.Warn().Err(err).Str("tenant", ev.GetTenantId()).Str("run", ev.GetRunId()).
-			Int32("page", ev.GetPage()).Msg("invalid event")
-		return bus.Permanent(fmt.Errorf("reconciler: invalid event: %w", err))
-	}
 	ref := store.PageRef{TenantID: ev.GetTenantId(), RunID: ev.GetRunId(), RunSeq: ev.GetRunSeq(), Page: ev.GetPage()}
 	log := r.log.With().Str("tenant", ref.TenantID).Str("run", ref.RunID).Int32("page", ref.Page).Logger()
+	if err := validate(ev); err != nil {
+		return r.unappliable(ctx, log, ev, fmt.Errorf("reconciler: invalid event: %w", err))
+	}
 	at := r.cfg.Clock()
 
 	var err error
@@ -187,7 +186,11 @@ func (r *Reconciler) Apply(ctx context.Context, ev *syncv1.SyncEvent) error {
 		}
 	}
 	if err != nil {
-		return r.classify(log, "apply event", err)
+		err = fmt.Errorf("reconciler: apply event: %w", err)
+		if permanent(err) {
+			return r.unappliable(ctx, log, ev, err)
+		}
+		return err
 	}
 	if !finalize {
 		return nil
@@ -222,13 +225,67 @@ func (r *Reconciler) Apply(ctx context.Context, ev *syncv1.SyncEvent) error {
 	return nil
 }
 
+// permanent reports whether a store error means the event can never be
+// applied, however often it is tried.
+func permanent(err error) bool {
+	return errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict)
+}
+
 // classify turns a store error into what the bus needs: permanent when the
 // event can never be applied, plain (redelivered with backoff) otherwise.
 func (r *Reconciler) classify(log zerolog.Logger, what string, err error) error {
 	err = fmt.Errorf("reconciler: %s: %w", what, err)
-	if errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
+	if permanent(err) {
 		log.Warn().Err(err).Msg("event cannot be applied")
 		return bus.Permanent(err)
 	}
 	return err
+}
+
+// unappliable handles an event that can never be applied (err says why).
+// A run missing one of its events could never finish: rather than leave
+// it waiting until the stuck-run sweep gives it up, with no word of the
+// cause, the run the event names ends failed now with err as its reason,
+// and then the event is dead-lettered. The run's failure is recorded
+// before the event goes: if that fails for a reason that may pass, the
+// event comes back. An event that names no run of its tenant (or names
+// it with another seq) changes nothing: it cannot speak for that run.
+func (r *Reconciler) unappliable(ctx context.Context, log zerolog.Logger, ev *syncv1.SyncEvent, err error) error {
+	if ev == nil || !isUUID(ev.GetTenantId()) || !isUUID(ev.GetRunId()) || ev.GetRunSeq() <= 0 {
+		log.Warn().Err(err).Msg("event cannot be applied and names no run")
+		return bus.Permanent(err)
+	}
+	ref := store.PageRef{TenantID: ev.GetTenantId(), RunID: ev.GetRunId(), RunSeq: ev.GetRunSeq()}
+	msg := fmt.Sprintf("%s could not be applied, so the run cannot finish: %v", describe(ev), err)
+	ferr := r.store.MarkRunFailed(ctx, ref, msg, store.GraphStats{}, r.cfg.Clock())
+	switch {
+	case ferr == nil:
+		log.Error().Err(err).Msg("event cannot be applied; its run is marked failed")
+	case permanent(ferr):
+		log.Warn().Err(err).AnErr("mark_failed", ferr).Msg("event cannot be applied and its run cannot be failed")
+	default:
+		return fmt.Errorf("reconciler: %s cannot be applied, and failing its run failed: %w", describe(ev), ferr)
+	}
+	return bus.Permanent(err)
+}
+
+// describe names an event for people reading a run's error.
+func describe(ev *syncv1.SyncEvent) string {
+	switch ev.GetBody().(type) {
+	case *syncv1.SyncEvent_Started:
+		return "the fetcher's RunStarted event"
+	case *syncv1.SyncEvent_Fetched:
+		return "the fetcher's RunFetched event"
+	case *syncv1.SyncEvent_Failed:
+		return "the fetcher's RunFailed event"
+	case *syncv1.SyncEvent_Users:
+		return fmt.Sprintf("users page %d", ev.GetPage())
+	case *syncv1.SyncEvent_Groups:
+		return fmt.Sprintf("groups page %d", ev.GetPage())
+	case *syncv1.SyncEvent_Members:
+		return fmt.Sprintf("page %d (direct members of group %s)", ev.GetPage(), ev.GetMembers().GetGroupId())
+	case *syncv1.SyncEvent_TransitiveMembers:
+		return fmt.Sprintf("page %d (transitive members of group %s)", ev.GetPage(), ev.GetTransitiveMembers().GetGroupId())
+	}
+	return fmt.Sprintf("event %d (no known body)", ev.GetPage())
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -372,98 +373,184 @@ func TestSeatsGoBackNewestGrantFirst(t *testing.T) {
 	}
 }
 
+// An event that names no run of its tenant is dead-lettered and changes
+// nothing at all; an event of a run that can never be applied fails that
+// run at once, with the reason, and changes nothing else.
 func TestInvalidEventsArePermanentAndChangeNothing(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	tenant := e.tenant(5)
 	d := testDirectory()
 	e.sync(tenant, d, 5) // run 1 is over
-	run := e.newRun(tenant)
-	good := events(d, tenant, run.ID, run.Seq, 5)
-	// Run 2 is under way: started, fetched with its page count, some pages in.
-	e.apply(good[:3])
-	e.apply(good[len(good)-1:])
+	other := "0be00000-0000-4000-8000-000000000000"
+	_, err := e.st.CreateTenant(context.Background(), store.NewTenant{ID: other, Name: "Other", EntraTenantID: "e", ClientID: "c", ClientSecret: "s"})
+	must(t, err)
 
-	users := good[1]
-	members := func() *syncv1.SyncEvent {
-		for _, ev := range good {
-			if ev.GetMembers() != nil && len(ev.GetMembers().GetMembers()) > 0 {
-				return ev
-			}
-		}
-		t.Fatal("no members page")
-		return nil
-	}()
-	transitive := func() *syncv1.SyncEvent {
-		for _, ev := range good {
-			if ev.GetTransitiveMembers() != nil && len(ev.GetTransitiveMembers().GetUserIds()) > 0 {
-				return ev
-			}
-		}
-		t.Fatal("no transitive page")
-		return nil
-	}()
 	edit := func(ev *syncv1.SyncEvent, f func(*syncv1.SyncEvent)) *syncv1.SyncEvent {
 		c := proto.CloneOf(ev)
 		f(c)
 		return c
 	}
-	other := "0be00000-0000-4000-8000-000000000000"
-	_, err := e.st.CreateTenant(context.Background(), store.NewTenant{ID: other, Name: "Other", EntraTenantID: "e", ClientID: "c", ClientSecret: "s"})
-	must(t, err)
-	before := e.hashes()
-
-	cases := map[string]*syncv1.SyncEvent{
-		"nil event":             nil,
-		"no body":               edit(users, func(ev *syncv1.SyncEvent) { ev.Body = nil }),
-		"tenant not a uuid":     edit(users, func(ev *syncv1.SyncEvent) { ev.TenantId = "contoso" }),
-		"run not a uuid":        edit(users, func(ev *syncv1.SyncEvent) { ev.RunId = "run-1" }),
-		"seq zero":              edit(users, func(ev *syncv1.SyncEvent) { ev.RunSeq = 0 }),
-		"seq mismatch":          edit(users, func(ev *syncv1.SyncEvent) { ev.RunSeq = 7 }),
-		"unknown tenant":        edit(users, func(ev *syncv1.SyncEvent) { ev.TenantId = "0be00000-0000-4000-8000-00000000ffff" }),
-		"run of another tenant": edit(users, func(ev *syncv1.SyncEvent) { ev.TenantId = other }),
-		"unknown run":           edit(users, func(ev *syncv1.SyncEvent) { ev.RunId = "1d000000-0000-4000-8000-00000000ffff" }),
-		"negative data page":    edit(users, func(ev *syncv1.SyncEvent) { ev.Page = -1 }),
-		"page beyond the run":   edit(users, func(ev *syncv1.SyncEvent) { ev.Page = 10000 }),
-		"started with a page":   edit(good[0], func(ev *syncv1.SyncEvent) { ev.Page = 3 }),
-		"user without id":       edit(users, func(ev *syncv1.SyncEvent) { ev.GetUsers().Users[1].Id = "" }),
-		"user with NUL":         edit(good[3], func(ev *syncv1.SyncEvent) { ev.GetUsers().Users[1].DisplayName = "a\x00b" }),
-		"page applied as users": edit(users, func(ev *syncv1.SyncEvent) {
-			ev.Body = &syncv1.SyncEvent_Groups{Groups: &syncv1.GroupsPage{Groups: []*syncv1.Group{{Id: gid(99)}}}}
-		}),
-		"member type unset":      edit(members, func(ev *syncv1.SyncEvent) { ev.GetMembers().Members[0].Type = 0 }),
-		"member type unknown":    edit(members, func(ev *syncv1.SyncEvent) { ev.GetMembers().Members[0].Type = 42 }),
-		"member without id":      edit(members, func(ev *syncv1.SyncEvent) { ev.GetMembers().Members[0].Id = " " }),
-		"members without group":  edit(members, func(ev *syncv1.SyncEvent) { ev.GetMembers().GroupId = "" }),
-		"negative part":          edit(members, func(ev *syncv1.SyncEvent) { ev.GetMembers().Part = -1 }),
-		"transitive empty id":    edit(transitive, func(ev *syncv1.SyncEvent) { ev.GetTransitiveMembers().UserIds[0] = "" }),
-		"negative page count":    edit(good[len(good)-1], func(ev *syncv1.SyncEvent) { ev.GetFetched().Pages = -1 }),
-		"another page count":     edit(good[len(good)-1], func(ev *syncv1.SyncEvent) { ev.GetFetched().Pages++ }),
-		"negative graph stats":   edit(good[len(good)-1], func(ev *syncv1.SyncEvent) { ev.GetFetched().Stats.Requests = -1 }),
-		"first page mid-attempt": edit(good[len(good)-1], func(ev *syncv1.SyncEvent) { ev.GetFetched().FirstPage = syncv1.AttemptPageSpan + 1 }),
-		"negative first page":    edit(good[len(good)-1], func(ev *syncv1.SyncEvent) { ev.GetFetched().FirstPage = -syncv1.AttemptPageSpan }),
-		"first page of no attempt": edit(good[len(good)-1], func(ev *syncv1.SyncEvent) {
-			ev.GetFetched().FirstPage = syncv1.MaxFetchAttempts * syncv1.AttemptPageSpan
-		}),
-		"more pages than a span": edit(good[len(good)-1], func(ev *syncv1.SyncEvent) { ev.GetFetched().Pages = syncv1.AttemptPageSpan + 1 }),
-		"negative attempt":       edit(good[0], func(ev *syncv1.SyncEvent) { ev.GetStarted().Attempt = -1 }),
-		"attempt out of range":   edit(good[0], func(ev *syncv1.SyncEvent) { ev.GetStarted().Attempt = syncv1.MaxFetchAttempts + 1 }),
-		"failed with a page":     {TenantId: tenant, RunId: run.ID, RunSeq: run.Seq, Page: 0, Body: &syncv1.SyncEvent_Failed{Failed: &syncv1.RunFailed{Error: "x"}}},
-		"failed for another run": {TenantId: tenant, RunId: "1d000000-0000-4000-8000-00000000ffff", RunSeq: 2, Page: -1, Body: &syncv1.SyncEvent_Failed{Failed: &syncv1.RunFailed{Error: "x"}}},
+	// Each case picks the event to spoil from a run's good events.
+	type spoil func(good []*syncv1.SyncEvent) *syncv1.SyncEvent
+	users := func(f func(*syncv1.SyncEvent)) spoil {
+		return func(good []*syncv1.SyncEvent) *syncv1.SyncEvent { return edit(good[1], f) }
 	}
-	for name, ev := range cases {
-		err := e.r.Apply(context.Background(), ev)
-		if !bus.IsPermanent(err) {
-			t.Errorf("%s: err = %v, want a permanent error", name, err)
-		} else if testing.Verbose() {
-			t.Logf("%s: %v", name, err)
+	find := func(has func(*syncv1.SyncEvent) bool, f func(*syncv1.SyncEvent)) spoil {
+		return func(good []*syncv1.SyncEvent) *syncv1.SyncEvent {
+			for _, ev := range good {
+				if has(ev) {
+					return edit(ev, f)
+				}
+			}
+			t.Fatal("no such page")
+			return nil
 		}
 	}
-	storetest.DiffHashes(t, "after invalid events", e.hashes(), before)
+	members := func(f func(*syncv1.SyncEvent)) spoil {
+		return find(func(ev *syncv1.SyncEvent) bool { return len(ev.GetMembers().GetMembers()) > 0 }, f)
+	}
+	transitive := func(f func(*syncv1.SyncEvent)) spoil {
+		return find(func(ev *syncv1.SyncEvent) bool { return len(ev.GetTransitiveMembers().GetUserIds()) > 0 }, f)
+	}
+	started := func(f func(*syncv1.SyncEvent)) spoil {
+		return func(good []*syncv1.SyncEvent) *syncv1.SyncEvent { return edit(good[0], f) }
+	}
+	fetched := func(f func(*syncv1.SyncEvent)) spoil {
+		return func(good []*syncv1.SyncEvent) *syncv1.SyncEvent { return edit(good[len(good)-1], f) }
+	}
 
-	// The run still completes with the good events.
-	e.apply(good)
-	e.finished(tenant, run.ID)
+	t.Run("naming no run", func(t *testing.T) {
+		run := e.newRun(tenant)
+		good := events(d, tenant, run.ID, run.Seq, 5)
+		e.apply(good[:3])
+		e.apply(good[len(good)-1:])
+		before := e.hashes()
+		cases := map[string]spoil{
+			"nil event":             func([]*syncv1.SyncEvent) *syncv1.SyncEvent { return nil },
+			"tenant not a uuid":     users(func(ev *syncv1.SyncEvent) { ev.TenantId = "contoso" }),
+			"run not a uuid":        users(func(ev *syncv1.SyncEvent) { ev.RunId = "run-1" }),
+			"seq zero":              users(func(ev *syncv1.SyncEvent) { ev.RunSeq = 0 }),
+			"seq mismatch":          users(func(ev *syncv1.SyncEvent) { ev.RunSeq = 7 }),
+			"unknown tenant":        users(func(ev *syncv1.SyncEvent) { ev.TenantId = "0be00000-0000-4000-8000-00000000ffff" }),
+			"run of another tenant": users(func(ev *syncv1.SyncEvent) { ev.TenantId = other }),
+			"unknown run":           users(func(ev *syncv1.SyncEvent) { ev.RunId = "1d000000-0000-4000-8000-00000000ffff" }),
+			"failed for another run": func([]*syncv1.SyncEvent) *syncv1.SyncEvent {
+				return &syncv1.SyncEvent{TenantId: tenant, RunId: "1d000000-0000-4000-8000-00000000ffff", RunSeq: 2, Page: -1,
+					Body: &syncv1.SyncEvent_Failed{Failed: &syncv1.RunFailed{Error: "x"}}}
+			},
+		}
+		for name, c := range cases {
+			if err := e.r.Apply(context.Background(), c(good)); !bus.IsPermanent(err) {
+				t.Errorf("%s: err = %v, want a permanent error", name, err)
+			}
+		}
+		storetest.DiffHashes(t, "after invalid events", e.hashes(), before)
+		// The run still completes with the good events.
+		e.apply(good)
+		e.finished(tenant, run.ID)
+	})
+
+	t.Run("of a run", func(t *testing.T) {
+		// want is part of the reason the run must end with.
+		cases := []struct {
+			name  string
+			spoil spoil
+			want  string
+		}{
+			{"no body", users(func(ev *syncv1.SyncEvent) { ev.Body = nil }), "event has no body"},
+			{"negative data page", users(func(ev *syncv1.SyncEvent) { ev.Page = -1 }), "page -1 of a data page is negative"},
+			{"page beyond the run", users(func(ev *syncv1.SyncEvent) { ev.Page = 10000 }), "users page 10000 could not be applied"},
+			{"started with a page", started(func(ev *syncv1.SyncEvent) { ev.Page = 3 }), "page of RunStarted is 3"},
+			{"user without id", users(func(ev *syncv1.SyncEvent) { ev.GetUsers().Users[1].Id = "" }), "users[1] has no id"},
+			{"user id with NUL", users(func(ev *syncv1.SyncEvent) { ev.GetUsers().Users[1].Id += "\x00" }), "contains a NUL character"},
+			{"page applied as users", users(func(ev *syncv1.SyncEvent) {
+				ev.Body = &syncv1.SyncEvent_Groups{Groups: &syncv1.GroupsPage{Groups: []*syncv1.Group{{Id: gid(99)}}}}
+			}), "was applied as users page"},
+			{"member type unset", members(func(ev *syncv1.SyncEvent) { ev.GetMembers().Members[0].Type = 0 }), "has type"},
+			{"member type unknown", members(func(ev *syncv1.SyncEvent) { ev.GetMembers().Members[0].Type = 42 }), "has type 42"},
+			{"member without id", members(func(ev *syncv1.SyncEvent) { ev.GetMembers().Members[0].Id = " " }), "members[0] has no id"},
+			{"members without group", members(func(ev *syncv1.SyncEvent) { ev.GetMembers().GroupId = "" }), "has no group_id"},
+			{"negative part", members(func(ev *syncv1.SyncEvent) { ev.GetMembers().Part = -1 }), "part -1 is negative"},
+			{"transitive empty id", transitive(func(ev *syncv1.SyncEvent) { ev.GetTransitiveMembers().UserIds[0] = "" }), "user_ids[0] is empty"},
+			{"negative page count", fetched(func(ev *syncv1.SyncEvent) { ev.GetFetched().Pages = -1 }), "RunFetched.pages -1"},
+			{"another page count", fetched(func(ev *syncv1.SyncEvent) { ev.GetFetched().Pages = 1 }), ", now 1"},
+			{"negative graph stats", fetched(func(ev *syncv1.SyncEvent) { ev.GetFetched().Stats.Requests = -1 }), "negative count"},
+			{"first page mid-attempt", fetched(func(ev *syncv1.SyncEvent) { ev.GetFetched().FirstPage = syncv1.AttemptPageSpan + 1 }), "first_page"},
+			{"negative first page", fetched(func(ev *syncv1.SyncEvent) { ev.GetFetched().FirstPage = -syncv1.AttemptPageSpan }), "first_page"},
+			{"first page of no attempt", fetched(func(ev *syncv1.SyncEvent) {
+				ev.GetFetched().FirstPage = syncv1.MaxFetchAttempts * syncv1.AttemptPageSpan
+			}), "first_page"},
+			{"more pages than a span", fetched(func(ev *syncv1.SyncEvent) { ev.GetFetched().Pages = syncv1.AttemptPageSpan + 1 }), "RunFetched.pages"},
+			{"negative attempt", started(func(ev *syncv1.SyncEvent) { ev.GetStarted().Attempt = -1 }), "attempt -1"},
+			{"attempt out of range", started(func(ev *syncv1.SyncEvent) { ev.GetStarted().Attempt = syncv1.MaxFetchAttempts + 1 }), "out of range"},
+			{"failed with a page", func(good []*syncv1.SyncEvent) *syncv1.SyncEvent {
+				return &syncv1.SyncEvent{TenantId: tenant, RunId: good[0].RunId, RunSeq: good[0].RunSeq, Page: 0,
+					Body: &syncv1.SyncEvent_Failed{Failed: &syncv1.RunFailed{Error: "x"}}}
+			}, "page of RunFailed is 0"},
+		}
+		// What the run's failure may change; everything else stays.
+		runTables := map[string]bool{"sync_runs": true, "sync_run_pages": true, "notification_tasks": true}
+		for _, c := range cases {
+			run := e.newRun(tenant)
+			good := events(d, tenant, run.ID, run.Seq, 5)
+			// Some of the run's pages are in, and its RunFetched with
+			// as many pages as there are.
+			e.apply(good[:3])
+			fetchedEv := good[len(good)-1]
+			e.apply([]*syncv1.SyncEvent{fetchedEv})
+			before := e.hashes()
+
+			err := e.r.Apply(context.Background(), c.spoil(good))
+			if !bus.IsPermanent(err) {
+				t.Errorf("%s: err = %v, want a permanent error", c.name, err)
+			}
+			after := e.hashes()
+			for tbl := range before {
+				if !runTables[tbl] && before[tbl] != after[tbl] {
+					t.Errorf("%s: %s changed", c.name, tbl)
+				}
+			}
+			got, err := e.st.GetRun(context.Background(), tenant, run.ID)
+			must(t, err)
+			if got.Status != store.StatusFailed || !strings.Contains(got.Error, "could not be applied, so the run cannot finish") ||
+				!strings.Contains(got.Error, c.want) {
+				t.Errorf("%s: run is %s with error %q; want failed, saying %q", c.name, got.Status, got.Error, c.want)
+			}
+			// The run's good events change nothing now.
+			before = e.hashes()
+			e.apply(good)
+			storetest.DiffHashes(t, c.name+": good events after the failure", e.hashes(), before)
+		}
+	})
+}
+
+// Postgres text cannot hold NUL, which Graph allows in free text: it is
+// stored as U+FFFD, and the run goes through.
+func TestNULInGraphTextIsReplacedNotRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tenant := e.tenant(50)
+	d := testDirectory()
+	u := d.users[uid(3)]
+	u.DisplayName = "Ada\x00Lovelace"
+	u.Department = "\x00"
+	for _, g := range d.groups {
+		g.Description = "nul\x00here"
+		g.GroupTypes = append(g.GroupTypes, "x\x00")
+		break
+	}
+	e.sync(tenant, d, 4)
+	var name, dept string
+	must(t, e.db.QueryRow(context.Background(), `SELECT display_name, department FROM dir_users WHERE entra_id = $1`, uid(3)).Scan(&name, &dept))
+	if name != "Ada\uFFFDLovelace" || dept != "\uFFFD" {
+		t.Errorf("mirror has %q / %q, want NUL replaced by U+FFFD", name, dept)
+	}
+	for _, au := range e.users(tenant) {
+		if au.EntraID == uid(3) && au.DisplayName != "Ada\uFFFDLovelace" {
+			t.Errorf("app user named %q", au.DisplayName)
+		}
+	}
 }
 
 func TestFailedRunEndsWithTheReasonAndLatePagesChangeNothing(t *testing.T) {
