@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Defaults of the variables that have one.
@@ -24,14 +25,23 @@ const (
 // Config is every setting a service may need. Each service asks for the
 // ones it cannot run without with Require.
 type Config struct {
-	DatabaseURL   string // DATABASE_URL: Postgres connection string
-	NATSURL       string // NATS_URL: NATS server(s), comma-separated
-	GraphBaseURL  string // GRAPH_BASE_URL: Microsoft Graph v1.0 root
-	AuthorityHost string // AZURE_AUTHORITY_HOST: Entra ID token authority (https)
-	APIAddr       string // API_ADDR: host:port the api listens on
-	AdminToken    string // ADMIN_TOKEN: bearer token of the api
-	SecretKey     []byte // SECRET_KEY: 32 bytes, base64 or hex; seals tenant secrets
-	LogLevel      string // LOG_LEVEL: trace|debug|info|warn|error
+	DatabaseURL  string // DATABASE_URL: Postgres connection string
+	NATSURL      string // NATS_URL: NATS server(s), comma-separated
+	GraphBaseURL string // GRAPH_BASE_URL: Microsoft Graph v1.0 root
+	// GraphScope is the token scope of Graph (GRAPH_SCOPE), e.g.
+	// https://graph.microsoft.us/.default; "" lets libs/graph derive
+	// Graph's resource from GRAPH_BASE_URL when it is one of Graph's own
+	// service roots, the global service's otherwise.
+	GraphScope string
+	// GraphMaxRetryAfter is the longest Retry-After a fetcher waits out
+	// (GRAPH_MAX_RETRY_AFTER, a Go duration such as 5m); 0 means the
+	// default of libs/graph.
+	GraphMaxRetryAfter time.Duration
+	AuthorityHost      string // AZURE_AUTHORITY_HOST: Entra ID token authority (https)
+	APIAddr            string // API_ADDR: host:port the api listens on
+	AdminToken         string // ADMIN_TOKEN: bearer token of the api
+	SecretKey          []byte // SECRET_KEY: 32 bytes, base64 or hex; seals tenant secrets
+	LogLevel           string // LOG_LEVEL: trace|debug|info|warn|error
 
 	// Concurrency is how many jobs or events one replica works on at once
 	// (CONCURRENCY); 0 lets each service pick its default.
@@ -75,6 +85,18 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		errs = append(errs, fmt.Errorf("GRAPH_BASE_URL: %w", err))
 	}
 	c.GraphBaseURL = strings.TrimRight(c.GraphBaseURL, "/")
+
+	c.GraphScope = get("GRAPH_SCOPE")
+	if c.GraphScope != "" && (!strings.HasSuffix(c.GraphScope, "/.default") || strings.ContainsAny(c.GraphScope, " \t")) {
+		errs = append(errs, fmt.Errorf("GRAPH_SCOPE: %q: want Graph's resource followed by /.default, e.g. https://graph.microsoft.com/.default", c.GraphScope))
+	}
+	if v := get("GRAPH_MAX_RETRY_AFTER"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("GRAPH_MAX_RETRY_AFTER: %q is not a positive duration such as 5m", v))
+		}
+		c.GraphMaxRetryAfter = d
+	}
 
 	c.AuthorityHost = or(get("AZURE_AUTHORITY_HOST"), DefaultAuthorityHost)
 	if _, err := parseURL(c.AuthorityHost, "https"); err != nil {

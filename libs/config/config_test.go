@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func env(m map[string]string) func(string) string {
@@ -27,14 +28,16 @@ func TestFromEnvDefaults(t *testing.T) {
 func TestFromEnvValid(t *testing.T) {
 	t.Parallel()
 	c, err := FromEnv(env(map[string]string{
-		"DATABASE_URL":         "postgres://u@localhost/db",
-		"NATS_URL":             "nats://127.0.0.1:4222",
-		"GRAPH_BASE_URL":       "https://127.0.0.1:9443/v1.0/",
-		"AZURE_AUTHORITY_HOST": "https://127.0.0.1:9443",
-		"ADMIN_TOKEN":          "0123456789abcdef",
-		"SECRET_KEY":           "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
-		"CONCURRENCY":          "3",
-		"GROUP_CONCURRENCY":    "8",
+		"DATABASE_URL":          "postgres://u@localhost/db",
+		"NATS_URL":              "nats://127.0.0.1:4222",
+		"GRAPH_BASE_URL":        "https://127.0.0.1:9443/v1.0/",
+		"AZURE_AUTHORITY_HOST":  "https://127.0.0.1:9443",
+		"ADMIN_TOKEN":           "0123456789abcdef",
+		"SECRET_KEY":            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+		"CONCURRENCY":           "3",
+		"GROUP_CONCURRENCY":     "8",
+		"GRAPH_SCOPE":           "https://graph.microsoft.us/.default",
+		"GRAPH_MAX_RETRY_AFTER": "90s",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -45,6 +48,9 @@ func TestFromEnvValid(t *testing.T) {
 	if string(c.SecretKey) != "0123456789abcdef0123456789abcdef" || c.Concurrency != 3 || c.GroupConcurrency != 8 {
 		t.Fatalf("parsed %q %d %d", c.SecretKey, c.Concurrency, c.GroupConcurrency)
 	}
+	if c.GraphScope != "https://graph.microsoft.us/.default" || c.GraphMaxRetryAfter != 90*time.Second {
+		t.Fatalf("parsed scope %q, max Retry-After %s", c.GraphScope, c.GraphMaxRetryAfter)
+	}
 	if err := c.Require("DATABASE_URL", "NATS_URL", "SECRET_KEY", "ADMIN_TOKEN"); err != nil {
 		t.Fatal(err)
 	}
@@ -53,16 +59,18 @@ func TestFromEnvValid(t *testing.T) {
 func TestFromEnvNamesTheBadVariable(t *testing.T) {
 	t.Parallel()
 	cases := map[string]string{
-		"DATABASE_URL":         "mysql://x",
-		"NATS_URL":             "http://127.0.0.1:4222",
-		"GRAPH_BASE_URL":       "graph.microsoft.com",
-		"AZURE_AUTHORITY_HOST": "http://127.0.0.1:9443/",
-		"API_ADDR":             "8080",
-		"ADMIN_TOKEN":          "short",
-		"SECRET_KEY":           "c2hvcnQ=",
-		"LOG_LEVEL":            "loud",
-		"CONCURRENCY":          "0",
-		"GROUP_CONCURRENCY":    "65",
+		"DATABASE_URL":          "mysql://x",
+		"NATS_URL":              "http://127.0.0.1:4222",
+		"GRAPH_BASE_URL":        "graph.microsoft.com",
+		"AZURE_AUTHORITY_HOST":  "http://127.0.0.1:9443/",
+		"API_ADDR":              "8080",
+		"ADMIN_TOKEN":           "short",
+		"SECRET_KEY":            "c2hvcnQ=",
+		"LOG_LEVEL":             "loud",
+		"CONCURRENCY":           "0",
+		"GROUP_CONCURRENCY":     "65",
+		"GRAPH_SCOPE":           "https://graph.microsoft.com",
+		"GRAPH_MAX_RETRY_AFTER": "300",
 	}
 	for name, value := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
-	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
@@ -90,9 +89,10 @@ func New(cfg Config, creds Credentials) (*Client, error) {
 		base:        cfg.Transport,
 		maxAttempts: cfg.MaxAttempts,
 		timeout:     cfg.RequestTimeout,
+		maxWait:     cfg.MaxRetryAfter,
 		sleep:       cfg.Sleep,
 		log:         cfg.Logger,
-		now:         time.Now,
+		now:         cfg.Clock,
 	}
 	hc := &http.Client{
 		Transport: khttp.NewCustomTransportWithParentTransport(rt, middleware()...),

@@ -19,6 +19,10 @@ const (
 	DefaultPageSize       = 999
 	DefaultMaxAttempts    = 6
 	DefaultRequestTimeout = 100 * time.Second
+	DefaultMaxRetryAfter  = 5 * time.Minute
+
+	// DefaultScope is the token scope of Graph in the global service.
+	DefaultScope = "https://graph.microsoft.com/.default"
 
 	// MaxPageSize is the largest $top Graph accepts on directory listings.
 	MaxPageSize = 999
@@ -33,10 +37,10 @@ type Config struct {
 	// It must use https. Instance discovery is turned off for any authority
 	// other than the public cloud's, since it would call the public cloud.
 	AuthorityHost string
-	// Scope is the OAuth scope of Graph tokens; default
-	// "<scheme>://<host of BaseURL>/.default", which is right for the
-	// public and national clouds. Set it when Graph is reached through a
-	// gateway whose host is not Graph's.
+	// Scope is the OAuth scope of Graph tokens (GRAPH_SCOPE). It names
+	// Graph's resource, never the URL Graph is reached by: Entra ID knows
+	// no resource by a gateway's, proxy's or simulator's host and refuses
+	// such a scope (AADSTS500011). Default: ScopeFor(BaseURL).
 	Scope string
 	// PageSize is the $top of every listing, 1..999.
 	PageSize int
@@ -46,6 +50,11 @@ type Config struct {
 	// RequestTimeout bounds one attempt (sending it and reading its body);
 	// waits between attempts do not count.
 	RequestTimeout time.Duration
+	// MaxRetryAfter is the longest Retry-After this client waits out
+	// (GRAPH_MAX_RETRY_AFTER). A run waits while holding its tenant's
+	// lease, so a longer wait fails the request with a retryable error
+	// that says so, and the job comes back later instead.
+	MaxRetryAfter time.Duration
 	// Transport is the base transport for Graph and the authority. Tests
 	// pass one that trusts the simulator's CA; nil means
 	// http.DefaultTransport (system roots, or SSL_CERT_FILE).
@@ -56,6 +65,33 @@ type Config struct {
 	// ctx.Err() in the latter case. Injected so tests can watch the waits;
 	// nil means a real timer.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Clock tells the time Retry-After dates are read against; nil means
+	// time.Now.
+	Clock func() time.Time
+}
+
+// graphResources maps the hosts of Graph's documented service roots
+// (microsoft-graph-docs concepts/deployments.md: the global service and
+// the national clouds) to the resource their tokens name.
+var graphResources = map[string]string{
+	"graph.microsoft.com":             "https://graph.microsoft.com",
+	"graph.microsoft.us":              "https://graph.microsoft.us",     // US Government L4
+	"dod-graph.microsoft.us":          "https://dod-graph.microsoft.us", // US Government L5 (DoD)
+	"microsoftgraph.chinacloudapi.cn": "https://microsoftgraph.chinacloudapi.cn",
+}
+
+// ScopeFor is the token scope for Graph reached at baseURL: the resource
+// of the Graph deployment whose service root it is, or the global
+// service's for any other host (a gateway, a proxy, a simulator), which
+// cannot tell which Graph it fronts. A gateway to a national cloud needs
+// Config.Scope set.
+func ScopeFor(baseURL string) string {
+	if u, err := url.Parse(baseURL); err == nil {
+		if res, ok := graphResources[strings.ToLower(u.Hostname())]; ok {
+			return res + "/.default"
+		}
+	}
+	return DefaultScope
 }
 
 // SetDefaults fills every unset field with its default.
@@ -65,9 +101,7 @@ func (c *Config) SetDefaults() {
 	}
 	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
 	if c.Scope == "" {
-		if u, err := url.Parse(c.BaseURL); err == nil && u.Host != "" {
-			c.Scope = u.Scheme + "://" + u.Host + "/.default"
-		}
+		c.Scope = ScopeFor(c.BaseURL)
 	}
 	if c.AuthorityHost == "" {
 		c.AuthorityHost = DefaultAuthorityHost
@@ -87,8 +121,14 @@ func (c *Config) SetDefaults() {
 	if c.Transport == nil {
 		c.Transport = http.DefaultTransport
 	}
+	if c.MaxRetryAfter == 0 {
+		c.MaxRetryAfter = DefaultMaxRetryAfter
+	}
 	if c.Sleep == nil {
 		c.Sleep = sleep
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
 	}
 }
 
@@ -118,11 +158,17 @@ func (c Config) Validate() error {
 	if c.RequestTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("graph: request timeout %s: want > 0", c.RequestTimeout))
 	}
+	if c.MaxRetryAfter <= 0 {
+		errs = append(errs, fmt.Errorf("graph: max Retry-After %s: want > 0", c.MaxRetryAfter))
+	}
 	if c.Transport == nil {
 		errs = append(errs, errors.New("graph: transport is nil (call SetDefaults)"))
 	}
 	if c.Sleep == nil {
 		errs = append(errs, errors.New("graph: sleep is nil (call SetDefaults)"))
+	}
+	if c.Clock == nil {
+		errs = append(errs, errors.New("graph: clock is nil (call SetDefaults)"))
 	}
 	return errors.Join(errs...)
 }

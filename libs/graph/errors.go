@@ -30,6 +30,13 @@ var ErrMalformed = errors.New("malformed Graph response")
 // why, and is permanent.
 var ErrFilterRefused = errors.New("Graph refused the user filter")
 
+// ErrWaitTooLong marks an answer (429, 503, 504) whose Retry-After is
+// longer than Config.MaxRetryAfter: the request was not retried. The
+// error that wraps it also wraps Graph's *Error (status and RetryAfter);
+// it is throttled when the status is 429 and never permanent: Graph will
+// answer later.
+var ErrWaitTooLong = errors.New("graph: Retry-After longer than this client waits")
+
 // Error is an HTTP error answered by Graph, with the code and message of its
 // error body when it had one.
 type Error struct {
@@ -107,6 +114,10 @@ func (e *authError) Unwrap() []error { return []error{ErrAuth, e.cause} }
 func translate(err error, x *exchange) error {
 	if err == nil {
 		return nil
+	}
+	var wt *waitTooLongError
+	if errors.As(err, &wt) {
+		return wt
 	}
 	var afe *azidentity.AuthenticationFailedError
 	if errors.As(err, &afe) {

@@ -475,6 +475,7 @@ func TestCancelStopsWaiting(t *testing.T) {
 	rec := &sleeps{onWait: cancel} // cancel as soon as the wait begins
 	cfg := f.config(t)
 	cfg.Sleep = rec.sleep
+	cfg.MaxRetryAfter = time.Hour
 	c := f.newClient(t, cfg)
 
 	done := make(chan error, 1)
@@ -576,9 +577,6 @@ func TestMalformedResponsesGiveClearErrors(t *testing.T) {
 			cfg := f.config(t)
 			cfg.BaseURL = ts.URL + "/v1.0"
 			cfg.Transport = tr
-			// Tokens come from the simulator's authority, for Graph as it
-			// knows it: this server stands in for Graph's answer only.
-			cfg.Scope = strings.TrimSuffix(f.sim.GraphURL(), "/v1.0") + "/.default"
 			cfg.MaxAttempts = 1
 			c := f.newClient(t, cfg)
 
@@ -665,5 +663,102 @@ func TestParseRetryAfter(t *testing.T) {
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("parseRetryAfter(%q) = %v, %v; want %v, %v", tc.in, got, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+// TestTokenScopeIsGraphsResource reaches Graph by a URL whose host is not
+// Graph's (the simulator's, as a gateway's or a proxy's would be): the
+// token is still asked for Graph's resource, which the authority knows,
+// and never for the base URL's host, which it refuses with AADSTS500011.
+func TestTokenScopeIsGraphsResource(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, smallSpec)
+	c := f.newClient(t, f.config(t))
+	users, _, err := collect(t, c.Users(t.Context(), ""), DefaultPageSize)
+	if err != nil {
+		t.Fatalf("listing users through %s: %v", f.sim.GraphURL(), err)
+	}
+	if len(users) != len(f.dir.Users()) {
+		t.Errorf("got %d users, want %d", len(users), len(f.dir.Users()))
+	}
+}
+
+func TestScopeFor(t *testing.T) {
+	t.Parallel()
+	for base, want := range map[string]string{
+		"https://graph.microsoft.com/v1.0":             "https://graph.microsoft.com/.default",
+		"https://GRAPH.microsoft.com:443/v1.0":         "https://graph.microsoft.com/.default",
+		"https://graph.microsoft.us/v1.0":              "https://graph.microsoft.us/.default",
+		"https://dod-graph.microsoft.us/v1.0":          "https://dod-graph.microsoft.us/.default",
+		"https://microsoftgraph.chinacloudapi.cn/v1.0": "https://microsoftgraph.chinacloudapi.cn/.default",
+		"https://graph-gateway.example.com/v1.0":       "https://graph.microsoft.com/.default",
+		"http://127.0.0.1:8443/v1.0":                   "https://graph.microsoft.com/.default",
+	} {
+		if got := ScopeFor(base); got != want {
+			t.Errorf("ScopeFor(%s) = %s, want %s", base, got, want)
+		}
+	}
+	c := Config{BaseURL: "https://graph-gateway.example.com/v1.0", Scope: "https://graph.microsoft.us/.default"}
+	c.SetDefaults()
+	if c.Scope != "https://graph.microsoft.us/.default" {
+		t.Errorf("a set scope was replaced by %s", c.Scope)
+	}
+}
+
+// TestRetryAfterHasACeiling: a Retry-After up to MaxRetryAfter is waited
+// out exactly, in seconds or as a date read on the injected clock; a
+// longer one ends the request at once with a retryable error that says
+// so, instead of holding the caller (and its tenant lease) for hours.
+func TestRetryAfterHasACeiling(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC)
+	for _, tc := range []struct {
+		name, retryAfter string
+		wait             time.Duration // waited out; 0: refused
+	}{
+		{"seconds under the cap", "240.5", 240500 * time.Millisecond},
+		{"seconds at the cap", "300", 5 * time.Minute},
+		{"date under the cap", now.Add(4 * time.Minute).Format(http.TimeFormat), 4 * time.Minute},
+		{"an hour", "3600", 0},
+		{"date past the cap", now.Add(6 * time.Minute).Format(http.TimeFormat), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, smallSpec)
+			f.sim.SetFaults(f.tenant, graphsim.Faults{FailNext: []int{429}, RetryAfter: tc.retryAfter})
+			var waits []time.Duration
+			cfg := f.config(t)
+			cfg.MaxRetryAfter = 5 * time.Minute
+			cfg.Clock = func() time.Time { return now }
+			cfg.Sleep = func(ctx context.Context, d time.Duration) error { waits = append(waits, d); return ctx.Err() }
+			c := f.newClient(t, cfg)
+
+			_, _, err := collect(t, c.Users(t.Context(), ""), DefaultPageSize)
+			if tc.wait != 0 {
+				if err != nil || !slices.Equal(waits, []time.Duration{tc.wait}) {
+					t.Fatalf("err %v, waits %v; want success after one wait of %v", err, waits, tc.wait)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("a Retry-After of %s past the 5m cap was waited out (waits %v)", tc.retryAfter, waits)
+			}
+			if len(waits) != 0 {
+				t.Errorf("waits %v, want none", waits)
+			}
+			var ge *Error
+			if !errors.Is(err, ErrWaitTooLong) || !errors.As(err, &ge) || ge.Status != http.StatusTooManyRequests || ge.RetryAfter <= 5*time.Minute {
+				t.Errorf("got %v, want ErrWaitTooLong with Graph's 429 and its Retry-After", err)
+			}
+			if IsPermanent(err) || !IsThrottled(err) {
+				t.Errorf("must be throttled and retryable (permanent %v, throttled %v): %v", IsPermanent(err), IsThrottled(err), err)
+			}
+			if !strings.Contains(err.Error(), "longer than the 5m0s") {
+				t.Errorf("error does not say the wait was past the cap: %v", err)
+			}
+			if n := len(f.graphRequests()); n != 1 {
+				t.Errorf("%d Graph requests, want only the throttled one", n)
+			}
+		})
 	}
 }

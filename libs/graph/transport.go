@@ -54,6 +54,7 @@ type retrier struct {
 	base        http.RoundTripper
 	maxAttempts int
 	timeout     time.Duration
+	maxWait     time.Duration // the longest Retry-After waited out
 	sleep       func(context.Context, time.Duration) error
 	log         zerolog.Logger
 	now         func() time.Time
@@ -96,6 +97,17 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 			t.throttled.Add(1)
 		}
 		wait, retry := t.shouldRetry(resp, err)
+		if retry && wait > t.maxWait {
+			// Waiting holds the caller (and a fetcher's tenant lease) for
+			// as long as Graph says; past the cap the attempt ends here,
+			// retryable, and the caller comes back later instead.
+			log.Warn().Int("status", resp.StatusCode).Dur("retry_after", wait).Dur("max", t.maxWait).
+				Msg("graph: Retry-After longer than this client waits out; giving up this attempt")
+			return nil, &waitTooLongError{
+				ge:  &Error{Status: resp.StatusCode, Message: http.StatusText(resp.StatusCode), RetryAfter: wait},
+				max: t.maxWait,
+			}
+		}
 		if !retry || attempt >= t.maxAttempts {
 			if retry {
 				log.Warn().Int("attempts", attempt).Err(err).Int("status", statusOf(resp)).Msg("graph: giving up after the last attempt")
@@ -146,6 +158,21 @@ func (t *retrier) attempt(ctx context.Context, req *http.Request, getBody func()
 	resp.Request = req
 	return resp, nil
 }
+
+// waitTooLongError is a retryable answer whose Retry-After exceeds
+// Config.MaxRetryAfter. It is born here, in the transport, so it reaches
+// the SDK as a transport error and translate hands it on unchanged.
+type waitTooLongError struct {
+	ge  *Error
+	max time.Duration
+}
+
+func (e *waitTooLongError) Error() string {
+	return fmt.Sprintf("%v: Retry-After %s is longer than the %s this client waits (GRAPH_MAX_RETRY_AFTER); try again later",
+		e.ge, e.ge.RetryAfter, e.max)
+}
+
+func (e *waitTooLongError) Unwrap() []error { return []error{ErrWaitTooLong, e.ge} }
 
 // shouldRetry says whether an attempt's outcome is transient and, when
 // Graph said how long to wait, for how long.

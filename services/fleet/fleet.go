@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -29,7 +30,11 @@ type Config struct {
 
 	GraphBaseURL   string
 	AuthorityHost  string
+	GraphScope     string            // "": Graph's resource, derived by libs/graph
 	GraphTransport http.RoundTripper // nil: system roots (SSL_CERT_FILE)
+	// GraphMaxRetryAfter is the longest Retry-After fetchers wait out;
+	// 0 means libs/graph's default.
+	GraphMaxRetryAfter time.Duration
 
 	APIAddr    string // "" or "127.0.0.1:0" for any free port
 	AdminToken string
@@ -145,6 +150,8 @@ func Start(ctx context.Context, cfg Config) (_ *Fleet, err error) {
 			Graph: graph.Config{
 				BaseURL:       cfg.GraphBaseURL,
 				AuthorityHost: cfg.AuthorityHost,
+				Scope:         cfg.GraphScope,
+				MaxRetryAfter: cfg.GraphMaxRetryAfter,
 				Transport:     cfg.GraphTransport,
 				Logger:        flog,
 			},

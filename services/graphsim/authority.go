@@ -206,9 +206,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, tenantKey string,
 }
 
 // resourceOf checks a client-credentials scope: it must name one resource
-// with "/.default" (Graph by URL, by its app ID, or this server's own
-// origin, for clients that derive the scope from GRAPH_BASE_URL). OpenID
-// scopes MSAL adds on its own are ignored, as the authority does.
+// with "/.default", Graph by URL or by its app ID. The URL a client uses
+// to reach Graph (this server's origin, a gateway's) is not a resource
+// Entra ID knows, so it is refused with AADSTS500011 as Entra ID refuses
+// it: accepting it would hide a client that derives its scope from its
+// base URL. OpenID scopes MSAL adds on its own are ignored, as the
+// authority does.
 func (s *Server) resourceOf(scope string, t *tenant) (resource string, code int, msg string) {
 	if strings.TrimSpace(scope) == "" {
 		return "", 900144, "The request body must contain the following parameter: 'scope'."
@@ -223,7 +226,7 @@ func (s *Server) resourceOf(scope string, t *tenant) (resource string, code int,
 		}
 		res := strings.TrimSuffix(sc, "/.default")
 		switch strings.ToLower(strings.TrimRight(res, "/")) {
-		case "https://graph.microsoft.com", graphAppID, strings.ToLower(s.origin):
+		case "https://graph.microsoft.com", graphAppID:
 			return "https://graph.microsoft.com", 0, ""
 		}
 		return "", 500011, fmt.Sprintf("The resource principal named %s was not found in the tenant named %s. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.", res, tenantName(t))

@@ -3,8 +3,9 @@
 // Microsoft Graph and publishes them as events.
 //
 // Configuration comes from the environment: DATABASE_URL, NATS_URL and
-// SECRET_KEY are required; GRAPH_BASE_URL, AZURE_AUTHORITY_HOST,
-// CONCURRENCY, GROUP_CONCURRENCY and LOG_LEVEL are optional. A private CA for Graph or the
+// SECRET_KEY are required; GRAPH_BASE_URL, GRAPH_SCOPE,
+// GRAPH_MAX_RETRY_AFTER, AZURE_AUTHORITY_HOST, CONCURRENCY,
+// GROUP_CONCURRENCY and LOG_LEVEL are optional. A private CA for Graph or the
 // authority is trusted through SSL_CERT_FILE.
 package main
 
@@ -17,7 +18,10 @@ import (
 func main() {
 	process.Main("fetcher", nil, func(d process.Deps) (process.Service, error) {
 		return fetcher.New(fetcher.Config{
-			Graph:            graph.Config{BaseURL: d.Config.GraphBaseURL, AuthorityHost: d.Config.AuthorityHost},
+			Graph: graph.Config{
+				BaseURL: d.Config.GraphBaseURL, AuthorityHost: d.Config.AuthorityHost,
+				Scope: d.Config.GraphScope, MaxRetryAfter: d.Config.GraphMaxRetryAfter,
+			},
 			Concurrency:      d.Config.Concurrency,
 			GroupConcurrency: d.Config.GroupConcurrency,
 		}, fetcher.Deps{Bus: d.Bus, Store: d.Store, Logger: d.Logger})

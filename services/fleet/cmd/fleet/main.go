@@ -101,6 +101,7 @@ func run(logger zerolog.Logger) error {
 		NATSURL:       cfg.NATSURL,
 		GraphBaseURL:  cfg.GraphBaseURL,
 		AuthorityHost: cfg.AuthorityHost,
+		GraphScope:    cfg.GraphScope,
 		APIAddr:       cfg.APIAddr,
 		AdminToken:    cfg.AdminToken,
 		SecretKey:     cfg.SecretKey,
@@ -108,6 +109,8 @@ func run(logger zerolog.Logger) error {
 		Reconcilers:   2,
 		Scheduler:     true,
 		Logger:        logger,
+
+		GraphMaxRetryAfter: cfg.GraphMaxRetryAfter,
 	}
 
 	var sim *graphsim.Server
