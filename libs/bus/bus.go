@@ -48,6 +48,7 @@ const (
 	DefaultRetryBase        = 2 * time.Second
 	DefaultRetryMax         = 2 * time.Minute
 	DefaultPollWait         = 10 * time.Second
+	DefaultTransientFor     = time.Hour
 )
 
 // Options tunes a Bus. The zero value gives production settings; tests
@@ -77,6 +78,14 @@ type Options struct {
 	// with ±20% jitter.
 	RetryBase, RetryMax time.Duration
 
+	// TransientFor is how long a handler failing with Transient is called
+	// again in process, per delivery, before the failure counts against
+	// the message's deliveries. The default outlasts a database restart
+	// or failover by far; with JobsMaxDeliver or EventsMaxDeliver
+	// deliveries it bounds how long a message that only ever fails
+	// "transiently" (a bug that looks like an outage) is kept.
+	TransientFor time.Duration
+
 	// PollWait is how long one pull request waits for messages.
 	PollWait time.Duration
 }
@@ -105,6 +114,7 @@ func (o *Options) setDefaults() {
 	def(&o.RetryBase, DefaultRetryBase)
 	def(&o.RetryMax, DefaultRetryMax)
 	def(&o.PollWait, DefaultPollWait)
+	def(&o.TransientFor, DefaultTransientFor)
 	if o.RetryMax < o.RetryBase {
 		o.RetryMax = o.RetryBase
 	}

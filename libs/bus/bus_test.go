@@ -1138,3 +1138,132 @@ func TestTenantInFlight(t *testing.T) {
 		}
 	})
 }
+
+// TestTransientFailuresSpendNoDeliveries: a handler that fails
+// transiently far more often than the consumer allows deliveries is
+// called again in process until it succeeds, on its first delivery.
+func TestTransientFailuresSpendNoDeliveries(t *testing.T) {
+	forEachServer(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		opts := fast
+		opts.EventsMaxDeliver = 2
+		opts.RetryBase, opts.RetryMax = time.Millisecond, 5*time.Millisecond
+		b := connect(t, url, opts)
+		js := raw(t, url)
+		var calls atomic.Int32
+		deliveries := make(chan uint64, 1)
+		c, err := b.ConsumeEvents(ctx, bus.ConsumeOptions{}, func(ctx context.Context, _ *syncv1.SyncEvent) error {
+			if calls.Add(1) <= 30 {
+				return bus.Transient(errors.New("database unavailable"))
+			}
+			d, _ := bus.DeliveryFromContext(ctx)
+			deliveries <- d.Num
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Stop()
+		ev := &syncv1.SyncEvent{TenantId: uuid.NewString(), RunId: uuid.NewString(), Page: 0,
+			Body: &syncv1.SyncEvent_Users{Users: &syncv1.UsersPage{}}}
+		if err := b.PublishEvent(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case n := <-deliveries:
+			if n != 1 {
+				t.Fatalf("succeeded on delivery %d, want 1", n)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no success after %d calls (%d dead letters)", calls.Load(), len(dlq(t, js)))
+		}
+		waitIdle(t, b, bus.ConsumerReconcilers)
+		if n := len(dlq(t, js)); n != 0 {
+			t.Fatalf("%d dead letters", n)
+		}
+	})
+}
+
+// TestTransientFailuresOutlastingTheirBudgetCountAsDeliveries: past
+// TransientFor, a transient failure spends a delivery like any other, so
+// a message that only ever fails "transiently" is not kept for ever.
+func TestTransientFailuresOutlastingTheirBudgetCountAsDeliveries(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := devenv.NATS(t)
+	opts := fast
+	opts.EventsMaxDeliver = 2
+	opts.RetryBase, opts.RetryMax = time.Millisecond, 2*time.Millisecond
+	opts.TransientFor = 20 * time.Millisecond
+	b := connect(t, url, opts)
+	js := raw(t, url)
+	c, err := b.ConsumeEvents(ctx, bus.ConsumeOptions{}, func(context.Context, *syncv1.SyncEvent) error {
+		return bus.Transient(errors.New("statement timeout"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	ev := &syncv1.SyncEvent{TenantId: uuid.NewString(), RunId: uuid.NewString(), Page: 0,
+		Body: &syncv1.SyncEvent_Users{Users: &syncv1.UsersPage{}}}
+	if err := b.PublishEvent(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "a dead letter", func() bool { return len(dlq(t, js)) == 1 })
+	if m := dlq(t, js)[0]; m.Header.Get(bus.HeaderDLQDeliveries) != "2" ||
+		!strings.Contains(m.Header.Get(bus.HeaderDLQReason), "failing transiently") {
+		t.Fatalf("dead letter %v", m.Header)
+	}
+}
+
+// TestShutdownOnLastDeliveryHandsBack: whatever a handler returns once
+// the service shuts down (its context cancelled), or while it still waits
+// out an outage when its consumer stops, is no verdict on the message: on
+// its last delivery it is handed back as a fresh copy, not dead-lettered
+// (nor nak'd, which would leave it in the stream, never delivered again).
+func TestShutdownOnLastDeliveryHandsBack(t *testing.T) {
+	for name, fail := range map[string]func(ctx context.Context) error{
+		"cancelled handler": func(ctx context.Context) error {
+			<-ctx.Done()
+			return fmt.Errorf("query cancelled: %w", ctx.Err())
+		},
+		"stopped while waiting out an outage": func(context.Context) error {
+			return bus.Transient(errors.New("database unavailable"))
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			url := devenv.NATS(t)
+			opts := fast
+			opts.JobsMaxDeliver = 1 // every delivery is the last
+			opts.RetryBase, opts.RetryMax = 5*time.Millisecond, 10*time.Millisecond
+			b := connect(t, url, opts)
+			js := raw(t, url)
+			hctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			var once sync.Once
+			started := make(chan struct{})
+			c, err := b.ConsumeJobs(hctx, bus.ConsumeOptions{}, func(ctx context.Context, _ *syncv1.SyncJob) error {
+				once.Do(func() { close(started) })
+				return fail(ctx)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			job := newJob(uuid.NewString())
+			if err := b.PublishJob(ctx, job); err != nil {
+				t.Fatal(err)
+			}
+			<-started
+			cancel()
+			c.Stop()
+			if id := nextJob(t, url, opts, 10*time.Second); id != job.RunId {
+				t.Fatalf("another replica got run %q, want %s (%d dead letters)", id, job.RunId, len(dlq(t, js)))
+			}
+			if n := len(dlq(t, js)); n != 0 {
+				t.Fatalf("%d dead letters for a job handed back on shutdown", n)
+			}
+		})
+	}
+}

@@ -372,10 +372,18 @@ func (c *consumer) process(msg jetstream.Msg) {
 	}
 	log = lc.Logger()
 
-	herr := c.call(log, Delivery{Num: meta.NumDelivered, Max: c.maxDeliver}, env.msg)
+	d := Delivery{Num: meta.NumDelivered, Max: c.maxDeliver}
+	herr := c.call(log, d, env.msg)
+	if IsTransient(herr) {
+		herr = c.retryTransient(log, d, env.msg, herr)
+	}
 	var perm *permanentError
 	var retry *retryError
-	last := c.maxDeliver > 0 && meta.NumDelivered >= uint64(c.maxDeliver)
+	last := d.Last()
+	// Shutting down: the handlers' context was cancelled (whatever they
+	// returned then is no verdict on the message), or the consumer is
+	// stopping while the handler still waited out an outage.
+	shutdown := c.ctx.Err() != nil || (c.loopCtx.Err() != nil && IsTransient(herr))
 	switch {
 	case herr == nil:
 		keep.stop()
@@ -384,35 +392,73 @@ func (c *consumer) process(msg jetstream.Msg) {
 		}
 	case errors.As(herr, &perm):
 		c.deadLetter(msg, meta, log, keep, "permanent: "+herr.Error())
-	case last && errors.As(herr, &retry):
-		// Retry means "not now", not "failed": a job waiting for a long
-		// run of its tenant, or handed back on shutdown, must not be
-		// dead-lettered for its patience. On shutdown too: a Nak on the
-		// last delivery would leave the message undeliverable.
-		if c.ctx.Err() != nil {
-			<-c.pullsGone
-		}
-		c.requeue(msg, meta, log, keep, retry)
-	case last:
-		c.deadLetter(msg, meta, log, keep, fmt.Sprintf("failed on its last allowed delivery (%d): %v", meta.NumDelivered, herr))
-	case c.ctx.Err() != nil:
-		// The service is shutting down: let another replica have it now,
-		// and not our own pull request that is being abandoned.
-		<-c.pullsGone
-		keep.stop()
-		_ = msg.Nak()
-		log.Info().Err(herr).Msg("handed back on shutdown")
-	default:
-		delay := c.backoff(meta.NumDelivered)
-		if errors.As(herr, &retry) {
+	case shutdown || errors.As(herr, &retry):
+		// Hand the message back: "not now" is not "failed". A job waiting
+		// for a long run of its tenant must not be dead-lettered for its
+		// patience, nor a message for the process's shutdown. Wait until
+		// our own abandoned pull request is gone, so the message goes to
+		// another replica and not to it.
+		delay := time.Duration(0)
+		if retry != nil && !shutdown {
 			delay = retry.delay
 		}
+		if shutdown {
+			<-c.pullsGone
+		}
+		if last {
+			// A nak on the last delivery would leave the message in its
+			// stream, never delivered again: publish a fresh copy.
+			c.requeue(msg, meta, log, keep, herr, delay)
+			return
+		}
+		keep.stop()
+		if err := msg.NakWithDelay(delay); err != nil {
+			log.Warn().Err(err).Msg("nak failed; the message comes back after its ack wait")
+		}
+		if shutdown {
+			log.Info().Err(herr).Msg("handed back on shutdown")
+		} else {
+			log.Debug().Err(herr).Dur("retry_in", delay).Msg("handler asked to retry")
+		}
+	case last:
+		c.deadLetter(msg, meta, log, keep, fmt.Sprintf("failed on its last allowed delivery (%d): %v", meta.NumDelivered, herr))
+	default:
+		delay := c.backoff(meta.NumDelivered)
 		keep.stop()
 		if err := msg.NakWithDelay(delay); err != nil {
 			log.Warn().Err(err).Msg("nak failed; the message comes back after its ack wait")
 		}
 		log.Warn().Err(herr).Dur("retry_in", delay).Msg("handler failed; will retry")
 	}
+}
+
+// retryTransient calls the handler again after growing delays while it
+// fails with Transient (see there), for up to TransientFor, and returns
+// its last answer. It gives up early when the consumer stops: the caller
+// then hands the message back.
+func (c *consumer) retryTransient(log zerolog.Logger, d Delivery, m proto.Message, herr error) error {
+	deadline := time.Now().Add(c.b.opts.TransientFor)
+	for n := uint64(1); IsTransient(herr); n++ {
+		wait := c.backoff(n)
+		if time.Now().Add(wait).After(deadline) {
+			log.Warn().Err(herr).Dur("for", c.b.opts.TransientFor).
+				Msg("still failing transiently; the failure now counts as a delivery")
+			// An ordinary failure from here on: it spends a delivery.
+			return fmt.Errorf("failing transiently for %s: %s", c.b.opts.TransientFor, herr)
+		}
+		if n == 1 || n%10 == 0 {
+			log.Warn().Err(herr).Uint64("tries", n).Dur("retry_in", wait).Msg("transient failure; retrying in process")
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-c.loopCtx.Done():
+			t.Stop()
+			return herr
+		}
+		herr = c.call(log, d, m)
+	}
+	return herr
 }
 
 // call runs the handler, turning a panic into an error so one bad message
@@ -479,7 +525,7 @@ func (k *keeper) stop() {
 // requeue publishes a copy of a message whose deliveries ran out while
 // its handler kept asking for a retry, so the copy starts with a fresh
 // delivery count, and terminates the original.
-func (c *consumer) requeue(msg jetstream.Msg, meta *jetstream.MsgMetadata, log zerolog.Logger, keep *keeper, retry *retryError) {
+func (c *consumer) requeue(msg jetstream.Msg, meta *jetstream.MsgMetadata, log zerolog.Logger, keep *keeper, why error, delay time.Duration) {
 	hdr := nats.Header{}
 	for k, v := range msg.Headers() {
 		if !strings.HasPrefix(k, "Nats-") {
@@ -503,14 +549,14 @@ func (c *consumer) requeue(msg jetstream.Msg, meta *jetstream.MsgMetadata, log z
 	if err != nil {
 		// Without a copy the original must stay: it is kept in its stream
 		// (the server stops delivering it) rather than lost.
-		_ = msg.NakWithDelay(retry.delay)
+		_ = msg.NakWithDelay(delay)
 		log.Error().Err(err).Msg("could not requeue a message out of deliveries; it stays in its stream")
 		return
 	}
 	if err := msg.Term(); err != nil {
 		log.Warn().Err(err).Msg("term after requeue failed")
 	}
-	log.Info().Err(retry).Int("requeues", n+1).Msg("out of deliveries while waiting; requeued")
+	log.Info().Err(why).Int("requeues", n+1).Msg("out of deliveries while waiting; requeued")
 }
 
 // deadLetter copies a message to SYNC_DLQ and terminates the original. If

@@ -17,13 +17,18 @@
 //
 // Consuming hides acknowledgement from the services. A handler returns nil
 // (ack), Retry(err, d) (redeliver after d, for as long as it takes),
-// Permanent(err) (dead-letter), or
+// Permanent(err) (dead-letter), Transient(err) (an outage: called again
+// in process with backoff, keeping the message, for up to TransientFor,
+// so that an outage delays messages without spending their deliveries),
+// or
 // any other error (redeliver with a growing delay until the consumer's last
 // allowed delivery, then dead-letter). A handler that must not let its
 // message be dead-lettered silently (the fetcher ends the run instead)
 // reads DeliveryFromContext to know when it is on the last delivery. Payloads that do not decode, or whose
 // tenant differs from their subject's, never reach a handler: they go
-// straight to SYNC_DLQ. While a handler runs the bus tells JetStream the
+// straight to SYNC_DLQ. A message whose process shuts down while its
+// handler runs is handed back, on its last delivery as a fresh copy
+// (HeaderRequeues), never dead-lettered for the shutdown. While a handler runs the bus tells JetStream the
 // message is in progress, so a long Graph page is not handed to a second
 // replica. A dead letter keeps the original payload and carries headers
 // with the reason, the original subject, the stream sequence and the

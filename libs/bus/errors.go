@@ -29,6 +29,28 @@ func Permanent(err error) error {
 	return &permanentError{err: err}
 }
 
+// Transient is what a handler returns when its message failed for a
+// reason that passes by itself: the database is down or restarting, a
+// connection broke. Redelivery would spend the message's deliveries on
+// the outage, and a long one would dead-letter it. Instead the bus calls
+// the handler again in this process, after growing delays (RetryBase
+// doubled up to RetryMax), keeping the message in progress, for up to
+// Options.TransientFor; only then does the failure count as one delivery.
+// Should the consumer stop meanwhile, the message is handed back (a fresh
+// copy when it was on its last delivery), never dead-lettered.
+func Transient(err error) error {
+	if err == nil {
+		err = errors.New("transient failure")
+	}
+	return &transientError{err: err}
+}
+
+// IsTransient reports whether err was made by Transient.
+func IsTransient(err error) bool {
+	var t *transientError
+	return errors.As(err, &t)
+}
+
 // IsPermanent reports whether err was made by Permanent.
 func IsPermanent(err error) bool {
 	var p *permanentError
@@ -47,3 +69,8 @@ type permanentError struct{ err error }
 
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
+
+type transientError struct{ err error }
+
+func (e *transientError) Error() string { return e.err.Error() }
+func (e *transientError) Unwrap() error { return e.err }

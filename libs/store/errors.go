@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 
@@ -95,6 +96,13 @@ func IsRetryable(err error) bool {
 		return false
 	}
 	if pgconn.SafeToRetry(err) || pgconn.Timeout(err) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	// The connection went away mid-statement (the server restarted, a
+	// proxy or the network cut it): the transaction rolled back with it,
+	// and every write of the store can run again.
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, pgconn.ErrConnClosed) {
 		return true
 	}
 	var netErr net.Error

@@ -7,7 +7,9 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"io"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/entrasync/entrasync/libs/devenv"
 	"github.com/entrasync/entrasync/libs/store"
@@ -403,6 +406,12 @@ func TestIsRetryable(t *testing.T) {
 	for _, err := range []error{store.ErrNotFound, store.ErrConflict, store.ErrInvalid, context.Canceled, nil} {
 		if store.IsRetryable(err) {
 			t.Errorf("IsRetryable(%v) = true", err)
+		}
+	}
+	// A connection cut mid-statement, however it is wrapped, is too.
+	for _, err := range []error{io.ErrUnexpectedEOF, io.EOF, net.ErrClosed, pgconn.ErrConnClosed} {
+		if err := fmt.Errorf("store: apply users page: %w", err); !store.IsRetryable(err) {
+			t.Errorf("IsRetryable(%v) = false", err)
 		}
 	}
 	// A database that is not there is worth trying again later.

@@ -142,7 +142,19 @@ func (r *Reconciler) Stop(ctx context.Context) error {
 // changes nothing because it was applied before, or its run is over), an
 // error made by bus.Permanent when the event can never be applied, and any
 // other error when applying it again later may work.
+//
+// A failure that passes by itself (the database is down, a connection
+// broke: store.IsRetryable) is returned as bus.Transient, so that an
+// outage of any length delays events without spending their deliveries.
 func (r *Reconciler) Apply(ctx context.Context, ev *syncv1.SyncEvent) error {
+	err := r.apply(ctx, ev)
+	if err != nil && !bus.IsPermanent(err) && store.IsRetryable(err) {
+		return bus.Transient(err)
+	}
+	return err
+}
+
+func (r *Reconciler) apply(ctx context.Context, ev *syncv1.SyncEvent) error {
 	ref := store.PageRef{TenantID: ev.GetTenantId(), RunID: ev.GetRunId(), RunSeq: ev.GetRunSeq(), Page: ev.GetPage()}
 	log := r.log.With().Str("tenant", ref.TenantID).Str("run", ref.RunID).Int32("page", ref.Page).Logger()
 	if err := validate(ev); err != nil {

@@ -1,0 +1,171 @@
+package reconciler_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/entrasync/entrasync/libs/bus"
+	"github.com/entrasync/entrasync/libs/devenv"
+	"github.com/entrasync/entrasync/libs/secret"
+	"github.com/entrasync/entrasync/libs/store"
+	"github.com/entrasync/entrasync/libs/store/storetest"
+	"github.com/entrasync/entrasync/services/reconciler"
+)
+
+// pgProxy stands between a store and Postgres, so a test can take the
+// database away (every connection cut, new ones refused) and give it back.
+type pgProxy struct {
+	ln      net.Listener
+	target  string
+	refused atomic.Int64
+
+	mu    sync.Mutex
+	down  bool
+	conns map[net.Conn]struct{}
+}
+
+func newPGProxy(t *testing.T, dbURL string) (*pgProxy, string) {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	must(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	p := &pgProxy{ln: ln, target: u.Host, conns: map[net.Conn]struct{}{}}
+	t.Cleanup(func() { ln.Close(); p.setDown(true) })
+	go p.serve()
+	u.Host = ln.Addr().String()
+	return p, u.String()
+}
+
+func (p *pgProxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		down := p.down
+		p.mu.Unlock()
+		if down {
+			p.refused.Add(1)
+			c.Close()
+			continue
+		}
+		s, err := net.Dial("tcp", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns[c], p.conns[s] = struct{}{}, struct{}{}
+		p.mu.Unlock()
+		go func() { _, _ = io.Copy(s, c); s.Close(); c.Close() }()
+		go func() { _, _ = io.Copy(c, s); s.Close(); c.Close() }()
+	}
+}
+
+// setDown cuts every connection and refuses new ones, or lets them in.
+func (p *pgProxy) setDown(down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = down
+	if down {
+		for c := range p.conns {
+			c.Close()
+		}
+		clear(p.conns)
+	}
+}
+
+// TestDatabaseOutageDelaysRunsWithoutSpendingDeliveries takes Postgres
+// away from a running reconciler for far longer than its events' delivery
+// budget (compressed here: 3 deliveries, a few milliseconds apart), then
+// gives it back: the run finishes, and nothing is dead-lettered.
+func TestDatabaseOutageDelaysRunsWithoutSpendingDeliveries(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	proxy, proxyURL := newPGProxy(t, e.url)
+	box, err := secret.NewBox(storetest.Key)
+	must(t, err)
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel)
+	st, err := store.Open(ctx, proxyURL, box, log, store.WithoutMigrate(), store.WithClock(clock))
+	must(t, err)
+	t.Cleanup(st.Close)
+
+	natsURL := devenv.NATS(t)
+	b, err := bus.ConnectWith(ctx, natsURL, bus.Options{EventsMaxDeliver: 3, RetryBase: 2 * time.Millisecond,
+		RetryMax: 20 * time.Millisecond, TransientFor: time.Minute, PollWait: time.Second}, log)
+	must(t, err)
+	t.Cleanup(b.Close)
+	r, err := reconciler.New(reconciler.Config{Concurrency: 2, Clock: clock}, reconciler.Deps{Bus: b, Store: st, Logger: log})
+	must(t, err)
+
+	tenant := e.tenant(5)
+	run := e.newRun(tenant)
+	proxy.setDown(true)
+	must(t, r.Start(ctx))
+	defer func() {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		must(t, r.Stop(sctx))
+	}()
+	evs := events(testDirectory(), tenant, run.ID, run.Seq, 5)
+	for _, ev := range evs {
+		must(t, b.PublishEvent(ctx, ev))
+	}
+	nc, err := nats.Connect(natsURL)
+	must(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	must(t, err)
+	dlq, err := js.Stream(ctx, bus.StreamDLQ)
+	must(t, err)
+	deadLetters := func() uint64 {
+		info, err := dlq.Info(ctx)
+		must(t, err)
+		return info.State.Msgs
+	}
+
+	// The outage lasts until the reconciler has tried the database four
+	// times as often as every event's three deliveries would have.
+	deadline := time.Now().Add(30 * time.Second)
+	for proxy.refused.Load() < int64(4*3*len(evs)) {
+		if n := deadLetters(); n > 0 {
+			t.Fatalf("%d events dead-lettered during the outage (%d connection attempts)", n, proxy.refused.Load())
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d connection attempts during the outage", proxy.refused.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	proxy.setDown(false)
+
+	for {
+		got, err := e.st.GetRun(ctx, tenant, run.ID)
+		must(t, err)
+		if got.Terminal() {
+			if got.Status != store.StatusSucceeded {
+				t.Fatalf("run %s after the outage: %s", got.Status, got.Error)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run still %s 30 s after the outage began (%d pages applied)", got.Status, got.PagesApplied)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := deadLetters(); n != 0 {
+		t.Fatalf("%d dead letters after an outage", n)
+	}
+}
