@@ -11,6 +11,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	abs "github.com/microsoft/kiota-abstractions-go"
 	absauth "github.com/microsoft/kiota-abstractions-go/authentication"
@@ -64,18 +65,30 @@ func New(cfg Config, creds Credentials) (*Client, error) {
 		return nil, fmt.Errorf("graph: base URL: %w", err)
 	}
 
-	cred, err := azidentity.NewClientSecretCredential(creds.TenantID, creds.ClientID, creds.ClientSecret,
-		&azidentity.ClientSecretCredentialOptions{
-			ClientOptions: azcore.ClientOptions{
-				Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: cfg.AuthorityHost},
-				Transport: &http.Client{Transport: cfg.Transport},
-			},
-			// Instance discovery asks the public cloud about the authority;
-			// anywhere else it would leak the call or fail.
-			DisableInstanceDiscovery: !cfg.isPublicCloud(),
-		})
+	newCred := func() (azcore.TokenCredential, error) {
+		return azidentity.NewClientSecretCredential(creds.TenantID, creds.ClientID, creds.ClientSecret,
+			&azidentity.ClientSecretCredentialOptions{
+				ClientOptions: azcore.ClientOptions{
+					Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: cfg.AuthorityHost},
+					Transport: &http.Client{Transport: authorityTransport{base: cfg.Transport}},
+					// The tokenSource retries, with the injected sleep and
+					// knowing a refusal from silence; azcore's own retries
+					// would sleep for real and multiply with it.
+					Retry: policy.RetryOptions{MaxRetries: -1},
+				},
+				// Instance discovery asks the public cloud about the authority;
+				// anywhere else it would leak the call or fail.
+				DisableInstanceDiscovery: !cfg.isPublicCloud(),
+			})
+	}
+	first, err := newCred()
 	if err != nil {
 		return nil, fmt.Errorf("graph: credential for tenant %s: %w", creds.TenantID, err)
+	}
+	cred := &tokenSource{
+		newCred: newCred, cred: first,
+		timeout: cfg.RequestTimeout, maxAttempts: cfg.MaxAttempts, maxWait: cfg.MaxRetryAfter,
+		sleep: cfg.Sleep, now: cfg.Clock, log: cfg.Logger,
 	}
 	// The provider attaches a token only to hosts in this list and sends
 	// nothing, silently, to any other: Graph's own host must be in it.
@@ -90,6 +103,7 @@ func New(cfg Config, creds Credentials) (*Client, error) {
 		maxAttempts: cfg.MaxAttempts,
 		timeout:     cfg.RequestTimeout,
 		maxWait:     cfg.MaxRetryAfter,
+		tokens:      cred,
 		sleep:       cfg.Sleep,
 		log:         cfg.Logger,
 		now:         cfg.Clock,

@@ -9,8 +9,15 @@
 // Retries live in one place, an http.RoundTripper under the SDK's middleware
 // pipeline (from which the SDK's own retry handler is removed, so retries
 // never multiply): 429, 503 and 504 wait exactly the Retry-After Graph asked
-// for (fractional seconds and HTTP dates included), other transient failures
-// back off exponentially with jitter, and a cancelled context stops the wait.
+// for (fractional seconds and HTTP dates included) up to MaxRetryAfter
+// (a longer one ends the attempt with ErrWaitTooLong, retryable), other
+// transient failures back off exponentially with jitter, and a cancelled
+// context stops the wait. A 401 from Graph gets one new token from the
+// authority and one more try.
+//
+// Tokens (token.go) name Graph's resource, never the URL Graph is reached
+// by. The token authority is retried the same way when it does not answer
+// or answers 5xx/429/408; only its refusal of the credentials is final.
 //
 // Errors are classified where they are born: *Error for Graph's error
 // bodies, ErrAuth when the authority rejects the credentials, ErrMalformed

@@ -1,15 +1,12 @@
 package graph
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	abs "github.com/microsoft/kiota-abstractions-go"
 	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
 )
@@ -91,7 +88,8 @@ func IsThrottled(err error) bool {
 	return errors.As(err, &ge) && ge.Status == http.StatusTooManyRequests
 }
 
-// authError is a token request the authority turned down. Its message is
+// authError is a token request the authority turned down (or one that
+// cannot succeed without a change, such as an untrusted certificate). Its message is
 // the authority's own (e.g. "AADSTS7000215: Invalid client secret
 // provided..."), so people can act on it.
 type authError struct {
@@ -119,9 +117,15 @@ func translate(err error, x *exchange) error {
 	if errors.As(err, &wt) {
 		return wt
 	}
-	var afe *azidentity.AuthenticationFailedError
-	if errors.As(err, &afe) {
-		return fromAuthFailure(afe)
+	// Token failures were classified by the tokenSource, where they are
+	// born; the SDK only passed them on.
+	var refused *authError
+	if errors.As(err, &refused) {
+		return refused
+	}
+	var ue *authorityUnavailable
+	if errors.As(err, &ue) {
+		return ue
 	}
 	var oe *odataerrors.ODataError
 	if errors.As(err, &oe) {
@@ -164,28 +168,6 @@ func fillFromExchange(ge *Error, x *exchange) {
 	if ge.RetryAfter == 0 {
 		ge.RetryAfter = x.retryAfter
 	}
-}
-
-func fromAuthFailure(afe *azidentity.AuthenticationFailedError) error {
-	ae := &authError{cause: afe, msg: afe.Error()}
-	if res := afe.RawResponse; res != nil {
-		ae.status = res.StatusCode
-		// The authority answers {"error": "...", "error_description": "AADSTS...: ..."}.
-		if body, err := runtime.Payload(res); err == nil {
-			var b struct {
-				Error       string `json:"error"`
-				Description string `json:"error_description"`
-			}
-			if json.Unmarshal(body, &b) == nil && (b.Error != "" || b.Description != "") {
-				ae.msg = strings.TrimSpace(strings.Join(nonEmpty(b.Error, b.Description), ": "))
-			}
-		}
-	}
-	if ae.status >= 500 || ae.status == http.StatusTooManyRequests || ae.status == http.StatusRequestTimeout {
-		// The authority is unwell, the credentials may be fine: not ErrAuth.
-		return fmt.Errorf("token authority unavailable (HTTP %d): %s", ae.status, ae.msg)
-	}
-	return ae
 }
 
 func retryAfterOf(h *abs.ResponseHeaders) time.Duration {

@@ -16,7 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/rs/zerolog"
 )
 
@@ -55,6 +54,7 @@ type retrier struct {
 	maxAttempts int
 	timeout     time.Duration
 	maxWait     time.Duration // the longest Retry-After waited out
+	tokens      *tokenSource  // renews a token Graph refused; nil: never
 	sleep       func(context.Context, time.Duration) error
 	log         zerolog.Logger
 	now         func() time.Time
@@ -77,11 +77,8 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = 500 * time.Millisecond
-	bo.MaxInterval = 30 * time.Second
-	bo.MaxElapsedTime = 0 // attempts bound the loop, not time
-	bo.Reset()
+	bo := newBackoff()
+	renewed := false
 
 	log := t.log.With().Str("method", req.Method).Str("path", req.URL.Path).Logger()
 	for attempt := 1; ; attempt++ {
@@ -95,6 +92,23 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if resp != nil && resp.StatusCode == http.StatusTooManyRequests {
 			t.throttled.Add(1)
+		}
+		if resp != nil && resp.StatusCode == http.StatusUnauthorized && !renewed && t.tokens != nil {
+			// Graph refused a token the authority gave: most likely it
+			// expired while this run waited (a long Retry-After). One new
+			// token, one more try; a second 401 is Graph's final word.
+			if stale, ok := bearer(req); ok {
+				renewed = true
+				tok, err := t.tokens.renew(ctx, stale)
+				if err != nil {
+					return nil, err
+				}
+				req = req.Clone(ctx)
+				req.Header.Set("Authorization", "Bearer "+tok)
+				log.Info().Int("attempt", attempt).Msg("graph: 401; retrying once with a new token")
+				t.retries.Add(1)
+				continue
+			}
 		}
 		wait, retry := t.shouldRetry(resp, err)
 		if retry && wait > t.maxWait {
@@ -248,6 +262,15 @@ func parseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
 		return max(at.Sub(now), 0), true
 	}
 	return 0, false
+}
+
+// bearer is the token a request carries.
+func bearer(req *http.Request) (string, bool) {
+	scheme, tok, ok := strings.Cut(req.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
+		return "", false
+	}
+	return tok, true
 }
 
 func statusOf(resp *http.Response) int {

@@ -41,6 +41,14 @@ func (s *Server) serveAuthority(w http.ResponseWriter, r *http.Request) {
 	rest := strings.Join(parts[1:], "/")
 	tenantKey := parts[0]
 	rec.Tenant = strings.ToLower(tenantKey)
+	if t := s.tenant(tenantKey); t != nil && s.stallAuthority(t.id) {
+		rec.Tenant = t.id
+		// No answer, not even an error: the client's own timeout (or its
+		// going away) ends the request, as with an authority that is slow
+		// or unreachable.
+		<-r.Context().Done()
+		return
+	}
 	switch {
 	case tenantKey == "common" && rest == "discovery/instance":
 		s.instanceDiscovery(sw, r)

@@ -1,6 +1,8 @@
 package graphsim_test
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"os"
@@ -402,5 +404,32 @@ func TestResourceUnitBudget(t *testing.T) {
 	}
 	if served != 1750 {
 		t.Errorf("%d requests of 2 RU fit in the default budget, want 1750", served)
+	}
+}
+
+// TestStallAuthorityLeavesTokenRequestsUnanswered: the next
+// StallAuthority requests of the tenant to its authority get no answer
+// until the client gives up; then the authority answers as before.
+func TestStallAuthorityLeavesTokenRequestsUnanswered(t *testing.T) {
+	t.Parallel()
+	s := newSim(t, graphsim.Options{})
+	tc := s.addTenant(graphsim.Generate(graphsim.Spec{Seed: 3, Users: 3}))
+	s.srv.SetFaults(tc.id, graphsim.Faults{StallAuthority: 1})
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {tc.clientID},
+		"client_secret": {tc.secret}, "scope": {"https://graph.microsoft.com/.default"}}
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.srv.AuthorityURL()+tc.id+"/oauth2/v2.0/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := s.client.Do(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("a stalled authority answered %d", resp.StatusCode)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("got %v, want the client's own deadline", err)
+	}
+	if status, body := s.tokenRequest(tc.id, form); status != http.StatusOK {
+		t.Errorf("after the stall: %d %v, want a token", status, body)
 	}
 }

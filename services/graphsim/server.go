@@ -45,8 +45,8 @@ type Options struct {
 }
 
 // Faults are failures injected into one tenant's Graph requests (or every
-// tenant's, under the tenant ID ""). Token requests are not affected.
-// Requests are counted per tenant from the last SetFaults.
+// tenant's, under the tenant ID ""). Token requests are affected only by
+// StallAuthority. Requests are counted per tenant from the last SetFaults.
 type Faults struct {
 	ThrottleEvery           int           // every Nth Graph request answers 429 with RetryAfter (0 = never)
 	RetryAfter              string        // the Retry-After header value exactly, e.g. "1.5"; default "1"
@@ -64,6 +64,12 @@ type Faults struct {
 	// (throttling-limits.md): 3,500 for tenants under 50 users, 5,000 up
 	// to 500 users, 8,000 above.
 	Budget int
+
+	// StallAuthority is how many of the tenant's next token-authority
+	// requests (openid-configuration and token, by tenant ID or domain)
+	// get no answer at all: each hangs until its client gives up, as an
+	// authority that is slow or cut off looks to the client.
+	StallAuthority int
 }
 
 // Permissions say which member types a tenant's app registration may
@@ -130,6 +136,7 @@ type tenant struct {
 type faultState struct {
 	f        Faults
 	failNext []int
+	stalls   int                     // authority requests still to stall
 	counts   map[string]int          // per tenant
 	windows  map[string]*budgetState // per tenant
 }
@@ -391,14 +398,27 @@ func (s *Server) SetFaults(entraTenantID string, f Faults) {
 	key := strings.ToLower(entraTenantID)
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
-	if f.ThrottleEvery == 0 && f.ServiceUnavailableEvery == 0 && len(f.FailNext) == 0 && f.Latency == 0 && !f.EnforceBudget {
+	if f.ThrottleEvery == 0 && f.ServiceUnavailableEvery == 0 && len(f.FailNext) == 0 && f.Latency == 0 && !f.EnforceBudget && f.StallAuthority == 0 {
 		delete(s.faults, key)
 		return
 	}
 	if f.RetryAfter == "" {
 		f.RetryAfter = "1"
 	}
-	s.faults[key] = &faultState{f: f, failNext: append([]int(nil), f.FailNext...), counts: map[string]int{}, windows: map[string]*budgetState{}}
+	s.faults[key] = &faultState{f: f, failNext: append([]int(nil), f.FailNext...), stalls: f.StallAuthority, counts: map[string]int{}, windows: map[string]*budgetState{}}
+}
+
+// stallAuthority reports whether a token-authority request of a tenant
+// is to get no answer, and counts it when so.
+func (s *Server) stallAuthority(tenantID string) bool {
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	st := s.faultsOf(tenantID)
+	if st == nil || st.stalls == 0 {
+		return false
+	}
+	st.stalls--
+	return true
 }
 
 // SetPermissions replaces what the app registration of a tenant ("" =
