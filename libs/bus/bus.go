@@ -24,6 +24,9 @@ const (
 	StreamJobs   = "SYNC_JOBS"
 	StreamEvents = "SYNC_EVENTS"
 	StreamDLQ    = "SYNC_DLQ"
+	// StreamStranded keeps JetStream's MAX_DELIVERIES advisories of the
+	// two work queues (see rescue.go).
+	StreamStranded = "SYNC_STRANDED"
 
 	ConsumerFetchers    = "fetchers"
 	ConsumerReconcilers = "reconcilers"
@@ -49,6 +52,7 @@ const (
 	DefaultRetryMax         = 2 * time.Minute
 	DefaultPollWait         = 10 * time.Second
 	DefaultTransientFor     = time.Hour
+	DefaultMaxStrandings    = 3
 )
 
 // Options tunes a Bus. The zero value gives production settings; tests
@@ -88,6 +92,11 @@ type Options struct {
 
 	// PollWait is how long one pull request waits for messages.
 	PollWait time.Duration
+
+	// MaxStrandings is how often a message whose last delivery was never
+	// answered (its process died) is published again before it is
+	// dead-lettered instead (see rescue.go).
+	MaxStrandings int
 }
 
 func (o *Options) setDefaults() {
@@ -115,6 +124,7 @@ func (o *Options) setDefaults() {
 	def(&o.RetryMax, DefaultRetryMax)
 	def(&o.PollWait, DefaultPollWait)
 	def(&o.TransientFor, DefaultTransientFor)
+	defInt(&o.MaxStrandings, DefaultMaxStrandings)
 	if o.RetryMax < o.RetryBase {
 		o.RetryMax = o.RetryBase
 	}
@@ -132,6 +142,9 @@ type Bus struct {
 	events      jetstream.Stream
 	fetchers    jetstream.Consumer
 	reconcilers jetstream.Consumer
+	// strandedJobs and strandedEvents read SYNC_STRANDED's advisories of
+	// the fetchers and of the reconcilers.
+	strandedJobs, strandedEvents jetstream.Consumer
 
 	mu        sync.Mutex
 	consumers map[*consumer]struct{}
@@ -220,6 +233,14 @@ func (b *Bus) declare(ctx context.Context) error {
 			MaxAge:      b.opts.DLQMaxAge,
 			Replicas:    b.opts.Replicas,
 		},
+		{
+			Name:        StreamStranded,
+			Description: "entrasync: JetStream's notices of jobs and events whose last delivery was never answered",
+			Subjects:    []string{advisoryMaxDeliveries(StreamJobs, ConsumerFetchers), advisoryMaxDeliveries(StreamEvents, ConsumerReconcilers)},
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    b.opts.Replicas,
+		},
 	}
 	for _, cfg := range streams {
 		s, err := b.js.CreateOrUpdateStream(ctx, cfg)
@@ -255,6 +276,23 @@ func (b *Bus) declare(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("bus: declare consumer %s on %s: %w", ConsumerReconcilers, StreamEvents, err)
+	}
+	for _, c := range []struct {
+		stream, consumer string
+		dst              *jetstream.Consumer
+	}{{StreamJobs, ConsumerFetchers, &b.strandedJobs}, {StreamEvents, ConsumerReconcilers, &b.strandedEvents}} {
+		name := c.consumer + "-stranded"
+		*c.dst, err = b.js.CreateOrUpdateConsumer(ctx, StreamStranded, jetstream.ConsumerConfig{
+			Durable:       name,
+			Description:   "the " + c.consumer + " replicas rescue their stranded messages through this consumer",
+			FilterSubject: advisoryMaxDeliveries(c.stream, c.consumer),
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       30 * time.Second,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+		})
+		if err != nil {
+			return fmt.Errorf("bus: declare consumer %s on %s: %w", name, StreamStranded, err)
+		}
 	}
 	return nil
 }

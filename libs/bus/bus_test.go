@@ -1267,3 +1267,144 @@ func TestShutdownOnLastDeliveryHandsBack(t *testing.T) {
 		})
 	}
 }
+
+// TestStrandedLastDeliveryIsRescued: a replica takes a job on its last
+// allowed delivery and dies without a word. JetStream will not deliver
+// the job again, yet keeps it in its work queue; the bus hears of it
+// (MAX_DELIVERIES advisory, kept in SYNC_STRANDED until a replica reads
+// it) and publishes it again, or, once it was stranded MaxStrandings
+// times, dead-letters it after telling the service. Nothing stays behind.
+func TestStrandedLastDeliveryIsRescued(t *testing.T) {
+	t.Parallel()
+	for server, start := range servers(t) {
+		for _, strandedBefore := range []int{0, bus.DefaultMaxStrandings} {
+			t.Run(fmt.Sprintf("%s/stranded %d times before", server, strandedBefore), func(t *testing.T) {
+				t.Parallel()
+				ctx := context.Background()
+				url := start(t)
+				opts := fast
+				opts.JobsMaxDeliver = 1 // every delivery is the last
+				opts.JobsAckWait = 300 * time.Millisecond
+				b := connect(t, url, opts)
+				js := raw(t, url)
+				tenant := uuid.NewString()
+				job := newJob(tenant)
+				data, err := proto.Marshal(job)
+				if err != nil {
+					t.Fatal(err)
+				}
+				msg := &nats.Msg{Subject: bus.SubjectJobs + tenant, Data: data, Header: nats.Header{}}
+				if strandedBefore > 0 {
+					msg.Header.Set(bus.HeaderStrandings, strconv.Itoa(strandedBefore))
+				}
+				if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(job.RunId)); err != nil {
+					t.Fatal(err)
+				}
+
+				// A replica takes the job and dies.
+				nc, err := nats.Connect(url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				djs, err := jetstream.New(nc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cons, err := djs.Consumer(ctx, bus.StreamJobs, bus.ConsumerFetchers)
+				if err != nil {
+					t.Fatal(err)
+				}
+				batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if m := <-batch.Messages(); m == nil {
+					t.Fatal("the doomed replica got no job")
+				}
+				nc.Close()
+
+				// Another replica runs.
+				got := make(chan string, 4)
+				told := make(chan string, 4)
+				c, err := b.ConsumeJobs(ctx, bus.ConsumeOptions{
+					OnDeadLetter: func(_ context.Context, m proto.Message, reason string) error {
+						told <- m.(*syncv1.SyncJob).GetRunId() + ": " + reason
+						return nil
+					},
+				}, func(_ context.Context, j *syncv1.SyncJob) error {
+					got <- j.GetRunId()
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Stop()
+
+				if strandedBefore == 0 {
+					select {
+					case id := <-got:
+						if id != job.RunId {
+							t.Fatalf("got run %s, want %s", id, job.RunId)
+						}
+					case <-time.After(15 * time.Second):
+						t.Fatalf("the stranded job never came back (%d dead letters)", len(dlq(t, js)))
+					}
+				} else {
+					eventually(t, 15*time.Second, "a dead letter", func() bool { return len(dlq(t, js)) == 1 })
+					reason := dlq(t, js)[0].Header.Get(bus.HeaderDLQReason)
+					if !strings.Contains(reason, "never answered") {
+						t.Fatalf("dead letter's reason %q", reason)
+					}
+					select {
+					case s := <-told:
+						if !strings.HasPrefix(s, job.RunId+": ") || !strings.Contains(s, "never answered") {
+							t.Fatalf("service told %q", s)
+						}
+					default:
+						t.Fatal("the service was not told of the dead letter")
+					}
+					if len(got) != 0 {
+						t.Fatal("a job stranded too often was handled again")
+					}
+				}
+				eventually(t, 15*time.Second, "nothing of the tenant in flight", func() bool {
+					jobs, _, err := b.TenantInFlight(ctx, tenant)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return jobs == 0
+				})
+			})
+		}
+	}
+}
+
+// TestTooLargeIsRefusedClearly: an event over the server's max payload is
+// refused before it is sent, with an error that says so and how large it
+// was, and nothing is published.
+func TestTooLargeIsRefusedClearly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := devenv.NATS(t)
+	b := connect(t, url, fast)
+	js := raw(t, url)
+	long := strings.Repeat("x", 1<<10)
+	var users []*syncv1.User
+	for i := 0; int64(len(users)*len(long)) <= b.MaxPayload(); i++ {
+		users = append(users, &syncv1.User{Id: uuid.NewString(), DisplayName: long})
+	}
+	ev := &syncv1.SyncEvent{TenantId: uuid.NewString(), RunId: uuid.NewString(), RunSeq: 1, Page: 0,
+		Body: &syncv1.SyncEvent_Users{Users: &syncv1.UsersPage{Users: users}}}
+	err := b.PublishEvent(ctx, ev)
+	if !errors.Is(err, bus.ErrTooLarge) || !strings.Contains(err.Error(), "bytes encoded") {
+		t.Fatalf("publish of %d users of 1 KiB: %v; want ErrTooLarge", len(users), err)
+	}
+	if n := streamMsgs(t, js, bus.StreamEvents); n != 0 {
+		t.Fatalf("%d events published", n)
+	}
+	// Half of it goes through.
+	ev.GetUsers().Users = users[:len(users)/2]
+	if err := b.PublishEvent(ctx, ev); err != nil {
+		t.Fatalf("publish of a page under the limit: %v", err)
+	}
+}

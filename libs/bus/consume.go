@@ -71,6 +71,13 @@ type ConsumeOptions struct {
 	// handlers, so no message waits in a local buffer while its ack
 	// timer runs.
 	Concurrency int
+
+	// OnDeadLetter, when set, is called with a message about to be
+	// dead-lettered and the reason, so that the service can record the
+	// failure where people look (the reconciler fails the run). When it
+	// returns an error, the message is not dead-lettered now but tried
+	// again later.
+	OnDeadLetter func(ctx context.Context, m proto.Message, reason string) error
 }
 
 // Consumer is a running consumer started by ConsumeJobs or ConsumeEvents.
@@ -85,14 +92,14 @@ type Consumer interface {
 // ConsumeJobs runs h for each job on the fetchers consumer until Stop or
 // until ctx is done.
 func (b *Bus) ConsumeJobs(ctx context.Context, opts ConsumeOptions, h func(ctx context.Context, job *syncv1.SyncJob) error) (Consumer, error) {
-	return b.consume(ctx, b.fetchers, SubjectJobs, SubjectDLQJobs, opts, decodeJob,
+	return b.consume(ctx, b.fetchers, b.jobs, b.strandedJobs, SubjectJobs, SubjectDLQJobs, opts, decodeJob,
 		func(ctx context.Context, m proto.Message) error { return h(ctx, m.(*syncv1.SyncJob)) })
 }
 
 // ConsumeEvents runs h for each event on the reconcilers consumer until
 // Stop or until ctx is done.
 func (b *Bus) ConsumeEvents(ctx context.Context, opts ConsumeOptions, h func(ctx context.Context, ev *syncv1.SyncEvent) error) (Consumer, error) {
-	return b.consume(ctx, b.reconcilers, SubjectEvents, SubjectDLQEvents, opts, decodeEvent,
+	return b.consume(ctx, b.reconcilers, b.events, b.strandedEvents, SubjectEvents, SubjectDLQEvents, opts, decodeEvent,
 		func(ctx context.Context, m proto.Message) error { return h(ctx, m.(*syncv1.SyncEvent)) })
 }
 
@@ -146,13 +153,18 @@ func checkTenant(subject, prefix, tenant string) error {
 
 // consumer pulls from one durable JetStream consumer and runs handlers.
 type consumer struct {
-	b         *Bus
-	jc        jetstream.Consumer
-	prefix    string // subject prefix of the messages, before the tenant
-	dlqPrefix string
-	decode    func(subject string, data []byte) (envelope, error)
-	handle    func(context.Context, proto.Message) error
-	log       zerolog.Logger
+	b        *Bus
+	jc       jetstream.Consumer
+	stream   jetstream.Stream   // the stream jc reads
+	stranded jetstream.Consumer // jc's MAX_DELIVERIES advisories (rescue.go)
+	// onDeadLetter is ConsumeOptions.OnDeadLetter.
+	onDeadLetter func(ctx context.Context, m proto.Message, reason string) error
+	rescueDone   chan struct{}
+	prefix       string // subject prefix of the messages, before the tenant
+	dlqPrefix    string
+	decode       func(subject string, data []byte) (envelope, error)
+	handle       func(context.Context, proto.Message) error
+	log          zerolog.Logger
 
 	ackWait    time.Duration
 	maxDeliver int // ≤ 0: unlimited
@@ -170,7 +182,8 @@ type consumer struct {
 	stopOnce  sync.Once
 }
 
-func (b *Bus) consume(ctx context.Context, jc jetstream.Consumer, prefix, dlqPrefix string, opts ConsumeOptions,
+func (b *Bus) consume(ctx context.Context, jc jetstream.Consumer, stream jetstream.Stream, stranded jetstream.Consumer,
+	prefix, dlqPrefix string, opts ConsumeOptions,
 	decode func(string, []byte) (envelope, error), handle func(context.Context, proto.Message) error) (Consumer, error) {
 	info, err := jc.Info(ctx)
 	if err != nil {
@@ -178,7 +191,8 @@ func (b *Bus) consume(ctx context.Context, jc jetstream.Consumer, prefix, dlqPre
 	}
 	conc := max(opts.Concurrency, 1)
 	c := &consumer{
-		b: b, jc: jc, prefix: prefix, dlqPrefix: dlqPrefix, decode: decode, handle: handle,
+		b: b, jc: jc, stream: stream, stranded: stranded, onDeadLetter: opts.OnDeadLetter, rescueDone: make(chan struct{}),
+		prefix: prefix, dlqPrefix: dlqPrefix, decode: decode, handle: handle,
 		log:        b.log.With().Str("stream", info.Stream).Str("consumer", info.Name).Logger(),
 		ackWait:    info.Config.AckWait,
 		maxDeliver: info.Config.MaxDeliver,
@@ -196,6 +210,7 @@ func (b *Bus) consume(ctx context.Context, jc jetstream.Consumer, prefix, dlqPre
 		return nil, err
 	}
 	go c.run()
+	go c.rescueLoop()
 	c.log.Info().Int("concurrency", conc).Dur("ack_wait", c.ackWait).Int("max_deliver", c.maxDeliver).Msg("consuming")
 	return c, nil
 }
@@ -206,6 +221,7 @@ func (c *consumer) Stop() {
 		c.stopLoop()
 		<-c.loopDone
 		<-c.pullsGone
+		<-c.rescueDone
 		c.handlers.Wait()
 		c.b.unregister(c)
 		c.log.Info().Msg("consumer stopped")
@@ -391,7 +407,7 @@ func (c *consumer) process(msg jetstream.Msg) {
 			log.Warn().Err(err).Msg("ack failed; the message will be redelivered")
 		}
 	case errors.As(herr, &perm):
-		c.deadLetter(msg, meta, log, keep, "permanent: "+herr.Error())
+		c.deadLetterDecoded(msg, meta, log, keep, env, "permanent: "+herr.Error())
 	case shutdown || errors.As(herr, &retry):
 		// Hand the message back: "not now" is not "failed". A job waiting
 		// for a long run of its tenant must not be dead-lettered for its
@@ -421,7 +437,7 @@ func (c *consumer) process(msg jetstream.Msg) {
 			log.Debug().Err(herr).Dur("retry_in", delay).Msg("handler asked to retry")
 		}
 	case last:
-		c.deadLetter(msg, meta, log, keep, fmt.Sprintf("failed on its last allowed delivery (%d): %v", meta.NumDelivered, herr))
+		c.deadLetterDecoded(msg, meta, log, keep, env, fmt.Sprintf("failed on its last allowed delivery (%d): %v", meta.NumDelivered, herr))
 	default:
 		delay := c.backoff(meta.NumDelivered)
 		keep.stop()
@@ -559,31 +575,55 @@ func (c *consumer) requeue(msg jetstream.Msg, meta *jetstream.MsgMetadata, log z
 	log.Info().Err(why).Int("requeues", n+1).Msg("out of deliveries while waiting; requeued")
 }
 
-// deadLetter copies a message to SYNC_DLQ and terminates the original. If
-// the copy cannot be stored the original is not terminated: a lost dead
-// letter would be a lost change.
-func (c *consumer) deadLetter(msg jetstream.Msg, meta *jetstream.MsgMetadata, log zerolog.Logger, keep *keeper, reason string) {
+// deadLetterDecoded is deadLetter for a message its handler saw: the
+// service is told first (OnDeadLetter). If it cannot take note now, the
+// message is not dead-lettered but comes back later; on its last delivery
+// that strands it, and its rescue (rescue.go) asks the service again.
+func (c *consumer) deadLetterDecoded(msg jetstream.Msg, meta *jetstream.MsgMetadata, log zerolog.Logger, keep *keeper,
+	env envelope, reason string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), 30*time.Second)
+	err := c.tellDeadLetter(ctx, env, reason)
+	cancel()
+	if err != nil {
+		keep.stop()
+		delay := c.backoff(meta.NumDelivered)
+		_ = msg.NakWithDelay(delay)
+		log.Warn().Err(err).Str("reason", reason).Dur("retry_in", delay).
+			Msg("the service could not take note of a dead letter; the message stays")
+		return
+	}
+	c.deadLetter(msg, meta, log, keep, reason)
+}
+
+// dlqMessage is the dead letter of a message: its payload, its headers
+// (but JetStream's own) and where it came from and why.
+func (c *consumer) dlqMessage(subject string, data []byte, orig nats.Header, stream, consumer string,
+	seq, deliveries uint64, reason string) *nats.Msg {
 	hdr := nats.Header{}
-	for k, v := range msg.Headers() {
+	for k, v := range orig {
 		if !strings.HasPrefix(k, "Nats-") {
 			hdr[k] = v
 		}
 	}
 	hdr.Set(HeaderDLQReason, headerValue(reason))
-	hdr.Set(HeaderDLQSubject, msg.Subject())
-	hdr.Set(HeaderDLQStream, meta.Stream)
-	hdr.Set(HeaderDLQConsumer, meta.Consumer)
-	hdr.Set(HeaderDLQStreamSeq, strconv.FormatUint(meta.Sequence.Stream, 10))
-	hdr.Set(HeaderDLQDeliveries, strconv.FormatUint(meta.NumDelivered, 10))
+	hdr.Set(HeaderDLQSubject, subject)
+	hdr.Set(HeaderDLQStream, stream)
+	hdr.Set(HeaderDLQConsumer, consumer)
+	hdr.Set(HeaderDLQStreamSeq, strconv.FormatUint(seq, 10))
+	hdr.Set(HeaderDLQDeliveries, strconv.FormatUint(deliveries, 10))
 	hdr.Set(HeaderDLQTime, time.Now().UTC().Format(time.RFC3339Nano))
-	if id := msg.Headers().Get(nats.MsgIdHdr); id != "" {
+	if id := orig.Get(nats.MsgIdHdr); id != "" {
 		hdr.Set(HeaderDLQMsgID, id)
 	}
-	dl := &nats.Msg{
-		Subject: c.dlqPrefix + strings.TrimPrefix(msg.Subject(), c.prefix),
-		Data:    msg.Data(),
-		Header:  hdr,
-	}
+	return &nats.Msg{Subject: c.dlqPrefix + strings.TrimPrefix(subject, c.prefix), Data: data, Header: hdr}
+}
+
+// deadLetter copies a message to SYNC_DLQ and terminates the original. If
+// the copy cannot be stored the original is not terminated: a lost dead
+// letter would be a lost change.
+func (c *consumer) deadLetter(msg jetstream.Msg, meta *jetstream.MsgMetadata, log zerolog.Logger, keep *keeper, reason string) {
+	dl := c.dlqMessage(msg.Subject(), msg.Data(), msg.Headers(), meta.Stream, meta.Consumer,
+		meta.Sequence.Stream, meta.NumDelivered, reason)
 	// The id makes a repeated dead-lettering of the same message (after a
 	// lost Term) land once.
 	id := fmt.Sprintf("%s/%d", meta.Stream, meta.Sequence.Stream)

@@ -28,7 +28,13 @@
 // tenant differs from their subject's, never reach a handler: they go
 // straight to SYNC_DLQ. A message whose process shuts down while its
 // handler runs is handed back, on its last delivery as a fresh copy
-// (HeaderRequeues), never dead-lettered for the shutdown. While a handler runs the bus tells JetStream the
+// (HeaderRequeues), never dead-lettered for the shutdown. A message whose
+// process died during its last delivery, which JetStream keeps but never
+// delivers again, is found through JetStream's MAX_DELIVERIES advisory
+// (kept in SYNC_STRANDED so that no advisory is missed while no replica
+// runs) and published again, or dead-lettered once it stranded
+// MaxStrandings times (rescue.go). Before a handled message is
+// dead-lettered, ConsumeOptions.OnDeadLetter lets the service record why. While a handler runs the bus tells JetStream the
 // message is in progress, so a long Graph page is not handed to a second
 // replica. A dead letter keeps the original payload and carries headers
 // with the reason, the original subject, the stream sequence and the

@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/entrasync/entrasync/libs/bus"
 	"github.com/entrasync/entrasync/libs/devenv"
@@ -167,5 +170,81 @@ func TestDatabaseOutageDelaysRunsWithoutSpendingDeliveries(t *testing.T) {
 	}
 	if n := deadLetters(); n != 0 {
 		t.Fatalf("%d dead letters after an outage", n)
+	}
+}
+
+// TestStrandedEventFailsItsRun: a reconciler takes a page on its last
+// allowed delivery and dies, and not for the first time: the bus
+// dead-letters the page, and the run, which cannot finish without it,
+// fails at once with the reason instead of waiting to be given up.
+func TestStrandedEventFailsItsRun(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	natsURL := devenv.NATS(t)
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel)
+	b, err := bus.ConnectWith(ctx, natsURL, bus.Options{EventsMaxDeliver: 1, EventsAckWait: 300 * time.Millisecond,
+		PollWait: time.Second}, log)
+	must(t, err)
+	t.Cleanup(b.Close)
+
+	tenant := e.tenant(5)
+	run := e.newRun(tenant)
+	evs := events(testDirectory(), tenant, run.ID, run.Seq, 5)
+	e.apply(evs[:1]) // the run started
+	data, err := proto.Marshal(evs[1])
+	must(t, err)
+	nc, err := nats.Connect(natsURL)
+	must(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	must(t, err)
+	msg := &nats.Msg{Subject: bus.SubjectEvents + tenant, Data: data, Header: nats.Header{}}
+	msg.Header.Set(bus.HeaderStrandings, strconv.Itoa(bus.DefaultMaxStrandings))
+	_, err = js.PublishMsg(ctx, msg)
+	must(t, err)
+
+	// A reconciler takes the page and dies.
+	dnc, err := nats.Connect(natsURL)
+	must(t, err)
+	djs, err := jetstream.New(dnc)
+	must(t, err)
+	cons, err := djs.Consumer(ctx, bus.StreamEvents, bus.ConsumerReconcilers)
+	must(t, err)
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	must(t, err)
+	if m := <-batch.Messages(); m == nil {
+		t.Fatal("the doomed reconciler got no page")
+	}
+	dnc.Close()
+
+	r, err := reconciler.New(reconciler.Config{Clock: clock}, reconciler.Deps{Bus: b, Store: e.st, Logger: log})
+	must(t, err)
+	must(t, r.Start(ctx))
+	defer func() {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		must(t, r.Stop(sctx))
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got, err := e.st.GetRun(ctx, tenant, run.ID)
+		must(t, err)
+		if got.Terminal() {
+			if got.Status != store.StatusFailed || !strings.Contains(got.Error, "users page 0 could not be applied") ||
+				!strings.Contains(got.Error, "never answered") {
+				t.Fatalf("run %s: %q; want failed, naming the stranded page", got.Status, got.Error)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run still %s 20 s after its page was stranded", got.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	jobs, events, err := b.TenantInFlight(ctx, tenant)
+	must(t, err)
+	if jobs+events != 0 {
+		t.Fatalf("%d jobs and %d events of the tenant still in flight", jobs, events)
 	}
 }

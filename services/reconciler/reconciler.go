@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/entrasync/entrasync/libs/bus"
 	"github.com/entrasync/entrasync/libs/store"
@@ -99,7 +100,17 @@ func (r *Reconciler) Start(ctx context.Context) error {
 	}
 	// Handlers outlive Start's context: only Stop ends them, gracefully.
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	c, err := r.bus.ConsumeEvents(hctx, bus.ConsumeOptions{Concurrency: r.cfg.Concurrency}, r.Apply)
+	c, err := r.bus.ConsumeEvents(hctx, bus.ConsumeOptions{
+		Concurrency: r.cfg.Concurrency,
+		// Whatever the bus gives up (a page failing on its last delivery,
+		// or stranded by a replica that died on it), the run cannot
+		// finish without it: it fails now, with the reason.
+		OnDeadLetter: func(ctx context.Context, m proto.Message, reason string) error {
+			ev, _ := m.(*syncv1.SyncEvent)
+			log := r.log.With().Str("tenant", ev.GetTenantId()).Str("run", ev.GetRunId()).Int32("page", ev.GetPage()).Logger()
+			return r.failRunOf(ctx, log, ev, errors.New("it was dead-lettered: "+reason))
+		},
+	}, r.Apply)
 	if err != nil {
 		cancel()
 		return fmt.Errorf("reconciler: start: %w", err)
@@ -263,9 +274,20 @@ func (r *Reconciler) classify(log zerolog.Logger, what string, err error) error 
 // event comes back. An event that names no run of its tenant (or names
 // it with another seq) changes nothing: it cannot speak for that run.
 func (r *Reconciler) unappliable(ctx context.Context, log zerolog.Logger, ev *syncv1.SyncEvent, err error) error {
+	if ferr := r.failRunOf(ctx, log, ev, err); ferr != nil {
+		return ferr
+	}
+	return bus.Permanent(err)
+}
+
+// failRunOf ends the run ev names as failed, because ev can never be
+// applied (err says why). It returns an error only when that may work
+// later; an event that names no run (or names it with another seq)
+// changes nothing.
+func (r *Reconciler) failRunOf(ctx context.Context, log zerolog.Logger, ev *syncv1.SyncEvent, err error) error {
 	if ev == nil || !isUUID(ev.GetTenantId()) || !isUUID(ev.GetRunId()) || ev.GetRunSeq() <= 0 {
 		log.Warn().Err(err).Msg("event cannot be applied and names no run")
-		return bus.Permanent(err)
+		return nil
 	}
 	ref := store.PageRef{TenantID: ev.GetTenantId(), RunID: ev.GetRunId(), RunSeq: ev.GetRunSeq()}
 	msg := fmt.Sprintf("%s could not be applied, so the run cannot finish: %v", describe(ev), err)
@@ -278,7 +300,7 @@ func (r *Reconciler) unappliable(ctx context.Context, log zerolog.Logger, ev *sy
 	default:
 		return fmt.Errorf("reconciler: %s cannot be applied, and failing its run failed: %w", describe(ev), ferr)
 	}
-	return bus.Permanent(err)
+	return nil
 }
 
 // describe names an event for people reading a run's error.
