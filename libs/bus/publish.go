@@ -20,6 +20,20 @@ import (
 // lacks what its subject or message id is made of.
 var ErrInvalid = errors.New("bus: invalid message")
 
+// ErrTooLarge marks a job or event larger than the NATS server accepts
+// (its max_payload, 1 MiB by default). Publishing it again cannot work:
+// the publisher must split its content (a fetcher, its page) or fail.
+var ErrTooLarge = errors.New("bus: message too large")
+
+// MaxPayload is the largest job or event, encoded, that the connected
+// NATS server accepts (headers included, the bus's few hundred bytes of
+// them left out). Publishers size what they put in one message by it.
+func (b *Bus) MaxPayload() int64 { return b.nc.MaxPayload() - headerAllowance }
+
+// headerAllowance is what the bus keeps free in a message for its
+// headers (message id, requeue and dead-letter headers).
+const headerAllowance = 4096
+
 // NewJob is a run's job as fetchers take it from SYNC_JOBS: the api and the
 // scheduler publish one for each run they create, from what the store says
 // of the run. Every run reads the whole directory (JOB_KIND_FULL);
@@ -110,6 +124,14 @@ func (b *Bus) publish(ctx context.Context, stream, subject, msgID string, m prot
 	data, err := proto.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("bus: encode %s: %w", subject, err)
+	}
+	// Refused here with a clear error, not by the server with a vague one
+	// after a round trip. The allowance leaves room for the headers a dead
+	// letter or a requeued copy adds: a message that fits now must still
+	// fit then.
+	if limit := b.MaxPayload(); int64(len(data)) > limit {
+		return fmt.Errorf("%w: %s (id %s) is %d bytes encoded; the NATS server takes at most %d: split it",
+			ErrTooLarge, subject, msgID, len(data), limit)
 	}
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	_, err = b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(stream))
