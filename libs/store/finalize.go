@@ -98,7 +98,7 @@ func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange,
 	// handful of rows and it picks nested loops, which turn quadratic
 	// (10k users: seconds instead of milliseconds; 100k: hours); hash
 	// joins are right at every size there. Only the walks through nested
-	// groups want nested loops (walkGroups).
+	// groups want nested loops (withNestLoops).
 	if err := setNestLoop(ctx, q, false); err != nil {
 		return nil, err
 	}

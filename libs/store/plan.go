@@ -157,7 +157,7 @@ func buildPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 		return res, fmt.Errorf("clear plan: %w", err)
 	}
 	if len(t.settings.Scope.Groups) > 0 {
-		err := walkGroups(ctx, q, func() error {
+		err := withNestLoops(ctx, q, func() error {
 			return q.PlanScopeUsers(ctx, dbsqlc.PlanScopeUsersParams{TenantID: ref.TenantID, RunID: ref.RunID,
 				Groups: t.settings.Scope.Groups})
 		})
@@ -344,13 +344,18 @@ func (p *planner) memberships() error {
 	if err := p.flush(); err != nil {
 		return err
 	}
-	err := walkGroups(p.ctx, p.q, func() error {
+	// The walk joins the users and groups the app keeps: without their
+	// statistics the planner takes 100k rows for a handful.
+	if err := p.q.Analyze(p.ctx, "plan_work_users", "plan_work_groups"); err != nil {
+		return err
+	}
+	err := withNestLoops(p.ctx, p.q, func() error {
 		return p.q.PlanEntraMembers(p.ctx, dbsqlc.PlanEntraMembersParams{TenantID: p.tenant, RunID: p.run})
 	})
 	if err != nil {
 		return fmt.Errorf("nested memberships: %w", err)
 	}
-	if err := p.q.Analyze(p.ctx, "plan_work_users", "plan_work_groups", "plan_work_members"); err != nil {
+	if err := p.q.Analyze(p.ctx, "plan_work_members"); err != nil {
 		return err
 	}
 	err = scanCursor(p, "plan_memberships_to_add", func(q *dbsqlc.Queries) ([]dbsqlc.PlanMembershipsToAddRow, error) {
@@ -371,11 +376,11 @@ func (p *planner) memberships() error {
 	})
 }
 
-// walkGroups runs a statement that walks nested groups through the
-// edges' index, where nested loops are what the planner should pick;
-// everything else finalization does compares whole sets, where it
-// forbids them (see finalize).
-func walkGroups(ctx context.Context, q *dbsqlc.Queries, run func() error) error {
+// withNestLoops runs statements that walk nested groups, or read groups
+// one by one, through indexes: there nested loops are what the planner
+// should pick. Everything else finalization does compares whole sets,
+// where it forbids them (see finalize).
+func withNestLoops(ctx context.Context, q *dbsqlc.Queries, run func() error) error {
 	if err := setNestLoop(ctx, q, true); err != nil {
 		return err
 	}
@@ -490,8 +495,11 @@ func applyPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 			return fmt.Errorf("apply %s: %w", a, err)
 		}
 	}
-	if err := q.RefreshGroupCounts(ctx, dbsqlc.RefreshGroupCountsParams{TenantID: t, RunID: r, Lo: pr.lo, Hi: pr.hi,
-		At: at}); err != nil {
+	// Forbidding nested loops here cost a 100k-user first sync 20 s.
+	err := withNestLoops(ctx, q, func() error {
+		return q.RefreshGroupCounts(ctx, dbsqlc.RefreshGroupCountsParams{TenantID: t, RunID: r, Lo: pr.lo, Hi: pr.hi, At: at})
+	})
+	if err != nil {
 		return fmt.Errorf("refresh group counts: %w", err)
 	}
 	if res.summary.Total() > 0 {
