@@ -50,5 +50,7 @@
 //
 // No statement reads the database's clock: every time is passed in by the
 // caller (or comes from the clock given with WithClock), so that two
-// databases fed the same events end up byte-for-byte equal.
+// databases fed the same events end up byte-for-byte equal. Leases are the
+// exception: they coordinate hosts, so their expiry is judged by the one
+// clock all hosts share, the database's (leases.go).
 package store

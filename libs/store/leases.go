@@ -13,8 +13,10 @@ import (
 )
 
 // Leases keep one tenant's directory read by one fetcher at a time. Their
-// expiry is judged with the store's clock (WithClock), so the hosts that
-// share a database need clocks in step to well within the lease ttl.
+// expiry is judged by the database's clock, not the caller's (nor the
+// store's WithClock): hosts whose clocks drift apart still agree on who
+// holds a lease, and a host whose clock runs ahead cannot take a lease
+// that is live. Only the ttl comes from the caller.
 
 // AcquireLease takes the tenant's lease for holder until ttl from now. It
 // returns false when another holder has an unexpired lease. A holder that
@@ -23,9 +25,8 @@ func (s *Store) AcquireLease(ctx context.Context, tenantID, holder string, ttl t
 	if err := checkLease(tenantID, holder, ttl); err != nil {
 		return false, fmt.Errorf("store: acquire lease: %w", err)
 	}
-	now := s.clock()
 	ok, err := s.q.AcquireLease(ctx, dbsqlc.AcquireLeaseParams{TenantID: tenantID, Holder: holder,
-		ExpiresAt: now.Add(ttl), Now: now})
+		TtlSeconds: ttl.Seconds()})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
@@ -42,9 +43,8 @@ func (s *Store) RenewLease(ctx context.Context, tenantID, holder string, ttl tim
 	if err := checkLease(tenantID, holder, ttl); err != nil {
 		return false, fmt.Errorf("store: renew lease: %w", err)
 	}
-	now := s.clock()
 	n, err := s.q.RenewLease(ctx, dbsqlc.RenewLeaseParams{TenantID: tenantID, Holder: holder,
-		ExpiresAt: now.Add(ttl), Now: now})
+		TtlSeconds: ttl.Seconds()})
 	if err != nil {
 		return false, translate(err, "renew lease of "+tenantID)
 	}

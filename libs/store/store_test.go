@@ -21,8 +21,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/rs/zerolog"
 
 	"github.com/entrasync/entrasync/libs/devenv"
+	"github.com/entrasync/entrasync/libs/secret"
 	"github.com/entrasync/entrasync/libs/store"
 	"github.com/entrasync/entrasync/libs/store/storetest"
 )
@@ -350,13 +352,20 @@ func TestRunsGetSequenceNumbersAndOneRunPerSlot(t *testing.T) {
 	}
 }
 
-func TestLeasesExpireByTheClock(t *testing.T) {
+func TestLeasesExpireByTheDatabasesClock(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	clock := newClock()
-	st := storetest.New(t, store.WithClock(clock.Now))
+	st, url := storetest.NewWithURL(t, store.WithClock(clock.Now))
 	tn := newTenant(t, st, 1)
 	const ttl = 30 * time.Second
+	// A second host, its clock an hour ahead of the first's.
+	box, err := secret.NewBox(storetest.Key)
+	must(t, err)
+	ahead, err := store.Open(ctx, url, box, zerolog.Nop(), store.WithoutMigrate(),
+		store.WithClock(func() time.Time { return clock.Now().Add(time.Hour) }))
+	must(t, err)
+	defer ahead.Close()
 
 	ok, err := st.AcquireLease(ctx, tn.ID, "fetcher-1", ttl)
 	must(t, err)
@@ -366,20 +375,32 @@ func TestLeasesExpireByTheClock(t *testing.T) {
 	if ok, _ := st.AcquireLease(ctx, tn.ID, "fetcher-2", ttl); ok {
 		t.Fatal("a second holder got a held lease")
 	}
+	if ok, _ := ahead.AcquireLease(ctx, tn.ID, "fetcher-2", ttl); ok {
+		t.Fatal("a host whose clock runs ahead took a live lease")
+	}
 	if ok, _ := st.AcquireLease(ctx, tn.ID, "fetcher-1", ttl); !ok {
 		t.Fatal("the holder could not take its own lease again")
 	}
-	clock.Add(20 * time.Second)
 	if ok, _ := st.RenewLease(ctx, tn.ID, "fetcher-1", ttl); !ok {
 		t.Fatal("renew by the holder failed")
 	}
-	clock.Add(20 * time.Second) // 40 s after the start, 20 s after the renewal
-	if ok, _ := st.AcquireLease(ctx, tn.ID, "fetcher-2", ttl); ok {
-		t.Fatal("a renewed lease was taken")
+	// A short lease runs out by the database's clock: whoever asks then
+	// gets it, and the former holder can no longer renew it.
+	const short = 200 * time.Millisecond
+	if ok, _ := st.AcquireLease(ctx, tn.ID, "fetcher-1", short); !ok {
+		t.Fatal("the holder could not shorten its lease")
 	}
-	clock.Add(11 * time.Second)
-	if ok, _ := st.AcquireLease(ctx, tn.ID, "fetcher-2", ttl); !ok {
-		t.Fatal("an expired lease could not be taken")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ok, err := st.AcquireLease(ctx, tn.ID, "fetcher-2", ttl)
+		must(t, err)
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("an expired lease could not be taken")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if ok, _ := st.RenewLease(ctx, tn.ID, "fetcher-1", ttl); ok {
 		t.Fatal("the former holder renewed a lease it lost")

@@ -7,34 +7,34 @@ package dbsqlc
 
 import (
 	"context"
-	"time"
 )
 
 const acquireLease = `-- name: AcquireLease :one
+
 INSERT INTO tenant_leases AS l (tenant_id, holder, expires_at)
-VALUES ($1, $2, $3)
+VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3::float8))
 ON CONFLICT (tenant_id) DO UPDATE
 SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
-WHERE l.holder = EXCLUDED.holder OR l.expires_at <= $4::timestamptz
+WHERE l.holder = EXCLUDED.holder OR l.expires_at <= clock_timestamp()
 RETURNING true AS acquired
 `
 
 type AcquireLeaseParams struct {
-	TenantID  string
-	Holder    string
-	ExpiresAt time.Time
-	Now       time.Time
+	TenantID   string
+	Holder     string
+	TtlSeconds float64
 }
 
+// Lease times are the database's (clock_timestamp()), not the caller's:
+// every fetcher host judges a lease by the one clock they share, so a
+// host whose clock runs ahead cannot take a lease that is still live.
+// Leases are the one exception to "no statement reads the database's
+// clock" (doc.go): they are coordination between hosts, not state that
+// two databases fed the same events must agree on.
 // Takes the lease when nobody holds it, when it expired, or when the
 // caller already holds it (then it is extended).
 func (q *Queries) AcquireLease(ctx context.Context, arg AcquireLeaseParams) (bool, error) {
-	row := q.db.QueryRow(ctx, acquireLease,
-		arg.TenantID,
-		arg.Holder,
-		arg.ExpiresAt,
-		arg.Now,
-	)
+	row := q.db.QueryRow(ctx, acquireLease, arg.TenantID, arg.Holder, arg.TtlSeconds)
 	var acquired bool
 	err := row.Scan(&acquired)
 	return acquired, err
@@ -57,26 +57,20 @@ func (q *Queries) ReleaseLease(ctx context.Context, arg ReleaseLeaseParams) erro
 
 const renewLease = `-- name: RenewLease :execrows
 UPDATE tenant_leases
-SET expires_at = $1
-WHERE tenant_id = $2 AND holder = $3 AND expires_at > $4::timestamptz
+SET expires_at = clock_timestamp() + make_interval(secs => $1::float8)
+WHERE tenant_id = $2 AND holder = $3 AND expires_at > clock_timestamp()
 `
 
 type RenewLeaseParams struct {
-	ExpiresAt time.Time
-	TenantID  string
-	Holder    string
-	Now       time.Time
+	TtlSeconds float64
+	TenantID   string
+	Holder     string
 }
 
 // Extends a lease only while the caller still holds it and it has not
 // expired: once expired, another holder may already be working.
 func (q *Queries) RenewLease(ctx context.Context, arg RenewLeaseParams) (int64, error) {
-	result, err := q.db.Exec(ctx, renewLease,
-		arg.ExpiresAt,
-		arg.TenantID,
-		arg.Holder,
-		arg.Now,
-	)
+	result, err := q.db.Exec(ctx, renewLease, arg.TtlSeconds, arg.TenantID, arg.Holder)
 	if err != nil {
 		return 0, err
 	}
