@@ -147,6 +147,7 @@ func (e *env) doWith(method, path string, body any, headers map[string]string) r
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 		e.t.Errorf("%s %s: Content-Type %q, want application/json", method, path, ct)
 	}
+	checkAnswer(e.t, req, resp.StatusCode, resp.Header, raw)
 	return response{status: resp.StatusCode, header: resp.Header, body: raw}
 }
 
