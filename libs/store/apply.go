@@ -216,6 +216,8 @@ type runState struct {
 	pagesFirst   *int32 // set together with pagesTotal, by MarkRunFetched
 	pagesTotal   *int32
 	supersededBy *int64
+	// fetchAttempts counts the attempts fetchers began (BeginFetch).
+	fetchAttempts int32
 }
 
 // beyondFetched reports whether page belongs to the attempt whose
@@ -239,7 +241,8 @@ func readRunState(ctx context.Context, q *dbsqlc.Queries, tenantID, runID string
 	if err != nil {
 		return runState{}, err
 	}
-	st := runState{seq: row.Seq, status: row.Status, pagesFirst: row.PagesFirst, pagesTotal: row.PagesTotal}
+	st := runState{seq: row.Seq, status: row.Status, pagesFirst: row.PagesFirst, pagesTotal: row.PagesTotal,
+		fetchAttempts: row.FetchAttempts}
 	if row.SupersededBy > 0 {
 		st.supersededBy = &row.SupersededBy
 	}
@@ -338,6 +341,16 @@ func (s *Store) MarkRunFetched(ctx context.Context, ref PageRef, f Fetched, at t
 		}
 		if st.closed() {
 			log.Debug().Str("status", st.status).Msg("store: run is over; fetched event changes nothing")
+			return nil
+		}
+		// The fence: once a later attempt began, its fetcher holds the
+		// tenant's lease and this attempt's did not (it lost the lease,
+		// or died and its RunFetched was late). What a fenced-out fetcher
+		// read is older than what the later attempt is reading: the run
+		// waits for that one instead of finishing on stale pages.
+		if attempt := first/AttemptPageSpan + 1; attempt < st.fetchAttempts {
+			log.Info().Int32("attempt", attempt).Int32("fetch_attempts", st.fetchAttempts).
+				Msg("store: RunFetched of an attempt a later one replaced; the run waits for the latest")
 			return nil
 		}
 		replaced := st.pagesFirst

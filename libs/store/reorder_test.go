@@ -125,3 +125,45 @@ func TestLatePagesDoNotWinOverNewerUnchangedOnes(t *testing.T) {
 		}
 	})
 }
+
+// TestFencedOutAttemptDoesNotFinishTheRun: a fetcher that lost the
+// tenant's lease to a later attempt of the same run finishes its read
+// anyway and says so (RunFetched); the run must not end on what that
+// fetcher read, older than what the latest attempt reads.
+func TestFencedOutAttemptDoesNotFinishTheRun(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	st := storetest.New(t)
+	tn := newTenant(t, st, 10)
+	r, err := st.CreateRun(ctx, store.NewRun{TenantID: tn.ID, Kind: store.KindFull, Trigger: store.TriggerManual})
+	must(t, err)
+	ref := store.PageRef{TenantID: tn.ID, RunID: r.ID, RunSeq: r.Seq}
+
+	if a, err := st.BeginFetch(ctx, tn.ID, r.ID); err != nil || a != 1 {
+		t.Fatalf("attempt 1: %d %v", a, err)
+	}
+	must(t, st.ApplyUsersPage(ctx, ref, []store.DirUser{user("Old")}, at))
+	// The first fetcher's lease ran out; a second one began.
+	if a, err := st.BeginFetch(ctx, tn.ID, r.ID); err != nil || a != 2 {
+		t.Fatalf("attempt 2: %d %v", a, err)
+	}
+	// The first one's RunFetched arrives: the run waits.
+	must(t, st.MarkRunFetched(ctx, ref, store.Fetched{FirstPage: 0, Pages: 1}, at))
+	if done, err := st.TryFinalize(ctx, tn.ID, r.ID, at); err != nil || done {
+		t.Fatalf("the run finished on the fenced-out attempt: %v %v", done, err)
+	}
+	// The second attempt's page and RunFetched finish it.
+	second := ref
+	second.Page = span
+	must(t, st.ApplyUsersPage(ctx, second, []store.DirUser{user("New")}, at))
+	must(t, st.MarkRunFetched(ctx, ref, store.Fetched{FirstPage: span, Pages: 1}, at))
+	if done, err := st.TryFinalize(ctx, tn.ID, r.ID, at); err != nil || !done {
+		t.Fatalf("the latest attempt did not finish the run: %v %v", done, err)
+	}
+	users, _, err := st.ListAppUsers(ctx, tn.ID, "", 0)
+	must(t, err)
+	if len(users) != 1 || users[0].DisplayName != "New" {
+		t.Fatalf("app users %+v, want the latest attempt's New", users)
+	}
+}

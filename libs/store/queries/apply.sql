@@ -2,7 +2,7 @@
 -- What an event needs to know about its run. superseded_by is the newest
 -- run after this one that was planned (applied or held), 0 when there is
 -- none (seqs start at 1): events of a run older than that change nothing.
-SELECT r.seq, r.status, r.pages_first, r.pages_total,
+SELECT r.seq, r.status, r.pages_first, r.pages_total, r.fetch_attempts,
        COALESCE((SELECT max(n.seq) FROM sync_runs n
                  WHERE n.tenant_id = r.tenant_id AND n.status IN ('succeeded', 'awaiting_approval', 'rejected')
                    AND n.seq > r.seq), 0)::bigint AS superseded_by

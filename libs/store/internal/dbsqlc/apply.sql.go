@@ -267,7 +267,7 @@ func (q *Queries) RecordPage(ctx context.Context, arg RecordPageParams) (bool, e
 }
 
 const runState = `-- name: RunState :one
-SELECT r.seq, r.status, r.pages_first, r.pages_total,
+SELECT r.seq, r.status, r.pages_first, r.pages_total, r.fetch_attempts,
        COALESCE((SELECT max(n.seq) FROM sync_runs n
                  WHERE n.tenant_id = r.tenant_id AND n.status IN ('succeeded', 'awaiting_approval', 'rejected')
                    AND n.seq > r.seq), 0)::bigint AS superseded_by
@@ -281,11 +281,12 @@ type RunStateParams struct {
 }
 
 type RunStateRow struct {
-	Seq          int64
-	Status       string
-	PagesFirst   *int32
-	PagesTotal   *int32
-	SupersededBy int64
+	Seq           int64
+	Status        string
+	PagesFirst    *int32
+	PagesTotal    *int32
+	FetchAttempts int32
+	SupersededBy  int64
 }
 
 // What an event needs to know about its run. superseded_by is the newest
@@ -299,6 +300,7 @@ func (q *Queries) RunState(ctx context.Context, arg RunStateParams) (RunStateRow
 		&i.Status,
 		&i.PagesFirst,
 		&i.PagesTotal,
+		&i.FetchAttempts,
 		&i.SupersededBy,
 	)
 	return i, err
