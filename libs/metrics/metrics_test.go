@@ -1,0 +1,269 @@
+package metrics_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/entrasync/entrasync/libs/bus"
+	"github.com/entrasync/entrasync/libs/devenv"
+	"github.com/entrasync/entrasync/libs/metrics"
+	"github.com/entrasync/entrasync/libs/secret"
+	"github.com/entrasync/entrasync/libs/store"
+	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
+)
+
+func TestMain(m *testing.M) { os.Exit(devenv.RunTests(m)) }
+
+func scrape(t *testing.T, h http.Handler) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %s", rec.Code, rec.Body)
+	}
+	return rec.Body.String()
+}
+
+// sample returns the value of the series name{labels} in a scrape, and
+// whether it is there.
+func sample(text, name, labels string) (float64, bool) {
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name+"{"+labels+"}") + ` (\S+)$`)
+	m := re.FindStringSubmatch(text)
+	if m == nil {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	return v, err == nil
+}
+
+// The lag metric reads JetStream at scrape time: it counts a backlog of
+// jobs while nobody takes them, and goes back to 0 once they are consumed.
+func TestStreamLagRisesWithBacklogAndReturnsToZero(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b, err := bus.Connect(ctx, devenv.NATS(t), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	m := metrics.New(metrics.Sources{Lag: b})
+	h := m.Handler()
+	const fetchers = `consumer="fetchers",stream="SYNC_JOBS"`
+	const reconcilers = `consumer="reconcilers",stream="SYNC_EVENTS"`
+
+	lag := func() float64 {
+		t.Helper()
+		text := scrape(t, h)
+		v, ok := sample(text, metrics.NameStreamPending, fetchers)
+		if !ok {
+			t.Fatalf("no %s{%s} in\n%s", metrics.NameStreamPending, fetchers, text)
+		}
+		if _, ok := sample(text, metrics.NameStreamPending, reconcilers); !ok {
+			t.Fatalf("no %s{%s} in\n%s", metrics.NameStreamPending, reconcilers, text)
+		}
+		return v
+	}
+	if v := lag(); v != 0 {
+		t.Fatalf("lag of an empty stream = %v, want 0", v)
+	}
+	const backlog = 7
+	for i := range backlog {
+		tenant := fmt.Sprintf("tenant-%d", i)
+		job := bus.NewJob(tenant, fmt.Sprintf("run-%d", i), 1, false, time.Now())
+		if err := b.PublishJob(ctx, job); err != nil {
+			t.Fatal(err)
+		}
+		if v := lag(); v != float64(i+1) {
+			t.Fatalf("lag after %d jobs = %v, want %d", i+1, v, i+1)
+		}
+	}
+
+	// Taken but not yet acknowledged still counts (num_ack_pending).
+	release := make(chan struct{})
+	taken := make(chan struct{}, backlog)
+	c, err := b.ConsumeJobs(ctx, bus.ConsumeOptions{Concurrency: 2}, func(ctx context.Context, _ *syncv1.SyncJob) error {
+		taken <- struct{}{}
+		<-release
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	<-taken
+	if v := lag(); v != backlog {
+		t.Fatalf("lag with jobs in hand = %v, want %d", v, backlog)
+	}
+	close(release)
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		v := lag()
+		if v == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lag still %v after the backlog was consumed", v)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type runStats metrics.RunStats
+
+func (r runStats) RunStats(context.Context) (metrics.RunStats, error) {
+	return metrics.RunStats(r), nil
+}
+
+type deadLetters map[string]uint64
+
+func (d deadLetters) DeadLetters(context.Context) (map[string]uint64, error) { return d, nil }
+
+// Every public name is on /metrics once its sources are given and its
+// recorders called. Runs and dead letters come from stand-ins here, until
+// libs/store and libs/bus export those reads (see the README).
+func TestMetricsListsEveryName(t *testing.T) {
+	t.Parallel()
+	b, err := bus.Connect(context.Background(), devenv.NATS(t), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	at := time.Unix(1764560000, 500_000_000)
+	m := metrics.New(metrics.Sources{
+		Lag:         b,
+		DeadLetters: deadLetters{bus.StreamJobs: 2, bus.StreamEvents: 0},
+		Runs: runStats{
+			Ended:       map[string]uint64{store.StatusSucceeded: 3, store.StatusFailed: 1},
+			LastSuccess: map[string]time.Time{"t1": at},
+		},
+	})
+	m.GraphRequest(200)
+	m.GraphRequest(429)
+	m.GraphThrottled(1500 * time.Millisecond)
+	m.GraphRetryWait(500 * time.Millisecond)
+	m.PageApplied(20 * time.Millisecond)
+	m.RunEnded(90 * time.Second)
+
+	text := scrape(t, m.Handler())
+	for _, name := range metrics.Names {
+		if !regexp.MustCompile(`(?m)^# TYPE ` + name + ` `).MatchString(text) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+	for _, c := range []struct {
+		name, labels string
+		want         float64
+	}{
+		{metrics.NameGraphRequests, `code="429"`, 1},
+		{metrics.NameDeadLetters, `stream="SYNC_JOBS"`, 2},
+		{metrics.NameRuns, `status="succeeded"`, 3},
+		{metrics.NameTenantLastSuccess, `tenant="t1"`, 1764560000.5},
+	} {
+		if v, ok := sample(text, c.name, c.labels); !ok || v != c.want {
+			t.Errorf("%s{%s} = %v (present %v), want %v", c.name, c.labels, v, ok, c.want)
+		}
+	}
+	for _, line := range []string{
+		metrics.NameGraphThrottled + " 1",
+		metrics.NameGraphRetryWait + " 2",
+		metrics.NamePagesApplied + " 1",
+		metrics.NameApplySeconds + "_count 1",
+		metrics.NameRunDuration + "_count 1",
+	} {
+		if !strings.Contains(text, "\n"+line+"\n") {
+			t.Errorf("/metrics lacks the line %q", line)
+		}
+	}
+
+	// A nil *Metrics records nothing and does not panic: services built
+	// without metrics call the same methods.
+	var none *metrics.Metrics
+	none.GraphRequest(200)
+	none.GraphThrottled(time.Second)
+	none.PageApplied(time.Second)
+	none.RunEnded(time.Second)
+}
+
+// A worker is ready when Postgres answers, NATS is connected and its
+// consumer is bound; /healthz only says the process answers.
+func TestWorkerProbes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	box, err := secret.NewBox(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, devenv.Database(t), box, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	b, err := bus.Connect(ctx, devenv.NATS(t), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+
+	_, srv := metrics.Worker(b, st, bus.ConsumerFetchers, "127.0.0.1:0", zerolog.Nop())
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop(ctx)
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + srv.Addr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := get("/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz: %d %s", code, body)
+	}
+	if code, body := get("/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz with everything up: %d %s", code, body)
+	}
+	if code, body := get("/metrics"); code != http.StatusOK || !strings.Contains(body, metrics.NameStreamPending) {
+		t.Fatalf("/metrics: %d %s", code, body)
+	}
+
+	st.Close()
+	code, body := get("/readyz")
+	var got struct {
+		Failed map[string]string `json:"failed"`
+	}
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatalf("/readyz: %v: %s", err, body)
+	}
+	if code != http.StatusServiceUnavailable || got.Failed["postgres"] == "" || got.Failed["nats"] != "" {
+		t.Fatalf("/readyz with Postgres closed: %d %s", code, body)
+	}
+
+	b.Close()
+	code, body = get("/readyz")
+	got.Failed = nil
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatalf("/readyz: %v: %s", err, body)
+	}
+	if code != http.StatusServiceUnavailable || got.Failed["nats"] == "" || got.Failed["consumer fetchers"] == "" {
+		t.Fatalf("/readyz with NATS closed: %d %s", code, body)
+	}
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz while unready: %d", code)
+	}
+}

@@ -1,0 +1,242 @@
+package metrics
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/entrasync/entrasync/libs/bus"
+)
+
+// EnvAddr is the environment variable that sets where a worker serves
+// /metrics, /healthz and /readyz.
+const EnvAddr = "METRICS_ADDR"
+
+// Default listen addresses of the workers' metrics servers: one port per
+// service, so that all of them run side by side on one host.
+const (
+	DefaultSchedulerAddr  = "127.0.0.1:9101"
+	DefaultFetcherAddr    = "127.0.0.1:9102"
+	DefaultReconcilerAddr = "127.0.0.1:9103"
+)
+
+// AddrFromEnv returns METRICS_ADDR, or def when it is unset; a value that
+// is not host:port is an error that names the variable.
+func AddrFromEnv(getenv func(string) string, def string) (string, error) {
+	addr := getenv(EnvAddr)
+	if addr == "" {
+		return def, nil
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return "", fmt.Errorf("config: %s=%q is not host:port: %w", EnvAddr, addr, err)
+	}
+	return addr, nil
+}
+
+// Check is one condition of readiness: nil when it holds.
+type Check struct {
+	Name  string
+	Check func(ctx context.Context) error
+}
+
+// Pinger is what answers when Postgres does; *store.Store is one.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Connection reports whether NATS is connected; *bus.Bus is one.
+type Connection interface{ Connected() error }
+
+// WorkerChecks are the readiness checks of a worker: Postgres answers,
+// NATS is connected and, when consumer is not "", that durable consumer
+// is bound on the server (JetStream answers its consumer info).
+func WorkerChecks(db Pinger, nc Connection, lag LagSource, consumer string) []Check {
+	checks := []Check{
+		{"postgres", db.Ping},
+		{"nats", func(context.Context) error { return nc.Connected() }},
+	}
+	if consumer != "" && lag != nil {
+		checks = append(checks, Check{"consumer " + consumer, func(ctx context.Context) error {
+			return ConsumerBound(ctx, lag, consumer)
+		}})
+	}
+	return checks
+}
+
+// ConsumerBound reports an error unless JetStream answers the info of the
+// named durable consumer.
+func ConsumerBound(ctx context.Context, lag LagSource, consumer string) error {
+	lags, err := lag.Lag(ctx)
+	if err != nil {
+		return err
+	}
+	for _, l := range lags {
+		if l.Consumer == consumer {
+			return nil
+		}
+	}
+	return fmt.Errorf("metrics: consumer %s is not bound", consumer)
+}
+
+// Probes serves /healthz (the process answers), /readyz (every check
+// holds, each within timeout) and /metrics on mux.
+func Probes(mux *http.ServeMux, m *Metrics, checks []Check, timeout time.Duration) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.Handle("GET /readyz", ReadyHandler(checks, timeout))
+	if m != nil {
+		mux.Handle("GET /metrics", m.Handler())
+	}
+}
+
+// ReadyHandler answers 200 {"status":"ready"} when every check holds,
+// else 503 with the failing checks and their errors.
+func ReadyHandler(checks []Check, timeout time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		defer cancel()
+		failed := map[string]string{}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, c := range checks {
+			wg.Go(func() {
+				if err := c.Check(ctx); err != nil {
+					mu.Lock()
+					failed[c.Name] = err.Error()
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if len(failed) > 0 {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unready", "failed": failed})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Server serves /metrics, /healthz and /readyz of a worker on its own
+// address, beside the service it watches.
+type Server struct {
+	addr    string
+	handler http.Handler
+	log     zerolog.Logger
+
+	mu  sync.Mutex
+	srv *http.Server
+	ln  net.Listener
+}
+
+// ReadyTimeout bounds all of /readyz's checks together.
+const ReadyTimeout = 3 * time.Second
+
+// NewServer builds a worker's metrics server on addr (port 0: any free one).
+func NewServer(addr string, m *Metrics, checks []Check, log zerolog.Logger) *Server {
+	mux := http.NewServeMux()
+	Probes(mux, m, checks, ReadyTimeout)
+	return &Server{addr: addr, handler: mux, log: log}
+}
+
+// Handler is the server's handler, for tests.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Start listens and serves in the background.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv != nil {
+		return errors.New("metrics: already started")
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("metrics: listen on %s: %w", s.addr, err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := s.srv
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error().Err(err).Msg("metrics server stopped")
+		}
+	}()
+	s.log.Info().Str("addr", ln.Addr().String()).Msg("serving /metrics, /healthz, /readyz")
+	return nil
+}
+
+// Addr is where the server listens, once started.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return s.addr
+	}
+	return s.ln.Addr().String()
+}
+
+// Stop stops serving, letting scrapes in flight finish within ctx.
+func (s *Server) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	srv := s.srv
+	s.srv = nil
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	return srv.Shutdown(ctx)
+}
+
+// Service is the lifecycle of a long-running part (as libs/process has it).
+type Service interface {
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+}
+
+// WithServer runs the metrics server alongside svc: started before it
+// (so /healthz answers while the service starts) and stopped after it.
+func WithServer(svc Service, srv *Server) Service { return &withServer{svc: svc, srv: srv} }
+
+type withServer struct {
+	svc Service
+	srv *Server
+}
+
+func (w *withServer) Start(ctx context.Context) error {
+	if err := w.srv.Start(ctx); err != nil {
+		return err
+	}
+	if err := w.svc.Start(ctx); err != nil {
+		_ = w.srv.Stop(context.WithoutCancel(ctx))
+		return err
+	}
+	return nil
+}
+
+func (w *withServer) Stop(ctx context.Context) error {
+	err := w.svc.Stop(ctx)
+	return errors.Join(err, w.srv.Stop(ctx))
+}
+
+// Worker builds the metrics of a worker service from its bus and store:
+// lag read from JetStream, readiness of Postgres, NATS and consumer (""
+// for a worker without one, the scheduler).
+func Worker(b *bus.Bus, db Pinger, consumer, addr string, log zerolog.Logger) (*Metrics, *Server) {
+	m := New(Sources{Lag: b})
+	return m, NewServer(addr, m, WorkerChecks(db, b, b, consumer), log)
+}
