@@ -38,7 +38,7 @@ const token = "test-admin-token-0123456789"
 
 // env is the real api handler on a database and a NATS server of its own.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	url  string // of the httptest server
 	st   *store.Store
 	db   *pgxpool.Pool
@@ -48,7 +48,7 @@ type env struct {
 	http *http.Client
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	ctx := context.Background()
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
@@ -88,7 +88,7 @@ type response struct {
 	body   []byte
 }
 
-func (r response) decode(t *testing.T, v any) {
+func (r response) decode(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("answer %d %s is not JSON: %v", r.status, r.body, err)

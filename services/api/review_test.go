@@ -74,7 +74,7 @@ func (s *syncer) run(users []store.DirUser, groups ...dirGroup) store.Run {
 	return run
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
