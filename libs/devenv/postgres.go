@@ -56,6 +56,9 @@ func StartPostgres(ctx context.Context, dir string) (*Postgres, error) {
 			return nil, fmt.Errorf("devenv: initdb: %w\n%s", err, out)
 		}
 	}
+	if err := clearStaleLock(dir, 30*time.Second); err != nil {
+		return nil, err
+	}
 	port, err := freePort()
 	if err != nil {
 		return nil, err

@@ -1,0 +1,103 @@
+package devenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// zombie starts a child that exits at once and is not reaped: its pid
+// stays taken, as a crashed make run's postmaster stays until its new
+// parent reaps it. It runs as the user the cluster runs as: PostgreSQL
+// takes a pid it may not signal for another user's, not its own.
+func zombie(t *testing.T, dir string) int {
+	t.Helper()
+	cmd := exec.Command("true")
+	if cred, err := dropRoot(dir); err != nil {
+		t.Fatal(err)
+	} else if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Wait() })
+	pid := cmd.Process.Pid
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if state, _ := procState(pid); state == 'Z' {
+			return pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("child %d did not exit", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestPostgresStartsAgainAfterACrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL cluster")
+	}
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "pg")
+	p, err := StartPostgres(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Stop()
+
+	// A power cut: the postmaster died without removing its lock file,
+	// and its pid is still held by an unreaped process.
+	lock := filepath.Join(dir, "postmaster.pid")
+	content := fmt.Sprintf("%d\n%s\n%d\n5432\n%s\n127.0.0.1\n  1234567     12345\nready   \n",
+		zombie(t, dir), dir, time.Now().Unix(), dir)
+	if err := os.WriteFile(lock, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if cred, err := dropRoot(dir); err == nil && cred != nil {
+		_ = os.Chown(lock, int(cred.Uid), int(cred.Gid))
+	}
+	p, err = StartPostgres(ctx, dir)
+	if err != nil {
+		t.Fatalf("restart after a crash: %v", err)
+	}
+	p.Stop()
+}
+
+func TestLockOfALivePostgresIsNotRemoved(t *testing.T) {
+	dir := t.TempDir()
+	// A live process named like a postmaster, as a second make run on the
+	// same state would find the first one.
+	cmd := exec.Command("bash", "-c", "exec -a postgres sleep 30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", cmd.Process.Pid))
+		if strings.HasPrefix(string(raw), "postgres") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stand-in never showed its name")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	lock := filepath.Join(dir, "postmaster.pid")
+	if err := os.WriteFile(lock, []byte(fmt.Sprintf("%d\n%s\n", cmd.Process.Pid, dir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := clearStaleLock(dir, 200*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "still runs") {
+		t.Fatalf("clearStaleLock = %v", err)
+	}
+	if _, err := os.Stat(lock); err != nil {
+		t.Fatal("the live postmaster's lock file was removed")
+	}
+}
