@@ -244,26 +244,85 @@ func TestWorkerProbes(t *testing.T) {
 
 	st.Close()
 	code, body := get("/readyz")
-	var got struct {
-		Failed map[string]string `json:"failed"`
-	}
+	var got metrics.Readiness
 	if err := json.Unmarshal([]byte(body), &got); err != nil {
 		t.Fatalf("/readyz: %v: %s", err, body)
 	}
-	if code != http.StatusServiceUnavailable || got.Failed["postgres"] == "" || got.Failed["nats"] != "" {
+	if code != http.StatusServiceUnavailable || got.Checks["postgres"] != "unavailable" || got.Checks["nats"] != "ok" {
 		t.Fatalf("/readyz with Postgres closed: %d %s", code, body)
 	}
 
 	b.Close()
 	code, body = get("/readyz")
-	got.Failed = nil
+	got = metrics.Readiness{}
 	if err := json.Unmarshal([]byte(body), &got); err != nil {
 		t.Fatalf("/readyz: %v: %s", err, body)
 	}
-	if code != http.StatusServiceUnavailable || got.Failed["nats"] == "" || got.Failed["consumer fetchers"] == "" {
+	if code != http.StatusServiceUnavailable || got.Checks["nats"] != "unavailable" || got.Checks["consumer fetchers"] != "unavailable" {
 		t.Fatalf("/readyz with NATS closed: %d %s", code, body)
 	}
 	if code, _ := get("/healthz"); code != http.StatusOK {
 		t.Fatalf("/healthz while unready: %d", code)
+	}
+}
+
+type pingFunc func(context.Context) error
+
+func (f pingFunc) Ping(ctx context.Context) error { return f(ctx) }
+
+// Replicas started on one host without METRICS_ADDR all run: the default
+// address gives way to a free port. An address set in METRICS_ADDR never
+// does, and a malformed one is refused naming the variable.
+func TestWorkerAddress(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b, err := bus.Connect(ctx, devenv.NATS(t), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	db := pingFunc(func(context.Context) error { return nil })
+	unset := func(string) string { return "" }
+
+	_, first, err := metrics.WorkerFromEnv(unset, "127.0.0.1:0", b, db, "", zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer first.Stop(ctx)
+	taken := first.Addr()
+
+	_, second, err := metrics.WorkerFromEnv(unset, taken, b, db, "", zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Start(ctx); err != nil {
+		t.Fatalf("a second replica on the taken default address: %v", err)
+	}
+	defer second.Stop(ctx)
+	if second.Addr() == taken {
+		t.Fatalf("both replicas on %s", taken)
+	}
+
+	set := func(v string) func(string) string {
+		return func(k string) string {
+			if k == metrics.EnvAddr {
+				return v
+			}
+			return ""
+		}
+	}
+	_, third, err := metrics.WorkerFromEnv(set(taken), "127.0.0.1:0", b, db, "", zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := third.Start(ctx); err == nil {
+		third.Stop(ctx)
+		t.Fatalf("METRICS_ADDR=%s, already taken, was served elsewhere", taken)
+	}
+	if _, _, err := metrics.WorkerFromEnv(set("9102"), "", b, db, "", zerolog.Nop()); err == nil || !strings.Contains(err.Error(), metrics.EnvAddr) {
+		t.Fatalf("METRICS_ADDR=9102: %v, want an error naming %s", err, metrics.EnvAddr)
 	}
 }

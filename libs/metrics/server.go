@@ -87,40 +87,51 @@ func ConsumerBound(ctx context.Context, lag LagSource, consumer string) error {
 
 // Probes serves /healthz (the process answers), /readyz (every check
 // holds, each within timeout) and /metrics on mux.
-func Probes(mux *http.ServeMux, m *Metrics, checks []Check, timeout time.Duration) {
+func Probes(mux *http.ServeMux, m *Metrics, checks []Check, timeout time.Duration, log zerolog.Logger) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.Handle("GET /readyz", ReadyHandler(checks, timeout))
+	mux.Handle("GET /readyz", ReadyHandler(checks, timeout, log))
 	if m != nil {
 		mux.Handle("GET /metrics", m.Handler())
 	}
 }
 
-// ReadyHandler answers 200 {"status":"ready"} when every check holds,
-// else 503 with the failing checks and their errors.
-func ReadyHandler(checks []Check, timeout time.Duration) http.Handler {
+// Readiness is the answer of /readyz, the api's shape: status "ready" or
+// "unavailable", and "ok" or "unavailable" per check. Why a check fails
+// is logged, not answered: probes are served without a token.
+type Readiness struct {
+	Status string            `json:"status"`
+	Checks map[string]string `json:"checks"`
+}
+
+// ReadyHandler answers 200 when every check holds, else 503; both with a
+// Readiness.
+func ReadyHandler(checks []Check, timeout time.Duration, log zerolog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
-		failed := map[string]string{}
+		res := Readiness{Status: "ready", Checks: make(map[string]string, len(checks))}
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		for _, c := range checks {
 			wg.Go(func() {
-				if err := c.Check(ctx); err != nil {
-					mu.Lock()
-					failed[c.Name] = err.Error()
-					mu.Unlock()
+				err := c.Check(ctx)
+				mu.Lock()
+				defer mu.Unlock()
+				res.Checks[c.Name] = "ok"
+				if err != nil {
+					log.Warn().Err(err).Str("check", c.Name).Msg("readiness: check failed")
+					res.Checks[c.Name], res.Status = "unavailable", "unavailable"
 				}
 			})
 		}
 		wg.Wait()
-		if len(failed) > 0 {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unready", "failed": failed})
-			return
+		code := http.StatusOK
+		if res.Status != "ready" {
+			code = http.StatusServiceUnavailable
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		writeJSON(w, code, res)
 	})
 }
 
@@ -138,6 +149,9 @@ type Server struct {
 	handler http.Handler
 	log     zerolog.Logger
 
+	// anyPortIfTaken: serve on a free port, logged, when addr is taken.
+	anyPortIfTaken bool
+
 	mu  sync.Mutex
 	srv *http.Server
 	ln  net.Listener
@@ -149,7 +163,7 @@ const ReadyTimeout = 3 * time.Second
 // NewServer builds a worker's metrics server on addr (port 0: any free one).
 func NewServer(addr string, m *Metrics, checks []Check, log zerolog.Logger) *Server {
 	mux := http.NewServeMux()
-	Probes(mux, m, checks, ReadyTimeout)
+	Probes(mux, m, checks, ReadyTimeout, log)
 	return &Server{addr: addr, handler: mux, log: log}
 }
 
@@ -165,6 +179,12 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", s.addr)
+	if err != nil && s.anyPortIfTaken {
+		if host, _, herr := net.SplitHostPort(s.addr); herr == nil {
+			s.log.Warn().Err(err).Msg("default metrics address taken; serving on a free port (set " + EnvAddr + ")")
+			ln, err = lc.Listen(ctx, "tcp", net.JoinHostPort(host, "0"))
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("metrics: listen on %s: %w", s.addr, err)
 	}
@@ -239,4 +259,18 @@ func (w *withServer) Stop(ctx context.Context) error {
 func Worker(b *bus.Bus, db Pinger, consumer, addr string, log zerolog.Logger) (*Metrics, *Server) {
 	m := New(Sources{Lag: b})
 	return m, NewServer(addr, m, WorkerChecks(db, b, b, consumer), log)
+}
+
+// WorkerFromEnv is Worker on METRICS_ADDR, or on def when it is unset.
+// Only def gives way when taken (to a free port, logged), so replicas
+// started side by side on one host without METRICS_ADDR all run; an
+// address an operator chose is never silently changed.
+func WorkerFromEnv(getenv func(string) string, def string, b *bus.Bus, db Pinger, consumer string, log zerolog.Logger) (*Metrics, *Server, error) {
+	addr, err := AddrFromEnv(getenv, def)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, srv := Worker(b, db, consumer, addr, log)
+	srv.anyPortIfTaken = getenv(EnvAddr) == ""
+	return m, srv, nil
 }

@@ -6,7 +6,8 @@
 // publishes its job, a decision or an edit is one store call; it never
 // talks to Microsoft Graph itself.
 //
-// Every route but /healthz and /readyz needs `Authorization: Bearer <ADMIN_TOKEN>`.
+// Every route but /healthz, /readyz and /metrics needs `Authorization: Bearer <ADMIN_TOKEN>`.
+// /metrics (Prometheus, when Deps.Metrics is set) is outside openapi.yaml.
 // openapi.yaml next to this file is the contract, and it is enforced: it
 // is embedded, and every request is checked against its operation there
 // (path and query parameters, body shape and limits) before a handler
@@ -47,6 +48,9 @@ type Deps struct {
 	Store  *store.Store
 	Bus    *bus.Bus
 	Logger zerolog.Logger
+	// Metrics, when set, is served on GET /metrics without a token, like
+	// the probes (libs/metrics builds it).
+	Metrics http.Handler
 }
 
 // Server is the api. Handler serves it in-process (tests); Start and Stop
@@ -56,6 +60,7 @@ type Server struct {
 	st      *store.Store
 	bus     *bus.Bus
 	log     zerolog.Logger
+	metrics http.Handler
 	token   [sha256.Size]byte
 	handler http.Handler
 	now     func() time.Time
@@ -95,6 +100,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		st:           deps.Store,
 		bus:          deps.Bus,
 		log:          deps.Logger,
+		metrics:      deps.Metrics,
 		token:        sha256.Sum256([]byte(cfg.AdminToken)),
 		now:          time.Now,
 		defaultLimit: limit,
@@ -214,6 +220,11 @@ func (s *Server) routes(c *contract) (http.Handler, error) {
 	mux := http.NewServeMux()
 	for _, rt := range probes {
 		mux.Handle(rt.method+" "+rt.path, rt.handler)
+	}
+	// Prometheus's text format is not JSON: /metrics is kept out of the
+	// contract, which describes the JSON API.
+	if s.metrics != nil {
+		mux.Handle("GET /metrics", s.metrics)
 	}
 	auth := s.authenticate
 	allowed := map[string][]string{}
