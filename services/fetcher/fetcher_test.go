@@ -115,16 +115,7 @@ func (e *env) startFetcher(id string, mod func(*Config)) *Fetcher {
 // startFetcherOn is startFetcher on a given bus connection.
 func (e *env) startFetcherOn(b *bus.Bus, id string, mod func(*Config)) *Fetcher {
 	e.t.Helper()
-	cfg := Config{
-		ID: id,
-		Graph: graph.Config{
-			BaseURL:       e.sim.GraphURL(),
-			AuthorityHost: e.sim.AuthorityURL(),
-			Transport:     e.sim.HTTPClient().Transport,
-			PageSize:      pageSize,
-		},
-		LeaseTTL: 3 * time.Second,
-	}
+	cfg := Config{ID: id, Graph: e.graphConfig(), LeaseTTL: 3 * time.Second}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -143,6 +134,16 @@ func (e *env) startFetcherOn(b *bus.Bus, id string, mod func(*Config)) *Fetcher 
 		}
 	})
 	return f
+}
+
+// graphConfig reaches the test's Graph simulator.
+func (e *env) graphConfig() graph.Config {
+	return graph.Config{
+		BaseURL:       e.sim.GraphURL(),
+		AuthorityHost: e.sim.AuthorityURL(),
+		Transport:     e.sim.HTTPClient().Transport,
+		PageSize:      pageSize,
+	}
 }
 
 // queueRun creates a queued run and publishes its job, as the api does.

@@ -76,12 +76,25 @@ func (f *Fetcher) handle(ctx context.Context, job *syncv1.SyncJob) error {
 		}
 	}
 
+	// storeFailed sorts a failure of the store: a database that is down
+	// or restarting is retried by the bus in this process without
+	// spending a delivery, so an outage longer than the delivery budget
+	// delays the run instead of failing it. Graph's failures are not
+	// sorted here: they go through failed.
+	storeFailed := func(err error) error {
+		if ctx.Err() == nil && store.IsRetryable(err) {
+			log.Warn().Err(err).Msg("database unavailable; the job is retried without spending a delivery")
+			return bus.Transient(err)
+		}
+		return failed(err, nil)
+	}
+
 	run, err := f.store.GetRun(ctx, tenant, runID)
 	if errors.Is(err, store.ErrNotFound) {
 		return bus.Permanent(fmt.Errorf("fetcher: run %s of tenant %s does not exist", runID, tenant))
 	}
 	if err != nil {
-		return failed(fmt.Errorf("fetcher: load run %s of tenant %s: %w", runID, tenant, err), nil)
+		return storeFailed(fmt.Errorf("fetcher: load run %s of tenant %s: %w", runID, tenant, err))
 	}
 	seq = run.Seq
 	if run.Status != store.StatusQueued && run.Status != store.StatusRunning {
@@ -101,7 +114,7 @@ func (f *Fetcher) handle(ctx context.Context, job *syncv1.SyncJob) error {
 
 	ok, err := f.store.AcquireLease(ctx, tenant, f.cfg.ID, f.cfg.LeaseTTL)
 	if err != nil {
-		return failed(fmt.Errorf("fetcher: acquire lease of tenant %s: %w", tenant, err), nil)
+		return storeFailed(fmt.Errorf("fetcher: acquire lease of tenant %s: %w", tenant, err))
 	}
 	if !ok {
 		delay := f.leaseWait()
@@ -131,7 +144,7 @@ func (f *Fetcher) handle(ctx context.Context, job *syncv1.SyncJob) error {
 	case errors.Is(err, store.ErrNotFound):
 		return bus.Permanent(fmt.Errorf("fetcher: run %s of tenant %s does not exist", runID, tenant))
 	case err != nil:
-		return failed(fmt.Errorf("fetcher: begin fetching run %s: %w", runID, err), nil)
+		return storeFailed(fmt.Errorf("fetcher: begin fetching run %s: %w", runID, err))
 	}
 	log = log.With().Int("attempt", attempt).Logger()
 	first, ok := syncv1.AttemptFirstPage(attempt)

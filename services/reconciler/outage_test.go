@@ -2,13 +2,8 @@ package reconciler_test
 
 import (
 	"context"
-	"io"
-	"net"
-	"net/url"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,71 +20,6 @@ import (
 	"github.com/entrasync/entrasync/services/reconciler"
 )
 
-// pgProxy stands between a store and Postgres, so a test can take the
-// database away (every connection cut, new ones refused) and give it back.
-type pgProxy struct {
-	ln      net.Listener
-	target  string
-	refused atomic.Int64
-
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]struct{}
-}
-
-func newPGProxy(t *testing.T, dbURL string) (*pgProxy, string) {
-	t.Helper()
-	u, err := url.Parse(dbURL)
-	must(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	p := &pgProxy{ln: ln, target: u.Host, conns: map[net.Conn]struct{}{}}
-	t.Cleanup(func() { ln.Close(); p.setDown(true) })
-	go p.serve()
-	u.Host = ln.Addr().String()
-	return p, u.String()
-}
-
-func (p *pgProxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		down := p.down
-		p.mu.Unlock()
-		if down {
-			p.refused.Add(1)
-			c.Close()
-			continue
-		}
-		s, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns[c], p.conns[s] = struct{}{}, struct{}{}
-		p.mu.Unlock()
-		go func() { _, _ = io.Copy(s, c); s.Close(); c.Close() }()
-		go func() { _, _ = io.Copy(c, s); s.Close(); c.Close() }()
-	}
-}
-
-// setDown cuts every connection and refuses new ones, or lets them in.
-func (p *pgProxy) setDown(down bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = down
-	if down {
-		for c := range p.conns {
-			c.Close()
-		}
-		clear(p.conns)
-	}
-}
-
 // TestDatabaseOutageDelaysRunsWithoutSpendingDeliveries takes Postgres
 // away from a running reconciler for far longer than its events' delivery
 // budget (compressed here: 3 deliveries, a few milliseconds apart), then
@@ -98,7 +28,7 @@ func TestDatabaseOutageDelaysRunsWithoutSpendingDeliveries(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t)
-	proxy, proxyURL := newPGProxy(t, e.url)
+	proxy, proxyURL := devenv.NewPGProxy(t, e.url)
 	box, err := secret.NewBox(storetest.Key)
 	must(t, err)
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel)
@@ -116,7 +46,7 @@ func TestDatabaseOutageDelaysRunsWithoutSpendingDeliveries(t *testing.T) {
 
 	tenant := e.tenant(5)
 	run := e.newRun(tenant)
-	proxy.setDown(true)
+	proxy.SetDown(true)
 	must(t, r.Start(ctx))
 	defer func() {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -143,16 +73,16 @@ func TestDatabaseOutageDelaysRunsWithoutSpendingDeliveries(t *testing.T) {
 	// The outage lasts until the reconciler has tried the database four
 	// times as often as every event's three deliveries would have.
 	deadline := time.Now().Add(30 * time.Second)
-	for proxy.refused.Load() < int64(4*3*len(evs)) {
+	for proxy.Refused() < int64(4*3*len(evs)) {
 		if n := deadLetters(); n > 0 {
-			t.Fatalf("%d events dead-lettered during the outage (%d connection attempts)", n, proxy.refused.Load())
+			t.Fatalf("%d events dead-lettered during the outage (%d connection attempts)", n, proxy.Refused())
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("only %d connection attempts during the outage", proxy.refused.Load())
+			t.Fatalf("only %d connection attempts during the outage", proxy.Refused())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	proxy.setDown(false)
+	proxy.SetDown(false)
 
 	for {
 		got, err := e.st.GetRun(ctx, tenant, run.ID)
