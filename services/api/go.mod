@@ -4,7 +4,7 @@ go 1.26.0
 
 require (
 	github.com/entrasync/entrasync/libs v0.0.0
-	github.com/entrasync/entrasync/libs/metrics v0.0.0-00010101000000-000000000000
+	github.com/entrasync/entrasync/libs/metrics v0.0.0
 	github.com/entrasync/entrasync/proto v0.0.0
 	github.com/getkin/kin-openapi v0.153.0
 	github.com/google/uuid v1.6.0
@@ -53,7 +53,6 @@ require (
 
 replace (
 	github.com/entrasync/entrasync/libs => ../../libs
+	github.com/entrasync/entrasync/libs/metrics => ../../libs/metrics
 	github.com/entrasync/entrasync/proto => ../../proto
 )
-
-replace github.com/entrasync/entrasync/libs/metrics => ../../libs/metrics

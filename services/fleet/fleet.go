@@ -15,6 +15,7 @@ import (
 
 	"github.com/entrasync/entrasync/libs/bus"
 	"github.com/entrasync/entrasync/libs/graph"
+	"github.com/entrasync/entrasync/libs/metrics"
 	"github.com/entrasync/entrasync/libs/secret"
 	"github.com/entrasync/entrasync/libs/store"
 	"github.com/entrasync/entrasync/services/api"
@@ -55,6 +56,9 @@ type Fleet struct {
 	API *api.Server
 	// Store is the fleet's own handle on Postgres, for inspection.
 	Store *store.Store
+	// Metrics is the process's registry, served on the api's /metrics
+	// (one process, so one registry for every service in it).
+	Metrics *metrics.Metrics
 
 	stops []func(context.Context) error
 }
@@ -194,8 +198,9 @@ func Start(ctx context.Context, cfg Config) (_ *Fleet, err error) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
+	f.Metrics = metrics.New(metrics.Sources{Lag: b})
 	f.API, err = api.New(api.Config{Addr: addr, AdminToken: cfg.AdminToken},
-		api.Deps{Store: st, Bus: b, Logger: log.With().Str("service", "api").Logger()})
+		api.Deps{Store: st, Bus: b, Logger: log.With().Str("service", "api").Logger(), Metrics: f.Metrics.Handler()})
 	if err != nil {
 		return nil, err
 	}

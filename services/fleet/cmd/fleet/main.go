@@ -175,6 +175,7 @@ func demoTenant(ctx context.Context, st *store.Store, apiURL, token, file string
 func printWelcome(apiURL, token, tenantID, monitorURL string) {
 	fmt.Println()
 	fmt.Println("entrasync is running: api, scheduler, 2 fetchers, 2 reconcilers.")
+	fmt.Printf("Prometheus metrics (stream lag, runs, Graph): %s/metrics\n", apiURL)
 	if monitorURL != "" {
 		fmt.Printf("NATS monitoring (stream lag): %s/jsz?consumers=true\n", monitorURL)
 	}

@@ -3,17 +3,32 @@
 // consumer.
 //
 // Environment: DATABASE_URL, NATS_URL, SECRET_KEY (required), CONCURRENCY
-// (events applied at once per replica, default 4), LOG_LEVEL.
+// (events applied at once per replica, default 4), METRICS_ADDR (/metrics,
+// /healthz and /readyz; default 127.0.0.1:9103), LOG_LEVEL.
 package main
 
 import (
+	"os"
+
+	"github.com/entrasync/entrasync/libs/bus"
+	"github.com/entrasync/entrasync/libs/metrics"
 	"github.com/entrasync/entrasync/libs/process"
 	"github.com/entrasync/entrasync/services/reconciler"
 )
 
 func main() {
 	process.Main("reconciler", nil, func(d process.Deps) (process.Service, error) {
-		return reconciler.New(reconciler.Config{Concurrency: d.Config.Concurrency},
+		// The reconciler records nothing yet: it has no hook for pages
+		// applied and run durations (see libs/metrics/README.md).
+		_, srv, err := metrics.WorkerFromEnv(os.Getenv, metrics.DefaultReconcilerAddr, d.Bus, d.Store, bus.ConsumerReconcilers, d.Logger)
+		if err != nil {
+			return nil, err
+		}
+		svc, err := reconciler.New(reconciler.Config{Concurrency: d.Config.Concurrency},
 			reconciler.Deps{Bus: d.Bus, Store: d.Store, Logger: d.Logger})
+		if err != nil {
+			return nil, err
+		}
+		return metrics.WithServer(svc, srv), nil
 	})
 }
