@@ -326,3 +326,32 @@ func TestWorkerAddress(t *testing.T) {
 		t.Fatalf("METRICS_ADDR=9102: %v, want an error naming %s", err, metrics.EnvAddr)
 	}
 }
+
+type failingRuns struct{}
+
+func (failingRuns) RunStats(ctx context.Context) (metrics.RunStats, error) {
+	<-ctx.Done() // Postgres does not answer
+	return metrics.RunStats{}, ctx.Err()
+}
+
+// A source that fails or hangs leaves its metrics out of the scrape, within
+// the timeout; the others are still served.
+func TestFailingSourceLeavesOthersServed(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(metrics.Sources{
+		DeadLetters: deadLetters{bus.StreamEvents: 4},
+		Runs:        failingRuns{},
+		Timeout:     100 * time.Millisecond,
+	})
+	start := time.Now()
+	text := scrape(t, m.Handler())
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("the scrape took %s with a hanging source", took)
+	}
+	if v, ok := sample(text, metrics.NameDeadLetters, `stream="SYNC_EVENTS"`); !ok || v != 4 {
+		t.Fatalf("dead letters = %v (present %v), want 4:\n%s", v, ok, text)
+	}
+	if strings.Contains(text, metrics.NameRuns+"{") {
+		t.Fatalf("runs served from a failed source:\n%s", text)
+	}
+}
