@@ -16,7 +16,7 @@ BUF_VERSION := v1.50.0
 PROTOC_GEN_GO_VERSION := $(shell sed -n 's/^require google.golang.org\/protobuf //p' proto/go.mod)
 SQLC_VERSION := v1.31.1
 
-.PHONY: run test bench proto sqlc build vet tidy deps clean-run
+.PHONY: run test fuzz bench proto sqlc build vet tidy deps clean-run
 
 # Built, then run (not `go run`, which reports Ctrl-C as a failure).
 run: deps
@@ -26,6 +26,10 @@ run: deps
 
 test: deps
 	scripts/test.sh $(PKGS)
+
+# Each fuzz target for FUZZTIME (default 5s); CI runs it after make test.
+fuzz: deps
+	scripts/fuzz.sh
 
 bench: deps
 	scripts/bench.sh

@@ -255,8 +255,14 @@ func parseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
 		if math.IsNaN(s) || math.IsInf(s, 0) || s < 0 {
 			return 0, false
 		}
-		// Round up to the nanosecond so the wait is never shorter than asked.
-		return time.Duration(math.Ceil(s * float64(time.Second))), true
+		// Round up to the nanosecond so the wait is never shorter than
+		// asked; a wait past what a Duration holds is the longest one,
+		// which the retry ceiling then refuses, not a negative one.
+		ns := math.Ceil(s * float64(time.Second))
+		if ns >= math.MaxInt64 {
+			return time.Duration(math.MaxInt64), true
+		}
+		return time.Duration(ns), true
 	}
 	if at, err := http.ParseTime(v); err == nil {
 		return max(at.Sub(now), 0), true
