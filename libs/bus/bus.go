@@ -368,6 +368,31 @@ func (b *Bus) Lag(ctx context.Context) ([]ConsumerLag, error) {
 	return out, nil
 }
 
+// DeadLetters counts the messages SYNC_DLQ holds, by the stream they were
+// dead-lettered from (StreamJobs, StreamEvents). Dead letters are kept
+// for Options.DLQMaxAge, so the count falls as old ones expire; alerts
+// watch its increase.
+func (b *Bus) DeadLetters(ctx context.Context) (map[string]uint64, error) {
+	dlq, err := b.js.Stream(ctx, StreamDLQ)
+	if err != nil {
+		return nil, fmt.Errorf("bus: dead letters: %w", err)
+	}
+	info, err := dlq.Info(ctx, jetstream.WithSubjectFilter("sync.dlq.>"))
+	if err != nil {
+		return nil, fmt.Errorf("bus: dead letters: %w", err)
+	}
+	out := map[string]uint64{StreamJobs: 0, StreamEvents: 0}
+	for subject, n := range info.State.Subjects {
+		switch {
+		case strings.HasPrefix(subject, SubjectDLQJobs):
+			out[StreamJobs] += n
+		case strings.HasPrefix(subject, SubjectDLQEvents):
+			out[StreamEvents] += n
+		}
+	}
+	return out, nil
+}
+
 // JobQueued reports whether SYNC_JOBS still holds a job of the run:
 // waiting for a fetcher, or taken by one and not yet acknowledged. The
 // scheduler asks before publishing a run's job again, because the dedup

@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/entrasync/entrasync/libs/bus"
+	"github.com/entrasync/entrasync/libs/store"
 )
 
 // The public metric names. Dashboards, alert rules (deploy/) and
@@ -65,7 +66,7 @@ type LagSource interface {
 
 // DeadLetterSource counts the messages kept in the dead-letter stream,
 // by the stream they were dead-lettered from (SYNC_JOBS, SYNC_EVENTS).
-// libs/bus does not export such a count yet; see the package README.
+// bus.Bus.DeadLetters is one.
 type DeadLetterSource interface {
 	DeadLetters(ctx context.Context) (map[string]uint64, error)
 }
@@ -79,8 +80,7 @@ type RunStats struct {
 	LastSuccess map[string]time.Time
 }
 
-// RunSource reads RunStats from the store. libs/store does not export
-// such a read yet; see the package README.
+// RunSource reads RunStats from the store (StoreRuns).
 type RunSource interface {
 	RunStats(ctx context.Context) (RunStats, error)
 }
@@ -299,4 +299,14 @@ func (s *scraper) Collect(ch chan<- prometheus.Metric) {
 		})
 	}
 	wg.Wait()
+}
+
+// StoreRuns is the RunSource of a store.
+func StoreRuns(st *store.Store) RunSource { return storeRuns{st} }
+
+type storeRuns struct{ st *store.Store }
+
+func (s storeRuns) RunStats(ctx context.Context) (RunStats, error) {
+	rs, err := s.st.RunStats(ctx)
+	return RunStats{Ended: rs.Ended, LastSuccess: rs.LastSuccess}, err
 }

@@ -271,3 +271,23 @@ func TestConcurrentSettingsChangesAllLand(t *testing.T) {
 		t.Fatalf("change's error = %v", err)
 	}
 }
+
+func TestRunStatsCountEndedRunsAndLastSuccess(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newSyncer(t, 5)
+	everyone := people(20)
+	s.run(everyone...)
+	held := s.run(everyone[:2]...)
+	if _, err := s.st.RejectPlan(ctx, s.tenant, held.ID); err != nil {
+		t.Fatal(err)
+	}
+	stats, err := s.st.RunStats(ctx)
+	must(t, err)
+	if stats.Ended[store.StatusSucceeded] != 1 || stats.Ended[store.StatusRejected] != 1 {
+		t.Fatalf("ended = %v", stats.Ended)
+	}
+	if at, ok := stats.LastSuccess[s.tenant]; !ok || !at.Equal(s.at) {
+		t.Fatalf("last success = %v, want %v", stats.LastSuccess, s.at)
+	}
+}

@@ -414,3 +414,33 @@ func clampLimit(limit int) int {
 	}
 	return limit
 }
+
+// RunStats is what the store tells operators about runs: how many ended
+// in each final status (succeeded, failed, rejected), and when each
+// tenant's newest succeeded run finished.
+type RunStats struct {
+	Ended       map[string]uint64
+	LastSuccess map[string]time.Time
+}
+
+// RunStats reads RunStats across tenants, for the metrics a scrape
+// reads. It scans the runs table: fine at a scrape every few seconds
+// for the runs a fleet keeps.
+func (s *Store) RunStats(ctx context.Context) (RunStats, error) {
+	out := RunStats{Ended: map[string]uint64{}, LastSuccess: map[string]time.Time{}}
+	counts, err := s.q.EndedRunCounts(ctx)
+	if err != nil {
+		return RunStats{}, translate(err, "run stats")
+	}
+	for _, c := range counts {
+		out.Ended[c.Status] = uint64(c.N)
+	}
+	last, err := s.q.LastSuccessByTenant(ctx)
+	if err != nil {
+		return RunStats{}, translate(err, "run stats")
+	}
+	for _, l := range last {
+		out.LastSuccess[l.TenantID] = l.FinishedAt
+	}
+	return out, nil
+}

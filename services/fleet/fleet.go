@@ -198,7 +198,7 @@ func Start(ctx context.Context, cfg Config) (_ *Fleet, err error) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	f.Metrics = metrics.New(metrics.Sources{Lag: b})
+	f.Metrics = metrics.New(metrics.Sources{Lag: b, DeadLetters: b, Runs: metrics.StoreRuns(st)})
 	f.API, err = api.New(api.Config{Addr: addr, AdminToken: cfg.AdminToken},
 		api.Deps{Store: st, Bus: b, Logger: log.With().Str("service", "api").Logger(), Metrics: f.Metrics.Handler()})
 	if err != nil {

@@ -82,3 +82,18 @@ FROM sync_runs
 WHERE tenant_id = @tenant_id AND status = 'queued' AND fetch_attempts = 0
 ORDER BY seq
 LIMIT 1;
+
+-- name: EndedRunCounts :many
+-- Runs by the final status they reached, for the runs metric: a run
+-- enters one of these once and stays, so each count only grows.
+SELECT status, count(*)::bigint AS n
+FROM sync_runs
+WHERE status IN ('succeeded', 'failed', 'rejected')
+GROUP BY status;
+
+-- name: LastSuccessByTenant :many
+-- When each tenant's newest succeeded run finished.
+SELECT tenant_id, max(finished_at)::timestamptz AS finished_at
+FROM sync_runs
+WHERE status = 'succeeded' AND finished_at IS NOT NULL
+GROUP BY tenant_id;

@@ -89,6 +89,40 @@ func (q *Queries) CreateRun(ctx context.Context, arg CreateRunParams) (SyncRun, 
 	return i, err
 }
 
+const endedRunCounts = `-- name: EndedRunCounts :many
+SELECT status, count(*)::bigint AS n
+FROM sync_runs
+WHERE status IN ('succeeded', 'failed', 'rejected')
+GROUP BY status
+`
+
+type EndedRunCountsRow struct {
+	Status string
+	N      int64
+}
+
+// Runs by the final status they reached, for the runs metric: a run
+// enters one of these once and stays, so each count only grows.
+func (q *Queries) EndedRunCounts(ctx context.Context) ([]EndedRunCountsRow, error) {
+	rows, err := q.db.Query(ctx, endedRunCounts)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []EndedRunCountsRow
+	for rows.Next() {
+		var i EndedRunCountsRow
+		if err := rows.Scan(&i.Status, &i.N); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const getRun = `-- name: GetRun :one
 SELECT r.tenant_id, r.id, r.seq, r.kind, r.trigger, r.slot, r.status, r.error, r.counts, r.pages_total, r.pages_applied, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.fetched_at, r.finished_at, r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.plan_counts, r.plan_app_version, r.planned_at, r.decided_at, run_pages_applied(r, $1::bigint) AS current_pages_applied
 FROM sync_runs r
@@ -193,6 +227,39 @@ func (q *Queries) GetRunBySlot(ctx context.Context, arg GetRunBySlotParams) (Get
 		&i.CurrentPagesApplied,
 	)
 	return i, err
+}
+
+const lastSuccessByTenant = `-- name: LastSuccessByTenant :many
+SELECT tenant_id, max(finished_at)::timestamptz AS finished_at
+FROM sync_runs
+WHERE status = 'succeeded' AND finished_at IS NOT NULL
+GROUP BY tenant_id
+`
+
+type LastSuccessByTenantRow struct {
+	TenantID   string
+	FinishedAt time.Time
+}
+
+// When each tenant's newest succeeded run finished.
+func (q *Queries) LastSuccessByTenant(ctx context.Context) ([]LastSuccessByTenantRow, error) {
+	rows, err := q.db.Query(ctx, lastSuccessByTenant)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []LastSuccessByTenantRow
+	for rows.Next() {
+		var i LastSuccessByTenantRow
+		if err := rows.Scan(&i.TenantID, &i.FinishedAt); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const listRuns = `-- name: ListRuns :many

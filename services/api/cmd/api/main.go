@@ -13,7 +13,7 @@ import (
 
 func main() {
 	process.Main("api", []string{"ADMIN_TOKEN"}, func(d process.Deps) (process.Service, error) {
-		m := metrics.New(metrics.Sources{Lag: d.Bus})
+		m := metrics.New(metrics.Sources{Lag: d.Bus, DeadLetters: d.Bus, Runs: metrics.StoreRuns(d.Store)})
 		return api.New(api.Config{Addr: d.Config.APIAddr, AdminToken: d.Config.AdminToken},
 			api.Deps{Store: d.Store, Bus: d.Bus, Logger: d.Logger, Metrics: m.Handler()})
 	})
