@@ -107,6 +107,7 @@ func New(cfg Config, creds Credentials) (*Client, error) {
 		sleep:       cfg.Sleep,
 		log:         cfg.Logger,
 		now:         cfg.Clock,
+		observer:    cfg.Observer,
 	}
 	hc := &http.Client{
 		Transport: khttp.NewCustomTransportWithParentTransport(rt, middleware()...),

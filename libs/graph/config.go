@@ -65,6 +65,9 @@ type Config struct {
 	// ctx.Err() in the latter case. Injected so tests can watch the waits;
 	// nil means a real timer.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Observer hears of every exchange with Graph, for metrics; nil hears
+	// nothing.
+	Observer Observer
 	// Clock tells the time Retry-After dates are read against; nil means
 	// time.Now.
 	Clock func() time.Time
@@ -223,4 +226,14 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// Observer hears of every exchange with Graph: a *metrics.Metrics is one.
+type Observer interface {
+	// GraphRequest is told each attempt's HTTP status (0: no answer).
+	GraphRequest(code int)
+	// GraphThrottled is told of each wait Graph asked for (Retry-After).
+	GraphThrottled(wait time.Duration)
+	// GraphRetryWait is told of each backoff nobody asked for.
+	GraphRetryWait(wait time.Duration)
 }

@@ -377,6 +377,8 @@ func TestThrottlingEveryNthRequest(t *testing.T) {
 	f.sim.SetFaults(f.tenant, graphsim.Faults{ThrottleEvery: 4, RetryAfter: "0.25"})
 	cfg := f.config(t)
 	cfg.PageSize = 2
+	obs := &observer{codes: map[int]int{}}
+	cfg.Observer = obs
 	c := f.newClient(t, cfg)
 
 	users, pages, err := collect(t, c.Users(t.Context(), ""), cfg.PageSize)
@@ -406,7 +408,32 @@ func TestThrottlingEveryNthRequest(t *testing.T) {
 	if s := c.Stats(); s.Requests != int64(len(reqs)) || s.Throttled != int64(throttled) || s.Retries != int64(throttled) {
 		t.Errorf("stats %+v, want %d requests, %d throttled and retried", s, len(reqs), throttled)
 	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if obs.codes[http.StatusTooManyRequests] != throttled || obs.codes[http.StatusOK] != pages ||
+		obs.throttled != throttled || obs.waited != time.Duration(throttled)*250*time.Millisecond || obs.backoff != 0 {
+		t.Errorf("observer heard %+v; want %d 429s, %d 200s, %d throttles waiting %v", obs, throttled, pages, throttled,
+			time.Duration(throttled)*250*time.Millisecond)
+	}
 }
+
+// observer counts what a client tells its Observer.
+type observer struct {
+	mu        sync.Mutex
+	codes     map[int]int
+	throttled int
+	waited    time.Duration
+	backoff   time.Duration
+}
+
+func (o *observer) GraphRequest(code int) { o.mu.Lock(); o.codes[code]++; o.mu.Unlock() }
+func (o *observer) GraphThrottled(wait time.Duration) {
+	o.mu.Lock()
+	o.throttled++
+	o.waited += wait
+	o.mu.Unlock()
+}
+func (o *observer) GraphRetryWait(wait time.Duration) { o.mu.Lock(); o.backoff += wait; o.mu.Unlock() }
 
 func TestTransientStatusBacksOff(t *testing.T) {
 	t.Parallel()

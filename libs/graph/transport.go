@@ -58,6 +58,7 @@ type retrier struct {
 	sleep       func(context.Context, time.Duration) error
 	log         zerolog.Logger
 	now         func() time.Time
+	observer    Observer
 
 	requests, throttled, retries atomic.Int64
 }
@@ -85,6 +86,9 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp, err := t.attempt(ctx, req, getBody)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		if t.observer != nil {
+			t.observer.GraphRequest(statusOf(resp))
 		}
 		if x, ok := ctx.Value(exchangeKey{}).(*exchange); ok && resp != nil {
 			x.status = resp.StatusCode
@@ -128,8 +132,14 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			return resp, err
 		}
-		if wait == 0 {
+		switch {
+		case wait == 0:
 			wait = bo.NextBackOff()
+			if t.observer != nil {
+				t.observer.GraphRetryWait(wait)
+			}
+		case t.observer != nil:
+			t.observer.GraphThrottled(wait)
 		}
 		log.Debug().Int("attempt", attempt).Int("status", statusOf(resp)).Err(err).
 			Dur("wait", wait).Msg("graph: retrying")

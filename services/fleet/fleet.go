@@ -117,6 +117,13 @@ func Start(ctx context.Context, cfg Config) (_ *Fleet, err error) {
 	if f.Store, err = openStore("fleet"); err != nil {
 		return nil, err
 	}
+	// One registry for the whole fleet: the workers record into it, and
+	// the api serves it.
+	mb, err := connectBus("metrics")
+	if err != nil {
+		return nil, err
+	}
+	f.Metrics = metrics.New(metrics.Sources{Lag: mb, DeadLetters: mb, Runs: metrics.StoreRuns(f.Store)})
 
 	for i := range cfg.Reconcilers {
 		name := fmt.Sprintf("reconciler-%d", i+1)
@@ -128,7 +135,8 @@ func Start(ctx context.Context, cfg Config) (_ *Fleet, err error) {
 		if err != nil {
 			return nil, err
 		}
-		r, err := reconciler.New(reconciler.Config{}, reconciler.Deps{Bus: b, Store: st, Logger: log.With().Str("service", name).Logger()})
+		r, err := reconciler.New(reconciler.Config{}, reconciler.Deps{Bus: b, Store: st, Logger: log.With().Str("service", name).Logger(),
+			Observer: f.Metrics})
 		if err != nil {
 			return nil, err
 		}
@@ -158,6 +166,7 @@ func Start(ctx context.Context, cfg Config) (_ *Fleet, err error) {
 				MaxRetryAfter: cfg.GraphMaxRetryAfter,
 				Transport:     cfg.GraphTransport,
 				Logger:        flog,
+				Observer:      f.Metrics,
 			},
 		}, fetcher.Deps{Bus: b, Store: st, Logger: flog})
 		if err != nil {
@@ -198,7 +207,6 @@ func Start(ctx context.Context, cfg Config) (_ *Fleet, err error) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	f.Metrics = metrics.New(metrics.Sources{Lag: b, DeadLetters: b, Runs: metrics.StoreRuns(st)})
 	f.API, err = api.New(api.Config{Addr: addr, AdminToken: cfg.AdminToken},
 		api.Deps{Store: st, Bus: b, Logger: log.With().Str("service", "api").Logger(), Metrics: f.Metrics.Handler()})
 	if err != nil {

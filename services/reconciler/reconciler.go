@@ -57,6 +57,18 @@ type Deps struct {
 	Bus    *bus.Bus
 	Store  *store.Store
 	Logger zerolog.Logger
+	// Observer hears of pages applied and runs finished, for metrics; nil
+	// hears nothing.
+	Observer Observer
+}
+
+// Observer hears what a reconciler did: a *metrics.Metrics is one.
+type Observer interface {
+	// PageApplied is told of each data page applied, and how long it took.
+	PageApplied(took time.Duration)
+	// RunEnded is told of each run this reconciler finished (applied or
+	// held), with how long it took from being queued.
+	RunEnded(took time.Duration)
 }
 
 // Reconciler consumes sync events and applies them.
@@ -65,6 +77,7 @@ type Reconciler struct {
 	bus   *bus.Bus
 	store *store.Store
 	log   zerolog.Logger
+	obs   Observer
 
 	mu       sync.Mutex
 	consumer bus.Consumer
@@ -85,7 +98,7 @@ func New(cfg Config, deps Deps) (*Reconciler, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	return &Reconciler{cfg: cfg, bus: deps.Bus, store: deps.Store, log: deps.Logger}, nil
+	return &Reconciler{cfg: cfg, bus: deps.Bus, store: deps.Store, log: deps.Logger, obs: deps.Observer}, nil
 }
 
 // Start consumes events until Stop. It returns once the consumer runs.
@@ -172,6 +185,7 @@ func (r *Reconciler) apply(ctx context.Context, ev *syncv1.SyncEvent) error {
 		return r.unappliable(ctx, log, ev, fmt.Errorf("reconciler: invalid event: %w", err))
 	}
 	at := r.cfg.Clock()
+	started := time.Now()
 
 	var err error
 	finalize := true
@@ -215,6 +229,9 @@ func (r *Reconciler) apply(ctx context.Context, ev *syncv1.SyncEvent) error {
 		}
 		return err
 	}
+	if r.obs != nil && ref.Page >= 0 {
+		r.obs.PageApplied(time.Since(started))
+	}
 	if !finalize {
 		return nil
 	}
@@ -241,9 +258,14 @@ func (r *Reconciler) apply(ctx context.Context, ev *syncv1.SyncEvent) error {
 	if done {
 		ev := log.Info()
 		if run, err := r.store.GetRun(ctx, ref.TenantID, ref.RunID); err == nil {
-			ev = ev.Interface("counts", run.Counts).Int64("seq", run.Seq)
+			ev = ev.Interface("counts", run.Counts).Int64("seq", run.Seq).Str("status", run.Status)
+			if r.obs != nil && run.FinishedAt != nil {
+				r.obs.RunEnded(run.FinishedAt.Sub(run.CreatedAt))
+			} else if r.obs != nil {
+				r.obs.RunEnded(r.cfg.Clock().Sub(run.CreatedAt)) // held: planned now
+			}
 		}
-		ev.Msg("run succeeded")
+		ev.Msg("run planned")
 	}
 	return nil
 }

@@ -22,9 +22,7 @@ import (
 
 func main() {
 	process.Main("fetcher", nil, func(d process.Deps) (process.Service, error) {
-		// The fetcher records nothing yet: libs/graph has no hook for
-		// the Graph request metrics (see libs/metrics/README.md).
-		_, srv, err := metrics.WorkerFromEnv(os.Getenv, metrics.DefaultFetcherAddr, d.Bus, d.Store, bus.ConsumerFetchers, d.Logger)
+		m, srv, err := metrics.WorkerFromEnv(os.Getenv, metrics.DefaultFetcherAddr, d.Bus, d.Store, bus.ConsumerFetchers, d.Logger)
 		if err != nil {
 			return nil, err
 		}
@@ -32,6 +30,7 @@ func main() {
 			Graph: graph.Config{
 				BaseURL: d.Config.GraphBaseURL, AuthorityHost: d.Config.AuthorityHost,
 				Scope: d.Config.GraphScope, MaxRetryAfter: d.Config.GraphMaxRetryAfter,
+				Observer: m,
 			},
 			Concurrency:      d.Config.Concurrency,
 			GroupConcurrency: d.Config.GroupConcurrency,

@@ -18,14 +18,12 @@ import (
 
 func main() {
 	process.Main("reconciler", nil, func(d process.Deps) (process.Service, error) {
-		// The reconciler records nothing yet: it has no hook for pages
-		// applied and run durations (see libs/metrics/README.md).
-		_, srv, err := metrics.WorkerFromEnv(os.Getenv, metrics.DefaultReconcilerAddr, d.Bus, d.Store, bus.ConsumerReconcilers, d.Logger)
+		m, srv, err := metrics.WorkerFromEnv(os.Getenv, metrics.DefaultReconcilerAddr, d.Bus, d.Store, bus.ConsumerReconcilers, d.Logger)
 		if err != nil {
 			return nil, err
 		}
 		svc, err := reconciler.New(reconciler.Config{Concurrency: d.Config.Concurrency},
-			reconciler.Deps{Bus: d.Bus, Store: d.Store, Logger: d.Logger})
+			reconciler.Deps{Bus: d.Bus, Store: d.Store, Logger: d.Logger, Observer: m})
 		if err != nil {
 			return nil, err
 		}
