@@ -46,6 +46,10 @@ type Config struct {
 	// once. Users and groups are listed one page after another (each
 	// page's nextLink leads to the next); member lists are independent.
 	GroupConcurrency int
+	// MaxEventBytes is the largest event a run publishes, encoded; a Graph
+	// page that would be larger goes out as several pages. Default: the
+	// largest message the NATS server takes (bus.Bus.MaxPayload).
+	MaxEventBytes int
 }
 
 // SetDefaults fills every unset field with its default.
@@ -120,6 +124,9 @@ func New(cfg Config, deps Deps) (*Fetcher, error) {
 	}
 	if deps.Bus == nil || deps.Store == nil {
 		return nil, errors.New("fetcher: Deps.Bus and Deps.Store are required")
+	}
+	if cfg.MaxEventBytes <= 0 {
+		cfg.MaxEventBytes = int(deps.Bus.MaxPayload())
 	}
 	log := deps.Logger.With().Str("fetcher", cfg.ID).Logger()
 	return &Fetcher{cfg: cfg, bus: deps.Bus, store: deps.Store, log: log, busy: map[string]bool{}}, nil

@@ -2,11 +2,13 @@ package fetcher
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/entrasync/entrasync/libs/bus"
 	"github.com/entrasync/entrasync/libs/devenv"
@@ -82,5 +84,50 @@ func TestDatabaseOutageDelaysJobsWithoutSpendingDeliveries(t *testing.T) {
 	evs := rec.waitEnd(t, run.ID)
 	if last := evs[len(evs)-1]; last.GetFetched() == nil {
 		t.Fatalf("run ended with %v after the outage", last)
+	}
+}
+
+// TestPagesLargerThanAnEventAreSplit: with events limited to a few KiB
+// (NATS takes 1 MiB by default; a page of groups with long membership
+// rules can pass it), every Graph page that would not fit goes out as
+// several pages, numbered without gaps, member lists keeping their parts
+// in order, and the run still describes the directory exactly.
+func TestPagesLargerThanAnEventAreSplit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	rec := e.record()
+	run := e.queueRun()
+	const limit = 600
+	e.startFetcher("fetcher-small", func(c *Config) { c.MaxEventBytes = limit })
+	evs := rec.waitEnd(t, run.ID)
+	e.splitPages = true
+	checkRun(t, e, run, evs)
+	usersPages := 0
+	for _, ev := range evs {
+		if n := proto.Size(ev); n > limit {
+			t.Errorf("page %d is %d bytes, over the %d limit", ev.GetPage(), n, limit)
+		}
+		if ev.GetUsers() != nil {
+			usersPages++
+		}
+	}
+	graphPages := (len(e.dir.Users()) + pageSize - 1) / pageSize
+	if usersPages <= graphPages {
+		t.Fatalf("%d users pages for %d Graph pages: the limit did not split any", usersPages, graphPages)
+	}
+}
+
+// TestObjectLargerThanAnEventFailsTheRun: an object that cannot travel
+// alone fails the run with the reason, instead of a publish error retried
+// until the job's deliveries run out.
+func TestObjectLargerThanAnEventFailsTheRun(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	rec := e.record()
+	run := e.queueRun()
+	e.startFetcher("fetcher-tiny", func(c *Config) { c.MaxEventBytes = 64 })
+	evs := rec.waitEnd(t, run.ID)
+	if f := evs[len(evs)-1].GetFailed(); f == nil || !strings.Contains(f.GetError(), "larger than the 64 bytes") {
+		t.Fatalf("run with a 64-byte limit ended with %v", evs[len(evs)-1])
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/entrasync/entrasync/libs/bus"
@@ -320,12 +321,10 @@ func (r *runner) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		ev, err := r.dataEvent()
+		_, err = sendFitting(ctx, r, users, func(ev *syncv1.SyncEvent, us []graph.User, _ int32, _ bool) {
+			ev.Body = &syncv1.SyncEvent_Users{Users: &syncv1.UsersPage{Users: usersOf(us)}}
+		})
 		if err != nil {
-			return err
-		}
-		ev.Body = &syncv1.SyncEvent_Users{Users: &syncv1.UsersPage{Users: usersOf(users)}}
-		if err := r.send(ctx, ev); err != nil {
 			return err
 		}
 	}
@@ -340,12 +339,10 @@ func (r *runner) run(ctx context.Context) error {
 		for _, g := range groups {
 			groupIDs = append(groupIDs, g.ID)
 		}
-		ev, err := r.dataEvent()
+		_, err = sendFitting(ctx, r, groups, func(ev *syncv1.SyncEvent, gs []graph.Group, _ int32, _ bool) {
+			ev.Body = &syncv1.SyncEvent_Groups{Groups: &syncv1.GroupsPage{Groups: groupsOf(gs)}}
+		})
 		if err != nil {
-			return err
-		}
-		ev.Body = &syncv1.SyncEvent_Groups{Groups: &syncv1.GroupsPage{Groups: groupsOf(groups)}}
-		if err := r.send(ctx, ev); err != nil {
 			return err
 		}
 	}
@@ -412,13 +409,11 @@ func eachPart[T any](ctx context.Context, r *runner, gid string, seq iter.Seq2[[
 	part := int32(0)
 	have := false
 	emit := func(last bool) error {
-		ev, err := r.dataEvent()
-		if err != nil {
-			return err
-		}
-		fill(ev, held, part, last)
-		part++
-		return r.send(ctx, ev)
+		n, err := sendFitting(ctx, r, held, func(ev *syncv1.SyncEvent, items []T, chunk int32, lastChunk bool) {
+			fill(ev, items, part+chunk, last && lastChunk)
+		})
+		part += n
+		return err
 	}
 	for items, err := range seq {
 		if err != nil {
@@ -437,6 +432,61 @@ func eachPart[T any](ctx context.Context, r *runner, gid string, seq iter.Seq2[[
 	}
 	return emit(true)
 }
+
+// sendFitting publishes one Graph page's items as one data page or, when
+// its event would be larger than the bus takes (Config.MaxEventBytes: a
+// page of groups with long membership rules can pass NATS's 1 MiB), as
+// the fewest consecutive pages that fit, halving until each does. fill
+// sets a page's body; lastChunk tells it whether the page is the Graph
+// page's last, chunk its place among the pages it became. Page numbers
+// are handed out only once the split is known,
+// so the run's pages stay numbered without gaps. An item too large to
+// travel alone fails the run: no split can carry it.
+func sendFitting[T any](ctx context.Context, r *runner, items []T,
+	fill func(ev *syncv1.SyncEvent, items []T, chunk int32, lastChunk bool),
+) (int32, error) {
+	limit := r.f.cfg.MaxEventBytes
+	size := func(c []T) int {
+		ev := r.event(0)
+		fill(ev, c, 0, true)
+		return proto.Size(ev)
+	}
+	var chunks [][]T
+	var split func(c []T) error
+	split = func(c []T) error {
+		if size(c) <= limit {
+			chunks = append(chunks, c)
+			return nil
+		}
+		if len(c) <= 1 {
+			return &runFailure{msg: fmt.Sprintf("one object Graph returned is larger than the %d bytes an event may hold", limit),
+				err: errTooLargeObject}
+		}
+		h := len(c) / 2
+		if err := split(c[:h]); err != nil {
+			return err
+		}
+		return split(c[h:])
+	}
+	if err := split(items); err != nil {
+		return 0, err
+	}
+	for i, c := range chunks {
+		ev, err := r.dataEvent()
+		if err != nil {
+			return int32(i), err
+		}
+		fill(ev, c, int32(i), i == len(chunks)-1)
+		if err := r.send(ctx, ev); err != nil {
+			return int32(i), err
+		}
+	}
+	return int32(len(chunks)), nil
+}
+
+// errTooLargeObject is the cause of a run failed by an object no event
+// can carry.
+var errTooLargeObject = errors.New("fetcher: object larger than an event")
 
 // event starts an event of this run; the caller sets its body.
 func (r *runner) event(page int32) *syncv1.SyncEvent {
