@@ -57,7 +57,7 @@ func systemNATS(t *testing.T, bin string) string {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	eventually(t, 15*time.Second, "system nats-server accepts connections", func() bool {
+	devenv.WaitFor(t, 15*time.Second, "system nats-server accepts connections", func() bool {
 		nc, err := nats.Connect(url)
 		if err != nil {
 			return false
@@ -142,17 +142,6 @@ func raw(t *testing.T, url string) jetstream.JetStream {
 	return js
 }
 
-func eventually(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting until %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func newJob(tenant string) *syncv1.SyncJob {
 	return &syncv1.SyncJob{
 		TenantId: tenant, RunId: uuid.NewString(), RunSeq: 7,
@@ -201,7 +190,7 @@ func dlq(t *testing.T, js jetstream.JetStream) []*jetstream.RawStreamMsg {
 // waitIdle waits until a consumer has nothing pending or unacknowledged.
 func waitIdle(t *testing.T, b *bus.Bus, consumer string) {
 	t.Helper()
-	eventually(t, 20*time.Second, consumer+" is idle", func() bool {
+	devenv.WaitFor(t, 20*time.Second, consumer+" is idle", func() bool {
 		lags, err := b.Lag(context.Background())
 		if err != nil {
 			t.Fatal(err)
@@ -436,7 +425,7 @@ func TestRetryRedeliversAfterItsDelay(t *testing.T) {
 		if err := b.PublishJob(ctx, newJob(uuid.NewString())); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 15*time.Second, "the job came back", func() bool {
+		devenv.WaitFor(t, 15*time.Second, "the job came back", func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return len(seen) >= 2
@@ -500,7 +489,7 @@ func TestDeadLetters(t *testing.T) {
 		}
 		defer ce.Stop()
 
-		eventually(t, 15*time.Second, "four dead letters", func() bool { return len(dlq(t, js)) >= 4 })
+		devenv.WaitFor(t, 15*time.Second, "four dead letters", func() bool { return len(dlq(t, js)) >= 4 })
 		waitIdle(t, b, bus.ConsumerFetchers)
 		waitIdle(t, b, bus.ConsumerReconcilers)
 		letters := dlq(t, js)
@@ -573,7 +562,7 @@ func TestLastDeliveryIsDeadLettered(t *testing.T) {
 		if err := b.PublishEvent(ctx, ev); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 15*time.Second, "a dead letter", func() bool { return len(dlq(t, js)) == 1 })
+		devenv.WaitFor(t, 15*time.Second, "a dead letter", func() bool { return len(dlq(t, js)) == 1 })
 		waitIdle(t, b, bus.ConsumerReconcilers)
 		if n := calls.Load(); n != 3 {
 			t.Fatalf("handler called %d times, want 3 (the maximum)", n)
@@ -638,7 +627,7 @@ func TestInProgressKeepsSlowMessage(t *testing.T) {
 		if err := b.PublishJob(ctx, newJob(uuid.NewString())); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 10*time.Second, "the job started", func() bool { return calls.Load() > 0 })
+		devenv.WaitFor(t, 10*time.Second, "the job started", func() bool { return calls.Load() > 0 })
 		waitIdle(t, b, bus.ConsumerFetchers)
 		if n := calls.Load(); n != 1 {
 			t.Fatalf("slow job handled %d times, want once", n)
@@ -674,7 +663,7 @@ func TestReplicasShareWork(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		eventually(t, 20*time.Second, "every job handled", func() bool {
+		devenv.WaitFor(t, 20*time.Second, "every job handled", func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return len(seen) == jobs
@@ -723,7 +712,7 @@ func TestConcurrencyIsBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 20*time.Second, "every event handled", func() bool { return total.Load() == 20 })
+	devenv.WaitFor(t, 20*time.Second, "every event handled", func() bool { return total.Load() == 20 })
 	if p := peak.Load(); p > limit || p < 2 {
 		t.Fatalf("peak concurrency %d, want 2..%d", p, limit)
 	}
@@ -905,7 +894,7 @@ func TestStoppedConsumerLeavesNoPullBehind(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, "the pull request is waiting", func() bool {
+		devenv.WaitFor(t, 5*time.Second, "the pull request is waiting", func() bool {
 			ci, err := fetchers.Info(ctx)
 			return err == nil && ci.NumWaiting > 0
 		})
@@ -1048,7 +1037,7 @@ func TestHandBackWhileAPullIsWaiting(t *testing.T) {
 				t.Fatal(err)
 			}
 			<-started
-			eventually(t, 5*time.Second, "the free slot's pull request is waiting", func() bool {
+			devenv.WaitFor(t, 5*time.Second, "the free slot's pull request is waiting", func() bool {
 				ci, err := fetchers().Info(ctx)
 				return err == nil && ci.NumWaiting > 0
 			})
@@ -1123,7 +1112,7 @@ func TestTenantInFlight(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer ce.Stop()
-		eventually(t, 10*time.Second, "the tenant's messages are handled", func() bool {
+		devenv.WaitFor(t, 10*time.Second, "the tenant's messages are handled", func() bool {
 			j, e := inFlight()
 			return j == 0 && e == 1
 		})
@@ -1209,7 +1198,7 @@ func TestTransientFailuresOutlastingTheirBudgetCountAsDeliveries(t *testing.T) {
 	if err := b.PublishEvent(ctx, ev); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, "a dead letter", func() bool { return len(dlq(t, js)) == 1 })
+	devenv.WaitFor(t, 15*time.Second, "a dead letter", func() bool { return len(dlq(t, js)) == 1 })
 	if m := dlq(t, js)[0]; m.Header.Get(bus.HeaderDLQDeliveries) != "2" ||
 		!strings.Contains(m.Header.Get(bus.HeaderDLQReason), "failing transiently") {
 		t.Fatalf("dead letter %v", m.Header)
@@ -1350,7 +1339,7 @@ func TestStrandedLastDeliveryIsRescued(t *testing.T) {
 						t.Fatalf("the stranded job never came back (%d dead letters)", len(dlq(t, js)))
 					}
 				} else {
-					eventually(t, 15*time.Second, "a dead letter", func() bool { return len(dlq(t, js)) == 1 })
+					devenv.WaitFor(t, 15*time.Second, "a dead letter", func() bool { return len(dlq(t, js)) == 1 })
 					reason := dlq(t, js)[0].Header.Get(bus.HeaderDLQReason)
 					if !strings.Contains(reason, "never answered") {
 						t.Fatalf("dead letter's reason %q", reason)
@@ -1367,7 +1356,7 @@ func TestStrandedLastDeliveryIsRescued(t *testing.T) {
 						t.Fatal("a job stranded too often was handled again")
 					}
 				}
-				eventually(t, 15*time.Second, "nothing of the tenant in flight", func() bool {
+				devenv.WaitFor(t, 15*time.Second, "nothing of the tenant in flight", func() bool {
 					jobs, _, err := b.TenantInFlight(ctx, tenant)
 					if err != nil {
 						t.Fatal(err)

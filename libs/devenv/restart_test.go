@@ -29,15 +29,11 @@ func zombie(t *testing.T, dir string) int {
 	}
 	t.Cleanup(func() { _ = cmd.Wait() })
 	pid := cmd.Process.Pid
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if state, _ := procState(pid); state == 'Z' {
-			return pid
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("child %d did not exit", pid)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	WaitFor(t, 10*time.Second, "the child to exit", func() bool {
+		state, _ := procState(pid)
+		return state == 'Z'
+	})
+	return pid
 }
 
 func TestPostgresStartsAgainAfterACrash(t *testing.T) {
@@ -79,16 +75,10 @@ func TestLockOfALivePostgresIsNotRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	WaitFor(t, 10*time.Second, "the stand-in to show its name", func() bool {
 		raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", cmd.Process.Pid))
-		if strings.HasPrefix(string(raw), "postgres") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the stand-in never showed its name")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return strings.HasPrefix(string(raw), "postgres")
+	})
 	lock := filepath.Join(dir, "postmaster.pid")
 	if err := os.WriteFile(lock, []byte(fmt.Sprintf("%d\n%s\n", cmd.Process.Pid, dir)), 0o600); err != nil {
 		t.Fatal(err)

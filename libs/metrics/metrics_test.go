@@ -108,17 +108,7 @@ func TestStreamLagRisesWithBacklogAndReturnsToZero(t *testing.T) {
 	}
 	close(release)
 
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		v := lag()
-		if v == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lag still %v after the backlog was consumed", v)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	devenv.WaitFor(t, 30*time.Second, "the lag to return to 0 once the backlog was consumed", func() bool { return lag() == 0 })
 }
 
 type runStats metrics.RunStats

@@ -96,18 +96,7 @@ func (r *PageRef) validate(dataPage bool) error {
 }
 
 // DirUser is a directory user as Graph returned it.
-type DirUser struct {
-	ID                string
-	DisplayName       string
-	Mail              string // "" when Graph returned null
-	UserPrincipalName string
-	GivenName         string
-	Surname           string
-	JobTitle          string
-	Department        string
-	UserType          string // "Member" or "Guest"
-	AccountEnabled    bool
-}
+type DirUser = plan.DirUser // Mail is "" when Graph returned null
 
 // DirGroup is a directory group as Graph returned it.
 type DirGroup struct {

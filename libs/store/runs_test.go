@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entrasync/entrasync/libs/devenv"
 	"github.com/entrasync/entrasync/libs/store"
 	"github.com/entrasync/entrasync/libs/store/storetest"
 )
@@ -101,13 +102,9 @@ func TestStuckRunsAreFoundAndFailed(t *testing.T) {
 	if !ok {
 		t.Fatal("lease not shortened")
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for got := stuck(clock.Now().Add(-threshold)); !same(got, begun); got = stuck(clock.Now().Add(-threshold)) {
-		if time.Now().After(deadline) {
-			t.Fatalf("stuck once the lease expired: %v, want [begun]", names(got))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	devenv.WaitFor(t, 10*time.Second, "the lease to expire and the begun run to be stuck", func() bool {
+		return same(stuck(clock.Now().Add(-threshold)), begun)
+	})
 
 	clock.Add(10 * time.Minute) // 32 min: paging's last page is 22 min old
 	since := clock.Now().Add(-threshold)

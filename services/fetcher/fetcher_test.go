@@ -237,22 +237,11 @@ func (r *recorder) of(runID string) []*syncv1.SyncEvent {
 func (r *recorder) waitEnd(t *testing.T, runID string) []*syncv1.SyncEvent {
 	t.Helper()
 	var evs []*syncv1.SyncEvent
-	waitFor(t, 45*time.Second, "the run's last event", func() bool {
+	devenv.WaitFor(t, 45*time.Second, "the run's last event", func() bool {
 		evs = r.of(runID)
 		return slices.ContainsFunc(evs, func(ev *syncv1.SyncEvent) bool { return ev.GetFetched() != nil || ev.GetFailed() != nil })
 	})
 	return evs
-}
-
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %v waiting for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func guid() string {
@@ -472,7 +461,7 @@ func TestRunPublishesEveryPage(t *testing.T) {
 // unacknowledged.
 func waitJobsDone(t *testing.T, e *env) {
 	t.Helper()
-	waitFor(t, 30*time.Second, "the job to be acknowledged", func() bool {
+	devenv.WaitFor(t, 30*time.Second, "the job to be acknowledged", func() bool {
 		lags, err := e.bus.Lag(t.Context())
 		if err != nil {
 			t.Fatal(err)
@@ -519,7 +508,7 @@ func TestHeldLeaseDelaysTheJob(t *testing.T) {
 	e.startFetcher("fetcher-a", func(c *Config) { c.LeaseTTL = time.Second })
 
 	// The job is tried, handed back, and tried again...
-	waitFor(t, 30*time.Second, "the job to come back while the lease is held", func() bool {
+	devenv.WaitFor(t, 30*time.Second, "the job to come back while the lease is held", func() bool {
 		lags, err := e.bus.Lag(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -601,7 +590,7 @@ func TestStopHandsTheJobBack(t *testing.T) {
 	f := e.startFetcher("fetcher-a", nil)
 	// Members the first attempt published, to change afterwards.
 	var published []string
-	waitFor(t, 30*time.Second, "two users pages of the first attempt", func() bool {
+	devenv.WaitFor(t, 30*time.Second, "two users pages of the first attempt", func() bool {
 		published = nil
 		pages := 0
 		for _, ev := range rec.of(run.ID) {
@@ -658,7 +647,7 @@ func TestStopHandsTheJobBack(t *testing.T) {
 	// The reconciler judged the run on the second attempt: the app users
 	// are the directory's members as they are now.
 	var done store.Run
-	waitFor(t, 30*time.Second, "the run to succeed", func() bool {
+	devenv.WaitFor(t, 30*time.Second, "the run to succeed", func() bool {
 		done, err = e.st.GetRun(t.Context(), e.tenant.ID, run.ID)
 		if err != nil {
 			t.Fatal(err)

@@ -70,7 +70,7 @@ func TestDatabaseOutageDelaysJobsWithoutSpendingDeliveries(t *testing.T) {
 	}
 	// The outage lasts until the fetcher has tried the database four times
 	// as often as the job's two deliveries would have.
-	waitFor(t, 30*time.Second, "connection attempts during the outage", func() bool {
+	devenv.WaitFor(t, 30*time.Second, "connection attempts during the outage", func() bool {
 		info, err := dlq.Info(ctx)
 		if err != nil {
 			t.Fatal(err)

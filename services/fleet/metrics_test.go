@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/entrasync/entrasync/libs/devenv"
 )
 
 // TestMetricsAfterASync reads the api's /metrics after a sync: runs by
@@ -31,8 +33,8 @@ func TestMetricsAfterASync(t *testing.T) {
 	// The reconciler records the run's end just after the api can show
 	// it succeeded: scrape until everything is there.
 	var body string
-	missing := want
-	for deadline := time.Now().Add(10 * time.Second); len(missing) > 0 && time.Now().Before(deadline); {
+	var missing []string
+	devenv.WaitFor(t, 10*time.Second, "every metric on /metrics", func() bool {
 		resp, err := http.Get(h.api + "/metrics")
 		if err != nil {
 			t.Fatal(err)
@@ -46,10 +48,8 @@ func TestMetricsAfterASync(t *testing.T) {
 			}
 		}
 		if len(missing) > 0 {
-			time.Sleep(50 * time.Millisecond)
+			t.Logf("/metrics still lacks %v", missing)
 		}
-	}
-	if len(missing) > 0 {
-		t.Fatalf("/metrics lacks %v:\n%s", missing, body)
-	}
+		return len(missing) == 0
+	})
 }

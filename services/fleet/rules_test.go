@@ -50,6 +50,17 @@ type notification struct {
 	Text       string   `json:"text"`
 }
 
+// syncedTenant starts a fleet with one tenant of smallSpec, connected
+// with seats, and syncs it once.
+func syncedTenant(t *testing.T, seats int) (*harness, entraTenant, string) {
+	t.Helper()
+	h := newHarness(t, 1, 1)
+	e := h.addEntraTenant(smallSpec)
+	tenant := h.connect(e, seats)
+	h.sync(tenant)
+	return h, e, tenant
+}
+
 // settle waits for a run and fails unless it ended with status.
 func (h *harness) settle(tenant, runID, status string) runView {
 	h.t.Helper()
@@ -152,10 +163,7 @@ func licensed(us map[string]appUser) int {
 
 func TestGuardHoldsAMassRemovalUntilAnAdminApproves(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 1, 1)
-	e := h.addEntraTenant(smallSpec)
-	tenant := h.connect(e, 1000)
-	h.sync(tenant)
+	h, e, tenant := syncedTenant(t, 1000)
 	admin := members(e.Dir)[0]
 	if code := h.patchUser(tenant, admin.ID, map[string]any{"roles": []string{"Administrator"}}); code != http.StatusOK {
 		t.Fatalf("PATCH roles = %d", code)
@@ -201,10 +209,7 @@ func TestGuardHoldsAMassRemovalUntilAnAdminApproves(t *testing.T) {
 
 func TestGuardAlwaysHoldsAnEmptyUsersListing(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 1, 1)
-	e := h.addEntraTenant(smallSpec)
-	tenant := h.connect(e, 1000)
-	h.sync(tenant)
+	h, e, tenant := syncedTenant(t, 1000)
 	// Even a guard that allows removing everyone holds this one.
 	h.patchTenant(tenant, map[string]any{"deletionGuard": map[string]any{"percent": 100, "minimum": 0}})
 	before := h.appUsers(tenant)
@@ -293,10 +298,7 @@ func TestReviewModeHoldsEveryPlanAndApprovalEqualsAutoMode(t *testing.T) {
 
 func TestSeatShortageTellsAdministratorsAndLicenseManagersOnce(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 1, 1)
-	e := h.addEntraTenant(smallSpec)
-	tenant := h.connect(e, 1000)
-	h.sync(tenant)
+	h, e, tenant := syncedTenant(t, 1000)
 	ms := members(e.Dir)
 	admin, manager := ms[0], ms[1]
 	for _, p := range []struct {
@@ -333,10 +335,7 @@ func TestSeatShortageTellsAdministratorsAndLicenseManagersOnce(t *testing.T) {
 
 func TestSeatFreedByADisabledAccountGoesToTheFirstWaitingUser(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 1, 1)
-	e := h.addEntraTenant(smallSpec)
-	tenant := h.connect(e, 5)
-	h.sync(tenant)
+	h, e, tenant := syncedTenant(t, 5)
 	ms := members(e.Dir)
 	// The first five by id hold the seats; the sixth waits.
 	must(t, e.Dir.DisableUser(ms[0].ID))
@@ -352,10 +351,7 @@ func TestSeatFreedByADisabledAccountGoesToTheFirstWaitingUser(t *testing.T) {
 
 func TestLicenseDisabledByAnAdminStaysDisabled(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 1, 1)
-	e := h.addEntraTenant(smallSpec)
-	tenant := h.connect(e, 5)
-	h.sync(tenant)
+	h, e, tenant := syncedTenant(t, 5)
 	holder := members(e.Dir)[0].ID
 	if code := h.patchUser(tenant, holder, map[string]any{"license": "disabled"}); code != http.StatusOK {
 		t.Fatalf("PATCH license = %d", code)
@@ -383,10 +379,7 @@ func TestLicenseDisabledByAnAdminStaysDisabled(t *testing.T) {
 
 func TestLocalEditsSurviveUnderKeepAndAreRevertedUnderOverwrite(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 1, 1)
-	e := h.addEntraTenant(smallSpec)
-	tenant := h.connect(e, 100)
-	h.sync(tenant)
+	h, e, tenant := syncedTenant(t, 100)
 	u := members(e.Dir)[0]
 	if code := h.patchUser(tenant, u.ID, map[string]any{"displayName": "Ada (Finance)", "email": "ada@finance.example"}); code != http.StatusOK {
 		t.Fatalf("PATCH user = %d", code)
@@ -471,10 +464,7 @@ func TestScopeToANestedGroupKeepsItsMembersAndGivesTheirSeats(t *testing.T) {
 
 func TestUserFilterIsAppliedByGraphAndARefusedOneChangesNothing(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 1, 1)
-	e := h.addEntraTenant(smallSpec)
-	tenant := h.connect(e, 1000)
-	h.sync(tenant)
+	h, _, tenant := syncedTenant(t, 1000)
 	before := h.appUsers(tenant)
 
 	// Graph supports endsWith on users only for mail, otherMails,
@@ -575,10 +565,7 @@ func TestBasicPlanSyncsGroupsOnly(t *testing.T) {
 
 func TestDisconnectStopsSyncingAndKeepsTheUsers(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 1, 1)
-	e := h.addEntraTenant(smallSpec)
-	tenant := h.connect(e, 1000)
-	h.sync(tenant)
+	h, e, tenant := syncedTenant(t, 1000)
 	before := h.appUsers(tenant)
 	if code := h.do("POST", "/v1/tenants/"+tenant+"/disconnect", nil, nil); code != http.StatusOK {
 		t.Fatalf("disconnect = %d", code)

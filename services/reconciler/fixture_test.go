@@ -441,6 +441,21 @@ func (e *env) finished(tenant, runID string) store.Run {
 	return run
 }
 
+// waitOver waits until a run is over (Terminal) and returns it.
+func (e *env) waitOver(tenant, runID string, limit time.Duration) store.Run {
+	e.t.Helper()
+	var run store.Run
+	devenv.WaitFor(e.t, limit, "run "+runID+" to be over", func() bool {
+		var err error
+		run, err = e.st.GetRun(context.Background(), tenant, runID)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		return run.Terminal()
+	})
+	return run
+}
+
 func (e *env) users(tenant string) []store.AppUser {
 	e.t.Helper()
 	var all []store.AppUser

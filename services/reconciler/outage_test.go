@@ -72,31 +72,16 @@ func TestDatabaseOutageDelaysRunsWithoutSpendingDeliveries(t *testing.T) {
 
 	// The outage lasts until the reconciler has tried the database four
 	// times as often as every event's three deliveries would have.
-	deadline := time.Now().Add(30 * time.Second)
-	for proxy.Refused() < int64(4*3*len(evs)) {
+	devenv.WaitFor(t, 30*time.Second, "connection attempts four times the events' delivery budget", func() bool {
 		if n := deadLetters(); n > 0 {
 			t.Fatalf("%d events dead-lettered during the outage (%d connection attempts)", n, proxy.Refused())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d connection attempts during the outage", proxy.Refused())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return proxy.Refused() >= int64(4*3*len(evs))
+	})
 	proxy.SetDown(false)
 
-	for {
-		got, err := e.st.GetRun(ctx, tenant, run.ID)
-		must(t, err)
-		if got.Terminal() {
-			if got.Status != store.StatusSucceeded {
-				t.Fatalf("run %s after the outage: %s", got.Status, got.Error)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("run still %s 30 s after the outage began (%d pages applied)", got.Status, got.PagesApplied)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if got := e.waitOver(tenant, run.ID, 30*time.Second); got.Status != store.StatusSucceeded {
+		t.Fatalf("run %s after the outage: %s", got.Status, got.Error)
 	}
 	if n := deadLetters(); n != 0 {
 		t.Fatalf("%d dead letters after an outage", n)
@@ -156,21 +141,9 @@ func TestStrandedEventFailsItsRun(t *testing.T) {
 		defer cancel()
 		must(t, r.Stop(sctx))
 	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		got, err := e.st.GetRun(ctx, tenant, run.ID)
-		must(t, err)
-		if got.Terminal() {
-			if got.Status != store.StatusFailed || !strings.Contains(got.Error, "users page 0 could not be applied") ||
-				!strings.Contains(got.Error, "never answered") {
-				t.Fatalf("run %s: %q; want failed, naming the stranded page", got.Status, got.Error)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("run still %s 20 s after its page was stranded", got.Status)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if got := e.waitOver(tenant, run.ID, 20*time.Second); got.Status != store.StatusFailed ||
+		!strings.Contains(got.Error, "users page 0 could not be applied") || !strings.Contains(got.Error, "never answered") {
+		t.Fatalf("run %s: %q; want failed, naming the stranded page", got.Status, got.Error)
 	}
 	jobs, events, err := b.TenantInFlight(ctx, tenant)
 	must(t, err)
