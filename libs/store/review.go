@@ -152,9 +152,6 @@ func (s *Store) ListPlanItems(ctx context.Context, tenantID, runID string, after
 	if !isUUID(tenantID) || !isUUID(runID) {
 		return nil, -1, fmt.Errorf("store: plan of run %q: %w", runID, ErrNotFound)
 	}
-	if _, err := s.GetRun(ctx, tenantID, runID); err != nil {
-		return nil, -1, err
-	}
 	limit = clampLimit(limit)
 	// Item seqs are int32s from 0: a cursor outside that range means
 	// "from the start" or "nothing after".
@@ -163,6 +160,13 @@ func (s *Store) ListPlanItems(ctx context.Context, tenantID, runID string, after
 		MaxRows: int32(limit + 1)})
 	if err != nil {
 		return nil, -1, translate(err, "list plan items")
+	}
+	if len(rows) == 0 {
+		// Tell "no items" from "no such run" only when there is nothing
+		// to show: a page of items proves the run.
+		if _, err := s.GetRun(ctx, tenantID, runID); err != nil {
+			return nil, -1, err
+		}
 	}
 	items := make([]PlanItem, len(rows))
 	for i, r := range rows {

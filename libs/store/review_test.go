@@ -148,6 +148,12 @@ func TestAdminEditsUnderTheTenantsLocalEditPolicy(t *testing.T) {
 	if len(items) != 1 || items[0].Action != "updateUser" || !strings.Contains(items[0].Reason, "overwritten by Entra ID") {
 		t.Fatalf("plan = %+v", items)
 	}
+	if _, _, err := s.st.ListPlanItems(ctx, s.tenant, "01a22fab-0000-7000-8000-000000000000", -1, 10); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("plan of an unknown run: %v", err)
+	}
+	if items, _, err := s.st.ListPlanItems(ctx, s.tenant, run.ID, items[0].Seq, 10); err != nil || len(items) != 0 {
+		t.Fatalf("past the plan's end: %v %v", items, err)
+	}
 	// Cursors past any item seq (an int32) list nothing; below -1, all.
 	for after, want := range map[int]int{math.MaxInt32 + 1: 0, math.MaxInt: 0, -5: 1} {
 		items, next, err := s.st.ListPlanItems(ctx, s.tenant, run.ID, after, 10)
