@@ -50,6 +50,19 @@ type Config struct {
 	// reads at once (GROUP_CONCURRENCY); 0 means the fetcher's default.
 	GroupConcurrency int
 
+	// Timings, each a Go duration such as 90s; 0 leaves the component's
+	// default. Operators rarely need them; tests use them to compress
+	// minutes of waiting (an outage, a dead replica's lease) into seconds.
+	JobsAckWait   time.Duration // BUS_JOBS_ACK_WAIT: a silent fetcher's job goes to another replica after this
+	EventsAckWait time.Duration // BUS_EVENTS_ACK_WAIT: the same for a reconciler's event
+	RetryBase     time.Duration // BUS_RETRY_BASE: first delay before a failed message is redelivered
+	RetryMax      time.Duration // BUS_RETRY_MAX: longest such delay
+	TransientFor  time.Duration // BUS_TRANSIENT_FOR: how long an outage (Postgres down) delays a message before it costs a delivery
+	LeaseTTL      time.Duration // LEASE_TTL: how long a dead fetcher's tenant lease blocks the tenant
+	TickEvery     time.Duration // SCHEDULER_TICK: time between two scheduler passes
+	StaleQueued   time.Duration // SCHEDULER_STALE_QUEUED: a run queued this long has its job published again
+	StuckAfter    time.Duration // SCHEDULER_STUCK_AFTER: a run without progress this long, nothing in flight, is given up
+
 	set map[string]bool // variables that were present and non-empty
 }
 
@@ -144,6 +157,28 @@ func FromEnv(getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("GROUP_CONCURRENCY: %q is not an integer from 1 to 64", v))
 		}
 		c.GroupConcurrency = n
+	}
+	for _, d := range []struct {
+		name string
+		to   *time.Duration
+	}{
+		{"BUS_JOBS_ACK_WAIT", &c.JobsAckWait},
+		{"BUS_EVENTS_ACK_WAIT", &c.EventsAckWait},
+		{"BUS_RETRY_BASE", &c.RetryBase},
+		{"BUS_RETRY_MAX", &c.RetryMax},
+		{"BUS_TRANSIENT_FOR", &c.TransientFor},
+		{"LEASE_TTL", &c.LeaseTTL},
+		{"SCHEDULER_TICK", &c.TickEvery},
+		{"SCHEDULER_STALE_QUEUED", &c.StaleQueued},
+		{"SCHEDULER_STUCK_AFTER", &c.StuckAfter},
+	} {
+		if v := get(d.name); v != "" {
+			t, err := time.ParseDuration(v)
+			if err != nil || t <= 0 {
+				errs = append(errs, fmt.Errorf("%s: %q is not a positive duration such as 90s", d.name, v))
+			}
+			*d.to = t
+		}
 	}
 	return c, errors.Join(errs...)
 }

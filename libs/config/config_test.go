@@ -28,16 +28,25 @@ func TestFromEnvDefaults(t *testing.T) {
 func TestFromEnvValid(t *testing.T) {
 	t.Parallel()
 	c, err := FromEnv(env(map[string]string{
-		"DATABASE_URL":          "postgres://u@localhost/db",
-		"NATS_URL":              "nats://127.0.0.1:4222",
-		"GRAPH_BASE_URL":        "https://127.0.0.1:9443/v1.0/",
-		"AZURE_AUTHORITY_HOST":  "https://127.0.0.1:9443",
-		"ADMIN_TOKEN":           "0123456789abcdef",
-		"SECRET_KEY":            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
-		"CONCURRENCY":           "3",
-		"GROUP_CONCURRENCY":     "8",
-		"GRAPH_SCOPE":           "https://graph.microsoft.us/.default",
-		"GRAPH_MAX_RETRY_AFTER": "90s",
+		"DATABASE_URL":           "postgres://u@localhost/db",
+		"NATS_URL":               "nats://127.0.0.1:4222",
+		"GRAPH_BASE_URL":         "https://127.0.0.1:9443/v1.0/",
+		"AZURE_AUTHORITY_HOST":   "https://127.0.0.1:9443",
+		"ADMIN_TOKEN":            "0123456789abcdef",
+		"SECRET_KEY":             "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+		"CONCURRENCY":            "3",
+		"GROUP_CONCURRENCY":      "8",
+		"GRAPH_SCOPE":            "https://graph.microsoft.us/.default",
+		"GRAPH_MAX_RETRY_AFTER":  "90s",
+		"BUS_JOBS_ACK_WAIT":      "5s",
+		"BUS_EVENTS_ACK_WAIT":    "4s",
+		"BUS_RETRY_BASE":         "100ms",
+		"BUS_RETRY_MAX":          "1s",
+		"BUS_TRANSIENT_FOR":      "20m",
+		"LEASE_TTL":              "3s",
+		"SCHEDULER_TICK":         "1s",
+		"SCHEDULER_STALE_QUEUED": "10s",
+		"SCHEDULER_STUCK_AFTER":  "1m",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -50,6 +59,11 @@ func TestFromEnvValid(t *testing.T) {
 	}
 	if c.GraphScope != "https://graph.microsoft.us/.default" || c.GraphMaxRetryAfter != 90*time.Second {
 		t.Fatalf("parsed scope %q, max Retry-After %s", c.GraphScope, c.GraphMaxRetryAfter)
+	}
+	if c.JobsAckWait != 5*time.Second || c.EventsAckWait != 4*time.Second || c.RetryBase != 100*time.Millisecond ||
+		c.RetryMax != time.Second || c.TransientFor != 20*time.Minute || c.LeaseTTL != 3*time.Second ||
+		c.TickEvery != time.Second || c.StaleQueued != 10*time.Second || c.StuckAfter != time.Minute {
+		t.Fatalf("parsed timings %+v", c)
 	}
 	if err := c.Require("DATABASE_URL", "NATS_URL", "SECRET_KEY", "ADMIN_TOKEN"); err != nil {
 		t.Fatal(err)
@@ -71,6 +85,10 @@ func TestFromEnvNamesTheBadVariable(t *testing.T) {
 		"GROUP_CONCURRENCY":     "65",
 		"GRAPH_SCOPE":           "https://graph.microsoft.com",
 		"GRAPH_MAX_RETRY_AFTER": "300",
+		"BUS_JOBS_ACK_WAIT":     "soon",
+		"BUS_TRANSIENT_FOR":     "-1m",
+		"LEASE_TTL":             "0s",
+		"SCHEDULER_STUCK_AFTER": "15",
 	}
 	for name, value := range cases {
 		t.Run(name, func(t *testing.T) {

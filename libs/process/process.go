@@ -73,7 +73,7 @@ func run(name string, logger zerolog.Logger, required []string, build func(Deps)
 		return err
 	}
 	defer st.Close()
-	b, err := bus.Connect(ctx, cfg.NATSURL, logger)
+	b, err := bus.ConnectWith(ctx, cfg.NATSURL, BusOptions(cfg), logger)
 	if err != nil {
 		return err
 	}
@@ -96,4 +96,16 @@ func run(name string, logger zerolog.Logger, required []string, build func(Deps)
 		return fmt.Errorf("stop %s: %w", name, err)
 	}
 	return nil
+}
+
+// BusOptions are the bus settings the environment gives (BUS_*); unset
+// ones keep the bus's defaults.
+func BusOptions(cfg config.Config) bus.Options {
+	return bus.Options{
+		JobsAckWait:   cfg.JobsAckWait,
+		EventsAckWait: cfg.EventsAckWait,
+		RetryBase:     cfg.RetryBase,
+		RetryMax:      cfg.RetryMax,
+		TransientFor:  cfg.TransientFor,
+	}
 }

@@ -34,6 +34,7 @@ func main() {
 			},
 			Concurrency:      d.Config.Concurrency,
 			GroupConcurrency: d.Config.GroupConcurrency,
+			LeaseTTL:         d.Config.LeaseTTL,
 		}, fetcher.Deps{Bus: d.Bus, Store: d.Store, Logger: d.Logger})
 		if err != nil {
 			return nil, err

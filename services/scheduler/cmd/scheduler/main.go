@@ -21,7 +21,9 @@ func main() {
 		if err != nil {
 			return nil, err
 		}
-		svc, err := scheduler.New(scheduler.Config{}, scheduler.Deps{Bus: d.Bus, Store: d.Store, Logger: d.Logger})
+		svc, err := scheduler.New(scheduler.Config{
+			TickEvery: d.Config.TickEvery, StaleQueued: d.Config.StaleQueued, StuckAfter: d.Config.StuckAfter,
+		}, scheduler.Deps{Bus: d.Bus, Store: d.Store, Logger: d.Logger})
 		if err != nil {
 			return nil, err
 		}
