@@ -3,6 +3,8 @@ package scheduler_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -127,6 +129,9 @@ func (e *env) jobs() (ids []string, jobs []*syncv1.SyncJob) {
 	}
 	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
 		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // a dedup probe, deleted (forgetDedupIDs)
+		}
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -138,6 +143,44 @@ func (e *env) jobs() (ids []string, jobs []*syncv1.SyncJob) {
 		jobs = append(jobs, j)
 	}
 	return ids, jobs
+}
+
+// forgetDedupIDs waits until SYNC_JOBS has forgotten the message id of
+// every job published so far, so that publishing one again would add a
+// copy instead of being dropped as a duplicate.
+//
+// It watches the stream's own dedup state with a probe: a message with a
+// fresh id, published now and deleted again at once. While JetStream
+// answers a republish of the probe with a duplicate acknowledgement, it
+// still knows the id; it forgets ids in the order they came, each once
+// the window has passed, so once it has forgotten the probe it has
+// forgotten every older id too. Every probe that is stored is deleted
+// again, so the stream holds only jobs.
+func (e *env) forgetDedupIDs() {
+	e.t.Helper()
+	ctx := context.Background()
+	s, err := e.js.Stream(ctx, bus.StreamJobs)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	subject, id := bus.SubjectJobs+"dedup-probe", fmt.Sprintf("dedup-probe-%d", time.Now().UnixNano())
+	stored := func() bool {
+		ack, err := e.js.Publish(ctx, subject, nil, jetstream.WithMsgID(id))
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if ack.Duplicate {
+			return false
+		}
+		if err := s.DeleteMsg(ctx, ack.Sequence); err != nil {
+			e.t.Fatal(err)
+		}
+		return true
+	}
+	if !stored() {
+		e.t.Fatalf("the dedup probe %s was taken for a duplicate on first sight", id)
+	}
+	devenv.WaitFor(e.t, 30*time.Second, "SYNC_JOBS to forget the message ids published so far", stored)
 }
 
 func (e *env) runs(tenantID string) []store.Run {
@@ -230,7 +273,7 @@ func TestStaleQueuedRunIsPublishedAgain(t *testing.T) {
 
 	// Both runs are still queued, but their jobs wait in the stream: once
 	// the dedup window is over, another pass must not add copies.
-	time.Sleep(300 * time.Millisecond) // outlive the 100 ms dedup window; nothing to poll
+	e.forgetDedupIDs()
 	e.clock.Add(time.Minute)
 	e.tickAll(s)
 	if ids, _ := e.jobs(); len(ids) != 2 {
@@ -267,7 +310,7 @@ func TestTakenQueuedRunIsNotPublishedAgain(t *testing.T) {
 	if n, err := e.st.BeginFetch(ctx, ten.ID, taken.ID); err != nil || n != 1 {
 		t.Fatalf("BeginFetch = %d, %v", n, err)
 	}
-	time.Sleep(300 * time.Millisecond) // outlive the 100 ms dedup window; nothing to poll
+	e.forgetDedupIDs()
 	e.clock.Add(2 * scheduler.DefaultStaleQueued)
 	e.tickAll(s)
 	ids, _ := e.jobs()
@@ -286,13 +329,7 @@ func TestStartAndStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Start makes a first pass at once.
-	deadline := time.Now().Add(20 * time.Second)
-	for len(e.runs(ten.ID)) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no run scheduled after Start")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	devenv.WaitFor(t, 20*time.Second, "a run scheduled after Start", func() bool { return len(e.runs(ten.ID)) > 0 })
 	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := s.Stop(stopCtx); err != nil {
