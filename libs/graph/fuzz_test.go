@@ -1,11 +1,26 @@
 package graph
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
 	"math"
+	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/entrasync/entrasync/services/graphsim"
 )
 
 // FuzzParseRetryAfter: no Retry-After value may panic, give a negative
@@ -34,3 +49,258 @@ func FuzzParseRetryAfter(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodePage feeds one Graph answer (status and body) to every
+// listing of a real Client, through the SDK's middleware and JSON parse
+// nodes and entrasync's conversion, exactly as a page from Graph would
+// come. Whatever the bytes, a listing must return in bounded time with
+// either a classified error (ErrMalformed for a 2xx entrasync cannot
+// read, Graph's *Error with that status otherwise) or items that keep
+// the model's promises: every object has an id, every user a stated
+// accountEnabled, every member a known MemberType; and the items are
+// those of the body's value array, as encoding/json reads it.
+//
+// Only the token comes from the simulator, once per process; Graph's
+// answers are served from memory, so an input costs no network. A
+// nextLink is followed to a last, empty page.
+func FuzzDecodePage(f *testing.F) {
+	f.Add(http.StatusOK, []byte(`{"value":[{"id":"u1","accountEnabled":true,"@odata.type":"#microsoft.graph.user"}]}`))
+	f.Add(http.StatusOK, []byte(`{"value":[{"id":"g1","@odata.type":"#microsoft.graph.group"},{"id":"d1","@odata.type":"#microsoft.graph.device"}],"@odata.nextLink":"https://graph.microsoft.com/v1.0/groups/g/members?$skiptoken=X"}`))
+	f.Add(http.StatusOK, []byte(`{"value":[]}`))
+	f.Add(http.StatusForbidden, []byte(`{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges."}}`))
+
+	p := newPageServer(f)
+	f.Fuzz(func(t *testing.T, status int, body []byte) {
+		if !slices.Contains(fuzzStatuses, status) {
+			// Every status becomes one the client answers in one exchange:
+			// no redirect, no token renewal, no retry.
+			status = fuzzStatuses[uint(status)%uint(len(fuzzStatuses))]
+		}
+		want := parseOracle(body)
+		for _, l := range p.listings {
+			p.serve(status, body)
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			got, err := l.list(ctx)
+			hung := ctx.Err()
+			cancel()
+			if p.requests() == 0 {
+				t.Fatalf("%s: the page under test was never requested", l.name)
+			}
+			if hung != nil {
+				t.Fatalf("%s: no answer after 30s (%v), status %d, body %q", l.name, hung, status, body)
+			}
+			if err != nil {
+				checkDecodeError(t, l.name, status, body, err)
+				continue
+			}
+			if status < 200 || status > 299 {
+				t.Fatalf("%s: HTTP %d accepted as a page: %+v", l.name, status, got)
+			}
+			checkDecoded(t, l.name, body, want, got)
+		}
+	})
+}
+
+// fuzzStatuses are the answers FuzzDecodePage gives: success, and errors
+// the client returns after one exchange (MaxAttempts is 1).
+var fuzzStatuses = []int{200, 204, 400, 403, 404, 429, 500, 503}
+
+// decoded is one object of a page as a listing returned it.
+type decoded struct {
+	ID      string
+	Enabled *bool      // users only
+	Type    MemberType // members only
+}
+
+type listing struct {
+	name string
+	list func(ctx context.Context) ([]decoded, error)
+}
+
+// pageServer answers Graph's requests from memory with the page under
+// test, then an empty last page, and passes the authority's requests on
+// to the simulator.
+type pageServer struct {
+	sim      http.RoundTripper
+	simHost  string
+	listings []listing
+
+	mu     sync.Mutex
+	status int
+	body   []byte
+	served int
+}
+
+func newPageServer(f *testing.F) *pageServer {
+	sim, err := graphsim.New(graphsim.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := sim.Start(); err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = sim.Close() })
+	tenant, clientID, secret := guid(), guid(), "s3cret-"+guid()
+	sim.AddTenant(tenant, clientID, secret, graphsim.Generate(graphsim.Spec{Seed: 1, Users: 1}))
+	u, err := url.Parse(sim.GraphURL())
+	if err != nil {
+		f.Fatal(err)
+	}
+	p := &pageServer{sim: sim.HTTPClient().Transport, simHost: u.Host}
+	c, err := New(Config{
+		BaseURL:       sim.GraphURL(),
+		AuthorityHost: sim.AuthorityURL(),
+		Transport:     p,
+		MaxAttempts:   1,
+		Logger:        zerolog.Nop(),
+		Sleep: func(context.Context, time.Duration) error {
+			return errors.New("the fuzz target never waits")
+		},
+	}, Credentials{TenantID: tenant, ClientID: clientID, ClientSecret: secret})
+	if err != nil {
+		f.Fatal(err)
+	}
+	p.listings = []listing{
+		{"users", func(ctx context.Context) ([]decoded, error) {
+			return drain(c.Users(ctx, ""), func(u User) decoded { return decoded{ID: u.ID, Enabled: &u.AccountEnabled} })
+		}},
+		{"groups", func(ctx context.Context) ([]decoded, error) {
+			return drain(c.Groups(ctx), func(g Group) decoded { return decoded{ID: g.ID} })
+		}},
+		{"members", func(ctx context.Context) ([]decoded, error) {
+			return drain(c.Members(ctx, "g1"), func(m Member) decoded { return decoded{ID: m.ID, Type: m.Type} })
+		}},
+		{"transitive users", func(ctx context.Context) ([]decoded, error) {
+			return drain(c.TransitiveUserIDs(ctx, "g1"), func(id string) decoded { return decoded{ID: id} })
+		}},
+	}
+	return p
+}
+
+// serve makes status and body the answer to the next Graph request.
+func (p *pageServer) serve(status int, body []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.status, p.body, p.served = status, body, 0
+}
+
+// requests counts the Graph requests since serve.
+func (p *pageServer) requests() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.served
+}
+
+func (p *pageServer) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Host == p.simHost && !strings.HasPrefix(req.URL.Path, "/v1.0/") {
+		return p.sim.RoundTrip(req) // the token authority
+	}
+	p.mu.Lock()
+	status, body := p.status, p.body
+	if p.served > 0 {
+		status, body = http.StatusOK, []byte(`{"value":[]}`)
+	}
+	p.served++
+	p.mu.Unlock()
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
+	return &http.Response{
+		Status:        fmt.Sprintf("%d %s", status, http.StatusText(status)),
+		StatusCode:    status,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        http.Header{"Content-Type": {"application/json"}},
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Request:       req,
+	}, nil
+}
+
+// drain reads a listing to its end or first error.
+func drain[T any](seq iter.Seq2[[]T, error], conv func(T) decoded) ([]decoded, error) {
+	var out []decoded
+	for page, err := range seq {
+		if err != nil {
+			return out, err
+		}
+		for _, it := range page {
+			out = append(out, conv(it))
+		}
+	}
+	return out, nil
+}
+
+// oracle is a page as encoding/json reads it, keys matched exactly as the
+// SDK matches them.
+type oracle struct {
+	ok    bool // encoding/json read a value array of objects
+	items []map[string]json.RawMessage
+}
+
+func parseOracle(body []byte) oracle {
+	var page map[string]json.RawMessage
+	if json.Unmarshal(body, &page) != nil {
+		return oracle{}
+	}
+	var items []map[string]json.RawMessage
+	if json.Unmarshal(page["value"], &items) != nil {
+		return oracle{}
+	}
+	return oracle{ok: true, items: items}
+}
+
+func checkDecodeError(t *testing.T, name string, status int, body []byte, err error) {
+	t.Helper()
+	if status >= 200 && status <= 299 {
+		if !errors.Is(err, ErrMalformed) || !IsPermanent(err) {
+			t.Fatalf("%s: HTTP %d, body %q: error is not a permanent ErrMalformed: %v", name, status, body, err)
+		}
+		return
+	}
+	var ge *Error
+	if !errors.As(err, &ge) || ge.Status != status {
+		t.Fatalf("%s: HTTP %d, body %q: error is not Graph's *Error with that status: %v", name, status, body, err)
+	}
+}
+
+func checkDecoded(t *testing.T, name string, body []byte, want oracle, got []decoded) {
+	t.Helper()
+	for i, d := range got {
+		if d.ID == "" {
+			t.Fatalf("%s: item %d has no id, body %q", name, i, body)
+		}
+		if name == "members" && !slices.Contains(memberTypes, d.Type) {
+			t.Fatalf("%s: item %d has an unknown member type %q, body %q", name, i, d.Type, body)
+		}
+	}
+	if !want.ok {
+		return
+	}
+	if len(got) != len(want.items) {
+		t.Fatalf("%s: %d items decoded, encoding/json reads %d, body %q", name, len(got), len(want.items), body)
+	}
+	for i, d := range got {
+		item := want.items[i]
+		var id string
+		if json.Unmarshal(item["id"], &id) != nil || id != d.ID {
+			t.Fatalf("%s: item %d decoded with id %q, encoding/json reads %s, body %q", name, i, d.ID, item["id"], body)
+		}
+		if d.Enabled != nil {
+			var enabled bool
+			if json.Unmarshal(item["accountEnabled"], &enabled) != nil || enabled != *d.Enabled {
+				t.Fatalf("%s: item %d decoded with accountEnabled %v, encoding/json reads %s, body %q", name, i, *d.Enabled, item["accountEnabled"], body)
+			}
+		}
+		if name == "members" {
+			var typ string
+			_ = json.Unmarshal(item["@odata.type"], &typ)
+			if memberTypeOf(typ) != d.Type {
+				t.Fatalf("%s: item %d decoded as %q, its @odata.type is %q, body %q", name, i, d.Type, typ, body)
+			}
+		}
+	}
+}
+
+var memberTypes = []MemberType{MemberUser, MemberGroup, MemberDevice, MemberOrgContact, MemberServicePrincipal, MemberOther}
