@@ -321,7 +321,7 @@ func (b *Bus) Close() {
 	}
 	b.mu.Unlock()
 	for _, c := range cs {
-		c.Stop()
+		_ = c.Stop(context.Background())
 	}
 	if b.nc.IsConnected() {
 		// Acks are fire-and-forget: push them out before the socket goes.

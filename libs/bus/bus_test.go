@@ -102,12 +102,33 @@ func nextJob(t *testing.T, url string, opts bus.Options, within time.Duration) s
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Stop()
+	defer stop(t, c)
 	select {
 	case id := <-got:
 		return id
 	case <-time.After(within):
 		return ""
+	}
+}
+
+// stop stops c, giving its handlers time to finish.
+func stop(t *testing.T, c bus.Consumer) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Stop(ctx); err != nil {
+		t.Error(err)
+	}
+}
+
+// stopNow stops c with no time to wait: its handlers in flight are
+// cancelled and their messages handed back.
+func stopNow(t *testing.T, c bus.Consumer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := c.Stop(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Stop with a handler in flight and no time: %v, want context.Canceled", err)
 	}
 }
 
@@ -190,19 +211,23 @@ func dlq(t *testing.T, js jetstream.JetStream) []*jetstream.RawStreamMsg {
 // waitIdle waits until a consumer has nothing pending or unacknowledged.
 func waitIdle(t *testing.T, b *bus.Bus, consumer string) {
 	t.Helper()
-	devenv.WaitFor(t, 20*time.Second, consumer+" is idle", func() bool {
-		lags, err := b.Lag(context.Background())
-		if err != nil {
-			t.Fatal(err)
+	devenv.WaitFor(t, 20*time.Second, consumer+" is idle", func() bool { return lagOf(t, b, consumer).Total() == 0 })
+}
+
+// lagOf is the named consumer's lag now.
+func lagOf(t *testing.T, b *bus.Bus, consumer string) bus.ConsumerLag {
+	t.Helper()
+	lags, err := b.Lag(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range lags {
+		if l.Consumer == consumer {
+			return l
 		}
-		for _, l := range lags {
-			if l.Consumer == consumer {
-				return l.Total() == 0
-			}
-		}
-		t.Fatalf("no lag for %s in %+v", consumer, lags)
-		return false
-	})
+	}
+	t.Fatalf("no lag for %s in %+v", consumer, lags)
+	return bus.ConsumerLag{}
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -234,7 +259,7 @@ func TestRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer cj.Stop()
+		defer stop(t, cj)
 		evs := make(chan *syncv1.SyncEvent, 10)
 		ce, err := b.ConsumeEvents(ctx, bus.ConsumeOptions{Concurrency: 1}, func(_ context.Context, e *syncv1.SyncEvent) error {
 			evs <- e
@@ -243,7 +268,7 @@ func TestRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer ce.Stop()
+		defer stop(t, ce)
 
 		select {
 		case got := <-jobs:
@@ -421,7 +446,7 @@ func TestRetryRedeliversAfterItsDelay(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Stop()
+		defer stop(t, c)
 		if err := b.PublishJob(ctx, newJob(uuid.NewString())); err != nil {
 			t.Fatal(err)
 		}
@@ -479,7 +504,7 @@ func TestDeadLetters(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Stop()
+		defer stop(t, c)
 		ce, err := b.ConsumeEvents(ctx, bus.ConsumeOptions{}, func(context.Context, *syncv1.SyncEvent) error {
 			t.Error("handler got an event without a body")
 			return nil
@@ -487,7 +512,7 @@ func TestDeadLetters(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer ce.Stop()
+		defer stop(t, ce)
 
 		devenv.WaitFor(t, 15*time.Second, "four dead letters", func() bool { return len(dlq(t, js)) >= 4 })
 		waitIdle(t, b, bus.ConsumerFetchers)
@@ -555,7 +580,7 @@ func TestLastDeliveryIsDeadLettered(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Stop()
+		defer stop(t, c)
 		tenant := uuid.NewString()
 		ev := &syncv1.SyncEvent{TenantId: tenant, RunId: uuid.NewString(), Page: 0,
 			Body: &syncv1.SyncEvent_Users{Users: &syncv1.UsersPage{}}}
@@ -591,7 +616,7 @@ func TestPanicIsRecoveredAndRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Stop()
+	defer stop(t, c)
 	if err := b.PublishJob(ctx, newJob(uuid.NewString())); err != nil {
 		t.Fatal(err)
 	}
@@ -603,34 +628,68 @@ func TestPanicIsRecoveredAndRetried(t *testing.T) {
 	waitIdle(t, b, bus.ConsumerFetchers)
 }
 
+// TestInProgressKeepsSlowMessage: a handler busy for longer than several
+// ack waits keeps its message, because the bus tells JetStream every third
+// of the ack wait that it is still at work: the message is delivered once,
+// to one replica, never again.
 func TestInProgressKeepsSlowMessage(t *testing.T) {
 	forEachServer(t, func(t *testing.T, url string) {
 		ctx := context.Background()
 		opts := fast
-		opts.JobsAckWait = 900 * time.Millisecond
+		// Progress goes out every second: only a signal held up for two
+		// whole seconds (not a loaded machine's scheduling delay) would
+		// let the message go.
+		opts.JobsAckWait = 3 * time.Second
+		hold := 2*opts.JobsAckWait + opts.JobsAckWait/2
 		b := connect(t, url, opts)
 		// A second replica that would take the job if it were redelivered.
 		other := connect(t, url, opts)
-		var calls atomic.Int32
-		slow := func(context.Context, *syncv1.SyncJob) error {
-			calls.Add(1)
-			time.Sleep(4 * opts.JobsAckWait) // a long Graph page, not synchronisation
-			return nil
+		deliveries := make(chan uint64, 8) // the delivery number of each call
+		slow := func(ctx context.Context, _ *syncv1.SyncJob) error {
+			d, _ := bus.DeliveryFromContext(ctx)
+			deliveries <- d.Num
+			// A long Graph page; the length of the work is the test, not a
+			// stand-in for waiting on something.
+			timer := time.NewTimer(hold)
+			defer timer.Stop()
+			select {
+			case <-timer.C:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		for _, x := range []*bus.Bus{b, other} {
 			c, err := x.ConsumeJobs(ctx, bus.ConsumeOptions{Concurrency: 2}, slow)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer c.Stop()
+			defer stop(t, c)
 		}
 		if err := b.PublishJob(ctx, newJob(uuid.NewString())); err != nil {
 			t.Fatal(err)
 		}
-		devenv.WaitFor(t, 10*time.Second, "the job started", func() bool { return calls.Load() > 0 })
-		waitIdle(t, b, bus.ConsumerFetchers)
-		if n := calls.Load(); n != 1 {
-			t.Fatalf("slow job handled %d times, want once", n)
+		select {
+		case n := <-deliveries:
+			if n != 1 {
+				t.Fatalf("first call on delivery %d, want 1", n)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("the job was not delivered")
+		}
+		// Acknowledged once the handler is done, with nothing pending,
+		// unacknowledged or redelivered left behind.
+		devenv.WaitFor(t, hold+30*time.Second, "the job to be acknowledged", func() bool {
+			l := lagOf(t, b, bus.ConsumerFetchers)
+			return l.Total() == 0
+		})
+		for drained := false; !drained; {
+			select {
+			case n := <-deliveries:
+				t.Errorf("the slow job was delivered again (delivery %d) while its handler was at work", n)
+			default:
+				drained = true
+			}
 		}
 	})
 }
@@ -655,7 +714,7 @@ func TestReplicasShareWork(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer c.Stop()
+			defer stop(t, c)
 		}
 		b := connect(t, url, fast)
 		for range jobs {
@@ -704,7 +763,7 @@ func TestConcurrencyIsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Stop()
+	defer stop(t, c)
 	run := uuid.NewString()
 	for i := range 20 {
 		ev := &syncv1.SyncEvent{TenantId: "t1", RunId: run, Page: int32(i), Body: &syncv1.SyncEvent_Users{Users: &syncv1.UsersPage{}}}
@@ -724,29 +783,41 @@ func TestStopWaitsForHandlers(t *testing.T) {
 	b := connect(t, devenv.NATS(t), fast)
 	started, release := make(chan struct{}), make(chan struct{})
 	var finished atomic.Bool
-	c, err := b.ConsumeJobs(ctx, bus.ConsumeOptions{}, func(context.Context, *syncv1.SyncJob) error {
+	c, err := b.ConsumeJobs(ctx, bus.ConsumeOptions{}, func(hctx context.Context, _ *syncv1.SyncJob) error {
 		close(started)
 		<-release
+		if hctx.Err() != nil {
+			t.Error("Stop with time to spare cancelled the handler")
+		}
 		finished.Store(true)
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !c.Running() {
+		t.Fatal("a started consumer is not running")
+	}
 	if err := b.PublishJob(ctx, newJob(uuid.NewString())); err != nil {
 		t.Fatal(err)
 	}
 	<-started
-	stopped := make(chan struct{})
-	go func() { c.Stop(); close(stopped) }()
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- c.Stop(sctx) }()
+	devenv.WaitFor(t, 10*time.Second, "the stopping consumer to say it is not running", func() bool { return !c.Running() })
 	select {
-	case <-stopped:
-		t.Fatal("Stop returned while a handler was running")
-	case <-time.After(200 * time.Millisecond):
+	case err := <-stopped:
+		t.Fatalf("Stop returned (%v) while a handler was running", err)
+	default:
 	}
 	close(release)
 	select {
-	case <-stopped:
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("Stop with time to spare: %v, want nil", err)
+		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Stop did not return after the handler finished")
 	}
@@ -756,16 +827,19 @@ func TestStopWaitsForHandlers(t *testing.T) {
 	waitIdle(t, b, bus.ConsumerFetchers) // and its message was acknowledged
 }
 
-func TestCancelledContextHandsMessageBack(t *testing.T) {
+// TestStopHandsBackWhenItsContextEnds: a handler still running when Stop's
+// context ends is cancelled, its message goes to another replica at once
+// (not after its ack wait or a backoff), and Stop says it cut it short.
+func TestStopHandsBackWhenItsContextEnds(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	url := devenv.NATS(t)
 	slow := fast
-	slow.RetryBase = time.Minute // a nak with backoff would not come back in time
+	slow.JobsAckWait = 5 * time.Minute // a message not handed back would wait this long
+	slow.RetryBase = time.Minute       // and one nak'd with backoff as long
 	b := connect(t, url, slow)
-	hctx, cancel := context.WithCancel(ctx)
 	started := make(chan struct{})
-	c, err := b.ConsumeJobs(hctx, bus.ConsumeOptions{}, func(ctx context.Context, _ *syncv1.SyncJob) error {
+	c, err := b.ConsumeJobs(ctx, bus.ConsumeOptions{}, func(ctx context.Context, _ *syncv1.SyncJob) error {
 		close(started)
 		<-ctx.Done()
 		return ctx.Err()
@@ -778,11 +852,49 @@ func TestCancelledContextHandsMessageBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-started
-	cancel()
-	c.Stop()
-	// Another replica gets it at once, not after a backoff or ack wait.
+	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := c.Stop(sctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Stop whose context ended before the handler: %v, want context.DeadlineExceeded", err)
+	}
+	if c.Running() {
+		t.Fatal("a stopped consumer says it is running")
+	}
 	if id := nextJob(t, url, fast, 10*time.Second); id != job.RunId {
 		t.Fatalf("another replica got run %q, want the handed-back %s", id, job.RunId)
+	}
+}
+
+// TestConsumeContextBoundsOnlyTheStart: the context given to ConsumeJobs
+// may end right after it returns; the consumer goes on taking messages,
+// and its handlers' context is not done, until Stop.
+func TestConsumeContextBoundsOnlyTheStart(t *testing.T) {
+	t.Parallel()
+	b := connect(t, devenv.NATS(t), fast)
+	sctx, cancel := context.WithCancel(context.Background())
+	handled := make(chan error, 1)
+	c, err := b.ConsumeJobs(sctx, bus.ConsumeOptions{}, func(ctx context.Context, _ *syncv1.SyncJob) error {
+		handled <- ctx.Err()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop(t, c)
+	cancel()
+	if err := b.PublishJob(context.Background(), newJob(uuid.NewString())); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-handled:
+		if err != nil {
+			t.Fatalf("the handler's context ended with the start's: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no job handled after the start's context ended")
+	}
+	if !c.Running() {
+		t.Fatal("the consumer stopped running when the start's context ended")
 	}
 }
 
@@ -821,7 +933,7 @@ func TestJobQueued(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer cons.Stop()
+		defer stop(t, cons)
 		waitIdle(t, b, bus.ConsumerFetchers)
 		if ok, err := b.JobQueued(ctx, tenant, a.RunId); err != nil || ok {
 			t.Fatalf("JobQueued after ack = %v, %v; want false", ok, err)
@@ -848,7 +960,7 @@ func TestRetryOutlivesMaxDeliver(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Stop()
+		defer stop(t, c)
 		job := newJob(uuid.NewString())
 		if err := b.PublishJob(ctx, job); err != nil {
 			t.Fatal(err)
@@ -898,7 +1010,9 @@ func TestStoppedConsumerLeavesNoPullBehind(t *testing.T) {
 			ci, err := fetchers.Info(ctx)
 			return err == nil && ci.NumWaiting > 0
 		})
-		c.Stop()
+		if err := c.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
 		if err := b.PublishJob(ctx, newJob(uuid.NewString())); err != nil {
 			t.Fatal(err)
 		}
@@ -941,7 +1055,7 @@ func TestDeliveryFromContext(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Stop()
+		defer stop(t, c)
 		if err := b.PublishJob(ctx, newJob(uuid.NewString())); err != nil {
 			t.Fatal(err)
 		}
@@ -972,9 +1086,8 @@ func TestRetryOnShutdownAtLastDeliveryIsRequeued(t *testing.T) {
 	opts.JobsMaxDeliver = 1 // every delivery is the last
 	b := connect(t, url, opts)
 	js := raw(t, url)
-	hctx, cancel := context.WithCancel(ctx)
 	started := make(chan struct{})
-	c, err := b.ConsumeJobs(hctx, bus.ConsumeOptions{}, func(ctx context.Context, _ *syncv1.SyncJob) error {
+	c, err := b.ConsumeJobs(ctx, bus.ConsumeOptions{}, func(ctx context.Context, _ *syncv1.SyncJob) error {
 		close(started)
 		<-ctx.Done()
 		return bus.Retry(fmt.Errorf("handed back on shutdown: %w", ctx.Err()), 0)
@@ -987,8 +1100,7 @@ func TestRetryOnShutdownAtLastDeliveryIsRequeued(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-started
-	cancel()
-	c.Stop()
+	stopNow(t, c)
 	// Another replica gets a copy; nothing is dead-lettered.
 	if id := nextJob(t, url, opts, 10*time.Second); id != job.RunId {
 		t.Fatalf("another replica got run %q, want %s: the job handed back on its last delivery did not come back (%d dead letters)",
@@ -1022,9 +1134,8 @@ func TestHandBackWhileAPullIsWaiting(t *testing.T) {
 		// make losing it likely were the order not enforced.
 		for round := range 8 {
 			b := connect(t, url, opts)
-			hctx, cancel := context.WithCancel(ctx)
 			started := make(chan struct{})
-			c, err := b.ConsumeJobs(hctx, bus.ConsumeOptions{Concurrency: 2}, func(ctx context.Context, _ *syncv1.SyncJob) error {
+			c, err := b.ConsumeJobs(ctx, bus.ConsumeOptions{Concurrency: 2}, func(ctx context.Context, _ *syncv1.SyncJob) error {
 				close(started)
 				<-ctx.Done()
 				return ctx.Err()
@@ -1041,8 +1152,7 @@ func TestHandBackWhileAPullIsWaiting(t *testing.T) {
 				ci, err := fetchers().Info(ctx)
 				return err == nil && ci.NumWaiting > 0
 			})
-			cancel()
-			c.Stop()
+			stopNow(t, c)
 
 			if id := nextJob(t, url, opts, 10*time.Second); id != job.RunId {
 				t.Fatalf("round %d: another replica got run %q, want the handed-back %s", round, id, job.RunId)
@@ -1098,7 +1208,7 @@ func TestTenantInFlight(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer cj.Stop()
+		defer stop(t, cj)
 		ce, err := b.ConsumeEvents(ctx, bus.ConsumeOptions{}, func(_ context.Context, ev *syncv1.SyncEvent) error {
 			switch ev.GetPage() {
 			case 1:
@@ -1111,7 +1221,7 @@ func TestTenantInFlight(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer ce.Stop()
+		defer stop(t, ce)
 		devenv.WaitFor(t, 10*time.Second, "the tenant's messages are handled", func() bool {
 			j, e := inFlight()
 			return j == 0 && e == 1
@@ -1152,7 +1262,7 @@ func TestTransientFailuresSpendNoDeliveries(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Stop()
+		defer stop(t, c)
 		ev := &syncv1.SyncEvent{TenantId: uuid.NewString(), RunId: uuid.NewString(), Page: 0,
 			Body: &syncv1.SyncEvent_Users{Users: &syncv1.UsersPage{}}}
 		if err := b.PublishEvent(ctx, ev); err != nil {
@@ -1192,7 +1302,7 @@ func TestTransientFailuresOutlastingTheirBudgetCountAsDeliveries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Stop()
+	defer stop(t, c)
 	ev := &syncv1.SyncEvent{TenantId: uuid.NewString(), RunId: uuid.NewString(), Page: 0,
 		Body: &syncv1.SyncEvent_Users{Users: &syncv1.UsersPage{}}}
 	if err := b.PublishEvent(ctx, ev); err != nil {
@@ -1229,11 +1339,9 @@ func TestShutdownOnLastDeliveryHandsBack(t *testing.T) {
 			opts.RetryBase, opts.RetryMax = 5*time.Millisecond, 10*time.Millisecond
 			b := connect(t, url, opts)
 			js := raw(t, url)
-			hctx, cancel := context.WithCancel(ctx)
-			defer cancel()
 			var once sync.Once
 			started := make(chan struct{})
-			c, err := b.ConsumeJobs(hctx, bus.ConsumeOptions{}, func(ctx context.Context, _ *syncv1.SyncJob) error {
+			c, err := b.ConsumeJobs(ctx, bus.ConsumeOptions{}, func(ctx context.Context, _ *syncv1.SyncJob) error {
 				once.Do(func() { close(started) })
 				return fail(ctx)
 			})
@@ -1245,8 +1353,7 @@ func TestShutdownOnLastDeliveryHandsBack(t *testing.T) {
 				t.Fatal(err)
 			}
 			<-started
-			cancel()
-			c.Stop()
+			stopNow(t, c)
 			if id := nextJob(t, url, opts, 10*time.Second); id != job.RunId {
 				t.Fatalf("another replica got run %q, want %s (%d dead letters)", id, job.RunId, len(dlq(t, js)))
 			}
@@ -1327,7 +1434,7 @@ func TestStrandedLastDeliveryIsRescued(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				defer c.Stop()
+				defer stop(t, c)
 
 				if strandedBefore == 0 {
 					select {

@@ -83,21 +83,42 @@ type ConsumeOptions struct {
 // Consumer is a running consumer started by ConsumeJobs or ConsumeEvents.
 type Consumer interface {
 	// Stop stops taking messages and waits for the handlers in flight to
-	// return. To make handlers give up early, cancel the context passed
-	// to ConsumeJobs or ConsumeEvents: it is the handlers' context, and
-	// their messages are then handed back for redelivery at once.
-	Stop()
+	// return, until ctx ends. When ctx ends first, it cancels the
+	// handlers' context, so that their messages are handed back for
+	// redelivery at once (to another replica, not after an ack wait),
+	// waits for them to return, and returns ctx's error. A ctx already
+	// done hands back at once whatever is in flight.
+	Stop(ctx context.Context) error
+	// Running reports whether the consumer is taking messages in this
+	// process: false once Stop was called, or once it gave up on its own
+	// (the NATS connection was closed). It is cheap: readiness probes
+	// call it.
+	Running() bool
 }
 
-// ConsumeJobs runs h for each job on the fetchers consumer until Stop or
-// until ctx is done.
+// ErrNotConsuming is Consuming's answer for a consumer that was never
+// started, was stopped, or gave up.
+var ErrNotConsuming = errors.New("bus: not consuming")
+
+// Consuming reports ErrNotConsuming unless c is running: what a worker's
+// readiness says of its consumer. c may be nil (not started yet).
+func Consuming(c Consumer) error {
+	if c == nil || !c.Running() {
+		return ErrNotConsuming
+	}
+	return nil
+}
+
+// ConsumeJobs runs h for each job on the fetchers consumer until Stop.
+// ctx bounds only the start: handlers run in a context that carries ctx's
+// values and that only Stop cancels.
 func (b *Bus) ConsumeJobs(ctx context.Context, opts ConsumeOptions, h func(ctx context.Context, job *syncv1.SyncJob) error) (Consumer, error) {
 	return b.consume(ctx, b.fetchers, b.jobs, b.strandedJobs, SubjectJobs, SubjectDLQJobs, opts, decodeJob,
 		func(ctx context.Context, m proto.Message) error { return h(ctx, m.(*syncv1.SyncJob)) })
 }
 
 // ConsumeEvents runs h for each event on the reconcilers consumer until
-// Stop or until ctx is done.
+// Stop. ctx bounds only the start, as for ConsumeJobs.
 func (b *Bus) ConsumeEvents(ctx context.Context, opts ConsumeOptions, h func(ctx context.Context, ev *syncv1.SyncEvent) error) (Consumer, error) {
 	return b.consume(ctx, b.reconcilers, b.events, b.strandedEvents, SubjectEvents, SubjectDLQEvents, opts, decodeEvent,
 		func(ctx context.Context, m proto.Message) error { return h(ctx, m.(*syncv1.SyncEvent)) })
@@ -169,17 +190,21 @@ type consumer struct {
 	ackWait    time.Duration
 	maxDeliver int // ≤ 0: unlimited
 
-	ctx      context.Context // the caller's: handlers run in it
-	loopCtx  context.Context // done when Stop is called or ctx is done
-	stopLoop context.CancelFunc
-	sem      chan struct{} // one token per running or reserved handler
-	loopDone chan struct{}
+	// ctx is the handlers' context: the caller's values, cancelled only
+	// by a Stop whose own ctx ended before the handlers returned.
+	ctx            context.Context
+	cancelHandlers context.CancelFunc
+	loopCtx        context.Context // done when Stop is called
+	stopLoop       context.CancelFunc
+	sem            chan struct{} // one token per running or reserved handler
+	loopDone       chan struct{}
 	// pullsGone is closed once the server can no longer deliver to a
 	// pull request of this consumer: only then may a message be handed
 	// back, or it could go to our own dead request (see endPulls).
 	pullsGone chan struct{}
 	handlers  sync.WaitGroup
 	stopOnce  sync.Once
+	stopped   chan struct{} // closed once Stop has nothing left to wait for
 }
 
 func (b *Bus) consume(ctx context.Context, jc jetstream.Consumer, stream jetstream.Stream, stranded jetstream.Consumer,
@@ -196,17 +221,20 @@ func (b *Bus) consume(ctx context.Context, jc jetstream.Consumer, stream jetstre
 		log:        b.log.With().Str("stream", info.Stream).Str("consumer", info.Name).Logger(),
 		ackWait:    info.Config.AckWait,
 		maxDeliver: info.Config.MaxDeliver,
-		ctx:        ctx,
 		sem:        make(chan struct{}, conc),
 		loopDone:   make(chan struct{}),
 		pullsGone:  make(chan struct{}),
+		stopped:    make(chan struct{}),
 	}
 	if c.ackWait <= 0 {
 		c.ackWait = 30 * time.Second // the server's default
 	}
-	c.loopCtx, c.stopLoop = context.WithCancel(ctx)
+	// Handlers outlive ctx: only Stop ends them.
+	c.ctx, c.cancelHandlers = context.WithCancel(context.WithoutCancel(ctx))
+	c.loopCtx, c.stopLoop = context.WithCancel(c.ctx)
 	if err := b.register(c); err != nil {
 		c.stopLoop()
+		c.cancelHandlers()
 		return nil, err
 	}
 	go c.run()
@@ -216,16 +244,47 @@ func (b *Bus) consume(ctx context.Context, jc jetstream.Consumer, stream jetstre
 }
 
 // Stop implements Consumer.
-func (c *consumer) Stop() {
+func (c *consumer) Stop(ctx context.Context) error {
 	c.stopOnce.Do(func() {
 		c.stopLoop()
-		<-c.loopDone
-		<-c.pullsGone
-		<-c.rescueDone
-		c.handlers.Wait()
-		c.b.unregister(c)
-		c.log.Info().Msg("consumer stopped")
+		go func() {
+			<-c.loopDone
+			<-c.pullsGone
+			<-c.rescueDone
+			c.handlers.Wait()
+			c.b.unregister(c)
+			c.cancelHandlers()
+			c.log.Info().Msg("consumer stopped")
+			close(c.stopped)
+		}()
 	})
+	select {
+	case <-c.stopped:
+		return nil
+	case <-ctx.Done():
+	}
+	select {
+	case <-c.stopped:
+		return nil // both at once: nothing was cut short
+	default:
+	}
+	c.log.Info().Err(ctx.Err()).Msg("handlers still running; handing their messages back")
+	c.cancelHandlers()
+	<-c.stopped
+	return fmt.Errorf("bus: stop: %w", ctx.Err())
+}
+
+// Running implements Consumer.
+func (c *consumer) Running() bool {
+	if c.loopCtx.Err() != nil {
+		return false
+	}
+	select {
+	case <-c.loopDone:
+		return false
+	default:
+		return true
+	}
 }
 
 // run pulls as many messages as there are free handler slots, one pull

@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -101,7 +102,7 @@ func TestStreamLagRisesWithBacklogAndReturnsToZero(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Stop()
+	defer func() { _ = c.Stop(context.Background()) }()
 	<-taken
 	if v := lag(); v != backlog {
 		t.Fatalf("lag with jobs in hand = %v, want %d", v, backlog)
@@ -188,7 +189,8 @@ func TestMetricsListsEveryName(t *testing.T) {
 }
 
 // A worker is ready when Postgres answers, NATS is connected and its
-// consumer is bound; /healthz only says the process answers.
+// consumer is bound and consuming in this process; /healthz only says the
+// process answers.
 func TestWorkerProbes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -207,7 +209,17 @@ func TestWorkerProbes(t *testing.T) {
 	}
 	defer b.Close()
 
-	_, srv := metrics.Worker(b, st, bus.ConsumerFetchers, "127.0.0.1:0", zerolog.Nop())
+	c, err := b.ConsumeJobs(ctx, bus.ConsumeOptions{}, func(context.Context, *syncv1.SyncJob) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	consuming := func() error {
+		if !c.Running() {
+			return errors.New("consumer stopped")
+		}
+		return nil
+	}
+	_, srv := metrics.Worker(b, st, bus.ConsumerFetchers, consuming, "127.0.0.1:0", zerolog.Nop())
 	if err := srv.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -232,22 +244,35 @@ func TestWorkerProbes(t *testing.T) {
 		t.Fatalf("/metrics: %d %s", code, body)
 	}
 
-	st.Close()
-	code, body := get("/readyz")
-	var got metrics.Readiness
-	if err := json.Unmarshal([]byte(body), &got); err != nil {
-		t.Fatalf("/readyz: %v: %s", err, body)
+	readiness := func() (int, metrics.Readiness, string) {
+		t.Helper()
+		code, body := get("/readyz")
+		var got metrics.Readiness
+		if err := json.Unmarshal([]byte(body), &got); err != nil {
+			t.Fatalf("/readyz: %v: %s", err, body)
+		}
+		return code, got, body
 	}
+
+	// The durable stays bound on the server; this process no longer
+	// consumes, and says so.
+	if err := c.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	code, got, body := readiness()
+	if code != http.StatusServiceUnavailable || got.Checks["consumer fetchers"] != "unavailable" ||
+		got.Checks["postgres"] != "ok" || got.Checks["nats"] != "ok" {
+		t.Fatalf("/readyz with the consumer stopped: %d %s", code, body)
+	}
+
+	st.Close()
+	code, got, body = readiness()
 	if code != http.StatusServiceUnavailable || got.Checks["postgres"] != "unavailable" || got.Checks["nats"] != "ok" {
 		t.Fatalf("/readyz with Postgres closed: %d %s", code, body)
 	}
 
 	b.Close()
-	code, body = get("/readyz")
-	got = metrics.Readiness{}
-	if err := json.Unmarshal([]byte(body), &got); err != nil {
-		t.Fatalf("/readyz: %v: %s", err, body)
-	}
+	code, got, body = readiness()
 	if code != http.StatusServiceUnavailable || got.Checks["nats"] != "unavailable" || got.Checks["consumer fetchers"] != "unavailable" {
 		t.Fatalf("/readyz with NATS closed: %d %s", code, body)
 	}
@@ -274,7 +299,7 @@ func TestWorkerAddress(t *testing.T) {
 	db := pingFunc(func(context.Context) error { return nil })
 	unset := func(string) string { return "" }
 
-	_, first, err := metrics.WorkerFromEnv(unset, "127.0.0.1:0", b, db, "", zerolog.Nop())
+	_, first, err := metrics.WorkerFromEnv(unset, "127.0.0.1:0", b, db, "", nil, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +309,7 @@ func TestWorkerAddress(t *testing.T) {
 	defer first.Stop(ctx)
 	taken := first.Addr()
 
-	_, second, err := metrics.WorkerFromEnv(unset, taken, b, db, "", zerolog.Nop())
+	_, second, err := metrics.WorkerFromEnv(unset, taken, b, db, "", nil, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +329,7 @@ func TestWorkerAddress(t *testing.T) {
 			return ""
 		}
 	}
-	_, third, err := metrics.WorkerFromEnv(set(taken), "127.0.0.1:0", b, db, "", zerolog.Nop())
+	_, third, err := metrics.WorkerFromEnv(set(taken), "127.0.0.1:0", b, db, "", nil, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +337,7 @@ func TestWorkerAddress(t *testing.T) {
 		third.Stop(ctx)
 		t.Fatalf("METRICS_ADDR=%s, already taken, was served elsewhere", taken)
 	}
-	if _, _, err := metrics.WorkerFromEnv(set("9102"), "", b, db, "", zerolog.Nop()); err == nil || !strings.Contains(err.Error(), metrics.EnvAddr) {
+	if _, _, err := metrics.WorkerFromEnv(set("9102"), "", b, db, "", nil, zerolog.Nop()); err == nil || !strings.Contains(err.Error(), metrics.EnvAddr) {
 		t.Fatalf("METRICS_ADDR=9102: %v, want an error naming %s", err, metrics.EnvAddr)
 	}
 }

@@ -56,14 +56,25 @@ type Connection interface{ Connected() error }
 
 // WorkerChecks are the readiness checks of a worker: Postgres answers,
 // NATS is connected and, when consumer is not "", that durable consumer
-// is bound on the server (JetStream answers its consumer info).
-func WorkerChecks(db Pinger, nc Connection, lag LagSource, consumer string) []Check {
+// is bound on the server (JetStream answers its consumer info) and, when
+// consuming is not nil, consuming in this process. consuming is the
+// service's own word (the fetcher's and reconciler's Ready): a durable
+// stays bound on the server after the process's consumer died.
+func WorkerChecks(db Pinger, nc Connection, lag LagSource, consumer string, consuming func() error) []Check {
 	checks := []Check{
 		{"postgres", db.Ping},
 		{"nats", func(context.Context) error { return nc.Connected() }},
 	}
-	if consumer != "" && lag != nil {
+	if consumer != "" && (lag != nil || consuming != nil) {
 		checks = append(checks, Check{"consumer " + consumer, func(ctx context.Context) error {
+			if consuming != nil {
+				if err := consuming(); err != nil {
+					return err
+				}
+			}
+			if lag == nil {
+				return nil
+			}
 			return ConsumerBound(ctx, lag, consumer)
 		}})
 	}
@@ -255,22 +266,24 @@ func (w *withServer) Stop(ctx context.Context) error {
 
 // Worker builds the metrics of a worker service from its bus and store:
 // lag read from JetStream, readiness of Postgres, NATS and consumer (""
-// for a worker without one, the scheduler).
-func Worker(b *bus.Bus, db Pinger, consumer, addr string, log zerolog.Logger) (*Metrics, *Server) {
+// for a worker without one, the scheduler), with consuming as in
+// WorkerChecks (nil for none).
+func Worker(b *bus.Bus, db Pinger, consumer string, consuming func() error, addr string, log zerolog.Logger) (*Metrics, *Server) {
 	m := New(Sources{Lag: b})
-	return m, NewServer(addr, m, WorkerChecks(db, b, b, consumer), log)
+	return m, NewServer(addr, m, WorkerChecks(db, b, b, consumer, consuming), log)
 }
 
 // WorkerFromEnv is Worker on METRICS_ADDR, or on def when it is unset.
 // Only def gives way when taken (to a free port, logged), so replicas
 // started side by side on one host without METRICS_ADDR all run; an
 // address an operator chose is never silently changed.
-func WorkerFromEnv(getenv func(string) string, def string, b *bus.Bus, db Pinger, consumer string, log zerolog.Logger) (*Metrics, *Server, error) {
+func WorkerFromEnv(getenv func(string) string, def string, b *bus.Bus, db Pinger, consumer string, consuming func() error,
+	log zerolog.Logger) (*Metrics, *Server, error) {
 	addr, err := AddrFromEnv(getenv, def)
 	if err != nil {
 		return nil, nil, err
 	}
-	m, srv := Worker(b, db, consumer, addr, log)
+	m, srv := Worker(b, db, consumer, consuming, addr, log)
 	srv.anyPortIfTaken = getenv(EnvAddr) == ""
 	return m, srv, nil
 }

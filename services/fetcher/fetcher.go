@@ -110,8 +110,7 @@ type Fetcher struct {
 	log   zerolog.Logger
 
 	mu       sync.Mutex
-	consumer bus.Consumer
-	cancel   context.CancelFunc
+	consumer bus.Consumer    // nil until Start
 	busy     map[string]bool // tenants this replica is fetching now
 }
 
@@ -132,53 +131,52 @@ func New(cfg Config, deps Deps) (*Fetcher, error) {
 	return &Fetcher{cfg: cfg, bus: deps.Bus, store: deps.Store, log: log, busy: map[string]bool{}}, nil
 }
 
-// Start starts consuming jobs and returns. Work goes on until Stop is
-// called or ctx is done.
+// Start starts consuming jobs and returns once the consumer runs. ctx
+// bounds only the start: the work goes on until Stop.
 func (f *Fetcher) Start(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.consumer != nil {
 		return errors.New("fetcher: already started")
 	}
-	// Handlers run in this context; cancelling it makes them hand their
-	// jobs back at once.
-	wctx, cancel := context.WithCancel(ctx)
-	c, err := f.bus.ConsumeJobs(wctx, bus.ConsumeOptions{Concurrency: f.cfg.Concurrency}, f.handle)
+	c, err := f.bus.ConsumeJobs(ctx, bus.ConsumeOptions{Concurrency: f.cfg.Concurrency}, f.handle)
 	if err != nil {
-		cancel()
 		return fmt.Errorf("fetcher: consume jobs: %w", err)
 	}
-	f.consumer, f.cancel = c, cancel
+	f.consumer = c
 	f.log.Info().Int("concurrency", f.cfg.Concurrency).Dur("lease_ttl", f.cfg.LeaseTTL).
 		Str("graph", f.cfg.Graph.BaseURL).Msg("fetcher started")
 	return nil
 }
 
 // Stop stops taking jobs and hands the jobs in progress back to the
-// stream, where another replica (or this one, after a restart) picks
-// them up; their tenant leases are released on the way. It returns once
-// every handler has returned, or with ctx's error if that takes longer.
+// stream at once, where another replica (or this one, after a restart)
+// picks them up; their tenant leases are released on the way. It returns
+// once every handler has returned. Unlike the reconciler's, a fetcher's
+// work in flight is not waited for, whatever ctx allows: a run can take
+// many minutes and finishing it would hold up a deploy, while handing it
+// back costs a repeat of the Graph reads, nothing more.
 func (f *Fetcher) Stop(ctx context.Context) error {
 	f.mu.Lock()
-	c, cancel := f.consumer, f.cancel
-	f.consumer, f.cancel = nil, nil
+	c := f.consumer
 	f.mu.Unlock()
 	if c == nil {
 		return nil
 	}
-	// A run can take many minutes; finishing it would hold up a deploy.
-	// Handing it back costs a repeat of the Graph reads, nothing more.
+	now, cancel := context.WithCancel(ctx)
 	cancel()
-	done := make(chan struct{})
-	go func() {
-		c.Stop()
-		close(done)
-	}()
-	select {
-	case <-done:
-		f.log.Info().Msg("fetcher stopped")
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("fetcher: stop: handlers still running: %w", ctx.Err())
+	if err := c.Stop(now); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("fetcher: stop: %w", err)
 	}
+	f.log.Info().Msg("fetcher stopped")
+	return nil
+}
+
+// Ready reports an error unless this replica is consuming jobs: started,
+// not stopped, its consumer alive. A worker's /readyz asks it.
+func (f *Fetcher) Ready() error {
+	f.mu.Lock()
+	c := f.consumer
+	f.mu.Unlock()
+	return bus.Consuming(c)
 }

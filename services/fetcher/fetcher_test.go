@@ -211,7 +211,7 @@ func (e *env) recordWith(apply func(context.Context, *syncv1.SyncEvent) error) *
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.t.Cleanup(c.Stop)
+	e.t.Cleanup(func() { _ = c.Stop(context.Background()) })
 	return r
 }
 
@@ -588,6 +588,9 @@ func TestStopHandsTheJobBack(t *testing.T) {
 	rec := e.recordAndApply()
 	run := e.queueRun()
 	f := e.startFetcher("fetcher-a", nil)
+	if err := f.Ready(); err != nil {
+		t.Fatalf("a started fetcher is not ready: %v", err)
+	}
 	// Members the first attempt published, to change afterwards.
 	var published []string
 	devenv.WaitFor(t, 30*time.Second, "two users pages of the first attempt", func() bool {
@@ -612,6 +615,9 @@ func TestStopHandsTheJobBack(t *testing.T) {
 	defer cancel()
 	if err := f.Stop(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if f.Ready() == nil {
+		t.Fatal("a stopped fetcher says it is ready")
 	}
 	if evs := rec.of(run.ID); slices.ContainsFunc(evs, func(ev *syncv1.SyncEvent) bool { return ev.GetFetched() != nil }) {
 		t.Fatal("the first attempt finished before Stop")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,7 +36,11 @@ func TestEventsThroughJetStream(t *testing.T) {
 		t.Cleanup(b.Close)
 		r, err := reconciler.New(reconciler.Config{Concurrency: 3, Clock: clock}, reconciler.Deps{Bus: b, Store: e.st, Logger: log})
 		must(t, err)
+		if r.Ready() == nil {
+			t.Fatal("a reconciler not started says it is ready")
+		}
 		must(t, r.Start(ctx))
+		must(t, r.Ready())
 		replicas = append(replicas, r)
 	}
 	pub, err := bus.Connect(ctx, natsURL, log)
@@ -106,6 +111,20 @@ func TestEventsThroughJetStream(t *testing.T) {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		must(t, r.Stop(sctx))
 		cancel()
+		if r.Ready() == nil {
+			t.Fatal("a stopped reconciler says it is ready")
+		}
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	t.Parallel()
+	_, err := reconciler.New(reconciler.Config{Concurrency: -1}, reconciler.Deps{})
+	if err == nil || !strings.Contains(err.Error(), "Concurrency") {
+		t.Errorf("got %v, want an error naming Concurrency", err)
+	}
+	if _, err := reconciler.New(reconciler.Config{}, reconciler.Deps{}); err == nil || !strings.Contains(err.Error(), "store") {
+		t.Errorf("got %v, want an error about the missing store", err)
 	}
 }
 

@@ -51,6 +51,28 @@ type Config struct {
 	Clock func() time.Time
 }
 
+// SetDefaults fills every unset field with its default.
+func (c *Config) SetDefaults() {
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+}
+
+// Validate reports every bad field in one error.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Concurrency < 1 || c.Concurrency > 256 {
+		errs = append(errs, fmt.Errorf("reconciler: Concurrency %d: want 1..256", c.Concurrency))
+	}
+	if c.Clock == nil {
+		errs = append(errs, errors.New("reconciler: Clock is nil"))
+	}
+	return errors.Join(errs...)
+}
+
 // Deps are the reconciler's connections. Bus may be nil when only Apply is
 // used (tests replaying events); Start needs it.
 type Deps struct {
@@ -80,28 +102,24 @@ type Reconciler struct {
 	obs   Observer
 
 	mu       sync.Mutex
-	consumer bus.Consumer
-	cancel   context.CancelFunc
+	consumer bus.Consumer // nil until Start
 }
 
-// New returns a reconciler; Start makes it consume.
+// New checks the configuration and returns a reconciler; Start makes it
+// consume.
 func New(cfg Config, deps Deps) (*Reconciler, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	if deps.Store == nil {
 		return nil, errors.New("reconciler: a store is required")
-	}
-	if cfg.Concurrency < 0 {
-		return nil, fmt.Errorf("reconciler: concurrency %d is negative", cfg.Concurrency)
-	}
-	if cfg.Concurrency == 0 {
-		cfg.Concurrency = DefaultConcurrency
-	}
-	if cfg.Clock == nil {
-		cfg.Clock = time.Now
 	}
 	return &Reconciler{cfg: cfg, bus: deps.Bus, store: deps.Store, log: deps.Logger, obs: deps.Observer}, nil
 }
 
-// Start consumes events until Stop. It returns once the consumer runs.
+// Start consumes events until Stop. It returns once the consumer runs;
+// ctx bounds only the start: the events in flight are ended by Stop alone.
 func (r *Reconciler) Start(ctx context.Context) error {
 	if r.bus == nil {
 		return errors.New("reconciler: start: no bus")
@@ -111,9 +129,7 @@ func (r *Reconciler) Start(ctx context.Context) error {
 	if r.consumer != nil {
 		return errors.New("reconciler: already started")
 	}
-	// Handlers outlive Start's context: only Stop ends them, gracefully.
-	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	c, err := r.bus.ConsumeEvents(hctx, bus.ConsumeOptions{
+	c, err := r.bus.ConsumeEvents(ctx, bus.ConsumeOptions{
 		Concurrency: r.cfg.Concurrency,
 		// Whatever the bus gives up (a page failing on its last delivery,
 		// or stranded by a replica that died on it), the run cannot
@@ -125,41 +141,38 @@ func (r *Reconciler) Start(ctx context.Context) error {
 		},
 	}, r.Apply)
 	if err != nil {
-		cancel()
 		return fmt.Errorf("reconciler: start: %w", err)
 	}
-	r.consumer, r.cancel = c, cancel
+	r.consumer = c
 	r.log.Info().Int("concurrency", r.cfg.Concurrency).Msg("reconciler started")
 	return nil
 }
 
-// Stop stops taking events and waits for those in flight. When ctx ends
-// first, the events in flight are abandoned (their transactions roll back)
-// and handed back to the stream for another replica.
+// Stop stops taking events and waits for those in flight until ctx ends.
+// When ctx ends first, the events in flight are abandoned (their
+// transactions roll back), handed back to the stream for another replica,
+// and Stop returns ctx's error.
 func (r *Reconciler) Stop(ctx context.Context) error {
 	r.mu.Lock()
-	c, cancel := r.consumer, r.cancel
-	r.consumer, r.cancel = nil, nil
+	c := r.consumer
 	r.mu.Unlock()
 	if c == nil {
 		return nil
 	}
-	done := make(chan struct{})
-	go func() {
-		c.Stop()
-		close(done)
-	}()
-	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		err = fmt.Errorf("reconciler: stop: %w", ctx.Err())
-		cancel()
-		<-done
+	if err := c.Stop(ctx); err != nil {
+		return fmt.Errorf("reconciler: stop: %w", err)
 	}
-	cancel()
 	r.log.Info().Msg("reconciler stopped")
-	return err
+	return nil
+}
+
+// Ready reports an error unless this replica is consuming events:
+// started, not stopped, its consumer alive. A worker's /readyz asks it.
+func (r *Reconciler) Ready() error {
+	r.mu.Lock()
+	c := r.consumer
+	r.mu.Unlock()
+	return bus.Consuming(c)
 }
 
 // Apply applies one event. It returns nil when the event is applied (or

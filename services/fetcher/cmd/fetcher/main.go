@@ -22,11 +22,15 @@ import (
 
 func main() {
 	process.Main("fetcher", nil, func(d process.Deps) (process.Service, error) {
-		m, srv, err := metrics.WorkerFromEnv(os.Getenv, metrics.DefaultFetcherAddr, d.Bus, d.Store, bus.ConsumerFetchers, d.Logger)
+		// The metrics come first (the Graph client reports to them); the
+		// readiness they serve asks the fetcher, built just below.
+		var svc *fetcher.Fetcher
+		ready := func() error { return svc.Ready() }
+		m, srv, err := metrics.WorkerFromEnv(os.Getenv, metrics.DefaultFetcherAddr, d.Bus, d.Store, bus.ConsumerFetchers, ready, d.Logger)
 		if err != nil {
 			return nil, err
 		}
-		svc, err := fetcher.New(fetcher.Config{
+		svc, err = fetcher.New(fetcher.Config{
 			Graph: graph.Config{
 				BaseURL: d.Config.GraphBaseURL, AuthorityHost: d.Config.AuthorityHost,
 				Scope: d.Config.GraphScope, MaxRetryAfter: d.Config.GraphMaxRetryAfter,

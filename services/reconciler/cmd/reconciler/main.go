@@ -18,11 +18,15 @@ import (
 
 func main() {
 	process.Main("reconciler", nil, func(d process.Deps) (process.Service, error) {
-		m, srv, err := metrics.WorkerFromEnv(os.Getenv, metrics.DefaultReconcilerAddr, d.Bus, d.Store, bus.ConsumerReconcilers, d.Logger)
+		// The metrics come first (the reconciler reports to them); the
+		// readiness they serve asks the reconciler, built just below.
+		var svc *reconciler.Reconciler
+		ready := func() error { return svc.Ready() }
+		m, srv, err := metrics.WorkerFromEnv(os.Getenv, metrics.DefaultReconcilerAddr, d.Bus, d.Store, bus.ConsumerReconcilers, ready, d.Logger)
 		if err != nil {
 			return nil, err
 		}
-		svc, err := reconciler.New(reconciler.Config{Concurrency: d.Config.Concurrency},
+		svc, err = reconciler.New(reconciler.Config{Concurrency: d.Config.Concurrency},
 			reconciler.Deps{Bus: d.Bus, Store: d.Store, Logger: d.Logger, Observer: m})
 		if err != nil {
 			return nil, err

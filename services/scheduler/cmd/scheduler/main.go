@@ -17,7 +17,7 @@ import (
 func main() {
 	process.Main("scheduler", nil, func(d process.Deps) (process.Service, error) {
 		// The scheduler has no consumer of its own to be bound: "".
-		_, srv, err := metrics.WorkerFromEnv(os.Getenv, metrics.DefaultSchedulerAddr, d.Bus, d.Store, "", d.Logger)
+		_, srv, err := metrics.WorkerFromEnv(os.Getenv, metrics.DefaultSchedulerAddr, d.Bus, d.Store, "", nil, d.Logger)
 		if err != nil {
 			return nil, err
 		}
