@@ -67,6 +67,39 @@ type Config struct {
 	Clock func() time.Time
 }
 
+// SetDefaults fills every unset field with its default.
+func (c *Config) SetDefaults() {
+	if c.TickEvery == 0 {
+		c.TickEvery = DefaultTickEvery
+	}
+	if c.StaleQueued == 0 {
+		c.StaleQueued = DefaultStaleQueued
+	}
+	if c.StuckAfter == 0 {
+		c.StuckAfter = DefaultStuckAfter
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+}
+
+// Validate reports every bad field in one error.
+func (c Config) Validate() error {
+	var errs []error
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"TickEvery", c.TickEvery}, {"StaleQueued", c.StaleQueued}, {"StuckAfter", c.StuckAfter}} {
+		if f.d <= 0 {
+			errs = append(errs, fmt.Errorf("scheduler: %s %s: want more than 0", f.name, f.d))
+		}
+	}
+	if c.Clock == nil {
+		errs = append(errs, errors.New("scheduler: Clock is nil"))
+	}
+	return errors.Join(errs...)
+}
+
 // Deps are the scheduler's collaborators.
 type Deps struct {
 	Bus    *bus.Bus
@@ -88,29 +121,19 @@ type Scheduler struct {
 
 // New checks the configuration and builds a scheduler.
 func New(cfg Config, deps Deps) (*Scheduler, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	if deps.Bus == nil || deps.Store == nil {
 		return nil, errors.New("scheduler: a bus and a store are required")
-	}
-	if cfg.TickEvery < 0 || cfg.StaleQueued < 0 || cfg.StuckAfter < 0 {
-		return nil, errors.New("scheduler: TickEvery, StaleQueued and StuckAfter must not be negative")
-	}
-	if cfg.TickEvery == 0 {
-		cfg.TickEvery = DefaultTickEvery
-	}
-	if cfg.StaleQueued == 0 {
-		cfg.StaleQueued = DefaultStaleQueued
-	}
-	if cfg.StuckAfter == 0 {
-		cfg.StuckAfter = DefaultStuckAfter
-	}
-	if cfg.Clock == nil {
-		cfg.Clock = time.Now
 	}
 	return &Scheduler{cfg: cfg, bus: deps.Bus, store: deps.Store, log: deps.Logger}, nil
 }
 
 // Start runs a first pass at once, then one every TickEvery, in the
-// background, until Stop.
+// background, until Stop. ctx bounds only the start: the passes go on
+// after it ends, until Stop.
 func (s *Scheduler) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
