@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"sync"
 	"time"
@@ -50,6 +51,15 @@ type Config struct {
 	// page that would be larger goes out as several pages. Default: the
 	// largest message the NATS server takes (bus.Bus.MaxPayload).
 	MaxEventBytes int
+	// Clock tells the time: when events were observed, when the lease
+	// was last renewed, and (unless Graph has its own) what Graph's
+	// Retry-After dates are read against. Default time.Now; tests pass
+	// their own, so that what a run stamps is theirs to predict.
+	Clock func() time.Time
+	// Rand returns a number in [0, 1) that spreads out waits: a job that
+	// found its tenant leased comes back after a jittered delay. Default
+	// math/rand/v2's Float64.
+	Rand func() float64
 }
 
 // SetDefaults fills every unset field with its default.
@@ -70,6 +80,15 @@ func (c *Config) SetDefaults() {
 	if c.GroupConcurrency == 0 {
 		c.GroupConcurrency = DefaultGroupConcurrency
 	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.Graph.Clock == nil {
+		c.Graph.Clock = c.Clock
+	}
+	if c.Rand == nil {
+		c.Rand = rand.Float64
+	}
 	c.Graph.SetDefaults()
 }
 
@@ -87,6 +106,12 @@ func (c Config) Validate() error {
 	}
 	if c.GroupConcurrency < 1 || c.GroupConcurrency > 64 {
 		errs = append(errs, fmt.Errorf("fetcher: group concurrency %d: want 1..64", c.GroupConcurrency))
+	}
+	if c.Clock == nil {
+		errs = append(errs, errors.New("fetcher: clock is nil"))
+	}
+	if c.Rand == nil {
+		errs = append(errs, errors.New("fetcher: rand is nil"))
 	}
 	if err := c.Graph.Validate(); err != nil {
 		errs = append(errs, err)

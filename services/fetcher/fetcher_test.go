@@ -428,11 +428,21 @@ func TestRunPublishesEveryPage(t *testing.T) {
 	e := newEnv(t, "")
 	rec := e.record()
 	run := e.queueRun()
-	e.startFetcher("fetcher-a", nil)
+	// The fetcher's time is its clock's: a clock years behind the wall's
+	// (but moving, for Graph's Retry-After dates) stamps every event.
+	epoch := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	began := time.Now()
+	clock := func() time.Time { return epoch.Add(time.Since(began)) }
+	e.startFetcher("fetcher-a", func(c *Config) { c.Clock = clock })
 
 	evs := rec.waitEnd(t, run.ID)
 	if got := evs[0].GetStarted().GetFetcher(); got != "fetcher-a" {
 		t.Errorf("RunStarted names fetcher %q, want fetcher-a", got)
+	}
+	for _, ev := range evs {
+		if at := ev.GetObservedAt().AsTime(); at.Before(epoch) || at.After(epoch.Add(time.Hour)) {
+			t.Fatalf("event %d observed at %s, not by the fetcher's clock (from %s)", ev.GetPage(), at, epoch)
+		}
 	}
 	fetched := checkRun(t, e, run, evs)
 
@@ -775,6 +785,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}
 }
 
+// TestLeaseWait: the wait is an eighth of the TTL within 1 s..15 s, spread
+// ±20% by the injected randomness.
 func TestLeaseWait(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct{ ttl, want time.Duration }{
@@ -783,10 +795,13 @@ func TestLeaseWait(t *testing.T) {
 		{DefaultLeaseTTL, 15 * time.Second}, // at most 15 s
 		{time.Hour, 15 * time.Second},
 	} {
-		f := &Fetcher{cfg: Config{LeaseTTL: c.ttl}}
-		for range 50 {
-			if got := f.leaseWait(); got < c.want*8/10 || got > c.want*12/10 {
-				t.Fatalf("leaseWait with TTL %s = %s, want %s ±20%%", c.ttl, got, c.want)
+		for _, r := range []struct {
+			rand float64
+			want time.Duration
+		}{{0, c.want * 8 / 10}, {0.5, c.want}, {0.75, c.want * 11 / 10}} {
+			f := &Fetcher{cfg: Config{LeaseTTL: c.ttl, Rand: func() float64 { return r.rand }}}
+			if got := f.leaseWait(); (got - r.want).Abs() > time.Microsecond {
+				t.Errorf("leaseWait with TTL %s and rand %v = %s, want %s", c.ttl, r.rand, got, r.want)
 			}
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"math/rand/v2"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -186,7 +185,7 @@ func (f *Fetcher) publishFailed(ctx context.Context, tenant, runID string, seq i
 	stats *syncv1.GraphStats, log zerolog.Logger,
 ) error {
 	ev := &syncv1.SyncEvent{
-		TenantId: tenant, RunId: runID, RunSeq: seq, Page: -1, ObservedAt: timestamppb.Now(),
+		TenantId: tenant, RunId: runID, RunSeq: seq, Page: -1, ObservedAt: timestamppb.New(f.cfg.Clock()),
 		Body: &syncv1.SyncEvent_Failed{Failed: &syncv1.RunFailed{Error: msg, Stats: stats}},
 	}
 	if err := f.bus.PublishEvent(ctx, ev); err != nil {
@@ -227,7 +226,7 @@ func (f *Fetcher) keepLease(ctx context.Context, tenant string, log zerolog.Logg
 		defer close(done)
 		t := time.NewTicker(ttl / 3)
 		defer t.Stop()
-		renewed := time.Now()
+		renewed := f.cfg.Clock()
 		for {
 			select {
 			case <-rctx.Done():
@@ -237,7 +236,7 @@ func (f *Fetcher) keepLease(ctx context.Context, tenant string, log zerolog.Logg
 			ok, err := f.store.RenewLease(rctx, tenant, f.cfg.ID, ttl)
 			switch {
 			case err == nil && ok:
-				renewed = time.Now()
+				renewed = f.cfg.Clock()
 			case err == nil:
 				log.Warn().Msg("tenant lease taken over; stopping the run")
 				cancel(errLeaseLost)
@@ -248,7 +247,7 @@ func (f *Fetcher) keepLease(ctx context.Context, tenant string, log zerolog.Logg
 				log.Warn().Err(err).Msg("renew tenant lease")
 				// Stop before the lease can expire under us: past that,
 				// another replica may already be running the tenant.
-				if time.Since(renewed) >= ttl-ttl/3 {
+				if f.cfg.Clock().Sub(renewed) >= ttl-ttl/3 {
 					cancel(errLeaseLost)
 					return
 				}
@@ -495,7 +494,7 @@ func (r *runner) event(page int32) *syncv1.SyncEvent {
 		RunId:      r.runID,
 		RunSeq:     r.seq,
 		Page:       page,
-		ObservedAt: timestamppb.Now(),
+		ObservedAt: timestamppb.New(r.f.cfg.Clock()),
 	}
 }
 
@@ -561,7 +560,7 @@ func isNotFound(err error) bool {
 // same moment.
 func (f *Fetcher) leaseWait() time.Duration {
 	d := min(max(f.cfg.LeaseTTL/8, time.Second), 15*time.Second)
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+	return time.Duration(float64(d) * (0.8 + 0.4*f.cfg.Rand()))
 }
 
 func usersOf(us []graph.User) []*syncv1.User {
