@@ -33,10 +33,22 @@ type Postgres struct {
 var ErrNoPostgres = errors.New("devenv: PostgreSQL server binaries not found " +
 	"(install Debian's postgresql package, run scripts/deps.sh, or set PG_BINDIR)")
 
-// StartPostgres starts a cluster whose data lives in dir, creating it with
-// initdb when dir holds none yet. It runs as the `postgres` system user
-// when the caller is root, because PostgreSQL refuses to run as root.
+// StartPostgres starts a throwaway cluster whose data lives in dir,
+// creating it with initdb when dir holds none yet: fast, because it does
+// not wait for the disk, so a crash of its processes can lose the last
+// commits. Tests use it. It runs as the `postgres` system user when the
+// caller is root, because PostgreSQL refuses to run as root.
 func StartPostgres(ctx context.Context, dir string) (*Postgres, error) {
+	return startPostgres(ctx, dir, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+}
+
+// StartDurablePostgres is StartPostgres for state that must survive a
+// crash (make run's): every commit is on disk before it is acknowledged.
+func StartDurablePostgres(ctx context.Context, dir string) (*Postgres, error) {
+	return startPostgres(ctx, dir)
+}
+
+func startPostgres(ctx context.Context, dir string, settings ...string) (*Postgres, error) {
 	bin, err := findBinDir()
 	if err != nil {
 		return nil, err
@@ -63,11 +75,9 @@ func StartPostgres(ctx context.Context, dir string) (*Postgres, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(filepath.Join(bin, "postgres"),
-		"-D", dir, "-p", strconv.Itoa(port), "-k", dir,
-		"-c", "listen_addresses=127.0.0.1",
-		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-		"-c", "max_connections=300", "-c", "shared_buffers=128MB")
+	args := append([]string{"-D", dir, "-p", strconv.Itoa(port), "-k", dir,
+		"-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300", "-c", "shared_buffers=128MB"}, settings...)
+	cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
 	logFile, err := os.OpenFile(filepath.Join(dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {

@@ -33,7 +33,7 @@ func TestBinaries(t *testing.T) {
 		t.Skip("builds and runs every service binary")
 	}
 	t.Parallel()
-	bin := buildBinaries(t)
+	bin := buildBinaries(t, append([]string{"graphsim"}, services...)...)
 	t.Run("SyncAndStop", func(t *testing.T) {
 		t.Parallel()
 		testBinariesSyncAndStop(t, bin)
@@ -47,9 +47,9 @@ func TestBinaries(t *testing.T) {
 // services are the entrasync commands that run in production.
 var services = []string{"api", "scheduler", "fetcher", "reconciler"}
 
-// buildBinaries builds graphsim and every service into a temporary
-// directory and returns it.
-func buildBinaries(t *testing.T) string {
+// buildBinaries builds the named commands (services/<name>/cmd/<name>)
+// into a temporary directory and returns it.
+func buildBinaries(t *testing.T, names ...string) string {
 	t.Helper()
 	out, err := exec.Command("go", "env", "GOWORK").Output()
 	if err != nil {
@@ -61,7 +61,7 @@ func buildBinaries(t *testing.T) string {
 	}
 	dir := t.TempDir()
 	args := []string{"build", "-o", dir}
-	for _, name := range append([]string{"graphsim"}, services...) {
+	for _, name := range names {
 		args = append(args, "./services/"+name+"/cmd/"+name)
 	}
 	build := exec.Command("go", args...)
@@ -204,6 +204,13 @@ type proc struct {
 // ends. When the test failed, the process's output goes to the test log.
 func startProc(t *testing.T, bin, name string, env map[string]string, args ...string) *proc {
 	t.Helper()
+	// Should the test binary die, its children die with it.
+	return startProcAttr(t, bin, name, env, &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}, args...)
+}
+
+// startProcAttr is startProc with the process attributes given.
+func startProcAttr(t *testing.T, bin, name string, env map[string]string, attr *syscall.SysProcAttr, args ...string) *proc {
+	t.Helper()
 	p := &proc{name: name, stdout: &syncBuffer{}, all: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(filepath.Join(bin, name), args...)
 	p.cmd.Env = []string{}
@@ -213,8 +220,7 @@ func startProc(t *testing.T, bin, name string, env map[string]string, args ...st
 	sort.Strings(p.cmd.Env)
 	p.cmd.Stdout = io.MultiWriter(p.stdout, p.all)
 	p.cmd.Stderr = p.all
-	// Should the test binary die, its children die with it.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	p.cmd.SysProcAttr = attr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}

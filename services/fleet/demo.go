@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/entrasync/entrasync/services/graphsim"
@@ -21,10 +22,30 @@ const (
 	DemoSeats         = 50
 )
 
-// AddDemoDirectory registers the demo tenant's generated directory in the
+// DemoSpec is the demo directory: graphsim.DemoSpec, with users members
+// when users (DEMO_USERS) is set and groups scaled along (one per 40
+// users), to see a bigger tenant go through.
+func DemoSpec(users string) (graphsim.Spec, error) {
+	spec := graphsim.DemoSpec()
+	if users == "" {
+		return spec, nil
+	}
+	n, err := strconv.Atoi(users)
+	if err != nil || n < 1 || n > 1_000_000 {
+		return spec, fmt.Errorf("DEMO_USERS: %q is not a count from 1 to 1000000", users)
+	}
+	if n > spec.Users {
+		spec.Groups = max(spec.Groups, n/40)
+	}
+	spec.Users = n
+	return spec, nil
+}
+
+// AddDemoDirectory registers the demo tenant's directory, generated from
+// spec (graphsim.DemoSpec unless the demo is asked to be bigger), in the
 // simulator.
-func AddDemoDirectory(sim *graphsim.Server) *graphsim.Directory {
-	dir := graphsim.Generate(graphsim.DemoSpec())
+func AddDemoDirectory(sim *graphsim.Server, spec graphsim.Spec) *graphsim.Directory {
+	dir := graphsim.Generate(spec)
 	sim.AddTenant(DemoEntraTenantID, DemoClientID, DemoClientSecret, dir)
 	return dir
 }

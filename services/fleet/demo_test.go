@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/entrasync/entrasync/services/fleet"
+	"github.com/entrasync/entrasync/services/graphsim"
 )
 
 // TestDemoInstructions follows what `make run` prints, with curl, against a
@@ -18,7 +19,7 @@ func TestDemoInstructions(t *testing.T) {
 		t.Skip("curl not installed")
 	}
 	h := newHarness(t, 1, 1)
-	dir := fleet.AddDemoDirectory(h.sim)
+	dir := fleet.AddDemoDirectory(h.sim, graphsim.DemoSpec())
 	tenant, err := fleet.ConnectDemoTenant(context.Background(), h.api, adminToken)
 	must(t, err)
 

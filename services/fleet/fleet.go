@@ -47,6 +47,14 @@ type Config struct {
 	Reconcilers      int  // replicas; 0 means 1
 	Scheduler        bool // start the scheduler too
 
+	// Bus tunes every service's NATS connection; the zero value is
+	// production's.
+	Bus bus.Options
+	// LeaseTTL is each fetcher's; 0 means the fetcher's default.
+	LeaseTTL time.Duration
+	// Scheduling is the scheduler's config; zero fields take its defaults.
+	Scheduling scheduler.Config
+
 	Logger zerolog.Logger
 }
 
@@ -99,7 +107,7 @@ func Start(ctx context.Context, cfg Config) (_ *Fleet, err error) {
 		return st, nil
 	}
 	connectBus := func(name string) (*bus.Bus, error) {
-		b, err := bus.Connect(ctx, cfg.NATSURL, log.With().Str("service", name).Logger())
+		b, err := bus.ConnectWith(ctx, cfg.NATSURL, cfg.Bus, log.With().Str("service", name).Logger())
 		if err != nil {
 			return nil, fmt.Errorf("fleet: %s: %w", name, err)
 		}
@@ -159,6 +167,7 @@ func Start(ctx context.Context, cfg Config) (_ *Fleet, err error) {
 		fe, err := fetcher.New(fetcher.Config{
 			ID:               name,
 			GroupConcurrency: cfg.GroupConcurrency,
+			LeaseTTL:         cfg.LeaseTTL,
 			Graph: graph.Config{
 				BaseURL:       cfg.GraphBaseURL,
 				AuthorityHost: cfg.AuthorityHost,
@@ -186,7 +195,7 @@ func Start(ctx context.Context, cfg Config) (_ *Fleet, err error) {
 		if err != nil {
 			return nil, err
 		}
-		s, err := scheduler.New(scheduler.Config{}, scheduler.Deps{Bus: b, Store: st, Logger: log.With().Str("service", "scheduler").Logger()})
+		s, err := scheduler.New(cfg.Scheduling, scheduler.Deps{Bus: b, Store: st, Logger: log.With().Str("service", "scheduler").Logger()})
 		if err != nil {
 			return nil, err
 		}

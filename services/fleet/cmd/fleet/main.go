@@ -26,9 +26,11 @@ import (
 	"github.com/entrasync/entrasync/libs/config"
 	"github.com/entrasync/entrasync/libs/devenv"
 	"github.com/entrasync/entrasync/libs/log"
+	"github.com/entrasync/entrasync/libs/process"
 	"github.com/entrasync/entrasync/libs/store"
 	"github.com/entrasync/entrasync/services/fleet"
 	"github.com/entrasync/entrasync/services/graphsim"
+	"github.com/entrasync/entrasync/services/scheduler"
 )
 
 func main() {
@@ -71,7 +73,7 @@ func run(logger zerolog.Logger) error {
 
 	if cfg.DatabaseURL == "" {
 		logger.Info().Str("dir", filepath.Join(stateDir, "pg")).Msg("starting a private PostgreSQL cluster")
-		pg, err := devenv.StartPostgres(ctx, filepath.Join(stateDir, "pg"))
+		pg, err := devenv.StartDurablePostgres(ctx, filepath.Join(stateDir, "pg"))
 		if err != nil {
 			return err
 		}
@@ -111,6 +113,11 @@ func run(logger zerolog.Logger) error {
 		Logger:        logger,
 
 		GraphMaxRetryAfter: cfg.GraphMaxRetryAfter,
+		Bus:                process.BusOptions(cfg),
+		LeaseTTL:           cfg.LeaseTTL,
+		Scheduling: scheduler.Config{
+			TickEvery: cfg.TickEvery, StaleQueued: cfg.StaleQueued, StuckAfter: cfg.StuckAfter,
+		},
 	}
 
 	var sim *graphsim.Server
@@ -123,7 +130,11 @@ func run(logger zerolog.Logger) error {
 			return err
 		}
 		defer sim.Close()
-		fleet.AddDemoDirectory(sim)
+		spec, err := fleet.DemoSpec(os.Getenv("DEMO_USERS"))
+		if err != nil {
+			return err
+		}
+		fleet.AddDemoDirectory(sim, spec)
 		fcfg.GraphBaseURL = sim.GraphURL()
 		fcfg.AuthorityHost = sim.AuthorityURL()
 		t := http.DefaultTransport.(*http.Transport).Clone()
