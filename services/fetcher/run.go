@@ -445,9 +445,15 @@ func sendFitting[T any](ctx context.Context, r *runner, items []T,
 	fill func(ev *syncv1.SyncEvent, items []T, chunk int32, lastChunk bool),
 ) (int32, error) {
 	limit := r.f.cfg.MaxEventBytes
+	// The size of the fullest event c can become: page and part numbers
+	// and the time are not known yet, and take more bytes the larger they
+	// are (a page 0 is not even encoded). 1<<28 takes a varint's five
+	// bytes, as much as any int32 this side of overflow.
+	const widest = 1 << 28
 	size := func(c []T) int {
-		ev := r.event(0)
-		fill(ev, c, 0, true)
+		ev := r.event(widest)
+		ev.ObservedAt.Nanos = 999_999_999
+		fill(ev, c, widest, true)
 		return proto.Size(ev)
 	}
 	var chunks [][]T
