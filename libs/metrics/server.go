@@ -181,7 +181,8 @@ func NewServer(addr string, m *Metrics, checks []Check, log zerolog.Logger) *Ser
 // Handler is the server's handler, for tests.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Start listens and serves in the background.
+// Start listens and serves in the background. ctx bounds only the
+// start (the listen): serving goes on until Stop.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
