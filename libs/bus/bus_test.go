@@ -122,13 +122,15 @@ func stop(t *testing.T, c bus.Consumer) {
 }
 
 // stopNow stops c with no time to wait: its handlers in flight are
-// cancelled and their messages handed back.
+// cancelled and their messages handed back. A handler that gives up by
+// itself once the consumer stops (one waiting out an outage) may be done
+// before Stop looks, which makes Stop's answer nil.
 func stopNow(t *testing.T, c bus.Consumer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := c.Stop(ctx); !errors.Is(err, context.Canceled) {
-		t.Errorf("Stop with a handler in flight and no time: %v, want context.Canceled", err)
+	if err := c.Stop(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		t.Errorf("Stop with no time: %v, want context.Canceled or nil", err)
 	}
 }
 
