@@ -7,6 +7,7 @@ import (
 	"iter"
 	"net/http"
 	"net/url"
+	"reflect"
 	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -323,6 +324,11 @@ func pages[R collection[T], T, O any](ctx context.Context, c *Client, what strin
 			}
 			out := make([]O, 0, len(items))
 			for i, it := range items {
+				if isNil(it) {
+					// "value": [null] decodes to a nil object.
+					yield(nil, fmt.Errorf("graph: list %s, page %d, item %d: %w: null object", what, page, i, ErrMalformed))
+					return
+				}
 				o, err := convert(it)
 				if err != nil {
 					yield(nil, fmt.Errorf("graph: list %s, page %d, item %d: %w", what, page, i, err))
@@ -338,6 +344,11 @@ func pages[R collection[T], T, O any](ctx context.Context, c *Client, what strin
 			if nl == "" {
 				return
 			}
+			if u, err := url.Parse(nl); err != nil || !u.IsAbs() || u.Host == "" {
+				// Graph's nextLink is an absolute URL, followed as given.
+				yield(nil, fmt.Errorf("graph: list %s, page %d: %w: nextLink %q is not an absolute URL", what, page, ErrMalformed, nl))
+				return
+			}
 			if nl == next {
 				yield(nil, fmt.Errorf("graph: list %s, page %d: %w: nextLink points to the same page", what, page, ErrMalformed))
 				return
@@ -345,6 +356,16 @@ func pages[R collection[T], T, O any](ctx context.Context, c *Client, what strin
 			next = nl
 		}
 	}
+}
+
+// isNil reports whether v is nil, as an interface or as a nil pointer
+// inside one.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	r := reflect.ValueOf(v)
+	return r.Kind() == reflect.Pointer && r.IsNil()
 }
 
 func failed[T any](err error) iter.Seq2[T, error] {
