@@ -115,7 +115,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 // panic recovery.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Start listens on Config.Addr and serves in the background.
+// Start listens on Config.Addr and serves in the background. Its ctx
+// bounds only the start; requests are served until Stop.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
