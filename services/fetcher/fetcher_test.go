@@ -854,3 +854,37 @@ func TestGroupsAreReadSideBySide(t *testing.T) {
 		t.Fatalf("at most %d member lists were read at once, want 2..%d", counter.max, conc)
 	}
 }
+
+// TestLongRetryAfterBringsTheJobBackWhenGraphSaid: a Retry-After longer
+// than the fetcher waits ends the attempt, and the job comes back when
+// Graph said, not after the bus's retry delay (100 ms here), so a
+// throttled tenant is not asked again before its time.
+func TestLongRetryAfterBringsTheJobBackWhenGraphSaid(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	const wait = 3 * time.Second
+	e.sim.SetFaults(e.entra, graphsim.Faults{FailNext: []int{http.StatusTooManyRequests}, RetryAfter: "3"})
+	rec := e.record()
+	run := e.queueRun()
+	e.startFetcher("fetcher-a", func(c *Config) { c.Graph.MaxRetryAfter = time.Second })
+	checkRun(t, e, run, rec.waitEnd(t, run.ID))
+
+	var throttledAt, nextAt time.Time
+	for _, r := range e.sim.Requests() {
+		if !strings.EqualFold(r.Tenant, e.entra) || !strings.HasPrefix(r.Path, "/v1.0/") {
+			continue
+		}
+		switch {
+		case r.Status == http.StatusTooManyRequests:
+			throttledAt = r.At
+		case !throttledAt.IsZero() && nextAt.IsZero():
+			nextAt = r.At
+		}
+	}
+	if throttledAt.IsZero() || nextAt.IsZero() {
+		t.Fatalf("want a 429 and a Graph request after it; requests %+v", e.sim.Requests())
+	}
+	if gap := nextAt.Sub(throttledAt); gap < wait {
+		t.Fatalf("Graph was asked again %s after a 429 with Retry-After %s", gap, wait)
+	}
+}

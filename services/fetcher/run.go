@@ -168,6 +168,17 @@ func (f *Fetcher) handle(ctx context.Context, job *syncv1.SyncJob) error {
 		}
 		log.Warn().Err(err).Msg("tenant lease lost mid-run; job comes back later")
 		return bus.Retry(err, f.leaseWait())
+	case ctx.Err() == nil && errors.Is(err, graph.ErrWaitTooLong):
+		// Graph asked for a longer pause than a run holds its lease for:
+		// the job comes back when Graph said, and the lease is free
+		// meanwhile. Waiting is not failing: it costs no delivery.
+		wait := f.leaseWait()
+		var ge *graph.Error
+		if errors.As(err, &ge) && ge.RetryAfter > wait {
+			wait = ge.RetryAfter
+		}
+		log.Warn().Err(err).Dur("wait", wait).Msg("Graph asked to wait; job comes back then")
+		return bus.Retry(fmt.Errorf("fetcher: run %s: %w", runID, err), wait)
 	case ctx.Err() == nil && errors.As(err, &rf):
 		log.Warn().Err(err).Msg("run failed")
 		return f.publishFailed(ctx, tenant, runID, seq, rf.msg, r.stats(), log)
