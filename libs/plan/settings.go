@@ -87,6 +87,8 @@ type Settings struct {
 	ApplyMode     ApplyMode     `json:"applyMode"`
 	DeletionGuard DeletionGuard `json:"deletionGuard"`
 	Scope         Scope         `json:"scope"`
+	// Schedule says when the tenant is synced without anyone asking.
+	Schedule Schedule `json:"schedule"`
 }
 
 // Limits of the settings. The API's openapi.yaml states the same limits
@@ -102,7 +104,8 @@ const (
 
 // DefaultSettings are a new tenant's rules: a Business tenant that syncs
 // every member user, keeps local edits, applies plans at once and holds a
-// run that removes more than 10% of its users (at least 5).
+// run that removes more than 10% of its users (at least 5), synced once
+// a day.
 func DefaultSettings() Settings {
 	return Settings{
 		Plan:          TierBusiness,
@@ -110,6 +113,7 @@ func DefaultSettings() Settings {
 		ApplyMode:     ApplyAuto,
 		DeletionGuard: DeletionGuard{Percent: 10, Minimum: 5},
 		Scope:         Scope{Groups: []string{}, EmailInclude: []string{}, EmailExclude: []string{}, IncludeDisabled: true},
+		Schedule:      IntervalSchedule(DefaultSyncInterval),
 	}
 }
 
@@ -175,7 +179,10 @@ func (s Settings) Validate() error {
 	if g := s.DeletionGuard; g.Minimum < 0 || g.Minimum > MaxGuardMinimum {
 		return fieldErr("deletionGuard.minimum", "deletionGuard.minimum must be an integer from 0 to %d", MaxGuardMinimum)
 	}
-	return s.Scope.validate(s.Plan)
+	if err := s.Scope.validate(s.Plan); err != nil {
+		return err
+	}
+	return s.Schedule.Validate()
 }
 
 func (sc Scope) validate(tier Tier) error {
