@@ -89,6 +89,8 @@ type Settings struct {
 	Scope         Scope         `json:"scope"`
 	// Schedule says when the tenant is synced without anyone asking.
 	Schedule Schedule `json:"schedule"`
+	// Notify says where notifications go and which are written.
+	Notify Notify `json:"notify"`
 }
 
 // Limits of the settings. The API's openapi.yaml states the same limits
@@ -114,6 +116,7 @@ func DefaultSettings() Settings {
 		DeletionGuard: DeletionGuard{Percent: 10, Minimum: 5},
 		Scope:         Scope{Groups: []string{}, EmailInclude: []string{}, EmailExclude: []string{}, IncludeDisabled: true},
 		Schedule:      IntervalSchedule(DefaultSyncInterval),
+		Notify:        Notify{CompletionRecipients: []string{}},
 	}
 }
 
@@ -142,6 +145,7 @@ func (s *Settings) Normalize() {
 	s.Scope.EmailInclude = dedupe(s.Scope.EmailInclude, strings.ToLower)
 	s.Scope.EmailExclude = dedupe(s.Scope.EmailExclude, strings.ToLower)
 	s.Scope.UserFilter = strings.TrimSpace(s.Scope.UserFilter)
+	s.Notify.normalize()
 }
 
 func dedupe(in []string, key func(string) string) []string {
@@ -182,7 +186,10 @@ func (s Settings) Validate() error {
 	if err := s.Scope.validate(s.Plan); err != nil {
 		return err
 	}
-	return s.Schedule.Validate()
+	if err := s.Schedule.Validate(); err != nil {
+		return err
+	}
+	return s.Notify.validate()
 }
 
 func (sc Scope) validate(tier Tier) error {
