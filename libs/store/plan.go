@@ -210,7 +210,8 @@ func loadPlanTenant(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr page
 	}
 	t.name, t.appVersion, t.shortage = row.Name, row.AppVersion, row.SeatShortage
 	t.guard.AppUsers, t.guard.Licenses, t.guard.RoleGrants = row.AppUsers, row.Licenses, row.RoleGrants
-	if t.settings, err = parseSettings(row.Settings, int(row.Seats)); err != nil {
+	// The schedule plays no part in a plan: no interval to default it from.
+	if t.settings, err = parseSettings(row.Settings, int(row.Seats), 0); err != nil {
 		return t, err
 	}
 	listed, err := q.PlanUsersListed(ctx, dbsqlc.PlanUsersListedParams{TenantID: ref.TenantID, RunID: ref.RunID,

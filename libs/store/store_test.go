@@ -219,6 +219,7 @@ func TestBadTenantsAreRejected(t *testing.T) {
 		"no secret":         func(n *store.NewTenant) { n.ClientSecret = "" },
 		"negative seats":    func(n *store.NewTenant) { n.Seats = -1 },
 		"negative interval": func(n *store.NewTenant) { n.SyncInterval = -time.Second },
+		"interval under 5m": func(n *store.NewTenant) { n.SyncInterval = 4 * time.Minute },
 		"bad id":            func(n *store.NewTenant) { n.ID = "tenant-1" },
 		"NUL in name":       func(n *store.NewTenant) { n.Name = "a\x00b" },
 	}

@@ -17,7 +17,7 @@ import (
 )
 
 // DefaultSyncInterval is how often a tenant is synced when it does not say.
-const DefaultSyncInterval = 24 * time.Hour
+const DefaultSyncInterval = plan.DefaultSyncInterval
 
 // NewTenant is what connecting a tenant stores.
 type NewTenant struct {
@@ -32,7 +32,9 @@ type NewTenant struct {
 	ClientSecret string
 	Seats        int
 	// SyncInterval is the time between scheduled runs; 0 means
-	// DefaultSyncInterval.
+	// DefaultSyncInterval. It becomes the interval schedule
+	// (Settings.Schedule) unless Settings give a schedule other than the
+	// default one.
 	SyncInterval time.Duration
 	// Settings are the tenant's sync rules; nil means
 	// plan.DefaultSettings() with Seats.
@@ -46,7 +48,11 @@ type Tenant struct {
 	EntraTenantID string
 	ClientID      string
 	Seats         int
-	SyncInterval  time.Duration
+	// SyncInterval is the time between scheduled runs the tenant was
+	// connected with. Settings.Schedule decides when it is synced; a
+	// tenant stored before schedules existed has the interval schedule of
+	// its SyncInterval.
+	SyncInterval time.Duration
 	// Settings are the tenant's sync rules; Settings.Seats equals Seats.
 	Settings plan.Settings
 	// DisconnectedAt is when an admin disconnected the tenant: it is not
@@ -61,8 +67,9 @@ func (t Tenant) Connected() bool { return t.DisconnectedAt == nil }
 
 // TenantSchedule is what the scheduler needs to know when a tenant is due.
 type TenantSchedule struct {
-	TenantID  string
-	Interval  time.Duration
+	TenantID string
+	// Schedule is the tenant's schedule setting.
+	Schedule  plan.Schedule
 	CreatedAt time.Time
 	// LastScheduledSlot is the latest slot that has a run, nil when the
 	// tenant never had a scheduled run.
@@ -107,6 +114,9 @@ func (s *Store) CreateTenant(ctx context.Context, nt NewTenant) (Tenant, error) 
 		settings = *nt.Settings
 	}
 	settings.Seats = nt.Seats
+	if sch := settings.Schedule; sch.IsZero() || sch == plan.DefaultSettings().Schedule {
+		settings.Schedule = plan.IntervalSchedule(nt.SyncInterval)
+	}
 	settings.Normalize()
 	if err := settings.Validate(); err != nil {
 		return Tenant{}, fmt.Errorf("store: create tenant: %w: %w", ErrInvalid, err)
@@ -172,7 +182,7 @@ func tenantFrom(m dbsqlc.Tenant, err error) (Tenant, error) {
 	}
 	t := Tenant{ID: m.ID, Name: m.Name, EntraTenantID: m.EntraTenantID, ClientID: m.ClientID, Seats: int(m.Seats),
 		SyncInterval: m.SyncInterval, DisconnectedAt: m.DisconnectedAt, CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt}
-	t.Settings, err = parseSettings(m.Settings, t.Seats)
+	t.Settings, err = parseSettings(m.Settings, t.Seats, t.SyncInterval)
 	return t, err
 }
 
@@ -193,9 +203,14 @@ func settingsJSON(s plan.Settings) ([]byte, error) {
 }
 
 // parseSettings reads the settings column over the defaults, so that a
-// setting added after a tenant was stored reads as its default.
-func parseSettings(raw []byte, seats int) (plan.Settings, error) {
+// setting added after a tenant was stored reads as its default. A tenant
+// stored before schedules existed is synced every interval (its
+// sync_interval column), as it was then.
+func parseSettings(raw []byte, seats int, interval time.Duration) (plan.Settings, error) {
 	s := plan.DefaultSettings()
+	if interval > 0 {
+		s.Schedule = plan.IntervalSchedule(interval)
+	}
 	if len(raw) > 0 {
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return plan.Settings{}, fmt.Errorf("settings: %w", err)
@@ -225,8 +240,9 @@ type SettingsChange struct {
 }
 
 // UpdateSettings replaces a tenant's sync rules with s (validated here
-// too: *plan.FieldError wrapped in ErrInvalid). A change bumps the app
-// side's version, so that plans held before it can no longer be approved.
+// too: *plan.FieldError wrapped in ErrInvalid); a zero s.Schedule keeps
+// the tenant's schedule. A change bumps the app side's version, so that
+// plans held before it can no longer be approved.
 func (s *Store) UpdateSettings(ctx context.Context, tenantID string, set plan.Settings) (Tenant, SettingsChange, error) {
 	return s.ChangeSettings(ctx, tenantID, func(plan.Settings) (plan.Settings, error) { return set, nil })
 }
@@ -253,6 +269,9 @@ func (s *Store) ChangeSettings(ctx context.Context, tenantID string, change func
 		if err != nil {
 			changeErr = err
 			return err
+		}
+		if set.Schedule.IsZero() {
+			set.Schedule = old.Settings.Schedule // settings built without one
 		}
 		set.Normalize()
 		if err := set.Validate(); err != nil {
@@ -388,7 +407,11 @@ func (s *Store) ListTenantSchedules(ctx context.Context) ([]TenantSchedule, erro
 	}
 	var out []TenantSchedule
 	for _, r := range rows {
-		out = append(out, TenantSchedule{TenantID: r.ID, Interval: r.SyncInterval, CreatedAt: r.CreatedAt,
+		set, err := parseSettings(r.Settings, 0, r.SyncInterval)
+		if err != nil {
+			return nil, fmt.Errorf("store: list tenant schedules: tenant %s: %w", r.ID, err)
+		}
+		out = append(out, TenantSchedule{TenantID: r.ID, Schedule: set.Schedule, CreatedAt: r.CreatedAt,
 			LastScheduledSlot: r.LastScheduledSlot, LastRunCreatedAt: r.LastRunCreatedAt})
 	}
 	return out, nil

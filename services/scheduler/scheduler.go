@@ -1,9 +1,12 @@
 // Package scheduler publishes the sync jobs of tenants that are due.
 //
-// Each tenant is synced once per interval (store.TenantSchedule.Interval,
-// 24 h by default). Its slots are spread over the interval by a hash of
-// the tenant id, so a thousand tenants connected on the same day do not
-// all start at midnight. The current slot is the latest slot boundary not
+// Each tenant is synced by its schedule (plan.Schedule, the setting
+// "schedule"): every N minutes (24 h by default), daily at a local time
+// in a time zone, or never (manual: only an admin starts its runs).
+// Interval slots are spread over the interval by a hash of the tenant
+// id, so a thousand tenants connected on the same day do not all start
+// at midnight; daily slots follow the zone's clocks, changes of clocks
+// included (plan.Schedule.Next). The current slot is the latest slot not
 // after now; a tenant whose last scheduled slot is older, or that never
 // had one (a tenant connected a moment ago), is due, unless a run of it
 // that has not failed was created in the current slot: an admin's manual
@@ -35,7 +38,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"strconv"
 	"sync"
 	"time"
@@ -43,6 +45,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/entrasync/entrasync/libs/bus"
+	"github.com/entrasync/entrasync/libs/plan"
 	"github.com/entrasync/entrasync/libs/store"
 )
 
@@ -215,7 +218,10 @@ func (s *Scheduler) Tick(ctx context.Context) error {
 // schedule creates and publishes the tenant's run for the current slot
 // when it does not have one yet.
 func (s *Scheduler) schedule(ctx context.Context, ts store.TenantSchedule, now time.Time) error {
-	slot := Slot(ts.TenantID, ts.Interval, now)
+	slot, ok := ts.Schedule.Slot(ts.TenantID, now)
+	if !ok {
+		return nil // manual: never scheduled
+	}
 	if ts.LastScheduledSlot != nil && !ts.LastScheduledSlot.Before(slot) {
 		return nil
 	}
@@ -337,24 +343,11 @@ func stuckMessage(run store.Run, after time.Duration) string {
 		"directory again", after, got, run.FetchAttempts)
 }
 
-// Slot returns the tenant's slot at now: the latest of its slot
-// boundaries (every interval, shifted by an offset derived from the
-// tenant id) that is not after now. Slots are whole seconds, so they
-// survive the database's microsecond timestamps unchanged.
+// Slot returns the slot at now of a tenant synced every interval: the
+// latest of its slot boundaries (every interval, shifted by an offset
+// derived from the tenant id) that is not after now (plan.IntervalSlot).
 func Slot(tenantID string, interval time.Duration, now time.Time) time.Time {
-	iv := int64(interval / time.Second)
-	if iv < 1 {
-		iv = 1
-	}
-	h := fnv.New64a()
-	h.Write([]byte(tenantID))
-	offset := int64(h.Sum64() % uint64(iv))
-	n := now.Unix() - offset
-	k := n / iv
-	if n%iv < 0 { // floor division for times before the epoch + offset
-		k--
-	}
-	return time.Unix(k*iv+offset, 0).UTC()
+	return plan.IntervalSlot(tenantID, interval, now)
 }
 
 // SlotMsgID is the message id of a scheduled job: one per tenant and slot.

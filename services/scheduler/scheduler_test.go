@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/entrasync/entrasync/libs/bus"
 	"github.com/entrasync/entrasync/libs/devenv"
+	"github.com/entrasync/entrasync/libs/plan"
 	"github.com/entrasync/entrasync/libs/secret"
 	"github.com/entrasync/entrasync/libs/store"
 	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
@@ -510,5 +512,149 @@ func TestManualRunCoversTheSlot(t *testing.T) {
 	runs = e.runs(ten.ID)
 	if len(runs) != 3 || runs[0].Slot == nil || !runs[0].Slot.Equal(slot.Add(24*time.Hour)) {
 		t.Fatalf("runs a day later: %+v, want the next slot's run", runs)
+	}
+}
+
+// setSchedule changes a tenant's schedule setting.
+func (e *env) setSchedule(tenantID string, sch plan.Schedule) {
+	e.t.Helper()
+	_, _, err := e.st.ChangeSettings(context.Background(), tenantID, func(cur plan.Settings) (plan.Settings, error) {
+		cur.Schedule = sch
+		return cur, nil
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// walk moves the clock by step until it has moved by d, with a pass of s
+// after every step.
+func (e *env) walk(s *scheduler.Scheduler, d, step time.Duration) {
+	e.t.Helper()
+	for moved := time.Duration(0); moved < d; moved += step {
+		e.clock.Add(step)
+		e.tickAll(s)
+	}
+}
+
+// scheduledSlots returns the slots of the tenant's scheduled runs, oldest
+// first.
+func (e *env) scheduledSlots(tenantID string) []time.Time {
+	e.t.Helper()
+	var slots []time.Time
+	runs := e.runs(tenantID)
+	for i := len(runs) - 1; i >= 0; i-- {
+		if runs[i].Trigger == store.TriggerSchedule && runs[i].Slot != nil {
+			slots = append(slots, runs[i].Slot.UTC())
+		}
+	}
+	return slots
+}
+
+// TestDailyScheduleAcrossClockChanges: a daily schedule runs once on each
+// local day, the days the clocks change included: a time a spring-forward
+// skips runs at the end of the gap, a time a fall-back repeats runs once.
+// The scheduler's clock walks two days past each change of two zones, and
+// past the same days in a zone without changes.
+func TestDailyScheduleAcrossClockChanges(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, zone, at string
+		from           string   // UTC, noon before the change
+		want           []string // the slots scheduled over two days, UTC
+	}{
+		// 01:30 does not exist on 29 March; 02:00 BST is 01:00 UTC.
+		{"London spring", "Europe/London", "01:30", "2026-03-28T12:00:00Z",
+			[]string{"2026-03-28T01:30:00Z", "2026-03-29T01:00:00Z", "2026-03-30T00:30:00Z"}},
+		// 01:30 happens twice on 25 October: first at 01:30 BST.
+		{"London autumn", "Europe/London", "01:30", "2026-10-24T12:00:00Z",
+			[]string{"2026-10-24T00:30:00Z", "2026-10-25T00:30:00Z", "2026-10-26T01:30:00Z"}},
+		// 02:30 does not exist on 8 March; 03:00 EDT is 07:00 UTC.
+		{"New York spring", "America/New_York", "02:30", "2026-03-07T12:00:00Z",
+			[]string{"2026-03-07T07:30:00Z", "2026-03-08T07:00:00Z", "2026-03-09T06:30:00Z"}},
+		// 01:30 happens twice on 1 November: first at 01:30 EDT.
+		{"New York autumn", "America/New_York", "01:30", "2026-10-31T12:00:00Z",
+			[]string{"2026-10-31T05:30:00Z", "2026-11-01T05:30:00Z", "2026-11-02T06:30:00Z"}},
+		{"Tokyo", "Asia/Tokyo", "01:30", "2026-03-28T12:00:00Z",
+			[]string{"2026-03-27T16:30:00Z", "2026-03-28T16:30:00Z", "2026-03-29T16:30:00Z"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			from, err := time.Parse(time.RFC3339, tc.from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.clock.Add(from.Sub(e.clock.Now()))
+			s := e.scheduler(bus.Options{})
+			ten := e.tenant(24 * time.Hour)
+			e.setSchedule(ten.ID, plan.Schedule{Kind: plan.ScheduleDaily, At: tc.at, TimeZone: tc.zone})
+			// A tenant connected a moment ago is due at once: its current
+			// slot is the day's time, before now.
+			e.tickAll(s)
+			e.walk(s, 48*time.Hour, 15*time.Minute)
+
+			var wantIDs []string
+			for _, w := range tc.want {
+				wantIDs = append(wantIDs, scheduler.SlotMsgID(ten.ID, mustTime(t, w)))
+			}
+			got := e.scheduledSlots(ten.ID)
+			var gotS []string
+			for _, g := range got {
+				gotS = append(gotS, g.Format(time.RFC3339))
+			}
+			if !slices.Equal(gotS, tc.want) {
+				t.Fatalf("scheduled slots %v, want %v", gotS, tc.want)
+			}
+			if ids, _ := e.jobs(); !slices.Equal(ids, wantIDs) {
+				t.Fatalf("published %v, want %v", ids, wantIDs)
+			}
+		})
+	}
+}
+
+func mustTime(t *testing.T, s string) time.Time {
+	t.Helper()
+	v, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestManualScheduleIsNeverScheduled: a tenant on the manual schedule
+// gets no scheduled run however long the clock runs, an admin's sync runs
+// as usual, and a schedule given back later is followed from its next
+// pass.
+func TestManualScheduleIsNeverScheduled(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := e.scheduler(bus.Options{})
+	ten := e.tenant(time.Hour)
+	e.setSchedule(ten.ID, plan.Schedule{Kind: plan.ScheduleManual})
+	e.tickAll(s)
+	e.walk(s, 6*time.Hour, 30*time.Minute)
+	if runs := e.runs(ten.ID); len(runs) != 0 {
+		t.Fatalf("a manual tenant has %d runs, want none", len(runs))
+	}
+	if _, created, err := e.st.QueueManualRun(context.Background(), ten.ID); err != nil || !created {
+		t.Fatalf("QueueManualRun = %v, %v", created, err)
+	}
+	e.tickAll(s)
+	if runs := e.runs(ten.ID); len(runs) != 1 || runs[0].Trigger == store.TriggerSchedule {
+		t.Fatalf("runs after an admin's sync: %+v, want only that one", runs)
+	}
+
+	// Every hour again: the slot the admin's run was created in is
+	// covered; the next is scheduled.
+	e.setSchedule(ten.ID, plan.Schedule{Kind: plan.ScheduleInterval, EveryMinutes: 60})
+	e.tickAll(s)
+	if got := e.scheduledSlots(ten.ID); len(got) != 0 {
+		t.Fatalf("scheduled %v in the slot of the admin's run, want nothing", got)
+	}
+	e.walk(s, time.Hour, 30*time.Minute)
+	slot := scheduler.Slot(ten.ID, time.Hour, e.clock.Now())
+	if got := e.scheduledSlots(ten.ID); len(got) != 1 || !got[0].Equal(slot) {
+		t.Fatalf("scheduled %v an hour later, want the slot %s", got, slot)
 	}
 }

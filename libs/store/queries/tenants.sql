@@ -69,8 +69,10 @@ WHERE id = @id;
 -- (tenant_id, slot) index answers it cheaply. The last run that did not
 -- fail is the newest by seq, found walking the (tenant_id, seq) index
 -- backwards. (Outer joins, not scalar subqueries, so that sqlc knows
--- both may be NULL.)
-SELECT t.id, t.sync_interval, t.created_at, s.slot AS last_scheduled_slot, l.created_at AS last_run_created_at
+-- both may be NULL.) The schedule is in the settings; the scheduler reads
+-- it in Go.
+SELECT t.id, t.sync_interval, t.settings, t.created_at, s.slot AS last_scheduled_slot,
+       l.created_at AS last_run_created_at
 FROM tenants t
 LEFT JOIN sync_runs s ON s.tenant_id = t.id AND s.slot = (
     SELECT max(r.slot) FROM sync_runs r WHERE r.tenant_id = t.id)

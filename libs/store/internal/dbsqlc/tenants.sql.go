@@ -212,7 +212,8 @@ func (q *Queries) GetTenantForUpdate(ctx context.Context, id string) (Tenant, er
 }
 
 const listTenantSchedules = `-- name: ListTenantSchedules :many
-SELECT t.id, t.sync_interval, t.created_at, s.slot AS last_scheduled_slot, l.created_at AS last_run_created_at
+SELECT t.id, t.sync_interval, t.settings, t.created_at, s.slot AS last_scheduled_slot,
+       l.created_at AS last_run_created_at
 FROM tenants t
 LEFT JOIN sync_runs s ON s.tenant_id = t.id AND s.slot = (
     SELECT max(r.slot) FROM sync_runs r WHERE r.tenant_id = t.id)
@@ -225,6 +226,7 @@ ORDER BY t.id
 type ListTenantSchedulesRow struct {
 	ID                string
 	SyncInterval      time.Duration
+	Settings          []byte
 	CreatedAt         time.Time
 	LastScheduledSlot *time.Time
 	LastRunCreatedAt  *time.Time
@@ -234,7 +236,8 @@ type ListTenantSchedulesRow struct {
 // (tenant_id, slot) index answers it cheaply. The last run that did not
 // fail is the newest by seq, found walking the (tenant_id, seq) index
 // backwards. (Outer joins, not scalar subqueries, so that sqlc knows
-// both may be NULL.)
+// both may be NULL.) The schedule is in the settings; the scheduler reads
+// it in Go.
 func (q *Queries) ListTenantSchedules(ctx context.Context) ([]ListTenantSchedulesRow, error) {
 	rows, err := q.db.Query(ctx, listTenantSchedules)
 	if err != nil {
@@ -247,6 +250,7 @@ func (q *Queries) ListTenantSchedules(ctx context.Context) ([]ListTenantSchedule
 		if err := rows.Scan(
 			&i.ID,
 			&i.SyncInterval,
+			&i.Settings,
 			&i.CreatedAt,
 			&i.LastScheduledSlot,
 			&i.LastRunCreatedAt,
