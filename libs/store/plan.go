@@ -518,6 +518,12 @@ func applyPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 			return err
 		}
 	}
+	if n := res.tenant.settings.Notify; n.OnCompletion {
+		done := plan.SyncCompleted(res.tenant.name, ref.RunSeq, res.summary)
+		if err := notifyTo(ctx, q, t, r, done, n.CompletionRecipients, at); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -566,6 +572,12 @@ func notify(ctx context.Context, q *dbsqlc.Queries, tenantID, runID string, n pl
 	if err != nil {
 		return fmt.Errorf("notification recipients: %w", err)
 	}
+	return notifyTo(ctx, q, tenantID, runID, n, emails, at)
+}
+
+// notifyTo writes a notification task for recipients, its id derived from
+// the run and the kind.
+func notifyTo(ctx context.Context, q *dbsqlc.Queries, tenantID, runID string, n plan.Notice, emails []string, at time.Time) error {
 	if emails == nil {
 		emails = []string{}
 	}

@@ -196,6 +196,16 @@ type Notification struct {
 	Text        string
 	CreatedAt   time.Time
 	DeliveredAt *time.Time
+	// Status is NotificationPending, NotificationDelivered or
+	// NotificationFailed.
+	Status string
+	// Attempts counts the deliveries begun.
+	Attempts int
+	// LastError is why the last attempt did not deliver it; empty once
+	// delivered.
+	LastError     string
+	FailedAt      *time.Time
+	NextAttemptAt time.Time
 }
 
 // NotificationCursor is where a page of notifications ends.
@@ -229,7 +239,8 @@ func (s *Store) ListNotifications(ctx context.Context, tenantID string, before *
 	}
 	out := mapRows(rows, func(r dbsqlc.ListNotificationsRow) Notification {
 		return Notification{ID: r.ID, Kind: r.Kind, RunID: r.RunID, Recipients: r.Recipients, Subject: r.Subject,
-			Text: r.Body, CreatedAt: r.CreatedAt, DeliveredAt: r.DeliveredAt}
+			Text: r.Body, CreatedAt: r.CreatedAt, DeliveredAt: r.DeliveredAt, Status: r.Status, Attempts: int(r.Attempts),
+			LastError: r.LastError, FailedAt: r.FailedAt, NextAttemptAt: r.NextAttemptAt}
 	})
 	if len(out) <= limit {
 		return out, nil, nil

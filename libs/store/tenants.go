@@ -58,8 +58,11 @@ type Tenant struct {
 	// DisconnectedAt is when an admin disconnected the tenant: it is not
 	// synced and its secret is forgotten until it is connected again.
 	DisconnectedAt *time.Time
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
+	// NotifySecretSet says a webhook signing secret was made
+	// (NewNotifySecret); the secret itself is never returned again.
+	NotifySecretSet bool
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
 }
 
 // Connected reports whether the tenant may be synced.
@@ -182,6 +185,7 @@ func tenantFrom(m dbsqlc.Tenant, err error) (Tenant, error) {
 	}
 	t := Tenant{ID: m.ID, Name: m.Name, EntraTenantID: m.EntraTenantID, ClientID: m.ClientID, Seats: int(m.Seats),
 		SyncInterval: m.SyncInterval, DisconnectedAt: m.DisconnectedAt, CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt}
+	t.NotifySecretSet = m.NotifySecretSealed != nil
 	t.Settings, err = parseSettings(m.Settings, t.Seats, t.SyncInterval)
 	return t, err
 }

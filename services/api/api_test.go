@@ -351,8 +351,9 @@ func TestCreateAndGetTenantNeverShowTheSecret(t *testing.T) {
 	if r.status != http.StatusCreated {
 		t.Fatalf("create: %d %s", r.status, r.body)
 	}
+	// notify.secretSet is the one member that may speak of a secret.
 	for _, leak := range []string{secret, "clientSecret", "Secret", "secret"} {
-		if bytes.Contains(r.body, []byte(leak)) {
+		if bytes.Contains(withoutSecretSet(r.body), []byte(leak)) {
 			t.Fatalf("create answer contains %q: %s", leak, r.body)
 		}
 	}
@@ -374,7 +375,7 @@ func TestCreateAndGetTenantNeverShowTheSecret(t *testing.T) {
 	}
 
 	g := e.do("GET", "/v1/tenants/"+created.ID, nil)
-	if g.status != http.StatusOK || bytes.Contains(g.body, []byte(secret)) || bytes.Contains(g.body, []byte("ecret")) {
+	if g.status != http.StatusOK || bytes.Contains(g.body, []byte(secret)) || bytes.Contains(withoutSecretSet(g.body), []byte("ecret")) {
 		t.Fatalf("get: %d %s", g.status, g.body)
 	}
 	var got tenantAnswer
@@ -1040,4 +1041,10 @@ func TestContractChecksBodies(t *testing.T) {
 			t.Errorf("%s: %d %s; want it taken", c.name, resp.StatusCode, raw)
 		}
 	}
+}
+
+// withoutSecretSet is a tenant answer without its notify.secretSet
+// member, which says whether a webhook signing secret exists.
+func withoutSecretSet(body []byte) []byte {
+	return bytes.ReplaceAll(body, []byte(`"secretSet":`), nil)
 }

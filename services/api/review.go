@@ -115,6 +115,13 @@ type notificationView struct {
 	Text        string     `json:"text"`
 	CreatedAt   time.Time  `json:"createdAt"`
 	DeliveredAt *time.Time `json:"deliveredAt"`
+	// Status is pending, delivered or failed; the rest says how delivery
+	// went so far.
+	Status        string     `json:"status"`
+	Attempts      int        `json:"attempts"`
+	LastError     string     `json:"lastError"`
+	FailedAt      *time.Time `json:"failedAt"`
+	NextAttemptAt *time.Time `json:"nextAttemptAt"`
 }
 
 // listNotifications lists a tenant's notifications, newest first:
@@ -143,7 +150,12 @@ func (s *Server) listNotifications(w http.ResponseWriter, r *http.Request) {
 	out := page[notificationView]{Items: make([]notificationView, 0, len(ns))}
 	for _, n := range ns {
 		v := notificationView{ID: n.ID, Kind: n.Kind, Recipients: n.Recipients, Subject: n.Subject, Text: n.Text,
-			CreatedAt: n.CreatedAt.UTC(), DeliveredAt: utc(n.DeliveredAt)}
+			CreatedAt: n.CreatedAt.UTC(), DeliveredAt: utc(n.DeliveredAt), Status: n.Status, Attempts: n.Attempts,
+			LastError: n.LastError, FailedAt: utc(n.FailedAt)}
+		if n.Status == store.NotificationPending {
+			next := n.NextAttemptAt.UTC()
+			v.NextAttemptAt = &next
+		}
 		if n.RunID != "" {
 			v.RunID = &n.RunID
 		}

@@ -128,6 +128,7 @@ func TestTenantShowsItsSettings(t *testing.T) {
 		DeletionGuard: plan.DeletionGuard{Percent: 3, Minimum: 5},
 		Scope: plan.Scope{Groups: []string{groupA, groupB}, EmailInclude: []string{}, EmailExclude: []string{"@External.test"},
 			IncludeDisabled: true, RequireMailbox: true}}
+	want.Notify = plan.DefaultSettings().Notify
 	if !reflect.DeepEqual(created.Settings, want) {
 		t.Errorf("created with %+v, want %+v", created.Settings, want)
 	}

@@ -29,6 +29,7 @@ type tenantView struct {
 	SyncIntervalMinutes int64              `json:"syncIntervalMinutes"`
 	Connected           bool               `json:"connected"`
 	DisconnectedAt      *time.Time         `json:"disconnectedAt"`
+	Notify              notifyView         `json:"notify"`
 	CreatedAt           time.Time          `json:"createdAt"`
 	UpdatedAt           time.Time          `json:"updatedAt"`
 	LastRun             *runSummary        `json:"lastRun,omitempty"`
@@ -59,8 +60,29 @@ func newTenantView(t store.Tenant) tenantView {
 		DeletionGuard: set.DeletionGuard, Scope: set.Scope,
 		SyncIntervalMinutes: int64(t.SyncInterval / time.Minute),
 		Connected:           t.Connected(), DisconnectedAt: utc(t.DisconnectedAt),
+		Notify:              notifyView{Notify: set.Notify, SecretSet: t.NotifySecretSet},
 		CreatedAt: t.CreatedAt.UTC(), UpdatedAt: t.UpdatedAt.UTC(),
 	}
+}
+
+// notifyView is the notify setting as the api shows it: with whether a
+// signing secret was made, never with the secret.
+type notifyView struct {
+	plan.Notify
+	SecretSet bool `json:"secretSet"`
+}
+
+// newNotifySecret makes a new webhook signing secret and returns it, the
+// only time it is shown: POST /v1/tenants/{tenantId}/notify/secret.
+func (s *Server) newNotifySecret(w http.ResponseWriter, r *http.Request) {
+	id := pathID(r, "tenantId")
+	secret, err := s.st.NewNotifySecret(r.Context(), id)
+	if err != nil {
+		s.storeError(w, r, err, "tenant")
+		return
+	}
+	s.log.Info().Str("tenant", id).Msg("new webhook signing secret")
+	writeJSON(w, http.StatusOK, map[string]string{"secret": secret})
 }
 
 // viewWithLastRun is newTenantView with the tenant's latest run.

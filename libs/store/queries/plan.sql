@@ -324,8 +324,9 @@ ORDER BY u.email;
 -- name: InsertNotification :exec
 -- The id is derived from (run, kind): writing a run's task twice writes
 -- one row.
-INSERT INTO notification_tasks (tenant_id, id, kind, run_id, recipients, subject, body, created_at)
-VALUES (@tenant_id, @id, @kind, @run_id, @recipients, @subject, @body, @created_at)
+-- It is due for delivery at once.
+INSERT INTO notification_tasks (tenant_id, id, kind, run_id, recipients, subject, body, created_at, next_attempt_at)
+VALUES (@tenant_id, @id, @kind, @run_id, @recipients, @subject, @body, @created_at, @created_at)
 ON CONFLICT (tenant_id, id) DO NOTHING;
 
 -- name: RunPlanState :one
@@ -359,7 +360,8 @@ LIMIT @max_rows;
 
 -- name: ListNotifications :many
 -- Newest first; keyset on (created_at, id).
-SELECT id, kind, COALESCE(run_id::text, '')::text AS run_id, recipients, subject, body, created_at, delivered_at
+SELECT id, kind, COALESCE(run_id::text, '')::text AS run_id, recipients, subject, body, created_at, delivered_at,
+       status, attempts, last_error, failed_at, next_attempt_at
 FROM notification_tasks
 WHERE tenant_id = @tenant_id AND (created_at, id) < (@before_created_at::timestamptz, @before_id::uuid)
 ORDER BY created_at DESC, id DESC

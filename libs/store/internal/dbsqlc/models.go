@@ -108,8 +108,10 @@ type NotificationTask struct {
 	CreatedAt     time.Time
 	DeliveredAt   *time.Time
 	Attempts      int32
-	NextAttemptAt *time.Time
+	NextAttemptAt time.Time
 	LastError     string
+	Status        string
+	FailedAt      *time.Time
 }
 
 type PlanWorkGroup struct {
@@ -214,6 +216,7 @@ type Tenant struct {
 	AppChangedAt       *time.Time
 	AppChange          string
 	SeatShortage       bool
+	NotifySecretSealed []byte
 }
 
 type TenantLease struct {

@@ -389,8 +389,8 @@ func (q *Queries) HoldRun(ctx context.Context, arg HoldRunParams) error {
 }
 
 const insertNotification = `-- name: InsertNotification :exec
-INSERT INTO notification_tasks (tenant_id, id, kind, run_id, recipients, subject, body, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+INSERT INTO notification_tasks (tenant_id, id, kind, run_id, recipients, subject, body, created_at, next_attempt_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
 ON CONFLICT (tenant_id, id) DO NOTHING
 `
 
@@ -407,6 +407,7 @@ type InsertNotificationParams struct {
 
 // The id is derived from (run, kind): writing a run's task twice writes
 // one row.
+// It is due for delivery at once.
 func (q *Queries) InsertNotification(ctx context.Context, arg InsertNotificationParams) error {
 	_, err := q.db.Exec(ctx, insertNotification,
 		arg.TenantID,
@@ -452,7 +453,8 @@ type InsertPlanWorkUsersParams struct {
 }
 
 const listNotifications = `-- name: ListNotifications :many
-SELECT id, kind, COALESCE(run_id::text, '')::text AS run_id, recipients, subject, body, created_at, delivered_at
+SELECT id, kind, COALESCE(run_id::text, '')::text AS run_id, recipients, subject, body, created_at, delivered_at,
+       status, attempts, last_error, failed_at, next_attempt_at
 FROM notification_tasks
 WHERE tenant_id = $1 AND (created_at, id) < ($2::timestamptz, $3::uuid)
 ORDER BY created_at DESC, id DESC
@@ -467,14 +469,19 @@ type ListNotificationsParams struct {
 }
 
 type ListNotificationsRow struct {
-	ID          string
-	Kind        string
-	RunID       string
-	Recipients  []string
-	Subject     string
-	Body        string
-	CreatedAt   time.Time
-	DeliveredAt *time.Time
+	ID            string
+	Kind          string
+	RunID         string
+	Recipients    []string
+	Subject       string
+	Body          string
+	CreatedAt     time.Time
+	DeliveredAt   *time.Time
+	Status        string
+	Attempts      int32
+	LastError     string
+	FailedAt      *time.Time
+	NextAttemptAt time.Time
 }
 
 // Newest first; keyset on (created_at, id).
@@ -501,6 +508,11 @@ func (q *Queries) ListNotifications(ctx context.Context, arg ListNotificationsPa
 			&i.Body,
 			&i.CreatedAt,
 			&i.DeliveredAt,
+			&i.Status,
+			&i.Attempts,
+			&i.LastError,
+			&i.FailedAt,
+			&i.NextAttemptAt,
 		); err != nil {
 			return nil, err
 		}

@@ -16,7 +16,7 @@ SET disconnected_at = NULL,
     entra_tenant_id = $1, client_id = $2, client_secret_sealed = $3,
     updated_at = $4::timestamptz
 WHERE id = $5
-RETURNING id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage
+RETURNING id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed
 `
 
 type ConnectTenantParams struct {
@@ -53,6 +53,7 @@ func (q *Queries) ConnectTenant(ctx context.Context, arg ConnectTenantParams) (T
 		&i.AppChangedAt,
 		&i.AppChange,
 		&i.SeatShortage,
+		&i.NotifySecretSealed,
 	)
 	return i, err
 }
@@ -105,7 +106,7 @@ SET disconnected_at = COALESCE(disconnected_at, $1::timestamptz),
     client_secret_sealed = NULL,
     updated_at = CASE WHEN disconnected_at IS NULL THEN $1::timestamptz ELSE updated_at END
 WHERE id = $2
-RETURNING id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage
+RETURNING id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed
 `
 
 type DisconnectTenantParams struct {
@@ -133,6 +134,7 @@ func (q *Queries) DisconnectTenant(ctx context.Context, arg DisconnectTenantPara
 		&i.AppChangedAt,
 		&i.AppChange,
 		&i.SeatShortage,
+		&i.NotifySecretSealed,
 	)
 	return i, err
 }
@@ -156,7 +158,7 @@ func (q *Queries) FailQueuedRuns(ctx context.Context, arg FailQueuedRunsParams) 
 }
 
 const getTenant = `-- name: GetTenant :one
-SELECT id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage FROM tenants WHERE id = $1
+SELECT id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed FROM tenants WHERE id = $1
 `
 
 func (q *Queries) GetTenant(ctx context.Context, id string) (Tenant, error) {
@@ -179,12 +181,13 @@ func (q *Queries) GetTenant(ctx context.Context, id string) (Tenant, error) {
 		&i.AppChangedAt,
 		&i.AppChange,
 		&i.SeatShortage,
+		&i.NotifySecretSealed,
 	)
 	return i, err
 }
 
 const getTenantForUpdate = `-- name: GetTenantForUpdate :one
-SELECT id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage FROM tenants WHERE id = $1 FOR UPDATE
+SELECT id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed FROM tenants WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) GetTenantForUpdate(ctx context.Context, id string) (Tenant, error) {
@@ -207,6 +210,7 @@ func (q *Queries) GetTenantForUpdate(ctx context.Context, id string) (Tenant, er
 		&i.AppChangedAt,
 		&i.AppChange,
 		&i.SeatShortage,
+		&i.NotifySecretSealed,
 	)
 	return i, err
 }
@@ -341,7 +345,7 @@ UPDATE tenants
 SET seats = $1, settings = $2, updated_at = $3::timestamptz,
     app_version = app_version + 1, app_changed_at = $3::timestamptz, app_change = $4
 WHERE id = $5
-RETURNING id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage
+RETURNING id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed
 `
 
 type UpdateSettingsParams struct {
@@ -380,6 +384,7 @@ func (q *Queries) UpdateSettings(ctx context.Context, arg UpdateSettingsParams) 
 		&i.AppChangedAt,
 		&i.AppChange,
 		&i.SeatShortage,
+		&i.NotifySecretSealed,
 	)
 	return i, err
 }
