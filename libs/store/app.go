@@ -120,6 +120,10 @@ func (s *Store) UpdateAppUser(ctx context.Context, tenantID, entraID string, p U
 		if err != nil {
 			return err
 		}
+		was, err := q.GetAppUser(ctx, dbsqlc.GetAppUserParams{TenantID: tenantID, EntraID: entraID})
+		if err != nil {
+			return err
+		}
 		now := s.clock()
 		changed := false
 		// exec notes whether a statement changed a row.
@@ -168,6 +172,14 @@ func (s *Store) UpdateAppUser(ctx context.Context, tenantID, entraID string, p U
 		}
 		if !changed {
 			return nil
+		}
+		is, err := q.GetAppUser(ctx, dbsqlc.GetAppUserParams{TenantID: tenantID, EntraID: entraID})
+		if err != nil {
+			return err
+		}
+		before, after := userDiff(AppUser(was), AppUser(is))
+		if err := recordActivity(ctx, q, tenantID, ActivityUpdateUser, entraID, before, after, "", now); err != nil {
+			return err
 		}
 		return q.AppChanged(ctx, dbsqlc.AppChangedParams{TenantID: tenantID, At: now,
 			Change: fmt.Sprintf("user %s (%s) was edited through the API", cur.DisplayName, entraID)})

@@ -68,6 +68,9 @@ func (s *Store) decide(ctx context.Context, tenantID, runID string, approve bool
 			if err := q.DecideRun(ctx, decided); err != nil {
 				return err
 			}
+			if err := recordActivity(ctx, q, ref.TenantID, ActivityRejectPlan, ref.RunID, nil, nil, ref.RunID, now); err != nil {
+				return err
+			}
 			return q.DeleteRunPages(ctx, pages)
 		}
 		if newer := st.NewerPlanned; newer > 0 {
@@ -109,6 +112,9 @@ func (s *Store) decide(ctx context.Context, tenantID, runID string, approve bool
 			return err
 		}
 		if err := q.DecideRun(ctx, decided); err != nil {
+			return err
+		}
+		if err := recordActivity(ctx, q, ref.TenantID, ActivityApprovePlan, ref.RunID, nil, nil, ref.RunID, now); err != nil {
 			return err
 		}
 		return q.DeleteRunPages(ctx, pages)

@@ -160,9 +160,11 @@ func (s *Store) QueueManualRun(ctx context.Context, tenantID string) (run Run, c
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		run, err = s.insertRun(ctx, q, nr)
-		created = err == nil
-		return err
+		if run, err = s.insertRun(ctx, q, nr); err != nil {
+			return err
+		}
+		created = true
+		return recordActivity(ctx, q, nr.TenantID, ActivityTriggerSync, nr.TenantID, nil, nil, run.ID, run.CreatedAt)
 	})
 	if err != nil {
 		return Run{}, false, err

@@ -293,9 +293,17 @@ func (s *Store) ChangeSettings(ctx context.Context, tenantID string, change func
 			t = old
 			return nil
 		}
+		now := s.clock()
 		t, err = tenantFrom(q.UpdateSettings(ctx, dbsqlc.UpdateSettingsParams{ID: tenantID, Seats: int32(set.Seats),
-			Settings: raw, Now: s.clock(), Change: "the tenant's settings changed"}))
-		return err
+			Settings: raw, Now: now, Change: "the tenant's settings changed"}))
+		if err != nil {
+			return err
+		}
+		before, after, err := settingsDiff(old.Settings, set)
+		if err != nil {
+			return err
+		}
+		return recordActivity(ctx, q, tenantID, ActivityUpdateSettings, tenantID, before, after, "", now)
 	})
 	if changeErr != nil {
 		return Tenant{}, SettingsChange{}, changeErr
@@ -324,6 +332,9 @@ func (s *Store) DisconnectTenant(ctx context.Context, tenantID string) (Tenant, 
 		if t, err = tenantFrom(q.DisconnectTenant(ctx, dbsqlc.DisconnectTenantParams{ID: tenantID, Now: now})); err != nil {
 			return err
 		}
+		if err := recordActivity(ctx, q, tenantID, ActivityDisconnectTenant, tenantID, nil, nil, "", now); err != nil {
+			return err
+		}
 		return q.FailQueuedRuns(ctx, dbsqlc.FailQueuedRunsParams{TenantID: tenantID,
 			Error: "the tenant was disconnected before the run started", Now: now})
 	})
@@ -348,10 +359,20 @@ func (s *Store) ConnectTenant(ctx context.Context, tenantID string, c Credential
 	if err != nil {
 		return Tenant{}, fmt.Errorf("store: connect %s: %w", id, err)
 	}
-	t, err := tenantFrom(s.q.ConnectTenant(ctx, dbsqlc.ConnectTenantParams{ID: id, EntraTenantID: c.EntraTenantID,
-		ClientID: c.ClientID, ClientSecretSealed: sealed, Now: s.clock()}))
+	var t Tenant
+	err = s.inTx(ctx, "connect "+id, func(q *dbsqlc.Queries) error {
+		now := s.clock()
+		var err error
+		if t, err = tenantFrom(q.ConnectTenant(ctx, dbsqlc.ConnectTenantParams{ID: id, EntraTenantID: c.EntraTenantID,
+			ClientID: c.ClientID, ClientSecretSealed: sealed, Now: now})); err != nil {
+			return err
+		}
+		// The app registration, never its secret.
+		return recordActivity(ctx, q, id, ActivityConnectTenant, id, nil,
+			map[string]string{"entraTenantId": c.EntraTenantID, "clientId": c.ClientID}, "", now)
+	})
 	if err != nil {
-		return Tenant{}, translate(err, "connect "+id)
+		return Tenant{}, err
 	}
 	return t, nil
 }

@@ -8,6 +8,18 @@ import (
 	"time"
 )
 
+type ActivityLog struct {
+	TenantID string
+	ID       int64
+	At       time.Time
+	Actor    string
+	Action   string
+	Target   string
+	Before   []byte
+	After    []byte
+	RunID    *string
+}
+
 type AppGroup struct {
 	TenantID          string
 	EntraID           string
