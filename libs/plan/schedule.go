@@ -93,7 +93,8 @@ func (s Schedule) only(members ...string) error {
 	set := map[string]bool{"everyMinutes": s.EveryMinutes != 0, "at": s.At != "", "timeZone": s.TimeZone != ""}
 	for _, m := range []string{"everyMinutes", "at", "timeZone"} {
 		if set[m] && !slices.Contains(members, m) {
-			return fieldErr("schedule."+m, "a %s schedule has no %s", s.Kind, m)
+			return fieldErr("schedule."+m, "schedule.%s is only for %s schedule", m, map[string]string{
+				"everyMinutes": "an interval", "at": "a daily", "timeZone": "a daily"}[m])
 		}
 	}
 	return nil

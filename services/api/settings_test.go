@@ -129,6 +129,7 @@ func TestTenantShowsItsSettings(t *testing.T) {
 		Scope: plan.Scope{Groups: []string{groupA, groupB}, EmailInclude: []string{}, EmailExclude: []string{"@External.test"},
 			IncludeDisabled: true, RequireMailbox: true}}
 	want.Notify = plan.DefaultSettings().Notify
+	want.Schedule = plan.DefaultSettings().Schedule // every syncIntervalMinutes: a day
 	if !reflect.DeepEqual(created.Settings, want) {
 		t.Errorf("created with %+v, want %+v", created.Settings, want)
 	}

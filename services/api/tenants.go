@@ -27,6 +27,8 @@ type tenantView struct {
 	DeletionGuard       plan.DeletionGuard `json:"deletionGuard"`
 	Scope               plan.Scope         `json:"scope"`
 	SyncIntervalMinutes int64              `json:"syncIntervalMinutes"`
+	Schedule            plan.Schedule      `json:"schedule"`
+	NextRunAt           *time.Time         `json:"nextRunAt"`
 	Connected           bool               `json:"connected"`
 	DisconnectedAt      *time.Time         `json:"disconnectedAt"`
 	Notify              notifyView         `json:"notify"`
@@ -59,8 +61,9 @@ func newTenantView(t store.Tenant) tenantView {
 		Plan: set.Plan, LocalEdits: set.LocalEdits, ApplyMode: set.ApplyMode,
 		DeletionGuard: set.DeletionGuard, Scope: set.Scope,
 		SyncIntervalMinutes: int64(t.SyncInterval / time.Minute),
+		Schedule:            set.Schedule,
 		Connected:           t.Connected(), DisconnectedAt: utc(t.DisconnectedAt),
-		Notify:              notifyView{Notify: set.Notify, SecretSet: t.NotifySecretSet},
+		Notify:    notifyView{Notify: set.Notify, SecretSet: t.NotifySecretSet},
 		CreatedAt: t.CreatedAt.UTC(), UpdatedAt: t.UpdatedAt.UTC(),
 	}
 }
@@ -85,9 +88,25 @@ func (s *Server) newNotifySecret(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"secret": secret})
 }
 
-// viewWithLastRun is newTenantView with the tenant's latest run.
-func (s *Server) viewWithLastRun(ctx context.Context, t store.Tenant) (tenantView, error) {
+// scheduledView is newTenantView with when the schedule next starts a
+// run (nil when none will: a manual schedule, a disconnected tenant), and
+// syncIntervalMinutes as tenants showed it before schedules: an interval
+// schedule's, else the interval the tenant was connected with.
+func (s *Server) scheduledView(t store.Tenant) tenantView {
 	v := newTenantView(t)
+	sch := t.Settings.Schedule
+	if sch.Kind == plan.ScheduleInterval {
+		v.SyncIntervalMinutes = int64(sch.EveryMinutes)
+	}
+	if next, ok := sch.NextRun(t.ID, s.now()); ok && t.Connected() {
+		v.NextRunAt = &next
+	}
+	return v
+}
+
+// viewWithLastRun is scheduledView with the tenant's latest run.
+func (s *Server) viewWithLastRun(ctx context.Context, t store.Tenant) (tenantView, error) {
+	v := s.scheduledView(t)
 	runs, err := s.st.ListRuns(ctx, t.ID, 0, 1)
 	if err != nil {
 		return tenantView{}, err
@@ -157,7 +176,8 @@ func (s *Server) createTenant(w http.ResponseWriter, r *http.Request) {
 	s.log.Info().Str("tenant", t.ID).Str("entra_tenant", t.EntraTenantID).Str("plan", string(t.Settings.Plan)).
 		Msg("tenant connected")
 	w.Header().Set("Location", "/v1/tenants/"+t.ID)
-	writeJSON(w, http.StatusCreated, newTenantView(t))
+	v := s.scheduledView(t)
+	writeJSON(w, http.StatusCreated, v)
 }
 
 // getTenant shows a tenant: GET /v1/tenants/{tenantId}.
@@ -252,6 +272,13 @@ func mergeSettings(cur plan.Settings, patch []byte) (plan.Settings, error) {
 	var t, p any
 	if err := errors.Join(unmarshalNumbers(target, &t), unmarshalNumbers(patch, &p)); err != nil {
 		return plan.Settings{}, fmt.Errorf("api: decode settings and their patch: %w", err)
+	}
+	// A schedule is replaced whole: the members of one kind mean nothing
+	// to another (a daily schedule has no everyMinutes).
+	if pm, ok := p.(map[string]any); ok && pm["schedule"] != nil {
+		if tm, ok := t.(map[string]any); ok {
+			delete(tm, "schedule")
+		}
 	}
 	merged, err := json.Marshal(mergePatch(t, p))
 	if err != nil {
