@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -93,22 +92,19 @@ func firstActivityCursor() ActivityCursor {
 	}
 }
 
-// Encode returns the cursor as an opaque token for the API.
+// Encode returns the cursor as a string for the API to hand out (wrapped
+// in its own opaque token).
 func (c ActivityCursor) Encode() string {
 	raw, _ := json.Marshal(c)
-	return base64.RawURLEncoding.EncodeToString(raw)
+	return string(raw)
 }
 
-// DecodeActivityCursor reads a token made by Encode; a token it cannot
-// read is ErrInvalid.
-func DecodeActivityCursor(token string) (ActivityCursor, error) {
-	raw, err := base64.RawURLEncoding.DecodeString(token)
+// DecodeActivityCursor reads a string made by Encode; one it cannot read
+// is ErrInvalid.
+func DecodeActivityCursor(s string) (ActivityCursor, error) {
 	var c ActivityCursor
-	if err == nil {
-		err = json.Unmarshal(raw, &c)
-	}
-	if err != nil || c.API.At.IsZero() || c.Sync.At.IsZero() {
-		return ActivityCursor{}, invalidf("cursor %q is not one this API handed out", token)
+	if err := json.Unmarshal([]byte(s), &c); err != nil || c.API.At.IsZero() || c.Sync.At.IsZero() {
+		return ActivityCursor{}, invalidf("cursor %q is not one this store handed out", s)
 	}
 	return c, nil
 }

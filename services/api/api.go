@@ -198,6 +198,7 @@ func (s *Server) routes(c *contract) (http.Handler, error) {
 		{"POST", "/v1/tenants/{tenantId}/syncs/{runId}/approve", s.approveRun},
 		{"POST", "/v1/tenants/{tenantId}/syncs/{runId}/reject", s.rejectRun},
 		{"GET", "/v1/tenants/{tenantId}/notifications", s.listNotifications},
+		{"GET", "/v1/tenants/{tenantId}/activity", s.listActivity},
 		{"POST", "/v1/tenants/{tenantId}/notify/secret", s.newNotifySecret},
 		{"GET", "/v1/tenants/{tenantId}/users", s.listUsers},
 		{"GET", "/v1/tenants/{tenantId}/users/{entraId}", s.getUser},

@@ -625,7 +625,11 @@ func walk[T any](e *env, path string, limit int, id func(T) string) ([]string, [
 		if after != "" {
 			q.Set("after", after)
 		}
-		r := e.do("GET", path+"?"+q.Encode(), nil)
+		sep := "?" // path may carry a query of its own
+		if strings.Contains(path, "?") {
+			sep = "&"
+		}
+		r := e.do("GET", path+sep+q.Encode(), nil)
 		if r.status != http.StatusOK {
 			e.t.Fatalf("GET %s?%s: %d %s", path, q.Encode(), r.status, r.body)
 		}

@@ -247,7 +247,11 @@ func list[T any](h *harness, path string) ([]T, int) {
 		}
 		p := path
 		if after != "" {
-			p += "?after=" + url.QueryEscape(after)
+			sep := "?" // path may carry a query of its own
+			if strings.Contains(path, "?") {
+				sep = "&"
+			}
+			p += sep + "after=" + url.QueryEscape(after)
 		}
 		if code := h.do("GET", p, nil, &page); code != http.StatusOK {
 			h.t.Fatalf("GET %s = %d", p, code)
