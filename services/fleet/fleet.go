@@ -1,5 +1,5 @@
 // Package fleet starts every entrasync service in one process: the api, the
-// scheduler, N fetchers and M reconcilers, each with its own NATS
+// scheduler, N fetchers, M reconcilers and the notifier, each with its own NATS
 // connection, exactly as they run on their own in production. It is what
 // `make run` starts and what the end-to-end tests drive.
 package fleet
@@ -20,6 +20,7 @@ import (
 	"github.com/entrasync/entrasync/libs/store"
 	"github.com/entrasync/entrasync/services/api"
 	"github.com/entrasync/entrasync/services/fetcher"
+	"github.com/entrasync/entrasync/services/notifier"
 	"github.com/entrasync/entrasync/services/reconciler"
 	"github.com/entrasync/entrasync/services/scheduler"
 )
@@ -54,6 +55,10 @@ type Config struct {
 	LeaseTTL time.Duration
 	// Scheduling is the scheduler's config; zero fields take its defaults.
 	Scheduling scheduler.Config
+	// Notifier starts the notifier too (webhook delivery of notification
+	// tasks), with Notifying as its config.
+	Notifier  bool
+	Notifying notifier.Config
 
 	Logger zerolog.Logger
 }
@@ -200,6 +205,20 @@ func Start(ctx context.Context, cfg Config) (_ *Fleet, err error) {
 			return nil, err
 		}
 		if err := start("scheduler", s); err != nil {
+			return nil, err
+		}
+	}
+
+	if cfg.Notifier {
+		st, err := openStore("notifier")
+		if err != nil {
+			return nil, err
+		}
+		n, err := notifier.New(cfg.Notifying, notifier.Deps{Store: st, Logger: log.With().Str("service", "notifier").Logger()})
+		if err != nil {
+			return nil, err
+		}
+		if err := start("notifier", n); err != nil {
 			return nil, err
 		}
 	}

@@ -9,6 +9,7 @@ require (
 	github.com/entrasync/entrasync/services/api v0.0.0
 	github.com/entrasync/entrasync/services/fetcher v0.0.0
 	github.com/entrasync/entrasync/services/graphsim v0.0.0
+	github.com/entrasync/entrasync/services/notifier v0.0.0
 	github.com/entrasync/entrasync/services/reconciler v0.0.0
 	github.com/entrasync/entrasync/services/scheduler v0.0.0
 	github.com/google/uuid v1.6.0
@@ -90,6 +91,7 @@ replace (
 	github.com/entrasync/entrasync/services/api => ../api
 	github.com/entrasync/entrasync/services/fetcher => ../fetcher
 	github.com/entrasync/entrasync/services/graphsim => ../graphsim
+	github.com/entrasync/entrasync/services/notifier => ../notifier
 	github.com/entrasync/entrasync/services/reconciler => ../reconciler
 	github.com/entrasync/entrasync/services/scheduler => ../scheduler
 )

@@ -110,6 +110,7 @@ func run(logger zerolog.Logger) error {
 		Fetchers:      2,
 		Reconcilers:   2,
 		Scheduler:     true,
+		Notifier:      true,
 		Logger:        logger,
 
 		GraphMaxRetryAfter: cfg.GraphMaxRetryAfter,
