@@ -82,3 +82,48 @@ func TestTenantSchedules(t *testing.T) {
 		t.Fatalf("ListTenantSchedules = %+v", scheds)
 	}
 }
+
+// TestScheduleChangeKeepsHeldPlansApprovable: a new schedule changes when
+// runs start, not what a plan does, so it leaves the app side's version
+// (which a held plan must match to be approved) alone; any other setting
+// moves it.
+func TestScheduleChangeKeepsHeldPlansApprovable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, url := storetest.NewWithURL(t)
+	ten := newTenant(t, st, 5)
+	conn, err := pgx.Connect(ctx, url)
+	must(t, err)
+	defer conn.Close(ctx)
+	version := func() int64 {
+		t.Helper()
+		var v int64
+		must(t, conn.QueryRow(ctx, `SELECT app_version FROM tenants WHERE id = $1`, ten.ID).Scan(&v))
+		return v
+	}
+	change := func(f func(*plan.Settings)) store.Tenant {
+		t.Helper()
+		got, what, err := st.ChangeSettings(ctx, ten.ID, func(cur plan.Settings) (plan.Settings, error) {
+			f(&cur)
+			return cur, nil
+		})
+		must(t, err)
+		if !what.Changed || what.ScopeChanged {
+			t.Fatalf("change = %+v, want changed, scope unchanged", what)
+		}
+		return got
+	}
+	v0 := version()
+	daily := plan.Schedule{Kind: plan.ScheduleDaily, At: "01:30", TimeZone: "America/New_York"}
+	got := change(func(s *plan.Settings) { s.Schedule = daily })
+	if v := version(); v != v0 || got.Settings.Schedule != daily {
+		t.Fatalf("after a new schedule: app version %d (was %d), schedule %+v", v, v0, got.Settings.Schedule)
+	}
+	if again, err := st.GetTenant(ctx, ten.ID); err != nil || again.Settings.Schedule != daily {
+		t.Fatalf("stored schedule %+v, %v; want %+v", again.Settings.Schedule, err, daily)
+	}
+	change(func(s *plan.Settings) { s.DeletionGuard.Percent = 20 })
+	if v := version(); v == v0 {
+		t.Fatalf("after a new deletion guard: app version %d, want it moved", v)
+	}
+}

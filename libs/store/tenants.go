@@ -294,8 +294,16 @@ func (s *Store) ChangeSettings(ctx context.Context, tenantID string, change func
 			return nil
 		}
 		now := s.clock()
-		t, err = tenantFrom(q.UpdateSettings(ctx, dbsqlc.UpdateSettingsParams{ID: tenantID, Seats: int32(set.Seats),
-			Settings: raw, Now: now, Change: "the tenant's settings changed"}))
+		// A new schedule alone leaves plans held before it approvable.
+		rules := old.Settings
+		rules.Schedule = set.Schedule
+		if reflect.DeepEqual(rules, set) {
+			t, err = tenantFrom(q.UpdateScheduleSetting(ctx, dbsqlc.UpdateScheduleSettingParams{ID: tenantID,
+				Settings: raw, Now: now}))
+		} else {
+			t, err = tenantFrom(q.UpdateSettings(ctx, dbsqlc.UpdateSettingsParams{ID: tenantID, Seats: int32(set.Seats),
+				Settings: raw, Now: now, Change: "the tenant's settings changed"}))
+		}
 		if err != nil {
 			return err
 		}

@@ -28,6 +28,15 @@ SET seats = @seats, settings = @settings, updated_at = @now::timestamptz,
 WHERE id = @id
 RETURNING *;
 
+-- name: UpdateScheduleSetting :one
+-- A change of the schedule alone changes when runs start, not what a
+-- plan does: the app side's version stays, so a plan held before it can
+-- still be approved.
+UPDATE tenants
+SET settings = @settings, updated_at = @now::timestamptz
+WHERE id = @id
+RETURNING *;
+
 -- name: DisconnectTenant :one
 UPDATE tenants
 SET disconnected_at = COALESCE(disconnected_at, @now::timestamptz),

@@ -340,6 +340,47 @@ func (q *Queries) TenantExists(ctx context.Context, id string) (bool, error) {
 	return exists, err
 }
 
+const updateScheduleSetting = `-- name: UpdateScheduleSetting :one
+UPDATE tenants
+SET settings = $1, updated_at = $2::timestamptz
+WHERE id = $3
+RETURNING id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed
+`
+
+type UpdateScheduleSettingParams struct {
+	Settings []byte
+	Now      time.Time
+	ID       string
+}
+
+// A change of the schedule alone changes when runs start, not what a
+// plan does: the app side's version stays, so a plan held before it can
+// still be approved.
+func (q *Queries) UpdateScheduleSetting(ctx context.Context, arg UpdateScheduleSettingParams) (Tenant, error) {
+	row := q.db.QueryRow(ctx, updateScheduleSetting, arg.Settings, arg.Now, arg.ID)
+	var i Tenant
+	err := row.Scan(
+		&i.ID,
+		&i.Name,
+		&i.EntraTenantID,
+		&i.ClientID,
+		&i.ClientSecretSealed,
+		&i.Seats,
+		&i.SyncInterval,
+		&i.LastRunSeq,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.Settings,
+		&i.DisconnectedAt,
+		&i.AppVersion,
+		&i.AppChangedAt,
+		&i.AppChange,
+		&i.SeatShortage,
+		&i.NotifySecretSealed,
+	)
+	return i, err
+}
+
 const updateSettings = `-- name: UpdateSettings :one
 UPDATE tenants
 SET seats = $1, settings = $2, updated_at = $3::timestamptz,
