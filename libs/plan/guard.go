@@ -16,11 +16,13 @@ const (
 
 // GuardFacts is what the guard weighs besides the plan.
 type GuardFacts struct {
-	// AppUsers, Licenses and RoleGrants are what the app holds before the
-	// plan: users, assigned seats, role grants.
-	AppUsers   int64
-	Licenses   int64
-	RoleGrants int64
+	// AppUsers, Licenses, RoleGrants and SharingGrants are what the app
+	// holds before the plan: users, assigned seats, role grants (direct
+	// and through groups), sharing permissions granted through groups.
+	AppUsers      int64
+	Licenses      int64
+	RoleGrants    int64
+	SharingGrants int64
 	// UsersRead says the run read Entra ID's users listing; UsersListed is
 	// how many users it returned.
 	UsersRead   bool
@@ -43,10 +45,11 @@ func (g DeletionGuard) Threshold(total int64) int64 {
 
 // Judge holds a plan, even in auto mode, when it takes away more than the
 // tenant's deletion guard allows (users removed or disabled, licenses
-// revoked, role grants revoked, each against its own total), or when Entra
-// ID's users listing came back empty while the app has users: a cut-short
-// listing or a narrowed permission must never empty the app. Otherwise a
-// tenant in review mode holds every plan that changes something.
+// revoked, role grants and sharing grants revoked, each against its own
+// total), or when Entra ID's users listing came back empty while the app
+// has users: a cut-short listing or a narrowed permission must never empty
+// the app. Otherwise a tenant in review mode holds every plan that changes
+// something.
 func Judge(s Settings, sum Summary, f GuardFacts) Verdict {
 	if s.Plan.SyncsMembers() && f.UsersRead && f.UsersListed == 0 && f.AppUsers > 0 {
 		return Verdict{Hold: true, Reason: HeldDeletionGuard, Message: fmt.Sprintf(
@@ -61,6 +64,7 @@ func Judge(s Settings, sum Summary, f GuardFacts) Verdict {
 	check(sum[RemoveUser]+sum[DisableUser], f.AppUsers, "users")
 	check(sum[RevokeLicense], f.Licenses, "licenses")
 	check(sum[RevokeRole], f.RoleGrants, "role grants")
+	check(sum[RevokeSharing], f.SharingGrants, "sharing grants")
 	if len(over) > 0 {
 		return Verdict{Hold: true, Reason: HeldDeletionGuard, Message: "the plan would " + strings.Join(over, ", ") +
 			fmt.Sprintf("; the deletion guard allows %d%% (at least %d)", s.DeletionGuard.Percent, s.DeletionGuard.Minimum)}

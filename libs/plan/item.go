@@ -16,6 +16,8 @@ const (
 	RemoveMembership Action = "removeMembership"
 	GrantRole        Action = "grantRole"
 	RevokeRole       Action = "revokeRole"
+	GrantSharing     Action = "grantSharing"
+	RevokeSharing    Action = "revokeSharing"
 	CreateGroup      Action = "createGroup"
 	UpdateGroup      Action = "updateGroup"
 	RemoveGroup      Action = "removeGroup"
@@ -25,9 +27,9 @@ const (
 // away first (so that seats freed by leavers go to joiners, and nothing
 // points at a row about to go), then what adds.
 var Actions = []Action{
-	RevokeRole, RemoveMembership, RevokeLicense, RemoveUser, RemoveGroup,
+	RevokeRole, RevokeSharing, RemoveMembership, RevokeLicense, RemoveUser, RemoveGroup,
 	CreateGroup, UpdateGroup, CreateUser, UpdateUser, DisableUser, EnableUser,
-	AssignLicense, AddMembership, GrantRole,
+	AssignLicense, AddMembership, GrantRole, GrantSharing,
 }
 
 // Fields are the values an item reads or sets, by their API names
@@ -42,7 +44,8 @@ type Item struct {
 	// GroupID is the group of a membership; GroupName its display name.
 	GroupID   string
 	GroupName string
-	// Role is the role a grant or revocation is about.
+	// Role is the role or sharing permission a grant or revocation is
+	// about.
 	Role        string
 	DisplayName string
 	Before      Fields
