@@ -52,7 +52,7 @@ type Group struct {
 	SecurityEnabled bool
 	MailEnabled     bool
 	MembershipRule  string // set for groups whose GroupTypes contain "DynamicMembership"
-	Visibility      string // "Public", "Private" or "" (null)
+	Visibility      string // "Public", "Private", "HiddenMembership" or "" (null)
 }
 
 // Device is a registered device; devices can be members of security groups.

@@ -56,7 +56,7 @@ func (s *Server) serveGraph(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	res, gerr := s.route(r, t.dir, s.unreadableOf(t.id))
+	res, gerr := s.route(r, t.dir, s.accessOf(t.id))
 	if gerr != nil {
 		writeGraphError(sw, r, start, reqID, gerr)
 		return
@@ -106,7 +106,7 @@ var castTypes = map[string]ObjectType{
 // route finds the resource a path names. Segment names match without
 // regard to case, as Graph's do. Members of the unreadable types are
 // served with limited information.
-func (s *Server) route(r *http.Request, d *Directory, unreadable map[ObjectType]bool) (*result, *graphError) {
+func (s *Server) route(r *http.Request, d *Directory, acc access) (*result, *graphError) {
 	rest := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/v1.0"), "/")
 	var segs []string
 	if rest != "" {
@@ -122,7 +122,7 @@ func (s *Server) route(r *http.Request, d *Directory, unreadable map[ObjectType]
 		case len(segs) == 1:
 			handler = func() (*result, *graphError) { return s.listUsers(r, d) }
 		case len(segs) == 2 && segs[1] == "$count":
-			handler = func() (*result, *graphError) { return s.countCollection(r, d, "users", userEntity, "", "") }
+			handler = func() (*result, *graphError) { return s.countCollection(r, d, "users", userEntity, "", "", acc) }
 		case len(segs) == 2:
 			handler = func() (*result, *graphError) { return s.getUser(r, d, segs[1]) }
 		default:
@@ -133,7 +133,7 @@ func (s *Server) route(r *http.Request, d *Directory, unreadable map[ObjectType]
 		case len(segs) == 1:
 			handler = func() (*result, *graphError) { return s.listGroups(r, d) }
 		case len(segs) == 2 && segs[1] == "$count":
-			handler = func() (*result, *graphError) { return s.countCollection(r, d, "groups", groupEntity, "", "") }
+			handler = func() (*result, *graphError) { return s.countCollection(r, d, "groups", groupEntity, "", "", acc) }
 		case len(segs) == 2:
 			handler = func() (*result, *graphError) { return s.getGroup(r, d, segs[1]) }
 		default:
@@ -152,10 +152,10 @@ func (s *Server) route(r *http.Request, d *Directory, unreadable map[ObjectType]
 			}
 			switch {
 			case len(tail) == 0:
-				handler = func() (*result, *graphError) { return s.listMembers(r, d, segs[1], nav, cast, unreadable) }
+				handler = func() (*result, *graphError) { return s.listMembers(r, d, segs[1], nav, cast, acc) }
 			case len(tail) == 1 && tail[0] == "$count":
 				handler = func() (*result, *graphError) {
-					return s.countCollection(r, d, nav, directoryObjectEntity, segs[1], cast)
+					return s.countCollection(r, d, nav, directoryObjectEntity, segs[1], cast, acc)
 				}
 			default:
 				return nil, segmentNotFound(tail[0])
@@ -418,7 +418,7 @@ func castEntity(cast ObjectType) (entityType, string) {
 // cast to one type. Members of the unreadable types come with limited
 // information; the docs describe this for directoryObject collections
 // only, and the simulator keeps it on casts too (see README).
-func (s *Server) listMembers(r *http.Request, d *Directory, groupID, nav string, cast ObjectType, unreadable map[ObjectType]bool) (*result, *graphError) {
+func (s *Server) listMembers(r *http.Request, d *Directory, groupID, nav string, cast ObjectType, acc access) (*result, *graphError) {
 	gid, gerr := groupKey(groupID)
 	if gerr != nil {
 		return nil, gerr
@@ -435,20 +435,24 @@ func (s *Server) listMembers(r *http.Request, d *Directory, groupID, nav string,
 	}
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	if _, ok := d.groups[gid]; !ok {
+	g, ok := d.groups[gid]
+	if !ok {
 		return nil, notFound(groupID)
+	}
+	if acc.noHidden && strings.EqualFold(g.Visibility, "HiddenMembership") {
+		return nil, faultError(http.StatusForbidden)
 	}
 	ms, base := d.members[gid], 3
 	if nav == "transitivemembers" {
 		ms, base = d.transitiveLocked(gid), 5
 	}
-	body := s.page(r, d.memberSource(ms), listing{path: path, context: context, mixed: cast == "", cast: cast, limited: unreadable}, q)
+	body := s.page(r, d.memberSource(ms), listing{path: path, context: context, mixed: cast == "", cast: cast, limited: acc.unreadable}, q)
 	return &result{body: body, cost: cost(base, q)}, nil
 }
 
 // countCollection answers .../$count: a bare number, only with
 // ConsistencyLevel: eventual (aad-advanced-queries.md).
-func (s *Server) countCollection(r *http.Request, d *Directory, nav string, et entityType, groupID string, cast ObjectType) (*result, *graphError) {
+func (s *Server) countCollection(r *http.Request, d *Directory, nav string, et entityType, groupID string, cast ObjectType, acc access) (*result, *graphError) {
 	if !eventual(r) {
 		return nil, badRequest("Request_BadRequest", "$count is not currently supported.")
 	}
@@ -472,8 +476,12 @@ func (s *Server) countCollection(r *http.Request, d *Directory, nav string, et e
 		if gerr != nil {
 			return nil, gerr
 		}
-		if _, ok := d.groups[gid]; !ok {
+		g, ok := d.groups[gid]
+		if !ok {
 			return nil, notFound(groupID)
+		}
+		if acc.noHidden && strings.EqualFold(g.Visibility, "HiddenMembership") {
+			return nil, faultError(http.StatusForbidden)
 		}
 		ms := d.members[gid]
 		if nav == "transitivemembers" {

@@ -590,3 +590,49 @@ func TestResourceUnitsHeader(t *testing.T) {
 		}
 	}
 }
+
+// A group with hidden membership lists its members only to an app with
+// Member.Read.Hidden (group-list-members.md); without it, its member
+// lists and their counts answer 403 Authorization_RequestDenied, and
+// every other group is served as before.
+func TestHiddenMembershipNeedsItsPermission(t *testing.T) {
+	t.Parallel()
+	s := newSim(t, graphsim.Options{})
+	d := graphsim.Generate(graphsim.Spec{Seed: 31, Users: 20, Groups: 4})
+	hidden := d.AddGroup(graphsim.Group{DisplayName: "Board", GroupTypes: []string{"Unified"}, MailEnabled: true,
+		Visibility: "HiddenMembership"})
+	open := d.Groups()[0]
+	for _, u := range d.Users()[:3] {
+		for _, g := range []string{hidden.ID, open.ID} {
+			if err := d.AddMember(g, graphsim.Member{ID: u.ID, Type: graphsim.TypeUser}); err != nil && !errors.Is(err, graphsim.ErrAlreadyMember) {
+				t.Fatal(err)
+			}
+		}
+	}
+	tc := s.addTenant(d)
+	paths := []string{"/groups/" + hidden.ID + "/members", "/groups/" + hidden.ID + "/transitiveMembers",
+		"/groups/" + hidden.ID + "/members/$count"}
+
+	// With the permission (the default), the lists are served.
+	for _, p := range paths {
+		if r := s.get(tc.token, p, "ConsistencyLevel", "eventual"); r.status != http.StatusOK {
+			t.Fatalf("GET %s with Member.Read.Hidden = %d %s", p, r.status, r.raw)
+		}
+	}
+	if err := s.srv.SetPermissions(tc.id, graphsim.Permissions{NoHiddenMembership: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range paths {
+		r := s.get(tc.token, p, "ConsistencyLevel", "eventual")
+		code, _ := r.body["error"].(map[string]any)["code"].(string)
+		if r.status != http.StatusForbidden || code != "Authorization_RequestDenied" {
+			t.Errorf("GET %s without Member.Read.Hidden = %d %s, want 403 Authorization_RequestDenied", p, r.status, r.raw)
+		}
+	}
+	if r := s.get(tc.token, "/groups/"+open.ID+"/members"); r.status != http.StatusOK {
+		t.Errorf("a group without hidden membership answered %d", r.status)
+	}
+	if r := s.get(tc.token, "/groups/"+hidden.ID); r.status != http.StatusOK || r.body["visibility"] != "HiddenMembership" {
+		t.Errorf("the hidden group itself = %d %s", r.status, r.raw)
+	}
+}

@@ -84,6 +84,19 @@ type Permissions struct {
 	// @odata.type and id, every other property null. Everything else,
 	// /users and /groups included, is served as before.
 	Unreadable []ObjectType
+	// NoHiddenMembership says the app lacks Member.Read.Hidden: the
+	// member lists (members, transitiveMembers) of a group whose
+	// visibility is HiddenMembership answer 403 Authorization_RequestDenied
+	// (group-list-members.md: "To list the members of a hidden membership
+	// group, the Member.Read.Hidden permission is required").
+	NoHiddenMembership bool
+}
+
+// access is what a tenant's app may read: Permissions as the server
+// keeps them.
+type access struct {
+	unreadable map[ObjectType]bool // member types served with limited information
+	noHidden   bool                // no Member.Read.Hidden
 }
 
 // Request is one request the server answered, for assertions.
@@ -113,9 +126,9 @@ type Server struct {
 	mu      sync.RWMutex
 	tenants map[string]*tenant // by lower-case tenant ID
 	domains map[string]string  // initial domain → tenant ID
-	// unreadable holds each tenant's Permissions.Unreadable as a set, by
-	// lower-case tenant ID ("" = every tenant without its own).
-	unreadable map[string]map[ObjectType]bool
+	// access holds each tenant's Permissions, by lower-case tenant ID
+	// ("" = every tenant without its own).
+	access map[string]access
 
 	faultMu sync.Mutex
 	faults  map[string]*faultState
@@ -180,7 +193,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{
 		opts: opts, log: opts.Logger,
-		tenants: map[string]*tenant{}, domains: map[string]string{}, unreadable: map[string]map[ObjectType]bool{},
+		tenants: map[string]*tenant{}, domains: map[string]string{}, access: map[string]access{},
 		faults: map[string]*faultState{}, serveErr: make(chan error, 1),
 	}
 	s.key = make([]byte, 32)
@@ -439,23 +452,26 @@ func (s *Server) SetPermissions(entraTenantID string, p Permissions) error {
 	key := strings.ToLower(entraTenantID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(set) == 0 {
-		delete(s.unreadable, key)
+	if len(set) == 0 && !p.NoHiddenMembership {
+		delete(s.access, key)
 		return nil
 	}
-	s.unreadable[key] = set
+	if len(set) == 0 {
+		set = nil
+	}
+	s.access[key] = access{unreadable: set, noHidden: p.NoHiddenMembership}
 	return nil
 }
 
-// unreadableOf is the set of member types a tenant's app may not read
-// (nil when it reads everything). The set is never modified once stored.
-func (s *Server) unreadableOf(tenantID string) map[ObjectType]bool {
+// accessOf is what a tenant's app may read (the zero access reads
+// everything). Its set is never modified once stored.
+func (s *Server) accessOf(tenantID string) access {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if set, ok := s.unreadable[tenantID]; ok {
-		return set
+	if a, ok := s.access[tenantID]; ok {
+		return a
 	}
-	return s.unreadable[""]
+	return s.access[""]
 }
 
 func (s *Server) faultsOf(tenantID string) *faultState {
