@@ -11,7 +11,6 @@ import (
 )
 
 const insertActivity = `-- name: InsertActivity :exec
-
 INSERT INTO activity_log (tenant_id, at, actor, action, target, before, after, run_id)
 VALUES ($1, $2, 'api', $3, $4, $5, $6, $7)
 `
@@ -26,7 +25,6 @@ type InsertActivityParams struct {
 	RunID    *string
 }
 
-// Queries of the activity log (migrations/00010_activity.sql).
 func (q *Queries) InsertActivity(ctx context.Context, arg InsertActivityParams) error {
 	_, err := q.db.Exec(ctx, insertActivity,
 		arg.TenantID,
