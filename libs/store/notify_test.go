@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -142,4 +143,47 @@ func TestNotifySecretIsSealedAndOnlyOpenedForDelivery(t *testing.T) {
 		}
 	}
 	t.Fatal("no delivery of the tenant was claimed")
+}
+
+func TestConcurrentClaimsNeverShareATask(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newSyncer(t, 50)
+	s.settings(func(set *plan.Settings) { set.Notify.OnCompletion = true })
+	const runs = 12
+	for i := range runs {
+		s.run(people(i + 1)...)
+	}
+	now := s.at.Add(time.Minute)
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				ds, err := s.st.ClaimNotifications(ctx, now, time.Minute, 2)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(ds) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, d := range ds {
+					seen[d.ID]++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(seen) != runs {
+		t.Fatalf("claimed %d tasks, want %d", len(seen), runs)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Fatalf("task %s claimed %d times", id, n)
+		}
+	}
 }
