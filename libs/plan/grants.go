@@ -164,6 +164,9 @@ func (g *GroupGraph) AddEdge(parent, child string) {
 // Name records a group's display name.
 func (g *GroupGraph) Name(id, name string) { g.names[id] = name }
 
+// NameOf returns a group's display name ("" when unknown).
+func (g *GroupGraph) NameOf(id string) string { return g.names[id] }
+
 // Paths walks up from the groups a user is a direct member of, breadth
 // first (each group once: cycles end), and returns for each group of
 // targets it reaches the shortest path from one of the user's groups up

@@ -28,7 +28,10 @@ import (
 //     order, through plan.Seats;
 //  3. groups, in Entra id order: plan.DecideGroup;
 //  4. memberships: Entra ID's nested memberships of the users and groups
-//     the app keeps, against the app's, through plan.DecideMembership.
+//     the app keeps, against the app's, through plan.DecideMembership;
+//  5. grants: the roles and sharing permissions bound to groups, given to
+//     those nested members and taken from users no longer among them,
+//     through plan.DecideGrant (grants.go).
 //
 // Then plan.Judge holds the plan or lets it through, and applyPlan writes
 // it to the app side in bulk, action by action, in the same transaction.
@@ -181,6 +184,9 @@ func buildPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 		if err := p.memberships(); err != nil {
 			return res, fmt.Errorf("plan memberships: %w", err)
 		}
+		if err := p.grants(); err != nil {
+			return res, fmt.Errorf("plan grants: %w", err)
+		}
 	}
 	if err := p.flush(); err != nil {
 		return res, err
@@ -210,6 +216,7 @@ func loadPlanTenant(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr page
 	}
 	t.name, t.appVersion, t.shortage = row.Name, row.AppVersion, row.SeatShortage
 	t.guard.AppUsers, t.guard.Licenses, t.guard.RoleGrants = row.AppUsers, row.Licenses, row.RoleGrants
+	t.guard.SharingGrants = row.SharingGrants
 	// The schedule plays no part in a plan: no interval to default it from.
 	if t.settings, err = parseSettings(row.Settings, int(row.Seats), 0); err != nil {
 		return t, err
@@ -533,7 +540,14 @@ func applyAction(ctx context.Context, q *dbsqlc.Queries, a plan.Action, ref Page
 	t, r := ref.TenantID, ref.RunID
 	switch a {
 	case plan.RevokeRole:
-		return q.ApplyRevokeRole(ctx, dbsqlc.ApplyRevokeRoleParams{TenantID: t, RunID: r})
+		if err := q.ApplyRevokeRole(ctx, dbsqlc.ApplyRevokeRoleParams{TenantID: t, RunID: r}); err != nil {
+			return err
+		}
+		return q.ApplyRevokeThroughGroups(ctx, dbsqlc.ApplyRevokeThroughGroupsParams{TenantID: t, RunID: r,
+			Action: string(a), Kind: string(plan.KindRole)})
+	case plan.RevokeSharing:
+		return q.ApplyRevokeThroughGroups(ctx, dbsqlc.ApplyRevokeThroughGroupsParams{TenantID: t, RunID: r,
+			Action: string(a), Kind: string(plan.KindSharing)})
 	case plan.RemoveMembership:
 		return q.ApplyRemoveMembership(ctx, dbsqlc.ApplyRemoveMembershipParams{TenantID: t, RunID: r})
 	case plan.RevokeLicense:
@@ -559,7 +573,14 @@ func applyAction(ctx context.Context, q *dbsqlc.Queries, a plan.Action, ref Page
 	case plan.AddMembership:
 		return q.ApplyAddMembership(ctx, dbsqlc.ApplyAddMembershipParams{TenantID: t, RunID: r})
 	case plan.GrantRole:
-		return q.ApplyGrantRole(ctx, dbsqlc.ApplyGrantRoleParams{TenantID: t, RunID: r, At: at})
+		if err := q.ApplyGrantRole(ctx, dbsqlc.ApplyGrantRoleParams{TenantID: t, RunID: r, At: at}); err != nil {
+			return err
+		}
+		return q.ApplyGrantThroughGroups(ctx, dbsqlc.ApplyGrantThroughGroupsParams{TenantID: t, RunID: r, At: at,
+			Action: string(a), Kind: string(plan.KindRole)})
+	case plan.GrantSharing:
+		return q.ApplyGrantThroughGroups(ctx, dbsqlc.ApplyGrantThroughGroupsParams{TenantID: t, RunID: r, At: at,
+			Action: string(a), Kind: string(plan.KindSharing)})
 	}
 	return fmt.Errorf("no statement applies action %q", a)
 }

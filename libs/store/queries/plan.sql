@@ -10,7 +10,9 @@
 SELECT name, seats, settings, app_version, seat_shortage,
        (SELECT count(*) FROM app_users u WHERE u.tenant_id = t.id) AS app_users,
        (SELECT count(*) FROM app_users u WHERE u.tenant_id = t.id AND u.license = 'assigned') AS licenses,
-       (SELECT count(*) FROM app_user_roles r WHERE r.tenant_id = t.id) AS role_grants
+       ((SELECT count(*) FROM app_user_roles r WHERE r.tenant_id = t.id)
+         + (SELECT count(*) FROM app_user_grants g WHERE g.tenant_id = t.id AND g.kind = 'role'))::bigint AS role_grants,
+       (SELECT count(*) FROM app_user_grants g WHERE g.tenant_id = t.id AND g.kind = 'sharing') AS sharing_grants
 FROM tenants t
 WHERE t.id = @tenant_id
 FOR NO KEY UPDATE;
@@ -165,10 +167,12 @@ WHERE tenant_id = @tenant_id AND id = @run_id;
 -- each reading the run's items of that action. @at is the time.
 
 -- name: ApplyRevokeRole :exec
+-- Direct roles; a revocation that names a group is of a role held through
+-- groups (ApplyRevokeThroughGroups).
 DELETE FROM app_user_roles r
 USING sync_plan_items i
 WHERE r.tenant_id = @tenant_id AND i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action = 'revokeRole'
-  AND r.user_id = i.entra_id AND r.role = i.role;
+  AND r.user_id = i.entra_id AND r.role = i.role AND NOT COALESCE(i.before ? 'group', false);
 
 -- name: ApplyRemoveMembership :exec
 DELETE FROM app_group_members m
@@ -273,6 +277,7 @@ INSERT INTO app_user_roles (tenant_id, user_id, role, granted_at)
 SELECT @tenant_id, i.entra_id, i.role, @at::timestamptz
 FROM sync_plan_items i
 WHERE i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action = 'grantRole'
+  AND NOT COALESCE(i.after ? 'group', false)
 ORDER BY i.entra_id, i.role;
 
 -- name: RefreshGroupCounts :exec
@@ -314,11 +319,15 @@ WHERE id = @tenant_id;
 UPDATE tenants SET seat_shortage = @shortage WHERE id = @tenant_id AND seat_shortage <> @shortage;
 
 -- name: NotifiedEmails :many
--- Who is told: the emails of the app users holding one of the roles @roles.
+-- Who is told: the emails of the app users holding one of the roles @roles,
+-- directly or through groups.
 SELECT DISTINCT u.email
-FROM app_user_roles r
-JOIN app_users u ON u.tenant_id = r.tenant_id AND u.entra_id = r.user_id
-WHERE r.tenant_id = @tenant_id AND r.role = ANY (@roles::text[]) AND u.email <> ''
+FROM (SELECT r.user_id FROM app_user_roles r WHERE r.tenant_id = @tenant_id AND r.role = ANY (@roles::text[])
+      UNION
+      SELECT g.user_id FROM app_user_grants g
+      WHERE g.tenant_id = @tenant_id AND g.kind = 'role' AND g.name = ANY (@roles::text[])) h
+JOIN app_users u ON u.tenant_id = @tenant_id AND u.entra_id = h.user_id
+WHERE u.email <> ''
 ORDER BY u.email;
 
 -- name: InsertNotification :exec

@@ -20,6 +20,13 @@ type ActivityLog struct {
 	RunID    *string
 }
 
+type AppGrantName struct {
+	TenantID  string
+	Kind      string
+	Name      string
+	CreatedAt time.Time
+}
+
 type AppGroup struct {
 	TenantID          string
 	EntraID           string
@@ -30,6 +37,14 @@ type AppGroup struct {
 	SyncedMemberCount int32
 	CreatedAt         time.Time
 	UpdatedAt         time.Time
+}
+
+type AppGroupGrant struct {
+	TenantID  string
+	GroupID   string
+	Kind      string
+	Name      string
+	CreatedAt time.Time
 }
 
 type AppGroupMember struct {
@@ -56,6 +71,15 @@ type AppUser struct {
 	LicenseDisabledAt   *time.Time
 	DisplayNameEditedAt *time.Time
 	EmailEditedAt       *time.Time
+}
+
+type AppUserGrant struct {
+	TenantID  string
+	UserID    string
+	Kind      string
+	Name      string
+	GroupID   string
+	GrantedAt time.Time
 }
 
 type AppUserRole struct {

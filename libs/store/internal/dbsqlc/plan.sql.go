@@ -158,6 +158,7 @@ INSERT INTO app_user_roles (tenant_id, user_id, role, granted_at)
 SELECT $1, i.entra_id, i.role, $2::timestamptz
 FROM sync_plan_items i
 WHERE i.tenant_id = $1 AND i.run_id = $3 AND i.action = 'grantRole'
+  AND NOT COALESCE(i.after ? 'group', false)
 ORDER BY i.entra_id, i.role
 `
 
@@ -247,7 +248,7 @@ const applyRevokeRole = `-- name: ApplyRevokeRole :exec
 DELETE FROM app_user_roles r
 USING sync_plan_items i
 WHERE r.tenant_id = $1 AND i.tenant_id = $1 AND i.run_id = $2 AND i.action = 'revokeRole'
-  AND r.user_id = i.entra_id AND r.role = i.role
+  AND r.user_id = i.entra_id AND r.role = i.role AND NOT COALESCE(i.before ? 'group', false)
 `
 
 type ApplyRevokeRoleParams struct {
@@ -257,6 +258,8 @@ type ApplyRevokeRoleParams struct {
 
 // Applying a plan: one statement per action, in plan.Actions' order,
 // each reading the run's items of that action. @at is the time.
+// Direct roles; a revocation that names a group is of a role held through
+// groups (ApplyRevokeThroughGroups).
 func (q *Queries) ApplyRevokeRole(ctx context.Context, arg ApplyRevokeRoleParams) error {
 	_, err := q.db.Exec(ctx, applyRevokeRole, arg.TenantID, arg.RunID)
 	return err
@@ -590,9 +593,12 @@ func (q *Queries) ListPlanItems(ctx context.Context, arg ListPlanItemsParams) ([
 
 const notifiedEmails = `-- name: NotifiedEmails :many
 SELECT DISTINCT u.email
-FROM app_user_roles r
-JOIN app_users u ON u.tenant_id = r.tenant_id AND u.entra_id = r.user_id
-WHERE r.tenant_id = $1 AND r.role = ANY ($2::text[]) AND u.email <> ''
+FROM (SELECT r.user_id FROM app_user_roles r WHERE r.tenant_id = $1 AND r.role = ANY ($2::text[])
+      UNION
+      SELECT g.user_id FROM app_user_grants g
+      WHERE g.tenant_id = $1 AND g.kind = 'role' AND g.name = ANY ($2::text[])) h
+JOIN app_users u ON u.tenant_id = $1 AND u.entra_id = h.user_id
+WHERE u.email <> ''
 ORDER BY u.email
 `
 
@@ -601,7 +607,8 @@ type NotifiedEmailsParams struct {
 	Roles    []string
 }
 
-// Who is told: the emails of the app users holding one of the roles @roles.
+// Who is told: the emails of the app users holding one of the roles @roles,
+// directly or through groups.
 func (q *Queries) NotifiedEmails(ctx context.Context, arg NotifiedEmailsParams) ([]string, error) {
 	rows, err := q.db.Query(ctx, notifiedEmails, arg.TenantID, arg.Roles)
 	if err != nil {
@@ -1170,21 +1177,24 @@ const planTenant = `-- name: PlanTenant :one
 SELECT name, seats, settings, app_version, seat_shortage,
        (SELECT count(*) FROM app_users u WHERE u.tenant_id = t.id) AS app_users,
        (SELECT count(*) FROM app_users u WHERE u.tenant_id = t.id AND u.license = 'assigned') AS licenses,
-       (SELECT count(*) FROM app_user_roles r WHERE r.tenant_id = t.id) AS role_grants
+       ((SELECT count(*) FROM app_user_roles r WHERE r.tenant_id = t.id)
+         + (SELECT count(*) FROM app_user_grants g WHERE g.tenant_id = t.id AND g.kind = 'role'))::bigint AS role_grants,
+       (SELECT count(*) FROM app_user_grants g WHERE g.tenant_id = t.id AND g.kind = 'sharing') AS sharing_grants
 FROM tenants t
 WHERE t.id = $1
 FOR NO KEY UPDATE
 `
 
 type PlanTenantRow struct {
-	Name         string
-	Seats        int32
-	Settings     []byte
-	AppVersion   int64
-	SeatShortage bool
-	AppUsers     int64
-	Licenses     int64
-	RoleGrants   int64
+	Name          string
+	Seats         int32
+	Settings      []byte
+	AppVersion    int64
+	SeatShortage  bool
+	AppUsers      int64
+	Licenses      int64
+	RoleGrants    int64
+	SharingGrants int64
 }
 
 // The plan step's reads and writes. Every decision is libs/plan's: these
@@ -1206,6 +1216,7 @@ func (q *Queries) PlanTenant(ctx context.Context, tenantID string) (PlanTenantRo
 		&i.AppUsers,
 		&i.Licenses,
 		&i.RoleGrants,
+		&i.SharingGrants,
 	)
 	return i, err
 }
