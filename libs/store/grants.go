@@ -185,6 +185,13 @@ func (s *Store) UpdateGroupGrants(ctx context.Context, tenantID, groupID string,
 			if err := knownNames(ctx, q, tenantID, part.kind, part.field, *part.names); err != nil {
 				return err
 			}
+			// A set: a name given twice is bound once; none is an empty
+			// list, never NULL.
+			names := slices.Compact(slices.Sorted(slices.Values(*part.names)))
+			if names == nil {
+				names = []string{}
+			}
+			part.names = &names
 			n, err := q.DropGroupBindings(ctx, dbsqlc.DropGroupBindingsParams{TenantID: tenantID, GroupID: groupID,
 				Kind: string(part.kind), Names: *part.names})
 			if err != nil {

@@ -204,6 +204,12 @@ func (s *Server) routes(c *contract) (http.Handler, error) {
 		{"GET", "/v1/tenants/{tenantId}/users/{entraId}", s.getUser},
 		{"PATCH", "/v1/tenants/{tenantId}/users/{entraId}", s.updateUser},
 		{"GET", "/v1/tenants/{tenantId}/groups", s.listGroups},
+		{"PATCH", "/v1/tenants/{tenantId}/groups/{entraId}", s.updateGroup},
+		{"GET", "/v1/tenants/{tenantId}/users/{entraId}/grants", s.listUserGrants},
+		{"PUT", "/v1/tenants/{tenantId}/roles/{name}", s.putRole},
+		{"DELETE", "/v1/tenants/{tenantId}/roles/{name}", s.deleteRole},
+		{"PUT", "/v1/tenants/{tenantId}/sharing/{name}", s.putSharing},
+		{"DELETE", "/v1/tenants/{tenantId}/sharing/{name}", s.deleteSharing},
 	}
 	probes := []route{
 		{"GET", "/healthz", func(w http.ResponseWriter, _ *http.Request) {
