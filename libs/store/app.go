@@ -54,6 +54,13 @@ type AppGroup struct {
 	// users among them, as computed from the mirrored edges.
 	EntraMemberCount  int
 	SyncedMemberCount int
+	// LastOK says whether the last applied run could read the group's
+	// members; LastError is Graph's refusal when it could not (the
+	// group's members then stay as last read). LastResultAt is when that
+	// run ended; nil before the first.
+	LastOK       bool
+	LastError    string
+	LastResultAt *time.Time
 }
 
 // ListAppUsers returns up to limit app users of a tenant with an Entra id
@@ -217,7 +224,8 @@ func (s *Store) ListAppGroups(ctx context.Context, tenantID, after string, limit
 			groups, err := s.q.ListAppGroups(ctx, dbsqlc.ListAppGroupsParams{TenantID: tenantID, After: after, MaxRows: rows})
 			return mapRows(groups, func(g dbsqlc.ListAppGroupsRow) AppGroup {
 				return AppGroup{EntraID: g.EntraID, DisplayName: g.DisplayName, Kind: g.Kind, Dynamic: g.Dynamic,
-					EntraMemberCount: int(g.EntraMemberCount), SyncedMemberCount: int(g.SyncedMemberCount)}
+					EntraMemberCount: int(g.EntraMemberCount), SyncedMemberCount: int(g.SyncedMemberCount),
+					LastOK: g.LastOk, LastError: g.LastError, LastResultAt: g.LastResultAt}
 			}), err
 		},
 		func(g AppGroup) string { return g.EntraID })

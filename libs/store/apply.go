@@ -169,6 +169,8 @@ const (
 	pageGroups     = "groups"
 	pageMembers    = "members"
 	pageTransitive = "transitive"
+	// pageUnreadable says Graph refused to list a group's members.
+	pageUnreadable = "unreadable"
 )
 
 // pageRecord is what sync_run_pages keeps of a page.
@@ -178,11 +180,15 @@ type pageRecord struct {
 	part    *int32
 	last    *bool
 	ids     []string
+	err     *string // an unreadable page's error
 }
 
 func (p pageRecord) String() string {
 	if p.groupID == nil {
 		return p.kind + " page"
+	}
+	if p.part == nil {
+		return fmt.Sprintf("%s page of group %s", p.kind, *p.groupID)
 	}
 	return fmt.Sprintf("%s page %d of group %s", p.kind, *p.part, *p.groupID)
 }
@@ -544,6 +550,31 @@ func (s *Store) ApplyTransitivePage(ctx context.Context, ref PageRef, tp Transit
 	return s.applyPage(ctx, ref, rec, at, nil)
 }
 
+// UnreadableGroup is a group whose member list Graph refused to show.
+type UnreadableGroup struct {
+	GroupID string
+	Status  int    // Graph's HTTP status
+	Code    string // Graph's error code
+	Message string // Graph's message
+}
+
+// ApplyUnreadableGroup records that Graph refused to list a group's
+// members in this run. The group's members stay as last read, and
+// applying the run's plan shows the group with Graph's error.
+func (s *Store) ApplyUnreadableGroup(ctx context.Context, ref PageRef, u UnreadableGroup, at time.Time) error {
+	if err := checkPart(u.GroupID, 0); err != nil {
+		return fmt.Errorf("store: apply unreadable group: %w", err)
+	}
+	if u.Status < 400 || u.Status > 599 {
+		return fmt.Errorf("store: apply unreadable group %s: %w", u.GroupID, invalidf("status %d is not an HTTP error", u.Status))
+	}
+	msg := fmt.Sprintf("Graph refused to list the group's members: HTTP %d %s: %s",
+		u.Status, strings.ToValidUTF8(u.Code, "\uFFFD"), strings.ToValidUTF8(u.Message, "\uFFFD"))
+	msg = strings.ReplaceAll(msg, "\x00", "\uFFFD")
+	rec := pageRecord{kind: pageUnreadable, groupID: &u.GroupID, ids: []string{}, err: &msg}
+	return s.applyPage(ctx, ref, rec, at, nil)
+}
+
 func checkPart(groupID string, part int32) error {
 	if strings.TrimSpace(groupID) == "" {
 		return invalidf("group id is empty")
@@ -580,7 +611,8 @@ func (s *Store) applyPage(ctx context.Context, ref PageRef, rec pageRecord, at t
 			return invalidf("page %d is beyond the run's %d pages from page %d", ref.Page, *st.pagesTotal, *st.pagesFirst)
 		}
 		_, err = q.RecordPage(ctx, dbsqlc.RecordPageParams{TenantID: ref.TenantID, RunID: ref.RunID, Page: ref.Page,
-			Kind: rec.kind, GroupID: rec.groupID, Part: rec.part, Last: rec.last, ObjectIds: rec.ids, AppliedAt: at})
+			Kind: rec.kind, GroupID: rec.groupID, Part: rec.part, Last: rec.last, ObjectIds: rec.ids, AppliedAt: at,
+			Error: rec.err})
 		if errors.Is(err, pgx.ErrNoRows) {
 			got, err := q.GetPage(ctx, dbsqlc.GetPageParams{TenantID: ref.TenantID, RunID: ref.RunID, Page: ref.Page})
 			if err != nil {

@@ -135,6 +135,10 @@ func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange,
 	}
 	counts := res.counts
 	counts["pages"] = pages
+	if counts["groupsUnreadable"], err = q.CountUnreadableGroups(ctx, dbsqlc.CountUnreadableGroupsParams{TenantID: t,
+		RunID: r, Lo: pr.lo, Hi: pr.hi}); err != nil {
+		return nil, fmt.Errorf("count unreadable groups: %w", err)
+	}
 	summary, err := json.Marshal(summaryJSON(res.summary))
 	if err != nil {
 		return nil, err

@@ -510,6 +510,10 @@ func applyPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 	if err != nil {
 		return fmt.Errorf("refresh group counts: %w", err)
 	}
+	if err := q.RecordGroupResults(ctx, dbsqlc.RecordGroupResultsParams{TenantID: t, RunID: r, Lo: pr.lo,
+		Hi: pr.hi}); err != nil {
+		return fmt.Errorf("record group results: %w", err)
+	}
 	if res.summary.Total() > 0 {
 		if err := q.AppChanged(ctx, dbsqlc.AppChangedParams{TenantID: t, At: at,
 			Change: fmt.Sprintf("run %d applied its plan", ref.RunSeq)}); err != nil {

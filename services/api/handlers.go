@@ -181,6 +181,23 @@ type groupView struct {
 	Dynamic           bool   `json:"dynamic"`
 	EntraMemberCount  int    `json:"entraMemberCount"`
 	SyncedMemberCount int    `json:"syncedMemberCount"`
+	// LastResult is null until a run was applied.
+	LastResult *groupResult `json:"lastResult"`
+}
+
+// groupResult is how the last applied run fared with a group: green, or
+// red with Graph's message.
+type groupResult struct {
+	OK    bool      `json:"ok"`
+	Error *string   `json:"error"`
+	At    time.Time `json:"at"`
+}
+
+func groupResultOf(g store.AppGroup) *groupResult {
+	if g.LastResultAt == nil {
+		return nil
+	}
+	return &groupResult{OK: g.LastOK, Error: nonEmpty(g.LastError), At: g.LastResultAt.UTC()}
 }
 
 // listGroups lists a tenant's groups: GET /v1/tenants/{tenantId}/groups.
@@ -197,7 +214,8 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
 	out := page[groupView]{Items: make([]groupView, 0, len(groups)), Next: cursor(next)}
 	for _, g := range groups {
 		out.Items = append(out.Items, groupView{EntraID: g.EntraID, DisplayName: g.DisplayName, Kind: g.Kind,
-			Dynamic: g.Dynamic, EntraMemberCount: g.EntraMemberCount, SyncedMemberCount: g.SyncedMemberCount})
+			Dynamic: g.Dynamic, EntraMemberCount: g.EntraMemberCount, SyncedMemberCount: g.SyncedMemberCount,
+			LastResult: groupResultOf(g)})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

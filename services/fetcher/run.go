@@ -391,21 +391,35 @@ func refusedFilterMessage(filter string, err error) string {
 }
 
 // memberLists publishes a group's direct members, then its transitive
-// users.
+// users. A list Graph refuses to show (403) is one group's problem, not
+// the run's: the group is published as unreadable and the run goes on.
 func (r *runner) memberLists(ctx context.Context, gid string) error {
 	err := eachPart(ctx, r, gid, r.client.Members(ctx, gid), func(ev *syncv1.SyncEvent, ms []graph.Member, part int32, last bool) {
 		ev.Body = &syncv1.SyncEvent_Members{Members: &syncv1.MembersPage{
 			GroupId: gid, Members: membersOf(ms), Part: part, Last: last,
 		}}
 	})
+	if err == nil {
+		err = eachPart(ctx, r, gid, r.client.TransitiveUserIDs(ctx, gid), func(ev *syncv1.SyncEvent, ids []string, part int32, last bool) {
+			ev.Body = &syncv1.SyncEvent_TransitiveMembers{TransitiveMembers: &syncv1.TransitiveMembersPage{
+				GroupId: gid, UserIds: ids, Part: part, Last: last,
+			}}
+		})
+	}
+	var ge *graph.Error
+	if err == nil || !errors.As(err, &ge) || ge.Status != http.StatusForbidden {
+		return err
+	}
+	r.log.Warn().Str("group", gid).Str("code", ge.Code).Str("graph_message", ge.Message).
+		Msg("Graph refused the group's member list; the run goes on without it")
+	ev, err := r.dataEvent()
 	if err != nil {
 		return err
 	}
-	return eachPart(ctx, r, gid, r.client.TransitiveUserIDs(ctx, gid), func(ev *syncv1.SyncEvent, ids []string, part int32, last bool) {
-		ev.Body = &syncv1.SyncEvent_TransitiveMembers{TransitiveMembers: &syncv1.TransitiveMembersPage{
-			GroupId: gid, UserIds: ids, Part: part, Last: last,
-		}}
-	})
+	ev.Body = &syncv1.SyncEvent_Unreadable{Unreadable: &syncv1.GroupUnreadable{
+		GroupId: gid, Status: int32(ge.Status), Code: ge.Code, Message: ge.Message,
+	}}
+	return r.send(ctx, ev)
 }
 
 // eachPart publishes a group's member list page by page. Each page is held
@@ -554,6 +568,8 @@ func describe(ev *syncv1.SyncEvent) (kind string, items int) {
 		return "fetched", 0
 	case *syncv1.SyncEvent_Failed:
 		return "failed", 0
+	case *syncv1.SyncEvent_Unreadable:
+		return "unreadable", 0
 	}
 	return fmt.Sprintf("%T", ev.GetBody()), 0
 }

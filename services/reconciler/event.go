@@ -101,6 +101,13 @@ func validate(ev *syncv1.SyncEvent) error {
 				bad("user_ids[%d] is empty", i)
 			}
 		}
+	case *syncv1.SyncEvent_Unreadable:
+		dataPage()
+		u := b.Unreadable
+		checkList("unreadable group", u.GetGroupId(), 0, bad)
+		if st := u.GetStatus(); st < 400 || st > 599 {
+			bad("unreadable group %s has status %d, not an HTTP error", u.GetGroupId(), st)
+		}
 	default:
 		bad("event body %T is not known", b)
 	}

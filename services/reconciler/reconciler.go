@@ -223,6 +223,11 @@ func (r *Reconciler) apply(ctx context.Context, ev *syncv1.SyncEvent) error {
 		err = r.store.ApplyTransitivePage(ctx, ref, store.TransitivePage{
 			GroupID: t.GetGroupId(), Part: t.GetPart(), Last: t.GetLast(), UserIDs: t.GetUserIds(),
 		}, at)
+	case *syncv1.SyncEvent_Unreadable:
+		u := b.Unreadable
+		err = r.store.ApplyUnreadableGroup(ctx, ref, store.UnreadableGroup{
+			GroupID: u.GetGroupId(), Status: int(u.GetStatus()), Code: u.GetCode(), Message: u.GetMessage(),
+		}, at)
 	case *syncv1.SyncEvent_Fetched:
 		f := b.Fetched
 		err = r.store.MarkRunFetched(ctx, ref, store.Fetched{
@@ -355,6 +360,8 @@ func describe(ev *syncv1.SyncEvent) string {
 		return fmt.Sprintf("page %d (direct members of group %s)", ev.GetPage(), ev.GetMembers().GetGroupId())
 	case *syncv1.SyncEvent_TransitiveMembers:
 		return fmt.Sprintf("page %d (transitive members of group %s)", ev.GetPage(), ev.GetTransitiveMembers().GetGroupId())
+	case *syncv1.SyncEvent_Unreadable:
+		return fmt.Sprintf("page %d (group %s, whose members Graph would not list)", ev.GetPage(), ev.GetUnreadable().GetGroupId())
 	}
 	return fmt.Sprintf("event %d (no known body)", ev.GetPage())
 }

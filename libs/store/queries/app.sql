@@ -56,7 +56,11 @@ SELECT @tenant_id, @user_id, r, @at::timestamptz FROM unnest(@roles::text[]) AS 
 ON CONFLICT DO NOTHING;
 
 -- name: ListAppGroups :many
-SELECT entra_id, display_name, kind, dynamic, entra_member_count, synced_member_count
+-- With each group's last result, as of the tenant's last applied run.
+SELECT entra_id, display_name, kind, dynamic, entra_member_count, synced_member_count, last_ok, last_error,
+       (SELECT r.finished_at FROM sync_runs r
+        WHERE r.tenant_id = @tenant_id AND r.status = 'succeeded'
+        ORDER BY r.finished_at DESC, r.seq DESC LIMIT 1) AS last_result_at
 FROM app_groups
 WHERE tenant_id = @tenant_id AND entra_id > @after
 ORDER BY entra_id

@@ -23,8 +23,8 @@ SELECT true FROM sync_runs WHERE tenant_id = @tenant_id AND id = @run_id FOR UPD
 SELECT true FROM sync_runs WHERE tenant_id = @tenant_id AND id = @run_id FOR NO KEY UPDATE;
 
 -- name: RecordPage :one
-INSERT INTO sync_run_pages (tenant_id, run_id, page, kind, group_id, part, last, object_ids, applied_at)
-VALUES (@tenant_id, @run_id, @page, @kind, @group_id, @part, @last, @object_ids, @applied_at)
+INSERT INTO sync_run_pages (tenant_id, run_id, page, kind, group_id, part, last, object_ids, applied_at, error)
+VALUES (@tenant_id, @run_id, @page, @kind, @group_id, @part, @last, @object_ids, @applied_at, sqlc.narg(error))
 ON CONFLICT (tenant_id, run_id, page) DO NOTHING
 RETURNING true AS inserted;
 

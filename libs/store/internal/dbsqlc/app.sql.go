@@ -275,7 +275,10 @@ func (q *Queries) ListAppGroupMembers(ctx context.Context, arg ListAppGroupMembe
 }
 
 const listAppGroups = `-- name: ListAppGroups :many
-SELECT entra_id, display_name, kind, dynamic, entra_member_count, synced_member_count
+SELECT entra_id, display_name, kind, dynamic, entra_member_count, synced_member_count, last_ok, last_error,
+       (SELECT r.finished_at FROM sync_runs r
+        WHERE r.tenant_id = $1 AND r.status = 'succeeded'
+        ORDER BY r.finished_at DESC, r.seq DESC LIMIT 1) AS last_result_at
 FROM app_groups
 WHERE tenant_id = $1 AND entra_id > $2
 ORDER BY entra_id
@@ -295,8 +298,12 @@ type ListAppGroupsRow struct {
 	Dynamic           bool
 	EntraMemberCount  int32
 	SyncedMemberCount int32
+	LastOk            bool
+	LastError         string
+	LastResultAt      *time.Time
 }
 
+// With each group's last result, as of the tenant's last applied run.
 func (q *Queries) ListAppGroups(ctx context.Context, arg ListAppGroupsParams) ([]ListAppGroupsRow, error) {
 	rows, err := q.db.Query(ctx, listAppGroups, arg.TenantID, arg.After, arg.MaxRows)
 	if err != nil {
@@ -313,6 +320,9 @@ func (q *Queries) ListAppGroups(ctx context.Context, arg ListAppGroupsParams) ([
 			&i.Dynamic,
 			&i.EntraMemberCount,
 			&i.SyncedMemberCount,
+			&i.LastOk,
+			&i.LastError,
+			&i.LastResultAt,
 		); err != nil {
 			return nil, err
 		}

@@ -231,8 +231,8 @@ func (q *Queries) MaxRecordedPageIn(ctx context.Context, arg MaxRecordedPageInPa
 }
 
 const recordPage = `-- name: RecordPage :one
-INSERT INTO sync_run_pages (tenant_id, run_id, page, kind, group_id, part, last, object_ids, applied_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+INSERT INTO sync_run_pages (tenant_id, run_id, page, kind, group_id, part, last, object_ids, applied_at, error)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (tenant_id, run_id, page) DO NOTHING
 RETURNING true AS inserted
 `
@@ -247,6 +247,7 @@ type RecordPageParams struct {
 	Last      *bool
 	ObjectIds []string
 	AppliedAt time.Time
+	Error     *string
 }
 
 func (q *Queries) RecordPage(ctx context.Context, arg RecordPageParams) (bool, error) {
@@ -260,6 +261,7 @@ func (q *Queries) RecordPage(ctx context.Context, arg RecordPageParams) (bool, e
 		arg.Last,
 		arg.ObjectIds,
 		arg.AppliedAt,
+		arg.Error,
 	)
 	var inserted bool
 	err := row.Scan(&inserted)

@@ -37,6 +37,31 @@ func (q *Queries) CompleteRun(ctx context.Context, arg CompleteRunParams) error 
 	return err
 }
 
+const countUnreadableGroups = `-- name: CountUnreadableGroups :one
+SELECT count(DISTINCT group_id)::bigint
+FROM sync_run_pages
+WHERE tenant_id = $1 AND run_id = $2 AND kind = 'unreadable' AND page >= $3 AND page < $4
+`
+
+type CountUnreadableGroupsParams struct {
+	TenantID string
+	RunID    string
+	Lo       int32
+	Hi       int32
+}
+
+func (q *Queries) CountUnreadableGroups(ctx context.Context, arg CountUnreadableGroupsParams) (int64, error) {
+	row := q.db.QueryRow(ctx, countUnreadableGroups,
+		arg.TenantID,
+		arg.RunID,
+		arg.Lo,
+		arg.Hi,
+	)
+	var column_1 int64
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
 const deleteFinishedRunPages = `-- name: DeleteFinishedRunPages :exec
 DELETE FROM sync_run_pages p
 USING sync_runs r
@@ -103,6 +128,40 @@ func (q *Queries) DropStaleEdges(ctx context.Context, arg DropStaleEdgesParams) 
 	_, err := q.db.Exec(ctx, dropStaleEdges,
 		arg.TenantID,
 		arg.RunSeq,
+		arg.RunID,
+		arg.Lo,
+		arg.Hi,
+	)
+	return err
+}
+
+const recordGroupResults = `-- name: RecordGroupResults :exec
+UPDATE app_groups g
+SET last_ok = (u.error IS NULL), last_error = coalesce(u.error, '')
+FROM (SELECT g2.entra_id, min(p.error) AS error
+      FROM app_groups g2
+      LEFT JOIN sync_run_pages p
+             ON p.tenant_id = g2.tenant_id AND p.run_id = $2 AND p.kind = 'unreadable'
+            AND p.group_id = g2.entra_id AND p.page >= $3 AND p.page < $4
+      WHERE g2.tenant_id = $1
+      GROUP BY g2.entra_id) u
+WHERE g.tenant_id = $1 AND g.entra_id = u.entra_id
+  AND (g.last_ok, g.last_error) IS DISTINCT FROM (u.error IS NULL, coalesce(u.error, ''))
+`
+
+type RecordGroupResultsParams struct {
+	TenantID string
+	RunID    string
+	Lo       int32
+	Hi       int32
+}
+
+// Each of the tenant's groups is ok after the run, or shows the error
+// Graph gave for its member list in the run's pages (@lo, @hi). Only the
+// groups whose result changed are written.
+func (q *Queries) RecordGroupResults(ctx context.Context, arg RecordGroupResultsParams) error {
+	_, err := q.db.Exec(ctx, recordGroupResults,
+		arg.TenantID,
 		arg.RunID,
 		arg.Lo,
 		arg.Hi,

@@ -37,6 +37,8 @@ type AppGroup struct {
 	SyncedMemberCount int32
 	CreatedAt         time.Time
 	UpdatedAt         time.Time
+	LastOk            bool
+	LastError         string
 }
 
 type AppGroupGrant struct {
@@ -233,6 +235,7 @@ type SyncRunPage struct {
 	Last      *bool
 	ObjectIds []string
 	AppliedAt time.Time
+	Error     *string
 }
 
 type Tenant struct {

@@ -301,6 +301,7 @@ type SyncEvent struct {
 	//	*SyncEvent_TransitiveMembers
 	//	*SyncEvent_Fetched
 	//	*SyncEvent_Failed
+	//	*SyncEvent_Unreadable
 	Body          isSyncEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -441,6 +442,15 @@ func (x *SyncEvent) GetFailed() *RunFailed {
 	return nil
 }
 
+func (x *SyncEvent) GetUnreadable() *GroupUnreadable {
+	if x != nil {
+		if x, ok := x.Body.(*SyncEvent_Unreadable); ok {
+			return x.Unreadable
+		}
+	}
+	return nil
+}
+
 type isSyncEvent_Body interface {
 	isSyncEvent_Body()
 }
@@ -473,6 +483,10 @@ type SyncEvent_Failed struct {
 	Failed *RunFailed `protobuf:"bytes,16,opt,name=failed,proto3,oneof"`
 }
 
+type SyncEvent_Unreadable struct {
+	Unreadable *GroupUnreadable `protobuf:"bytes,17,opt,name=unreadable,proto3,oneof"`
+}
+
 func (*SyncEvent_Started) isSyncEvent_Body() {}
 
 func (*SyncEvent_Users) isSyncEvent_Body() {}
@@ -486,6 +500,8 @@ func (*SyncEvent_TransitiveMembers) isSyncEvent_Body() {}
 func (*SyncEvent_Fetched) isSyncEvent_Body() {}
 
 func (*SyncEvent_Failed) isSyncEvent_Body() {}
+
+func (*SyncEvent_Unreadable) isSyncEvent_Body() {}
 
 // RunStarted says a fetcher took the run's job and holds the tenant's lease.
 // Only the first attempt's usually reaches the reconciler: later ones share
@@ -1047,6 +1063,78 @@ func (x *TransitiveMembersPage) GetLast() bool {
 	return false
 }
 
+// GroupUnreadable is a data page saying Graph refused to list one group's
+// members (403: the app may not read them, e.g. a hidden-membership group
+// without Member.Read.Hidden). The run goes on without that group: its
+// members stay as last read, and the group shows the error.
+type GroupUnreadable struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GroupId       string                 `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	Status        int32                  `protobuf:"varint,2,opt,name=status,proto3" json:"status,omitempty"`  // Graph's HTTP status
+	Code          string                 `protobuf:"bytes,3,opt,name=code,proto3" json:"code,omitempty"`       // Graph's error code, e.g. Authorization_RequestDenied
+	Message       string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"` // Graph's message
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupUnreadable) Reset() {
+	*x = GroupUnreadable{}
+	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupUnreadable) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupUnreadable) ProtoMessage() {}
+
+func (x *GroupUnreadable) ProtoReflect() protoreflect.Message {
+	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupUnreadable.ProtoReflect.Descriptor instead.
+func (*GroupUnreadable) Descriptor() ([]byte, []int) {
+	return file_entrasync_sync_v1_sync_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GroupUnreadable) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *GroupUnreadable) GetStatus() int32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *GroupUnreadable) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *GroupUnreadable) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // GraphStats counts what a run cost at Graph.
 type GraphStats struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1059,7 +1147,7 @@ type GraphStats struct {
 
 func (x *GraphStats) Reset() {
 	*x = GraphStats{}
-	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[10]
+	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1159,7 @@ func (x *GraphStats) String() string {
 func (*GraphStats) ProtoMessage() {}
 
 func (x *GraphStats) ProtoReflect() protoreflect.Message {
-	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[10]
+	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1172,7 @@ func (x *GraphStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphStats.ProtoReflect.Descriptor instead.
 func (*GraphStats) Descriptor() ([]byte, []int) {
-	return file_entrasync_sync_v1_sync_proto_rawDescGZIP(), []int{10}
+	return file_entrasync_sync_v1_sync_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GraphStats) GetRequests() int64 {
@@ -1125,7 +1213,7 @@ type RunFetched struct {
 
 func (x *RunFetched) Reset() {
 	*x = RunFetched{}
-	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[11]
+	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +1225,7 @@ func (x *RunFetched) String() string {
 func (*RunFetched) ProtoMessage() {}
 
 func (x *RunFetched) ProtoReflect() protoreflect.Message {
-	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[11]
+	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +1238,7 @@ func (x *RunFetched) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunFetched.ProtoReflect.Descriptor instead.
 func (*RunFetched) Descriptor() ([]byte, []int) {
-	return file_entrasync_sync_v1_sync_proto_rawDescGZIP(), []int{11}
+	return file_entrasync_sync_v1_sync_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RunFetched) GetPages() int32 {
@@ -1185,7 +1273,7 @@ type RunFailed struct {
 
 func (x *RunFailed) Reset() {
 	*x = RunFailed{}
-	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[12]
+	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1197,7 +1285,7 @@ func (x *RunFailed) String() string {
 func (*RunFailed) ProtoMessage() {}
 
 func (x *RunFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[12]
+	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1210,7 +1298,7 @@ func (x *RunFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunFailed.ProtoReflect.Descriptor instead.
 func (*RunFailed) Descriptor() ([]byte, []int) {
-	return file_entrasync_sync_v1_sync_proto_rawDescGZIP(), []int{12}
+	return file_entrasync_sync_v1_sync_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RunFailed) GetError() string {
@@ -1238,7 +1326,7 @@ const file_entrasync_sync_v1_sync_proto_rawDesc = "" +
 	"\arun_seq\x18\x03 \x01(\x03R\x06runSeq\x12.\n" +
 	"\x04kind\x18\x04 \x01(\x0e2\x1a.entrasync.sync.v1.JobKindR\x04kind\x124\n" +
 	"\atrigger\x18\x05 \x01(\x0e2\x1a.entrasync.sync.v1.TriggerR\atrigger\x12=\n" +
-	"\frequested_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\"\xe5\x04\n" +
+	"\frequested_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\"\xab\x05\n" +
 	"\tSyncEvent\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x17\n" +
@@ -1253,7 +1341,10 @@ const file_entrasync_sync_v1_sync_proto_rawDesc = "" +
 	"\amembers\x18\r \x01(\v2\x1e.entrasync.sync.v1.MembersPageH\x00R\amembers\x12Y\n" +
 	"\x12transitive_members\x18\x0e \x01(\v2(.entrasync.sync.v1.TransitiveMembersPageH\x00R\x11transitiveMembers\x129\n" +
 	"\afetched\x18\x0f \x01(\v2\x1d.entrasync.sync.v1.RunFetchedH\x00R\afetched\x126\n" +
-	"\x06failed\x18\x10 \x01(\v2\x1c.entrasync.sync.v1.RunFailedH\x00R\x06failedB\x06\n" +
+	"\x06failed\x18\x10 \x01(\v2\x1c.entrasync.sync.v1.RunFailedH\x00R\x06failed\x12D\n" +
+	"\n" +
+	"unreadable\x18\x11 \x01(\v2\".entrasync.sync.v1.GroupUnreadableH\x00R\n" +
+	"unreadableB\x06\n" +
 	"\x04body\"@\n" +
 	"\n" +
 	"RunStarted\x12\x18\n" +
@@ -1301,7 +1392,12 @@ const file_entrasync_sync_v1_sync_proto_rawDesc = "" +
 	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12\x19\n" +
 	"\buser_ids\x18\x02 \x03(\tR\auserIds\x12\x12\n" +
 	"\x04part\x18\x03 \x01(\x05R\x04part\x12\x12\n" +
-	"\x04last\x18\x04 \x01(\bR\x04last\"`\n" +
+	"\x04last\x18\x04 \x01(\bR\x04last\"r\n" +
+	"\x0fGroupUnreadable\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\x05R\x06status\x12\x12\n" +
+	"\x04code\x18\x03 \x01(\tR\x04code\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"`\n" +
 	"\n" +
 	"GraphStats\x12\x1a\n" +
 	"\brequests\x18\x01 \x01(\x03R\brequests\x12\x1c\n" +
@@ -1346,7 +1442,7 @@ func file_entrasync_sync_v1_sync_proto_rawDescGZIP() []byte {
 }
 
 var file_entrasync_sync_v1_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_entrasync_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_entrasync_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_entrasync_sync_v1_sync_proto_goTypes = []any{
 	(JobKind)(0),                  // 0: entrasync.sync.v1.JobKind
 	(Trigger)(0),                  // 1: entrasync.sync.v1.Trigger
@@ -1361,34 +1457,36 @@ var file_entrasync_sync_v1_sync_proto_goTypes = []any{
 	(*Member)(nil),                // 10: entrasync.sync.v1.Member
 	(*MembersPage)(nil),           // 11: entrasync.sync.v1.MembersPage
 	(*TransitiveMembersPage)(nil), // 12: entrasync.sync.v1.TransitiveMembersPage
-	(*GraphStats)(nil),            // 13: entrasync.sync.v1.GraphStats
-	(*RunFetched)(nil),            // 14: entrasync.sync.v1.RunFetched
-	(*RunFailed)(nil),             // 15: entrasync.sync.v1.RunFailed
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*GroupUnreadable)(nil),       // 13: entrasync.sync.v1.GroupUnreadable
+	(*GraphStats)(nil),            // 14: entrasync.sync.v1.GraphStats
+	(*RunFetched)(nil),            // 15: entrasync.sync.v1.RunFetched
+	(*RunFailed)(nil),             // 16: entrasync.sync.v1.RunFailed
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
 }
 var file_entrasync_sync_v1_sync_proto_depIdxs = []int32{
 	0,  // 0: entrasync.sync.v1.SyncJob.kind:type_name -> entrasync.sync.v1.JobKind
 	1,  // 1: entrasync.sync.v1.SyncJob.trigger:type_name -> entrasync.sync.v1.Trigger
-	16, // 2: entrasync.sync.v1.SyncJob.requested_at:type_name -> google.protobuf.Timestamp
-	16, // 3: entrasync.sync.v1.SyncEvent.observed_at:type_name -> google.protobuf.Timestamp
+	17, // 2: entrasync.sync.v1.SyncJob.requested_at:type_name -> google.protobuf.Timestamp
+	17, // 3: entrasync.sync.v1.SyncEvent.observed_at:type_name -> google.protobuf.Timestamp
 	5,  // 4: entrasync.sync.v1.SyncEvent.started:type_name -> entrasync.sync.v1.RunStarted
 	7,  // 5: entrasync.sync.v1.SyncEvent.users:type_name -> entrasync.sync.v1.UsersPage
 	9,  // 6: entrasync.sync.v1.SyncEvent.groups:type_name -> entrasync.sync.v1.GroupsPage
 	11, // 7: entrasync.sync.v1.SyncEvent.members:type_name -> entrasync.sync.v1.MembersPage
 	12, // 8: entrasync.sync.v1.SyncEvent.transitive_members:type_name -> entrasync.sync.v1.TransitiveMembersPage
-	14, // 9: entrasync.sync.v1.SyncEvent.fetched:type_name -> entrasync.sync.v1.RunFetched
-	15, // 10: entrasync.sync.v1.SyncEvent.failed:type_name -> entrasync.sync.v1.RunFailed
-	6,  // 11: entrasync.sync.v1.UsersPage.users:type_name -> entrasync.sync.v1.User
-	8,  // 12: entrasync.sync.v1.GroupsPage.groups:type_name -> entrasync.sync.v1.Group
-	2,  // 13: entrasync.sync.v1.Member.type:type_name -> entrasync.sync.v1.MemberType
-	10, // 14: entrasync.sync.v1.MembersPage.members:type_name -> entrasync.sync.v1.Member
-	13, // 15: entrasync.sync.v1.RunFetched.stats:type_name -> entrasync.sync.v1.GraphStats
-	13, // 16: entrasync.sync.v1.RunFailed.stats:type_name -> entrasync.sync.v1.GraphStats
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	15, // 9: entrasync.sync.v1.SyncEvent.fetched:type_name -> entrasync.sync.v1.RunFetched
+	16, // 10: entrasync.sync.v1.SyncEvent.failed:type_name -> entrasync.sync.v1.RunFailed
+	13, // 11: entrasync.sync.v1.SyncEvent.unreadable:type_name -> entrasync.sync.v1.GroupUnreadable
+	6,  // 12: entrasync.sync.v1.UsersPage.users:type_name -> entrasync.sync.v1.User
+	8,  // 13: entrasync.sync.v1.GroupsPage.groups:type_name -> entrasync.sync.v1.Group
+	2,  // 14: entrasync.sync.v1.Member.type:type_name -> entrasync.sync.v1.MemberType
+	10, // 15: entrasync.sync.v1.MembersPage.members:type_name -> entrasync.sync.v1.Member
+	14, // 16: entrasync.sync.v1.RunFetched.stats:type_name -> entrasync.sync.v1.GraphStats
+	14, // 17: entrasync.sync.v1.RunFailed.stats:type_name -> entrasync.sync.v1.GraphStats
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_entrasync_sync_v1_sync_proto_init() }
@@ -1404,6 +1502,7 @@ func file_entrasync_sync_v1_sync_proto_init() {
 		(*SyncEvent_TransitiveMembers)(nil),
 		(*SyncEvent_Fetched)(nil),
 		(*SyncEvent_Failed)(nil),
+		(*SyncEvent_Unreadable)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1411,7 +1510,7 @@ func file_entrasync_sync_v1_sync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_entrasync_sync_v1_sync_proto_rawDesc), len(file_entrasync_sync_v1_sync_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
