@@ -29,6 +29,13 @@ const (
 	ActivityDisconnectTenant = "disconnectTenant"
 	ActivityConnectTenant    = "connectTenant"
 	ActivityTriggerSync      = "triggerSync"
+	// Roles and sharing permissions: the catalogue (target: the tenant)
+	// and a group's bindings (target: the group).
+	ActivityAddRole       = "addRole"
+	ActivityDeleteRole    = "deleteRole"
+	ActivityAddSharing    = "addSharing"
+	ActivityDeleteSharing = "deleteSharing"
+	ActivityBindGroup     = "bindGroup"
 )
 
 // Activity is one entry of a tenant's activity log: what was done, by

@@ -44,10 +44,18 @@ func (s *Store) PutGrantName(ctx context.Context, tenantID string, kind plan.Gra
 		if err := lockTenant(ctx, q, tenantID, true); err != nil {
 			return err
 		}
+		now := s.clock()
 		n, err := q.UpsertGrantName(ctx, dbsqlc.UpsertGrantNameParams{TenantID: tenantID, Kind: string(kind), Name: name,
-			At: s.clock()})
-		created = n > 0
-		return err
+			At: now})
+		if err != nil || n == 0 {
+			return err
+		}
+		created = true
+		action := ActivityAddRole
+		if kind == plan.KindSharing {
+			action = ActivityAddSharing
+		}
+		return recordActivity(ctx, q, tenantID, action, tenantID, nil, map[string]string{string(kind): name}, "", now)
 	})
 	return created, err
 }
@@ -91,7 +99,11 @@ func (s *Store) DeleteGrantName(ctx context.Context, tenantID string, kind plan.
 		if n == 0 {
 			return fmt.Errorf("store: delete %s %q: %w", kind, name, ErrNotFound)
 		}
-		return nil
+		action := ActivityDeleteRole
+		if kind == plan.KindSharing {
+			action = ActivityDeleteSharing
+		}
+		return recordActivity(ctx, q, tenantID, action, tenantID, map[string]string{string(kind): name}, nil, "", s.clock())
 	})
 }
 
@@ -172,6 +184,10 @@ func (s *Store) UpdateGroupGrants(ctx context.Context, tenantID, groupID string,
 		if err != nil {
 			return err
 		}
+		was, err := groupGrants(ctx, q, tenantID, groupID)
+		if err != nil {
+			return err
+		}
 		now := s.clock()
 		changed := false
 		for _, part := range []struct {
@@ -204,15 +220,22 @@ func (s *Store) UpdateGroupGrants(ctx context.Context, tenantID, groupID string,
 			}
 			changed = changed || n > 0 || m > 0
 		}
-		if changed {
-			if err := q.AppChanged(ctx, dbsqlc.AppChangedParams{TenantID: tenantID, At: now,
-				Change: fmt.Sprintf("the roles or sharing permissions of group %s (%s) were changed through the API",
-					g.DisplayName, groupID)}); err != nil {
-				return err
-			}
+		if out, err = groupGrants(ctx, q, tenantID, groupID); err != nil || !changed {
+			return err
 		}
-		out, err = groupGrants(ctx, q, tenantID, groupID)
-		return err
+		before, after := map[string][]string{}, map[string][]string{}
+		if !slices.Equal(was.Roles, out.Roles) {
+			before["roles"], after["roles"] = was.Roles, out.Roles
+		}
+		if !slices.Equal(was.Sharing, out.Sharing) {
+			before["sharing"], after["sharing"] = was.Sharing, out.Sharing
+		}
+		if err := recordActivity(ctx, q, tenantID, ActivityBindGroup, groupID, before, after, "", now); err != nil {
+			return err
+		}
+		return q.AppChanged(ctx, dbsqlc.AppChangedParams{TenantID: tenantID, At: now,
+			Change: fmt.Sprintf("the roles or sharing permissions of group %s (%s) were changed through the API",
+				g.DisplayName, groupID)})
 	})
 	return out, err
 }

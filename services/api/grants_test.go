@@ -137,6 +137,23 @@ func TestGroupsGrantRolesAndSharingToTheirMembers(t *testing.T) {
 		t.Fatalf("unknown user: %d", r.status)
 	}
 
+	// The admin's changes are in the activity log.
+	var log struct {
+		Items []struct {
+			Action, Actor, Target string
+			After                 map[string]any
+		}
+	}
+	e.do("GET", T+"/activity?action=bindGroup", nil).decode(t, &log)
+	if len(log.Items) != 1 || log.Items[0].Target != finance.id || log.Items[0].Actor != "api" ||
+		!reflect.DeepEqual(log.Items[0].After["roles"], []any{"Editor"}) {
+		t.Fatalf("bindGroup entries %+v", log.Items)
+	}
+	e.do("GET", T+"/activity?action=addRole", nil).decode(t, &log)
+	if len(log.Items) != 1 || log.Items[0].After["role"] != "Editor" {
+		t.Fatalf("addRole entries %+v", log.Items)
+	}
+
 	// Unbound and deleted; the next sync takes the grants back.
 	e.patchGroup(ten.ID, finance.id, `{"roles": [], "sharing": []}`)
 	if r := e.do("DELETE", T+"/roles/Editor", nil); r.status != http.StatusOK {
