@@ -221,6 +221,9 @@ func TestFaults(t *testing.T) {
 	t.Logf("%d kill points over %d runs (%d mid-run), by service %v; %d runs, all succeeded; "+
 		"app side equal to the undisturbed fleet's after every run; %d connections refused in the Postgres outage; "+
 		"0 messages left in flight, 0 dead letters", len(kills), runs, midRun, byRole, runs, proxy.Refused()-refusedBefore)
+	if len(kills) < 20 {
+		t.Errorf("only %d kill points landed in %d runs: the runs end before the kills come", len(kills), runs)
+	}
 	for _, s := range []string{"api", "scheduler", "fetcher", "reconciler"} {
 		if byRole[s] == 0 {
 			t.Errorf("the %s was never killed: %v", s, byRole)
