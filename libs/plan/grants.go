@@ -94,6 +94,9 @@ type GrantFacts struct {
 	UserStays      bool
 	HeldGroupBinds bool
 	HeldGroupStays bool
+	// HeldGroupOrphaned: HeldGroup is orphaned after the plan (deleted in
+	// Entra ID or archived): it is kept but grants nothing.
+	HeldGroupOrphaned bool
 }
 
 // DecideGrant says whether a grant through groups is given or taken away:
@@ -122,6 +125,8 @@ func DecideGrant(f GrantFacts) (Item, bool) {
 			reason = "user leaves the app"
 		case !f.HeldGroupBinds:
 			reason = g + " no longer grants " + what + ", and no other group of the user does"
+		case f.HeldGroupOrphaned:
+			reason = "group " + g + " is orphaned (deleted in Entra ID or archived) and grants nothing; it granted " + what
 		case !f.HeldGroupStays:
 			reason = "group " + g + " leaves the app; it granted " + what
 		default:

@@ -1,6 +1,12 @@
 package plan
 
-import "slices"
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/google/uuid"
+)
 
 // Group kinds as the app shows them.
 const (
@@ -8,7 +14,110 @@ const (
 	KindSecurity            = "security"
 	KindMailEnabledSecurity = "mailEnabledSecurity"
 	KindDistribution        = "distribution"
+	// KindLocal is a group created through the API, not in Entra ID: no
+	// sync changes or removes it.
+	KindLocal = "local"
 )
+
+// Group statuses, as stored and shown by the API.
+const (
+	// StatusEnabled: synced every run.
+	StatusEnabled = "enabled"
+	// StatusDisabled: switched off here (its kind, or the group itself):
+	// kept as last synced, no longer updated, still granting what it is
+	// bound to its members as last synced.
+	StatusDisabled = "disabled"
+	// StatusOrphaned: deleted in Entra ID, or archived here: kept, no
+	// longer updated, granting nothing. Only a DELETE takes it away.
+	StatusOrphaned = "orphaned"
+)
+
+// GroupKinds is the tenant's `groups` setting: which Entra groups are
+// synced. Security covers mail-enabled security groups; a group listed in
+// Include is synced whatever its kind.
+type GroupKinds struct {
+	Microsoft365 bool     `json:"microsoft365"`
+	Security     bool     `json:"security"`
+	Distribution bool     `json:"distribution"`
+	Include      []string `json:"include"`
+}
+
+// MaxIncludeGroups bounds groups.include.
+const MaxIncludeGroups = 100
+
+// DefaultGroupKinds syncs every group.
+func DefaultGroupKinds() GroupKinds {
+	return GroupKinds{Microsoft365: true, Security: true, Distribution: true, Include: []string{}}
+}
+
+// KindOn reports whether the setting syncs groups of kind (ignoring
+// Include).
+func (k GroupKinds) KindOn(kind string) bool {
+	switch kind {
+	case KindMicrosoft365:
+		return k.Microsoft365
+	case KindSecurity, KindMailEnabledSecurity:
+		return k.Security
+	case KindDistribution:
+		return k.Distribution
+	}
+	return false
+}
+
+// Syncs reports whether the setting syncs the Entra group id of kind: its
+// kind is switched on, or the group is listed in Include.
+func (k GroupKinds) Syncs(id, kind string) bool {
+	return k.KindOn(kind) || slices.Contains(k.Include, strings.ToLower(id))
+}
+
+// kindSetting names the member of the setting that switches kind.
+func kindSetting(kind string) string {
+	switch kind {
+	case KindMicrosoft365:
+		return "groups.microsoft365"
+	case KindDistribution:
+		return "groups.distribution"
+	}
+	return "groups.security"
+}
+
+func (k *GroupKinds) normalize() {
+	for i, g := range k.Include {
+		if u, err := uuid.Parse(g); err == nil && len(g) == 36 {
+			k.Include[i] = u.String()
+		}
+	}
+	k.Include = dedupe(k.Include, func(v string) string { return v })
+}
+
+func (k GroupKinds) validate() error {
+	if len(k.Include) > MaxIncludeGroups {
+		return fieldErr("groups.include", "groups.include may list at most %d groups", MaxIncludeGroups)
+	}
+	for _, g := range k.Include {
+		if u, err := uuid.Parse(g); err != nil || len(g) != 36 || u.String() != g {
+			return fieldErr("groups.include", "groups.include: %q is not a group id (a GUID like 00000000-0000-0000-0000-000000000000)", g)
+		}
+	}
+	return nil
+}
+
+// CanEnable says why an admin cannot switch a group back on, or returns
+// nil: a group of a kind the tenant does not sync stays disabled unless
+// groups.include lists it, whatever its own switch says. Orphaned and
+// local groups have no switch.
+func CanEnable(k GroupKinds, g AppGroup) error {
+	switch {
+	case g.Kind == KindLocal:
+		return fmt.Errorf("a local group is always enabled")
+	case g.Status == StatusOrphaned:
+		return fmt.Errorf("the group is orphaned (deleted in Entra ID or archived); it can only be deleted")
+	case !k.Syncs(g.EntraID, g.Kind):
+		return fmt.Errorf("the tenant does not sync %s groups (%s is false) and groups.include does not list this group; "+
+			"switch the kind on or include the group first", g.Kind, kindSetting(g.Kind))
+	}
+	return nil
+}
 
 // DirGroup is a group as Entra ID last showed it.
 type DirGroup struct {
@@ -43,6 +152,10 @@ type AppGroup struct {
 	DisplayName string
 	Kind        string
 	Dynamic     bool
+	// Status is StatusEnabled, StatusDisabled or StatusOrphaned.
+	Status string
+	// SwitchedOff: an admin disabled this group.
+	SwitchedOff bool
 }
 
 // GroupFacts is one group Entra ID or the app has.
@@ -55,37 +168,89 @@ type GroupFacts struct {
 	EntraMemberCount *int
 }
 
-// DecideGroup keeps the app's groups equal to Entra ID's: created,
-// renamed or reclassified, removed when deleted there. Member counts are
-// observations, refreshed when a plan is applied, not plan items.
-func DecideGroup(f GroupFacts) (Item, bool) {
+// GroupDecision is what the plan does to one group: its item, if any,
+// and how the app has the group after the plan.
+type GroupDecision struct {
+	Item    Item
+	Changed bool
+	// Status is the group's status after the plan; "" when the app does
+	// not have the group.
+	Status string
+	// Frozen: the group's memberships stay as the app has them (disabled,
+	// orphaned and local groups), instead of following Entra ID.
+	Frozen bool
+	// Grants: the group still gives its members what it is bound to (every
+	// group but an orphaned one).
+	Grants bool
+}
+
+// DecideGroup keeps the app's groups equal to Entra ID's, for the kinds
+// the tenant syncs (k): created, renamed or reclassified while enabled.
+// A group is enabled while its kind is on (or groups.include lists it)
+// and no admin switched it off; otherwise it is disabled: frozen as last
+// synced, never deleted. A group deleted in Entra ID becomes orphaned
+// (frozen, granting nothing) and stays so until deleted through the API;
+// so does an archived one. Local groups are the API's: no sync touches
+// them. Member counts are observations, refreshed when a plan is
+// applied, not plan items.
+func DecideGroup(k GroupKinds, f GroupFacts) GroupDecision {
 	switch {
 	case f.Dir == nil && f.App == nil:
-		return Item{}, false
+		return GroupDecision{}
+	case f.App != nil && f.App.Kind == KindLocal:
+		return GroupDecision{Status: StatusEnabled, Frozen: true, Grants: true}
+	case f.App != nil && f.App.Status == StatusOrphaned:
+		return GroupDecision{Status: StatusOrphaned, Frozen: true}
 	case f.Dir == nil:
-		return Item{Action: RemoveGroup, EntraID: f.EntraID, DisplayName: f.App.DisplayName,
-			Before: Fields{"displayName": f.App.DisplayName, "kind": f.App.Kind}, Reason: "deleted in Entra ID"}, true
+		return GroupDecision{Changed: true, Status: StatusOrphaned, Frozen: true, Item: Item{Action: UpdateGroup,
+			EntraID: f.EntraID, DisplayName: f.App.DisplayName,
+			Before: Fields{"status": f.App.Status}, After: Fields{"status": StatusOrphaned},
+			Reason: "deleted in Entra ID; kept as orphaned, it grants nothing"}}
 	case f.App == nil:
+		if !k.Syncs(f.EntraID, f.Dir.Kind()) {
+			return GroupDecision{}
+		}
 		after := Fields{"displayName": f.Dir.DisplayName, "kind": f.Dir.Kind(), "dynamic": f.Dir.Dynamic()}
 		if f.EntraMemberCount != nil {
 			after["entraMemberCount"] = *f.EntraMemberCount
 		}
-		return Item{Action: CreateGroup, EntraID: f.EntraID, DisplayName: f.Dir.DisplayName, After: after,
-			Reason: "new in Entra ID"}, true
+		return GroupDecision{Changed: true, Status: StatusEnabled, Grants: true, Item: Item{Action: CreateGroup,
+			EntraID: f.EntraID, DisplayName: f.Dir.DisplayName, After: after, Reason: "new in Entra ID"}}
 	}
+	if f.App.SwitchedOff || !k.Syncs(f.EntraID, f.Dir.Kind()) {
+		d := GroupDecision{Status: StatusDisabled, Frozen: true, Grants: true}
+		if f.App.Status == StatusDisabled {
+			return d
+		}
+		reason := "switched off here; kept as last synced"
+		if !f.App.SwitchedOff {
+			reason = fmt.Sprintf("the tenant no longer syncs %s groups (%s is false); kept as last synced",
+				f.Dir.Kind(), kindSetting(f.Dir.Kind()))
+		}
+		d.Changed, d.Item = true, Item{Action: UpdateGroup, EntraID: f.EntraID, DisplayName: f.App.DisplayName,
+			Before: Fields{"status": f.App.Status}, After: Fields{"status": StatusDisabled}, Reason: reason}
+		return d
+	}
+	d := GroupDecision{Status: StatusEnabled, Grants: true}
 	before, after := Fields{}, Fields{}
+	reason := "changed in Entra ID"
+	if f.App.Status == StatusDisabled {
+		before["status"], after["status"] = StatusDisabled, StatusEnabled
+		reason = "enabled again; synced from Entra ID"
+	}
 	if f.App.DisplayName != f.Dir.DisplayName {
 		before["displayName"], after["displayName"] = f.App.DisplayName, f.Dir.DisplayName
 	}
 	if k := f.Dir.Kind(); f.App.Kind != k {
 		before["kind"], after["kind"] = f.App.Kind, k
 	}
-	if d := f.Dir.Dynamic(); f.App.Dynamic != d {
-		before["dynamic"], after["dynamic"] = f.App.Dynamic, d
+	if dy := f.Dir.Dynamic(); f.App.Dynamic != dy {
+		before["dynamic"], after["dynamic"] = f.App.Dynamic, dy
 	}
 	if len(after) == 0 {
-		return Item{}, false
+		return d
 	}
-	return Item{Action: UpdateGroup, EntraID: f.EntraID, DisplayName: f.Dir.DisplayName, Before: before, After: after,
-		Reason: "changed in Entra ID"}, true
+	d.Changed, d.Item = true, Item{Action: UpdateGroup, EntraID: f.EntraID, DisplayName: f.Dir.DisplayName,
+		Before: before, After: after, Reason: reason}
+	return d
 }

@@ -91,20 +91,126 @@ func TestGroupKindFollowsMicrosoftsGroupTypes(t *testing.T) {
 }
 
 func TestGroupsFollowEntra(t *testing.T) {
+	k := DefaultGroupKinds()
 	d := DirGroup{ID: "g", DisplayName: "Sales", SecurityEnabled: true}
-	if it, ok := DecideGroup(GroupFacts{EntraID: "g", Dir: &d}); !ok || it.Action != CreateGroup {
-		t.Fatalf("new group: %+v", it)
+	if dec := DecideGroup(k, GroupFacts{EntraID: "g", Dir: &d}); !dec.Changed || dec.Item.Action != CreateGroup ||
+		dec.Status != StatusEnabled || dec.Frozen || !dec.Grants {
+		t.Fatalf("new group: %+v", dec)
 	}
-	a := AppGroup{EntraID: "g", DisplayName: "Sales", Kind: KindSecurity}
-	if it, ok := DecideGroup(GroupFacts{EntraID: "g", Dir: &d, App: &a}); ok {
-		t.Fatalf("unchanged group: %+v", it)
+	a := AppGroup{EntraID: "g", DisplayName: "Sales", Kind: KindSecurity, Status: StatusEnabled}
+	if dec := DecideGroup(k, GroupFacts{EntraID: "g", Dir: &d, App: &a}); dec.Changed || dec.Status != StatusEnabled {
+		t.Fatalf("unchanged group: %+v", dec)
 	}
 	d.DisplayName = "Sales EMEA"
-	if it, ok := DecideGroup(GroupFacts{EntraID: "g", Dir: &d, App: &a}); !ok || it.Action != UpdateGroup || it.After["displayName"] != "Sales EMEA" {
-		t.Fatalf("renamed group: %+v", it)
+	if dec := DecideGroup(k, GroupFacts{EntraID: "g", Dir: &d, App: &a}); !dec.Changed || dec.Item.Action != UpdateGroup ||
+		dec.Item.After["displayName"] != "Sales EMEA" {
+		t.Fatalf("renamed group: %+v", dec)
 	}
-	if it, ok := DecideGroup(GroupFacts{EntraID: "g", App: &a}); !ok || it.Action != RemoveGroup {
-		t.Fatalf("deleted group: %+v", it)
+}
+
+func TestGroupDeletedInEntraBecomesOrphanedAndGrantsNothing(t *testing.T) {
+	a := AppGroup{EntraID: "g", DisplayName: "Sales", Kind: KindSecurity, Status: StatusDisabled}
+	dec := DecideGroup(DefaultGroupKinds(), GroupFacts{EntraID: "g", App: &a})
+	if !dec.Changed || dec.Item.Action != UpdateGroup || dec.Item.After["status"] != StatusOrphaned ||
+		dec.Item.Before["status"] != StatusDisabled || dec.Status != StatusOrphaned || !dec.Frozen || dec.Grants ||
+		!strings.Contains(dec.Item.Reason, "deleted in Entra ID") {
+		t.Fatalf("deleted group: %+v", dec)
+	}
+	// Orphaned stays orphaned, even should Entra ID list the id again.
+	a.Status = StatusOrphaned
+	d := DirGroup{ID: "g", DisplayName: "Sales", SecurityEnabled: true}
+	for _, dir := range []*DirGroup{nil, &d} {
+		if dec := DecideGroup(DefaultGroupKinds(), GroupFacts{EntraID: "g", Dir: dir, App: &a}); dec.Changed ||
+			dec.Status != StatusOrphaned || dec.Grants || !dec.Frozen {
+			t.Fatalf("orphaned group (dir %v): %+v", dir != nil, dec)
+		}
+	}
+}
+
+func TestKindSwitchedOffDisablesGroupsAndOnEnablesThem(t *testing.T) {
+	k := DefaultGroupKinds()
+	k.Security = false
+	d := DirGroup{ID: "g", DisplayName: "Sales EMEA", SecurityEnabled: true, MailEnabled: true} // mail-enabled security
+	a := AppGroup{EntraID: "g", DisplayName: "Sales", Kind: KindMailEnabledSecurity, Status: StatusEnabled}
+	dec := DecideGroup(k, GroupFacts{EntraID: "g", Dir: &d, App: &a})
+	if !dec.Changed || dec.Item.After["status"] != StatusDisabled || len(dec.Item.After) != 1 ||
+		dec.Status != StatusDisabled || !dec.Frozen || !dec.Grants || !strings.Contains(dec.Item.Reason, "groups.security is false") {
+		t.Fatalf("kind off: %+v", dec)
+	}
+	a.Status = StatusDisabled
+	if dec := DecideGroup(k, GroupFacts{EntraID: "g", Dir: &d, App: &a}); dec.Changed || dec.Status != StatusDisabled {
+		t.Fatalf("disabled group was updated (the rename must wait): %+v", dec)
+	}
+	if dec := DecideGroup(k, GroupFacts{EntraID: "g", Dir: &d}); dec.Changed || dec.Status != "" {
+		t.Fatalf("a group of a kind switched off was imported: %+v", dec)
+	}
+	k.Include = []string{"g"}
+	if dec := DecideGroup(k, GroupFacts{EntraID: "g", Dir: &d}); dec.Item.Action != CreateGroup {
+		t.Fatalf("an included group was not imported: %+v", dec)
+	}
+	k = DefaultGroupKinds()
+	dec = DecideGroup(k, GroupFacts{EntraID: "g", Dir: &d, App: &a})
+	if dec.Item.Action != UpdateGroup || dec.Item.After["status"] != StatusEnabled || dec.Item.After["displayName"] != "Sales EMEA" ||
+		dec.Status != StatusEnabled || dec.Frozen {
+		t.Fatalf("kind on again: %+v", dec)
+	}
+}
+
+func TestGroupSwitchedOffHereIsDisabledEvenWhenIncluded(t *testing.T) {
+	k := DefaultGroupKinds()
+	k.Include = []string{"g"}
+	d := DirGroup{ID: "g", DisplayName: "Sales"}
+	a := AppGroup{EntraID: "g", DisplayName: "Sales", Kind: KindDistribution, Status: StatusEnabled, SwitchedOff: true}
+	dec := DecideGroup(k, GroupFacts{EntraID: "g", Dir: &d, App: &a})
+	if dec.Item.After["status"] != StatusDisabled || dec.Item.Reason != "switched off here; kept as last synced" {
+		t.Fatalf("switched off: %+v", dec)
+	}
+}
+
+func TestLocalGroupsAreNeverTouchedBySync(t *testing.T) {
+	a := AppGroup{EntraID: "l", DisplayName: "Auditors", Kind: KindLocal, Status: StatusEnabled}
+	dec := DecideGroup(GroupKinds{}, GroupFacts{EntraID: "l", App: &a})
+	if dec.Changed || dec.Status != StatusEnabled || !dec.Frozen || !dec.Grants {
+		t.Fatalf("local group: %+v", dec)
+	}
+}
+
+func TestCanEnableSaysWhyNot(t *testing.T) {
+	k := DefaultGroupKinds()
+	k.Microsoft365 = false
+	g := AppGroup{EntraID: "g", Kind: KindMicrosoft365, Status: StatusDisabled, SwitchedOff: true}
+	if err := CanEnable(k, g); err == nil || !strings.Contains(err.Error(), "groups.microsoft365 is false") {
+		t.Fatalf("kind off: %v", err)
+	}
+	k.Include = []string{"g"}
+	if err := CanEnable(k, g); err != nil {
+		t.Fatalf("included: %v", err)
+	}
+	g.Status = StatusOrphaned
+	if err := CanEnable(k, g); err == nil {
+		t.Fatal("an orphaned group was enabled")
+	}
+}
+
+func TestGroupsSettingValidates(t *testing.T) {
+	s := DefaultSettings()
+	s.Groups.Include = []string{"8F3C0B7E-5D4A-4F0E-9A61-2B7D4C1E9F00", "8f3c0b7e-5d4a-4f0e-9a61-2b7d4c1e9f00"}
+	s.Normalize()
+	if err := s.Validate(); err != nil || len(s.Groups.Include) != 1 {
+		t.Fatalf("include = %v, %v", s.Groups.Include, err)
+	}
+	s.Groups.Include = []string{"nope"}
+	var fe *FieldError
+	if err := s.Validate(); !errors.As(err, &fe) || fe.Field != "groups.include" {
+		t.Fatalf("bad include: %v", err)
+	}
+}
+
+func TestOrphanedGroupsGrantsAreRevokedWithAReason(t *testing.T) {
+	it, ok := DecideGrant(GrantFacts{UserID: "u", Kind: KindRole, Name: "Editor", Held: true, UserStays: true,
+		HeldGroup: GroupRef{ID: "g", Name: "Sales"}, HeldGroupBinds: true, HeldGroupOrphaned: true})
+	if !ok || it.Action != RevokeRole || !strings.Contains(it.Reason, "\u201cSales\u201d is orphaned") {
+		t.Fatalf("orphaned: %+v", it)
 	}
 }
 

@@ -91,6 +91,8 @@ type Settings struct {
 	Schedule Schedule `json:"schedule"`
 	// Notify says where notifications go and which are written.
 	Notify Notify `json:"notify"`
+	// Groups says which Entra groups are synced.
+	Groups GroupKinds `json:"groups"`
 }
 
 // Limits of the settings. The API's openapi.yaml states the same limits
@@ -117,6 +119,7 @@ func DefaultSettings() Settings {
 		Scope:         Scope{Groups: []string{}, EmailInclude: []string{}, EmailExclude: []string{}, IncludeDisabled: true},
 		Schedule:      IntervalSchedule(DefaultSyncInterval),
 		Notify:        Notify{CompletionRecipients: []string{}},
+		Groups:        DefaultGroupKinds(),
 	}
 }
 
@@ -146,6 +149,7 @@ func (s *Settings) Normalize() {
 	s.Scope.EmailExclude = dedupe(s.Scope.EmailExclude, strings.ToLower)
 	s.Scope.UserFilter = strings.TrimSpace(s.Scope.UserFilter)
 	s.Notify.normalize()
+	s.Groups.normalize()
 }
 
 func dedupe(in []string, key func(string) string) []string {
@@ -189,7 +193,10 @@ func (s Settings) Validate() error {
 	if err := s.Schedule.Validate(); err != nil {
 		return err
 	}
-	return s.Notify.validate()
+	if err := s.Notify.validate(); err != nil {
+		return err
+	}
+	return s.Groups.validate()
 }
 
 func (sc Scope) validate(tier Tier) error {

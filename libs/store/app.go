@@ -24,6 +24,7 @@ const (
 	GroupSecurity            = "security"
 	GroupMailEnabledSecurity = "mailEnabledSecurity"
 	GroupDistribution        = "distribution"
+	GroupLocal               = "local"
 )
 
 // AppUser is a user of the application, synced from an Entra user.
@@ -47,8 +48,11 @@ type AppUser struct {
 type AppGroup struct {
 	EntraID     string
 	DisplayName string
-	Kind        string // GroupMicrosoft365, GroupSecurity, GroupMailEnabledSecurity, GroupDistribution
+	Kind        string // GroupMicrosoft365, GroupSecurity, GroupMailEnabledSecurity, GroupDistribution, GroupLocal
 	Dynamic     bool
+	// Status is plan.StatusEnabled, plan.StatusDisabled or
+	// plan.StatusOrphaned.
+	Status string
 	// EntraMemberCount is the number of users in the group's nested
 	// membership according to Graph; SyncedMemberCount counts the app
 	// users among them, as computed from the mirrored edges.
@@ -224,7 +228,7 @@ func (s *Store) ListAppGroups(ctx context.Context, tenantID, after string, limit
 			groups, err := s.q.ListAppGroups(ctx, dbsqlc.ListAppGroupsParams{TenantID: tenantID, After: after, MaxRows: rows})
 			return mapRows(groups, func(g dbsqlc.ListAppGroupsRow) AppGroup {
 				return AppGroup{EntraID: g.EntraID, DisplayName: g.DisplayName, Kind: g.Kind, Dynamic: g.Dynamic,
-					EntraMemberCount: int(g.EntraMemberCount), SyncedMemberCount: int(g.SyncedMemberCount),
+					Status: g.Status, EntraMemberCount: int(g.EntraMemberCount), SyncedMemberCount: int(g.SyncedMemberCount),
 					LastOK: g.LastOk, LastError: g.LastError, LastResultAt: g.LastResultAt}
 			}), err
 		},

@@ -107,19 +107,25 @@ func (s *Store) DeleteGrantName(ctx context.Context, tenantID string, kind plan.
 	})
 }
 
-// GroupGrants is what a group is bound to.
+// GroupGrants is what a group is bound to, with its kind, status and
+// switch.
 type GroupGrants struct {
 	EntraID     string
 	DisplayName string
-	Roles       []string
-	Sharing     []string
+	Kind        string
+	Status      string
+	// Enabled is the group's own switch (false: an admin disabled it).
+	Enabled bool
+	Roles   []string
+	Sharing []string
 }
 
-// GroupBindingPatch replaces a group's roles or sharing permissions; nil
-// lists stay as they are.
+// GroupBindingPatch replaces a group's roles or sharing permissions, and
+// switches it on or off; nil members stay as they are.
 type GroupBindingPatch struct {
 	Roles   *[]string
 	Sharing *[]string
+	Enabled *bool
 }
 
 // UnknownGrantError names a role or sharing permission the tenant's
@@ -147,7 +153,7 @@ func (s *Store) GetGroupGrants(ctx context.Context, tenantID, groupID string) (G
 }
 
 func groupGrants(ctx context.Context, q *dbsqlc.Queries, tenantID, groupID string) (GroupGrants, error) {
-	g, err := q.AppGroupForEdit(ctx, dbsqlc.AppGroupForEditParams{TenantID: tenantID, EntraID: groupID})
+	g, err := q.AppGroupState(ctx, dbsqlc.AppGroupStateParams{TenantID: tenantID, EntraID: groupID})
 	if err != nil {
 		return GroupGrants{}, translate(err, "get group "+groupID)
 	}
@@ -155,7 +161,8 @@ func groupGrants(ctx context.Context, q *dbsqlc.Queries, tenantID, groupID strin
 	if err != nil {
 		return GroupGrants{}, translate(err, "get group bindings "+groupID)
 	}
-	out := GroupGrants{EntraID: g.EntraID, DisplayName: g.DisplayName, Roles: []string{}, Sharing: []string{}}
+	out := GroupGrants{EntraID: g.EntraID, DisplayName: g.DisplayName, Kind: g.Kind, Status: g.Status,
+		Enabled: !g.SwitchedOff, Roles: []string{}, Sharing: []string{}}
 	for _, r := range rows {
 		if r.Kind == string(plan.KindSharing) {
 			out.Sharing = append(out.Sharing, r.Name)
@@ -168,9 +175,11 @@ func groupGrants(ctx context.Context, q *dbsqlc.Queries, tenantID, groupID strin
 
 // UpdateGroupGrants binds roles and sharing permissions to a group of the
 // app, under the tenant's lock. Every name must be a built-in role or in
-// the catalogue (an *UnknownGrantError otherwise, and nothing changes). A
-// change bumps the app side's version, so that plans held before it go
-// stale; users' grants change at the next sync.
+// the catalogue (an *UnknownGrantError otherwise, and nothing changes).
+// Enabled switches the group on or off (setEnabled; ErrGroupState when its
+// status or kind forbids it, and nothing changes). A change bumps the app
+// side's version, so that plans held before it go stale; users' grants
+// and memberships change at the next sync.
 func (s *Store) UpdateGroupGrants(ctx context.Context, tenantID, groupID string, p GroupBindingPatch) (GroupGrants, error) {
 	if !isUUID(tenantID) {
 		return GroupGrants{}, fmt.Errorf("store: update group of tenant %q: %w", tenantID, ErrNotFound)
@@ -180,9 +189,14 @@ func (s *Store) UpdateGroupGrants(ctx context.Context, tenantID, groupID string,
 		if err := lockTenant(ctx, q, tenantID, true); err != nil {
 			return err
 		}
-		g, err := q.AppGroupForEdit(ctx, dbsqlc.AppGroupForEditParams{TenantID: tenantID, EntraID: groupID})
+		g, err := q.AppGroupState(ctx, dbsqlc.AppGroupStateParams{TenantID: tenantID, EntraID: groupID})
 		if err != nil {
 			return err
+		}
+		if p.Enabled != nil {
+			if _, err := setEnabled(ctx, q, tenantID, g, *p.Enabled, s); err != nil {
+				return err
+			}
 		}
 		was, err := groupGrants(ctx, q, tenantID, groupID)
 		if err != nil {
@@ -361,7 +375,7 @@ func (p *planner) grants() error {
 			if h != nil {
 				f = plan.GrantFacts{UserID: h.UserID, UserName: h.UserName, Kind: plan.GrantKind(h.Kind), Name: h.Name,
 					Held: true, HeldGroup: plan.GroupRef{ID: h.GroupID, Name: h.GroupName}, UserStays: h.UserStays,
-					HeldGroupBinds: h.GroupBinds, HeldGroupStays: h.GroupStays}
+					HeldGroupBinds: h.GroupBinds, HeldGroupStays: h.GroupStays, HeldGroupOrphaned: h.GroupOrphaned}
 			}
 			if w != nil {
 				f.UserID, f.UserName, f.Kind, f.Name, f.UserStays = w.UserID, w.UserName, plan.GrantKind(w.Kind), w.Name, true

@@ -26,9 +26,12 @@ import (
 //     seat hand-out;
 //  2. seats: holders oldest grant first, then candidates in Entra id
 //     order, through plan.Seats;
-//  3. groups, in Entra id order: plan.DecideGroup;
-//  4. memberships: Entra ID's nested memberships of the users and groups
-//     the app keeps, against the app's, through plan.DecideMembership;
+//  3. groups, in Entra id order: plan.DecideGroup, by the tenant's
+//     `groups` setting and each group's status;
+//  4. memberships: Entra ID's nested memberships of the users and the
+//     enabled groups the app keeps (frozen groups, disabled, orphaned or
+//     local, keep the app's), against the app's, through
+//     plan.DecideMembership;
 //  5. grants: the roles and sharing permissions bound to groups, given to
 //     those nested members and taken from users no longer among them,
 //     through plan.DecideGrant (grants.go).
@@ -177,7 +180,7 @@ func buildPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 			return res, fmt.Errorf("plan seats: %w", err)
 		}
 	}
-	if err := p.groups(); err != nil {
+	if err := p.groups(t.settings.Groups); err != nil {
 		return res, fmt.Errorf("plan groups: %w", err)
 	}
 	if t.settings.Plan.SyncsMembers() {
@@ -299,8 +302,9 @@ func (p *planner) seats(seats *plan.Seats) error {
 
 // groups is the third pass: the mirror's groups and the app's, merged in
 // Entra id order. Groups the app keeps go to plan_work_groups for the
-// membership pass.
-func (p *planner) groups() error {
+// membership and grants passes, marked frozen (their memberships stay as
+// the app has them) and whether they grant.
+func (p *planner) groups(k plan.GroupKinds) error {
 	dirQ, appQ := p.q.Cursor("plan_dir_groups", planChunk), p.q.Cursor("plan_app_groups", planChunk)
 	dirs := &chunks[dbsqlc.PlanDirGroupsRow]{fetch: func() ([]dbsqlc.PlanDirGroupsRow, error) {
 		return dirQ.PlanDirGroups(p.ctx, p.tenant)
@@ -323,21 +327,30 @@ func (p *planner) groups() error {
 			var f plan.GroupFacts
 			if a != nil {
 				f.EntraID = a.EntraID
-				f.App = &plan.AppGroup{EntraID: a.EntraID, DisplayName: a.DisplayName, Kind: a.Kind, Dynamic: a.Dynamic}
+				f.App = &plan.AppGroup{EntraID: a.EntraID, DisplayName: a.DisplayName, Kind: a.Kind, Dynamic: a.Dynamic,
+					Status: a.Status, SwitchedOff: a.SwitchedOff}
 			}
 			if d != nil {
 				f.EntraID = d.ID
 				f.Dir = &plan.DirGroup{ID: d.ID, DisplayName: d.DisplayName, GroupTypes: d.GroupTypes,
 					SecurityEnabled: d.SecurityEnabled, MailEnabled: d.MailEnabled}
 			}
-			if err := p.emitIf(plan.DecideGroup(f)); err != nil {
+			dec := plan.DecideGroup(k, f)
+			if err := p.emitIf(dec.Item, dec.Changed); err != nil {
 				return err
 			}
-			if d == nil {
+			if dec.Status == "" {
 				return nil
 			}
-			kept = append(kept, dbsqlc.InsertPlanWorkGroupsParams{TenantID: p.tenant, RunID: p.run, EntraID: d.ID,
-				DisplayName: d.DisplayName})
+			name := ""
+			if a != nil {
+				name = a.DisplayName // frozen groups keep their name
+			}
+			if d != nil && !dec.Frozen {
+				name = d.DisplayName
+			}
+			kept = append(kept, dbsqlc.InsertPlanWorkGroupsParams{TenantID: p.tenant, RunID: p.run, EntraID: f.EntraID,
+				DisplayName: name, Frozen: dec.Frozen, Grants: dec.Grants})
 			if len(kept) >= planChunk {
 				return writeKept()
 			}
@@ -362,6 +375,9 @@ func (p *planner) memberships() error {
 	})
 	if err != nil {
 		return fmt.Errorf("nested memberships: %w", err)
+	}
+	if err := p.q.PlanFrozenMembers(p.ctx, dbsqlc.PlanFrozenMembersParams{TenantID: p.tenant, RunID: p.run}); err != nil {
+		return fmt.Errorf("frozen memberships: %w", err)
 	}
 	if err := p.q.Analyze(p.ctx, "plan_work_members"); err != nil {
 		return err

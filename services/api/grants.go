@@ -87,20 +87,31 @@ func (s *Server) deleteGrantName(kind plan.GrantKind) http.HandlerFunc {
 	}
 }
 
-// groupGrantsView is a group with what it grants.
+// groupGrantsView is a group with what it grants, its status and its
+// own switch.
 type groupGrantsView struct {
 	EntraID     string   `json:"entraId"`
 	DisplayName string   `json:"displayName"`
+	Kind        string   `json:"kind"`
+	Status      string   `json:"status"`
+	Enabled     bool     `json:"enabled"`
 	Roles       []string `json:"roles"`
 	Sharing     []string `json:"sharing"`
-	// Effective says when the members' grants follow: at the next sync.
+	// Effective says when the members' grants and memberships follow: at
+	// the next sync.
 	Effective string `json:"effective"`
+}
+
+func newGroupGrantsView(g store.GroupGrants) groupGrantsView {
+	return groupGrantsView{EntraID: g.EntraID, DisplayName: g.DisplayName, Kind: g.Kind, Status: g.Status,
+		Enabled: g.Enabled, Roles: g.Roles, Sharing: g.Sharing, Effective: "nextSync"}
 }
 
 // groupPatch is the body of PATCH .../groups/{entraId}.
 type groupPatch struct {
 	Roles   *[]string `json:"roles"`
 	Sharing *[]string `json:"sharing"`
+	Enabled *bool     `json:"enabled"`
 }
 
 // updateGroup binds roles and sharing permissions to a group:
@@ -117,28 +128,38 @@ func (s *Server) updateGroup(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, fmt.Errorf("api: decode a group patch the contract accepted: %w", err))
 		return
 	}
-	g, err := s.st.UpdateGroupGrants(r.Context(), tenantID, groupID, store.GroupBindingPatch{Roles: p.Roles, Sharing: p.Sharing})
+	g, err := s.st.UpdateGroupGrants(r.Context(), tenantID, groupID, store.GroupBindingPatch{Roles: p.Roles,
+		Sharing: p.Sharing, Enabled: p.Enabled})
 	var unknown *store.UnknownGrantError
-	switch {
-	case errors.As(err, &unknown):
+	if errors.As(err, &unknown) {
 		writeError(w, http.StatusBadRequest, "invalid_request", unknown.Field, unknown.Error())
 		return
+	}
+	if err != nil {
+		s.groupError(w, r, tenantID, groupID, err)
+		return
+	}
+	s.log.Info().Str("tenant", tenantID).Str("group", groupID).Bool("roles", p.Roles != nil).
+		Bool("sharing", p.Sharing != nil).Bool("switch", p.Enabled != nil).Msg("group edited")
+	writeJSON(w, http.StatusOK, newGroupGrantsView(g))
+}
+
+// groupError answers a store error about one group: 404 naming the
+// tenant or the group, 409 with the reason its status forbids the change.
+func (s *Server) groupError(w http.ResponseWriter, r *http.Request, tenantID, groupID string, err error) {
+	switch {
+	case errors.Is(err, store.ErrGroupState):
+		writeError(w, http.StatusConflict, "conflict", "", reason(err, store.ErrGroupState, "the group's status forbids it"))
 	case errors.Is(err, store.ErrNotFound):
 		if _, terr := s.st.GetTenant(r.Context(), tenantID); terr != nil {
 			s.storeError(w, r, terr, "tenant")
 			return
 		}
 		writeError(w, http.StatusNotFound, "not_found", "", "the application has no group "+groupID+
-			" (groups come from syncs: GET .../groups lists them)")
-		return
-	case err != nil:
+			" (GET .../groups lists them)")
+	default:
 		s.storeError(w, r, err, "group")
-		return
 	}
-	s.log.Info().Str("tenant", tenantID).Str("group", groupID).Bool("roles", p.Roles != nil).
-		Bool("sharing", p.Sharing != nil).Msg("group bindings edited")
-	writeJSON(w, http.StatusOK, groupGrantsView{EntraID: g.EntraID, DisplayName: g.DisplayName, Roles: g.Roles,
-		Sharing: g.Sharing, Effective: "nextSync"})
 }
 
 // grantView is one grant of a user; Via is "direct" or a group path.

@@ -178,6 +178,7 @@ type groupView struct {
 	EntraID           string `json:"entraId"`
 	DisplayName       string `json:"displayName"`
 	Kind              string `json:"kind"`
+	Status            string `json:"status"`
 	Dynamic           bool   `json:"dynamic"`
 	EntraMemberCount  int    `json:"entraMemberCount"`
 	SyncedMemberCount int    `json:"syncedMemberCount"`
@@ -214,7 +215,7 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
 	out := page[groupView]{Items: make([]groupView, 0, len(groups)), Next: cursor(next)}
 	for _, g := range groups {
 		out.Items = append(out.Items, groupView{EntraID: g.EntraID, DisplayName: g.DisplayName, Kind: g.Kind,
-			Dynamic: g.Dynamic, EntraMemberCount: g.EntraMemberCount, SyncedMemberCount: g.SyncedMemberCount,
+			Status: g.Status, Dynamic: g.Dynamic, EntraMemberCount: g.EntraMemberCount, SyncedMemberCount: g.SyncedMemberCount,
 			LastResult: groupResultOf(g)})
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -129,6 +129,7 @@ func TestTenantShowsItsSettings(t *testing.T) {
 		Scope: plan.Scope{Groups: []string{groupA, groupB}, EmailInclude: []string{}, EmailExclude: []string{"@External.test"},
 			IncludeDisabled: true, RequireMailbox: true}}
 	want.Notify = plan.DefaultSettings().Notify
+	want.Groups = plan.DefaultSettings().Groups     // every kind
 	want.Schedule = plan.DefaultSettings().Schedule // every syncIntervalMinutes: a day
 	if !reflect.DeepEqual(created.Settings, want) {
 		t.Errorf("created with %+v, want %+v", created.Settings, want)
@@ -153,6 +154,10 @@ type badSetting struct {
 
 var badSettings = []badSetting{
 	{"seats negative", "seats", `-1`, "seats", "seats must be an integer from 0 to 10000000"},
+	{"groups kind a string", "groups", `{"security": "no"}`, "groups.security", ""},
+	{"groups unknown member", "groups", `{"devices": true}`, "groups.devices", ""},
+	{"groups include not an id", "groups", `{"include": ["sales"]}`, "groups.include", ""},
+	{"groups null", "groups", `null`, "groups", ""},
 	{"seats over the limit", "seats", `10000001`, "seats", ""},
 	{"seats a string", "seats", `"ten"`, "seats", ""},
 	{"seats null", "seats", `null`, "seats", ""},

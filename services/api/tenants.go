@@ -32,6 +32,7 @@ type tenantView struct {
 	Connected           bool               `json:"connected"`
 	DisconnectedAt      *time.Time         `json:"disconnectedAt"`
 	Notify              notifyView         `json:"notify"`
+	Groups              plan.GroupKinds    `json:"groups"`
 	CreatedAt           time.Time          `json:"createdAt"`
 	UpdatedAt           time.Time          `json:"updatedAt"`
 	LastRun             *runSummary        `json:"lastRun,omitempty"`
@@ -64,6 +65,7 @@ func newTenantView(t store.Tenant) tenantView {
 		Schedule:            set.Schedule,
 		Connected:           t.Connected(), DisconnectedAt: utc(t.DisconnectedAt),
 		Notify:    notifyView{Notify: set.Notify, SecretSet: t.NotifySecretSet},
+		Groups:    set.Groups,
 		CreatedAt: t.CreatedAt.UTC(), UpdatedAt: t.UpdatedAt.UTC(),
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/entrasync/entrasync/libs/bus"
 	"github.com/entrasync/entrasync/libs/devenv"
+	"github.com/entrasync/entrasync/libs/plan"
 	"github.com/entrasync/entrasync/libs/store"
 	"github.com/entrasync/entrasync/libs/store/storetest"
 	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
@@ -293,7 +294,10 @@ func expectedGroups(d *directory) []store.AppGroup {
 	var out []store.AppGroup
 	for _, id := range sortedKeys(d.groups) {
 		g := d.groups[id]
-		ag := store.AppGroup{EntraID: id, DisplayName: g.DisplayName, Dynamic: slices.Contains(g.GroupTypes, "DynamicMembership")}
+		// Every group of these directories is of a kind the default
+		// settings sync, and none is deleted: all are enabled.
+		ag := store.AppGroup{EntraID: id, DisplayName: g.DisplayName, Status: plan.StatusEnabled,
+			Dynamic: slices.Contains(g.GroupTypes, "DynamicMembership")}
 		switch {
 		case slices.Contains(g.GroupTypes, "Unified"):
 			ag.Kind = store.GroupMicrosoft365

@@ -57,7 +57,7 @@ ON CONFLICT DO NOTHING;
 
 -- name: ListAppGroups :many
 -- With each group's last result, as of the tenant's last applied run.
-SELECT entra_id, display_name, kind, dynamic, entra_member_count, synced_member_count, last_ok, last_error,
+SELECT entra_id, display_name, kind, dynamic, status, entra_member_count, synced_member_count, last_ok, last_error,
        (SELECT r.finished_at FROM sync_runs r
         WHERE r.tenant_id = @tenant_id AND r.status = 'succeeded'
         ORDER BY r.finished_at DESC, r.seq DESC LIMIT 1) AS last_result_at

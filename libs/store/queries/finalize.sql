@@ -133,7 +133,8 @@ SET LOCAL enable_nestloop = DEFAULT;
 -- name: RecordGroupResults :exec
 -- Each of the tenant's groups is ok after the run, or shows the error
 -- Graph gave for its member list in the run's pages (@lo, @hi). Only the
--- groups whose result changed are written.
+-- groups whose result changed are written; groups that are not synced
+-- (disabled, orphaned, local) keep theirs.
 UPDATE app_groups g
 SET last_ok = (u.error IS NULL), last_error = coalesce(u.error, '')
 FROM (SELECT g2.entra_id, min(p.error) AS error
@@ -141,7 +142,7 @@ FROM (SELECT g2.entra_id, min(p.error) AS error
       LEFT JOIN sync_run_pages p
              ON p.tenant_id = g2.tenant_id AND p.run_id = @run_id AND p.kind = 'unreadable'
             AND p.group_id = g2.entra_id AND p.page >= @lo AND p.page < @hi
-      WHERE g2.tenant_id = @tenant_id
+      WHERE g2.tenant_id = @tenant_id AND g2.status = 'enabled' AND g2.kind <> 'local'
       GROUP BY g2.entra_id) u
 WHERE g.tenant_id = @tenant_id AND g.entra_id = u.entra_id
   AND (g.last_ok, g.last_error) IS DISTINCT FROM (u.error IS NULL, coalesce(u.error, ''));

@@ -27,9 +27,6 @@ SELECT kind, name FROM app_grant_names
 WHERE tenant_id = @tenant_id AND name = ANY (@names::text[])
 ORDER BY kind, name;
 
--- name: AppGroupForEdit :one
-SELECT entra_id, display_name FROM app_groups WHERE tenant_id = @tenant_id AND entra_id = @entra_id;
-
 -- name: GroupBindings :many
 -- What a group grants, kind then name.
 SELECT kind, name FROM app_group_grants
@@ -65,10 +62,13 @@ ORDER BY g.entra_id;
 -- What the bindings give the users the app keeps, through the nested
 -- memberships of the memberships pass (plan_work_members): one row per
 -- (user, kind, name) with the bound groups that give it and the groups
--- the user is a direct member of. In (user, kind, name) order. A cursor.
+-- the user is a direct member of. In (user, kind, name) order. Orphaned
+-- groups grant nothing (plan_work_groups.grants). A cursor.
 WITH wanted AS (
     SELECT w.user_id, b.kind, b.name, array_agg(b.group_id ORDER BY b.group_id)::text[] AS bound
     FROM plan_work_members w
+    JOIN plan_work_groups pg ON pg.tenant_id = @tenant_id AND pg.run_id = @run_id AND pg.entra_id = w.group_id
+                            AND pg.grants
     JOIN app_group_grants b ON b.tenant_id = @tenant_id AND b.group_id = w.group_id
     WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id
     GROUP BY w.user_id, b.kind, b.name
@@ -93,7 +93,11 @@ SELECT h.user_id, COALESCE(au.display_name, '')::text AS user_name, h.kind, h.na
                WHERE b.tenant_id = @tenant_id AND b.group_id = h.group_id AND b.kind = h.kind
                  AND b.name = h.name) AS group_binds,
        EXISTS (SELECT 1 FROM plan_work_groups g
-               WHERE g.tenant_id = @tenant_id AND g.run_id = @run_id AND g.entra_id = h.group_id) AS group_stays
+               WHERE g.tenant_id = @tenant_id AND g.run_id = @run_id AND g.entra_id = h.group_id
+                 AND g.grants) AS group_stays,
+       EXISTS (SELECT 1 FROM plan_work_groups g
+               WHERE g.tenant_id = @tenant_id AND g.run_id = @run_id AND g.entra_id = h.group_id
+                 AND NOT g.grants) AS group_orphaned
 FROM app_user_grants h
 LEFT JOIN app_users au ON au.tenant_id = @tenant_id AND au.entra_id = h.user_id
 LEFT JOIN app_groups ag ON ag.tenant_id = @tenant_id AND ag.entra_id = h.group_id

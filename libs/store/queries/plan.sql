@@ -83,19 +83,20 @@ WHERE g.tenant_id = @tenant_id AND NOT g.deleted
 ORDER BY g.entra_id;
 
 -- name: PlanAppGroups :many
--- The app's groups, in Entra id order. A cursor.
-SELECT g.entra_id, g.display_name, g.kind, g.dynamic
+-- The app's groups, in Entra id order, with their status. A cursor.
+SELECT g.entra_id, g.display_name, g.kind, g.dynamic, g.status, g.switched_off
 FROM app_groups g
 WHERE g.tenant_id = @tenant_id
 ORDER BY g.entra_id;
 
 -- name: PlanEntraMembers :exec
 -- Entra ID's nested memberships of the users and groups the app has after
--- the plan (plan_work_users, plan_work_groups).
+-- the plan (plan_work_users, plan_work_groups), for the groups that follow
+-- Entra ID (not frozen: see PlanFrozenMembers).
 WITH RECURSIVE reach (root, group_id) AS (
     SELECT g.entra_id, g.entra_id
     FROM plan_work_groups g
-    WHERE g.tenant_id = @tenant_id AND g.run_id = @run_id
+    WHERE g.tenant_id = @tenant_id AND g.run_id = @run_id AND NOT g.frozen
     UNION
     SELECT r.root, e.member_id
     FROM reach r
@@ -106,6 +107,16 @@ SELECT DISTINCT @tenant_id::uuid, @run_id::uuid, r.root, e.member_id
 FROM reach r
 JOIN dir_members e ON e.tenant_id = @tenant_id AND e.group_id = r.group_id AND e.member_type = 'user'
 JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = e.member_id;
+
+-- name: PlanFrozenMembers :exec
+-- A frozen group (disabled, orphaned, local) keeps the memberships the app
+-- has, of the users the app keeps: they stand in for Entra ID's.
+INSERT INTO plan_work_members (tenant_id, run_id, group_id, user_id)
+SELECT @tenant_id::uuid, @run_id::uuid, m.group_id, m.user_id
+FROM plan_work_groups g
+JOIN app_group_members m ON m.tenant_id = @tenant_id AND m.group_id = g.entra_id
+JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = m.user_id
+WHERE g.tenant_id = @tenant_id AND g.run_id = @run_id AND g.frozen;
 
 -- name: PlanMembershipsToAdd :many
 -- Entra ID's memberships the app lacks. A cursor.
@@ -211,6 +222,7 @@ ORDER BY i.entra_id;
 UPDATE app_groups g
 SET display_name = COALESCE(i.after ->> 'displayName', g.display_name),
     kind = COALESCE(i.after ->> 'kind', g.kind),
+    status = COALESCE(i.after ->> 'status', g.status),
     dynamic = COALESCE((i.after ->> 'dynamic')::boolean, g.dynamic),
     updated_at = @at::timestamptz
 FROM sync_plan_items i
@@ -283,7 +295,8 @@ ORDER BY i.entra_id, i.role;
 -- name: RefreshGroupCounts :exec
 -- Member counts are observations, not plan items: Graph's transitive user
 -- count from this run's pages (@lo, @hi: its page range; kept from before
--- for a group the run has none for) and the app's members.
+-- for a group the run has none for) and the app's members. Groups that
+-- are not synced (disabled, orphaned, local) keep their counts.
 WITH transitive AS (
     SELECT p.group_id, count(DISTINCT s.id) AS n
     FROM sync_run_pages p, unnest(p.object_ids) AS s(id)
@@ -304,7 +317,7 @@ FROM (SELECT g2.entra_id,
       FROM app_groups g2
       LEFT JOIN transitive t ON t.group_id = g2.entra_id
       LEFT JOIN synced sy ON sy.group_id = g2.entra_id
-      WHERE g2.tenant_id = @tenant_id) c
+      WHERE g2.tenant_id = @tenant_id AND g2.status = 'enabled' AND g2.kind <> 'local') c
 WHERE g.tenant_id = @tenant_id AND g.entra_id = c.entra_id
   AND (g.entra_member_count, g.synced_member_count) IS DISTINCT FROM (c.entra, c.synced);
 
@@ -394,5 +407,5 @@ INSERT INTO plan_work_users (tenant_id, run_id, entra_id, display_name, seat, li
 VALUES (@tenant_id, @run_id, @entra_id, @display_name, @seat, @license_run_seq);
 
 -- name: InsertPlanWorkGroups :copyfrom
-INSERT INTO plan_work_groups (tenant_id, run_id, entra_id, display_name)
-VALUES (@tenant_id, @run_id, @entra_id, @display_name);
+INSERT INTO plan_work_groups (tenant_id, run_id, entra_id, display_name, frozen, grants)
+VALUES (@tenant_id, @run_id, @entra_id, @display_name, @frozen, @grants);

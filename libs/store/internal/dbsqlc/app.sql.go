@@ -275,7 +275,7 @@ func (q *Queries) ListAppGroupMembers(ctx context.Context, arg ListAppGroupMembe
 }
 
 const listAppGroups = `-- name: ListAppGroups :many
-SELECT entra_id, display_name, kind, dynamic, entra_member_count, synced_member_count, last_ok, last_error,
+SELECT entra_id, display_name, kind, dynamic, status, entra_member_count, synced_member_count, last_ok, last_error,
        (SELECT r.finished_at FROM sync_runs r
         WHERE r.tenant_id = $1 AND r.status = 'succeeded'
         ORDER BY r.finished_at DESC, r.seq DESC LIMIT 1) AS last_result_at
@@ -296,6 +296,7 @@ type ListAppGroupsRow struct {
 	DisplayName       string
 	Kind              string
 	Dynamic           bool
+	Status            string
 	EntraMemberCount  int32
 	SyncedMemberCount int32
 	LastOk            bool
@@ -318,6 +319,7 @@ func (q *Queries) ListAppGroups(ctx context.Context, arg ListAppGroupsParams) ([
 			&i.DisplayName,
 			&i.Kind,
 			&i.Dynamic,
+			&i.Status,
 			&i.EntraMemberCount,
 			&i.SyncedMemberCount,
 			&i.LastOk,

@@ -76,6 +76,8 @@ func (r iteratorForInsertPlanWorkGroups) Values() ([]interface{}, error) {
 		r.rows[0].RunID,
 		r.rows[0].EntraID,
 		r.rows[0].DisplayName,
+		r.rows[0].Frozen,
+		r.rows[0].Grants,
 	}, nil
 }
 
@@ -84,7 +86,7 @@ func (r iteratorForInsertPlanWorkGroups) Err() error {
 }
 
 func (q *Queries) InsertPlanWorkGroups(ctx context.Context, arg []InsertPlanWorkGroupsParams) (int64, error) {
-	return q.db.CopyFrom(ctx, []string{"plan_work_groups"}, []string{"tenant_id", "run_id", "entra_id", "display_name"}, &iteratorForInsertPlanWorkGroups{rows: arg})
+	return q.db.CopyFrom(ctx, []string{"plan_work_groups"}, []string{"tenant_id", "run_id", "entra_id", "display_name", "frozen", "grants"}, &iteratorForInsertPlanWorkGroups{rows: arg})
 }
 
 // iteratorForInsertPlanWorkUsers implements pgx.CopyFromSource.

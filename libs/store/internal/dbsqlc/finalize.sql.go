@@ -143,7 +143,7 @@ FROM (SELECT g2.entra_id, min(p.error) AS error
       LEFT JOIN sync_run_pages p
              ON p.tenant_id = g2.tenant_id AND p.run_id = $2 AND p.kind = 'unreadable'
             AND p.group_id = g2.entra_id AND p.page >= $3 AND p.page < $4
-      WHERE g2.tenant_id = $1
+      WHERE g2.tenant_id = $1 AND g2.status = 'enabled' AND g2.kind <> 'local'
       GROUP BY g2.entra_id) u
 WHERE g.tenant_id = $1 AND g.entra_id = u.entra_id
   AND (g.last_ok, g.last_error) IS DISTINCT FROM (u.error IS NULL, coalesce(u.error, ''))
@@ -158,7 +158,8 @@ type RecordGroupResultsParams struct {
 
 // Each of the tenant's groups is ok after the run, or shows the error
 // Graph gave for its member list in the run's pages (@lo, @hi). Only the
-// groups whose result changed are written.
+// groups whose result changed are written; groups that are not synced
+// (disabled, orphaned, local) keep theirs.
 func (q *Queries) RecordGroupResults(ctx context.Context, arg RecordGroupResultsParams) error {
 	_, err := q.db.Exec(ctx, recordGroupResults,
 		arg.TenantID,

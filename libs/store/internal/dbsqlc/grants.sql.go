@@ -38,27 +38,6 @@ func (q *Queries) AddGroupBindings(ctx context.Context, arg AddGroupBindingsPara
 	return result.RowsAffected(), nil
 }
 
-const appGroupForEdit = `-- name: AppGroupForEdit :one
-SELECT entra_id, display_name FROM app_groups WHERE tenant_id = $1 AND entra_id = $2
-`
-
-type AppGroupForEditParams struct {
-	TenantID string
-	EntraID  string
-}
-
-type AppGroupForEditRow struct {
-	EntraID     string
-	DisplayName string
-}
-
-func (q *Queries) AppGroupForEdit(ctx context.Context, arg AppGroupForEditParams) (AppGroupForEditRow, error) {
-	row := q.db.QueryRow(ctx, appGroupForEdit, arg.TenantID, arg.EntraID)
-	var i AppGroupForEditRow
-	err := row.Scan(&i.EntraID, &i.DisplayName)
-	return i, err
-}
-
 const applyGrantThroughGroups = `-- name: ApplyGrantThroughGroups :exec
 INSERT INTO app_user_grants (tenant_id, user_id, kind, name, group_id, granted_at)
 SELECT $1, i.entra_id, $2::text, i.role, i.after ->> 'group', $3::timestamptz
@@ -348,7 +327,11 @@ SELECT h.user_id, COALESCE(au.display_name, '')::text AS user_name, h.kind, h.na
                WHERE b.tenant_id = $1 AND b.group_id = h.group_id AND b.kind = h.kind
                  AND b.name = h.name) AS group_binds,
        EXISTS (SELECT 1 FROM plan_work_groups g
-               WHERE g.tenant_id = $1 AND g.run_id = $2 AND g.entra_id = h.group_id) AS group_stays
+               WHERE g.tenant_id = $1 AND g.run_id = $2 AND g.entra_id = h.group_id
+                 AND g.grants) AS group_stays,
+       EXISTS (SELECT 1 FROM plan_work_groups g
+               WHERE g.tenant_id = $1 AND g.run_id = $2 AND g.entra_id = h.group_id
+                 AND NOT g.grants) AS group_orphaned
 FROM app_user_grants h
 LEFT JOIN app_users au ON au.tenant_id = $1 AND au.entra_id = h.user_id
 LEFT JOIN app_groups ag ON ag.tenant_id = $1 AND ag.entra_id = h.group_id
@@ -362,15 +345,16 @@ type PlanHeldGrantsParams struct {
 }
 
 type PlanHeldGrantsRow struct {
-	UserID     string
-	UserName   string
-	Kind       string
-	Name       string
-	GroupID    string
-	GroupName  string
-	UserStays  bool
-	GroupBinds bool
-	GroupStays bool
+	UserID        string
+	UserName      string
+	Kind          string
+	Name          string
+	GroupID       string
+	GroupName     string
+	UserStays     bool
+	GroupBinds    bool
+	GroupStays    bool
+	GroupOrphaned bool
 }
 
 // What users hold through groups, with what the plan does to their user
@@ -395,6 +379,7 @@ func (q *Queries) PlanHeldGrants(ctx context.Context, arg PlanHeldGrantsParams) 
 			&i.UserStays,
 			&i.GroupBinds,
 			&i.GroupStays,
+			&i.GroupOrphaned,
 		); err != nil {
 			return nil, err
 		}
@@ -410,6 +395,8 @@ const planWantedGrants = `-- name: PlanWantedGrants :many
 WITH wanted AS (
     SELECT w.user_id, b.kind, b.name, array_agg(b.group_id ORDER BY b.group_id)::text[] AS bound
     FROM plan_work_members w
+    JOIN plan_work_groups pg ON pg.tenant_id = $1 AND pg.run_id = $2 AND pg.entra_id = w.group_id
+                            AND pg.grants
     JOIN app_group_grants b ON b.tenant_id = $1 AND b.group_id = w.group_id
     WHERE w.tenant_id = $1 AND w.run_id = $2
     GROUP BY w.user_id, b.kind, b.name
@@ -440,7 +427,8 @@ type PlanWantedGrantsRow struct {
 // What the bindings give the users the app keeps, through the nested
 // memberships of the memberships pass (plan_work_members): one row per
 // (user, kind, name) with the bound groups that give it and the groups
-// the user is a direct member of. In (user, kind, name) order. A cursor.
+// the user is a direct member of. In (user, kind, name) order. Orphaned
+// groups grant nothing (plan_work_groups.grants). A cursor.
 func (q *Queries) PlanWantedGrants(ctx context.Context, arg PlanWantedGrantsParams) ([]PlanWantedGrantsRow, error) {
 	rows, err := q.db.Query(ctx, planWantedGrants, arg.TenantID, arg.RunID)
 	if err != nil {

@@ -39,6 +39,8 @@ type AppGroup struct {
 	UpdatedAt         time.Time
 	LastOk            bool
 	LastError         string
+	Status            string
+	SwitchedOff       bool
 }
 
 type AppGroupGrant struct {
@@ -157,6 +159,8 @@ type PlanWorkGroup struct {
 	RunID       string
 	EntraID     string
 	DisplayName string
+	Frozen      bool
+	Grants      bool
 }
 
 type PlanWorkMember struct {

@@ -269,6 +269,7 @@ const applyUpdateGroup = `-- name: ApplyUpdateGroup :exec
 UPDATE app_groups g
 SET display_name = COALESCE(i.after ->> 'displayName', g.display_name),
     kind = COALESCE(i.after ->> 'kind', g.kind),
+    status = COALESCE(i.after ->> 'status', g.status),
     dynamic = COALESCE((i.after ->> 'dynamic')::boolean, g.dynamic),
     updated_at = $1::timestamptz
 FROM sync_plan_items i
@@ -444,6 +445,8 @@ type InsertPlanWorkGroupsParams struct {
 	RunID       string
 	EntraID     string
 	DisplayName string
+	Frozen      bool
+	Grants      bool
 }
 
 type InsertPlanWorkUsersParams struct {
@@ -630,7 +633,7 @@ func (q *Queries) NotifiedEmails(ctx context.Context, arg NotifiedEmailsParams) 
 }
 
 const planAppGroups = `-- name: PlanAppGroups :many
-SELECT g.entra_id, g.display_name, g.kind, g.dynamic
+SELECT g.entra_id, g.display_name, g.kind, g.dynamic, g.status, g.switched_off
 FROM app_groups g
 WHERE g.tenant_id = $1
 ORDER BY g.entra_id
@@ -641,9 +644,11 @@ type PlanAppGroupsRow struct {
 	DisplayName string
 	Kind        string
 	Dynamic     bool
+	Status      string
+	SwitchedOff bool
 }
 
-// The app's groups, in Entra id order. A cursor.
+// The app's groups, in Entra id order, with their status. A cursor.
 func (q *Queries) PlanAppGroups(ctx context.Context, tenantID string) ([]PlanAppGroupsRow, error) {
 	rows, err := q.db.Query(ctx, planAppGroups, tenantID)
 	if err != nil {
@@ -658,6 +663,8 @@ func (q *Queries) PlanAppGroups(ctx context.Context, tenantID string) ([]PlanApp
 			&i.DisplayName,
 			&i.Kind,
 			&i.Dynamic,
+			&i.Status,
+			&i.SwitchedOff,
 		); err != nil {
 			return nil, err
 		}
@@ -959,7 +966,7 @@ const planEntraMembers = `-- name: PlanEntraMembers :exec
 WITH RECURSIVE reach (root, group_id) AS (
     SELECT g.entra_id, g.entra_id
     FROM plan_work_groups g
-    WHERE g.tenant_id = $1 AND g.run_id = $2
+    WHERE g.tenant_id = $1 AND g.run_id = $2 AND NOT g.frozen
     UNION
     SELECT r.root, e.member_id
     FROM reach r
@@ -978,9 +985,31 @@ type PlanEntraMembersParams struct {
 }
 
 // Entra ID's nested memberships of the users and groups the app has after
-// the plan (plan_work_users, plan_work_groups).
+// the plan (plan_work_users, plan_work_groups), for the groups that follow
+// Entra ID (not frozen: see PlanFrozenMembers).
 func (q *Queries) PlanEntraMembers(ctx context.Context, arg PlanEntraMembersParams) error {
 	_, err := q.db.Exec(ctx, planEntraMembers, arg.TenantID, arg.RunID)
+	return err
+}
+
+const planFrozenMembers = `-- name: PlanFrozenMembers :exec
+INSERT INTO plan_work_members (tenant_id, run_id, group_id, user_id)
+SELECT $1::uuid, $2::uuid, m.group_id, m.user_id
+FROM plan_work_groups g
+JOIN app_group_members m ON m.tenant_id = $1 AND m.group_id = g.entra_id
+JOIN plan_work_users u ON u.tenant_id = $1 AND u.run_id = $2 AND u.entra_id = m.user_id
+WHERE g.tenant_id = $1 AND g.run_id = $2 AND g.frozen
+`
+
+type PlanFrozenMembersParams struct {
+	TenantID string
+	RunID    string
+}
+
+// A frozen group (disabled, orphaned, local) keeps the memberships the app
+// has, of the users the app keeps: they stand in for Entra ID's.
+func (q *Queries) PlanFrozenMembers(ctx context.Context, arg PlanFrozenMembersParams) error {
+	_, err := q.db.Exec(ctx, planFrozenMembers, arg.TenantID, arg.RunID)
 	return err
 }
 
@@ -1303,7 +1332,7 @@ FROM (SELECT g2.entra_id,
       FROM app_groups g2
       LEFT JOIN transitive t ON t.group_id = g2.entra_id
       LEFT JOIN synced sy ON sy.group_id = g2.entra_id
-      WHERE g2.tenant_id = $2) c
+      WHERE g2.tenant_id = $2 AND g2.status = 'enabled' AND g2.kind <> 'local') c
 WHERE g.tenant_id = $2 AND g.entra_id = c.entra_id
   AND (g.entra_member_count, g.synced_member_count) IS DISTINCT FROM (c.entra, c.synced)
 `
@@ -1318,7 +1347,8 @@ type RefreshGroupCountsParams struct {
 
 // Member counts are observations, not plan items: Graph's transitive user
 // count from this run's pages (@lo, @hi: its page range; kept from before
-// for a group the run has none for) and the app's members.
+// for a group the run has none for) and the app's members. Groups that
+// are not synced (disabled, orphaned, local) keep their counts.
 func (q *Queries) RefreshGroupCounts(ctx context.Context, arg RefreshGroupCountsParams) error {
 	_, err := q.db.Exec(ctx, refreshGroupCounts,
 		arg.At,
