@@ -150,7 +150,7 @@ func TestRetryAfterIsHonouredAndBounded(t *testing.T) {
 		!strings.Contains(n.LastError, "HTTP 503") {
 		t.Fatalf("after a 503 with Retry-After 120: %+v", n)
 	}
-	if b.tick(119*time.Second); b.sent() != 1 {
+	if b.tick(119 * time.Second); b.sent() != 1 {
 		t.Fatalf("sent again before Retry-After: %d", b.sent())
 	}
 	n = b.tick(2 * time.Minute)
