@@ -115,6 +115,17 @@ type Directory struct {
 
 	version uint64 // bumped by every mutation
 
+	// The change log (changes.go): every mutation of a user, a group or
+	// a membership, seq numbering them from 1.
+	seq uint64
+	log []Change
+
+	// Soft-deleted objects, restorable (changes.go).
+	deletedUsers  map[string]*deletedUser
+	delUserIDs    []string // sorted
+	deletedGroups map[string]*deletedGroup
+	delGroupIDs   []string // sorted
+
 	cacheMu      sync.Mutex
 	cacheVersion uint64
 	transitive   map[string][]Member
@@ -130,6 +141,9 @@ func newDirectory(domain string) *Directory {
 		contacts:   map[string]*OrgContact{},
 		members:    map[string][]Member{},
 		transitive: map[string][]Member{},
+
+		deletedUsers:  map[string]*deletedUser{},
+		deletedGroups: map[string]*deletedGroup{},
 	}
 }
 
@@ -298,8 +312,8 @@ func (d *Directory) AddUser(u User) User {
 		panic(fmt.Sprintf("graphsim: AddUser: userPrincipalName %s already exists", u.UserPrincipalName))
 	}
 	d.insertUserLocked(&u)
+	d.logLocked(Change{Kind: ChangeUser, ID: u.ID})
 	d.applyDynamicLocked(&u)
-	d.version++
 	return u
 }
 
@@ -332,7 +346,11 @@ func (d *Directory) UpdateUser(id string, f func(*User)) error {
 		delete(d.upns, oldUPN)
 		d.upns[newUPN] = id
 	}
+	props := userDiff(old, &u)
 	*old = u
+	if len(props) > 0 {
+		d.logLocked(Change{Kind: ChangeUser, ID: id, Props: props})
+	}
 	d.applyDynamicLocked(old)
 	d.version++
 	return nil
@@ -341,23 +359,6 @@ func (d *Directory) UpdateUser(id string, f func(*User)) error {
 // DisableUser sets accountEnabled to false.
 func (d *Directory) DisableUser(id string) error {
 	return d.UpdateUser(id, func(u *User) { u.AccountEnabled = false })
-}
-
-// DeleteUser removes a user and its memberships.
-func (d *Directory) DeleteUser(id string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	id = strings.ToLower(id)
-	u, ok := d.users[id]
-	if !ok {
-		return fmt.Errorf("delete user %s: %w", id, ErrNotFound)
-	}
-	delete(d.users, id)
-	delete(d.upns, strings.ToLower(u.UserPrincipalName))
-	d.userIDs = removeSorted(d.userIDs, id)
-	d.dropMemberEverywhereLocked(id)
-	d.version++
-	return nil
 }
 
 // AddGroup adds a group and returns it as stored (an empty ID gets a
@@ -378,6 +379,7 @@ func (d *Directory) AddGroup(g Group) Group {
 		g.MailNickname = nickname(g.DisplayName)
 	}
 	d.insertGroupLocked(&g)
+	d.logLocked(Change{Kind: ChangeGroup, ID: g.ID})
 	if isDynamic(&g) {
 		if rule, err := parseRule(g.MembershipRule); err == nil {
 			for _, uid := range d.userIDs {
@@ -389,23 +391,6 @@ func (d *Directory) AddGroup(g Group) Group {
 	}
 	d.version++
 	return cloneGroup(&g)
-}
-
-// DeleteGroup removes a group, its member list, and its memberships in
-// other groups.
-func (d *Directory) DeleteGroup(id string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	id = strings.ToLower(id)
-	if _, ok := d.groups[id]; !ok {
-		return fmt.Errorf("delete group %s: %w", id, ErrNotFound)
-	}
-	delete(d.groups, id)
-	delete(d.members, id)
-	d.groupIDs = removeSorted(d.groupIDs, id)
-	d.dropMemberEverywhereLocked(id)
-	d.version++
-	return nil
 }
 
 // AddMember adds an existing object to a group's direct members. Like
@@ -433,7 +418,7 @@ func (d *Directory) AddMember(groupID string, m Member) error {
 		return fmt.Errorf("add member %s to group %s: %w", m.ID, groupID, ErrAlreadyMember)
 	}
 	d.members[groupID] = insertMember(d.members[groupID], m)
-	d.version++
+	d.logMemberLocked(ChangeMemberAdded, groupID, m)
 	return nil
 }
 
@@ -450,8 +435,9 @@ func (d *Directory) RemoveMember(groupID, memberID string) error {
 	if !found {
 		return fmt.Errorf("remove member %s from group %s: %w", memberID, groupID, ErrNotMember)
 	}
+	removed := ms[i]
 	d.members[groupID] = slices.Delete(ms, i, i+1)
-	d.version++
+	d.logMemberLocked(ChangeMemberRemoved, groupID, removed)
 	return nil
 }
 
@@ -561,10 +547,15 @@ func (d *Directory) isMemberLocked(groupID, memberID string) bool {
 	return found
 }
 
+// dropMemberEverywhereLocked removes an object from every member list,
+// logging each removal (in group ID order, so logs are reproducible).
 func (d *Directory) dropMemberEverywhereLocked(id string) {
-	for gid, ms := range d.members {
+	for _, gid := range d.groupIDs {
+		ms := d.members[gid]
 		if i, found := searchMember(ms, id); found {
+			removed := ms[i]
 			d.members[gid] = slices.Delete(ms, i, i+1)
+			d.logMemberLocked(ChangeMemberRemoved, gid, removed)
 		}
 	}
 }
@@ -585,10 +576,14 @@ func (d *Directory) applyDynamicLocked(u *User) {
 		in := d.isMemberLocked(gid, u.ID)
 		switch want := rule.match(u); {
 		case want && !in:
-			d.members[gid] = insertMember(d.members[gid], Member{ID: u.ID, Type: TypeUser})
+			m := Member{ID: u.ID, Type: TypeUser}
+			d.members[gid] = insertMember(d.members[gid], m)
+			d.logMemberLocked(ChangeMemberAdded, gid, m)
 		case !want && in:
 			i, _ := searchMember(d.members[gid], u.ID)
+			removed := d.members[gid][i]
 			d.members[gid] = slices.Delete(d.members[gid], i, i+1)
+			d.logMemberLocked(ChangeMemberRemoved, gid, removed)
 		}
 	}
 }
