@@ -1,0 +1,147 @@
+package budget
+
+import (
+	"context"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Graph's headers about resource units (throttling-limits.md).
+const (
+	// HeaderResourceUnit is what a request actually cost.
+	HeaderResourceUnit = "x-ms-resource-unit"
+	// HeaderThrottleScope says on a 429 which limit was hit:
+	// <Scope>/<Limit>/<ApplicationId>/<TenantId>, Scope being
+	// Tenant_Application, Tenant or Application.
+	HeaderThrottleScope = "x-ms-throttle-scope"
+)
+
+// Transport is an http.RoundTripper that makes every request to Graph
+// pay its resource units to a Budget before it is sent: it estimates the
+// cost (Cost), takes it (waiting as long as the budget says), sends the
+// request, corrects the estimate with Graph's x-ms-resource-unit, and on a
+// 429 pauses the tenant (or, for an Application-scoped 429, the app) until
+// Retry-After has passed, for every replica.
+//
+// It does not retry: whatever sits above it (libs/graph's retrier) does,
+// and each attempt then pays again, as it does at Graph. Put it below the
+// retry loop, as the transport of the HTTP client.
+type Transport struct {
+	// Base sends the requests; nil is http.DefaultTransport.
+	Base http.RoundTripper
+	// Budget is where the units come from.
+	Budget *Budget
+	// KeyFor says which budget a request pays from; false sends it
+	// unbudgeted (a token request to the authority, another host).
+	KeyFor func(*http.Request) (Key, bool)
+	// Cost estimates a request's units; nil is CostOf.
+	Cost func(*http.Request) int
+	// Log hears of corrections and pauses that could not be recorded;
+	// the zero value logs nothing.
+	Log zerolog.Logger
+}
+
+// ForHost is a KeyFor that budgets every request to host (Graph's host,
+// e.g. "graph.microsoft.com", with the port if the URL has one) under key.
+// A fetcher builds one Graph client per tenant, so one key per client.
+func ForHost(host string, key Key) func(*http.Request) (Key, bool) {
+	return func(r *http.Request) (Key, bool) {
+		return key, strings.EqualFold(r.URL.Host, host)
+	}
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	base := t.Base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	key, ok := t.KeyFor(req)
+	if !ok {
+		return base.RoundTrip(req)
+	}
+	ctx := req.Context()
+	costOf := t.Cost
+	if costOf == nil {
+		costOf = CostOf
+	}
+	estimated := costOf(req)
+	if err := t.Budget.Take(ctx, key, estimated); err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	resp, err := base.RoundTrip(req)
+	if err != nil {
+		// Whether Graph counted it is unknown: the units stay spent.
+		return nil, err
+	}
+	// The answer is in: record what it says even if the caller gives up
+	// now, so no other replica runs into the same wall.
+	bctx := context.WithoutCancel(ctx)
+	if actual, ok := resourceUnits(resp.Header); ok && actual != estimated {
+		if err := t.Budget.Settle(bctx, key, estimated, actual); err != nil {
+			t.Log.Warn().Err(err).Str("tenant", key.Tenant).Msg("budget: correction not recorded")
+		}
+	}
+	if resp.StatusCode == http.StatusTooManyRequests {
+		now := t.Budget.clock.Now()
+		wait, _ := parseRetryAfter(resp.Header.Get("Retry-After"), now)
+		// A pause longer than a bucket is kept would be dropped with it.
+		until := now.Add(min(wait, t.Budget.cfg.TTL))
+		var perr error
+		if scope, _, _ := strings.Cut(resp.Header.Get(HeaderThrottleScope), "/"); strings.EqualFold(scope, "Application") {
+			perr = t.Budget.PauseApp(bctx, key.App, until)
+		} else {
+			perr = t.Budget.Pause(bctx, key, until)
+		}
+		if perr != nil {
+			t.Log.Warn().Err(perr).Str("tenant", key.Tenant).Msg("budget: Retry-After not recorded")
+		}
+	}
+	return resp, nil
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
+
+// resourceUnits reads x-ms-resource-unit: a positive integer.
+func resourceUnits(h http.Header) (int, bool) {
+	n, err := strconv.Atoi(strings.TrimSpace(h.Get(HeaderResourceUnit)))
+	if err != nil || n < 1 {
+		return 0, false
+	}
+	return n, true
+}
+
+// parseRetryAfter reads a Retry-After value: delay-seconds, which Graph
+// sends with a fraction ("1.5"), or an HTTP-date. ok is false when v is
+// empty or unreadable.
+func parseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.ParseFloat(v, 64); err == nil {
+		if math.IsNaN(s) || math.IsInf(s, 0) || s < 0 {
+			return 0, false
+		}
+		// Rounded up: a pause never ends before Graph's.
+		ns := math.Ceil(s * float64(time.Second))
+		if ns >= math.MaxInt64 {
+			return time.Duration(math.MaxInt64), true
+		}
+		return time.Duration(ns), true
+	}
+	if at, err := http.ParseTime(v); err == nil {
+		return max(at.Sub(now), 0), true
+	}
+	return 0, false
+}
