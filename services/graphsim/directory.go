@@ -97,6 +97,7 @@ var (
 type Directory struct {
 	mu     sync.RWMutex
 	domain string
+	epoch  string // random; delta tokens of another directory are refused
 
 	users    map[string]*User
 	userIDs  []string // sorted
@@ -134,6 +135,7 @@ type Directory struct {
 func newDirectory(domain string) *Directory {
 	return &Directory{
 		domain:     domain,
+		epoch:      randomGUID(),
 		users:      map[string]*User{},
 		upns:       map[string]string{},
 		groups:     map[string]*Group{},

@@ -13,6 +13,7 @@ type graphError struct {
 	status  int
 	code    string
 	message string
+	headers map[string]string // sent with the answer (a 410's Location)
 }
 
 func (e *graphError) Error() string { return fmt.Sprintf("%d %s: %s", e.status, e.code, e.message) }
@@ -46,6 +47,9 @@ func writeGraphError(w http.ResponseWriter, r *http.Request, now time.Time, requ
 	body, _ := json.Marshal(map[string]any{"error": map[string]any{
 		"code": e.code, "message": e.message, "innerError": inner,
 	}})
+	for k, v := range e.headers {
+		w.Header().Set(k, v)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(e.status)
 	_, _ = w.Write(body)

@@ -56,7 +56,7 @@ func (s *Server) serveGraph(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	res, gerr := s.route(r, t.dir, s.accessOf(t.id))
+	res, gerr := s.route(r, t, s.accessOf(t.id))
 	if gerr != nil {
 		writeGraphError(sw, r, start, reqID, gerr)
 		return
@@ -106,7 +106,8 @@ var castTypes = map[string]ObjectType{
 // route finds the resource a path names. Segment names match without
 // regard to case, as Graph's do. Members of the unreadable types are
 // served with limited information.
-func (s *Server) route(r *http.Request, d *Directory, acc access) (*result, *graphError) {
+func (s *Server) route(r *http.Request, t *tenant, acc access) (*result, *graphError) {
+	d := t.dir
 	rest := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/v1.0"), "/")
 	var segs []string
 	if rest != "" {
@@ -119,6 +120,8 @@ func (s *Server) route(r *http.Request, d *Directory, acc access) (*result, *gra
 	switch strings.ToLower(segs[0]) {
 	case "users":
 		switch {
+		case len(segs) == 2 && isDeltaSegment(segs[1]):
+			handler = func() (*result, *graphError) { return s.serveDelta(r, t, "users") }
 		case len(segs) == 1:
 			handler = func() (*result, *graphError) { return s.listUsers(r, d) }
 		case len(segs) == 2 && segs[1] == "$count":
@@ -130,6 +133,8 @@ func (s *Server) route(r *http.Request, d *Directory, acc access) (*result, *gra
 		}
 	case "groups":
 		switch {
+		case len(segs) == 2 && isDeltaSegment(segs[1]):
+			handler = func() (*result, *graphError) { return s.serveDelta(r, t, "groups") }
 		case len(segs) == 1:
 			handler = func() (*result, *graphError) { return s.listGroups(r, d) }
 		case len(segs) == 2 && segs[1] == "$count":

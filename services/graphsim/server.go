@@ -42,6 +42,19 @@ type Options struct {
 	// MaxRequests bounds the request log (oldest dropped first);
 	// default 100,000.
 	MaxRequests int
+
+	// DeltaTokenTTL is how long delta state tokens ($deltatoken,
+	// $skiptoken of a delta round) stay valid, by Clock; older ones answer
+	// 400 syncStateNotFound. Default 7 days (delta-query-overview.md,
+	// "Token duration": seven days for directory objects).
+	DeltaTokenTTL time.Duration
+	// DeltaPageSize is the objects per delta page; default 200. Clients
+	// cannot change it ($top is refused on delta).
+	DeltaPageSize int
+	// DeltaMemberChunk is how many members@delta entries one copy of a
+	// group carries on a page; a group with more continues on the next
+	// page, as the same group again. Default 100.
+	DeltaMemberChunk int
 }
 
 // Faults are failures injected into one tenant's Graph requests (or every
@@ -64,6 +77,19 @@ type Faults struct {
 	// (throttling-limits.md): 3,500 for tenants under 50 users, 5,000 up
 	// to 500 users, 8,000 above.
 	Budget int
+
+	// DeltaGoneNext: the tenant's next N delta requests answer 410 Gone
+	// with a Location header: the first request of the round again, with
+	// an empty $deltatoken (delta-query-overview.md, "Synchronization
+	// reset").
+	DeltaGoneNext int
+	// DeltaResyncNext: the tenant's next N delta requests answer 400 with
+	// the error code resyncRequired and no Location.
+	DeltaResyncNext int
+	// DeltaReplay makes delta pages replay: each page after the first
+	// begins with the last object of the page before, again
+	// (delta-query-overview.md, "Replays").
+	DeltaReplay bool
 
 	// StallAuthority is how many of the tenant's next token-authority
 	// requests (openid-configuration and token, by tenant ID or domain)
@@ -150,6 +176,8 @@ type faultState struct {
 	f        Faults
 	failNext []int
 	stalls   int                     // authority requests still to stall
+	gone     int                     // delta requests still to answer 410
+	resync   int                     // delta requests still to answer resyncRequired
 	counts   map[string]int          // per tenant
 	windows  map[string]*budgetState // per tenant
 }
@@ -411,14 +439,53 @@ func (s *Server) SetFaults(entraTenantID string, f Faults) {
 	key := strings.ToLower(entraTenantID)
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
-	if f.ThrottleEvery == 0 && f.ServiceUnavailableEvery == 0 && len(f.FailNext) == 0 && f.Latency == 0 && !f.EnforceBudget && f.StallAuthority == 0 {
+	if f.isZero() {
 		delete(s.faults, key)
 		return
 	}
 	if f.RetryAfter == "" {
 		f.RetryAfter = "1"
 	}
-	s.faults[key] = &faultState{f: f, failNext: append([]int(nil), f.FailNext...), stalls: f.StallAuthority, counts: map[string]int{}, windows: map[string]*budgetState{}}
+	s.faults[key] = &faultState{f: f, failNext: append([]int(nil), f.FailNext...), stalls: f.StallAuthority, gone: f.DeltaGoneNext, resync: f.DeltaResyncNext, counts: map[string]int{}, windows: map[string]*budgetState{}}
+}
+
+func (f Faults) isZero() bool {
+	return f.ThrottleEvery == 0 && f.ServiceUnavailableEvery == 0 && len(f.FailNext) == 0 && f.Latency == 0 &&
+		!f.EnforceBudget && f.StallAuthority == 0 && f.DeltaGoneNext == 0 && f.DeltaResyncNext == 0 && !f.DeltaReplay
+}
+
+// deltaFaultKind is a failure injected into a delta request.
+type deltaFaultKind int
+
+const (
+	deltaOK deltaFaultKind = iota
+	deltaGone
+	deltaResync
+)
+
+// deltaFault counts a delta request of a tenant against DeltaGoneNext and
+// DeltaResyncNext.
+func (s *Server) deltaFault(tenantID string) deltaFaultKind {
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	st := s.faultsOf(tenantID)
+	switch {
+	case st == nil:
+	case st.gone > 0:
+		st.gone--
+		return deltaGone
+	case st.resync > 0:
+		st.resync--
+		return deltaResync
+	}
+	return deltaOK
+}
+
+func (s *Server) deltaReplay(tenantID string) bool {
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	st := s.faultsOf(tenantID)
+	return st != nil && st.f.DeltaReplay
 }
 
 // stallAuthority reports whether a token-authority request of a tenant
