@@ -8,6 +8,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -205,7 +206,7 @@ type state struct {
 func (s *state) refill(now time.Time, window time.Duration) {
 	n := now.UnixNano()
 	if n > s.At {
-		s.Tokens += s.rate(window) * float64(n-s.At)
+		s.Tokens += s.Capacity * float64(n-s.At) / float64(window)
 		s.At = n
 	}
 	if s.Tokens > s.Capacity {
@@ -213,8 +214,10 @@ func (s *state) refill(now time.Time, window time.Duration) {
 	}
 }
 
-// rate is units per nanosecond.
-func (s *state) rate(window time.Duration) float64 { return s.Capacity / float64(window) }
+// refillTime is how long the refill takes to bring units.
+func (s *state) refillTime(units float64, window time.Duration) time.Duration {
+	return time.Duration(math.Ceil(units * float64(window) / s.Capacity))
+}
 
 // bucket is what the two kinds of bucket (app+tenant, app) differ in.
 type bucket struct {
@@ -236,6 +239,10 @@ type Budget struct {
 	// is tried against its revision first, saving the read when no other
 	// replica wrote in between (the KV refuses it if one did).
 	cache map[string]entry
+
+	// conflicts counts writes the KV refused because another writer got
+	// in first (tests read it).
+	conflicts atomic.Int64
 }
 
 type entry struct {
@@ -326,13 +333,17 @@ func (b *Budget) Take(ctx context.Context, key Key, cost int) error {
 // refill covers the shortfall.
 func (b *Budget) tryTake(ctx context.Context, bk bucket, cost int) (ready time.Time, took bool, err error) {
 	_, err = b.modify(ctx, bk, func(s *state, now time.Time) bool {
+		// f runs again after a refused write: only its last run counts.
+		took = false
 		if n := now.UnixNano(); n < s.Paused {
 			ready = time.Unix(0, s.Paused)
 			return false
 		}
 		need := math.Min(float64(cost), s.Capacity)
 		if short := need - s.Tokens; short > 1e-9 {
-			ready = now.Add(time.Duration(math.Ceil(short / s.rate(bk.window))))
+			// At is now, or later when a replica whose clock runs ahead
+			// wrote last: the refill counts from there.
+			ready = time.Unix(0, s.At).Add(s.refillTime(short, bk.window))
 			return false
 		}
 		s.Tokens -= float64(cost)
@@ -515,6 +526,7 @@ func (b *Budget) modify(ctx context.Context, bk bucket, f func(s *state, now tim
 			rev, err = b.kv.Update(ctx, bk.key, raw, e.rev)
 		}
 		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			b.conflicts.Add(1)
 			b.forget(bk.key)
 			cached = false
 			continue
@@ -540,10 +552,10 @@ func (b *Budget) get(ctx context.Context, bk bucket) (entry, error) {
 	}
 	var s state
 	if err := json.Unmarshal(kve.Value(), &s); err != nil || s.Capacity <= 0 || math.IsNaN(s.Tokens) {
-		// Unreadable (a future format, or damage): start the bucket anew
-		// rather than stop every fetcher; the revision keeps the CAS.
+		// Unreadable (a future format, or damage): start the bucket anew,
+		// as for a new key, rather than stop every fetcher; the revision
+		// keeps the CAS.
 		s = bk.fresh(b.clock.Now())
-		s.Tokens = 0
 	}
 	if strings.HasPrefix(bk.key, "app.") {
 		// The app's quota is configuration, not tenant data: every write
