@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-// serveGraph answers /v1.0/...: it checks the bearer token, applies the
-// tenant's faults, then serves users, groups and member lists.
+// serveGraph answers /v1.0/...: it checks the bearer token, then serves
+// the request (answer) or the batch of requests ($batch) it carries.
 func (s *Server) serveGraph(w http.ResponseWriter, r *http.Request) {
 	start := s.now()
 	began := time.Now()
@@ -24,11 +24,9 @@ func (s *Server) serveGraph(w http.ResponseWriter, r *http.Request) {
 			Str("query", r.URL.RawQuery).Int("status", sw.status).Dur("took", time.Since(began)).Msg("graph request")
 	}()
 	h := sw.Header()
-	h.Set("request-id", reqID)
-	h.Set("client-request-id", clientRequestID(r, reqID))
+	setResponseIDs(h, r, reqID)
 	h.Set("x-ms-ags-diagnostic", `{"ServerInfo":{"DataCenter":"Local","Slice":"E","Ring":"0","ScaleUnit":"000","RoleInstance":"graphsim"}}`)
 	h.Set("Strict-Transport-Security", "max-age=31536000")
-	h.Set("Cache-Control", "no-cache")
 
 	t, gerr := s.authenticate(r)
 	if gerr != nil {
@@ -37,7 +35,24 @@ func (s *Server) serveGraph(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec.Tenant, rec.Authorized = t.id, true
+	if isBatchPath(r.URL.Path) {
+		s.serveBatch(sw, r, t, start, reqID)
+		return
+	}
+	s.answer(sw, r, t, start, reqID)
+}
 
+func setResponseIDs(h http.Header, r *http.Request, reqID string) {
+	h.Set("request-id", reqID)
+	h.Set("client-request-id", clientRequestID(r, reqID))
+	h.Set("Cache-Control", "no-cache")
+}
+
+// answer serves one authenticated Graph request, on its own or as an
+// item of a batch: the tenant's faults first, then the resource, then
+// the resource-unit budget.
+func (s *Server) answer(w http.ResponseWriter, r *http.Request, t *tenant, start time.Time, reqID string) {
+	h := w.Header()
 	status, retryAfter, latency := s.fault(t.id)
 	if latency > 0 {
 		timer := time.NewTimer(latency)
@@ -52,19 +67,23 @@ func (s *Server) serveGraph(w http.ResponseWriter, r *http.Request) {
 		if retryAfter != "" {
 			h.Set("Retry-After", retryAfter)
 		}
-		writeGraphError(sw, r, start, reqID, faultError(status))
+		writeGraphError(w, r, start, reqID, faultError(status))
 		return
 	}
 
 	res, gerr := s.route(r, t, s.accessOf(t.id))
 	if gerr != nil {
-		writeGraphError(sw, r, start, reqID, gerr)
+		writeGraphError(w, r, start, reqID, gerr)
 		return
 	}
 	retryAfter, percentage := s.spend(t.id, t.dir.userCount(), res.cost)
 	if retryAfter != "" {
+		// throttling-limits.md, "Throttled responses requests": the scope
+		// (<Scope>/<Limit>/<ApplicationId>/<TenantId>) and the reason.
 		h.Set("Retry-After", retryAfter)
-		writeGraphError(sw, r, start, reqID, faultError(http.StatusTooManyRequests))
+		h.Set("x-ms-throttle-scope", "Tenant_Application/ReadWrite/"+t.clientID+"/"+t.id)
+		h.Set("x-ms-throttle-information", "ResourceUnitLimitExceeded")
+		writeGraphError(w, r, start, reqID, faultError(http.StatusTooManyRequests))
 		return
 	}
 	if percentage != "" {
@@ -77,8 +96,8 @@ func (s *Server) serveGraph(w http.ResponseWriter, r *http.Request) {
 		h.Set("Content-Type", "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8")
 		h.Set("OData-Version", "4.0")
 	}
-	sw.WriteHeader(http.StatusOK)
-	_, _ = sw.Write(res.body)
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(res.body)
 }
 
 // result is a successful Graph answer.

@@ -42,6 +42,9 @@ type Options struct {
 	// MaxRequests bounds the request log (oldest dropped first);
 	// default 100,000.
 	MaxRequests int
+	// BatchSeed seeds the order in which $batch responses come back:
+	// shuffled, the same way for the same seed and request ids.
+	BatchSeed int64
 
 	// DeltaTokenTTL is how long delta state tokens ($deltatoken,
 	// $skiptoken of a delta round) stay valid, by Clock; older ones answer
@@ -61,11 +64,15 @@ type Options struct {
 // tenant's, under the tenant ID ""). Token requests are affected only by
 // StallAuthority. Requests are counted per tenant from the last SetFaults.
 type Faults struct {
-	ThrottleEvery           int           // every Nth Graph request answers 429 with RetryAfter (0 = never)
-	RetryAfter              string        // the Retry-After header value exactly, e.g. "1.5"; default "1"
-	ServiceUnavailableEvery int           // every Nth request answers 503, without Retry-After
-	FailNext                []int         // the next len(FailNext) requests answer these statuses in order
-	Latency                 time.Duration // added before every Graph response
+	ThrottleEvery           int    // every Nth Graph request answers 429 with RetryAfter (0 = never)
+	RetryAfter              string // the Retry-After header value exactly, e.g. "1.5"; default "1"
+	ServiceUnavailableEvery int    // every Nth request answers 503 (with ServiceUnavailableRetryAfter)
+	// ServiceUnavailableRetryAfter is the Retry-After of injected 503s
+	// (ServiceUnavailableEvery and 503s in FailNext); "" sends none.
+	// throttling.md: a 503 may carry Retry-After, or not.
+	ServiceUnavailableRetryAfter string
+	FailNext                     []int         // the next len(FailNext) requests answer these statuses in order
+	Latency                      time.Duration // added before every Graph response
 
 	// EnforceBudget throttles like Graph's identity and access limit: each
 	// request spends its resource units (x-ms-resource-unit) from a budget
@@ -135,6 +142,7 @@ type Request struct {
 	Status     int
 	RetryAfter string // the Retry-After header sent, if any
 	Authorized bool   // the bearer token (Graph) or client secret (token endpoint) was accepted
+	InBatch    bool   // an item of a $batch request (logged before the batch itself)
 }
 
 // Server is a Microsoft Graph v1.0 and Entra ID token authority on one
@@ -601,8 +609,11 @@ func (s *Server) fault(tenantID string) (status int, retryAfter string, latency 
 	case st.f.ServiceUnavailableEvery > 0 && n%st.f.ServiceUnavailableEvery == 0:
 		status = http.StatusServiceUnavailable
 	}
-	if status == http.StatusTooManyRequests {
+	switch status {
+	case http.StatusTooManyRequests:
 		retryAfter = st.f.RetryAfter
+	case http.StatusServiceUnavailable:
+		retryAfter = st.f.ServiceUnavailableRetryAfter
 	}
 	return status, retryAfter, latency
 }
