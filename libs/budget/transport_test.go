@@ -1,0 +1,241 @@
+package budget
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+)
+
+// graphStub answers like Graph as each request's query asks: ru=N sets
+// x-ms-resource-unit, throttle=S answers 429 with Retry-After S (and
+// scope=... its x-ms-throttle-scope; throttle=none no Retry-After). It
+// records when each request arrived, by now.
+type graphStub struct {
+	srv *httptest.Server
+	now func() time.Time
+
+	mu       sync.Mutex
+	arrivals []arrival
+}
+
+type arrival struct {
+	client string // the X-Client header: which replica and tenant
+	at     time.Time
+}
+
+func newGraphStub(t *testing.T, now func() time.Time) *graphStub {
+	g := &graphStub{now: now}
+	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.mu.Lock()
+		g.arrivals = append(g.arrivals, arrival{client: r.Header.Get("X-Client"), at: g.now()})
+		g.mu.Unlock()
+		q := r.URL.Query()
+		if ra := q.Get("throttle"); ra != "" {
+			if ra != "none" {
+				w.Header().Set("Retry-After", ra)
+			}
+			if s := q.Get("scope"); s != "" {
+				w.Header().Set(HeaderThrottleScope, s)
+			}
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		if ru := q.Get("ru"); ru != "" {
+			w.Header().Set(HeaderResourceUnit, ru)
+		}
+		w.Write([]byte(`{"value":[]}`))
+	}))
+	t.Cleanup(g.srv.Close)
+	return g
+}
+
+func (g *graphStub) log() []arrival {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]arrival(nil), g.arrivals...)
+}
+
+// client is one replica's HTTP client for one tenant, budgeted.
+func (g *graphStub) client(b *Budget, key Key) *http.Client {
+	u, _ := url.Parse(g.srv.URL)
+	return &http.Client{Transport: &Transport{Budget: b, KeyFor: ForHost(u.Host, key)}}
+}
+
+func get(ctx context.Context, c *http.Client, rawURL, who string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("X-Client", who)
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body.Close()
+	return resp, nil
+}
+
+func mustGet(t *testing.T, c *http.Client, rawURL, who string, want int) {
+	t.Helper()
+	resp, err := get(t.Context(), c, rawURL, who)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != want {
+		t.Fatalf("%s %s: status %d, want %d", who, rawURL, resp.StatusCode, want)
+	}
+}
+
+// lastArrival is when the newest request reached the stub.
+func (g *graphStub) lastArrival(t *testing.T, who string) time.Time {
+	t.Helper()
+	log := g.log()
+	if len(log) == 0 || log[len(log)-1].client != who {
+		t.Fatalf("the last request is not %s's: %+v", who, log)
+	}
+	return log[len(log)-1].at
+}
+
+// Through the Transport: the estimate is corrected by x-ms-resource-unit;
+// after a 429 with Retry-After no request for that tenant reaches Graph,
+// from any replica, before the Retry-After instant, and another tenant's
+// requests go on at once; an Application-scoped 429 holds every tenant.
+// The clock jumps to each instant a Take sleeps until, so the arrival
+// times show exactly which waits the Transport asked for.
+func TestTransport(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	clock.auto = true
+	rs := replicas(t, 2, Config{Limits: smallLimits}, clock, clock) // capacity 90, 9 units/s
+	g := newGraphStub(t, clock.Now)
+	r0A, r1A, r1B := g.client(rs[0], keyA), g.client(rs[1], keyA), g.client(rs[1], keyB)
+	base := g.srv.URL + "/v1.0"
+
+	// Estimated 1 ($select), Graph says 3: both buckets pay 3.
+	mustGet(t, r0A, base+"/users?$select=id&ru=3", "r0A", 200)
+	if tenant, app := available(t, rs[1], keyA); tenant != 87 || app != 90000-3 {
+		t.Fatalf("after a request of 3 units: tenant %v app %v, want 87 and %d", tenant, app, 90000-3)
+	}
+	// Estimated 2, Graph says 1: one comes back.
+	mustGet(t, r0A, base+"/users?ru=1", "r0A", 200)
+	if tenant, _ := available(t, rs[1], keyA); tenant != 86 {
+		t.Fatalf("after a request of 1 unit: tenant %v, want 86", tenant)
+	}
+
+	mustGet(t, r0A, base+"/groups?throttle=1.5", "r0A", 429)
+	throttled := g.lastArrival(t, "r0A")
+	until := throttled.Add(1500 * time.Millisecond)
+
+	mustGet(t, r1B, base+"/groups", "r1B", 200)
+	if at := g.lastArrival(t, "r1B"); !at.Equal(throttled) {
+		t.Fatalf("tenant B waited %s after tenant A's 429", at.Sub(throttled))
+	}
+	mustGet(t, r1A, base+"/groups", "r1A", 200)
+	at := g.lastArrival(t, "r1A")
+	if at.Before(until) {
+		t.Fatalf("replica 1 sent tenant A's request %s before the Retry-After ended", until.Sub(at))
+	}
+	// The pause emptied the bucket: 1 unit is 1/9 s of refill after it.
+	if at.After(until.Add(112 * time.Millisecond)) {
+		t.Fatalf("tenant A's request came %s after the Retry-After, want at most 1/9 s", at.Sub(until))
+	}
+
+	// Application scope: every tenant of the app waits.
+	mustGet(t, r0A, base+"/groups?throttle=2&scope=Application/ReadWrite/"+keyA.App+"/"+keyA.Tenant, "r0A", 429)
+	appThrottled := g.lastArrival(t, "r0A")
+	mustGet(t, r1B, base+"/groups", "r1B", 200)
+	if at := g.lastArrival(t, "r1B"); at.Before(appThrottled.Add(2 * time.Second)) {
+		t.Fatalf("tenant B went %s before the app's Retry-After ended", appThrottled.Add(2*time.Second).Sub(at))
+	}
+
+	// A 429 without Retry-After empties the tenant's bucket, pauses nothing.
+	mustGet(t, r1B, base+"/groups?throttle=none", "r1B", 429)
+	if tenant, _, p, err := rs[0].Available(t.Context(), keyB); err != nil || tenant > 0 || !p.IsZero() {
+		t.Fatalf("after a 429 without Retry-After: %v units, paused until %s, %v; want 0, not paused", tenant, p, err)
+	}
+
+	// A host the KeyFor does not budget is sent as is.
+	before, _ := available(t, rs[0], keyA)
+	other := &http.Client{Transport: &Transport{Budget: rs[0], KeyFor: ForHost("graph.microsoft.com", keyA)}}
+	mustGet(t, other, base+"/users", "other", 200)
+	if after, _ := available(t, rs[0], keyA); after < before {
+		t.Fatalf("an unbudgeted host took %v units", before-after)
+	}
+}
+
+// On the real clock: a 429 with a fractional Retry-After from one replica,
+// then requests from both replicas at once; none reaches the server before
+// the Retry-After has passed.
+func TestTransportRetryAfterOnTheRealClock(t *testing.T) {
+	t.Parallel()
+	rs := replicas(t, 2, Config{})
+	g := newGraphStub(t, time.Now)
+	base := g.srv.URL + "/v1.0"
+	mustGet(t, g.client(rs[0], keyA), base+"/users?throttle=0.25", "first", 429)
+	throttled := g.lastArrival(t, "first")
+
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := g.client(rs[i%2], keyA)
+			resp, err := get(t.Context(), c, base+"/users?$select=id", "next")
+			if err != nil || resp.StatusCode != 200 {
+				t.Errorf("request %d: %v %v", i, resp, err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, a := range g.log()[1:] {
+		if d := a.at.Sub(throttled); d < 250*time.Millisecond {
+			t.Errorf("a request arrived %s after the 429 asked for 250ms", d)
+		}
+	}
+}
+
+// A request whose context ends while it waits for units is never sent.
+func TestTransportGivesUpWithTheContext(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	b := replicas(t, 1, Config{Limits: smallLimits}, clock)[0]
+	g := newGraphStub(t, clock.Now)
+	if err := b.Pause(t.Context(), keyA, epoch.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := returns(func() error {
+		_, err := get(ctx, g.client(b, keyA), g.srv.URL+"/v1.0/users", "waiting")
+		return err
+	})
+	clock.Sleepers(t, 1)
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("request after cancel: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the request ignored its context")
+	}
+	if n := len(g.log()); n != 0 {
+		t.Fatalf("%d requests reached the server during the pause", n)
+	}
+}
+
+func TestResourceUnitsHeader(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]int{"3": 3, " 1 ": 1, "0": -1, "-2": -1, "x": -1, "": -1, "2.5": -1} {
+		h := http.Header{}
+		h.Set(HeaderResourceUnit, in)
+		n, ok := resourceUnits(h)
+		if (want < 0 && ok) || (want >= 0 && (!ok || n != want)) {
+			t.Errorf("%q: %d %v, want %d", in, n, ok, want)
+		}
+	}
+}
