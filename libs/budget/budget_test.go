@@ -397,11 +397,14 @@ func TestUnreadableStateStartsEmpty(t *testing.T) {
 	}
 }
 
-// BenchmarkTake measures Takes per second on one embedded NATS server, one
-// replica, buckets that never run dry (no waiting).
+// BenchmarkTake measures Takes on one embedded NATS server with buckets
+// that never run dry (no waiting): one replica in a loop, one replica's
+// goroutines on different tenants (they share the app's key), and two
+// replicas on one tenant (their writes collide at the server).
 func BenchmarkTake(b *testing.B) {
 	big := Limits{Small: 1 << 40, Medium: 1 << 40, Large: 1 << 40, App: 1 << 40, TenantWindow: time.Second, AppWindow: time.Second}
-	bg := replicas(b, 1, Config{Limits: big})[0]
+	rs := replicas(b, 2, Config{Limits: big})
+	bg := rs[0]
 	b.Run("serial", func(b *testing.B) {
 		for b.Loop() {
 			if err := bg.Take(b.Context(), keyA, 2); err != nil {
@@ -415,6 +418,18 @@ func BenchmarkTake(b *testing.B) {
 			key := Key{App: keyA.App, Tenant: "t" + string(rune('a'+n.Add(1)%26))}
 			for pb.Next() {
 				if err := bg.Take(b.Context(), key, 2); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+	b.Run("two-replicas-one-tenant", func(b *testing.B) {
+		var n atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			r := rs[n.Add(1)%2]
+			for pb.Next() {
+				if err := r.Take(b.Context(), keyB, 2); err != nil {
 					b.Error(err)
 					return
 				}
