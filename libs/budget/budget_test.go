@@ -3,13 +3,39 @@ package budget
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
+
+// recorder is an Observer that writes down what it hears.
+type recorder struct {
+	mu sync.Mutex
+	strings.Builder
+}
+
+func (r *recorder) BudgetTaken(units int, waited time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fmt.Fprintf(&r.Builder, "took %d after %s; ", units, waited)
+}
+
+func (r *recorder) BudgetCorrected(units int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fmt.Fprintf(&r.Builder, "corrected by %d; ", units)
+}
+
+func (r *recorder) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.Builder.String()
+}
 
 func TestConfigDefaultsAndValidation(t *testing.T) {
 	t.Parallel()
@@ -44,7 +70,8 @@ func TestKeysAreValidated(t *testing.T) {
 func TestBucketRefillsWithTheClock(t *testing.T) {
 	t.Parallel()
 	clock := newFakeClock()
-	b := replicas(t, 1, Config{Margin: 1, Limits: smallLimits}, clock)[0]
+	obs := &recorder{}
+	b := replicas(t, 1, Config{Margin: 1, Limits: smallLimits, Observer: obs}, clock)[0]
 	ctx := t.Context()
 
 	if err := b.Take(ctx, keyA, 100); err != nil { // the whole bucket, at once
@@ -64,6 +91,15 @@ func TestBucketRefillsWithTheClock(t *testing.T) {
 	pending(t, done, "Take of 10 units after 0.999s")
 	clock.Advance(time.Millisecond)
 	within(t, done, "Take of 10 units after 1s")
+	if got := obs.String(); got != "took 100 after 0s; took 10 after 1s; " {
+		t.Fatalf("observer heard %q", got)
+	}
+	if err := b.Settle(ctx, keyA, 10, 12); err != nil {
+		t.Fatal(err)
+	}
+	if got := obs.String(); !strings.HasSuffix(got, "corrected by 2; ") {
+		t.Fatalf("observer heard %q", got)
+	}
 
 	// A long idle refills up to the capacity, not beyond.
 	clock.Advance(time.Hour)
