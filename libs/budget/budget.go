@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -225,6 +224,9 @@ type bucket struct {
 	window time.Duration
 	// fresh is a full bucket, for a key not in the KV yet.
 	fresh func(now time.Time) state
+	// configured: the capacity is this replica's configuration (the
+	// app's quota), not data a replica stored (a tenant's size).
+	configured bool
 }
 
 // Budget hands out Graph resource units from buckets every replica shares
@@ -306,7 +308,7 @@ func (b *Budget) tenantBucket(k Key) bucket {
 }
 
 func (b *Budget) appBucket(app string) bucket {
-	return bucket{key: appKey(app), window: b.cfg.Limits.AppWindow, fresh: func(now time.Time) state {
+	return bucket{key: appKey(app), window: b.cfg.Limits.AppWindow, configured: true, fresh: func(now time.Time) state {
 		c := float64(b.cfg.Limits.App) * b.cfg.Margin
 		return state{Tokens: c, At: now.UnixNano(), Capacity: c, Users: -1}
 	}}
@@ -586,9 +588,9 @@ func (b *Budget) get(ctx context.Context, bk bucket) (entry, error) {
 		// keeps the CAS.
 		s = bk.fresh(b.clock.Now())
 	}
-	if strings.HasPrefix(bk.key, "app.") {
-		// The app's quota is configuration, not tenant data: every write
-		// brings it to this replica's.
+	if bk.configured {
+		// Every write brings the app's capacity to this replica's
+		// configuration, so a changed quota or margin takes effect.
 		s.Capacity = bk.fresh(time.Time{}).Capacity
 	}
 	return entry{s: s, rev: kve.Revision()}, nil

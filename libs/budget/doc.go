@@ -69,7 +69,10 @@
 // Replicas' clocks differ: a replica whose clock is behind the instant a
 // bucket was last written refills nothing (it never counts negative time)
 // and counts the refill from that instant, so skew hands out at most
-// skew × rate units early, once, and never takes any back.
+// skew × rate units early, once, and never takes any back. A pause ends
+// at an instant of the clock of the replica that got the 429: a replica
+// whose clock runs ahead by s resumes s early, so keep fetcher hosts on
+// NTP (Margin does not cover a pause).
 //
 // # Failure
 //
