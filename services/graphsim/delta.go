@@ -267,16 +267,29 @@ type deltaItem struct {
 	members []Member        // members touched in the round (groups), by ID
 }
 
-// roundItems lists the objects of a round in ID order; callers hold d.mu.
-func (d *Directory) roundItems(tok deltaToken) []deltaItem {
+// roundItems lists the objects of a round in ID order, from the first
+// with an ID not below from; a first round (Full) stops after limit
+// objects, every one of which is served. Callers hold d.mu.
+func (d *Directory) roundItems(tok deltaToken, from string, limit int) []deltaItem {
 	var items []deltaItem
 	if tok.Full {
 		active, deleted := d.userIDs, d.delUserIDs
 		if tok.Coll == "groups" {
 			active, deleted = d.groupIDs, d.delGroupIDs
 		}
-		for _, id := range mergeSorted(active, deleted) {
-			items = append(items, deltaItem{id: id, all: true})
+		if len(tok.IDs) > 0 {
+			limit = len(active) + len(deleted) // at most 50 pass the filter
+		}
+		i, _ := slices.BinarySearch(active, from)
+		j, _ := slices.BinarySearch(deleted, from)
+		for len(items) < limit && (i < len(active) || j < len(deleted)) {
+			if j == len(deleted) || i < len(active) && active[i] < deleted[j] {
+				items = append(items, deltaItem{id: active[i], all: true})
+				i++
+			} else {
+				items = append(items, deltaItem{id: deleted[j], all: true})
+				j++
+			}
 		}
 	} else {
 		byID := map[string]*deltaItem{}
@@ -331,21 +344,6 @@ func (d *Directory) roundItems(tok deltaToken) []deltaItem {
 	return items
 }
 
-func mergeSorted(a, b []string) []string {
-	out := make([]string, 0, len(a)+len(b))
-	i, j := 0, 0
-	for i < len(a) || j < len(b) {
-		if j == len(b) || i < len(a) && a[i] < b[j] {
-			out = append(out, a[i])
-			i++
-		} else {
-			out = append(out, b[j])
-			j++
-		}
-	}
-	return out
-}
-
 // deltaPage serves one page of a round.
 func (s *Server) deltaPage(r *http.Request, d *Directory, coll string, req *deltaRequest, replay bool) []byte {
 	d.mu.RLock()
@@ -391,7 +389,7 @@ func (s *Server) deltaPage(r *http.Request, d *Directory, coll string, req *delt
 		chunk = defaultDeltaMemberChunk
 	}
 
-	items := d.roundItems(tok)
+	items := d.roundItems(tok, tok.After, pageSize+2) // After itself, a page, one to tell whether more follow
 	start, _ := slices.BinarySearchFunc(items, tok.After, func(it deltaItem, id string) int { return strings.Compare(it.id, id) })
 	if tok.Next && start < len(items) && items[start].id == tok.After && tok.Off == 0 && !tok.Again {
 		start++ // After was served in full
