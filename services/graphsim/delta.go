@@ -54,8 +54,11 @@ type deltaToken struct {
 	To    uint64 `json:"to,omitempty"`
 	Full  bool   `json:"full,omitempty"`
 	After string `json:"a,omitempty"` // last object served
-	Off   int    `json:"o,omitempty"` // members@delta entries of After already served
-	Again bool   `json:"r,omitempty"` // replay After at the start of the next page
+	// AfterMember: After is a group whose members@delta continue after
+	// this member ID (by ID, so members changing between pages neither
+	// shift nor hide the rest).
+	AfterMember string `json:"m,omitempty"`
+	Again       bool   `json:"r,omitempty"` // replay After at the start of the next page
 }
 
 func (s *Server) encodeDeltaToken(t deltaToken) string {
@@ -391,49 +394,50 @@ func (s *Server) deltaPage(r *http.Request, d *Directory, coll string, req *delt
 
 	items := d.roundItems(tok, tok.After, pageSize+2) // After itself, a page, one to tell whether more follow
 	start, _ := slices.BinarySearchFunc(items, tok.After, func(it deltaItem, id string) int { return strings.Compare(it.id, id) })
-	if tok.Next && start < len(items) && items[start].id == tok.After && tok.Off == 0 && !tok.Again {
+	if tok.Next && start < len(items) && items[start].id == tok.After && tok.AfterMember == "" && !tok.Again {
 		start++ // After was served in full
 	}
 	var values []byte
-	served, after, off, more := 0, "", 0, false
+	served, after, afterMember, more := 0, "", "", false
 	for i := start; i < len(items); i++ {
 		if served == pageSize {
 			more = true
 			break
 		}
 		it := items[i]
-		skipMembers := 0
-		if tok.Next && it.id == tok.After && !tok.Again {
-			skipMembers = tok.Off
-		}
+		again := tok.Again && it.id == tok.After // a replay, not counted against the page
 		obj, entries, removed, ok := d.deltaObject(coll, it, sel, membersTracked, req.minimal && !tok.Full)
 		if !ok {
 			continue
 		}
-		var chunkOut []memberEntry
-		rest := 0
-		if entries != nil {
-			entries = entries[min(skipMembers, len(entries)):]
-			n := min(chunk, len(entries))
-			chunkOut, rest = entries[:n], len(entries)-n
+		if tok.Next && it.id == tok.After && tok.AfterMember != "" {
+			k, found := slices.BinarySearchFunc(entries, tok.AfterMember, func(e memberEntry, id string) int { return strings.Compare(e.m.ID, id) })
+			if found {
+				k++
+			}
+			entries = entries[k:]
 		}
-		if served > 0 {
+		n := min(chunk, len(entries))
+		chunkOut, rest := entries[:n], len(entries)-n
+		if len(values) > 0 {
 			values = append(values, ',')
 		}
 		values = appendDeltaObject(values, obj, removed, chunkOut)
-		served++
-		after, off = it.id, 0
+		if !again {
+			served++
+		}
+		after, afterMember = it.id, ""
 		if rest > 0 {
 			// A big group's members continue on the next page, on
 			// another copy of the same group (delta-query-groups.md,
 			// "Paging through members in a large group").
-			off, more = skipMembers+len(chunkOut), true
+			afterMember, more = chunkOut[n-1].m.ID, true
 			break
 		}
 	}
 	if more {
 		next := tok
-		next.Next, next.After, next.Off, next.Again, next.Issued = true, after, off, replay && off == 0, now
+		next.Next, next.After, next.AfterMember, next.Again, next.Issued = true, after, afterMember, replay && afterMember == "", now
 		b = append(b, `,"@odata.nextLink":`...)
 		b = appendString(b, s.origin+deltaPath(r, coll)+"?$skiptoken="+s.encodeDeltaToken(next))
 	} else {

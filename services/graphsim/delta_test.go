@@ -255,10 +255,25 @@ func TestDeltaGroupMembersSpanPages(t *testing.T) {
 	must(t, d.AddMember(small.ID, graphsim.Member{ID: big.ID, Type: graphsim.TypeGroup}))
 	tc := s.addTenant(d)
 
-	first, pages, link := s.deltaRound(tc.token, "/groups/delta()")
+	// Members leaving between two pages of the round do not hide others.
+	p1 := s.get(tc.token, "/groups/delta()")
+	seen, _ := memberDelta(p1.values(), big.ID)
+	if len(seen) != 40 {
+		t.Fatalf("first page: %d of the big group's members, want 40", len(seen))
+	}
+	left := sortedKeys(seen)[0]
+	must(t, d.RemoveMember(big.ID, left))
+	rest, pages, link := s.deltaRound(tc.token, p1.body["@odata.nextLink"].(string))
+	first := slices.Concat(p1.values(), rest)
 	entries, copies := memberDelta(first, big.ID)
-	if len(entries) != 150 || copies != 4 || pages < 4 {
-		t.Errorf("first round: big group on %d copies (pages %d) with %d members, want 4 copies holding 150", copies, pages, len(entries))
+	if len(entries) != 150 || copies != 4 || pages < 3 {
+		t.Errorf("first round: big group on %d copies (pages %d) with %d members, want 4 copies holding 150", copies, pages+1, len(entries))
+	}
+	must(t, d.AddMember(big.ID, graphsim.Member{ID: left, Type: graphsim.TypeUser}))
+	if items, _, l := s.deltaRound(tc.token, link); len(items) != 1 {
+		t.Errorf("round after re-adding the member: %v", items)
+	} else {
+		link = l
 	}
 	if got, _ := memberDelta(first, small.ID); len(got) != 2 {
 		t.Errorf("small group members@delta %v", got)
@@ -496,6 +511,13 @@ func TestDeltaReplays(t *testing.T) {
 	}
 	if len(seen) != 45 || replayed == 0 || len(items) <= 45 {
 		t.Errorf("with replays: %d items, %d distinct, %d replayed; want all 45 and some twice", len(items), len(seen), replayed)
+	}
+	// One object a page: a replay does not take the page's only place.
+	s1 := newSim(t, graphsim.Options{DeltaPageSize: 1})
+	tc1 := s1.addTenant(graphsim.Generate(graphsim.Spec{Seed: 26, Users: 5}))
+	s1.srv.SetFaults(tc1.id, graphsim.Faults{DeltaReplay: true})
+	if items, pages, _ := s1.deltaRound(tc1.token, "/users/delta"); len(byID(items)) != 5 || pages != 5 || len(items) != 9 {
+		t.Errorf("one object a page with replays: %d distinct on %d pages", len(byID(items)), pages)
 	}
 }
 
