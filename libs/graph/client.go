@@ -29,9 +29,13 @@ import (
 // Properties entrasync reads. accountEnabled and userType are not in
 // Graph's default set: without $select they would silently be absent.
 var (
-	userSelect   = []string{"id", "displayName", "mail", "userPrincipalName", "givenName", "surname", "jobTitle", "department", "userType", "accountEnabled"}
-	groupSelect  = []string{"id", "displayName", "description", "mail", "groupTypes", "securityEnabled", "mailEnabled", "membershipRule"}
-	memberSelect = []string{"id"} // @odata.type always comes along
+	userSelect  = []string{"id", "displayName", "mail", "userPrincipalName", "givenName", "surname", "jobTitle", "department", "userType", "accountEnabled"}
+	groupSelect = []string{"id", "displayName", "description", "mail", "groupTypes", "securityEnabled", "mailEnabled", "membershipRule", "renewedDateTime"}
+	// Members come with their names (devices and groups are shown by
+	// name); @odata.type always comes along.
+	memberSelect = []string{"id", "displayName"}
+	// Transitive users only count: their ids are enough.
+	transitiveSelect = []string{"id"}
 )
 
 // Client reads one tenant's directory through Microsoft Graph. It is safe
@@ -270,7 +274,7 @@ func (c *Client) TransitiveUserIDs(ctx context.Context, groupID string) iter.Seq
 				return rb.WithUrl(next).Get(ctx, nil)
 			}
 			return rb.Get(ctx, &groups.ItemTransitiveMembersGraphUserRequestBuilderGetRequestConfiguration{
-				QueryParameters: &groups.ItemTransitiveMembersGraphUserRequestBuilderGetQueryParameters{Select: memberSelect, Top: &top},
+				QueryParameters: &groups.ItemTransitiveMembersGraphUserRequestBuilderGetQueryParameters{Select: transitiveSelect, Top: &top},
 			})
 		}, func(u models.Userable) (string, error) {
 			id := deref(u.GetId())
@@ -414,6 +418,7 @@ func toGroup(g models.Groupable) (Group, error) {
 		SecurityEnabled: deref(g.GetSecurityEnabled()),
 		MailEnabled:     deref(g.GetMailEnabled()),
 		MembershipRule:  deref(g.GetMembershipRule()),
+		RenewedDateTime: g.GetRenewedDateTime(),
 	}, nil
 }
 
@@ -422,5 +427,11 @@ func toMember(o models.DirectoryObjectable) (Member, error) {
 	if id == "" {
 		return Member{}, fmt.Errorf("%w: member without id", ErrMalformed)
 	}
-	return Member{ID: id, Type: memberTypeOf(deref(o.GetOdataType()))}, nil
+	m := Member{ID: id, Type: memberTypeOf(deref(o.GetOdataType()))}
+	// Every type a group can hold has a displayName; the SDK builds the
+	// derived model from @odata.type.
+	if named, ok := o.(interface{ GetDisplayName() *string }); ok {
+		m.DisplayName = deref(named.GetDisplayName())
+	}
+	return m, nil
 }

@@ -1,5 +1,7 @@
 package graph
 
+import "time"
+
 // User is a directory user with the properties entrasync selects.
 // AccountEnabled and UserType come only because they are in $select.
 type User struct {
@@ -25,6 +27,9 @@ type Group struct {
 	SecurityEnabled bool
 	MailEnabled     bool
 	MembershipRule  string
+	// RenewedDateTime is when the group was last renewed (Graph sets it
+	// at creation and each renewal); nil when Graph gave none.
+	RenewedDateTime *time.Time
 }
 
 // MemberType is the kind of directory object found in a membership list,
@@ -62,4 +67,7 @@ func memberTypeOf(odataType string) MemberType {
 type Member struct {
 	ID   string
 	Type MemberType
+	// DisplayName is the member's name; "" when Graph withheld it (an app
+	// without the permission to read that type sees only the id).
+	DisplayName string
 }

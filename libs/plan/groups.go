@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -126,6 +127,55 @@ type DirGroup struct {
 	GroupTypes      []string
 	SecurityEnabled bool
 	MailEnabled     bool
+	GroupDetails
+}
+
+// GroupDetails are what the app shows of a group besides its name and
+// kind. They follow Entra ID while the group is enabled and stay as last
+// synced otherwise.
+type GroupDetails struct {
+	Mail           string
+	Description    string
+	MembershipRule string
+	// UpdatedAt is Graph's renewedDateTime; nil when it gave none.
+	UpdatedAt *time.Time
+}
+
+// diff records in before and after the details that differ from o's.
+func (d GroupDetails) diff(o GroupDetails, before, after Fields) {
+	if d.Mail != o.Mail {
+		before["mail"], after["mail"] = d.Mail, o.Mail
+	}
+	if d.Description != o.Description {
+		before["description"], after["description"] = d.Description, o.Description
+	}
+	if d.MembershipRule != o.MembershipRule {
+		before["membershipRule"], after["membershipRule"] = d.MembershipRule, o.MembershipRule
+	}
+	if !sameTime(d.UpdatedAt, o.UpdatedAt) {
+		before["entraUpdatedAt"], after["entraUpdatedAt"] = timeField(d.UpdatedAt), timeField(o.UpdatedAt)
+	}
+}
+
+// fields are the details of a group the app creates.
+func (d GroupDetails) fields(f Fields) {
+	f["mail"], f["description"], f["membershipRule"] = d.Mail, d.Description, d.MembershipRule
+	f["entraUpdatedAt"] = timeField(d.UpdatedAt)
+}
+
+func sameTime(a, b *time.Time) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Equal(*b)
+}
+
+// timeField is a time as a plan item holds it: RFC 3339 in UTC, or null.
+func timeField(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.UTC().Format(time.RFC3339Nano)
 }
 
 // Kind classifies a group the way Microsoft's groups overview does:
@@ -156,6 +206,7 @@ type AppGroup struct {
 	Status string
 	// SwitchedOff: an admin disabled this group.
 	SwitchedOff bool
+	GroupDetails
 }
 
 // GroupFacts is one group Entra ID or the app has.
@@ -211,6 +262,7 @@ func DecideGroup(k GroupKinds, f GroupFacts) GroupDecision {
 			return GroupDecision{}
 		}
 		after := Fields{"displayName": f.Dir.DisplayName, "kind": f.Dir.Kind(), "dynamic": f.Dir.Dynamic()}
+		f.Dir.GroupDetails.fields(after)
 		if f.EntraMemberCount != nil {
 			after["entraMemberCount"] = *f.EntraMemberCount
 		}
@@ -247,6 +299,7 @@ func DecideGroup(k GroupKinds, f GroupFacts) GroupDecision {
 	if dy := f.Dir.Dynamic(); f.App.Dynamic != dy {
 		before["dynamic"], after["dynamic"] = f.App.Dynamic, dy
 	}
+	f.App.GroupDetails.diff(f.Dir.GroupDetails, before, after)
 	if len(after) == 0 {
 		return d
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestSeatsFreedByLeaversGoToJoinersInTheSameRun(t *testing.T) {
@@ -105,6 +106,44 @@ func TestGroupsFollowEntra(t *testing.T) {
 	if dec := DecideGroup(k, GroupFacts{EntraID: "g", Dir: &d, App: &a}); !dec.Changed || dec.Item.Action != UpdateGroup ||
 		dec.Item.After["displayName"] != "Sales EMEA" {
 		t.Fatalf("renamed group: %+v", dec)
+	}
+}
+
+func TestGroupDetailsFollowEntraWhileEnabledAndStayWhileDisabled(t *testing.T) {
+	k := DefaultGroupKinds()
+	renewed := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+	d := DirGroup{ID: "g", DisplayName: "Sales", SecurityEnabled: true, GroupTypes: []string{"DynamicMembership"},
+		GroupDetails: GroupDetails{Mail: "sales@contoso.com", Description: "Sales team",
+			MembershipRule: `user.department -eq "Sales"`, UpdatedAt: &renewed}}
+	dec := DecideGroup(k, GroupFacts{EntraID: "g", Dir: &d})
+	if after := dec.Item.After; after["mail"] != "sales@contoso.com" || after["description"] != "Sales team" ||
+		after["membershipRule"] != `user.department -eq "Sales"` || after["entraUpdatedAt"] != "2026-03-01T08:00:00Z" ||
+		after["dynamic"] != true {
+		t.Fatalf("new group's details: %+v", after)
+	}
+	a := AppGroup{EntraID: "g", DisplayName: "Sales", Kind: KindSecurity, Dynamic: true, Status: StatusEnabled,
+		GroupDetails: d.GroupDetails}
+	same := renewed.In(time.FixedZone("CET", 3600)) // the same instant, read back in another zone
+	a.UpdatedAt = &same
+	if dec := DecideGroup(k, GroupFacts{EntraID: "g", Dir: &d, App: &a}); dec.Changed {
+		t.Fatalf("unchanged details changed the group: %+v", dec.Item)
+	}
+	later := renewed.Add(24 * time.Hour)
+	d.Description, d.UpdatedAt, d.Mail = "Sales, EMEA", &later, ""
+	dec = DecideGroup(k, GroupFacts{EntraID: "g", Dir: &d, App: &a})
+	if !dec.Changed || dec.Item.Action != UpdateGroup || len(dec.Item.After) != 3 ||
+		dec.Item.Before["description"] != "Sales team" || dec.Item.After["description"] != "Sales, EMEA" ||
+		dec.Item.After["mail"] != "" || dec.Item.After["entraUpdatedAt"] != "2026-03-02T08:00:00Z" {
+		t.Fatalf("changed details: before %+v after %+v", dec.Item.Before, dec.Item.After)
+	}
+	d.UpdatedAt = nil
+	if dec := DecideGroup(k, GroupFacts{EntraID: "g", Dir: &d, App: &a}); dec.Item.After["entraUpdatedAt"] != nil ||
+		!dec.Changed {
+		t.Fatalf("a renewal time Graph no longer gives: %+v", dec.Item)
+	}
+	a.SwitchedOff, a.Status = true, StatusDisabled
+	if dec := DecideGroup(k, GroupFacts{EntraID: "g", Dir: &d, App: &a}); dec.Changed {
+		t.Fatalf("a disabled group's details were updated: %+v", dec.Item)
 	}
 }
 

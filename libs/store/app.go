@@ -235,6 +235,86 @@ func (s *Store) ListAppGroups(ctx context.Context, tenantID, after string, limit
 		func(g AppGroup) string { return g.EntraID })
 }
 
+// MaxGroupDetailItems bounds the nested groups and the devices a group's
+// details list (the first ones in Entra id order); the counts are whole.
+const MaxGroupDetailItems = 1000
+
+// NamedObject is a directory object by id and name.
+type NamedObject struct {
+	EntraID     string
+	DisplayName string
+}
+
+// GroupDetail is one group with everything the app shows of it.
+type GroupDetail struct {
+	AppGroup
+	// Enabled is the group's own switch (false: an admin disabled it).
+	Enabled bool
+	// Mail, Description, MembershipRule and EntraUpdatedAt (Graph's
+	// renewedDateTime) follow Entra ID through the plan while the group
+	// is enabled, and stay as last synced otherwise.
+	Mail           string
+	Description    string
+	MembershipRule string
+	EntraUpdatedAt *time.Time
+	// NestedGroups, Devices and Contacts are the group's direct member
+	// list in Entra ID as last read (empty for a local group or one
+	// deleted in Entra ID). The lists hold at most MaxGroupDetailItems;
+	// the counts are whole.
+	NestedGroups      []NamedObject
+	NestedGroupsCount int
+	Devices           []NamedObject
+	DevicesCount      int
+	Contacts          int
+	Roles             []string
+	Sharing           []string
+}
+
+// GetAppGroup returns one group of the app with its details, or
+// ErrNotFound.
+func (s *Store) GetAppGroup(ctx context.Context, tenantID, groupID string) (GroupDetail, error) {
+	if !isUUID(tenantID) {
+		return GroupDetail{}, fmt.Errorf("store: get group of tenant %q: %w", tenantID, ErrNotFound)
+	}
+	var out GroupDetail
+	err := s.inTx(ctx, "get group "+groupID, func(q *dbsqlc.Queries) error {
+		g, err := q.GetAppGroup(ctx, dbsqlc.GetAppGroupParams{TenantID: tenantID, EntraID: groupID})
+		if err != nil {
+			return err
+		}
+		out = GroupDetail{
+			AppGroup: AppGroup{EntraID: g.EntraID, DisplayName: g.DisplayName, Kind: g.Kind, Dynamic: g.Dynamic,
+				Status: g.Status, EntraMemberCount: int(g.EntraMemberCount), SyncedMemberCount: int(g.SyncedMemberCount),
+				LastOK: g.LastOk, LastError: g.LastError, LastResultAt: g.LastResultAt},
+			Enabled: !g.SwitchedOff, Mail: g.Mail, Description: g.Description, MembershipRule: g.MembershipRule,
+			EntraUpdatedAt: g.EntraUpdatedAt,
+		}
+		ids := dbsqlc.GroupNestedGroupsParams{TenantID: tenantID, GroupID: groupID, MaxRows: MaxGroupDetailItems}
+		nested, err := q.GroupNestedGroups(ctx, ids)
+		if err != nil {
+			return err
+		}
+		out.NestedGroups = mapRows(nested, func(r dbsqlc.GroupNestedGroupsRow) NamedObject { return NamedObject(r) })
+		devices, err := q.GroupDevices(ctx, dbsqlc.GroupDevicesParams(ids))
+		if err != nil {
+			return err
+		}
+		out.Devices = mapRows(devices, func(r dbsqlc.GroupDevicesRow) NamedObject { return NamedObject(r) })
+		n, err := q.GroupMemberTypeCounts(ctx, dbsqlc.GroupMemberTypeCountsParams{TenantID: tenantID, GroupID: groupID})
+		if err != nil {
+			return err
+		}
+		out.NestedGroupsCount, out.DevicesCount, out.Contacts = int(n.Groups), int(n.Devices), int(n.Contacts)
+		grants, err := groupGrants(ctx, q, tenantID, groupID)
+		out.Roles, out.Sharing = grants.Roles, grants.Sharing
+		return err
+	})
+	if err != nil {
+		return GroupDetail{}, err
+	}
+	return out, nil
+}
+
 // ListAppGroupMembers returns a page of the Entra ids of the app users in a
 // group's nested membership, like ListAppUsers.
 func (s *Store) ListAppGroupMembers(ctx context.Context, tenantID, groupID, after string, limit int) ([]string, string, error) {

@@ -108,6 +108,8 @@ type DirGroup struct {
 	SecurityEnabled bool
 	MailEnabled     bool
 	MembershipRule  string
+	// RenewedAt is Graph's renewedDateTime; nil when it gave none.
+	RenewedAt *time.Time
 }
 
 // MemberType is the kind of directory object in a membership list.
@@ -135,6 +137,9 @@ func (t MemberType) valid() bool {
 type DirMember struct {
 	ID   string
 	Type MemberType
+	// DisplayName is the member's name; kept for devices, which are mirror
+	// rows of their own (dir_devices).
+	DisplayName string
 }
 
 // MembersPage is one page of a group's direct members. Part counts the
@@ -469,15 +474,16 @@ func (s *Store) ApplyUsersPage(ctx context.Context, ref PageRef, users []DirUser
 // ApplyGroupsPage applies one page of groups to the mirror.
 func (s *Store) ApplyGroupsPage(ctx context.Context, ref PageRef, groups []DirGroup, at time.Time) error {
 	type row struct {
-		ID              string   `json:"id"`
-		DisplayName     string   `json:"display_name"`
-		Description     string   `json:"description"`
-		Mail            string   `json:"mail"`
-		GroupTypes      []string `json:"group_types"`
-		SecurityEnabled bool     `json:"security_enabled"`
-		MailEnabled     bool     `json:"mail_enabled"`
-		MembershipRule  string   `json:"membership_rule"`
-		Idx             int      `json:"idx"`
+		ID              string     `json:"id"`
+		DisplayName     string     `json:"display_name"`
+		Description     string     `json:"description"`
+		Mail            string     `json:"mail"`
+		GroupTypes      []string   `json:"group_types"`
+		SecurityEnabled bool       `json:"security_enabled"`
+		MailEnabled     bool       `json:"mail_enabled"`
+		MembershipRule  string     `json:"membership_rule"`
+		RenewedAt       *time.Time `json:"renewed_at"`
+		Idx             int        `json:"idx"`
 	}
 	rows := make([]row, len(groups))
 	for i, g := range groups {
@@ -490,7 +496,7 @@ func (s *Store) ApplyGroupsPage(ctx context.Context, ref PageRef, groups []DirGr
 			clean[j] = pgText(t)
 		}
 		rows[i] = row{g.ID, pgText(g.DisplayName), pgText(g.Description), pgText(g.Mail), clean, g.SecurityEnabled,
-			g.MailEnabled, pgText(g.MembershipRule), i}
+			g.MailEnabled, pgText(g.MembershipRule), g.RenewedAt, i}
 	}
 	rows, ids, err := latestByID(rows, func(r row) string { return r.ID })
 	if err != nil {
@@ -511,6 +517,7 @@ func (s *Store) ApplyMembersPage(ctx context.Context, ref PageRef, mp MembersPag
 	type row struct {
 		ID   string     `json:"id"`
 		Type MemberType `json:"type"`
+		Name string     `json:"name"`
 		Idx  int        `json:"idx"`
 	}
 	if err := checkPart(mp.GroupID, mp.Part); err != nil {
@@ -521,7 +528,7 @@ func (s *Store) ApplyMembersPage(ctx context.Context, ref PageRef, mp MembersPag
 		if !m.Type.valid() {
 			return fmt.Errorf("store: apply members page: %w", invalidf("member %q has unknown type %q", m.ID, m.Type))
 		}
-		rows[i] = row{m.ID, m.Type, i}
+		rows[i] = row{m.ID, m.Type, pgText(m.DisplayName), i}
 	}
 	rows, ids, err := latestByID(rows, func(r row) string { return r.ID })
 	if err != nil {
@@ -530,8 +537,12 @@ func (s *Store) ApplyMembersPage(ctx context.Context, ref PageRef, mp MembersPag
 	rec := pageRecord{kind: pageMembers, groupID: &mp.GroupID, part: &mp.Part, last: &mp.Last, ids: ids}
 	return s.applyPage(ctx, ref, rec, at, func(q *dbsqlc.Queries) error {
 		return upsert(rows, func(raw []byte) error {
-			return q.UpsertMembers(ctx, dbsqlc.UpsertMembersParams{TenantID: ref.TenantID, GroupID: mp.GroupID,
-				RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw})
+			if err := q.UpsertMembers(ctx, dbsqlc.UpsertMembersParams{TenantID: ref.TenantID, GroupID: mp.GroupID,
+				RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw}); err != nil {
+				return err
+			}
+			return q.UpsertDevices(ctx, dbsqlc.UpsertDevicesParams{TenantID: ref.TenantID, RunSeq: ref.RunSeq,
+				Page: ref.Page, Rows: raw})
 		})
 	})
 }

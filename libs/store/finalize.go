@@ -124,6 +124,9 @@ func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange,
 		Lo: pr.lo, Hi: pr.hi}); err != nil {
 		return nil, fmt.Errorf("drop stale edges: %w", err)
 	}
+	if err := q.DropUnlistedDevices(ctx, t); err != nil {
+		return nil, fmt.Errorf("drop unlisted devices: %w", err)
+	}
 
 	res, err := buildPlan(ctx, q, ref, pr)
 	if err != nil {

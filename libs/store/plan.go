@@ -328,12 +328,14 @@ func (p *planner) groups(k plan.GroupKinds) error {
 			if a != nil {
 				f.EntraID = a.EntraID
 				f.App = &plan.AppGroup{EntraID: a.EntraID, DisplayName: a.DisplayName, Kind: a.Kind, Dynamic: a.Dynamic,
-					Status: a.Status, SwitchedOff: a.SwitchedOff}
+					Status: a.Status, SwitchedOff: a.SwitchedOff, GroupDetails: plan.GroupDetails{Mail: a.Mail,
+						Description: a.Description, MembershipRule: a.MembershipRule, UpdatedAt: a.EntraUpdatedAt}}
 			}
 			if d != nil {
 				f.EntraID = d.ID
 				f.Dir = &plan.DirGroup{ID: d.ID, DisplayName: d.DisplayName, GroupTypes: d.GroupTypes,
-					SecurityEnabled: d.SecurityEnabled, MailEnabled: d.MailEnabled}
+					SecurityEnabled: d.SecurityEnabled, MailEnabled: d.MailEnabled, GroupDetails: plan.GroupDetails{
+						Mail: d.Mail, Description: d.Description, MembershipRule: d.MembershipRule, UpdatedAt: d.RenewedAt}}
 			}
 			dec := plan.DecideGroup(k, f)
 			if err := p.emitIf(dec.Item, dec.Changed); err != nil {

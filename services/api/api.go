@@ -205,6 +205,7 @@ func (s *Server) routes(c *contract) (http.Handler, error) {
 		{"PATCH", "/v1/tenants/{tenantId}/users/{entraId}", s.updateUser},
 		{"GET", "/v1/tenants/{tenantId}/groups", s.listGroups},
 		{"POST", "/v1/tenants/{tenantId}/groups", s.createLocalGroup},
+		{"GET", "/v1/tenants/{tenantId}/groups/{entraId}", s.getGroup},
 		{"PATCH", "/v1/tenants/{tenantId}/groups/{entraId}", s.updateGroup},
 		{"DELETE", "/v1/tenants/{tenantId}/groups/{entraId}", s.deleteGroup},
 		{"POST", "/v1/tenants/{tenantId}/groups/{entraId}/archive", s.archiveGroup},

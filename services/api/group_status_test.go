@@ -158,3 +158,43 @@ func TestGroupStatusThroughTheAPI(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupDetail: GET .../groups/{entraId} answers the group with its
+// details in the documented shape (every answer here is checked against
+// openapi.yaml), and 404 naming the group or the tenant.
+func TestGroupDetail(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ten := e.createTenant()
+	T := "/v1/tenants/" + ten.ID
+	users := people(3)
+	g := dirGroup{id: "00000002-0000-4000-8000-000000000001", members: ids(users)}
+	e.syncer(ten.ID).run(users, g)
+
+	var got struct {
+		EntraID           string   `json:"entraId"`
+		Kind              string   `json:"kind"`
+		MembershipType    string   `json:"membershipType"`
+		Mail              *string  `json:"mail"`
+		SyncedMemberCount int      `json:"syncedMemberCount"`
+		NestedGroups      []any    `json:"nestedGroups"`
+		Roles             []string `json:"roles"`
+	}
+	r := e.do("GET", T+"/groups/"+g.id, nil)
+	r.decode(t, &got)
+	if r.status != http.StatusOK || got.EntraID != g.id || got.Kind != "security" || got.MembershipType != "assigned" ||
+		got.Mail != nil || got.SyncedMemberCount != 3 || got.NestedGroups == nil || got.Roles == nil {
+		t.Fatalf("GET group: %d %s", r.status, r.body)
+	}
+	var missing errorAnswer
+	r = e.do("GET", T+"/groups/00000002-0000-4000-8000-0000000000ff", nil)
+	r.decode(t, &missing)
+	if r.status != http.StatusNotFound || !strings.Contains(missing.Error.Message, "no group") {
+		t.Errorf("GET an unknown group: %d %s", r.status, r.body)
+	}
+	r = e.do("GET", "/v1/tenants/00000000-0000-4000-8000-000000000000/groups/"+g.id, nil)
+	r.decode(t, &missing)
+	if r.status != http.StatusNotFound || !strings.Contains(missing.Error.Message, "tenant") {
+		t.Errorf("GET a group of an unknown tenant: %d %s", r.status, r.body)
+	}
+}

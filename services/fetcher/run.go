@@ -628,6 +628,9 @@ func groupsOf(gs []graph.Group) []*syncv1.Group {
 			MailEnabled:     g.MailEnabled,
 			MembershipRule:  g.MembershipRule,
 		}
+		if g.RenewedDateTime != nil {
+			out[i].RenewedDateTime = timestamppb.New(*g.RenewedDateTime)
+		}
 	}
 	return out
 }
@@ -635,7 +638,7 @@ func groupsOf(gs []graph.Group) []*syncv1.Group {
 func membersOf(ms []graph.Member) []*syncv1.Member {
 	out := make([]*syncv1.Member, len(ms))
 	for i, m := range ms {
-		out[i] = &syncv1.Member{Id: m.ID, Type: memberType(m.Type)}
+		out[i] = &syncv1.Member{Id: m.ID, Type: memberType(m.Type), DisplayName: m.DisplayName}
 	}
 	return out
 }

@@ -79,6 +79,9 @@ func validate(ev *syncv1.SyncEvent) error {
 			if strings.TrimSpace(g.GetId()) == "" {
 				bad("groups[%d] has no id", i)
 			}
+			if ts := g.GetRenewedDateTime(); ts != nil && ts.CheckValid() != nil {
+				bad("groups[%d] (%s) has renewed_date_time %v: %v", i, g.GetId(), ts, ts.CheckValid())
+			}
 		}
 	case *syncv1.SyncEvent_Members:
 		dataPage()
@@ -167,6 +170,10 @@ func dirGroups(in []*syncv1.Group) []store.DirGroup {
 			GroupTypes: g.GetGroupTypes(), SecurityEnabled: g.GetSecurityEnabled(), MailEnabled: g.GetMailEnabled(),
 			MembershipRule: g.GetMembershipRule(),
 		}
+		if ts := g.GetRenewedDateTime(); ts != nil {
+			at := ts.AsTime()
+			out[i].RenewedAt = &at
+		}
 	}
 	return out
 }
@@ -174,7 +181,7 @@ func dirGroups(in []*syncv1.Group) []store.DirGroup {
 func dirMembers(in []*syncv1.Member) []store.DirMember {
 	out := make([]store.DirMember, len(in))
 	for i, m := range in {
-		out[i] = store.DirMember{ID: m.GetId(), Type: memberTypes[m.GetType()]}
+		out[i] = store.DirMember{ID: m.GetId(), Type: memberTypes[m.GetType()], DisplayName: m.GetDisplayName()}
 	}
 	return out
 }

@@ -3,6 +3,7 @@ package reconciler_test
 import (
 	"context"
 	"fmt"
+	"google.golang.org/protobuf/types/known/timestamppb"
 	"reflect"
 	"slices"
 	"strings"
@@ -413,6 +414,9 @@ func TestInvalidEventsArePermanentAndChangeNothing(t *testing.T) {
 	transitive := func(f func(*syncv1.SyncEvent)) spoil {
 		return find(func(ev *syncv1.SyncEvent) bool { return len(ev.GetTransitiveMembers().GetUserIds()) > 0 }, f)
 	}
+	groups := func(f func(*syncv1.SyncEvent)) spoil {
+		return find(func(ev *syncv1.SyncEvent) bool { return len(ev.GetGroups().GetGroups()) > 0 }, f)
+	}
 	started := func(f func(*syncv1.SyncEvent)) spoil {
 		return func(good []*syncv1.SyncEvent) *syncv1.SyncEvent { return edit(good[0], f) }
 	}
@@ -467,6 +471,9 @@ func TestInvalidEventsArePermanentAndChangeNothing(t *testing.T) {
 			{"page applied as users", users(func(ev *syncv1.SyncEvent) {
 				ev.Body = &syncv1.SyncEvent_Groups{Groups: &syncv1.GroupsPage{Groups: []*syncv1.Group{{Id: gid(99)}}}}
 			}), "was applied as users page"},
+			{"group renewed at no time", groups(func(ev *syncv1.SyncEvent) {
+				ev.GetGroups().Groups[0].RenewedDateTime = &timestamppb.Timestamp{Seconds: 1, Nanos: -5}
+			}), "has renewed_date_time"},
 			{"member type unset", members(func(ev *syncv1.SyncEvent) { ev.GetMembers().Members[0].Type = 0 }), "has type"},
 			{"member type unknown", members(func(ev *syncv1.SyncEvent) { ev.GetMembers().Members[0].Type = 42 }), "has type 42"},
 			{"member without id", members(func(ev *syncv1.SyncEvent) { ev.GetMembers().Members[0].Id = " " }), "members[0] has no id"},

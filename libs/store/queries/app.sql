@@ -72,3 +72,42 @@ FROM app_group_members
 WHERE tenant_id = @tenant_id AND group_id = @group_id AND user_id > @after
 ORDER BY user_id
 LIMIT @max_rows;
+
+-- name: GetAppGroup :one
+-- One group with its details and last result (as ListAppGroups).
+SELECT entra_id, display_name, kind, dynamic, status, switched_off, entra_member_count, synced_member_count,
+       last_ok, last_error, mail, description, membership_rule, entra_updated_at,
+       (SELECT r.finished_at FROM sync_runs r
+        WHERE r.tenant_id = @tenant_id AND r.status = 'succeeded'
+        ORDER BY r.finished_at DESC, r.seq DESC LIMIT 1) AS last_result_at
+FROM app_groups
+WHERE tenant_id = @tenant_id AND entra_id = @entra_id;
+
+-- name: GroupNestedGroups :many
+-- The groups directly in a group's member list as last read, named as
+-- the app shows them, else as Entra ID does.
+SELECT e.member_id AS entra_id,
+       COALESCE(ag.display_name, dg.display_name, '')::text AS display_name
+FROM dir_members e
+LEFT JOIN app_groups ag ON ag.tenant_id = @tenant_id AND ag.entra_id = e.member_id
+LEFT JOIN dir_groups dg ON dg.tenant_id = @tenant_id AND dg.entra_id = e.member_id
+WHERE e.tenant_id = @tenant_id AND e.group_id = @group_id AND e.member_type = 'group'
+ORDER BY e.member_id
+LIMIT @max_rows;
+
+-- name: GroupDevices :many
+-- The devices directly in a group's member list as last read.
+SELECT e.member_id AS entra_id, COALESCE(d.display_name, '')::text AS display_name
+FROM dir_members e
+LEFT JOIN dir_devices d ON d.tenant_id = @tenant_id AND d.entra_id = e.member_id
+WHERE e.tenant_id = @tenant_id AND e.group_id = @group_id AND e.member_type = 'device'
+ORDER BY e.member_id
+LIMIT @max_rows;
+
+-- name: GroupMemberTypeCounts :one
+-- How many of each kind a group's member list holds, as last read.
+SELECT count(*) FILTER (WHERE member_type = 'group') AS groups,
+       count(*) FILTER (WHERE member_type = 'device') AS devices,
+       count(*) FILTER (WHERE member_type = 'orgContact') AS contacts
+FROM dir_members
+WHERE tenant_id = @tenant_id AND group_id = @group_id;

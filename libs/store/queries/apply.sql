@@ -123,12 +123,12 @@ WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, E
 -- name: UpsertGroups :exec
 -- As UpsertUsers: every newer entry advances the version.
 INSERT INTO dir_groups AS d (tenant_id, entra_id, display_name, description, mail, group_types, security_enabled,
-                             mail_enabled, membership_rule, deleted, v_run_seq, v_page, v_idx)
+                             mail_enabled, membership_rule, renewed_at, deleted, v_run_seq, v_page, v_idx)
 SELECT @tenant_id, g.id, g.display_name, g.description, g.mail, g.group_types, g.security_enabled,
-       g.mail_enabled, g.membership_rule, false, @run_seq, @page, g.idx
+       g.mail_enabled, g.membership_rule, g.renewed_at, false, @run_seq, @page, g.idx
 FROM jsonb_to_recordset(@rows::jsonb) AS g(id text, display_name text, description text, mail text,
                                            group_types text[], security_enabled boolean, mail_enabled boolean,
-                                           membership_rule text, idx integer)
+                                           membership_rule text, renewed_at timestamptz, idx integer)
 ORDER BY g.id
 ON CONFLICT (tenant_id, entra_id) DO UPDATE
 SET display_name = EXCLUDED.display_name,
@@ -138,6 +138,7 @@ SET display_name = EXCLUDED.display_name,
     security_enabled = EXCLUDED.security_enabled,
     mail_enabled = EXCLUDED.mail_enabled,
     membership_rule = EXCLUDED.membership_rule,
+    renewed_at = EXCLUDED.renewed_at,
     deleted = false,
     v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
 WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx);
@@ -151,5 +152,18 @@ FROM jsonb_to_recordset(@rows::jsonb) AS m(id text, type text, idx integer)
 ORDER BY m.id
 ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
 SET member_type = EXCLUDED.member_type,
+    v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
+WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx);
+
+-- name: UpsertDevices :exec
+-- The devices of a member list, with their names; as UpsertUsers, the
+-- newer entry wins (one device in many groups' lists is written by each).
+INSERT INTO dir_devices AS d (tenant_id, entra_id, display_name, v_run_seq, v_page, v_idx)
+SELECT @tenant_id, m.id, m.name, @run_seq, @page, m.idx
+FROM jsonb_to_recordset(@rows::jsonb) AS m(id text, type text, name text, idx integer)
+WHERE m.type = 'device'
+ORDER BY m.id
+ON CONFLICT (tenant_id, entra_id) DO UPDATE
+SET display_name = EXCLUDED.display_name,
     v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
 WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx);

@@ -56,6 +56,12 @@ WHERE d.tenant_id = @tenant_id
   AND (d.v_run_seq, d.v_page, d.v_idx) < (@run_seq, 2147483647, 0)
   AND NOT EXISTS (SELECT 1 FROM seen WHERE seen.id = d.entra_id);
 
+-- name: DropUnlistedDevices :exec
+-- Devices no member list names any more (after DropStaleEdges).
+DELETE FROM dir_devices d
+WHERE d.tenant_id = @tenant_id
+  AND NOT EXISTS (SELECT 1 FROM dir_members m WHERE m.tenant_id = @tenant_id AND m.member_id = d.entra_id);
+
 -- name: DropStaleEdges :exec
 -- An edge goes when its group is gone, or when the run saw the group's
 -- complete member list (parts 0..n, the last one marked) without it.

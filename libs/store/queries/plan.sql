@@ -77,14 +77,16 @@ ORDER BY w.entra_id;
 
 -- name: PlanDirGroups :many
 -- The groups Entra ID has, in Entra id order. A cursor.
-SELECT g.entra_id AS id, g.display_name, g.group_types, g.security_enabled, g.mail_enabled
+SELECT g.entra_id AS id, g.display_name, g.group_types, g.security_enabled, g.mail_enabled, g.mail, g.description,
+       g.membership_rule, g.renewed_at
 FROM dir_groups g
 WHERE g.tenant_id = @tenant_id AND NOT g.deleted
 ORDER BY g.entra_id;
 
 -- name: PlanAppGroups :many
 -- The app's groups, in Entra id order, with their status. A cursor.
-SELECT g.entra_id, g.display_name, g.kind, g.dynamic, g.status, g.switched_off
+SELECT g.entra_id, g.display_name, g.kind, g.dynamic, g.status, g.switched_off, g.mail, g.description,
+       g.membership_rule, g.entra_updated_at
 FROM app_groups g
 WHERE g.tenant_id = @tenant_id
 ORDER BY g.entra_id;
@@ -211,9 +213,12 @@ WHERE g.tenant_id = @tenant_id AND i.tenant_id = @tenant_id AND i.run_id = @run_
   AND g.entra_id = i.entra_id;
 
 -- name: ApplyCreateGroup :exec
-INSERT INTO app_groups (tenant_id, entra_id, display_name, kind, dynamic, entra_member_count,
-                        synced_member_count, created_at, updated_at)
-SELECT @tenant_id, i.entra_id, i.after ->> 'displayName', i.after ->> 'kind', (i.after ->> 'dynamic')::boolean, 0, 0, @at::timestamptz, @at::timestamptz
+INSERT INTO app_groups (tenant_id, entra_id, display_name, kind, dynamic, mail, description, membership_rule,
+                        entra_updated_at, entra_member_count, synced_member_count, created_at, updated_at)
+SELECT @tenant_id, i.entra_id, i.after ->> 'displayName', i.after ->> 'kind', (i.after ->> 'dynamic')::boolean,
+       COALESCE(i.after ->> 'mail', ''), COALESCE(i.after ->> 'description', ''),
+       COALESCE(i.after ->> 'membershipRule', ''), (i.after ->> 'entraUpdatedAt')::timestamptz,
+       0, 0, @at::timestamptz, @at::timestamptz
 FROM sync_plan_items i
 WHERE i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action = 'createGroup'
 ORDER BY i.entra_id;
@@ -224,6 +229,11 @@ SET display_name = COALESCE(i.after ->> 'displayName', g.display_name),
     kind = COALESCE(i.after ->> 'kind', g.kind),
     status = COALESCE(i.after ->> 'status', g.status),
     dynamic = COALESCE((i.after ->> 'dynamic')::boolean, g.dynamic),
+    mail = COALESCE(i.after ->> 'mail', g.mail),
+    description = COALESCE(i.after ->> 'description', g.description),
+    membership_rule = COALESCE(i.after ->> 'membershipRule', g.membership_rule),
+    entra_updated_at = CASE WHEN i.after ? 'entraUpdatedAt' THEN (i.after ->> 'entraUpdatedAt')::timestamptz
+                            ELSE g.entra_updated_at END,
     updated_at = @at::timestamptz
 FROM sync_plan_items i
 WHERE g.tenant_id = @tenant_id AND i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action = 'updateGroup'

@@ -194,6 +194,63 @@ func (q *Queries) EditUserName(ctx context.Context, arg EditUserNameParams) (int
 	return result.RowsAffected(), nil
 }
 
+const getAppGroup = `-- name: GetAppGroup :one
+SELECT entra_id, display_name, kind, dynamic, status, switched_off, entra_member_count, synced_member_count,
+       last_ok, last_error, mail, description, membership_rule, entra_updated_at,
+       (SELECT r.finished_at FROM sync_runs r
+        WHERE r.tenant_id = $1 AND r.status = 'succeeded'
+        ORDER BY r.finished_at DESC, r.seq DESC LIMIT 1) AS last_result_at
+FROM app_groups
+WHERE tenant_id = $1 AND entra_id = $2
+`
+
+type GetAppGroupParams struct {
+	TenantID string
+	EntraID  string
+}
+
+type GetAppGroupRow struct {
+	EntraID           string
+	DisplayName       string
+	Kind              string
+	Dynamic           bool
+	Status            string
+	SwitchedOff       bool
+	EntraMemberCount  int32
+	SyncedMemberCount int32
+	LastOk            bool
+	LastError         string
+	Mail              string
+	Description       string
+	MembershipRule    string
+	EntraUpdatedAt    *time.Time
+	LastResultAt      *time.Time
+}
+
+// One group with its details and last result (as ListAppGroups).
+func (q *Queries) GetAppGroup(ctx context.Context, arg GetAppGroupParams) (GetAppGroupRow, error) {
+	row := q.db.QueryRow(ctx, getAppGroup, arg.TenantID, arg.EntraID)
+	var i GetAppGroupRow
+	err := row.Scan(
+		&i.EntraID,
+		&i.DisplayName,
+		&i.Kind,
+		&i.Dynamic,
+		&i.Status,
+		&i.SwitchedOff,
+		&i.EntraMemberCount,
+		&i.SyncedMemberCount,
+		&i.LastOk,
+		&i.LastError,
+		&i.Mail,
+		&i.Description,
+		&i.MembershipRule,
+		&i.EntraUpdatedAt,
+		&i.LastResultAt,
+	)
+	return i, err
+}
+
 const getAppUser = `-- name: GetAppUser :one
 SELECT a.entra_id, a.email, a.display_name, a.enabled, a.license, a.license_disabled_at,
        (a.display_name_edited_at IS NOT NULL OR a.email_edited_at IS NOT NULL)::boolean AS edited,
@@ -232,6 +289,118 @@ func (q *Queries) GetAppUser(ctx context.Context, arg GetAppUserParams) (GetAppU
 		&i.Roles,
 	)
 	return i, err
+}
+
+const groupDevices = `-- name: GroupDevices :many
+SELECT e.member_id AS entra_id, COALESCE(d.display_name, '')::text AS display_name
+FROM dir_members e
+LEFT JOIN dir_devices d ON d.tenant_id = $1 AND d.entra_id = e.member_id
+WHERE e.tenant_id = $1 AND e.group_id = $2 AND e.member_type = 'device'
+ORDER BY e.member_id
+LIMIT $3
+`
+
+type GroupDevicesParams struct {
+	TenantID string
+	GroupID  string
+	MaxRows  int32
+}
+
+type GroupDevicesRow struct {
+	EntraID     string
+	DisplayName string
+}
+
+// The devices directly in a group's member list as last read.
+func (q *Queries) GroupDevices(ctx context.Context, arg GroupDevicesParams) ([]GroupDevicesRow, error) {
+	rows, err := q.db.Query(ctx, groupDevices, arg.TenantID, arg.GroupID, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []GroupDevicesRow
+	for rows.Next() {
+		var i GroupDevicesRow
+		if err := rows.Scan(&i.EntraID, &i.DisplayName); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const groupMemberTypeCounts = `-- name: GroupMemberTypeCounts :one
+SELECT count(*) FILTER (WHERE member_type = 'group') AS groups,
+       count(*) FILTER (WHERE member_type = 'device') AS devices,
+       count(*) FILTER (WHERE member_type = 'orgContact') AS contacts
+FROM dir_members
+WHERE tenant_id = $1 AND group_id = $2
+`
+
+type GroupMemberTypeCountsParams struct {
+	TenantID string
+	GroupID  string
+}
+
+type GroupMemberTypeCountsRow struct {
+	Groups   int64
+	Devices  int64
+	Contacts int64
+}
+
+// How many of each kind a group's member list holds, as last read.
+func (q *Queries) GroupMemberTypeCounts(ctx context.Context, arg GroupMemberTypeCountsParams) (GroupMemberTypeCountsRow, error) {
+	row := q.db.QueryRow(ctx, groupMemberTypeCounts, arg.TenantID, arg.GroupID)
+	var i GroupMemberTypeCountsRow
+	err := row.Scan(&i.Groups, &i.Devices, &i.Contacts)
+	return i, err
+}
+
+const groupNestedGroups = `-- name: GroupNestedGroups :many
+SELECT e.member_id AS entra_id,
+       COALESCE(ag.display_name, dg.display_name, '')::text AS display_name
+FROM dir_members e
+LEFT JOIN app_groups ag ON ag.tenant_id = $1 AND ag.entra_id = e.member_id
+LEFT JOIN dir_groups dg ON dg.tenant_id = $1 AND dg.entra_id = e.member_id
+WHERE e.tenant_id = $1 AND e.group_id = $2 AND e.member_type = 'group'
+ORDER BY e.member_id
+LIMIT $3
+`
+
+type GroupNestedGroupsParams struct {
+	TenantID string
+	GroupID  string
+	MaxRows  int32
+}
+
+type GroupNestedGroupsRow struct {
+	EntraID     string
+	DisplayName string
+}
+
+// The groups directly in a group's member list as last read, named as
+// the app shows them, else as Entra ID does.
+func (q *Queries) GroupNestedGroups(ctx context.Context, arg GroupNestedGroupsParams) ([]GroupNestedGroupsRow, error) {
+	rows, err := q.db.Query(ctx, groupNestedGroups, arg.TenantID, arg.GroupID, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []GroupNestedGroupsRow
+	for rows.Next() {
+		var i GroupNestedGroupsRow
+		if err := rows.Scan(&i.EntraID, &i.DisplayName); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const listAppGroupMembers = `-- name: ListAppGroupMembers :many

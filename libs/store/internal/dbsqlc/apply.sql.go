@@ -308,14 +308,45 @@ func (q *Queries) RunState(ctx context.Context, arg RunStateParams) (RunStateRow
 	return i, err
 }
 
+const upsertDevices = `-- name: UpsertDevices :exec
+INSERT INTO dir_devices AS d (tenant_id, entra_id, display_name, v_run_seq, v_page, v_idx)
+SELECT $1, m.id, m.name, $2, $3, m.idx
+FROM jsonb_to_recordset($4::jsonb) AS m(id text, type text, name text, idx integer)
+WHERE m.type = 'device'
+ORDER BY m.id
+ON CONFLICT (tenant_id, entra_id) DO UPDATE
+SET display_name = EXCLUDED.display_name,
+    v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
+WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx)
+`
+
+type UpsertDevicesParams struct {
+	TenantID string
+	RunSeq   int64
+	Page     int32
+	Rows     []byte
+}
+
+// The devices of a member list, with their names; as UpsertUsers, the
+// newer entry wins (one device in many groups' lists is written by each).
+func (q *Queries) UpsertDevices(ctx context.Context, arg UpsertDevicesParams) error {
+	_, err := q.db.Exec(ctx, upsertDevices,
+		arg.TenantID,
+		arg.RunSeq,
+		arg.Page,
+		arg.Rows,
+	)
+	return err
+}
+
 const upsertGroups = `-- name: UpsertGroups :exec
 INSERT INTO dir_groups AS d (tenant_id, entra_id, display_name, description, mail, group_types, security_enabled,
-                             mail_enabled, membership_rule, deleted, v_run_seq, v_page, v_idx)
+                             mail_enabled, membership_rule, renewed_at, deleted, v_run_seq, v_page, v_idx)
 SELECT $1, g.id, g.display_name, g.description, g.mail, g.group_types, g.security_enabled,
-       g.mail_enabled, g.membership_rule, false, $2, $3, g.idx
+       g.mail_enabled, g.membership_rule, g.renewed_at, false, $2, $3, g.idx
 FROM jsonb_to_recordset($4::jsonb) AS g(id text, display_name text, description text, mail text,
                                            group_types text[], security_enabled boolean, mail_enabled boolean,
-                                           membership_rule text, idx integer)
+                                           membership_rule text, renewed_at timestamptz, idx integer)
 ORDER BY g.id
 ON CONFLICT (tenant_id, entra_id) DO UPDATE
 SET display_name = EXCLUDED.display_name,
@@ -325,6 +356,7 @@ SET display_name = EXCLUDED.display_name,
     security_enabled = EXCLUDED.security_enabled,
     mail_enabled = EXCLUDED.mail_enabled,
     membership_rule = EXCLUDED.membership_rule,
+    renewed_at = EXCLUDED.renewed_at,
     deleted = false,
     v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
 WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx)

@@ -135,6 +135,18 @@ func (q *Queries) DropStaleEdges(ctx context.Context, arg DropStaleEdgesParams) 
 	return err
 }
 
+const dropUnlistedDevices = `-- name: DropUnlistedDevices :exec
+DELETE FROM dir_devices d
+WHERE d.tenant_id = $1
+  AND NOT EXISTS (SELECT 1 FROM dir_members m WHERE m.tenant_id = $1 AND m.member_id = d.entra_id)
+`
+
+// Devices no member list names any more (after DropStaleEdges).
+func (q *Queries) DropUnlistedDevices(ctx context.Context, tenantID string) error {
+	_, err := q.db.Exec(ctx, dropUnlistedDevices, tenantID)
+	return err
+}
+
 const recordGroupResults = `-- name: RecordGroupResults :exec
 UPDATE app_groups g
 SET last_ok = (u.error IS NULL), last_error = coalesce(u.error, '')

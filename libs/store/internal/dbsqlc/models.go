@@ -41,6 +41,10 @@ type AppGroup struct {
 	LastError         string
 	Status            string
 	SwitchedOff       bool
+	Mail              string
+	Description       string
+	MembershipRule    string
+	EntraUpdatedAt    *time.Time
 }
 
 type AppGroupGrant struct {
@@ -93,6 +97,15 @@ type AppUserRole struct {
 	GrantedAt time.Time
 }
 
+type DirDevice struct {
+	TenantID    string
+	EntraID     string
+	DisplayName string
+	VRunSeq     int64
+	VPage       int32
+	VIdx        int32
+}
+
 type DirGroup struct {
 	TenantID        string
 	EntraID         string
@@ -107,6 +120,7 @@ type DirGroup struct {
 	VRunSeq         int64
 	VPage           int32
 	VIdx            int32
+	RenewedAt       *time.Time
 }
 
 type DirMember struct {

@@ -74,9 +74,12 @@ func (q *Queries) ApplyAssignLicense(ctx context.Context, arg ApplyAssignLicense
 }
 
 const applyCreateGroup = `-- name: ApplyCreateGroup :exec
-INSERT INTO app_groups (tenant_id, entra_id, display_name, kind, dynamic, entra_member_count,
-                        synced_member_count, created_at, updated_at)
-SELECT $1, i.entra_id, i.after ->> 'displayName', i.after ->> 'kind', (i.after ->> 'dynamic')::boolean, 0, 0, $2::timestamptz, $2::timestamptz
+INSERT INTO app_groups (tenant_id, entra_id, display_name, kind, dynamic, mail, description, membership_rule,
+                        entra_updated_at, entra_member_count, synced_member_count, created_at, updated_at)
+SELECT $1, i.entra_id, i.after ->> 'displayName', i.after ->> 'kind', (i.after ->> 'dynamic')::boolean,
+       COALESCE(i.after ->> 'mail', ''), COALESCE(i.after ->> 'description', ''),
+       COALESCE(i.after ->> 'membershipRule', ''), (i.after ->> 'entraUpdatedAt')::timestamptz,
+       0, 0, $2::timestamptz, $2::timestamptz
 FROM sync_plan_items i
 WHERE i.tenant_id = $1 AND i.run_id = $3 AND i.action = 'createGroup'
 ORDER BY i.entra_id
@@ -271,6 +274,11 @@ SET display_name = COALESCE(i.after ->> 'displayName', g.display_name),
     kind = COALESCE(i.after ->> 'kind', g.kind),
     status = COALESCE(i.after ->> 'status', g.status),
     dynamic = COALESCE((i.after ->> 'dynamic')::boolean, g.dynamic),
+    mail = COALESCE(i.after ->> 'mail', g.mail),
+    description = COALESCE(i.after ->> 'description', g.description),
+    membership_rule = COALESCE(i.after ->> 'membershipRule', g.membership_rule),
+    entra_updated_at = CASE WHEN i.after ? 'entraUpdatedAt' THEN (i.after ->> 'entraUpdatedAt')::timestamptz
+                            ELSE g.entra_updated_at END,
     updated_at = $1::timestamptz
 FROM sync_plan_items i
 WHERE g.tenant_id = $2 AND i.tenant_id = $2 AND i.run_id = $3 AND i.action = 'updateGroup'
@@ -633,19 +641,24 @@ func (q *Queries) NotifiedEmails(ctx context.Context, arg NotifiedEmailsParams) 
 }
 
 const planAppGroups = `-- name: PlanAppGroups :many
-SELECT g.entra_id, g.display_name, g.kind, g.dynamic, g.status, g.switched_off
+SELECT g.entra_id, g.display_name, g.kind, g.dynamic, g.status, g.switched_off, g.mail, g.description,
+       g.membership_rule, g.entra_updated_at
 FROM app_groups g
 WHERE g.tenant_id = $1
 ORDER BY g.entra_id
 `
 
 type PlanAppGroupsRow struct {
-	EntraID     string
-	DisplayName string
-	Kind        string
-	Dynamic     bool
-	Status      string
-	SwitchedOff bool
+	EntraID        string
+	DisplayName    string
+	Kind           string
+	Dynamic        bool
+	Status         string
+	SwitchedOff    bool
+	Mail           string
+	Description    string
+	MembershipRule string
+	EntraUpdatedAt *time.Time
 }
 
 // The app's groups, in Entra id order, with their status. A cursor.
@@ -665,6 +678,10 @@ func (q *Queries) PlanAppGroups(ctx context.Context, tenantID string) ([]PlanApp
 			&i.Dynamic,
 			&i.Status,
 			&i.SwitchedOff,
+			&i.Mail,
+			&i.Description,
+			&i.MembershipRule,
+			&i.EntraUpdatedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -858,7 +875,8 @@ func (q *Queries) PlanDeleteWorkUsers(ctx context.Context, arg PlanDeleteWorkUse
 }
 
 const planDirGroups = `-- name: PlanDirGroups :many
-SELECT g.entra_id AS id, g.display_name, g.group_types, g.security_enabled, g.mail_enabled
+SELECT g.entra_id AS id, g.display_name, g.group_types, g.security_enabled, g.mail_enabled, g.mail, g.description,
+       g.membership_rule, g.renewed_at
 FROM dir_groups g
 WHERE g.tenant_id = $1 AND NOT g.deleted
 ORDER BY g.entra_id
@@ -870,6 +888,10 @@ type PlanDirGroupsRow struct {
 	GroupTypes      []string
 	SecurityEnabled bool
 	MailEnabled     bool
+	Mail            string
+	Description     string
+	MembershipRule  string
+	RenewedAt       *time.Time
 }
 
 // The groups Entra ID has, in Entra id order. A cursor.
@@ -888,6 +910,10 @@ func (q *Queries) PlanDirGroups(ctx context.Context, tenantID string) ([]PlanDir
 			&i.GroupTypes,
 			&i.SecurityEnabled,
 			&i.MailEnabled,
+			&i.Mail,
+			&i.Description,
+			&i.MembershipRule,
+			&i.RenewedAt,
 		); err != nil {
 			return nil, err
 		}

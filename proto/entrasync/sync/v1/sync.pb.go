@@ -733,6 +733,9 @@ type Group struct {
 	SecurityEnabled bool                   `protobuf:"varint,6,opt,name=security_enabled,json=securityEnabled,proto3" json:"security_enabled,omitempty"`
 	MailEnabled     bool                   `protobuf:"varint,7,opt,name=mail_enabled,json=mailEnabled,proto3" json:"mail_enabled,omitempty"`
 	MembershipRule  string                 `protobuf:"bytes,8,opt,name=membership_rule,json=membershipRule,proto3" json:"membership_rule,omitempty"`
+	// When the group was created or last renewed (Graph's renewedDateTime);
+	// unset when Graph gave none.
+	RenewedDateTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=renewed_date_time,json=renewedDateTime,proto3" json:"renewed_date_time,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -823,6 +826,13 @@ func (x *Group) GetMembershipRule() string {
 	return ""
 }
 
+func (x *Group) GetRenewedDateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RenewedDateTime
+	}
+	return nil
+}
+
 // GroupsPage is one Graph page of GET /groups.
 type GroupsPage struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -870,9 +880,12 @@ func (x *GroupsPage) GetGroups() []*Group {
 
 // Member is one entry of a membership list.
 type Member struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Type          MemberType             `protobuf:"varint,2,opt,name=type,proto3,enum=entrasync.sync.v1.MemberType" json:"type,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Type  MemberType             `protobuf:"varint,2,opt,name=type,proto3,enum=entrasync.sync.v1.MemberType" json:"type,omitempty"`
+	// The member's displayName; empty when Graph withheld it (the app may
+	// not read objects of that type).
+	DisplayName   string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -919,6 +932,13 @@ func (x *Member) GetType() MemberType {
 		return x.Type
 	}
 	return MemberType_MEMBER_TYPE_UNSPECIFIED
+}
+
+func (x *Member) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
 }
 
 // MembersPage is one Graph page of GET /groups/{id}/members (direct members).
@@ -1366,7 +1386,7 @@ const file_entrasync_sync_v1_sync_proto_rawDesc = "" +
 	"\x0faccount_enabled\x18\n" +
 	" \x01(\bR\x0eaccountEnabled\":\n" +
 	"\tUsersPage\x12-\n" +
-	"\x05users\x18\x01 \x03(\v2\x17.entrasync.sync.v1.UserR\x05users\"\x88\x02\n" +
+	"\x05users\x18\x01 \x03(\v2\x17.entrasync.sync.v1.UserR\x05users\"\xd0\x02\n" +
 	"\x05Group\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12 \n" +
@@ -1376,13 +1396,15 @@ const file_entrasync_sync_v1_sync_proto_rawDesc = "" +
 	"groupTypes\x12)\n" +
 	"\x10security_enabled\x18\x06 \x01(\bR\x0fsecurityEnabled\x12!\n" +
 	"\fmail_enabled\x18\a \x01(\bR\vmailEnabled\x12'\n" +
-	"\x0fmembership_rule\x18\b \x01(\tR\x0emembershipRule\">\n" +
+	"\x0fmembership_rule\x18\b \x01(\tR\x0emembershipRule\x12F\n" +
+	"\x11renewed_date_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x0frenewedDateTime\">\n" +
 	"\n" +
 	"GroupsPage\x120\n" +
-	"\x06groups\x18\x01 \x03(\v2\x18.entrasync.sync.v1.GroupR\x06groups\"K\n" +
+	"\x06groups\x18\x01 \x03(\v2\x18.entrasync.sync.v1.GroupR\x06groups\"n\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x121\n" +
-	"\x04type\x18\x02 \x01(\x0e2\x1d.entrasync.sync.v1.MemberTypeR\x04type\"\x85\x01\n" +
+	"\x04type\x18\x02 \x01(\x0e2\x1d.entrasync.sync.v1.MemberTypeR\x04type\x12!\n" +
+	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\"\x85\x01\n" +
 	"\vMembersPage\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x123\n" +
 	"\amembers\x18\x02 \x03(\v2\x19.entrasync.sync.v1.MemberR\amembers\x12\x12\n" +
@@ -1477,16 +1499,17 @@ var file_entrasync_sync_v1_sync_proto_depIdxs = []int32{
 	16, // 10: entrasync.sync.v1.SyncEvent.failed:type_name -> entrasync.sync.v1.RunFailed
 	13, // 11: entrasync.sync.v1.SyncEvent.unreadable:type_name -> entrasync.sync.v1.GroupUnreadable
 	6,  // 12: entrasync.sync.v1.UsersPage.users:type_name -> entrasync.sync.v1.User
-	8,  // 13: entrasync.sync.v1.GroupsPage.groups:type_name -> entrasync.sync.v1.Group
-	2,  // 14: entrasync.sync.v1.Member.type:type_name -> entrasync.sync.v1.MemberType
-	10, // 15: entrasync.sync.v1.MembersPage.members:type_name -> entrasync.sync.v1.Member
-	14, // 16: entrasync.sync.v1.RunFetched.stats:type_name -> entrasync.sync.v1.GraphStats
-	14, // 17: entrasync.sync.v1.RunFailed.stats:type_name -> entrasync.sync.v1.GraphStats
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	17, // 13: entrasync.sync.v1.Group.renewed_date_time:type_name -> google.protobuf.Timestamp
+	8,  // 14: entrasync.sync.v1.GroupsPage.groups:type_name -> entrasync.sync.v1.Group
+	2,  // 15: entrasync.sync.v1.Member.type:type_name -> entrasync.sync.v1.MemberType
+	10, // 16: entrasync.sync.v1.MembersPage.members:type_name -> entrasync.sync.v1.Member
+	14, // 17: entrasync.sync.v1.RunFetched.stats:type_name -> entrasync.sync.v1.GraphStats
+	14, // 18: entrasync.sync.v1.RunFailed.stats:type_name -> entrasync.sync.v1.GraphStats
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_entrasync_sync_v1_sync_proto_init() }
