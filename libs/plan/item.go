@@ -89,6 +89,8 @@ func (s Summary) Counts(unlicensed, inScope int64) map[string]int64 {
 		"membershipsRemoved": s[RemoveMembership],
 		"rolesGranted":       s[GrantRole],
 		"rolesRevoked":       s[RevokeRole],
+		"sharingGranted":     s[GrantSharing],
+		"sharingRevoked":     s[RevokeSharing],
 		"groupsCreated":      s[CreateGroup],
 		"groupsUpdated":      s[UpdateGroup],
 		"groupsRemoved":      s[RemoveGroup],

@@ -55,12 +55,22 @@ func TestRoleBoundThreeLevelsUpReachesTheBottomAndLeavesWithIt(t *testing.T) {
 	if code := h.do("PATCH", T+"/groups/"+top.ID, map[string]any{"roles": []string{"Finance editor"}}, nil); code != http.StatusOK {
 		t.Fatalf("PATCH group = %d", code)
 	}
+	if code := h.do("PUT", T+"/sharing/"+url.PathEscape("Export reports"), nil, nil); code != http.StatusCreated {
+		t.Fatalf("PUT sharing = %d", code)
+	}
+	if code := h.do("PATCH", T+"/groups/"+mid.ID, map[string]any{"sharing": []string{"Export reports"}}, nil); code != http.StatusOK {
+		t.Fatalf("PATCH group = %d", code)
+	}
 	run := h.sync(tenant)
+	if c := run.Counts; c["rolesGranted"] != 1 || c["sharingGranted"] != 1 || c["rolesRevoked"] != 0 || c["sharingRevoked"] != 0 {
+		t.Errorf("counts of the run that granted: %v", c)
+	}
 	var grants struct{ Items []grant }
 	if code := h.do("GET", T+"/users/"+user.ID+"/grants", nil, &grants); code != http.StatusOK {
 		t.Fatalf("GET grants = %d", code)
 	}
-	if len(grants.Items) != 1 || grants.Items[0].Kind != "role" || grants.Items[0].Name != "Finance editor" {
+	if len(grants.Items) != 2 || grants.Items[0].Kind != "role" || grants.Items[0].Name != "Finance editor" ||
+		grants.Items[1].Kind != "sharing" || grants.Items[1].Name != "Export reports" {
 		t.Fatalf("grants %+v", grants.Items)
 	}
 	var path []string
@@ -85,6 +95,9 @@ func TestRoleBoundThreeLevelsUpReachesTheBottomAndLeavesWithIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	run = h.sync(tenant)
+	if c := run.Counts; c["rolesRevoked"] != 1 || c["sharingRevoked"] != 1 || c["rolesGranted"] != 0 || c["sharingGranted"] != 0 {
+		t.Errorf("counts of the run that revoked: %v", c)
+	}
 	var revoked *planItem
 	for _, it := range h.plan(tenant, run.RunID) {
 		if it.Action == "revokeRole" && it.EntraID == user.ID {

@@ -55,7 +55,7 @@ func TestFirstRunBuildsTheAppSide(t *testing.T) {
 	want := map[string]int64{
 		"usersCreated": 12, "usersUpdated": 0, "usersDisabled": 0, "usersEnabled": 0, "usersRemoved": 0,
 		"licensesAssigned": seats, "licensesRevoked": 0, "unlicensed": 10 - seats, "usersInScope": 12,
-		"rolesGranted": 0, "rolesRevoked": 0,
+		"rolesGranted": 0, "rolesRevoked": 0, "sharingGranted": 0, "sharingRevoked": 0,
 		"groupsCreated": 7, "groupsUpdated": 0, "groupsRemoved": 0, "groupsUnreadable": 0,
 		"membershipsAdded": memberships, "membershipsRemoved": 0, "pages": int64(*run.PagesTotal),
 	}
@@ -128,7 +128,7 @@ func TestSecondRunShowsExactlyTheChanges(t *testing.T) {
 	want := map[string]int64{
 		"usersCreated": 1, "usersUpdated": 0, "usersDisabled": 1, "usersEnabled": 0, "usersRemoved": 1,
 		"licensesAssigned": 1, "licensesRevoked": 2, "unlicensed": 0, "usersInScope": 12,
-		"rolesGranted": 0, "rolesRevoked": 0,
+		"rolesGranted": 0, "rolesRevoked": 0, "sharingGranted": 0, "sharingRevoked": 0,
 		"groupsCreated": 0, "groupsUpdated": 0, "groupsRemoved": 0, "groupsUnreadable": 0,
 		"membershipsAdded": 0, "membershipsRemoved": int64(len(removedMemberships)), "pages": int64(*run.PagesTotal),
 	}
