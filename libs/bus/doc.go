@@ -40,6 +40,10 @@
 // with the reason, the original subject, the stream sequence and the
 // delivery count (see the Header* constants).
 //
+// NewBudget hands out libs/budget's Graph budget on the bus's connection:
+// its buckets are a JetStream KV (GRAPH_BUDGET) every fetcher replica
+// shares, and the bus stays the only owner of the connection.
+//
 // The bus only uses JetStream features that NATS server 2.9 already has,
 // so it runs against the server Debian ships as well as a current one.
 package bus
