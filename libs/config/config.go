@@ -50,6 +50,16 @@ type Config struct {
 	// reads at once (GROUP_CONCURRENCY); 0 means the fetcher's default.
 	GroupConcurrency int
 
+	// GraphBudget says whether fetchers spend Graph's resource units from
+	// the budget every replica shares through NATS (GRAPH_BUDGET, on by
+	// default); off, each request goes out at once and only Graph's 429s
+	// slow a run down.
+	GraphBudget bool
+	// GraphBudgetMargin is the share of Graph's documented quotas the
+	// shared budget hands out (GRAPH_BUDGET_MARGIN, in (0, 1]); 0 means
+	// libs/budget's default, 0.9.
+	GraphBudgetMargin float64
+
 	// Timings, each a Go duration such as 90s; 0 leaves the component's
 	// default. Operators rarely need them; tests use them to compress
 	// minutes of waiting (an outage, a dead replica's lease) into seconds.
@@ -109,6 +119,21 @@ func FromEnv(getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("GRAPH_MAX_RETRY_AFTER: %q is not a positive duration such as 5m", v))
 		}
 		c.GraphMaxRetryAfter = d
+	}
+
+	switch v := strings.ToLower(get("GRAPH_BUDGET")); v {
+	case "", "on", "true", "1":
+		c.GraphBudget = true
+	case "off", "false", "0":
+	default:
+		errs = append(errs, fmt.Errorf("GRAPH_BUDGET: %q is not on or off", v))
+	}
+	if v := get("GRAPH_BUDGET_MARGIN"); v != "" {
+		m, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(m > 0 && m <= 1) {
+			errs = append(errs, fmt.Errorf("GRAPH_BUDGET_MARGIN: %q is not a number above 0 and at most 1, such as 0.9", v))
+		}
+		c.GraphBudgetMargin = m
 	}
 
 	c.AuthorityHost = or(get("AZURE_AUTHORITY_HOST"), DefaultAuthorityHost)

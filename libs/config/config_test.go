@@ -16,7 +16,8 @@ func TestFromEnvDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.GraphBaseURL != DefaultGraphBaseURL || c.AuthorityHost != DefaultAuthorityHost || c.APIAddr != DefaultAPIAddr {
+	if c.GraphBaseURL != DefaultGraphBaseURL || c.AuthorityHost != DefaultAuthorityHost || c.APIAddr != DefaultAPIAddr ||
+		!c.GraphBudget || c.GraphBudgetMargin != 0 {
 		t.Fatalf("defaults not applied: %+v", c)
 	}
 	err = c.Require("DATABASE_URL", "NATS_URL")
@@ -38,6 +39,7 @@ func TestFromEnvValid(t *testing.T) {
 		"GROUP_CONCURRENCY":      "8",
 		"GRAPH_SCOPE":            "https://graph.microsoft.us/.default",
 		"GRAPH_MAX_RETRY_AFTER":  "90s",
+		"GRAPH_BUDGET_MARGIN":    "0.75",
 		"BUS_JOBS_ACK_WAIT":      "5s",
 		"BUS_EVENTS_ACK_WAIT":    "4s",
 		"BUS_RETRY_BASE":         "100ms",
@@ -59,6 +61,9 @@ func TestFromEnvValid(t *testing.T) {
 	}
 	if c.GraphScope != "https://graph.microsoft.us/.default" || c.GraphMaxRetryAfter != 90*time.Second {
 		t.Fatalf("parsed scope %q, max Retry-After %s", c.GraphScope, c.GraphMaxRetryAfter)
+	}
+	if !c.GraphBudget || c.GraphBudgetMargin != 0.75 {
+		t.Fatalf("parsed budget %v, margin %v", c.GraphBudget, c.GraphBudgetMargin)
 	}
 	if c.JobsAckWait != 5*time.Second || c.EventsAckWait != 4*time.Second || c.RetryBase != 100*time.Millisecond ||
 		c.RetryMax != time.Second || c.TransientFor != 20*time.Minute || c.LeaseTTL != 3*time.Second ||
@@ -85,6 +90,8 @@ func TestFromEnvNamesTheBadVariable(t *testing.T) {
 		"GROUP_CONCURRENCY":     "65",
 		"GRAPH_SCOPE":           "https://graph.microsoft.com",
 		"GRAPH_MAX_RETRY_AFTER": "300",
+		"GRAPH_BUDGET":          "maybe",
+		"GRAPH_BUDGET_MARGIN":   "1.5",
 		"BUS_JOBS_ACK_WAIT":     "soon",
 		"BUS_TRANSIENT_FOR":     "-1m",
 		"LEASE_TTL":             "0s",
@@ -98,5 +105,24 @@ func TestFromEnvNamesTheBadVariable(t *testing.T) {
 				t.Fatalf("%s=%q: err = %v, want an error naming %s", name, value, err, name)
 			}
 		})
+	}
+}
+
+func TestGraphBudgetSwitch(t *testing.T) {
+	t.Parallel()
+	for v, want := range map[string]bool{"": true, "on": true, "ON": true, "true": true, "1": true, "off": false, "false": false, "0": false} {
+		c, err := FromEnv(env(map[string]string{"GRAPH_BUDGET": v}))
+		if err != nil || c.GraphBudget != want {
+			t.Errorf("GRAPH_BUDGET=%q: %v, %v; want %v", v, c.GraphBudget, err, want)
+		}
+	}
+	for _, v := range []string{"0", "-0.5", "1.01", "ninety", "NaN"} {
+		_, err := FromEnv(env(map[string]string{"GRAPH_BUDGET_MARGIN": v}))
+		if err == nil || !strings.HasPrefix(err.Error(), "GRAPH_BUDGET_MARGIN:") {
+			t.Errorf("GRAPH_BUDGET_MARGIN=%q: err = %v", v, err)
+		}
+	}
+	if c, err := FromEnv(env(map[string]string{"GRAPH_BUDGET_MARGIN": "1"})); err != nil || c.GraphBudgetMargin != 1 {
+		t.Errorf("GRAPH_BUDGET_MARGIN=1: %v, %v", c.GraphBudgetMargin, err)
 	}
 }

@@ -8,7 +8,8 @@
 // dead letters from SYNC_DLQ (Sources.DeadLetters) and runs from Postgres
 // (Sources.Runs). Those only the code doing the work can see are
 // recorded by it through the methods of *Metrics (GraphRequest,
-// GraphThrottled, PageApplied, RunEnded); every method is a no-op on a nil
+// GraphThrottled, PageApplied, RunEnded, and BudgetTaken and
+// BudgetCorrected as the shared Graph budget's Observer); every method is a no-op on a nil
 // *Metrics, so a service may be built without metrics.
 //
 // It uses github.com/prometheus/client_golang, the reference client: its
@@ -30,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/entrasync/entrasync/libs/budget"
 	"github.com/entrasync/entrasync/libs/bus"
 	"github.com/entrasync/entrasync/libs/store"
 )
@@ -47,6 +49,18 @@ const (
 	NamePagesApplied      = "entrasync_pages_applied_total"
 	NameApplySeconds      = "entrasync_apply_seconds"
 	NameTenantLastSuccess = "entrasync_tenant_last_success_timestamp_seconds"
+	NameBudgetUnits       = "entrasync_graph_budget_units_total"
+	NameBudgetWait        = "entrasync_graph_budget_wait_seconds_total"
+	NameBudgetCorrected   = "entrasync_graph_budget_corrected_units_total"
+)
+
+// Values of the direction label of NameBudgetCorrected.
+const (
+	// DirectionTaken: Graph charged more than estimated; the difference
+	// was taken from the budget too.
+	DirectionTaken = "taken"
+	// DirectionReturned: Graph charged less; the difference went back.
+	DirectionReturned = "returned"
 )
 
 // DefaultScrapeTimeout bounds each source's read in one scrape.
@@ -57,7 +71,11 @@ var Names = []string{
 	NameStreamPending, NameDeadLetters, NameRuns, NameRunDuration,
 	NameGraphRequests, NameGraphThrottled, NameGraphRetryWait,
 	NamePagesApplied, NameApplySeconds, NameTenantLastSuccess,
+	NameBudgetUnits, NameBudgetWait, NameBudgetCorrected,
 }
+
+// Metrics hears what the shared Graph budget hands out.
+var _ budget.Observer = (*Metrics)(nil)
 
 // LagSource reports the lag of the durable consumers; *bus.Bus is one.
 type LagSource interface {
@@ -106,6 +124,10 @@ type Metrics struct {
 	pagesApplied   prometheus.Counter
 	applySeconds   prometheus.Histogram
 	runDuration    prometheus.Histogram
+
+	budgetUnits     prometheus.Counter
+	budgetWait      prometheus.Counter
+	budgetCorrected *prometheus.CounterVec
 }
 
 // New builds a registry with the Go runtime and process collectors, the
@@ -142,12 +164,29 @@ func New(src Sources) *Metrics {
 			Help:    "Time from a run's creation to its end (succeeded, failed or held).",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 15), // 1 s … 4.5 h
 		}),
+		budgetUnits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: NameBudgetUnits,
+			Help: "Graph resource units taken from the shared budget, as estimated before each request.",
+		}),
+		budgetWait: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: NameBudgetWait,
+			Help: "Seconds requests waited for the shared Graph budget (refill, or a tenant paused by Retry-After).",
+		}),
+		budgetCorrected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: NameBudgetCorrected,
+			Help: "Resource units by which Graph's x-ms-resource-unit corrected the estimates: taken (cost more) or returned (cost less).",
+		}, []string{"direction"}),
 	}
+	// Both directions are served from the start, at 0, so that a rate
+	// over them never starts from a missing series.
+	m.budgetCorrected.WithLabelValues(DirectionTaken)
+	m.budgetCorrected.WithLabelValues(DirectionReturned)
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.graphRequests, m.graphThrottled, m.graphRetryWait,
 		m.pagesApplied, m.applySeconds, m.runDuration,
+		m.budgetUnits, m.budgetWait, m.budgetCorrected,
 	)
 	if src.Lag != nil || src.DeadLetters != nil || src.Runs != nil {
 		m.reg.MustRegister(&scraper{src: src})
@@ -209,6 +248,30 @@ func (m *Metrics) RunEnded(took time.Duration) {
 		return
 	}
 	m.runDuration.Observe(took.Seconds())
+}
+
+// BudgetTaken records units taken from the shared Graph budget for one
+// request and how long the request waited for them (budget.Observer).
+func (m *Metrics) BudgetTaken(units int, waited time.Duration) {
+	if m == nil {
+		return
+	}
+	m.budgetUnits.Add(float64(units))
+	if waited > 0 {
+		m.budgetWait.Add(waited.Seconds())
+	}
+}
+
+// BudgetCorrected records a correction of an estimate by what Graph said
+// the request cost: actual minus estimated units (budget.Observer).
+func (m *Metrics) BudgetCorrected(units int) {
+	switch {
+	case m == nil || units == 0:
+	case units > 0:
+		m.budgetCorrected.WithLabelValues(DirectionTaken).Add(float64(units))
+	default:
+		m.budgetCorrected.WithLabelValues(DirectionReturned).Add(float64(-units))
+	}
 }
 
 var (

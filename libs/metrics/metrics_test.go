@@ -146,6 +146,12 @@ func TestMetricsListsEveryName(t *testing.T) {
 	m.GraphRetryWait(500 * time.Millisecond)
 	m.PageApplied(20 * time.Millisecond)
 	m.RunEnded(90 * time.Second)
+	m.BudgetTaken(3, 0)
+	m.BudgetTaken(5, 1500*time.Millisecond)
+	m.BudgetCorrected(2)
+	m.BudgetCorrected(-1)
+	m.BudgetCorrected(-3)
+	m.BudgetCorrected(0)
 
 	text := scrape(t, m.Handler())
 	for _, name := range metrics.Names {
@@ -161,6 +167,8 @@ func TestMetricsListsEveryName(t *testing.T) {
 		{metrics.NameDeadLetters, `stream="SYNC_JOBS"`, 2},
 		{metrics.NameRuns, `status="succeeded"`, 3},
 		{metrics.NameTenantLastSuccess, `tenant="t1"`, 1764560000.5},
+		{metrics.NameBudgetCorrected, `direction="taken"`, 2},
+		{metrics.NameBudgetCorrected, `direction="returned"`, 4},
 	} {
 		if v, ok := sample(text, c.name, c.labels); !ok || v != c.want {
 			t.Errorf("%s{%s} = %v (present %v), want %v", c.name, c.labels, v, ok, c.want)
@@ -172,6 +180,8 @@ func TestMetricsListsEveryName(t *testing.T) {
 		metrics.NamePagesApplied + " 1",
 		metrics.NameApplySeconds + "_count 1",
 		metrics.NameRunDuration + "_count 1",
+		metrics.NameBudgetUnits + " 8",
+		metrics.NameBudgetWait + " 1.5",
 	} {
 		if !strings.Contains(text, "\n"+line+"\n") {
 			t.Errorf("/metrics lacks the line %q", line)
@@ -185,6 +195,8 @@ func TestMetricsListsEveryName(t *testing.T) {
 	none.GraphThrottled(time.Second)
 	none.PageApplied(time.Second)
 	none.RunEnded(time.Second)
+	none.BudgetTaken(1, time.Second)
+	none.BudgetCorrected(1)
 }
 
 // A worker is ready when Postgres answers, NATS is connected and its
