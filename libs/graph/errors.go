@@ -34,6 +34,69 @@ var ErrFilterRefused = errors.New("Graph refused the user filter")
 // answer later.
 var ErrWaitTooLong = errors.New("graph: Retry-After longer than this client waits")
 
+// ErrResync marks a delta request Graph will not serve from the link it
+// was given: the round's state is gone and the caller must read the
+// whole directory again (a full sync, then a new round from ""). Graph
+// says so with 410 Gone (its Location header is where a new round
+// starts), or with 400 syncStateNotFound (the token expired: directory
+// tokens last seven days), resyncRequired or syncStateInvalid
+// (concepts/delta-query-overview.md, "Synchronization reset" and "Token
+// duration"). The error that wraps it is a *ResyncError, and wraps
+// Graph's *Error too. Retrying the same link cannot help, so IsPermanent
+// reports it; callers look for ErrResync first.
+var ErrResync = errors.New("graph: delta state gone, full resync required")
+
+// ResyncError is a delta request answered with ErrResync's meaning.
+type ResyncError struct {
+	// Location is the URL Graph's 410 named to restart from (a first
+	// delta request with an empty $deltatoken); "" when Graph gave none.
+	// Following it as the link of a new round, or starting one from "",
+	// both read every object again.
+	Location string
+	// Graph is Graph's answer: status, code and message.
+	Graph *Error
+}
+
+// Error implements error.
+func (e *ResyncError) Error() string {
+	msg := "full resync required: " + e.Graph.Error()
+	if e.Location != "" {
+		msg += " (restart at " + e.Location + ")"
+	}
+	return msg
+}
+
+// Unwrap makes the error match ErrResync and Graph's *Error.
+func (e *ResyncError) Unwrap() []error { return []error{ErrResync, e.Graph} }
+
+// resyncCodes are Graph's error codes that end a delta round's state
+// (compared without regard to case).
+var resyncCodes = []string{"syncStateNotFound", "resyncRequired", "syncStateInvalid"}
+
+// asResync turns Graph's answer to a delta request into a *ResyncError
+// when it means the delta state is gone; any other error is returned as
+// it is.
+func asResync(err error, x *exchange) error {
+	var ge *Error
+	if !errors.As(err, &ge) {
+		return err
+	}
+	resync := ge.Status == http.StatusGone
+	if ge.Status >= 400 && ge.Status < 500 {
+		for _, c := range resyncCodes {
+			resync = resync || strings.EqualFold(ge.Code, c)
+		}
+	}
+	if !resync {
+		return err
+	}
+	re := &ResyncError{Graph: ge}
+	if x != nil && ge.Status == http.StatusGone {
+		re.Location = x.location
+	}
+	return re
+}
+
 // Error is an HTTP error answered by Graph, with the code and message of its
 // error body when it had one.
 type Error struct {

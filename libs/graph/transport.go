@@ -37,6 +37,7 @@ type Stats struct {
 type exchange struct {
 	status     int
 	retryAfter time.Duration
+	location   string // a delta 410's restart URL
 }
 
 type exchangeKey struct{}
@@ -93,6 +94,7 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 		if x, ok := ctx.Value(exchangeKey{}).(*exchange); ok && resp != nil {
 			x.status = resp.StatusCode
 			x.retryAfter, _ = parseRetryAfter(resp.Header.Get("Retry-After"), t.now())
+			x.location = resp.Header.Get("Location")
 		}
 		if resp != nil && resp.StatusCode == http.StatusTooManyRequests {
 			t.throttled.Add(1)

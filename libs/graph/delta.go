@@ -1,0 +1,571 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"net/url"
+	"strings"
+
+	"github.com/microsoftgraph/msgraph-sdk-go/groups"
+	"github.com/microsoftgraph/msgraph-sdk-go/models"
+	"github.com/microsoftgraph/msgraph-sdk-go/users"
+)
+
+// Delta queries (concepts/delta-query-overview.md, delta-query-users.md,
+// delta-query-groups.md, api-reference/v1.0/api/user-delta.md,
+// group-delta.md).
+//
+// A round is one or more pages: every page but the last has an
+// @odata.nextLink, the last an @odata.deltaLink, which is saved and
+// followed, verbatim, to start the next round. Query options go on the
+// first request of a round only; Graph encodes them in its links.
+//
+// What a changed object carries. The client never sends
+// "Prefer: return=minimal", so by the docs' default ("return the same
+// properties as initial delta request") every changed user or group comes
+// with every selected property: the new value of those that changed
+// (null included), the old value of those that did not, and nothing for a
+// property that was never set. A property missing from a changed object
+// therefore means "never set", which entrasync reads as it reads null:
+// a changed User or Group is the object's whole current state, as a
+// listing would give it, never a patch. (The overview's looser "at least
+// the properties that have been updated" is what return=minimal gives.)
+// accountEnabled is always set on a user; a changed user without it is
+// ErrMalformed, as in a listing, rather than read as disabled.
+//
+// The SDK puts what it has no field for in the model's additional data:
+// "@removed" as a map with a *string "reason", "members@delta" as a list
+// of maps with *string "@odata.type", "id", "displayName" and an
+// "@removed" map. Those are read here with type checks; anything of
+// another shape is ErrMalformed, never a panic.
+
+// DeltaResource names a collection that delta queries track.
+type DeltaResource string
+
+// Collections with delta queries that entrasync reads.
+const (
+	DeltaUsers  DeltaResource = "users"
+	DeltaGroups DeltaResource = "groups"
+)
+
+// RemovalReason is why a delta round reports an object removed
+// (the "reason" of its "@removed" annotation).
+type RemovalReason string
+
+// Reasons Graph gives; any other value is kept as Graph sent it, and ""
+// means Graph gave none (the docs say the annotation "may" carry one).
+const (
+	// RemovedChanged: deleted and restorable from the deleted items
+	// (a soft-deleted user or Microsoft 365 group).
+	RemovedChanged RemovalReason = "changed"
+	// RemovedDeleted: deleted for good.
+	RemovedDeleted RemovalReason = "deleted"
+)
+
+// Removal is an object a delta round reports removed from the
+// collection.
+type Removal struct {
+	ID     string
+	Reason RemovalReason
+}
+
+// Restorable reports whether the object may come back (Graph said
+// "changed": it waits in the deleted items). A restored object comes
+// again, whole, in a later round.
+func (r Removal) Restorable() bool { return r.Reason == RemovedChanged }
+
+// UsersDeltaPage is one page of a users delta round. In a round started
+// from "" (or from a 410's Location) Changed holds every user and
+// Removed the users waiting in the deleted items; in a round from a
+// deltaLink, the users created, changed, restored or removed since.
+// Within a page an id is in at most one of Changed and Removed (the last
+// of its occurrences on the page wins); an object can come again on a
+// later page (Graph's replays), and the later page wins.
+type UsersDeltaPage struct {
+	Changed []User
+	Removed []Removal
+	// DeltaLink is set on the round's last page only: the link that
+	// starts the next round. A round stopped before it has no link.
+	DeltaLink string
+}
+
+// GroupsDeltaPage is one page of a groups delta round, like
+// UsersDeltaPage, with each changed group's direct membership changes.
+//
+// A group with many members spans several pages: each copy carries the
+// same properties and the next part of its members@delta. Within a page
+// the copies are merged (one GroupDelta per id); across pages the caller
+// merges by group id, in page order. Graph also replays objects and
+// promises no order.
+type GroupsDeltaPage struct {
+	Changed   []GroupDelta
+	Removed   []Removal
+	DeltaLink string // set on the round's last page only
+}
+
+// GroupDelta is a group of a delta page: its properties (the whole
+// current state, see the package's delta notes) and the direct membership
+// changes this page carries for it.
+//
+// In a round started from "", and for a group created or restored since
+// the last round, MembersAdded (over every page the group is on) is its
+// whole direct membership, and a group absent from members@delta has no
+// members. In a round from a deltaLink, a group without member changes
+// has none. Group delta reports direct edges only: nested membership
+// changes never show (compute the transitive sets locally).
+type GroupDelta struct {
+	Group
+	// MembersAdded are members that joined, with their type and, when
+	// Graph sent it, their name ("" otherwise; with $select=members
+	// Graph sends only @odata.type and id).
+	MembersAdded []Member
+	// MembersRemoved are members that left ("@removed"; the object
+	// itself may still exist). DisplayName is usually "".
+	MembersRemoved []Member
+}
+
+// deltaGroupSelect is what group delta rounds select: the listing's
+// properties, and members, so members@delta comes.
+var deltaGroupSelect = append(append([]string(nil), groupSelect...), "members")
+
+// UsersDelta reads one round of users delta queries, a page at a time.
+// link "" starts a full round (every user, with the properties the users
+// listing selects); otherwise link is a deltaLink from a previous round
+// (or a 410's Location), followed verbatim. nextLinks are followed
+// verbatim too; the last page carries the next round's DeltaLink.
+//
+// A link whose state Graph no longer has (expired after seven days,
+// reset, 410 Gone) is an error wrapping ErrResync (*ResyncError): read
+// the whole directory again.
+func (c *Client) UsersDelta(ctx context.Context, link string) iter.Seq2[UsersDeltaPage, error] {
+	rb := c.sdk.Users().Delta()
+	get := func(ctx context.Context, next string) (users.DeltaGetResponseable, error) {
+		if next != "" {
+			return rb.WithUrl(next).GetAsDeltaGetResponse(ctx, nil)
+		}
+		return rb.GetAsDeltaGetResponse(ctx, &users.DeltaRequestBuilderGetRequestConfiguration{
+			QueryParameters: &users.DeltaRequestBuilderGetQueryParameters{Select: userSelect},
+		})
+	}
+	return deltaPages(ctx, c, "users delta", link, get, userDeltaPage)
+}
+
+// GroupsDelta reads one round of groups delta queries, a page at a time,
+// as UsersDelta does users; a full round selects the listing's properties
+// and members, so that each group comes with members@delta.
+func (c *Client) GroupsDelta(ctx context.Context, link string) iter.Seq2[GroupsDeltaPage, error] {
+	rb := c.sdk.Groups().Delta()
+	get := func(ctx context.Context, next string) (groups.DeltaGetResponseable, error) {
+		if next != "" {
+			return rb.WithUrl(next).GetAsDeltaGetResponse(ctx, nil)
+		}
+		return rb.GetAsDeltaGetResponse(ctx, &groups.DeltaRequestBuilderGetRequestConfiguration{
+			QueryParameters: &groups.DeltaRequestBuilderGetQueryParameters{Select: deltaGroupSelect},
+		})
+	}
+	return deltaPages(ctx, c, "groups delta", link, get, groupDeltaPage)
+}
+
+// LatestDeltaLink asks Graph for a deltaLink at "now" ($deltatoken=latest),
+// with the properties UsersDelta and GroupsDelta select, without reading
+// any object. Taken before a full enumeration (the listings), its link's
+// first round reports every change made since, those made during the
+// enumeration included, so nothing falls between the two.
+//
+// An answer that carries objects is ErrMalformed: the docs promise none.
+func (c *Client) LatestDeltaLink(ctx context.Context, resource DeltaResource) (string, error) {
+	var sel []string
+	switch resource {
+	case DeltaUsers:
+		sel = userSelect
+	case DeltaGroups:
+		sel = deltaGroupSelect
+	default:
+		return "", fmt.Errorf("graph: latest delta link: unknown resource %q", resource)
+	}
+	q := url.Values{"$select": {strings.Join(sel, ",")}, "$deltatoken": {"latest"}}
+	link := c.cfg.BaseURL + "/" + string(resource) + "/delta?" + q.Encode()
+	count := func(n int) error {
+		if n > 0 {
+			return fmt.Errorf("%w: $deltatoken=latest answered with %d objects", ErrMalformed, n)
+		}
+		return nil
+	}
+	var seq iter.Seq2[string, error]
+	switch resource {
+	case DeltaUsers:
+		seq = func(yield func(string, error) bool) {
+			for p, err := range c.UsersDelta(ctx, link) {
+				if err == nil {
+					err = count(len(p.Changed) + len(p.Removed))
+				}
+				if !yield(p.DeltaLink, err) {
+					return
+				}
+			}
+		}
+	default:
+		seq = func(yield func(string, error) bool) {
+			for p, err := range c.GroupsDelta(ctx, link) {
+				if err == nil {
+					err = count(len(p.Changed) + len(p.Removed))
+				}
+				if !yield(p.DeltaLink, err) {
+					return
+				}
+			}
+		}
+	}
+	for dl, err := range seq {
+		if err != nil {
+			return "", fmt.Errorf("graph: latest %s delta link: %w", resource, err)
+		}
+		if dl != "" {
+			return dl, nil
+		}
+	}
+	return "", fmt.Errorf("graph: latest %s delta link: %w: no deltaLink", resource, ErrMalformed)
+}
+
+// deltaResponse is what the SDK's delta responses offer.
+type deltaResponse[T any] interface {
+	GetValue() []T
+	GetOdataNextLink() *string
+	GetOdataDeltaLink() *string
+}
+
+// deltaPages follows one delta round from link ("" for a first request),
+// converting each page as it comes.
+func deltaPages[R deltaResponse[T], T, P any](ctx context.Context, c *Client, what, link string,
+	get func(ctx context.Context, next string) (R, error), convert func([]T) (P, error),
+) iter.Seq2[P, error] {
+	return func(yield func(P, error) bool) {
+		var zero P
+		fail := func(page int, err error) {
+			yield(zero, fmt.Errorf("graph: %s, page %d: %w", what, page, err))
+		}
+		if link != "" {
+			if err := checkLink(link); err != nil {
+				fail(0, fmt.Errorf("link %q: %w", link, err))
+				return
+			}
+		}
+		next := link
+		for page := 0; ; page++ {
+			if err := ctx.Err(); err != nil {
+				fail(page, err)
+				return
+			}
+			xctx, x := withExchange(ctx)
+			resp, err := get(xctx, next)
+			if err != nil {
+				if ctx.Err() != nil {
+					fail(page, ctx.Err())
+					return
+				}
+				fail(page, asResync(translate(err, x), x))
+				return
+			}
+			if isNil(resp) {
+				fail(page, fmt.Errorf("%w: empty body (HTTP %d)", ErrMalformed, x.status))
+				return
+			}
+			items := resp.GetValue()
+			if items == nil {
+				fail(page, fmt.Errorf("%w: no value array", ErrMalformed))
+				return
+			}
+			for i, it := range items {
+				if isNil(it) {
+					fail(page, fmt.Errorf("%w: item %d is null", ErrMalformed, i))
+					return
+				}
+			}
+			out, err := convert(items)
+			if err != nil {
+				fail(page, err)
+				return
+			}
+			nl, dl := deref(resp.GetOdataNextLink()), deref(resp.GetOdataDeltaLink())
+			switch {
+			case nl != "" && dl != "":
+				fail(page, fmt.Errorf("%w: both a nextLink and a deltaLink", ErrMalformed))
+				return
+			case nl == "" && dl == "":
+				// A round ends with its deltaLink; without one the caller
+				// would have nothing to resume from.
+				fail(page, fmt.Errorf("%w: neither a nextLink nor a deltaLink", ErrMalformed))
+				return
+			case nl != "" && nl == next:
+				fail(page, fmt.Errorf("%w: nextLink points to the same page", ErrMalformed))
+				return
+			}
+			for _, l := range []string{nl, dl} {
+				if l == "" {
+					continue
+				}
+				if err := checkLink(l); err != nil {
+					fail(page, fmt.Errorf("%w: link %q: %v", ErrMalformed, l, err))
+					return
+				}
+			}
+			if dl != "" {
+				setDeltaLink(&out, dl)
+			}
+			c.log.Debug().Str("list", what).Int("page", page).Int("items", len(items)).Bool("more", nl != "").Msg("graph: delta page read")
+			if !yield(out, nil) || nl == "" {
+				return
+			}
+			next = nl
+		}
+	}
+}
+
+// checkLink accepts what Graph's links are: absolute URLs.
+func checkLink(l string) error {
+	u, err := url.Parse(l)
+	if err != nil {
+		return err
+	}
+	if !u.IsAbs() || u.Host == "" {
+		return errors.New("not an absolute URL")
+	}
+	return nil
+}
+
+func setDeltaLink(p any, link string) {
+	switch p := p.(type) {
+	case *UsersDeltaPage:
+		p.DeltaLink = link
+	case *GroupsDeltaPage:
+		p.DeltaLink = link
+	}
+}
+
+// userDeltaPage converts a page of users: removed ones by their
+// "@removed", the others as a listing converts them.
+func userDeltaPage(items []models.Userable) (UsersDeltaPage, error) {
+	type entry struct {
+		user    *User
+		removal *Removal
+	}
+	var order []string
+	last := map[string]entry{}
+	for i, u := range items {
+		rem, removed, err := removalOf(u.GetAdditionalData())
+		if err != nil {
+			return UsersDeltaPage{}, fmt.Errorf("item %d: %w", i, err)
+		}
+		var e entry
+		if removed {
+			id := deref(u.GetId())
+			if id == "" {
+				return UsersDeltaPage{}, fmt.Errorf("item %d: %w: removed user without id", i, ErrMalformed)
+			}
+			e.removal = &Removal{ID: id, Reason: rem}
+		} else {
+			user, err := toUser(u)
+			if err != nil {
+				return UsersDeltaPage{}, fmt.Errorf("item %d: %w", i, err)
+			}
+			e.user = &user
+		}
+		id := deref(u.GetId())
+		if _, seen := last[id]; !seen {
+			order = append(order, id)
+		}
+		last[id] = e
+	}
+	var p UsersDeltaPage
+	for _, id := range order {
+		switch e := last[id]; {
+		case e.removal != nil:
+			p.Removed = append(p.Removed, *e.removal)
+		default:
+			p.Changed = append(p.Changed, *e.user)
+		}
+	}
+	return p, nil
+}
+
+// groupDeltaPage converts a page of groups, merging the copies of a group
+// the page holds: properties from the last copy, member changes from all
+// copies since the group was last reported removed on the page, the
+// later entry for a member winning.
+func groupDeltaPage(items []models.Groupable) (GroupsDeltaPage, error) {
+	type entry struct {
+		group   *Group
+		removal *Removal
+		members []string // member ids in order of first appearance
+		changes map[string]memberChange
+	}
+	var order []string
+	last := map[string]*entry{}
+	for i, g := range items {
+		ad := g.GetAdditionalData()
+		rem, removed, err := removalOf(ad)
+		if err != nil {
+			return GroupsDeltaPage{}, fmt.Errorf("item %d: %w", i, err)
+		}
+		id := deref(g.GetId())
+		if id == "" {
+			return GroupsDeltaPage{}, fmt.Errorf("item %d: %w: group without id", i, ErrMalformed)
+		}
+		if _, seen := last[id]; !seen {
+			order = append(order, id)
+		}
+		if removed {
+			last[id] = &entry{removal: &Removal{ID: id, Reason: rem}}
+			continue
+		}
+		group, err := toGroup(g)
+		if err != nil {
+			return GroupsDeltaPage{}, fmt.Errorf("item %d: %w", i, err)
+		}
+		changes, err := membersDeltaOf(ad)
+		if err != nil {
+			return GroupsDeltaPage{}, fmt.Errorf("item %d (group %s): %w", i, id, err)
+		}
+		e := last[id]
+		if e == nil || e.group == nil {
+			e = &entry{changes: map[string]memberChange{}}
+			last[id] = e
+		}
+		e.group = &group
+		for _, ch := range changes {
+			if _, seen := e.changes[ch.ID]; !seen {
+				e.members = append(e.members, ch.ID)
+			}
+			e.changes[ch.ID] = ch
+		}
+	}
+	var p GroupsDeltaPage
+	for _, id := range order {
+		e := last[id]
+		if e.removal != nil {
+			p.Removed = append(p.Removed, *e.removal)
+			continue
+		}
+		gd := GroupDelta{Group: *e.group}
+		for _, m := range e.members {
+			ch := e.changes[m]
+			if ch.removed {
+				gd.MembersRemoved = append(gd.MembersRemoved, ch.Member)
+			} else {
+				gd.MembersAdded = append(gd.MembersAdded, ch.Member)
+			}
+		}
+		p.Changed = append(p.Changed, gd)
+	}
+	return p, nil
+}
+
+// memberChange is one entry of members@delta.
+type memberChange struct {
+	Member
+	removed bool
+}
+
+// removalOf reads an object's "@removed" annotation: removed says whether
+// it has one. It must be an object; its "reason", when present, a string.
+func removalOf(ad map[string]any) (reason RemovalReason, removed bool, err error) {
+	v, ok := ad["@removed"]
+	if !ok {
+		return "", false, nil
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return "", false, fmt.Errorf("%w: @removed is %s, not an object", ErrMalformed, jsonKind(v))
+	}
+	r, ok := m["reason"]
+	if !ok || r == nil {
+		return "", true, nil
+	}
+	s, ok := rawString(r)
+	if !ok {
+		return "", false, fmt.Errorf("%w: @removed reason is %s, not a string", ErrMalformed, jsonKind(r))
+	}
+	return RemovalReason(s), true, nil
+}
+
+// membersDeltaOf reads a group's "members@delta": absent means no member
+// changes; otherwise an array of objects, each with a string id.
+func membersDeltaOf(ad map[string]any) ([]memberChange, error) {
+	v, ok := ad["members@delta"]
+	if !ok {
+		return nil, nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: members@delta is %s, not an array", ErrMalformed, jsonKind(v))
+	}
+	out := make([]memberChange, 0, len(list))
+	for i, it := range list {
+		m, ok := it.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("%w: members@delta entry %d is %s, not an object", ErrMalformed, i, jsonKind(it))
+		}
+		id, ok := rawString(m["id"])
+		if !ok || id == "" {
+			return nil, fmt.Errorf("%w: members@delta entry %d without a string id", ErrMalformed, i)
+		}
+		ch := memberChange{Member: Member{ID: id, Type: MemberOther}}
+		if t, present := m["@odata.type"]; present && t != nil {
+			s, ok := rawString(t)
+			if !ok {
+				return nil, fmt.Errorf("%w: members@delta entry %d: @odata.type is %s, not a string", ErrMalformed, i, jsonKind(t))
+			}
+			ch.Type = memberTypeOf(s)
+		}
+		if n, ok := rawString(m["displayName"]); ok {
+			ch.DisplayName = n
+		}
+		_, removed, err := removalOf(m)
+		if err != nil {
+			return nil, fmt.Errorf("members@delta entry %d: %w", i, err)
+		}
+		ch.removed = removed
+		out = append(out, ch)
+	}
+	return out, nil
+}
+
+// rawString reads a string from the SDK's untyped additional data, where
+// JSON strings arrive as *string.
+func rawString(v any) (string, bool) {
+	switch s := v.(type) {
+	case *string:
+		if s == nil {
+			return "", false
+		}
+		return *s, true
+	case string:
+		return s, true
+	}
+	return "", false
+}
+
+// jsonKind names the JSON kind of an untyped value, for error messages.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "an array"
+	case *string, string:
+		return "a string"
+	case *bool, bool:
+		return "a boolean"
+	}
+	return "a number"
+}
+
+// The SDK's delta responses fit deltaResponse.
+var (
+	_ deltaResponse[models.Userable]  = (users.DeltaGetResponseable)(nil)
+	_ deltaResponse[models.Groupable] = (groups.DeltaGetResponseable)(nil)
+)
