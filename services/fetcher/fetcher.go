@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/entrasync/entrasync/libs/budget"
 	"github.com/entrasync/entrasync/libs/bus"
 	"github.com/entrasync/entrasync/libs/graph"
 	"github.com/entrasync/entrasync/libs/store"
@@ -60,6 +61,17 @@ type Config struct {
 	// found its tenant leased comes back after a jittered delay. Default
 	// math/rand/v2's Float64.
 	Rand func() float64
+	// Budget tunes the Graph resource-unit budget every replica shares
+	// (libs/budget, a JetStream KV on the bus's connection, made at
+	// Start): each Graph request of a run pays into its app+tenant bucket
+	// and its app's, waits when they are short, and a 429 pauses the
+	// tenant for every replica. The zero value is production's (Graph's
+	// quotas, margin 0.9, the system clock); its Observer hears each take.
+	Budget budget.Config
+	// Unbudgeted sends Graph requests without the shared budget
+	// (GRAPH_BUDGET=off): only Graph's 429s slow a run down, and a 429
+	// stops only the request that got it.
+	Unbudgeted bool
 }
 
 // SetDefaults fills every unset field with its default.
@@ -116,6 +128,15 @@ func (c Config) Validate() error {
 	if err := c.Graph.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if !c.Unbudgeted {
+		// The defaults are filled in by the bus at Start (replicas follow
+		// its streams'); a copy with them says whether the rest is usable.
+		bc := c.Budget
+		bc.SetDefaults()
+		if err := bc.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("fetcher: %w", err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -137,6 +158,9 @@ type Fetcher struct {
 	mu       sync.Mutex
 	consumer bus.Consumer    // nil until Start
 	busy     map[string]bool // tenants this replica is fetching now
+	// budget is the Graph budget shared with every replica; nil until
+	// Start, and for good when Config.Unbudgeted.
+	budget *budget.Budget
 }
 
 // New checks the configuration and returns a fetcher that is not running
@@ -164,13 +188,22 @@ func (f *Fetcher) Start(ctx context.Context) error {
 	if f.consumer != nil {
 		return errors.New("fetcher: already started")
 	}
+	// The budget exists before the first job: no run may reach Graph
+	// unbudgeted because it came early.
+	if !f.cfg.Unbudgeted && f.budget == nil {
+		b, err := f.bus.NewBudget(ctx, f.cfg.Budget)
+		if err != nil {
+			return fmt.Errorf("fetcher: %w", err)
+		}
+		f.budget = b
+	}
 	c, err := f.bus.ConsumeJobs(ctx, bus.ConsumeOptions{Concurrency: f.cfg.Concurrency}, f.handle)
 	if err != nil {
 		return fmt.Errorf("fetcher: consume jobs: %w", err)
 	}
 	f.consumer = c
 	f.log.Info().Int("concurrency", f.cfg.Concurrency).Dur("lease_ttl", f.cfg.LeaseTTL).
-		Str("graph", f.cfg.Graph.BaseURL).Msg("fetcher started")
+		Str("graph", f.cfg.Graph.BaseURL).Bool("graph_budget", f.budget != nil).Msg("fetcher started")
 	return nil
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"iter"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/entrasync/entrasync/libs/budget"
 	"github.com/entrasync/entrasync/libs/bus"
 	"github.com/entrasync/entrasync/libs/graph"
 	"github.com/entrasync/entrasync/libs/store"
@@ -312,6 +315,11 @@ func (r *runner) run(ctx context.Context) error {
 	filter := settings.Scope.UserFilter
 	gcfg := r.f.cfg.Graph
 	gcfg.Logger = r.log // retries are logged with the tenant and run
+	if r.f.budget != nil {
+		if gcfg.Transport, err = r.budgeted(ctx, gcfg, creds); err != nil {
+			return err
+		}
+	}
 	r.client, err = graph.New(gcfg, graph.Credentials{
 		TenantID: creds.EntraTenantID, ClientID: creds.ClientID, ClientSecret: creds.ClientSecret,
 	})
@@ -378,6 +386,52 @@ func (r *runner) run(ctx context.Context) error {
 	r.log.Info().Int32("first_page", r.first).Int32("pages", pages).Int64("requests", stats.GetRequests()).
 		Int64("throttled", stats.GetThrottled()).Int64("retries", stats.GetRetries()).Msg("run fetched")
 	return nil
+}
+
+// budgeted returns gcfg's transport wrapped so that each request of this
+// run to Graph pays its resource units into the budget every replica
+// shares, under the tenant's app registration and Entra tenant (Graph
+// meters them so), before it is sent. It sits below libs/graph's retrier,
+// so every attempt pays, as at Graph. Requests to the token authority,
+// which Graph's identity budget does not meter, pass unbudgeted, also
+// when it shares Graph's host (the simulator): only paths under the base
+// URL's pay.
+//
+// The tenant's bucket is sized by the users its mirror holds now, as of
+// the last run applied: Graph gives an app more units per 10 s in a larger
+// tenant, and a first run starts in the smallest tier, safe for any.
+func (r *runner) budgeted(ctx context.Context, gcfg graph.Config, creds store.Credentials) (http.RoundTripper, error) {
+	key := budget.Key{App: creds.ClientID, Tenant: creds.EntraTenantID}
+	users, err := r.f.store.MirrorUserCount(ctx, r.tenant)
+	if err != nil {
+		return nil, fmt.Errorf("fetcher: users of tenant %s, to size its Graph budget: %w", r.tenant, err)
+	}
+	err = r.f.budget.SetTenantSize(ctx, key, users)
+	switch {
+	case errors.Is(err, budget.ErrInvalidKey):
+		// Ids the api would have refused (it takes GUIDs only): Graph
+		// will answer for them; the budget cannot name them.
+		r.log.Warn().Err(err).Msg("the tenant's ids cannot name a Graph budget; this run goes unbudgeted")
+		return gcfg.Transport, nil
+	case err != nil:
+		return nil, fmt.Errorf("fetcher: size the Graph budget of tenant %s: %w", r.tenant, err)
+	}
+	base, err := url.Parse(gcfg.BaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("fetcher: Graph base URL: %w", err)
+	}
+	prefix := strings.TrimRight(base.Path, "/") + "/"
+	onHost := budget.ForHost(base.Host, key)
+	r.log.Debug().Int("users", users).Str("graph_host", base.Host).Msg("Graph budget sized")
+	return &budget.Transport{
+		Base:   gcfg.Transport,
+		Budget: r.f.budget,
+		KeyFor: func(req *http.Request) (budget.Key, bool) {
+			k, ok := onHost(req)
+			return k, ok && strings.HasPrefix(req.URL.Path, prefix)
+		},
+		Log: r.log,
+	}, nil
 }
 
 // refusedFilterMessage tells the tenant's admin which setting Graph

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/entrasync/entrasync/libs/budget"
 	"github.com/entrasync/entrasync/libs/bus"
 	"github.com/entrasync/entrasync/libs/graph"
 	"github.com/entrasync/entrasync/libs/metrics"
@@ -37,6 +38,11 @@ type Config struct {
 	// GraphMaxRetryAfter is the longest Retry-After fetchers wait out;
 	// 0 means libs/graph's default.
 	GraphMaxRetryAfter time.Duration
+	// GraphBudget tunes the Graph budget the fetchers share through NATS
+	// (zero: production's; a nil Observer is the fleet's metrics);
+	// GraphUnbudgeted turns it off (GRAPH_BUDGET=off).
+	GraphBudget     budget.Config
+	GraphUnbudgeted bool
 
 	APIAddr    string // "" or "127.0.0.1:0" for any free port
 	AdminToken string
@@ -158,6 +164,9 @@ func Start(ctx context.Context, cfg Config) (_ *Fleet, err error) {
 		}
 	}
 
+	if cfg.GraphBudget.Observer == nil {
+		cfg.GraphBudget.Observer = f.Metrics
+	}
 	for i := range cfg.Fetchers {
 		name := fmt.Sprintf("fetcher-%d", i+1)
 		st, err := openStore(name)
@@ -173,6 +182,10 @@ func Start(ctx context.Context, cfg Config) (_ *Fleet, err error) {
 			ID:               name,
 			GroupConcurrency: cfg.GroupConcurrency,
 			LeaseTTL:         cfg.LeaseTTL,
+			// Each fetcher makes its own handle on the shared budget, on
+			// its own connection, as replicas in their own processes do.
+			Budget:     cfg.GraphBudget,
+			Unbudgeted: cfg.GraphUnbudgeted,
 			Graph: graph.Config{
 				BaseURL:       cfg.GraphBaseURL,
 				AuthorityHost: cfg.AuthorityHost,

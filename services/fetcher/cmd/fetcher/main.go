@@ -5,7 +5,7 @@
 // Configuration comes from the environment: DATABASE_URL, NATS_URL and
 // SECRET_KEY are required; GRAPH_BASE_URL, GRAPH_SCOPE,
 // GRAPH_MAX_RETRY_AFTER, AZURE_AUTHORITY_HOST, CONCURRENCY,
-// GROUP_CONCURRENCY, METRICS_ADDR (/metrics, /healthz and /readyz; default
+// GROUP_CONCURRENCY, GRAPH_BUDGET, GRAPH_BUDGET_MARGIN, METRICS_ADDR (/metrics, /healthz and /readyz; default
 // 127.0.0.1:9102) and LOG_LEVEL are optional. A private CA for Graph or the
 // authority is trusted through SSL_CERT_FILE.
 package main
@@ -13,6 +13,7 @@ package main
 import (
 	"os"
 
+	"github.com/entrasync/entrasync/libs/budget"
 	"github.com/entrasync/entrasync/libs/bus"
 	"github.com/entrasync/entrasync/libs/graph"
 	"github.com/entrasync/entrasync/libs/metrics"
@@ -39,6 +40,10 @@ func main() {
 			Concurrency:      d.Config.Concurrency,
 			GroupConcurrency: d.Config.GroupConcurrency,
 			LeaseTTL:         d.Config.LeaseTTL,
+			// Every replica spends from one Graph budget in NATS; the
+			// metrics hear what this one takes and waits.
+			Budget:     budget.Config{Margin: d.Config.GraphBudgetMargin, Observer: m},
+			Unbudgeted: !d.Config.GraphBudget,
 		}, fetcher.Deps{Bus: d.Bus, Store: d.Store, Logger: d.Logger})
 		if err != nil {
 			return nil, err

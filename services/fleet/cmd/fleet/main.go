@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/entrasync/entrasync/libs/budget"
 	"github.com/entrasync/entrasync/libs/config"
 	"github.com/entrasync/entrasync/libs/devenv"
 	"github.com/entrasync/entrasync/libs/log"
@@ -114,6 +115,8 @@ func run(logger zerolog.Logger) error {
 		Logger:        logger,
 
 		GraphMaxRetryAfter: cfg.GraphMaxRetryAfter,
+		GraphBudget:        budget.Config{Margin: cfg.GraphBudgetMargin},
+		GraphUnbudgeted:    !cfg.GraphBudget,
 		Bus:                process.BusOptions(cfg),
 		LeaseTTL:           cfg.LeaseTTL,
 		Scheduling: scheduler.Config{
