@@ -26,6 +26,16 @@
 // A run reads the tenant's settings once, at its start, and lists only
 // the users its Scope.UserFilter (a Graph $filter) lets through.
 //
+// Every Graph request pays into the Graph budget all replicas share
+// (libs/budget on the bus's NATS connection, made at Start unless
+// Config.Unbudgeted): budget.Transport sits under libs/graph's retrier,
+// keyed by the tenant's client id and Entra tenant id, for requests under
+// the Graph base URL only (not the token authority). At the start of a run
+// the tenant's bucket is sized by the users its mirror holds
+// (store.MirrorUserCount). A 429 with Retry-After pauses the tenant on
+// every replica; waiting for the budget is not a failure and holds the
+// lease (the run goes on when units are back).
+//
 // Failures are sorted once. Permanent ones (rejected credentials, a 4xx,
 // a malformed Graph response, a directory beyond AttemptPageSpan pages, a
 // user filter Graph refuses, a tenant an admin disconnected) end the run
