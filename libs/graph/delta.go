@@ -39,7 +39,9 @@ import (
 // "@removed" as a map with a *string "reason", "members@delta" as a list
 // of maps with *string "@odata.type", "id", "displayName" and an
 // "@removed" map. Those are read here with type checks; anything of
-// another shape is ErrMalformed, never a panic.
+// another shape is ErrMalformed, never a panic. The SDK drops properties
+// whose value is null, so "@removed": null and "members@delta": null read
+// as absent (not removed, no member changes).
 
 // DeltaResource names a collection that delta queries track.
 type DeltaResource string

@@ -145,6 +145,14 @@ func edges(dir *graphsim.Directory, groupID string) map[string]bool {
 	return out
 }
 
+func countObjects(pages []UsersDeltaPage) int {
+	n := 0
+	for _, p := range pages {
+		n += len(p.Changed) + len(p.Removed)
+	}
+	return n
+}
+
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
 func union(a, b []string) []string {
@@ -164,9 +172,24 @@ func wantUser(w graphsim.User) User {
 // the users and groups that changed, in their new state, with the
 // membership changes that turn the old edges into the new; a round with
 // no change is one empty page with a new link.
+//
+// With replays (each page starting with the last object of the page
+// before), merging by id gives the same.
 func TestDeltaRoundsReportExactlyTheChanges(t *testing.T) {
 	t.Parallel()
+	for _, replay := range []bool{false, true} {
+		t.Run(fmt.Sprintf("replay=%v", replay), func(t *testing.T) {
+			t.Parallel()
+			testDeltaRounds(t, replay)
+		})
+	}
+}
+
+func testDeltaRounds(t *testing.T, replay bool) {
 	f, c := newDeltaFixture(t, deltaSpec, graphsim.Options{})
+	if replay {
+		f.sim.SetFaults(f.tenant, graphsim.Faults{DeltaReplay: true})
+	}
 
 	upages := usersRound(t, c, "")
 	if len(upages) < 3 {
@@ -174,6 +197,9 @@ func TestDeltaRoundsReportExactlyTheChanges(t *testing.T) {
 	}
 	us := mergeUsers(upages)
 	checkUsers(t, f.dir, slices.Collect(maps.Values(us.changed)))
+	if served := countObjects(upages); replay && served <= len(us.changed) {
+		t.Errorf("replays on: %d objects served for %d users", served, len(us.changed))
+	}
 	if len(us.removed) != 0 {
 		t.Errorf("full round removed %v from a directory without deleted users", us.removed)
 	}
@@ -557,4 +583,117 @@ func TestDeltaStateGoneIsErrResync(t *testing.T) {
 		clock.add(7*24*time.Hour + time.Minute)
 		resync(t, link, http.StatusBadRequest, "syncStateNotFound")
 	})
+}
+
+// Delta pages of the wrong shape are ErrMalformed, Graph's answers that
+// end a round's state are ErrResync, whatever else Graph says is its
+// *Error; shapes the docs allow are read.
+func TestDeltaPagesOfEveryShape(t *testing.T) {
+	const end = `"@odata.deltaLink":"https://graph.microsoft.com/v1.0/x/delta?$deltatoken=e"`
+	p := newDeltaPageServer(t)
+	c := p.client
+	for _, tc := range []struct {
+		name          string
+		status        int
+		body          string
+		users, groups error // nil: read
+	}{
+		{"plain objects", 200, `{"value":[{"id":"a","accountEnabled":true}],` + end + `}`, nil, nil},
+		{"removed without a reason", 200, `{"value":[{"id":"a","@removed":{}}],` + end + `}`, nil, nil},
+		{"removed with an unknown reason", 200, `{"value":[{"id":"a","@removed":{"reason":"purged"}}],` + end + `}`, nil, nil},
+		{"@removed not an object", 200, `{"value":[{"id":"a","accountEnabled":true,"@removed":"deleted"}],` + end + `}`, ErrMalformed, ErrMalformed},
+		// The SDK drops null annotations: they read as absent.
+		{"@removed null", 200, `{"value":[{"id":"a","accountEnabled":true,"@removed":null,"members@delta":null}],` + end + `}`, nil, nil},
+		{"@removed reason a number", 200, `{"value":[{"id":"a","@removed":{"reason":1}}],` + end + `}`, ErrMalformed, ErrMalformed},
+		{"removed without id", 200, `{"value":[{"@removed":{"reason":"deleted"}}],` + end + `}`, ErrMalformed, ErrMalformed},
+		{"members@delta not an array", 200, `{"value":[{"id":"a","accountEnabled":true,"members@delta":{"id":"b"}}],` + end + `}`, nil, ErrMalformed},
+		{"members@delta entry null", 200, `{"value":[{"id":"a","accountEnabled":true,"members@delta":[null]}],` + end + `}`, nil, ErrMalformed},
+		{"members@delta entry without id", 200, `{"value":[{"id":"a","accountEnabled":true,"members@delta":[{"@odata.type":"#microsoft.graph.user"}]}],` + end + `}`, nil, ErrMalformed},
+		{"members@delta id a number", 200, `{"value":[{"id":"a","accountEnabled":true,"members@delta":[{"id":5}]}],` + end + `}`, nil, ErrMalformed},
+		{"members@delta type a number", 200, `{"value":[{"id":"a","accountEnabled":true,"members@delta":[{"id":"b","@odata.type":5}]}],` + end + `}`, nil, ErrMalformed},
+		{"members@delta entry's @removed a string", 200, `{"value":[{"id":"a","accountEnabled":true,"members@delta":[{"id":"b","@removed":"x"}]}],` + end + `}`, nil, ErrMalformed},
+		{"members@delta entry without type", 200, `{"value":[{"id":"a","accountEnabled":true,"members@delta":[{"id":"b"}]}],` + end + `}`, nil, nil},
+		{"changed user without accountEnabled", 200, `{"value":[{"id":"a"}],` + end + `}`, ErrMalformed, nil},
+		{"no value", 200, `{` + end + `}`, ErrMalformed, ErrMalformed},
+		{"neither link", 200, `{"value":[]}`, ErrMalformed, ErrMalformed},
+		{"both links", 200, `{"value":[],"@odata.nextLink":"https://graph.microsoft.com/v1.0/x/delta?$skiptoken=n",` + end + `}`, ErrMalformed, ErrMalformed},
+		{"relative deltaLink", 200, `{"value":[],"@odata.deltaLink":"/users/delta?$deltatoken=e"}`, ErrMalformed, ErrMalformed},
+		{"410 Gone", 410, `{"error":{"code":"resyncRequired","message":"Resync required."}}`, ErrResync, ErrResync},
+		{"410 without a body", 410, ``, ErrResync, ErrResync},
+		{"400 syncStateNotFound", 400, `{"error":{"code":"syncStateNotFound","message":"expired"}}`, ErrResync, ErrResync},
+		{"400 syncStateInvalid", 400, `{"error":{"code":"SyncStateInvalid","message":"invalid"}}`, ErrResync, ErrResync},
+		{"400 other", 400, `{"error":{"code":"Request_BadRequest","message":"Invalid state token."}}`, &Error{}, &Error{}},
+		{"403", 403, `{"error":{"code":"Authorization_RequestDenied","message":"no"}}`, &Error{}, &Error{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, l := range []struct {
+				name string
+				want error
+				run  func() error
+			}{
+				{"users", tc.users, func() error {
+					_, err := round(c.UsersDelta(t.Context(), ""), func(p UsersDeltaPage) string { return p.DeltaLink })
+					return err
+				}},
+				{"groups", tc.groups, func() error {
+					_, err := round(c.GroupsDelta(t.Context(), ""), func(p GroupsDeltaPage) string { return p.DeltaLink })
+					return err
+				}},
+			} {
+				p.serve(tc.status, []byte(tc.body))
+				err := l.run()
+				var ge *Error
+				switch want := l.want; {
+				case want == nil && err != nil:
+					t.Errorf("%s: %v, want pages", l.name, err)
+				case want == nil:
+				case errors.As(want, &ge):
+					if !errors.As(err, &ge) || ge.Status != tc.status || errors.Is(err, ErrResync) || errors.Is(err, ErrMalformed) {
+						t.Errorf("%s: %v, want Graph's HTTP %d and nothing more", l.name, err, tc.status)
+					}
+				case !errors.Is(err, want) || !IsPermanent(err):
+					t.Errorf("%s: %v, want a permanent %v", l.name, err, want)
+				}
+			}
+		})
+	}
+}
+
+// Copies of a group on one page are merged (properties of the last,
+// member changes of all, the later entry for a member winning); an object
+// removed and then seen again on a page is changed, and the other way
+// round removed.
+func TestDeltaPageMergesCopies(t *testing.T) {
+	p := newDeltaPageServer(t)
+	p.serve(200, []byte(`{"value":[
+		{"id":"g1","displayName":"Old","members@delta":[{"@odata.type":"#microsoft.graph.user","id":"u1"},{"@odata.type":"#microsoft.graph.user","id":"u2"}]},
+		{"id":"g2","displayName":"Two"},
+		{"id":"g1","displayName":"New","members@delta":[{"@odata.type":"#microsoft.graph.user","id":"u2","@removed":{"reason":"deleted"}},{"@odata.type":"#microsoft.graph.device","id":"d1","displayName":"Laptop"}]},
+		{"id":"g2","@removed":{"reason":"changed"}},
+		{"id":"g3","@removed":{"reason":"deleted"}},
+		{"id":"g3","displayName":"Back"}],
+		"@odata.deltaLink":"https://graph.microsoft.com/v1.0/groups/delta?$deltatoken=e"}`))
+	pages, err := round(p.client.GroupsDelta(t.Context(), ""), func(p GroupsDeltaPage) string { return p.DeltaLink })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pages) != 1 {
+		t.Fatalf("%d pages", len(pages))
+	}
+	want := GroupsDeltaPage{
+		Changed: []GroupDelta{
+			{Group: Group{ID: "g1", DisplayName: "New"},
+				MembersAdded:   []Member{{ID: "u1", Type: MemberUser}, {ID: "d1", Type: MemberDevice, DisplayName: "Laptop"}},
+				MembersRemoved: []Member{{ID: "u2", Type: MemberUser}}},
+			{Group: Group{ID: "g3", DisplayName: "Back"}},
+		},
+		Removed:   []Removal{{ID: "g2", Reason: RemovedChanged}},
+		DeltaLink: "https://graph.microsoft.com/v1.0/groups/delta?$deltatoken=e",
+	}
+	got := pages[0]
+	slices.SortFunc(got.Changed, func(a, b GroupDelta) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(got.Changed[0].MembersAdded, func(a, b Member) int { return strings.Compare(b.ID, a.ID) })
+	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
+		t.Errorf("page\n got %+v\nwant %+v", got, want)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"maps"
 	"math"
 	"net/http"
 	"net/url"
@@ -124,6 +125,10 @@ type pageServer struct {
 	sim      http.RoundTripper
 	simHost  string
 	listings []listing
+	client   *Client
+	// follow is the answer to every request after the page under test;
+	// nil: an empty last page of a listing.
+	follow []byte
 
 	mu     sync.Mutex
 	status int
@@ -131,7 +136,7 @@ type pageServer struct {
 	served int
 }
 
-func newPageServer(f *testing.F) *pageServer {
+func newPageServer(f testing.TB) *pageServer {
 	sim, err := graphsim.New(graphsim.Options{})
 	if err != nil {
 		f.Fatal(err)
@@ -160,6 +165,7 @@ func newPageServer(f *testing.F) *pageServer {
 	if err != nil {
 		f.Fatal(err)
 	}
+	p.client = c
 	p.listings = []listing{
 		{"users", func(ctx context.Context) ([]decoded, error) {
 			return drain(c.Users(ctx, ""), func(u User) decoded { return decoded{ID: u.ID, Enabled: &u.AccountEnabled} })
@@ -199,6 +205,9 @@ func (p *pageServer) RoundTrip(req *http.Request) (*http.Response, error) {
 	status, body := p.status, p.body
 	if p.served > 0 {
 		status, body = http.StatusOK, []byte(`{"value":[]}`)
+		if p.follow != nil {
+			body = p.follow
+		}
 	}
 	p.served++
 	p.mu.Unlock()
@@ -304,3 +313,182 @@ func checkDecoded(t *testing.T, name string, body []byte, want oracle, got []dec
 }
 
 var memberTypes = []MemberType{MemberUser, MemberGroup, MemberDevice, MemberOrgContact, MemberServicePrincipal, MemberOther}
+
+// deltaFollow is the last page of a delta round, served after the page
+// under test.
+var deltaFollow = []byte(`{"value":[],"@odata.deltaLink":"https://graph.microsoft.com/v1.0/users/delta?$deltatoken=end"}`)
+
+// deltaStatuses are the answers FuzzDecodeDeltaPage gives: those of
+// FuzzDecodePage and a delta round's 410 Gone.
+var deltaStatuses = append(slices.Clone(fuzzStatuses), http.StatusGone)
+
+// deltaItem is one object of a delta page as a round returned it.
+type deltaItem struct {
+	ID      string
+	Removed bool
+	Members []Member // group member changes, added and removed
+}
+
+// newDeltaPageServer is a pageServer whose listings are delta rounds
+// (users and groups) from "".
+func newDeltaPageServer(tb testing.TB) *pageServer {
+	p := newPageServer(tb)
+	p.follow = deltaFollow
+	c := p.client
+	p.listings = []listing{
+		{"users delta", func(ctx context.Context) ([]decoded, error) {
+			items, err := drainDelta(c.UsersDelta(ctx, ""), func(pg UsersDeltaPage) ([]deltaItem, string) {
+				var out []deltaItem
+				for _, u := range pg.Changed {
+					out = append(out, deltaItem{ID: u.ID})
+				}
+				for _, r := range pg.Removed {
+					out = append(out, deltaItem{ID: r.ID, Removed: true})
+				}
+				return out, pg.DeltaLink
+			})
+			return toDecoded(items), err
+		}},
+		{"groups delta", func(ctx context.Context) ([]decoded, error) {
+			items, err := drainDelta(c.GroupsDelta(ctx, ""), func(pg GroupsDeltaPage) ([]deltaItem, string) {
+				var out []deltaItem
+				for _, g := range pg.Changed {
+					out = append(out, deltaItem{ID: g.ID, Members: slices.Concat(g.MembersAdded, g.MembersRemoved)})
+				}
+				for _, r := range pg.Removed {
+					out = append(out, deltaItem{ID: r.ID, Removed: true})
+				}
+				return out, pg.DeltaLink
+			})
+			return toDecoded(items), err
+		}},
+	}
+	return p
+}
+
+// drainDelta reads a delta round to its end or first error; a round that
+// ends without a deltaLink is an error of the test.
+func drainDelta[P any](seq iter.Seq2[P, error], conv func(P) ([]deltaItem, string)) ([]deltaItem, error) {
+	var out []deltaItem
+	link := ""
+	for page, err := range seq {
+		if err != nil {
+			return out, err
+		}
+		items, l := conv(page)
+		out = append(out, items...)
+		link = l
+	}
+	if link == "" {
+		return out, errors.New("test: the round ended without a deltaLink")
+	}
+	return out, nil
+}
+
+// toDecoded keeps what checkDeltaDecoded looks at: the id, removal
+// (as Enabled, false for removed), and every member change as an item
+// of type Type after its group.
+func toDecoded(items []deltaItem) []decoded {
+	var out []decoded
+	for _, it := range items {
+		present := !it.Removed
+		out = append(out, decoded{ID: it.ID, Enabled: &present})
+		for _, m := range it.Members {
+			out = append(out, decoded{ID: m.ID, Type: m.Type})
+		}
+	}
+	return out
+}
+
+// FuzzDecodeDeltaPage feeds one Graph answer as the first page of a users
+// and of a groups delta round, then a last page with a deltaLink. Whatever
+// the bytes, a round must end in bounded time with a classified error
+// (ErrMalformed for a 2xx it cannot read, Graph's *Error with that status
+// otherwise, also inside ErrResync) or pages that keep the model's
+// promises: every object and member change has an id, every member a
+// known type, and the objects are those of the body's value array as
+// encoding/json reads it, each id once a page, removed when its last
+// occurrence carries "@removed".
+func FuzzDecodeDeltaPage(f *testing.F) {
+	f.Add(http.StatusOK, []byte(`{"value":[{"id":"u1","accountEnabled":true},{"id":"u2","@removed":{"reason":"changed"}}],"@odata.deltaLink":"https://graph.microsoft.com/v1.0/users/delta?$deltatoken=a"}`))
+	f.Add(http.StatusOK, []byte(`{"value":[{"id":"g1","accountEnabled":true,"members@delta":[{"@odata.type":"#microsoft.graph.user","id":"u1"},{"@odata.type":"#microsoft.graph.group","id":"g2","@removed":{"reason":"deleted"}}]},{"id":"g1","accountEnabled":true,"members@delta":[{"id":"u3"}]}],"@odata.nextLink":"https://graph.microsoft.com/v1.0/groups/delta?$skiptoken=b"}`))
+	f.Add(http.StatusOK, []byte(`{"value":[{"id":"u1","accountEnabled":true,"@removed":"yes","members@delta":{"id":"u2"}}],"@odata.deltaLink":"https://graph.microsoft.com/v1.0/users/delta?$deltatoken=a"}`))
+	f.Add(http.StatusOK, []byte(`{"value":[{"id":"g1","accountEnabled":true,"members@delta":[null,{"id":7},{"id":"u1","@removed":{"reason":3}}]}],"@odata.deltaLink":"x"}`))
+	f.Add(http.StatusOK, []byte(`{"value":[],"@odata.nextLink":"https://graph.microsoft.com/v1.0/users/delta?$skiptoken=b","@odata.deltaLink":"https://graph.microsoft.com/v1.0/users/delta?$deltatoken=a"}`))
+	f.Add(http.StatusGone, []byte(`{"error":{"code":"resyncRequired","message":"Resync required."}}`))
+	f.Add(http.StatusBadRequest, []byte(`{"error":{"code":"syncStateNotFound","message":"The sync state generation is not found."}}`))
+
+	p := newDeltaPageServer(f)
+	f.Fuzz(func(t *testing.T, status int, body []byte) {
+		if !slices.Contains(deltaStatuses, status) {
+			status = deltaStatuses[uint(status)%uint(len(deltaStatuses))]
+		}
+		checkDeltaAnswer(t, p, status, body)
+	})
+}
+
+// checkDeltaAnswer serves status and body to every delta round of p and
+// checks what each made of it.
+func checkDeltaAnswer(t *testing.T, p *pageServer, status int, body []byte) {
+	t.Helper()
+	want := parseOracle(body)
+	for _, l := range p.listings {
+		p.serve(status, body)
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		got, err := l.list(ctx)
+		hung := ctx.Err()
+		cancel()
+		if hung != nil {
+			t.Fatalf("%s: no answer after 30s (%v), status %d, body %q", l.name, hung, status, body)
+		}
+		if err != nil {
+			if strings.HasPrefix(err.Error(), "test:") {
+				t.Fatalf("%s: %v, body %q", l.name, err, body)
+			}
+			checkDecodeError(t, l.name, status, body, err)
+			continue
+		}
+		if status < 200 || status > 299 {
+			t.Fatalf("%s: HTTP %d accepted as a page: %+v", l.name, status, got)
+		}
+		checkDeltaDecoded(t, l.name, body, want, got)
+	}
+}
+
+func checkDeltaDecoded(t *testing.T, name string, body []byte, want oracle, got []decoded) {
+	t.Helper()
+	objects := map[string]bool{} // id → removed
+	var order []string
+	for i, d := range got {
+		if d.ID == "" {
+			t.Fatalf("%s: item %d has no id, body %q", name, i, body)
+		}
+		if d.Enabled == nil { // a member change
+			if !slices.Contains(memberTypes, d.Type) {
+				t.Fatalf("%s: member %s has an unknown type %q, body %q", name, d.ID, d.Type, body)
+			}
+			continue
+		}
+		if _, dup := objects[d.ID]; dup {
+			t.Fatalf("%s: object %s twice on one page, body %q", name, d.ID, body)
+		}
+		objects[d.ID] = !*d.Enabled
+		order = append(order, d.ID)
+	}
+	if !want.ok {
+		return
+	}
+	wantObjects := map[string]bool{}
+	for i, item := range want.items {
+		var id string
+		if json.Unmarshal(item["id"], &id) != nil {
+			t.Fatalf("%s: item %d accepted with id %s, body %q", name, i, item["id"], body)
+		}
+		// The SDK drops null annotations, as if absent.
+		r, removed := item["@removed"]
+		wantObjects[id] = removed && !bytes.Equal(bytes.TrimSpace(r), []byte("null"))
+	}
+	if !maps.Equal(objects, wantObjects) {
+		t.Fatalf("%s: objects (id → removed) %v, encoding/json reads %v, body %q", name, objects, wantObjects, body)
+	}
+}
