@@ -138,9 +138,11 @@ var deltaGroupSelect = append(append([]string(nil), groupSelect...), "members")
 // (or a 410's Location), followed verbatim. nextLinks are followed
 // verbatim too; the last page carries the next round's DeltaLink.
 //
-// A link whose state Graph no longer has (expired after seven days,
-// reset, 410 Gone) is an error wrapping ErrResync (*ResyncError): read
-// the whole directory again.
+// Pages are Graph's size (about 200 objects): delta takes no $top, so
+// Config.PageSize does not apply. A link whose state Graph no longer has
+// (expired after seven days, reset, 410 Gone) is an error wrapping
+// ErrResync (*ResyncError): read the whole directory again. Token expiry
+// is Graph's to judge; the client only reports it.
 func (c *Client) UsersDelta(ctx context.Context, link string) iter.Seq2[UsersDeltaPage, error] {
 	rb := c.sdk.Users().Delta()
 	get := func(ctx context.Context, next string) (users.DeltaGetResponseable, error) {

@@ -19,11 +19,20 @@
 // by. The token authority is retried the same way when it does not answer
 // or answers 5xx/429/408; only its refusal of the credentials is final.
 //
+// Delta queries (delta.go): UsersDelta and GroupsDelta read one round of
+// changes, a page at a time, from "" (every object) or from the deltaLink
+// the last page of the previous round carried; LatestDeltaLink gives a
+// link at "now" without reading objects. Pages hold changed objects in
+// their whole current state, removed ones with Graph's reason (restorable
+// or gone), and for groups the direct membership changes of
+// members@delta, which a big group spreads over several pages.
+//
 // Errors are classified where they are born: *Error for Graph's error
 // bodies, ErrAuth when the authority rejects the credentials, ErrMalformed
 // for responses that cannot be read, ErrFilterRefused when Graph refuses
-// a users filter; IsPermanent and IsThrottled tell the caller what to do
-// with them.
+// a users filter, ErrResync (*ResyncError) when a delta round's state is
+// gone and only a full sync helps; IsPermanent and IsThrottled tell the
+// caller what to do with them.
 //
 // A users filter goes out as an advanced query (ConsistencyLevel:
 // eventual, $count=true) unless every condition in it is one Graph's
