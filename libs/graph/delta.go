@@ -191,46 +191,38 @@ func (c *Client) LatestDeltaLink(ctx context.Context, resource DeltaResource) (s
 	}
 	q := url.Values{"$select": {strings.Join(sel, ",")}, "$deltatoken": {"latest"}}
 	link := c.cfg.BaseURL + "/" + string(resource) + "/delta?" + q.Encode()
-	count := func(n int) error {
-		if n > 0 {
-			return fmt.Errorf("%w: $deltatoken=latest answered with %d objects", ErrMalformed, n)
-		}
-		return nil
+	var dl string
+	var err error
+	if resource == DeltaUsers {
+		dl, err = latest(c.UsersDelta(ctx, link), func(p UsersDeltaPage) (int, string) {
+			return len(p.Changed) + len(p.Removed), p.DeltaLink
+		})
+	} else {
+		dl, err = latest(c.GroupsDelta(ctx, link), func(p GroupsDeltaPage) (int, string) {
+			return len(p.Changed) + len(p.Removed), p.DeltaLink
+		})
 	}
-	var seq iter.Seq2[string, error]
-	switch resource {
-	case DeltaUsers:
-		seq = func(yield func(string, error) bool) {
-			for p, err := range c.UsersDelta(ctx, link) {
-				if err == nil {
-					err = count(len(p.Changed) + len(p.Removed))
-				}
-				if !yield(p.DeltaLink, err) {
-					return
-				}
-			}
-		}
-	default:
-		seq = func(yield func(string, error) bool) {
-			for p, err := range c.GroupsDelta(ctx, link) {
-				if err == nil {
-					err = count(len(p.Changed) + len(p.Removed))
-				}
-				if !yield(p.DeltaLink, err) {
-					return
-				}
-			}
-		}
+	if err != nil {
+		return "", fmt.Errorf("graph: latest %s delta link: %w", resource, err)
 	}
-	for dl, err := range seq {
+	return dl, nil
+}
+
+// latest reads a $deltatoken=latest round: no objects, then a deltaLink.
+func latest[P any](seq iter.Seq2[P, error], read func(P) (objects int, deltaLink string)) (string, error) {
+	for p, err := range seq {
 		if err != nil {
-			return "", fmt.Errorf("graph: latest %s delta link: %w", resource, err)
+			return "", err
+		}
+		n, dl := read(p)
+		if n > 0 {
+			return "", fmt.Errorf("%w: $deltatoken=latest answered with %d objects", ErrMalformed, n)
 		}
 		if dl != "" {
 			return dl, nil
 		}
 	}
-	return "", fmt.Errorf("graph: latest %s delta link: %w: no deltaLink", resource, ErrMalformed)
+	return "", fmt.Errorf("%w: no deltaLink", ErrMalformed)
 }
 
 // deltaResponse is what the SDK's delta responses offer.

@@ -697,3 +697,24 @@ func TestDeltaPageMergesCopies(t *testing.T) {
 		t.Errorf("page\n got %+v\nwant %+v", got, want)
 	}
 }
+
+// A latest link is read from an empty page; a page with objects is not
+// what $deltatoken=latest answers.
+func TestLatestDeltaLinkShapes(t *testing.T) {
+	p := newDeltaPageServer(t)
+	const dl = "https://graph.microsoft.com/v1.0/users/delta?$deltatoken=now"
+	for _, r := range []DeltaResource{DeltaUsers, DeltaGroups} {
+		p.serve(200, []byte(`{"value":[],"@odata.deltaLink":"`+dl+`"}`))
+		if got, err := p.client.LatestDeltaLink(t.Context(), r); err != nil || got != dl {
+			t.Errorf("%s: %q, %v; want %q", r, got, err, dl)
+		}
+		p.serve(200, []byte(`{"value":[{"id":"a","accountEnabled":true}],"@odata.deltaLink":"`+dl+`"}`))
+		if got, err := p.client.LatestDeltaLink(t.Context(), r); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: a latest link from a page with an object: %q, %v", r, got, err)
+		}
+		p.serve(410, []byte(`{"error":{"code":"resyncRequired","message":"gone"}}`))
+		if _, err := p.client.LatestDeltaLink(t.Context(), r); !errors.Is(err, ErrResync) {
+			t.Errorf("%s: 410: %v, want ErrResync", r, err)
+		}
+	}
+}
