@@ -537,6 +537,10 @@ func (s *Store) ApplyMembersPage(ctx context.Context, ref PageRef, mp MembersPag
 	rec := pageRecord{kind: pageMembers, groupID: &mp.GroupID, part: &mp.Part, last: &mp.Last, ids: ids}
 	return s.applyPage(ctx, ref, rec, at, func(q *dbsqlc.Queries) error {
 		return upsert(rows, func(raw []byte) error {
+			if err := q.MarkMembersDirty(ctx, dbsqlc.MarkMembersDirtyParams{TenantID: ref.TenantID, GroupID: mp.GroupID,
+				RunSeq: ref.RunSeq, Rows: raw}); err != nil {
+				return err
+			}
 			if err := q.UpsertMembers(ctx, dbsqlc.UpsertMembersParams{TenantID: ref.TenantID, GroupID: mp.GroupID,
 				RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw}); err != nil {
 				return err

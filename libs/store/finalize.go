@@ -57,7 +57,7 @@ func (s *Store) TryFinalize(ctx context.Context, tenantID, runID string, at time
 			msg := fmt.Sprintf("superseded by run %d, which finished first", *st.supersededBy)
 			return failRun(ctx, q, ref.TenantID, ref.RunID, msg, GraphStats{}, at, false)
 		}
-		counts, err = finalize(ctx, q, ref, pageRange{lo: *st.pagesFirst, hi: *st.pagesFirst + *st.pagesTotal}, at)
+		counts, err = finalize(ctx, q, ref, pageRange{lo: *st.pagesFirst, hi: *st.pagesFirst + *st.pagesTotal}, s.fullMemberships, at)
 		done = err == nil
 		return err
 	})
@@ -88,7 +88,9 @@ type pageRange struct{ lo, hi int32 }
 
 // finalize does the work of TryFinalize inside its transaction. Only the
 // pages in pr say what the run saw.
-func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange, at time.Time) (map[string]int64, error) {
+// full makes the plan recompute every membership and grant (see
+// WithFullMemberships).
+func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange, full bool, at time.Time) (map[string]int64, error) {
 	t, r, seq := ref.TenantID, ref.RunID, ref.RunSeq
 
 	// Finalization compares whole sets of a tenant's rows: tombstones,
@@ -128,7 +130,7 @@ func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange,
 		return nil, fmt.Errorf("drop unlisted devices: %w", err)
 	}
 
-	res, err := buildPlan(ctx, q, ref, pr)
+	res, err := buildPlan(ctx, q, ref, pr, full)
 	if err != nil {
 		return nil, err
 	}

@@ -247,6 +247,9 @@ func (s *Store) UpdateGroupGrants(ctx context.Context, tenantID, groupID string,
 		if err := recordActivity(ctx, q, tenantID, ActivityBindGroup, groupID, before, after, "", now); err != nil {
 			return err
 		}
+		if err := q.MarkGroupDirty(ctx, dbsqlc.MarkGroupDirtyParams{TenantID: tenantID, GroupID: groupID}); err != nil {
+			return err
+		}
 		return q.AppChanged(ctx, dbsqlc.AppChangedParams{TenantID: tenantID, At: now,
 			Change: fmt.Sprintf("the roles or sharing permissions of group %s (%s) were changed through the API",
 				g.DisplayName, groupID)})
@@ -339,6 +342,12 @@ func (s *Store) UserGrants(ctx context.Context, tenantID, userID string) ([]Gran
 // the reasons' paths is read only when some binding gives something.
 func (p *planner) grants() error {
 	if err := p.flush(); err != nil {
+		return err
+	}
+	if err := p.q.PlanAffectGrantees(p.ctx, dbsqlc.PlanAffectGranteesParams{TenantID: p.tenant, RunID: p.run}); err != nil {
+		return fmt.Errorf("affected grantees: %w", err)
+	}
+	if err := p.q.Analyze(p.ctx, "plan_work_affected"); err != nil {
 		return err
 	}
 	var graph *plan.GroupGraph

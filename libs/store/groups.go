@@ -16,7 +16,8 @@ import (
 // an admin switches one group off or on, archives it (orphaned) or deletes
 // a group that is not enabled. Each change takes the new status at once
 // and bumps the app side's version (held plans go stale); what members
-// hold through the group follows at the next sync, through its plan.
+// hold through the group follows at the next sync, through its plan: each
+// change marks the group dirty, so that the plan recomputes its members.
 // Local groups are the admins' own: created here, never touched by a
 // sync, deleted here.
 
@@ -82,6 +83,9 @@ func setEnabled(ctx context.Context, q *dbsqlc.Queries, tenantID string, g dbsql
 		map[string]string{"status": status}, "", now); err != nil {
 		return false, err
 	}
+	if err := q.MarkGroupDirty(ctx, dbsqlc.MarkGroupDirtyParams{TenantID: tenantID, GroupID: g.EntraID}); err != nil {
+		return false, err
+	}
 	return true, q.AppChanged(ctx, dbsqlc.AppChangedParams{TenantID: tenantID, At: now,
 		Change: fmt.Sprintf("group %s (%s) was %s through the API", g.DisplayName, g.EntraID, map[bool]string{true: "enabled", false: "disabled"}[enabled])})
 }
@@ -113,6 +117,9 @@ func (s *Store) ArchiveGroup(ctx context.Context, tenantID, groupID string) (Gro
 			}
 			if err := recordActivity(ctx, q, tenantID, ActivityArchiveGroup, groupID, map[string]string{"status": g.Status},
 				map[string]string{"status": plan.StatusOrphaned}, "", now); err != nil {
+				return err
+			}
+			if err := q.MarkGroupDirty(ctx, dbsqlc.MarkGroupDirtyParams{TenantID: tenantID, GroupID: groupID}); err != nil {
 				return err
 			}
 			if err := q.AppChanged(ctx, dbsqlc.AppChangedParams{TenantID: tenantID, At: now,
@@ -159,6 +166,9 @@ func (s *Store) DeleteGroup(ctx context.Context, tenantID, groupID string) error
 		now := s.clock()
 		if err := recordActivity(ctx, q, tenantID, ActivityDeleteGroup, groupID,
 			map[string]string{"displayName": g.DisplayName, "kind": g.Kind, "status": g.Status}, nil, "", now); err != nil {
+			return err
+		}
+		if err := q.MarkGroupDirty(ctx, dbsqlc.MarkGroupDirtyParams{TenantID: tenantID, GroupID: groupID}); err != nil {
 			return err
 		}
 		return q.AppChanged(ctx, dbsqlc.AppChangedParams{TenantID: tenantID, At: now,

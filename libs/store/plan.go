@@ -31,10 +31,21 @@ import (
 //  4. memberships: Entra ID's nested memberships of the users and the
 //     enabled groups the app keeps (frozen groups, disabled, orphaned or
 //     local, keep the app's), against the app's, through
-//     plan.DecideMembership;
+//     plan.DecideMembership; only for the affected groups and users
+//     (below);
 //  5. grants: the roles and sharing permissions bound to groups, given to
 //     those nested members and taken from users no longer among them,
-//     through plan.DecideGrant (grants.go).
+//     through plan.DecideGrant (grants.go); only for the affected users.
+//
+// Memberships and grants are recomputed for what changed, not the whole
+// tenant: the groups whose member list changed in the mirror or whose
+// bindings or status changed through the API (dir_dirty_groups), those
+// the plan changes, and every group above them in the nesting; the users
+// who come into the app or leave it; and for grants, every member (before
+// and after) of those groups. Everything else stays as the app has it,
+// which is what a full recomputation would find. A tenant whose settings
+// changed, or a new one, is recomputed whole (tenants.memberships_stale),
+// and so is every tenant under WithFullMemberships.
 //
 // Then plan.Judge holds the plan or lets it through, and applyPlan writes
 // it to the app side in bulk, action by action, in the same transaction.
@@ -45,11 +56,13 @@ const planChunk = 2000
 
 // planTenant is the tenant as the plan step sees it.
 type planTenant struct {
-	name       string
-	settings   plan.Settings
-	appVersion int64
-	shortage   bool
-	guard      plan.GuardFacts
+	// fullMemberships: recompute every membership and grant.
+	fullMemberships bool
+	name            string
+	settings        plan.Settings
+	appVersion      int64
+	shortage        bool
+	guard           plan.GuardFacts
 }
 
 // planResult is what a built plan is.
@@ -71,6 +84,9 @@ type planner struct {
 	items   []dbsqlc.InsertPlanItemsParams
 	work    []dbsqlc.InsertPlanWorkUsersParams // plan_work_users rows waiting to be written
 	inScope int64
+	// changedGroups are the groups the groups pass changes: their members'
+	// memberships and grants are recomputed.
+	changedGroups []string
 }
 
 func newPlanner(ctx context.Context, q *dbsqlc.Queries, tenant, run string) *planner {
@@ -151,12 +167,13 @@ func jsonOrNil(f plan.Fields) ([]byte, error) {
 }
 
 // buildPlan plans a complete run ($pr is the page range of its attempt).
-func buildPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange) (planResult, error) {
+func buildPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange, full bool) (planResult, error) {
 	var res planResult
 	t, err := loadPlanTenant(ctx, q, ref, pr)
 	if err != nil {
 		return res, err
 	}
+	t.fullMemberships = t.fullMemberships || full
 	res.tenant = t
 	p := newPlanner(ctx, q, ref.TenantID, ref.RunID)
 	if err := q.DeletePlanItems(ctx, dbsqlc.DeletePlanItemsParams{TenantID: ref.TenantID, RunID: ref.RunID}); err != nil {
@@ -184,7 +201,7 @@ func buildPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 		return res, fmt.Errorf("plan groups: %w", err)
 	}
 	if t.settings.Plan.SyncsMembers() {
-		if err := p.memberships(); err != nil {
+		if err := p.memberships(t.fullMemberships); err != nil {
 			return res, fmt.Errorf("plan memberships: %w", err)
 		}
 		if err := p.grants(); err != nil {
@@ -200,6 +217,7 @@ func buildPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 		func() error { return q.PlanDeleteWorkUsers(ctx, dbsqlc.PlanDeleteWorkUsersParams(work)) },
 		func() error { return q.PlanDeleteWorkGroups(ctx, dbsqlc.PlanDeleteWorkGroupsParams(work)) },
 		func() error { return q.PlanDeleteWorkMembers(ctx, dbsqlc.PlanDeleteWorkMembersParams(work)) },
+		func() error { return q.PlanDeleteWorkAffected(ctx, dbsqlc.PlanDeleteWorkAffectedParams(work)) },
 	} {
 		if err := clear(); err != nil {
 			return res, fmt.Errorf("clear plan work: %w", err)
@@ -218,6 +236,7 @@ func loadPlanTenant(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr page
 		return t, fmt.Errorf("read tenant: %w", err)
 	}
 	t.name, t.appVersion, t.shortage = row.Name, row.AppVersion, row.SeatShortage
+	t.fullMemberships = row.MembershipsStale
 	t.guard.AppUsers, t.guard.Licenses, t.guard.RoleGrants = row.AppUsers, row.Licenses, row.RoleGrants
 	t.guard.SharingGrants = row.SharingGrants
 	// The schedule plays no part in a plan: no interval to default it from.
@@ -341,6 +360,9 @@ func (p *planner) groups(k plan.GroupKinds) error {
 			if err := p.emitIf(dec.Item, dec.Changed); err != nil {
 				return err
 			}
+			if dec.Changed || (a != nil && dec.Status == "") {
+				p.changedGroups = append(p.changedGroups, f.EntraID)
+			}
 			if dec.Status == "" {
 				return nil
 			}
@@ -363,7 +385,7 @@ func (p *planner) groups(k plan.GroupKinds) error {
 
 // memberships is the last pass: Entra ID's nested memberships of the users
 // and groups the app keeps, against the app's memberships.
-func (p *planner) memberships() error {
+func (p *planner) memberships(full bool) error {
 	if err := p.flush(); err != nil {
 		return err
 	}
@@ -372,8 +394,15 @@ func (p *planner) memberships() error {
 	if err := p.q.Analyze(p.ctx, "plan_work_users", "plan_work_groups"); err != nil {
 		return err
 	}
+	if err := p.affected(full); err != nil {
+		return fmt.Errorf("affected groups and users: %w", err)
+	}
 	err := withNestLoops(p.ctx, p.q, func() error {
-		return p.q.PlanEntraMembers(p.ctx, dbsqlc.PlanEntraMembersParams{TenantID: p.tenant, RunID: p.run})
+		ids := dbsqlc.PlanEntraMembersParams{TenantID: p.tenant, RunID: p.run}
+		if err := p.q.PlanEntraMembers(p.ctx, ids); err != nil {
+			return err
+		}
+		return p.q.PlanNewUsersMembers(p.ctx, dbsqlc.PlanNewUsersMembersParams(ids))
 	})
 	if err != nil {
 		return fmt.Errorf("nested memberships: %w", err)
@@ -400,6 +429,30 @@ func (p *planner) memberships() error {
 			UserID: r.UserID, UserName: r.UserName, InEntra: r.InEntra, InApp: true, UserStays: r.UserStays,
 			GroupStays: r.GroupStays}))
 	})
+}
+
+// affected records what the memberships and grants passes recompute:
+// every group when full, else the changed groups (the groups pass's, the
+// dirty ones) and those above them; and the users who come or go.
+func (p *planner) affected(full bool) error {
+	ids := dbsqlc.PlanAffectUsersParams{TenantID: p.tenant, RunID: p.run}
+	if full {
+		if err := p.q.PlanAffectAllGroups(p.ctx, dbsqlc.PlanAffectAllGroupsParams(ids)); err != nil {
+			return err
+		}
+	} else {
+		err := withNestLoops(p.ctx, p.q, func() error {
+			return p.q.PlanAffectGroups(p.ctx, dbsqlc.PlanAffectGroupsParams{TenantID: p.tenant, RunID: p.run,
+				Ids: p.changedGroups})
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if err := p.q.PlanAffectUsers(p.ctx, ids); err != nil {
+		return err
+	}
+	return p.q.Analyze(p.ctx, "plan_work_affected")
 }
 
 // withNestLoops runs statements that walk nested groups, or read groups
@@ -520,6 +573,9 @@ func applyPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 		if err := applyAction(ctx, q, a, ref, at); err != nil {
 			return fmt.Errorf("apply %s: %w", a, err)
 		}
+	}
+	if err := q.ClearDirtyGroups(ctx, dbsqlc.ClearDirtyGroupsParams{TenantID: t, RunSeq: ref.RunSeq}); err != nil {
+		return fmt.Errorf("clear dirty groups: %w", err)
 	}
 	// Forbidding nested loops here cost a 100k-user first sync 20 s.
 	err := withNestLoops(ctx, q, func() error {

@@ -37,6 +37,8 @@ type Store struct {
 	// attempts is how often a transaction runs when it keeps losing lock
 	// races (deadlock, serialization failure) before the error is returned.
 	attempts int
+	// fullMemberships: see WithFullMemberships.
+	fullMemberships bool
 }
 
 // Option changes how Open sets up a Store.
@@ -46,6 +48,8 @@ type options struct {
 	migrate  bool
 	clock    func() time.Time
 	maxConns int32
+	// fullMemberships: every plan recomputes all memberships and grants.
+	fullMemberships bool
 }
 
 // WithoutMigrate makes Open skip running the migrations, for processes that
@@ -57,6 +61,12 @@ func WithoutMigrate() Option { return func(o *options) { o.migrate = false } }
 // time (tenant creation, leases). Tests use it to move time without
 // sleeping.
 func WithClock(clock func() time.Time) Option { return func(o *options) { o.clock = clock } }
+
+// WithFullMemberships makes every plan recompute all of a tenant's
+// memberships and grants, as if everything had changed, instead of those
+// of the groups and users that did. The result is the same, only slower:
+// tests compare the two, and operators can rule the shortcut out.
+func WithFullMemberships() Option { return func(o *options) { o.fullMemberships = true } }
 
 // WithMaxConns caps the connection pool (default: pgxpool's default, or
 // pool_max_conns in the URL).
@@ -92,7 +102,8 @@ func Open(ctx context.Context, url string, box *secret.Box, log zerolog.Logger, 
 		pool.Close()
 		return nil, fmt.Errorf("store: open: ping: %w", err)
 	}
-	return &Store{pool: pool, q: dbsqlc.New(pool), box: box, log: log, clock: o.clock, attempts: 5}, nil
+	return &Store{pool: pool, q: dbsqlc.New(pool), box: box, log: log, clock: o.clock, attempts: 5,
+		fullMemberships: o.fullMemberships}, nil
 }
 
 // Close closes the connection pool, waiting for connections in use.

@@ -143,6 +143,18 @@ SET display_name = EXCLUDED.display_name,
     v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
 WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx);
 
+-- name: MarkMembersDirty :exec
+-- Before UpsertMembers: a member list with an edge the mirror lacks, or
+-- whose type changed, marks its group for the next plan (run @run_seq).
+-- Edges that go are marked by DropStaleEdges.
+INSERT INTO dir_dirty_groups AS d (tenant_id, group_id, run_seq)
+SELECT @tenant_id, @group_id, @run_seq
+WHERE EXISTS (SELECT 1
+              FROM jsonb_to_recordset(@rows::jsonb) AS m(id text, type text)
+              LEFT JOIN dir_members e ON e.tenant_id = @tenant_id AND e.group_id = @group_id AND e.member_id = m.id
+              WHERE e.member_id IS NULL OR e.member_type <> m.type)
+ON CONFLICT (tenant_id, group_id) DO UPDATE SET run_seq = greatest(d.run_seq, EXCLUDED.run_seq);
+
 -- name: UpsertMembers :exec
 -- As UpsertUsers: every newer entry advances the version, so that a
 -- stale-edge sweep of an older run finalizing late keeps the edge.

@@ -65,7 +65,8 @@ WHERE d.tenant_id = @tenant_id
 -- name: DropStaleEdges :exec
 -- An edge goes when its group is gone, or when the run saw the group's
 -- complete member list (parts 0..n, the last one marked) without it.
--- Edges a later run wrote stay.
+-- Edges a later run wrote stay. The groups that lost one are marked
+-- dirty for the plan.
 WITH member_pages AS MATERIALIZED (
     SELECT group_id, part, last, object_ids
     FROM sync_run_pages
@@ -86,13 +87,20 @@ seen AS (
 ),
 alive AS (
     SELECT entra_id FROM dir_groups WHERE tenant_id = @tenant_id AND NOT deleted
+),
+dropped AS (
+    DELETE FROM dir_members d
+    WHERE d.tenant_id = @tenant_id
+      AND (d.v_run_seq, d.v_page, d.v_idx) < (@run_seq, 2147483647, 0)
+      AND (NOT EXISTS (SELECT 1 FROM alive a WHERE a.entra_id = d.group_id)
+           OR (EXISTS (SELECT 1 FROM complete c WHERE c.group_id = d.group_id)
+               AND NOT EXISTS (SELECT 1 FROM seen s WHERE s.group_id = d.group_id AND s.id = d.member_id)))
+    RETURNING d.group_id
 )
-DELETE FROM dir_members d
-WHERE d.tenant_id = @tenant_id
-  AND (d.v_run_seq, d.v_page, d.v_idx) < (@run_seq, 2147483647, 0)
-  AND (NOT EXISTS (SELECT 1 FROM alive a WHERE a.entra_id = d.group_id)
-       OR (EXISTS (SELECT 1 FROM complete c WHERE c.group_id = d.group_id)
-           AND NOT EXISTS (SELECT 1 FROM seen s WHERE s.group_id = d.group_id AND s.id = d.member_id)));
+-- Each group that lost an edge is marked for the plan.
+INSERT INTO dir_dirty_groups AS g (tenant_id, group_id, run_seq)
+SELECT DISTINCT @tenant_id::uuid, group_id, @run_seq::bigint FROM dropped
+ON CONFLICT (tenant_id, group_id) DO UPDATE SET run_seq = greatest(g.run_seq, EXCLUDED.run_seq);
 
 -- name: CompleteRun :exec
 UPDATE sync_runs

@@ -58,19 +58,56 @@ SELECT g.entra_id, g.display_name FROM dir_groups g
 WHERE g.tenant_id = @tenant_id AND NOT g.deleted
 ORDER BY g.entra_id;
 
+-- name: PlanAffectGrantees :exec
+-- The users whose grants the plan recomputes: those who come or go, and
+-- the members, before and after the plan, of the affected groups, and who
+-- holds a grant through one of them.
+INSERT INTO plan_work_affected (tenant_id, run_id, kind, id)
+SELECT @tenant_id::uuid AS tenant_id, @run_id::uuid AS run_id, 'grantee' AS kind, a.id AS id FROM plan_work_affected a
+WHERE a.tenant_id = @tenant_id AND a.run_id = @run_id AND a.kind = 'user'
+UNION
+SELECT @tenant_id::uuid, @run_id::uuid, 'grantee', w.user_id FROM plan_work_members w
+WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id
+UNION
+SELECT @tenant_id::uuid, @run_id::uuid, 'grantee', m.user_id
+FROM plan_work_affected a
+JOIN app_group_members m ON m.tenant_id = @tenant_id AND m.group_id = a.id
+WHERE a.tenant_id = @tenant_id AND a.run_id = @run_id AND a.kind = 'group'
+UNION
+SELECT @tenant_id::uuid, @run_id::uuid, 'grantee', h.user_id
+FROM plan_work_affected a
+JOIN app_user_grants h ON h.tenant_id = @tenant_id AND h.group_id = a.id
+WHERE a.tenant_id = @tenant_id AND a.run_id = @run_id AND a.kind = 'group'
+ON CONFLICT DO NOTHING;
+
 -- name: PlanWantedGrants :many
--- What the bindings give the users the app keeps, through the nested
--- memberships of the memberships pass (plan_work_members): one row per
--- (user, kind, name) with the bound groups that give it and the groups
--- the user is a direct member of. In (user, kind, name) order. Orphaned
--- groups grant nothing (plan_work_groups.grants). A cursor.
-WITH wanted AS (
-    SELECT w.user_id, b.kind, b.name, array_agg(b.group_id ORDER BY b.group_id)::text[] AS bound
+-- What the bindings give the affected users (grantees) the app keeps,
+-- through their nested memberships after the plan: those the memberships
+-- pass recomputed (plan_work_members), and the app's in the groups it did
+-- not. One row per (user, kind, name) with the bound groups that give it
+-- and the groups the user is a direct member of. In (user, kind, name)
+-- order. Orphaned groups grant nothing (plan_work_groups.grants). A
+-- cursor.
+WITH after AS (
+    SELECT w.group_id, w.user_id
     FROM plan_work_members w
+    WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id
+    UNION ALL
+    SELECT m.group_id, m.user_id
+    FROM plan_work_affected x
+    JOIN app_group_members m ON m.tenant_id = @tenant_id AND m.user_id = x.id
+    WHERE x.tenant_id = @tenant_id AND x.run_id = @run_id AND x.kind = 'grantee'
+      AND NOT EXISTS (SELECT 1 FROM plan_work_affected a
+                      WHERE a.tenant_id = @tenant_id AND a.run_id = @run_id AND a.kind = 'group' AND a.id = m.group_id)
+      AND NOT EXISTS (SELECT 1 FROM plan_work_affected a
+                      WHERE a.tenant_id = @tenant_id AND a.run_id = @run_id AND a.kind = 'user' AND a.id = m.user_id)
+),
+wanted AS (
+    SELECT w.user_id, b.kind, b.name, array_agg(b.group_id ORDER BY b.group_id)::text[] AS bound
+    FROM after w
     JOIN plan_work_groups pg ON pg.tenant_id = @tenant_id AND pg.run_id = @run_id AND pg.entra_id = w.group_id
                             AND pg.grants
     JOIN app_group_grants b ON b.tenant_id = @tenant_id AND b.group_id = w.group_id
-    WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id
     GROUP BY w.user_id, b.kind, b.name
 )
 SELECT x.user_id, u.display_name AS user_name, x.kind, x.name, x.bound,
@@ -82,7 +119,7 @@ JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.
 ORDER BY x.user_id, x.kind COLLATE "C", x.name COLLATE "C";
 
 -- name: PlanHeldGrants :many
--- What users hold through groups, with what the plan does to their user
+-- What the affected users (grantees) hold through groups, with what the plan does to their user
 -- and the group they got it through. In (user, kind, name) order. A
 -- cursor.
 SELECT h.user_id, COALESCE(au.display_name, '')::text AS user_name, h.kind, h.name, h.group_id,
@@ -102,6 +139,8 @@ FROM app_user_grants h
 LEFT JOIN app_users au ON au.tenant_id = @tenant_id AND au.entra_id = h.user_id
 LEFT JOIN app_groups ag ON ag.tenant_id = @tenant_id AND ag.entra_id = h.group_id
 WHERE h.tenant_id = @tenant_id
+  AND EXISTS (SELECT 1 FROM plan_work_affected x
+              WHERE x.tenant_id = @tenant_id AND x.run_id = @run_id AND x.kind = 'grantee' AND x.id = h.user_id)
 ORDER BY h.user_id, h.kind COLLATE "C", h.name COLLATE "C";
 
 -- name: ApplyGrantThroughGroups :exec

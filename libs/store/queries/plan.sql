@@ -7,7 +7,7 @@
 -- name: PlanTenant :one
 -- The tenant as the plan step needs it, under the row lock: nothing
 -- changes its settings or app side while a plan is built.
-SELECT name, seats, settings, app_version, seat_shortage,
+SELECT name, seats, settings, app_version, seat_shortage, memberships_stale,
        (SELECT count(*) FROM app_users u WHERE u.tenant_id = t.id) AS app_users,
        (SELECT count(*) FROM app_users u WHERE u.tenant_id = t.id AND u.license = 'assigned') AS licenses,
        ((SELECT count(*) FROM app_user_roles r WHERE r.tenant_id = t.id)
@@ -91,13 +91,58 @@ FROM app_groups g
 WHERE g.tenant_id = @tenant_id
 ORDER BY g.entra_id;
 
+-- name: PlanAffectAllGroups :exec
+-- A plan that recomputes everything: every group the app has or keeps.
+INSERT INTO plan_work_affected (tenant_id, run_id, kind, id)
+SELECT @tenant_id::uuid AS tenant_id, @run_id::uuid AS run_id, 'group' AS kind, g.entra_id AS id FROM plan_work_groups g
+WHERE g.tenant_id = @tenant_id AND g.run_id = @run_id
+UNION
+SELECT @tenant_id::uuid, @run_id::uuid, 'group', a.entra_id FROM app_groups a WHERE a.tenant_id = @tenant_id
+ON CONFLICT DO NOTHING;
+
+-- name: PlanAffectGroups :exec
+-- The groups whose memberships the plan recomputes: @ids (those the plan
+-- changes), the groups marked dirty, and every group above them in the
+-- mirror's nesting (a group's members are its nested groups' members).
+WITH RECURSIVE seed (id) AS (
+    SELECT i COLLATE "C" AS id FROM unnest(@ids::text[]) AS i
+    UNION
+    SELECT d.group_id FROM dir_dirty_groups d WHERE d.tenant_id = @tenant_id
+),
+up (id) AS (
+    SELECT id FROM seed
+    UNION
+    SELECT e.group_id
+    FROM up
+    JOIN dir_members e ON e.tenant_id = @tenant_id AND e.member_id = up.id AND e.member_type = 'group'
+)
+INSERT INTO plan_work_affected (tenant_id, run_id, kind, id)
+SELECT @tenant_id::uuid, @run_id::uuid, 'group', up.id FROM up
+ON CONFLICT DO NOTHING;
+
+-- name: PlanAffectUsers :exec
+-- The users who come into the app or leave it with this plan: all their
+-- memberships are recomputed.
+INSERT INTO plan_work_affected (tenant_id, run_id, kind, id)
+SELECT @tenant_id::uuid AS tenant_id, @run_id::uuid AS run_id, 'user' AS kind, w.entra_id AS id FROM plan_work_users w
+WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id
+  AND NOT EXISTS (SELECT 1 FROM app_users a WHERE a.tenant_id = @tenant_id AND a.entra_id = w.entra_id)
+UNION ALL
+SELECT @tenant_id::uuid, @run_id::uuid, 'user', a.entra_id FROM app_users a
+WHERE a.tenant_id = @tenant_id
+  AND NOT EXISTS (SELECT 1 FROM plan_work_users w
+                  WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id AND w.entra_id = a.entra_id)
+ON CONFLICT DO NOTHING;
+
 -- name: PlanEntraMembers :exec
 -- Entra ID's nested memberships of the users and groups the app has after
--- the plan (plan_work_users, plan_work_groups), for the groups that follow
--- Entra ID (not frozen: see PlanFrozenMembers).
+-- the plan (plan_work_users, plan_work_groups), for the affected groups
+-- that follow Entra ID (not frozen: see PlanFrozenMembers).
 WITH RECURSIVE reach (root, group_id) AS (
     SELECT g.entra_id, g.entra_id
     FROM plan_work_groups g
+    JOIN plan_work_affected a ON a.tenant_id = @tenant_id AND a.run_id = @run_id AND a.kind = 'group'
+                             AND a.id = g.entra_id
     WHERE g.tenant_id = @tenant_id AND g.run_id = @run_id AND NOT g.frozen
     UNION
     SELECT r.root, e.member_id
@@ -110,12 +155,37 @@ FROM reach r
 JOIN dir_members e ON e.tenant_id = @tenant_id AND e.group_id = r.group_id AND e.member_type = 'user'
 JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = e.member_id;
 
+-- name: PlanNewUsersMembers :exec
+-- Entra ID's nested memberships of the users who come into the app, in
+-- the groups that follow Entra ID: up from their own groups through the
+-- nesting (cycle-safe: a pair is reached once). Affected groups have them
+-- already (PlanEntraMembers).
+WITH RECURSIVE up (user_id, group_id) AS (
+    SELECT e.member_id, e.group_id
+    FROM plan_work_affected a
+    JOIN dir_members e ON e.tenant_id = @tenant_id AND e.member_id = a.id AND e.member_type = 'user'
+    WHERE a.tenant_id = @tenant_id AND a.run_id = @run_id AND a.kind = 'user'
+    UNION
+    SELECT up.user_id, e.group_id
+    FROM up
+    JOIN dir_members e ON e.tenant_id = @tenant_id AND e.member_id = up.group_id AND e.member_type = 'group'
+)
+INSERT INTO plan_work_members (tenant_id, run_id, group_id, user_id)
+SELECT DISTINCT @tenant_id::uuid, @run_id::uuid, up.group_id, up.user_id
+FROM up
+JOIN plan_work_groups g ON g.tenant_id = @tenant_id AND g.run_id = @run_id AND g.entra_id = up.group_id AND NOT g.frozen
+JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = up.user_id
+ON CONFLICT DO NOTHING;
+
 -- name: PlanFrozenMembers :exec
 -- A frozen group (disabled, orphaned, local) keeps the memberships the app
--- has, of the users the app keeps: they stand in for Entra ID's.
+-- has, of the users the app keeps: they stand in for Entra ID's. Only
+-- affected groups are looked at: the others keep theirs anyway.
 INSERT INTO plan_work_members (tenant_id, run_id, group_id, user_id)
 SELECT @tenant_id::uuid, @run_id::uuid, m.group_id, m.user_id
 FROM plan_work_groups g
+JOIN plan_work_affected a ON a.tenant_id = @tenant_id AND a.run_id = @run_id AND a.kind = 'group'
+                         AND a.id = g.entra_id
 JOIN app_group_members m ON m.tenant_id = @tenant_id AND m.group_id = g.entra_id
 JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = m.user_id
 WHERE g.tenant_id = @tenant_id AND g.run_id = @run_id AND g.frozen;
@@ -131,8 +201,20 @@ WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id
                   WHERE m.tenant_id = @tenant_id AND m.group_id = w.group_id AND m.user_id = w.user_id);
 
 -- name: PlanAppMemberships :many
--- The app's memberships, with what the plan does to their user and group
--- and whether Entra ID still has them. A cursor.
+-- The app's memberships of the affected groups and users, with what the
+-- plan does to their user and group and whether Entra ID still has them
+-- (the others stay as they are). A cursor.
+WITH scope AS MATERIALIZED (
+    SELECT m.group_id, m.user_id
+    FROM plan_work_affected a
+    JOIN app_group_members m ON m.tenant_id = @tenant_id AND m.group_id = a.id
+    WHERE a.tenant_id = @tenant_id AND a.run_id = @run_id AND a.kind = 'group'
+    UNION
+    SELECT m.group_id, m.user_id
+    FROM plan_work_affected a
+    JOIN app_group_members m ON m.tenant_id = @tenant_id AND m.user_id = a.id
+    WHERE a.tenant_id = @tenant_id AND a.run_id = @run_id AND a.kind = 'user'
+)
 SELECT m.group_id, COALESCE(ag.display_name, '')::text AS group_name, m.user_id,
        COALESCE(au.display_name, '')::text AS user_name,
        EXISTS (SELECT 1 FROM plan_work_members w
@@ -142,10 +224,9 @@ SELECT m.group_id, COALESCE(ag.display_name, '')::text AS group_name, m.user_id,
                WHERE u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = m.user_id) AS user_stays,
        EXISTS (SELECT 1 FROM plan_work_groups g
                WHERE g.tenant_id = @tenant_id AND g.run_id = @run_id AND g.entra_id = m.group_id) AS group_stays
-FROM app_group_members m
+FROM scope m
 LEFT JOIN app_groups ag ON ag.tenant_id = @tenant_id AND ag.entra_id = m.group_id
-LEFT JOIN app_users au ON au.tenant_id = @tenant_id AND au.entra_id = m.user_id
-WHERE m.tenant_id = @tenant_id;
+LEFT JOIN app_users au ON au.tenant_id = @tenant_id AND au.entra_id = m.user_id;
 
 -- name: PlanDeleteWork :exec
 DELETE FROM plan_work_scope WHERE tenant_id = @tenant_id AND run_id = @run_id;
@@ -155,6 +236,23 @@ DELETE FROM plan_work_users WHERE tenant_id = @tenant_id AND run_id = @run_id;
 DELETE FROM plan_work_groups WHERE tenant_id = @tenant_id AND run_id = @run_id;
 -- name: PlanDeleteWorkMembers :exec
 DELETE FROM plan_work_members WHERE tenant_id = @tenant_id AND run_id = @run_id;
+-- name: PlanDeleteWorkAffected :exec
+DELETE FROM plan_work_affected WHERE tenant_id = @tenant_id AND run_id = @run_id;
+
+-- name: ClearDirtyGroups :exec
+-- The plan of run @run_seq is applied: the app's memberships follow the
+-- marks up to it, and everything when the tenant's were stale.
+WITH cleared AS (
+    DELETE FROM dir_dirty_groups WHERE tenant_id = @tenant_id AND run_seq <= @run_seq
+)
+UPDATE tenants SET memberships_stale = false WHERE id = @tenant_id AND memberships_stale;
+
+-- name: MarkGroupDirty :exec
+-- An API change to a group's bindings or status: the next plan
+-- recomputes its members' memberships and grants.
+INSERT INTO dir_dirty_groups (tenant_id, group_id, run_seq)
+VALUES (@tenant_id, @group_id, 0)
+ON CONFLICT (tenant_id, group_id) DO NOTHING;
 
 -- name: DeletePlanItems :exec
 -- A run planned again (its transaction retried) starts from no items.
@@ -305,25 +403,32 @@ ORDER BY i.entra_id, i.role;
 -- name: RefreshGroupCounts :exec
 -- Member counts are observations, not plan items: Graph's transitive user
 -- count from this run's pages (@lo, @hi: its page range; kept from before
--- for a group the run has none for) and the app's members. Groups that
--- are not synced (disabled, orphaned, local) keep their counts.
+-- for a group the run has none for) and the app's members, counted again
+-- only for the groups whose memberships the plan changed. Groups that are
+-- not synced (disabled, orphaned, local) keep their counts.
 WITH transitive AS (
     SELECT p.group_id, count(DISTINCT s.id) AS n
     FROM sync_run_pages p, unnest(p.object_ids) AS s(id)
     WHERE p.tenant_id = @tenant_id AND p.run_id = @run_id AND p.kind = 'transitive' AND p.page >= @lo AND p.page < @hi
     GROUP BY p.group_id
 ),
+changed AS (
+    SELECT DISTINCT i.group_id
+    FROM sync_plan_items i
+    WHERE i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action IN ('addMembership', 'removeMembership')
+),
 synced AS (
-    SELECT group_id, count(*) AS n
-    FROM app_group_members
-    WHERE tenant_id = @tenant_id
-    GROUP BY group_id
+    SELECT m.group_id, count(*) AS n
+    FROM app_group_members m
+    WHERE m.tenant_id = @tenant_id AND m.group_id IN (SELECT group_id FROM changed)
+    GROUP BY m.group_id
 )
 UPDATE app_groups g
 SET entra_member_count = c.entra, synced_member_count = c.synced, updated_at = @at::timestamptz
 FROM (SELECT g2.entra_id,
              COALESCE(t.n, g2.entra_member_count)::integer AS entra,
-             COALESCE(sy.n, 0)::integer AS synced
+             CASE WHEN g2.entra_id IN (SELECT group_id FROM changed) THEN COALESCE(sy.n, 0)
+                  ELSE g2.synced_member_count END::integer AS synced
       FROM app_groups g2
       LEFT JOIN transitive t ON t.group_id = g2.entra_id
       LEFT JOIN synced sy ON sy.group_id = g2.entra_id

@@ -21,10 +21,12 @@ SELECT * FROM tenants WHERE id = @id FOR UPDATE;
 
 -- name: UpdateSettings :one
 -- @change says what changed, for a held plan that can no longer be
--- approved.
+-- approved. The next plan recomputes every membership and grant: scope,
+-- group kinds and the plan's tier all change who belongs where.
 UPDATE tenants
 SET seats = @seats, settings = @settings, updated_at = @now::timestamptz,
-    app_version = app_version + 1, app_changed_at = @now::timestamptz, app_change = @change
+    app_version = app_version + 1, app_changed_at = @now::timestamptz, app_change = @change,
+    memberships_stale = true
 WHERE id = @id
 RETURNING *;
 

@@ -91,6 +91,36 @@ func (q *Queries) LockRunForUpdate(ctx context.Context, arg LockRunForUpdatePara
 	return err
 }
 
+const markMembersDirty = `-- name: MarkMembersDirty :exec
+INSERT INTO dir_dirty_groups AS d (tenant_id, group_id, run_seq)
+SELECT $1, $2, $3
+WHERE EXISTS (SELECT 1
+              FROM jsonb_to_recordset($4::jsonb) AS m(id text, type text)
+              LEFT JOIN dir_members e ON e.tenant_id = $1 AND e.group_id = $2 AND e.member_id = m.id
+              WHERE e.member_id IS NULL OR e.member_type <> m.type)
+ON CONFLICT (tenant_id, group_id) DO UPDATE SET run_seq = greatest(d.run_seq, EXCLUDED.run_seq)
+`
+
+type MarkMembersDirtyParams struct {
+	TenantID string
+	GroupID  string
+	RunSeq   int64
+	Rows     []byte
+}
+
+// Before UpsertMembers: a member list with an edge the mirror lacks, or
+// whose type changed, marks its group for the next plan (run @run_seq).
+// Edges that go are marked by DropStaleEdges.
+func (q *Queries) MarkMembersDirty(ctx context.Context, arg MarkMembersDirtyParams) error {
+	_, err := q.db.Exec(ctx, markMembersDirty,
+		arg.TenantID,
+		arg.GroupID,
+		arg.RunSeq,
+		arg.Rows,
+	)
+	return err
+}
+
 const markRunFailed = `-- name: MarkRunFailed :one
 UPDATE sync_runs r
 SET status = 'failed',

@@ -251,6 +251,39 @@ func (q *Queries) GroupBindings(ctx context.Context, arg GroupBindingsParams) ([
 	return items, nil
 }
 
+const planAffectGrantees = `-- name: PlanAffectGrantees :exec
+INSERT INTO plan_work_affected (tenant_id, run_id, kind, id)
+SELECT $1::uuid AS tenant_id, $2::uuid AS run_id, 'grantee' AS kind, a.id AS id FROM plan_work_affected a
+WHERE a.tenant_id = $1 AND a.run_id = $2 AND a.kind = 'user'
+UNION
+SELECT $1::uuid, $2::uuid, 'grantee', w.user_id FROM plan_work_members w
+WHERE w.tenant_id = $1 AND w.run_id = $2
+UNION
+SELECT $1::uuid, $2::uuid, 'grantee', m.user_id
+FROM plan_work_affected a
+JOIN app_group_members m ON m.tenant_id = $1 AND m.group_id = a.id
+WHERE a.tenant_id = $1 AND a.run_id = $2 AND a.kind = 'group'
+UNION
+SELECT $1::uuid, $2::uuid, 'grantee', h.user_id
+FROM plan_work_affected a
+JOIN app_user_grants h ON h.tenant_id = $1 AND h.group_id = a.id
+WHERE a.tenant_id = $1 AND a.run_id = $2 AND a.kind = 'group'
+ON CONFLICT DO NOTHING
+`
+
+type PlanAffectGranteesParams struct {
+	TenantID string
+	RunID    string
+}
+
+// The users whose grants the plan recomputes: those who come or go, and
+// the members, before and after the plan, of the affected groups, and who
+// holds a grant through one of them.
+func (q *Queries) PlanAffectGrantees(ctx context.Context, arg PlanAffectGranteesParams) error {
+	_, err := q.db.Exec(ctx, planAffectGrantees, arg.TenantID, arg.RunID)
+	return err
+}
+
 const planGroupEdges = `-- name: PlanGroupEdges :many
 SELECT e.group_id AS parent_id, e.member_id AS child_id
 FROM dir_members e
@@ -336,6 +369,8 @@ FROM app_user_grants h
 LEFT JOIN app_users au ON au.tenant_id = $1 AND au.entra_id = h.user_id
 LEFT JOIN app_groups ag ON ag.tenant_id = $1 AND ag.entra_id = h.group_id
 WHERE h.tenant_id = $1
+  AND EXISTS (SELECT 1 FROM plan_work_affected x
+              WHERE x.tenant_id = $1 AND x.run_id = $2 AND x.kind = 'grantee' AND x.id = h.user_id)
 ORDER BY h.user_id, h.kind COLLATE "C", h.name COLLATE "C"
 `
 
@@ -357,7 +392,7 @@ type PlanHeldGrantsRow struct {
 	GroupOrphaned bool
 }
 
-// What users hold through groups, with what the plan does to their user
+// What the affected users (grantees) hold through groups, with what the plan does to their user
 // and the group they got it through. In (user, kind, name) order. A
 // cursor.
 func (q *Queries) PlanHeldGrants(ctx context.Context, arg PlanHeldGrantsParams) ([]PlanHeldGrantsRow, error) {
@@ -392,13 +427,26 @@ func (q *Queries) PlanHeldGrants(ctx context.Context, arg PlanHeldGrantsParams) 
 }
 
 const planWantedGrants = `-- name: PlanWantedGrants :many
-WITH wanted AS (
-    SELECT w.user_id, b.kind, b.name, array_agg(b.group_id ORDER BY b.group_id)::text[] AS bound
+WITH after AS (
+    SELECT w.group_id, w.user_id
     FROM plan_work_members w
+    WHERE w.tenant_id = $1 AND w.run_id = $2
+    UNION ALL
+    SELECT m.group_id, m.user_id
+    FROM plan_work_affected x
+    JOIN app_group_members m ON m.tenant_id = $1 AND m.user_id = x.id
+    WHERE x.tenant_id = $1 AND x.run_id = $2 AND x.kind = 'grantee'
+      AND NOT EXISTS (SELECT 1 FROM plan_work_affected a
+                      WHERE a.tenant_id = $1 AND a.run_id = $2 AND a.kind = 'group' AND a.id = m.group_id)
+      AND NOT EXISTS (SELECT 1 FROM plan_work_affected a
+                      WHERE a.tenant_id = $1 AND a.run_id = $2 AND a.kind = 'user' AND a.id = m.user_id)
+),
+wanted AS (
+    SELECT w.user_id, b.kind, b.name, array_agg(b.group_id ORDER BY b.group_id)::text[] AS bound
+    FROM after w
     JOIN plan_work_groups pg ON pg.tenant_id = $1 AND pg.run_id = $2 AND pg.entra_id = w.group_id
                             AND pg.grants
     JOIN app_group_grants b ON b.tenant_id = $1 AND b.group_id = w.group_id
-    WHERE w.tenant_id = $1 AND w.run_id = $2
     GROUP BY w.user_id, b.kind, b.name
 )
 SELECT x.user_id, u.display_name AS user_name, x.kind, x.name, x.bound,
@@ -424,11 +472,13 @@ type PlanWantedGrantsRow struct {
 	Direct   []string
 }
 
-// What the bindings give the users the app keeps, through the nested
-// memberships of the memberships pass (plan_work_members): one row per
-// (user, kind, name) with the bound groups that give it and the groups
-// the user is a direct member of. In (user, kind, name) order. Orphaned
-// groups grant nothing (plan_work_groups.grants). A cursor.
+// What the bindings give the affected users (grantees) the app keeps,
+// through their nested memberships after the plan: those the memberships
+// pass recomputed (plan_work_members), and the app's in the groups it did
+// not. One row per (user, kind, name) with the bound groups that give it
+// and the groups the user is a direct member of. In (user, kind, name)
+// order. Orphaned groups grant nothing (plan_work_groups.grants). A
+// cursor.
 func (q *Queries) PlanWantedGrants(ctx context.Context, arg PlanWantedGrantsParams) ([]PlanWantedGrantsRow, error) {
 	rows, err := q.db.Query(ctx, planWantedGrants, arg.TenantID, arg.RunID)
 	if err != nil {

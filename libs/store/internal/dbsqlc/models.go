@@ -106,6 +106,12 @@ type DirDevice struct {
 	VIdx        int32
 }
 
+type DirDirtyGroup struct {
+	TenantID string
+	GroupID  string
+	RunSeq   int64
+}
+
 type DirGroup struct {
 	TenantID        string
 	EntraID         string
@@ -166,6 +172,13 @@ type NotificationTask struct {
 	LastError     string
 	Status        string
 	FailedAt      *time.Time
+}
+
+type PlanWorkAffected struct {
+	TenantID string
+	RunID    string
+	Kind     string
+	ID       string
 }
 
 type PlanWorkGroup struct {
@@ -274,6 +287,7 @@ type Tenant struct {
 	AppChange          string
 	SeatShortage       bool
 	NotifySecretSealed []byte
+	MembershipsStale   bool
 }
 
 type TenantLease struct {

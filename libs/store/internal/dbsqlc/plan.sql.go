@@ -324,6 +324,25 @@ func (q *Queries) ApplyUpdateUser(ctx context.Context, arg ApplyUpdateUserParams
 	return err
 }
 
+const clearDirtyGroups = `-- name: ClearDirtyGroups :exec
+WITH cleared AS (
+    DELETE FROM dir_dirty_groups WHERE tenant_id = $1 AND run_seq <= $2
+)
+UPDATE tenants SET memberships_stale = false WHERE id = $1 AND memberships_stale
+`
+
+type ClearDirtyGroupsParams struct {
+	TenantID string
+	RunSeq   int64
+}
+
+// The plan of run @run_seq is applied: the app's memberships follow the
+// marks up to it, and everything when the tenant's were stale.
+func (q *Queries) ClearDirtyGroups(ctx context.Context, arg ClearDirtyGroupsParams) error {
+	_, err := q.db.Exec(ctx, clearDirtyGroups, arg.TenantID, arg.RunSeq)
+	return err
+}
+
 const decideRun = `-- name: DecideRun :exec
 UPDATE sync_runs
 SET status = $1, decided_at = $2::timestamptz, finished_at = $2::timestamptz, counts = COALESCE($3::jsonb, counts)
@@ -602,6 +621,24 @@ func (q *Queries) ListPlanItems(ctx context.Context, arg ListPlanItemsParams) ([
 	return items, nil
 }
 
+const markGroupDirty = `-- name: MarkGroupDirty :exec
+INSERT INTO dir_dirty_groups (tenant_id, group_id, run_seq)
+VALUES ($1, $2, 0)
+ON CONFLICT (tenant_id, group_id) DO NOTHING
+`
+
+type MarkGroupDirtyParams struct {
+	TenantID string
+	GroupID  string
+}
+
+// An API change to a group's bindings or status: the next plan
+// recomputes its members' memberships and grants.
+func (q *Queries) MarkGroupDirty(ctx context.Context, arg MarkGroupDirtyParams) error {
+	_, err := q.db.Exec(ctx, markGroupDirty, arg.TenantID, arg.GroupID)
+	return err
+}
+
 const notifiedEmails = `-- name: NotifiedEmails :many
 SELECT DISTINCT u.email
 FROM (SELECT r.user_id FROM app_user_roles r WHERE r.tenant_id = $1 AND r.role = ANY ($2::text[])
@@ -638,6 +675,83 @@ func (q *Queries) NotifiedEmails(ctx context.Context, arg NotifiedEmailsParams) 
 		return nil, err
 	}
 	return items, nil
+}
+
+const planAffectAllGroups = `-- name: PlanAffectAllGroups :exec
+INSERT INTO plan_work_affected (tenant_id, run_id, kind, id)
+SELECT $1::uuid AS tenant_id, $2::uuid AS run_id, 'group' AS kind, g.entra_id AS id FROM plan_work_groups g
+WHERE g.tenant_id = $1 AND g.run_id = $2
+UNION
+SELECT $1::uuid, $2::uuid, 'group', a.entra_id FROM app_groups a WHERE a.tenant_id = $1
+ON CONFLICT DO NOTHING
+`
+
+type PlanAffectAllGroupsParams struct {
+	TenantID string
+	RunID    string
+}
+
+// A plan that recomputes everything: every group the app has or keeps.
+func (q *Queries) PlanAffectAllGroups(ctx context.Context, arg PlanAffectAllGroupsParams) error {
+	_, err := q.db.Exec(ctx, planAffectAllGroups, arg.TenantID, arg.RunID)
+	return err
+}
+
+const planAffectGroups = `-- name: PlanAffectGroups :exec
+WITH RECURSIVE seed (id) AS (
+    SELECT i COLLATE "C" AS id FROM unnest($3::text[]) AS i
+    UNION
+    SELECT d.group_id FROM dir_dirty_groups d WHERE d.tenant_id = $1
+),
+up (id) AS (
+    SELECT id FROM seed
+    UNION
+    SELECT e.group_id
+    FROM up
+    JOIN dir_members e ON e.tenant_id = $1 AND e.member_id = up.id AND e.member_type = 'group'
+)
+INSERT INTO plan_work_affected (tenant_id, run_id, kind, id)
+SELECT $1::uuid, $2::uuid, 'group', up.id FROM up
+ON CONFLICT DO NOTHING
+`
+
+type PlanAffectGroupsParams struct {
+	TenantID string
+	RunID    string
+	Ids      []string
+}
+
+// The groups whose memberships the plan recomputes: @ids (those the plan
+// changes), the groups marked dirty, and every group above them in the
+// mirror's nesting (a group's members are its nested groups' members).
+func (q *Queries) PlanAffectGroups(ctx context.Context, arg PlanAffectGroupsParams) error {
+	_, err := q.db.Exec(ctx, planAffectGroups, arg.TenantID, arg.RunID, arg.Ids)
+	return err
+}
+
+const planAffectUsers = `-- name: PlanAffectUsers :exec
+INSERT INTO plan_work_affected (tenant_id, run_id, kind, id)
+SELECT $1::uuid AS tenant_id, $2::uuid AS run_id, 'user' AS kind, w.entra_id AS id FROM plan_work_users w
+WHERE w.tenant_id = $1 AND w.run_id = $2
+  AND NOT EXISTS (SELECT 1 FROM app_users a WHERE a.tenant_id = $1 AND a.entra_id = w.entra_id)
+UNION ALL
+SELECT $1::uuid, $2::uuid, 'user', a.entra_id FROM app_users a
+WHERE a.tenant_id = $1
+  AND NOT EXISTS (SELECT 1 FROM plan_work_users w
+                  WHERE w.tenant_id = $1 AND w.run_id = $2 AND w.entra_id = a.entra_id)
+ON CONFLICT DO NOTHING
+`
+
+type PlanAffectUsersParams struct {
+	TenantID string
+	RunID    string
+}
+
+// The users who come into the app or leave it with this plan: all their
+// memberships are recomputed.
+func (q *Queries) PlanAffectUsers(ctx context.Context, arg PlanAffectUsersParams) error {
+	_, err := q.db.Exec(ctx, planAffectUsers, arg.TenantID, arg.RunID)
+	return err
 }
 
 const planAppGroups = `-- name: PlanAppGroups :many
@@ -694,6 +808,17 @@ func (q *Queries) PlanAppGroups(ctx context.Context, tenantID string) ([]PlanApp
 }
 
 const planAppMemberships = `-- name: PlanAppMemberships :many
+WITH scope AS MATERIALIZED (
+    SELECT m.group_id, m.user_id
+    FROM plan_work_affected a
+    JOIN app_group_members m ON m.tenant_id = $1 AND m.group_id = a.id
+    WHERE a.tenant_id = $1 AND a.run_id = $2 AND a.kind = 'group'
+    UNION
+    SELECT m.group_id, m.user_id
+    FROM plan_work_affected a
+    JOIN app_group_members m ON m.tenant_id = $1 AND m.user_id = a.id
+    WHERE a.tenant_id = $1 AND a.run_id = $2 AND a.kind = 'user'
+)
 SELECT m.group_id, COALESCE(ag.display_name, '')::text AS group_name, m.user_id,
        COALESCE(au.display_name, '')::text AS user_name,
        EXISTS (SELECT 1 FROM plan_work_members w
@@ -703,10 +828,9 @@ SELECT m.group_id, COALESCE(ag.display_name, '')::text AS group_name, m.user_id,
                WHERE u.tenant_id = $1 AND u.run_id = $2 AND u.entra_id = m.user_id) AS user_stays,
        EXISTS (SELECT 1 FROM plan_work_groups g
                WHERE g.tenant_id = $1 AND g.run_id = $2 AND g.entra_id = m.group_id) AS group_stays
-FROM app_group_members m
+FROM scope m
 LEFT JOIN app_groups ag ON ag.tenant_id = $1 AND ag.entra_id = m.group_id
 LEFT JOIN app_users au ON au.tenant_id = $1 AND au.entra_id = m.user_id
-WHERE m.tenant_id = $1
 `
 
 type PlanAppMembershipsParams struct {
@@ -724,8 +848,9 @@ type PlanAppMembershipsRow struct {
 	GroupStays bool
 }
 
-// The app's memberships, with what the plan does to their user and group
-// and whether Entra ID still has them. A cursor.
+// The app's memberships of the affected groups and users, with what the
+// plan does to their user and group and whether Entra ID still has them
+// (the others stay as they are). A cursor.
 func (q *Queries) PlanAppMemberships(ctx context.Context, arg PlanAppMembershipsParams) ([]PlanAppMembershipsRow, error) {
 	rows, err := q.db.Query(ctx, planAppMemberships, arg.TenantID, arg.RunID)
 	if err != nil {
@@ -829,6 +954,20 @@ type PlanDeleteWorkParams struct {
 
 func (q *Queries) PlanDeleteWork(ctx context.Context, arg PlanDeleteWorkParams) error {
 	_, err := q.db.Exec(ctx, planDeleteWork, arg.TenantID, arg.RunID)
+	return err
+}
+
+const planDeleteWorkAffected = `-- name: PlanDeleteWorkAffected :exec
+DELETE FROM plan_work_affected WHERE tenant_id = $1 AND run_id = $2
+`
+
+type PlanDeleteWorkAffectedParams struct {
+	TenantID string
+	RunID    string
+}
+
+func (q *Queries) PlanDeleteWorkAffected(ctx context.Context, arg PlanDeleteWorkAffectedParams) error {
+	_, err := q.db.Exec(ctx, planDeleteWorkAffected, arg.TenantID, arg.RunID)
 	return err
 }
 
@@ -992,6 +1131,8 @@ const planEntraMembers = `-- name: PlanEntraMembers :exec
 WITH RECURSIVE reach (root, group_id) AS (
     SELECT g.entra_id, g.entra_id
     FROM plan_work_groups g
+    JOIN plan_work_affected a ON a.tenant_id = $1 AND a.run_id = $2 AND a.kind = 'group'
+                             AND a.id = g.entra_id
     WHERE g.tenant_id = $1 AND g.run_id = $2 AND NOT g.frozen
     UNION
     SELECT r.root, e.member_id
@@ -1011,8 +1152,8 @@ type PlanEntraMembersParams struct {
 }
 
 // Entra ID's nested memberships of the users and groups the app has after
-// the plan (plan_work_users, plan_work_groups), for the groups that follow
-// Entra ID (not frozen: see PlanFrozenMembers).
+// the plan (plan_work_users, plan_work_groups), for the affected groups
+// that follow Entra ID (not frozen: see PlanFrozenMembers).
 func (q *Queries) PlanEntraMembers(ctx context.Context, arg PlanEntraMembersParams) error {
 	_, err := q.db.Exec(ctx, planEntraMembers, arg.TenantID, arg.RunID)
 	return err
@@ -1022,6 +1163,8 @@ const planFrozenMembers = `-- name: PlanFrozenMembers :exec
 INSERT INTO plan_work_members (tenant_id, run_id, group_id, user_id)
 SELECT $1::uuid, $2::uuid, m.group_id, m.user_id
 FROM plan_work_groups g
+JOIN plan_work_affected a ON a.tenant_id = $1 AND a.run_id = $2 AND a.kind = 'group'
+                         AND a.id = g.entra_id
 JOIN app_group_members m ON m.tenant_id = $1 AND m.group_id = g.entra_id
 JOIN plan_work_users u ON u.tenant_id = $1 AND u.run_id = $2 AND u.entra_id = m.user_id
 WHERE g.tenant_id = $1 AND g.run_id = $2 AND g.frozen
@@ -1033,7 +1176,8 @@ type PlanFrozenMembersParams struct {
 }
 
 // A frozen group (disabled, orphaned, local) keeps the memberships the app
-// has, of the users the app keeps: they stand in for Entra ID's.
+// has, of the users the app keeps: they stand in for Entra ID's. Only
+// affected groups are looked at: the others keep theirs anyway.
 func (q *Queries) PlanFrozenMembers(ctx context.Context, arg PlanFrozenMembersParams) error {
 	_, err := q.db.Exec(ctx, planFrozenMembers, arg.TenantID, arg.RunID)
 	return err
@@ -1122,6 +1266,39 @@ func (q *Queries) PlanMembershipsToAdd(ctx context.Context, arg PlanMembershipsT
 		return nil, err
 	}
 	return items, nil
+}
+
+const planNewUsersMembers = `-- name: PlanNewUsersMembers :exec
+WITH RECURSIVE up (user_id, group_id) AS (
+    SELECT e.member_id, e.group_id
+    FROM plan_work_affected a
+    JOIN dir_members e ON e.tenant_id = $1 AND e.member_id = a.id AND e.member_type = 'user'
+    WHERE a.tenant_id = $1 AND a.run_id = $2 AND a.kind = 'user'
+    UNION
+    SELECT up.user_id, e.group_id
+    FROM up
+    JOIN dir_members e ON e.tenant_id = $1 AND e.member_id = up.group_id AND e.member_type = 'group'
+)
+INSERT INTO plan_work_members (tenant_id, run_id, group_id, user_id)
+SELECT DISTINCT $1::uuid, $2::uuid, up.group_id, up.user_id
+FROM up
+JOIN plan_work_groups g ON g.tenant_id = $1 AND g.run_id = $2 AND g.entra_id = up.group_id AND NOT g.frozen
+JOIN plan_work_users u ON u.tenant_id = $1 AND u.run_id = $2 AND u.entra_id = up.user_id
+ON CONFLICT DO NOTHING
+`
+
+type PlanNewUsersMembersParams struct {
+	TenantID string
+	RunID    string
+}
+
+// Entra ID's nested memberships of the users who come into the app, in
+// the groups that follow Entra ID: up from their own groups through the
+// nesting (cycle-safe: a pair is reached once). Affected groups have them
+// already (PlanEntraMembers).
+func (q *Queries) PlanNewUsersMembers(ctx context.Context, arg PlanNewUsersMembersParams) error {
+	_, err := q.db.Exec(ctx, planNewUsersMembers, arg.TenantID, arg.RunID)
+	return err
 }
 
 const planScopeUsers = `-- name: PlanScopeUsers :exec
@@ -1229,7 +1406,7 @@ func (q *Queries) PlanSeatHolders(ctx context.Context, arg PlanSeatHoldersParams
 
 const planTenant = `-- name: PlanTenant :one
 
-SELECT name, seats, settings, app_version, seat_shortage,
+SELECT name, seats, settings, app_version, seat_shortage, memberships_stale,
        (SELECT count(*) FROM app_users u WHERE u.tenant_id = t.id) AS app_users,
        (SELECT count(*) FROM app_users u WHERE u.tenant_id = t.id AND u.license = 'assigned') AS licenses,
        ((SELECT count(*) FROM app_user_roles r WHERE r.tenant_id = t.id)
@@ -1241,15 +1418,16 @@ FOR NO KEY UPDATE
 `
 
 type PlanTenantRow struct {
-	Name          string
-	Seats         int32
-	Settings      []byte
-	AppVersion    int64
-	SeatShortage  bool
-	AppUsers      int64
-	Licenses      int64
-	RoleGrants    int64
-	SharingGrants int64
+	Name             string
+	Seats            int32
+	Settings         []byte
+	AppVersion       int64
+	SeatShortage     bool
+	MembershipsStale bool
+	AppUsers         int64
+	Licenses         int64
+	RoleGrants       int64
+	SharingGrants    int64
 }
 
 // The plan step's reads and writes. Every decision is libs/plan's: these
@@ -1268,6 +1446,7 @@ func (q *Queries) PlanTenant(ctx context.Context, tenantID string) (PlanTenantRo
 		&i.Settings,
 		&i.AppVersion,
 		&i.SeatShortage,
+		&i.MembershipsStale,
 		&i.AppUsers,
 		&i.Licenses,
 		&i.RoleGrants,
@@ -1344,17 +1523,23 @@ WITH transitive AS (
     WHERE p.tenant_id = $2 AND p.run_id = $3 AND p.kind = 'transitive' AND p.page >= $4 AND p.page < $5
     GROUP BY p.group_id
 ),
+changed AS (
+    SELECT DISTINCT i.group_id
+    FROM sync_plan_items i
+    WHERE i.tenant_id = $2 AND i.run_id = $3 AND i.action IN ('addMembership', 'removeMembership')
+),
 synced AS (
-    SELECT group_id, count(*) AS n
-    FROM app_group_members
-    WHERE tenant_id = $2
-    GROUP BY group_id
+    SELECT m.group_id, count(*) AS n
+    FROM app_group_members m
+    WHERE m.tenant_id = $2 AND m.group_id IN (SELECT group_id FROM changed)
+    GROUP BY m.group_id
 )
 UPDATE app_groups g
 SET entra_member_count = c.entra, synced_member_count = c.synced, updated_at = $1::timestamptz
 FROM (SELECT g2.entra_id,
              COALESCE(t.n, g2.entra_member_count)::integer AS entra,
-             COALESCE(sy.n, 0)::integer AS synced
+             CASE WHEN g2.entra_id IN (SELECT group_id FROM changed) THEN COALESCE(sy.n, 0)
+                  ELSE g2.synced_member_count END::integer AS synced
       FROM app_groups g2
       LEFT JOIN transitive t ON t.group_id = g2.entra_id
       LEFT JOIN synced sy ON sy.group_id = g2.entra_id
@@ -1373,8 +1558,9 @@ type RefreshGroupCountsParams struct {
 
 // Member counts are observations, not plan items: Graph's transitive user
 // count from this run's pages (@lo, @hi: its page range; kept from before
-// for a group the run has none for) and the app's members. Groups that
-// are not synced (disabled, orphaned, local) keep their counts.
+// for a group the run has none for) and the app's members, counted again
+// only for the groups whose memberships the plan changed. Groups that are
+// not synced (disabled, orphaned, local) keep their counts.
 func (q *Queries) RefreshGroupCounts(ctx context.Context, arg RefreshGroupCountsParams) error {
 	_, err := q.db.Exec(ctx, refreshGroupCounts,
 		arg.At,

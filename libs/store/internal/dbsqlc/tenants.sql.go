@@ -16,7 +16,7 @@ SET disconnected_at = NULL,
     entra_tenant_id = $1, client_id = $2, client_secret_sealed = $3,
     updated_at = $4::timestamptz
 WHERE id = $5
-RETURNING id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed
+RETURNING id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed, memberships_stale
 `
 
 type ConnectTenantParams struct {
@@ -54,6 +54,7 @@ func (q *Queries) ConnectTenant(ctx context.Context, arg ConnectTenantParams) (T
 		&i.AppChange,
 		&i.SeatShortage,
 		&i.NotifySecretSealed,
+		&i.MembershipsStale,
 	)
 	return i, err
 }
@@ -106,7 +107,7 @@ SET disconnected_at = COALESCE(disconnected_at, $1::timestamptz),
     client_secret_sealed = NULL,
     updated_at = CASE WHEN disconnected_at IS NULL THEN $1::timestamptz ELSE updated_at END
 WHERE id = $2
-RETURNING id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed
+RETURNING id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed, memberships_stale
 `
 
 type DisconnectTenantParams struct {
@@ -135,6 +136,7 @@ func (q *Queries) DisconnectTenant(ctx context.Context, arg DisconnectTenantPara
 		&i.AppChange,
 		&i.SeatShortage,
 		&i.NotifySecretSealed,
+		&i.MembershipsStale,
 	)
 	return i, err
 }
@@ -158,7 +160,7 @@ func (q *Queries) FailQueuedRuns(ctx context.Context, arg FailQueuedRunsParams) 
 }
 
 const getTenant = `-- name: GetTenant :one
-SELECT id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed FROM tenants WHERE id = $1
+SELECT id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed, memberships_stale FROM tenants WHERE id = $1
 `
 
 func (q *Queries) GetTenant(ctx context.Context, id string) (Tenant, error) {
@@ -182,12 +184,13 @@ func (q *Queries) GetTenant(ctx context.Context, id string) (Tenant, error) {
 		&i.AppChange,
 		&i.SeatShortage,
 		&i.NotifySecretSealed,
+		&i.MembershipsStale,
 	)
 	return i, err
 }
 
 const getTenantForUpdate = `-- name: GetTenantForUpdate :one
-SELECT id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed FROM tenants WHERE id = $1 FOR UPDATE
+SELECT id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed, memberships_stale FROM tenants WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) GetTenantForUpdate(ctx context.Context, id string) (Tenant, error) {
@@ -211,6 +214,7 @@ func (q *Queries) GetTenantForUpdate(ctx context.Context, id string) (Tenant, er
 		&i.AppChange,
 		&i.SeatShortage,
 		&i.NotifySecretSealed,
+		&i.MembershipsStale,
 	)
 	return i, err
 }
@@ -344,7 +348,7 @@ const updateScheduleSetting = `-- name: UpdateScheduleSetting :one
 UPDATE tenants
 SET settings = $1, updated_at = $2::timestamptz
 WHERE id = $3
-RETURNING id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed
+RETURNING id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed, memberships_stale
 `
 
 type UpdateScheduleSettingParams struct {
@@ -377,6 +381,7 @@ func (q *Queries) UpdateScheduleSetting(ctx context.Context, arg UpdateScheduleS
 		&i.AppChange,
 		&i.SeatShortage,
 		&i.NotifySecretSealed,
+		&i.MembershipsStale,
 	)
 	return i, err
 }
@@ -384,9 +389,10 @@ func (q *Queries) UpdateScheduleSetting(ctx context.Context, arg UpdateScheduleS
 const updateSettings = `-- name: UpdateSettings :one
 UPDATE tenants
 SET seats = $1, settings = $2, updated_at = $3::timestamptz,
-    app_version = app_version + 1, app_changed_at = $3::timestamptz, app_change = $4
+    app_version = app_version + 1, app_changed_at = $3::timestamptz, app_change = $4,
+    memberships_stale = true
 WHERE id = $5
-RETURNING id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed
+RETURNING id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed, memberships_stale
 `
 
 type UpdateSettingsParams struct {
@@ -398,7 +404,8 @@ type UpdateSettingsParams struct {
 }
 
 // @change says what changed, for a held plan that can no longer be
-// approved.
+// approved. The next plan recomputes every membership and grant: scope,
+// group kinds and the plan's tier all change who belongs where.
 func (q *Queries) UpdateSettings(ctx context.Context, arg UpdateSettingsParams) (Tenant, error) {
 	row := q.db.QueryRow(ctx, updateSettings,
 		arg.Seats,
@@ -426,6 +433,7 @@ func (q *Queries) UpdateSettings(ctx context.Context, arg UpdateSettingsParams) 
 		&i.AppChange,
 		&i.SeatShortage,
 		&i.NotifySecretSealed,
+		&i.MembershipsStale,
 	)
 	return i, err
 }
