@@ -170,7 +170,7 @@ func New(src Sources) *Metrics {
 		}),
 		budgetWait: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: NameBudgetWait,
-			Help: "Seconds requests waited for the shared Graph budget (refill, or a tenant paused by Retry-After).",
+			Help: "Seconds requests spent taking units from the shared Graph budget: waiting for a refill or for a tenant paused by Retry-After, and the round trips to NATS.",
 		}),
 		budgetCorrected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: NameBudgetCorrected,

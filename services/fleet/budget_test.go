@@ -114,7 +114,7 @@ func TestSharedGraphBudgetIsolatesTenants(t *testing.T) {
 		len(reqA), throttledA, len(reqB), va.FinishedAt.Sub(*va.StartedAt).Round(time.Second), vb.FinishedAt.Sub(*vb.StartedAt).Round(time.Second))
 
 	// The fleet's metrics heard the budget: units handed out, and the
-	// time B's requests waited for them.
+	// time requests spent getting them.
 	resp, err := http.Get(h.api + "/metrics")
 	if err != nil {
 		t.Fatal(err)
