@@ -68,8 +68,11 @@ func (k GroupKinds) KindOn(kind string) bool {
 // Syncs reports whether the setting syncs the Entra group id of kind: its
 // kind is switched on, or the group is listed in Include.
 func (k GroupKinds) Syncs(id, kind string) bool {
-	return k.KindOn(kind) || slices.Contains(k.Include, strings.ToLower(id))
+	return k.KindOn(kind) || k.Included(id)
 }
+
+// Included reports whether Include lists the Entra group id.
+func (k GroupKinds) Included(id string) bool { return slices.Contains(k.Include, strings.ToLower(id)) }
 
 // kindSetting names the member of the setting that switches kind.
 func kindSetting(kind string) string {
@@ -217,6 +220,9 @@ type GroupFacts struct {
 	// EntraMemberCount is Graph's count of users in the group's nested
 	// membership, when this run read it.
 	EntraMemberCount *int
+	// Excluded: an admin deleted the group here; it is not imported again
+	// unless groups.include lists it.
+	Excluded bool
 }
 
 // GroupDecision is what the plan does to one group: its item, if any,
@@ -236,7 +242,9 @@ type GroupDecision struct {
 }
 
 // DecideGroup keeps the app's groups equal to Entra ID's, for the kinds
-// the tenant syncs (k): created, renamed or reclassified while enabled.
+// the tenant syncs (k): created, renamed or reclassified while enabled;
+// a group an admin deleted here is not created again unless Include
+// lists it.
 // A group is enabled while its kind is on (or groups.include lists it)
 // and no admin switched it off; otherwise it is disabled: frozen as last
 // synced, never deleted. A group deleted in Entra ID becomes orphaned
@@ -258,7 +266,7 @@ func DecideGroup(k GroupKinds, f GroupFacts) GroupDecision {
 			Before: Fields{"status": f.App.Status}, After: Fields{"status": StatusOrphaned},
 			Reason: "deleted in Entra ID; kept as orphaned, it grants nothing"}}
 	case f.App == nil:
-		if !k.Syncs(f.EntraID, f.Dir.Kind()) {
+		if !k.Syncs(f.EntraID, f.Dir.Kind()) || (f.Excluded && !k.Included(f.EntraID)) {
 			return GroupDecision{}
 		}
 		after := Fields{"displayName": f.Dir.DisplayName, "kind": f.Dir.Kind(), "dynamic": f.Dir.Dynamic()}

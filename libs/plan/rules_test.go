@@ -206,6 +206,18 @@ func TestGroupSwitchedOffHereIsDisabledEvenWhenIncluded(t *testing.T) {
 	}
 }
 
+func TestGroupDeletedHereIsNotImportedAgainUnlessIncluded(t *testing.T) {
+	k := DefaultGroupKinds()
+	d := DirGroup{ID: "00000002-0000-4000-8000-000000000001", DisplayName: "Sales", SecurityEnabled: true}
+	if dec := DecideGroup(k, GroupFacts{EntraID: d.ID, Dir: &d, Excluded: true}); dec.Changed || dec.Status != "" {
+		t.Fatalf("a group deleted here came back: %+v", dec)
+	}
+	k.Include = []string{d.ID}
+	if dec := DecideGroup(k, GroupFacts{EntraID: d.ID, Dir: &d, Excluded: true}); dec.Item.Action != CreateGroup {
+		t.Fatalf("an included group deleted here was not imported: %+v", dec)
+	}
+}
+
 func TestLocalGroupsAreNeverTouchedBySync(t *testing.T) {
 	a := AppGroup{EntraID: "l", DisplayName: "Auditors", Kind: KindLocal, Status: StatusEnabled}
 	dec := DecideGroup(GroupKinds{}, GroupFacts{EntraID: "l", App: &a})

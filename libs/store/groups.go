@@ -137,6 +137,7 @@ func (s *Store) ArchiveGroup(ctx context.Context, tenantID, groupID string) (Gro
 // with its memberships and bindings (never anything in Entra ID); an
 // enabled group synced from Entra ID is refused with ErrGroupState. What
 // users held through it is revoked at the next sync, through its plan.
+// No sync brings the group back unless groups.include lists it.
 func (s *Store) DeleteGroup(ctx context.Context, tenantID, groupID string) error {
 	if !isUUID(tenantID) {
 		return fmt.Errorf("store: delete group of tenant %q: %w", tenantID, ErrNotFound)
@@ -164,6 +165,11 @@ func (s *Store) DeleteGroup(ctx context.Context, tenantID, groupID string) error
 			return err
 		}
 		now := s.clock()
+		if g.Kind != plan.KindLocal {
+			if err := q.ExcludeGroup(ctx, dbsqlc.ExcludeGroupParams{TenantID: tenantID, EntraID: groupID, At: now}); err != nil {
+				return err
+			}
+		}
 		if err := recordActivity(ctx, q, tenantID, ActivityDeleteGroup, groupID,
 			map[string]string{"displayName": g.DisplayName, "kind": g.Kind, "status": g.Status}, nil, "", now); err != nil {
 			return err

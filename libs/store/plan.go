@@ -351,7 +351,7 @@ func (p *planner) groups(k plan.GroupKinds) error {
 						Description: a.Description, MembershipRule: a.MembershipRule, UpdatedAt: a.EntraUpdatedAt}}
 			}
 			if d != nil {
-				f.EntraID = d.ID
+				f.EntraID, f.Excluded = d.ID, d.Excluded
 				f.Dir = &plan.DirGroup{ID: d.ID, DisplayName: d.DisplayName, GroupTypes: d.GroupTypes,
 					SecurityEnabled: d.SecurityEnabled, MailEnabled: d.MailEnabled, GroupDetails: plan.GroupDetails{
 						Mail: d.Mail, Description: d.Description, MembershipRule: d.MembershipRule, UpdatedAt: d.RenewedAt}}

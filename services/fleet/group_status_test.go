@@ -223,3 +223,98 @@ func sorted(ids ...string) []string {
 	slices.Sort(ids)
 	return ids
 }
+
+// TestOneGroupSwitchedOffArchivedAndLocalGroups: one group switched off
+// keeps its last members and their role while Entra ID's change, and
+// follows Entra ID again once switched on; an archived group's role is
+// revoked at the next sync, with the reason, and it can then be deleted;
+// a local group survives syncs and is deleted here.
+func TestOneGroupSwitchedOffArchivedAndLocalGroups(t *testing.T) {
+	t.Parallel()
+	h, e, tenant := syncedTenant(t, 100)
+	T := "/v1/tenants/" + tenant
+	us := members(e.Dir)
+	u1, u2, u3, u4 := us[0].ID, us[1].ID, us[2].ID, us[3].ID
+	switched := e.Dir.AddGroup(graphsim.Group{DisplayName: "Switch Board", SecurityEnabled: true})
+	archived := e.Dir.AddGroup(graphsim.Group{DisplayName: "Switch Archive", SecurityEnabled: true})
+	for _, m := range []struct{ group, user string }{{switched.ID, u1}, {switched.ID, u2}, {archived.ID, u4}} {
+		if err := e.Dir.AddMember(m.group, graphsim.Member{ID: m.user, Type: graphsim.TypeUser}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.sync(tenant)
+	h.bindRole(tenant, switched.ID, "Switcher")
+	h.bindRole(tenant, archived.ID, "Archivist")
+	h.sync(tenant)
+
+	// Off: kept as last synced while Entra ID's members change.
+	if code := h.do("PATCH", T+"/groups/"+switched.ID, map[string]any{"enabled": false}, nil); code != http.StatusOK {
+		t.Fatalf("switch off = %d", code)
+	}
+	if err := e.Dir.RemoveMember(switched.ID, u1); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Dir.AddMember(switched.ID, graphsim.Member{ID: u3, Type: graphsim.TypeUser}); err != nil {
+		t.Fatal(err)
+	}
+	h.sync(tenant)
+	if got, want := h.groupMembers(tenant, switched.ID), sorted(u1, u2); !slices.Equal(got, want) {
+		t.Fatalf("switched-off group's members %v, want its last %v", got, want)
+	}
+	if r1, r3 := h.userRoles(tenant, u1), h.userRoles(tenant, u3); !slices.Equal(r1, []string{"Switcher"}) || len(r3) != 0 {
+		t.Fatalf("while off: roles of the last member %v, of the new one %v", r1, r3)
+	}
+	// On again: the next sync follows Entra ID, though nothing changed
+	// there since.
+	if code := h.do("PATCH", T+"/groups/"+switched.ID, map[string]any{"enabled": true}, nil); code != http.StatusOK {
+		t.Fatalf("switch on = %d", code)
+	}
+	h.sync(tenant)
+	if got, want := h.groupMembers(tenant, switched.ID), sorted(u2, u3); !slices.Equal(got, want) {
+		t.Fatalf("switched-on group's members %v, want %v", got, want)
+	}
+	if r1, r3 := h.userRoles(tenant, u1), h.userRoles(tenant, u3); len(r1) != 0 || !slices.Equal(r3, []string{"Switcher"}) {
+		t.Fatalf("switched on: roles of the old member %v, of the new one %v", r1, r3)
+	}
+
+	// Archived: orphaned at once, its role revoked by the next sync.
+	if code := h.do("POST", T+"/groups/"+archived.ID+"/archive", nil, nil); code != http.StatusOK {
+		t.Fatalf("archive = %d", code)
+	}
+	if code := h.do("DELETE", T+"/groups/"+switched.ID, nil, nil); code != http.StatusConflict {
+		t.Fatalf("DELETE an enabled group = %d, want 409", code)
+	}
+	run := h.sync(tenant)
+	revoked := false
+	for _, it := range h.plan(tenant, run.RunID) {
+		revoked = revoked || (it.Action == "revokeRole" && it.EntraID == u4 && it.Before["group"] == archived.ID &&
+			strings.Contains(it.Reason, "is orphaned"))
+	}
+	if !revoked || len(h.userRoles(tenant, u4)) != 0 {
+		t.Fatalf("archived group's role: revoked %v, roles now %v; plan %+v", revoked, h.userRoles(tenant, u4),
+			h.plan(tenant, run.RunID))
+	}
+	if g := h.groupStatuses(tenant)[archived.ID]; g.Status != "orphaned" {
+		t.Fatalf("archived group: %+v", g)
+	}
+	if code := h.do("DELETE", T+"/groups/"+archived.ID, nil, nil); code != http.StatusNoContent {
+		t.Fatalf("DELETE the archived group = %d", code)
+	}
+
+	// A local group: no sync touches it; deleted here.
+	var local struct{ EntraID string }
+	if code := h.do("POST", T+"/groups", map[string]any{"displayName": "Switch Local"}, &local); code != http.StatusCreated {
+		t.Fatalf("POST local group = %d", code)
+	}
+	h.bindRole(tenant, local.EntraID, "Switcher")
+	h.sync(tenant)
+	if g := h.groupStatuses(tenant)[local.EntraID]; g.Kind != "local" || g.Status != "enabled" {
+		t.Fatalf("local group after a sync: %+v", g)
+	}
+	if _, ok := h.groupStatuses(tenant)[archived.ID]; ok {
+		t.Fatal("the deleted archived group came back")
+	}
+	if code := h.do("DELETE", T+"/groups/"+local.EntraID, nil, nil); code != http.StatusNoContent {
+		t.Fatalf("DELETE the local group = %d", code)
+	}
+}

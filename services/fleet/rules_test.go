@@ -296,6 +296,9 @@ func TestReviewModeHoldsEveryPlanAndApprovalEqualsAutoMode(t *testing.T) {
 	}
 }
 
+// TestSeatShortageTellsAdministratorsAndLicenseManagersOnce: three short
+// runs make one seats_exhausted task, to the Administrator, the License
+// manager and a user who is an Administrator through two nested groups.
 func TestSeatShortageTellsAdministratorsAndLicenseManagersOnce(t *testing.T) {
 	t.Parallel()
 	h, e, tenant := syncedTenant(t, 1000)
@@ -308,6 +311,22 @@ func TestSeatShortageTellsAdministratorsAndLicenseManagersOnce(t *testing.T) {
 		if code := h.patchUser(tenant, p.u.ID, map[string]any{"roles": []string{p.role}}); code != http.StatusOK {
 			t.Fatalf("PATCH roles = %d", code)
 		}
+	}
+	// A third is an Administrator through groups: "IT Admins" holds
+	// "Helpdesk", which holds the user.
+	viaGroups := ms[2]
+	itAdmins := e.Dir.AddGroup(graphsim.Group{DisplayName: "IT Admins", SecurityEnabled: true})
+	helpdesk := e.Dir.AddGroup(graphsim.Group{DisplayName: "Helpdesk", SecurityEnabled: true})
+	if err := e.Dir.AddMember(itAdmins.ID, graphsim.Member{ID: helpdesk.ID, Type: graphsim.TypeGroup}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Dir.AddMember(helpdesk.ID, graphsim.Member{ID: viaGroups.ID, Type: graphsim.TypeUser}); err != nil {
+		t.Fatal(err)
+	}
+	h.sync(tenant)
+	if code := h.do("PATCH", "/v1/tenants/"+tenant+"/groups/"+itAdmins.ID, map[string]any{"roles": []string{"Administrator"}},
+		nil); code != http.StatusOK {
+		t.Fatalf("PATCH IT Admins = %d", code)
 	}
 	// Shrinking the pool takes most seats back: let the guard allow it.
 	h.patchTenant(tenant, map[string]any{"seats": 10, "deletionGuard": map[string]any{"percent": 100, "minimum": 0}})
@@ -323,7 +342,7 @@ func TestSeatShortageTellsAdministratorsAndLicenseManagersOnce(t *testing.T) {
 			tasks = append(tasks, n)
 		}
 	}
-	want := []string{admin.Mail, manager.Mail}
+	want := []string{admin.Mail, manager.Mail, viaGroups.Mail}
 	sort.Strings(want)
 	if len(tasks) != 1 || !slices.Equal(tasks[0].Recipients, want) {
 		t.Fatalf("seats_exhausted tasks = %+v, want one to %v", tasks, want)

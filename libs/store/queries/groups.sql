@@ -25,3 +25,9 @@ DELETE FROM app_group_grants WHERE tenant_id = @tenant_id AND group_id = @group_
 
 -- name: DeleteAppGroup :exec
 DELETE FROM app_groups WHERE tenant_id = @tenant_id AND entra_id = @entra_id;
+
+-- name: ExcludeGroup :exec
+-- A group deleted here stays out of the app (see plan.DecideGroup).
+INSERT INTO app_group_exclusions (tenant_id, entra_id, deleted_at)
+VALUES (@tenant_id, @entra_id, @at::timestamptz)
+ON CONFLICT (tenant_id, entra_id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at;

@@ -76,9 +76,11 @@ WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id AND w.seat = 2
 ORDER BY w.entra_id;
 
 -- name: PlanDirGroups :many
--- The groups Entra ID has, in Entra id order. A cursor.
+-- The groups Entra ID has, in Entra id order, and whether an admin
+-- deleted them here. A cursor.
 SELECT g.entra_id AS id, g.display_name, g.group_types, g.security_enabled, g.mail_enabled, g.mail, g.description,
-       g.membership_rule, g.renewed_at
+       g.membership_rule, g.renewed_at,
+       EXISTS (SELECT 1 FROM app_group_exclusions x WHERE x.tenant_id = @tenant_id AND x.entra_id = g.entra_id) AS excluded
 FROM dir_groups g
 WHERE g.tenant_id = @tenant_id AND NOT g.deleted
 ORDER BY g.entra_id;

@@ -88,6 +88,24 @@ func (q *Queries) DeleteGroupMembers(ctx context.Context, arg DeleteGroupMembers
 	return err
 }
 
+const excludeGroup = `-- name: ExcludeGroup :exec
+INSERT INTO app_group_exclusions (tenant_id, entra_id, deleted_at)
+VALUES ($1, $2, $3::timestamptz)
+ON CONFLICT (tenant_id, entra_id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at
+`
+
+type ExcludeGroupParams struct {
+	TenantID string
+	EntraID  string
+	At       time.Time
+}
+
+// A group deleted here stays out of the app (see plan.DecideGroup).
+func (q *Queries) ExcludeGroup(ctx context.Context, arg ExcludeGroupParams) error {
+	_, err := q.db.Exec(ctx, excludeGroup, arg.TenantID, arg.EntraID, arg.At)
+	return err
+}
+
 const insertLocalGroup = `-- name: InsertLocalGroup :exec
 INSERT INTO app_groups (tenant_id, entra_id, display_name, kind, dynamic, entra_member_count, synced_member_count,
                         created_at, updated_at)

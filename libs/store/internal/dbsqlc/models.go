@@ -47,6 +47,12 @@ type AppGroup struct {
 	EntraUpdatedAt    *time.Time
 }
 
+type AppGroupExclusion struct {
+	TenantID  string
+	EntraID   string
+	DeletedAt time.Time
+}
+
 type AppGroupGrant struct {
 	TenantID  string
 	GroupID   string

@@ -1015,7 +1015,8 @@ func (q *Queries) PlanDeleteWorkUsers(ctx context.Context, arg PlanDeleteWorkUse
 
 const planDirGroups = `-- name: PlanDirGroups :many
 SELECT g.entra_id AS id, g.display_name, g.group_types, g.security_enabled, g.mail_enabled, g.mail, g.description,
-       g.membership_rule, g.renewed_at
+       g.membership_rule, g.renewed_at,
+       EXISTS (SELECT 1 FROM app_group_exclusions x WHERE x.tenant_id = $1 AND x.entra_id = g.entra_id) AS excluded
 FROM dir_groups g
 WHERE g.tenant_id = $1 AND NOT g.deleted
 ORDER BY g.entra_id
@@ -1031,9 +1032,11 @@ type PlanDirGroupsRow struct {
 	Description     string
 	MembershipRule  string
 	RenewedAt       *time.Time
+	Excluded        bool
 }
 
-// The groups Entra ID has, in Entra id order. A cursor.
+// The groups Entra ID has, in Entra id order, and whether an admin
+// deleted them here. A cursor.
 func (q *Queries) PlanDirGroups(ctx context.Context, tenantID string) ([]PlanDirGroupsRow, error) {
 	rows, err := q.db.Query(ctx, planDirGroups, tenantID)
 	if err != nil {
@@ -1053,6 +1056,7 @@ func (q *Queries) PlanDirGroups(ctx context.Context, tenantID string) ([]PlanDir
 			&i.Description,
 			&i.MembershipRule,
 			&i.RenewedAt,
+			&i.Excluded,
 		); err != nil {
 			return nil, err
 		}
