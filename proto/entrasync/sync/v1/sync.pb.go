@@ -36,6 +36,11 @@ const (
 	JobKind_JOB_KIND_UNSPECIFIED JobKind = 0
 	// Enumerate users, groups and memberships from scratch.
 	JobKind_JOB_KIND_FULL JobKind = 1
+	// Read only what changed since the tenant's saved delta links (one
+	// Graph delta round of users and one of groups): changed objects,
+	// removals and member changes. Nothing a delta run leaves unmentioned
+	// is judged gone.
+	JobKind_JOB_KIND_DELTA JobKind = 2
 )
 
 // Enum value maps for JobKind.
@@ -43,10 +48,12 @@ var (
 	JobKind_name = map[int32]string{
 		0: "JOB_KIND_UNSPECIFIED",
 		1: "JOB_KIND_FULL",
+		2: "JOB_KIND_DELTA",
 	}
 	JobKind_value = map[string]int32{
 		"JOB_KIND_UNSPECIFIED": 0,
 		"JOB_KIND_FULL":        1,
+		"JOB_KIND_DELTA":       2,
 	}
 )
 
@@ -302,6 +309,8 @@ type SyncEvent struct {
 	//	*SyncEvent_Fetched
 	//	*SyncEvent_Failed
 	//	*SyncEvent_Unreadable
+	//	*SyncEvent_UsersDelta
+	//	*SyncEvent_GroupsDelta
 	Body          isSyncEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -451,6 +460,24 @@ func (x *SyncEvent) GetUnreadable() *GroupUnreadable {
 	return nil
 }
 
+func (x *SyncEvent) GetUsersDelta() *UsersDeltaPage {
+	if x != nil {
+		if x, ok := x.Body.(*SyncEvent_UsersDelta); ok {
+			return x.UsersDelta
+		}
+	}
+	return nil
+}
+
+func (x *SyncEvent) GetGroupsDelta() *GroupsDeltaPage {
+	if x != nil {
+		if x, ok := x.Body.(*SyncEvent_GroupsDelta); ok {
+			return x.GroupsDelta
+		}
+	}
+	return nil
+}
+
 type isSyncEvent_Body interface {
 	isSyncEvent_Body()
 }
@@ -487,6 +514,14 @@ type SyncEvent_Unreadable struct {
 	Unreadable *GroupUnreadable `protobuf:"bytes,17,opt,name=unreadable,proto3,oneof"`
 }
 
+type SyncEvent_UsersDelta struct {
+	UsersDelta *UsersDeltaPage `protobuf:"bytes,18,opt,name=users_delta,json=usersDelta,proto3,oneof"`
+}
+
+type SyncEvent_GroupsDelta struct {
+	GroupsDelta *GroupsDeltaPage `protobuf:"bytes,19,opt,name=groups_delta,json=groupsDelta,proto3,oneof"`
+}
+
 func (*SyncEvent_Started) isSyncEvent_Body() {}
 
 func (*SyncEvent_Users) isSyncEvent_Body() {}
@@ -502,6 +537,10 @@ func (*SyncEvent_Fetched) isSyncEvent_Body() {}
 func (*SyncEvent_Failed) isSyncEvent_Body() {}
 
 func (*SyncEvent_Unreadable) isSyncEvent_Body() {}
+
+func (*SyncEvent_UsersDelta) isSyncEvent_Body() {}
+
+func (*SyncEvent_GroupsDelta) isSyncEvent_Body() {}
 
 // RunStarted says a fetcher took the run's job and holds the tenant's lease.
 // Only the first attempt's usually reaches the reconciler: later ones share
@@ -1155,6 +1194,251 @@ func (x *GroupUnreadable) GetMessage() string {
 	return ""
 }
 
+// Removed is an object a Graph delta page reports removed ("@removed").
+type Removed struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Graph's reason was "changed": the object was soft-deleted and can be
+	// restored (it then comes again as a changed object). False: "deleted",
+	// gone for good. Either way the mirror tombstones it.
+	Restorable    bool `protobuf:"varint,2,opt,name=restorable,proto3" json:"restorable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Removed) Reset() {
+	*x = Removed{}
+	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Removed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Removed) ProtoMessage() {}
+
+func (x *Removed) ProtoReflect() protoreflect.Message {
+	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Removed.ProtoReflect.Descriptor instead.
+func (*Removed) Descriptor() ([]byte, []int) {
+	return file_entrasync_sync_v1_sync_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Removed) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Removed) GetRestorable() bool {
+	if x != nil {
+		return x.Restorable
+	}
+	return false
+}
+
+// UsersDeltaPage is one Graph page of a users delta round
+// (GET /users/delta). Unlike a UsersPage it is not part of a listing:
+// users it does not mention are unchanged, not gone.
+type UsersDeltaPage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Users created or changed since the round's starting link, with their
+	// current properties; a restored user comes here again.
+	Users         []*User    `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	Removed       []*Removed `protobuf:"bytes,2,rep,name=removed,proto3" json:"removed,omitempty"` // users deleted (soft or for good)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsersDeltaPage) Reset() {
+	*x = UsersDeltaPage{}
+	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsersDeltaPage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsersDeltaPage) ProtoMessage() {}
+
+func (x *UsersDeltaPage) ProtoReflect() protoreflect.Message {
+	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsersDeltaPage.ProtoReflect.Descriptor instead.
+func (*UsersDeltaPage) Descriptor() ([]byte, []int) {
+	return file_entrasync_sync_v1_sync_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *UsersDeltaPage) GetUsers() []*User {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *UsersDeltaPage) GetRemoved() []*Removed {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
+// GroupMembersDelta is one group's direct member changes on a groups
+// delta page (Graph's members@delta). A big group's changes may span
+// several pages; each page carries its own part.
+type GroupMembersDelta struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	GroupId string                 `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	// Direct members added to the group (type says which kind of object).
+	Added []*Member `protobuf:"bytes,2,rep,name=added,proto3" json:"added,omitempty"`
+	// Ids of direct members taken out of the group; the objects themselves
+	// may still exist.
+	Removed       []string `protobuf:"bytes,3,rep,name=removed,proto3" json:"removed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupMembersDelta) Reset() {
+	*x = GroupMembersDelta{}
+	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupMembersDelta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupMembersDelta) ProtoMessage() {}
+
+func (x *GroupMembersDelta) ProtoReflect() protoreflect.Message {
+	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupMembersDelta.ProtoReflect.Descriptor instead.
+func (*GroupMembersDelta) Descriptor() ([]byte, []int) {
+	return file_entrasync_sync_v1_sync_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GroupMembersDelta) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *GroupMembersDelta) GetAdded() []*Member {
+	if x != nil {
+		return x.Added
+	}
+	return nil
+}
+
+func (x *GroupMembersDelta) GetRemoved() []string {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
+// GroupsDeltaPage is one Graph page of a groups delta round
+// (GET /groups/delta). Groups and members it does not mention are
+// unchanged, not gone: a delta run never drops an edge for being unseen.
+type GroupsDeltaPage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Groups created or changed since the round's starting link, with their
+	// current properties (a restored group comes here again).
+	Groups  []*Group   `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	Removed []*Removed `protobuf:"bytes,2,rep,name=removed,proto3" json:"removed,omitempty"` // groups deleted (soft or for good)
+	// Direct member changes, one entry per group on this page.
+	Members       []*GroupMembersDelta `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupsDeltaPage) Reset() {
+	*x = GroupsDeltaPage{}
+	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupsDeltaPage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupsDeltaPage) ProtoMessage() {}
+
+func (x *GroupsDeltaPage) ProtoReflect() protoreflect.Message {
+	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupsDeltaPage.ProtoReflect.Descriptor instead.
+func (*GroupsDeltaPage) Descriptor() ([]byte, []int) {
+	return file_entrasync_sync_v1_sync_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GroupsDeltaPage) GetGroups() []*Group {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *GroupsDeltaPage) GetRemoved() []*Removed {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
+func (x *GroupsDeltaPage) GetMembers() []*GroupMembersDelta {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
 // GraphStats counts what a run cost at Graph.
 type GraphStats struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1167,7 +1451,7 @@ type GraphStats struct {
 
 func (x *GraphStats) Reset() {
 	*x = GraphStats{}
-	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[11]
+	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1179,7 +1463,7 @@ func (x *GraphStats) String() string {
 func (*GraphStats) ProtoMessage() {}
 
 func (x *GraphStats) ProtoReflect() protoreflect.Message {
-	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[11]
+	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1192,7 +1476,7 @@ func (x *GraphStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphStats.ProtoReflect.Descriptor instead.
 func (*GraphStats) Descriptor() ([]byte, []int) {
-	return file_entrasync_sync_v1_sync_proto_rawDescGZIP(), []int{11}
+	return file_entrasync_sync_v1_sync_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GraphStats) GetRequests() int64 {
@@ -1222,18 +1506,28 @@ func (x *GraphStats) GetRetries() int64 {
 // AttemptPageSpan. The reconciler finishes the run only once all of them are
 // applied, and judges the directory by them alone: pages of earlier,
 // interrupted attempts of the run do not count.
+//
+// The delta links are where the tenant's next delta round starts. A delta
+// run sends the @odata.deltaLink each round ended with; a full run sends
+// the links it took with $deltatoken=latest before it enumerated, so that
+// the next delta round replays whatever changed during the enumeration.
+// The reconciler saves them for the tenant only when the run's plan is
+// applied; empty: the run took no link for that resource, and the saved
+// one stays.
 type RunFetched struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Pages         int32                  `protobuf:"varint,1,opt,name=pages,proto3" json:"pages,omitempty"`
-	Stats         *GraphStats            `protobuf:"bytes,2,opt,name=stats,proto3" json:"stats,omitempty"`
-	FirstPage     int32                  `protobuf:"varint,3,opt,name=first_page,json=firstPage,proto3" json:"first_page,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Pages           int32                  `protobuf:"varint,1,opt,name=pages,proto3" json:"pages,omitempty"`
+	Stats           *GraphStats            `protobuf:"bytes,2,opt,name=stats,proto3" json:"stats,omitempty"`
+	FirstPage       int32                  `protobuf:"varint,3,opt,name=first_page,json=firstPage,proto3" json:"first_page,omitempty"`
+	UsersDeltaLink  string                 `protobuf:"bytes,4,opt,name=users_delta_link,json=usersDeltaLink,proto3" json:"users_delta_link,omitempty"`    // the users round's link (Graph's URL, opaque)
+	GroupsDeltaLink string                 `protobuf:"bytes,5,opt,name=groups_delta_link,json=groupsDeltaLink,proto3" json:"groups_delta_link,omitempty"` // the groups round's link (Graph's URL, opaque)
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *RunFetched) Reset() {
 	*x = RunFetched{}
-	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[12]
+	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1245,7 +1539,7 @@ func (x *RunFetched) String() string {
 func (*RunFetched) ProtoMessage() {}
 
 func (x *RunFetched) ProtoReflect() protoreflect.Message {
-	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[12]
+	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1258,7 +1552,7 @@ func (x *RunFetched) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunFetched.ProtoReflect.Descriptor instead.
 func (*RunFetched) Descriptor() ([]byte, []int) {
-	return file_entrasync_sync_v1_sync_proto_rawDescGZIP(), []int{12}
+	return file_entrasync_sync_v1_sync_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RunFetched) GetPages() int32 {
@@ -1282,6 +1576,20 @@ func (x *RunFetched) GetFirstPage() int32 {
 	return 0
 }
 
+func (x *RunFetched) GetUsersDeltaLink() string {
+	if x != nil {
+		return x.UsersDeltaLink
+	}
+	return ""
+}
+
+func (x *RunFetched) GetGroupsDeltaLink() string {
+	if x != nil {
+		return x.GroupsDeltaLink
+	}
+	return ""
+}
+
 // RunFailed ends a run that could not be fetched, with a message for people.
 type RunFailed struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1293,7 +1601,7 @@ type RunFailed struct {
 
 func (x *RunFailed) Reset() {
 	*x = RunFailed{}
-	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[13]
+	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1305,7 +1613,7 @@ func (x *RunFailed) String() string {
 func (*RunFailed) ProtoMessage() {}
 
 func (x *RunFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[13]
+	mi := &file_entrasync_sync_v1_sync_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1318,7 +1626,7 @@ func (x *RunFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunFailed.ProtoReflect.Descriptor instead.
 func (*RunFailed) Descriptor() ([]byte, []int) {
-	return file_entrasync_sync_v1_sync_proto_rawDescGZIP(), []int{13}
+	return file_entrasync_sync_v1_sync_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RunFailed) GetError() string {
@@ -1346,7 +1654,7 @@ const file_entrasync_sync_v1_sync_proto_rawDesc = "" +
 	"\arun_seq\x18\x03 \x01(\x03R\x06runSeq\x12.\n" +
 	"\x04kind\x18\x04 \x01(\x0e2\x1a.entrasync.sync.v1.JobKindR\x04kind\x124\n" +
 	"\atrigger\x18\x05 \x01(\x0e2\x1a.entrasync.sync.v1.TriggerR\atrigger\x12=\n" +
-	"\frequested_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\"\xab\x05\n" +
+	"\frequested_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\"\xba\x06\n" +
 	"\tSyncEvent\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x17\n" +
@@ -1364,7 +1672,10 @@ const file_entrasync_sync_v1_sync_proto_rawDesc = "" +
 	"\x06failed\x18\x10 \x01(\v2\x1c.entrasync.sync.v1.RunFailedH\x00R\x06failed\x12D\n" +
 	"\n" +
 	"unreadable\x18\x11 \x01(\v2\".entrasync.sync.v1.GroupUnreadableH\x00R\n" +
-	"unreadableB\x06\n" +
+	"unreadable\x12D\n" +
+	"\vusers_delta\x18\x12 \x01(\v2!.entrasync.sync.v1.UsersDeltaPageH\x00R\n" +
+	"usersDelta\x12G\n" +
+	"\fgroups_delta\x18\x13 \x01(\v2\".entrasync.sync.v1.GroupsDeltaPageH\x00R\vgroupsDeltaB\x06\n" +
 	"\x04body\"@\n" +
 	"\n" +
 	"RunStarted\x12\x18\n" +
@@ -1419,24 +1730,43 @@ const file_entrasync_sync_v1_sync_proto_rawDesc = "" +
 	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\x05R\x06status\x12\x12\n" +
 	"\x04code\x18\x03 \x01(\tR\x04code\x12\x18\n" +
-	"\amessage\x18\x04 \x01(\tR\amessage\"`\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"9\n" +
+	"\aRemoved\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1e\n" +
+	"\n" +
+	"restorable\x18\x02 \x01(\bR\n" +
+	"restorable\"u\n" +
+	"\x0eUsersDeltaPage\x12-\n" +
+	"\x05users\x18\x01 \x03(\v2\x17.entrasync.sync.v1.UserR\x05users\x124\n" +
+	"\aremoved\x18\x02 \x03(\v2\x1a.entrasync.sync.v1.RemovedR\aremoved\"y\n" +
+	"\x11GroupMembersDelta\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12/\n" +
+	"\x05added\x18\x02 \x03(\v2\x19.entrasync.sync.v1.MemberR\x05added\x12\x18\n" +
+	"\aremoved\x18\x03 \x03(\tR\aremoved\"\xb9\x01\n" +
+	"\x0fGroupsDeltaPage\x120\n" +
+	"\x06groups\x18\x01 \x03(\v2\x18.entrasync.sync.v1.GroupR\x06groups\x124\n" +
+	"\aremoved\x18\x02 \x03(\v2\x1a.entrasync.sync.v1.RemovedR\aremoved\x12>\n" +
+	"\amembers\x18\x03 \x03(\v2$.entrasync.sync.v1.GroupMembersDeltaR\amembers\"`\n" +
 	"\n" +
 	"GraphStats\x12\x1a\n" +
 	"\brequests\x18\x01 \x01(\x03R\brequests\x12\x1c\n" +
 	"\tthrottled\x18\x02 \x01(\x03R\tthrottled\x12\x18\n" +
-	"\aretries\x18\x03 \x01(\x03R\aretries\"v\n" +
+	"\aretries\x18\x03 \x01(\x03R\aretries\"\xcc\x01\n" +
 	"\n" +
 	"RunFetched\x12\x14\n" +
 	"\x05pages\x18\x01 \x01(\x05R\x05pages\x123\n" +
 	"\x05stats\x18\x02 \x01(\v2\x1d.entrasync.sync.v1.GraphStatsR\x05stats\x12\x1d\n" +
 	"\n" +
-	"first_page\x18\x03 \x01(\x05R\tfirstPage\"V\n" +
+	"first_page\x18\x03 \x01(\x05R\tfirstPage\x12(\n" +
+	"\x10users_delta_link\x18\x04 \x01(\tR\x0eusersDeltaLink\x12*\n" +
+	"\x11groups_delta_link\x18\x05 \x01(\tR\x0fgroupsDeltaLink\"V\n" +
 	"\tRunFailed\x12\x14\n" +
 	"\x05error\x18\x01 \x01(\tR\x05error\x123\n" +
-	"\x05stats\x18\x02 \x01(\v2\x1d.entrasync.sync.v1.GraphStatsR\x05stats*6\n" +
+	"\x05stats\x18\x02 \x01(\v2\x1d.entrasync.sync.v1.GraphStatsR\x05stats*J\n" +
 	"\aJobKind\x12\x18\n" +
 	"\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x11\n" +
-	"\rJOB_KIND_FULL\x10\x01*L\n" +
+	"\rJOB_KIND_FULL\x10\x01\x12\x12\n" +
+	"\x0eJOB_KIND_DELTA\x10\x02*L\n" +
 	"\aTrigger\x12\x17\n" +
 	"\x13TRIGGER_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eTRIGGER_MANUAL\x10\x01\x12\x14\n" +
@@ -1464,7 +1794,7 @@ func file_entrasync_sync_v1_sync_proto_rawDescGZIP() []byte {
 }
 
 var file_entrasync_sync_v1_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_entrasync_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_entrasync_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_entrasync_sync_v1_sync_proto_goTypes = []any{
 	(JobKind)(0),                  // 0: entrasync.sync.v1.JobKind
 	(Trigger)(0),                  // 1: entrasync.sync.v1.Trigger
@@ -1480,36 +1810,48 @@ var file_entrasync_sync_v1_sync_proto_goTypes = []any{
 	(*MembersPage)(nil),           // 11: entrasync.sync.v1.MembersPage
 	(*TransitiveMembersPage)(nil), // 12: entrasync.sync.v1.TransitiveMembersPage
 	(*GroupUnreadable)(nil),       // 13: entrasync.sync.v1.GroupUnreadable
-	(*GraphStats)(nil),            // 14: entrasync.sync.v1.GraphStats
-	(*RunFetched)(nil),            // 15: entrasync.sync.v1.RunFetched
-	(*RunFailed)(nil),             // 16: entrasync.sync.v1.RunFailed
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*Removed)(nil),               // 14: entrasync.sync.v1.Removed
+	(*UsersDeltaPage)(nil),        // 15: entrasync.sync.v1.UsersDeltaPage
+	(*GroupMembersDelta)(nil),     // 16: entrasync.sync.v1.GroupMembersDelta
+	(*GroupsDeltaPage)(nil),       // 17: entrasync.sync.v1.GroupsDeltaPage
+	(*GraphStats)(nil),            // 18: entrasync.sync.v1.GraphStats
+	(*RunFetched)(nil),            // 19: entrasync.sync.v1.RunFetched
+	(*RunFailed)(nil),             // 20: entrasync.sync.v1.RunFailed
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
 }
 var file_entrasync_sync_v1_sync_proto_depIdxs = []int32{
 	0,  // 0: entrasync.sync.v1.SyncJob.kind:type_name -> entrasync.sync.v1.JobKind
 	1,  // 1: entrasync.sync.v1.SyncJob.trigger:type_name -> entrasync.sync.v1.Trigger
-	17, // 2: entrasync.sync.v1.SyncJob.requested_at:type_name -> google.protobuf.Timestamp
-	17, // 3: entrasync.sync.v1.SyncEvent.observed_at:type_name -> google.protobuf.Timestamp
+	21, // 2: entrasync.sync.v1.SyncJob.requested_at:type_name -> google.protobuf.Timestamp
+	21, // 3: entrasync.sync.v1.SyncEvent.observed_at:type_name -> google.protobuf.Timestamp
 	5,  // 4: entrasync.sync.v1.SyncEvent.started:type_name -> entrasync.sync.v1.RunStarted
 	7,  // 5: entrasync.sync.v1.SyncEvent.users:type_name -> entrasync.sync.v1.UsersPage
 	9,  // 6: entrasync.sync.v1.SyncEvent.groups:type_name -> entrasync.sync.v1.GroupsPage
 	11, // 7: entrasync.sync.v1.SyncEvent.members:type_name -> entrasync.sync.v1.MembersPage
 	12, // 8: entrasync.sync.v1.SyncEvent.transitive_members:type_name -> entrasync.sync.v1.TransitiveMembersPage
-	15, // 9: entrasync.sync.v1.SyncEvent.fetched:type_name -> entrasync.sync.v1.RunFetched
-	16, // 10: entrasync.sync.v1.SyncEvent.failed:type_name -> entrasync.sync.v1.RunFailed
+	19, // 9: entrasync.sync.v1.SyncEvent.fetched:type_name -> entrasync.sync.v1.RunFetched
+	20, // 10: entrasync.sync.v1.SyncEvent.failed:type_name -> entrasync.sync.v1.RunFailed
 	13, // 11: entrasync.sync.v1.SyncEvent.unreadable:type_name -> entrasync.sync.v1.GroupUnreadable
-	6,  // 12: entrasync.sync.v1.UsersPage.users:type_name -> entrasync.sync.v1.User
-	17, // 13: entrasync.sync.v1.Group.renewed_date_time:type_name -> google.protobuf.Timestamp
-	8,  // 14: entrasync.sync.v1.GroupsPage.groups:type_name -> entrasync.sync.v1.Group
-	2,  // 15: entrasync.sync.v1.Member.type:type_name -> entrasync.sync.v1.MemberType
-	10, // 16: entrasync.sync.v1.MembersPage.members:type_name -> entrasync.sync.v1.Member
-	14, // 17: entrasync.sync.v1.RunFetched.stats:type_name -> entrasync.sync.v1.GraphStats
-	14, // 18: entrasync.sync.v1.RunFailed.stats:type_name -> entrasync.sync.v1.GraphStats
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	15, // 12: entrasync.sync.v1.SyncEvent.users_delta:type_name -> entrasync.sync.v1.UsersDeltaPage
+	17, // 13: entrasync.sync.v1.SyncEvent.groups_delta:type_name -> entrasync.sync.v1.GroupsDeltaPage
+	6,  // 14: entrasync.sync.v1.UsersPage.users:type_name -> entrasync.sync.v1.User
+	21, // 15: entrasync.sync.v1.Group.renewed_date_time:type_name -> google.protobuf.Timestamp
+	8,  // 16: entrasync.sync.v1.GroupsPage.groups:type_name -> entrasync.sync.v1.Group
+	2,  // 17: entrasync.sync.v1.Member.type:type_name -> entrasync.sync.v1.MemberType
+	10, // 18: entrasync.sync.v1.MembersPage.members:type_name -> entrasync.sync.v1.Member
+	6,  // 19: entrasync.sync.v1.UsersDeltaPage.users:type_name -> entrasync.sync.v1.User
+	14, // 20: entrasync.sync.v1.UsersDeltaPage.removed:type_name -> entrasync.sync.v1.Removed
+	10, // 21: entrasync.sync.v1.GroupMembersDelta.added:type_name -> entrasync.sync.v1.Member
+	8,  // 22: entrasync.sync.v1.GroupsDeltaPage.groups:type_name -> entrasync.sync.v1.Group
+	14, // 23: entrasync.sync.v1.GroupsDeltaPage.removed:type_name -> entrasync.sync.v1.Removed
+	16, // 24: entrasync.sync.v1.GroupsDeltaPage.members:type_name -> entrasync.sync.v1.GroupMembersDelta
+	18, // 25: entrasync.sync.v1.RunFetched.stats:type_name -> entrasync.sync.v1.GraphStats
+	18, // 26: entrasync.sync.v1.RunFailed.stats:type_name -> entrasync.sync.v1.GraphStats
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_entrasync_sync_v1_sync_proto_init() }
@@ -1526,6 +1868,8 @@ func file_entrasync_sync_v1_sync_proto_init() {
 		(*SyncEvent_Fetched)(nil),
 		(*SyncEvent_Failed)(nil),
 		(*SyncEvent_Unreadable)(nil),
+		(*SyncEvent_UsersDelta)(nil),
+		(*SyncEvent_GroupsDelta)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1533,7 +1877,7 @@ func file_entrasync_sync_v1_sync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_entrasync_sync_v1_sync_proto_rawDesc), len(file_entrasync_sync_v1_sync_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   14,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
