@@ -380,17 +380,46 @@ func TestResourceUnitBudget(t *testing.T) {
 			t.Errorf("request %d: %d, x-ms-throttle-limit-percentage %q", i, r.status, pct)
 		}
 	}
+	// The bucket refills at 1 unit a second. A request it cannot pay for
+	// answers 429 until it could, and still counts: retrying early only
+	// pushes the wait out.
 	r := s.get(tc.token, "/users")
-	if code, _ := r.graphErr(); r.status != 429 || code != "TooManyRequests" || r.header.Get("Retry-After") != "10.000" {
-		t.Errorf("over budget: %d %s, Retry-After %q", r.status, code, r.header.Get("Retry-After"))
+	if code, _ := r.graphErr(); r.status != 429 || code != "TooManyRequests" || r.header.Get("Retry-After") != "4.000" ||
+		r.header.Get("x-ms-throttle-limit-percentage") != "1.20" {
+		t.Errorf("over budget: %d %s, Retry-After %q, percentage %q", r.status, code, r.header.Get("Retry-After"),
+			r.header.Get("x-ms-throttle-limit-percentage"))
 	}
 	advance(2500 * time.Millisecond)
-	if r := s.get(tc.token, "/users?$select=id"); r.status != 429 || r.header.Get("Retry-After") != "7.500" {
-		t.Errorf("still over budget: %d, Retry-After %q", r.status, r.header.Get("Retry-After"))
+	if r := s.get(tc.token, "/users?$select=id"); r.status != 429 || r.header.Get("Retry-After") != "1.500" {
+		t.Errorf("retried early: %d, Retry-After %q", r.status, r.header.Get("Retry-After"))
 	}
-	advance(7500 * time.Millisecond)
-	if r := s.get(tc.token, "/users"); r.status != 200 {
-		t.Errorf("new window: %d", r.status)
+	advance(1500 * time.Millisecond)
+	if r := s.get(tc.token, "/users?$select=id"); r.status != 200 || r.header.Get("x-ms-resource-unit") != "1" {
+		t.Errorf("after waiting as told: %d, x-ms-resource-unit %q", r.status, r.header.Get("x-ms-resource-unit"))
+	}
+	// Hammering piles up debt, to 180% of the budget at most.
+	for range 50 {
+		r = s.get(tc.token, "/users")
+	}
+	if r.status != 429 || r.header.Get("x-ms-throttle-limit-percentage") != "1.80" || r.header.Get("Retry-After") != "10.000" {
+		t.Errorf("hammered: %d, percentage %q, Retry-After %q", r.status, r.header.Get("x-ms-throttle-limit-percentage"),
+			r.header.Get("Retry-After"))
+	}
+	// Full again after ten quiet seconds (and no fuller).
+	advance(time.Minute)
+	for i := 1; i <= 6; i++ {
+		if r := s.get(tc.token, "/users"); (r.status == 200) != (i <= 5) {
+			t.Errorf("request %d after a quiet minute: %d", i, r.status)
+		}
+	}
+	advance(time.Minute)
+	// $top below 20 costs one unit less, like $select; never below 1.
+	for _, c := range []struct{ query, cost string }{
+		{"/users?$top=5", "1"}, {"/users?$top=20", "2"}, {"/users?$top=5&$select=id", "1"},
+	} {
+		if r := s.get(tc.token, c.query); r.status != 200 || r.header.Get("x-ms-resource-unit") != c.cost {
+			t.Errorf("%s: %d, x-ms-resource-unit %q, want %s", c.query, r.status, r.header.Get("x-ms-resource-unit"), c.cost)
+		}
 	}
 
 	// Without an explicit budget, a small tenant gets Graph's 3,500.

@@ -77,6 +77,11 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, t *tenant, start
 		return
 	}
 	retryAfter, percentage := s.spend(t.id, t.dir.userCount(), res.cost)
+	// throttling-limits.md: past 80% of the limit, on every answer (up to
+	// 1.8 when throttled).
+	if percentage != "" {
+		h.Set("x-ms-throttle-limit-percentage", percentage)
+	}
 	if retryAfter != "" {
 		// throttling-limits.md, "Throttled responses requests": the scope
 		// (<Scope>/<Limit>/<ApplicationId>/<TenantId>) and the reason.
@@ -85,9 +90,6 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, t *tenant, start
 		h.Set("x-ms-throttle-information", "ResourceUnitLimitExceeded")
 		writeGraphError(w, r, start, reqID, faultError(http.StatusTooManyRequests))
 		return
-	}
-	if percentage != "" {
-		h.Set("x-ms-throttle-limit-percentage", percentage)
 	}
 	h.Set("x-ms-resource-unit", strconv.Itoa(res.cost))
 	if res.text {
@@ -197,9 +199,14 @@ func (s *Server) route(r *http.Request, t *tenant, acc access) (*result, *graphE
 
 // cost is the resource units a request takes from the tenant's budget
 // (throttling-limits.md, identity and access): users 2, members 3,
-// transitive members 5, others 1; $select takes one off; at least 1.
+// transitive members 5, others 1; $select takes one off, and so does a
+// $top below 20; at least 1. ($expand would add one; the simulator
+// refuses it.)
 func cost(base int, q *queryOpts) int {
 	if q != nil && q.sel != nil {
+		base--
+	}
+	if q != nil && q.topSet && q.top < 20 {
 		base--
 	}
 	return max(base, 1)

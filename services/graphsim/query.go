@@ -18,6 +18,7 @@ const (
 // queryOpts are the OData options of one Graph request, validated.
 type queryOpts struct {
 	top      int
+	topSet   bool            // $top was asked for (it changes the request's cost)
 	sel      map[string]bool // canonical names; nil = default set
 	selList  []string        // as asked, for @odata.context
 	filter   *filterNode
@@ -144,7 +145,7 @@ func (s *Server) parseListQuery(r *http.Request, path string, et entityType, lis
 			if err != nil || n < 1 || n > maxPageSize {
 				return nil, badRequest("Request_UnsupportedQuery", "Invalid page size specified: '%s'. Must be between 1 and 999 inclusive.", val)
 			}
-			q.top = n
+			q.top, q.topSet = n, true
 		case "$select":
 			q.sel = map[string]bool{}
 			for _, name := range strings.Split(val, ",") {

@@ -74,13 +74,17 @@ type Faults struct {
 	FailNext                     []int         // the next len(FailNext) requests answer these statuses in order
 	Latency                      time.Duration // added before every Graph response
 
-	// EnforceBudget throttles like Graph's identity and access limit: each
-	// request spends its resource units (x-ms-resource-unit) from a budget
-	// per 10 s window, and a request that would overdraw it answers 429
-	// with Retry-After up to the window's end (fractional seconds).
-	// x-ms-throttle-limit-percentage appears past 80% of the budget.
+	// EnforceBudget throttles like Graph's identity and access limit, a
+	// token bucket (throttling.md): the bucket holds Budget resource units
+	// and refills at Budget per 10 s; each request spends its units
+	// (x-ms-resource-unit). A request that finds too few answers 429 with
+	// Retry-After (fractional seconds) until the bucket holds its cost,
+	// and still counts: Graph keeps counting a throttled client's
+	// requests, so one that retries early only waits longer. The debt is
+	// bounded at 80% of the budget. x-ms-throttle-limit-percentage (the
+	// share of the budget in use, 0.8 up to 1.8) appears past 80%.
 	EnforceBudget bool
-	// Budget is the resource units per 10 s window; 0 takes Graph's
+	// Budget is the bucket's resource units per 10 s; 0 takes Graph's
 	// (throttling-limits.md): 3,500 for tenants under 50 users, 5,000 up
 	// to 500 users, 8,000 above.
 	Budget int
@@ -190,14 +194,15 @@ type faultState struct {
 	windows  map[string]*budgetState // per tenant
 }
 
-// budgetState is one tenant's resource-unit window.
+// budgetState is one tenant's resource-unit bucket: the units it held
+// at the last request (negative: in debt), and when that was.
 type budgetState struct {
-	start time.Time
-	used  int
+	tokens float64
+	at     time.Time
 }
 
-// budgetWindow is the length of Graph's identity and access throttling
-// window.
+// budgetWindow is the time Graph's identity and access budget takes to
+// refill from empty.
 const budgetWindow = 10 * time.Second
 
 // defaultBudget is Graph's resource-unit budget per 10 s for a tenant of
@@ -572,18 +577,27 @@ func (s *Server) spend(tenantID string, users, cost int) (retryAfter, percentage
 		budget = defaultBudget(users)
 	}
 	now := s.now()
+	size := float64(budget)
+	rate := size / budgetWindow.Seconds() // units per second
 	w := st.windows[tenantID]
-	if w == nil || !now.Before(w.start.Add(budgetWindow)) {
-		w = &budgetState{start: now}
+	if w == nil {
+		w = &budgetState{tokens: size, at: now}
 		st.windows[tenantID] = w
 	}
-	if w.used+cost > budget {
-		wait := w.start.Add(budgetWindow).Sub(now)
-		return strconv.FormatFloat(max(wait.Seconds(), 0.001), 'f', 3, 64), ""
+	if elapsed := now.Sub(w.at).Seconds(); elapsed > 0 {
+		w.tokens = min(size, w.tokens+elapsed*rate)
+		w.at = now
 	}
-	w.used += cost
-	if p := float64(w.used) / float64(budget); p > 0.8 {
+	c := float64(cost)
+	throttled := w.tokens < c
+	w.tokens = max(w.tokens-c, -0.8*size)
+	if p := 1 - w.tokens/size; p > 0.8 {
 		percentage = strconv.FormatFloat(p, 'f', 2, 64)
+	}
+	if throttled {
+		// Until the bucket holds this request's cost again.
+		wait := (c - w.tokens) / rate
+		return strconv.FormatFloat(max(wait, 0.001), 'f', 3, 64), percentage
 	}
 	return "", percentage
 }
