@@ -116,6 +116,29 @@ func (w *world) churn() {
 	}
 }
 
+// entraCount is how many users are in group g's nested membership, as
+// Graph's transitiveMembers would count them.
+func (w *world) entraCount(g string) int {
+	seen, users := map[string]bool{g: true}, map[string]bool{}
+	queue := []string{g}
+	for len(queue) > 0 {
+		next := queue[0]
+		queue = queue[1:]
+		for id := range w.members[next] {
+			switch {
+			case isGroup(id) && w.groups[id] && !seen[id]:
+				seen[id] = true
+				queue = append(queue, id)
+			case !isGroup(id):
+				if _, ok := w.users[id]; ok {
+					users[id] = true
+				}
+			}
+		}
+	}
+	return len(users)
+}
+
 // sync runs one full sync of the world into a tenant of st.
 func (w *world) sync(t *testing.T, st *store.Store, tenant string, at time.Time) store.Run {
 	t.Helper()
@@ -302,6 +325,16 @@ func TestIncrementalPlansEqualFullOnes(t *testing.T) {
 				for _, table := range sortedKeys(want) {
 					if !slices.Equal(got[table], want[table]) {
 						t.Fatalf("round %d: %s differ:\n%s", round, table, diffLines(got[table], want[table]))
+					}
+				}
+				// Entra's member counts come from the mirror's edges.
+				for _, s := range []*side{incremental, full} {
+					for _, row := range s.rows(t, `SELECT entra_id, ' ', entra_member_count FROM app_groups
+						WHERE tenant_id = $1 AND status = 'enabled'`, s.tenant) {
+						id, n, _ := strings.Cut(row, " ")
+						if want := fmt.Sprint(w.entraCount(id)); n != want {
+							t.Fatalf("round %d (%s): group %s counts %s users in Entra ID, want %s", round, s.name, id, n, want)
+						}
 					}
 				}
 				if left := incremental.rows(t, `SELECT group_id FROM dir_dirty_groups WHERE tenant_id = $1`,

@@ -574,6 +574,13 @@ func applyPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 			return fmt.Errorf("apply %s: %w", a, err)
 		}
 	}
+	// Entra's member counts come from the mirror's edges, for the groups
+	// whose nesting changed: the fetcher no longer reads transitiveMembers.
+	if err := withNestLoops(ctx, q, func() error {
+		return q.RefreshEntraMemberCounts(ctx, dbsqlc.RefreshEntraMemberCountsParams{TenantID: t, At: at})
+	}); err != nil {
+		return fmt.Errorf("refresh entra member counts: %w", err)
+	}
 	if err := q.ClearDirtyGroups(ctx, dbsqlc.ClearDirtyGroupsParams{TenantID: t, RunSeq: ref.RunSeq}); err != nil {
 		return fmt.Errorf("clear dirty groups: %w", err)
 	}

@@ -4,7 +4,8 @@
 // one event per Graph page.
 //
 // A run's events are RunStarted, then the data pages (users, groups, then
-// for each group its direct members and its transitive users), then
+// each group's direct members: nested memberships and member counts are
+// computed from those edges by the store), then
 // RunFetched{first_page: F, pages: N} or, when the run cannot succeed,
 // RunFailed. A group's member lists end with a page marked last, even when
 // the group is empty, so the reconciler knows when it holds a complete

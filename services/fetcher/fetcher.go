@@ -23,7 +23,7 @@ const (
 	DefaultConcurrency = 2
 	// DefaultGroupConcurrency keeps a run well inside Graph's identity
 	// budget (3,500 to 8,000 resource units per 10 s per app and tenant;
-	// a member list costs 3, a transitive one 5) at Graph's latencies.
+	// a member list page costs 2 with $select) at Graph's latencies.
 	DefaultGroupConcurrency = 4
 )
 

@@ -310,7 +310,6 @@ func checkRun(t *testing.T, e *env, run store.Run, evs []*syncv1.SyncEvent) *syn
 	slices.SortFunc(data, func(a, b *syncv1.SyncEvent) int { return int(a.GetPage() - b.GetPage()) })
 	var users, groups []string
 	members := map[string][]string{}
-	transitive := map[string][]string{}
 	stage := 0 // 0 users, 1 groups, 2 memberships
 	type list struct {
 		part int32
@@ -362,11 +361,6 @@ func checkRun(t *testing.T, e *env, run store.Run, evs []*syncv1.SyncEvent) *syn
 			for _, m := range p.GetMembers() {
 				members[p.GetGroupId()] = append(members[p.GetGroupId()], fmt.Sprint(m.GetType(), ":", m.GetId()))
 			}
-		case *syncv1.SyncEvent_TransitiveMembers:
-			stage = 2
-			p := b.TransitiveMembers
-			next("transitive", p.GetGroupId(), p.GetPart(), p.GetLast())
-			transitive[p.GetGroupId()] = append(transitive[p.GetGroupId()], p.GetUserIds()...)
 		default:
 			t.Errorf("page %d: unexpected %T among the data pages", i, b)
 		}
@@ -391,20 +385,14 @@ func checkRun(t *testing.T, e *env, run store.Run, evs []*syncv1.SyncEvent) *syn
 	var wantGroupIDs []string
 	for _, g := range e.dir.Groups() {
 		wantGroupIDs = append(wantGroupIDs, g.ID)
-		for _, kind := range []string{"members", "transitive"} {
-			if l := lists[kind+"/"+g.ID]; l == nil || !l.done {
-				t.Errorf("group %s (%s): %s list not complete (no page marked last)", g.ID, g.DisplayName, kind)
-			}
+		if l := lists["members/"+g.ID]; l == nil || !l.done {
+			t.Errorf("group %s (%s): members list not complete (no page marked last)", g.ID, g.DisplayName)
 		}
-		var wantM, wantT []string
+		var wantM []string
 		for _, m := range e.dir.DirectMembers(g.ID) {
 			wantM = append(wantM, fmt.Sprint(memberType(graph.MemberType(m.Type)), ":", m.ID))
 		}
-		for _, u := range e.dir.TransitiveUsers(g.ID) {
-			wantT = append(wantT, u.ID)
-		}
 		assertSameSet(t, "direct members of "+g.DisplayName, members[g.ID], wantM)
-		assertSameSet(t, "transitive users of "+g.DisplayName, transitive[g.ID], wantT)
 	}
 	assertSameSet(t, "groups", groups, wantGroupIDs)
 	if fetched.GetStats().GetRequests() == 0 {

@@ -1,0 +1,45 @@
+-- Member counts computed from the mirror.
+
+-- name: RefreshEntraMemberCounts :exec
+-- Entra ID's count of users in each group's nested membership, from the
+-- mirror's direct edges (cycle-safe), as Graph's transitiveMembers would
+-- count them without reading them: for every enabled group when the
+-- tenant's memberships were stale, else for the groups marked dirty and
+-- every group above them. Run before ClearDirtyGroups. Disabled,
+-- orphaned and local groups keep theirs.
+WITH RECURSIVE targets (id) AS (
+    SELECT g.entra_id
+    FROM app_groups g
+    JOIN tenants t ON t.id = g.tenant_id
+    WHERE g.tenant_id = @tenant_id AND t.memberships_stale
+    UNION
+    SELECT d.group_id FROM dir_dirty_groups d WHERE d.tenant_id = @tenant_id
+),
+up (id) AS (
+    SELECT id FROM targets
+    UNION
+    SELECT e.group_id
+    FROM up
+    JOIN dir_members e ON e.tenant_id = @tenant_id AND e.member_id = up.id AND e.member_type = 'group'
+),
+reach (root, group_id) AS (
+    SELECT g.entra_id, g.entra_id
+    FROM app_groups g
+    JOIN up ON up.id = g.entra_id
+    WHERE g.tenant_id = @tenant_id AND g.status = 'enabled' AND g.kind <> 'local'
+    UNION
+    SELECT r.root, e.member_id
+    FROM reach r
+    JOIN dir_members e ON e.tenant_id = @tenant_id AND e.group_id = r.group_id AND e.member_type = 'group'
+),
+counted AS (
+    SELECT r.root, count(DISTINCT e.member_id) AS n
+    FROM reach r
+    JOIN dir_members e ON e.tenant_id = @tenant_id AND e.group_id = r.group_id AND e.member_type = 'user'
+    GROUP BY r.root
+)
+UPDATE app_groups g
+SET entra_member_count = c.n, updated_at = @at::timestamptz
+FROM (SELECT up.id, COALESCE(counted.n, 0)::integer AS n FROM up LEFT JOIN counted ON counted.root = up.id) c
+WHERE g.tenant_id = @tenant_id AND g.entra_id = c.id AND g.status = 'enabled' AND g.kind <> 'local'
+  AND g.entra_member_count <> c.n;
