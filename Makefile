@@ -2,7 +2,7 @@
 #
 #   make run     the whole fleet in one process, with a demo tenant
 #   make test    every test of every module (starts its own NATS and Postgres)
-#   make bench   benchmarks, printed as a table
+#   make bench   benchmarks, printed as a table and kept in bench/RESULTS.md
 #   make proto   regenerate Go code from proto/ (tools come from the Go module proxy)
 #   make sqlc    regenerate libs/store's query code from its SQL (libs/store/sqlc.yaml)
 #   make build   binaries of every service into bin/
