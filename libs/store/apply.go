@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
@@ -298,6 +299,13 @@ type Fetched struct {
 	// FirstPage+Pages-1; at most AttemptPageSpan.
 	Pages int
 	Stats GraphStats
+	// UsersDeltaLink and GroupsDeltaLink are the Graph delta links the
+	// attempt ended with ("" when it took none): the ends of a delta
+	// run's rounds, or the links a full run took before it enumerated.
+	// They become the tenant's (DeltaLinks) when the run's plan is
+	// applied.
+	UsersDeltaLink  string
+	GroupsDeltaLink string
 }
 
 func (f Fetched) validate() error {
@@ -311,6 +319,11 @@ func (f Fetched) validate() error {
 	}
 	if f.Stats.Requests < 0 || f.Stats.Throttled < 0 || f.Stats.Retries < 0 {
 		errs = append(errs, invalidf("graph stats %+v has a negative count", f.Stats))
+	}
+	for name, l := range map[string]string{"users": f.UsersDeltaLink, "groups": f.GroupsDeltaLink} {
+		if strings.ContainsRune(l, 0) || !utf8.ValidString(l) || strings.TrimSpace(l) != l {
+			errs = append(errs, invalidf("%s delta link %q is not a link", name, l))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -376,7 +389,8 @@ func (s *Store) MarkRunFetched(ctx context.Context, ref PageRef, f Fetched, at t
 			return invalidf("run %s was fetched with %d pages from page %d, but page %d was applied", ref.RunID, pages, first, maxPage)
 		}
 		if err := q.MarkRunFetched(ctx, dbsqlc.MarkRunFetchedParams{TenantID: ref.TenantID, RunID: ref.RunID,
-			PagesFirst: first, PagesTotal: pages, GraphRequests: f.Stats.Requests, GraphThrottled: f.Stats.Throttled,
+			PagesFirst: first, PagesTotal: pages, UsersDeltaLink: nullIfEmpty(f.UsersDeltaLink),
+			GroupsDeltaLink: nullIfEmpty(f.GroupsDeltaLink), GraphRequests: f.Stats.Requests, GraphThrottled: f.Stats.Throttled,
 			GraphRetries: f.Stats.Retries, At: at}); err != nil {
 			return err
 		}
@@ -441,25 +455,7 @@ func runOver(status string) bool {
 
 // ApplyUsersPage applies one page of users to the mirror.
 func (s *Store) ApplyUsersPage(ctx context.Context, ref PageRef, users []DirUser, at time.Time) error {
-	type row struct {
-		ID             string `json:"id"`
-		DisplayName    string `json:"display_name"`
-		Mail           string `json:"mail"`
-		UPN            string `json:"upn"`
-		GivenName      string `json:"given_name"`
-		Surname        string `json:"surname"`
-		JobTitle       string `json:"job_title"`
-		Department     string `json:"department"`
-		UserType       string `json:"user_type"`
-		AccountEnabled bool   `json:"account_enabled"`
-		Idx            int    `json:"idx"`
-	}
-	rows := make([]row, len(users))
-	for i, u := range users {
-		rows[i] = row{u.ID, pgText(u.DisplayName), pgText(u.Mail), pgText(u.UserPrincipalName), pgText(u.GivenName),
-			pgText(u.Surname), pgText(u.JobTitle), pgText(u.Department), pgText(u.UserType), u.AccountEnabled, i}
-	}
-	rows, ids, err := latestByID(rows, func(r row) string { return r.ID })
+	rows, ids, err := userRows(users)
 	if err != nil {
 		return fmt.Errorf("store: apply users page: %w", err)
 	}
@@ -471,34 +467,35 @@ func (s *Store) ApplyUsersPage(ctx context.Context, ref PageRef, users []DirUser
 	})
 }
 
+// userRow is a user as UpsertUsers takes it.
+type userRow struct {
+	ID             string `json:"id"`
+	DisplayName    string `json:"display_name"`
+	Mail           string `json:"mail"`
+	UPN            string `json:"upn"`
+	GivenName      string `json:"given_name"`
+	Surname        string `json:"surname"`
+	JobTitle       string `json:"job_title"`
+	Department     string `json:"department"`
+	UserType       string `json:"user_type"`
+	AccountEnabled bool   `json:"account_enabled"`
+	Idx            int    `json:"idx"`
+}
+
+// userRows numbers a page's users from 0 and keeps the last of an id
+// (latestByID).
+func userRows(users []DirUser) ([]userRow, []string, error) {
+	rows := make([]userRow, len(users))
+	for i, u := range users {
+		rows[i] = userRow{u.ID, pgText(u.DisplayName), pgText(u.Mail), pgText(u.UserPrincipalName), pgText(u.GivenName),
+			pgText(u.Surname), pgText(u.JobTitle), pgText(u.Department), pgText(u.UserType), u.AccountEnabled, i}
+	}
+	return latestByID(rows, func(r userRow) string { return r.ID })
+}
+
 // ApplyGroupsPage applies one page of groups to the mirror.
 func (s *Store) ApplyGroupsPage(ctx context.Context, ref PageRef, groups []DirGroup, at time.Time) error {
-	type row struct {
-		ID              string     `json:"id"`
-		DisplayName     string     `json:"display_name"`
-		Description     string     `json:"description"`
-		Mail            string     `json:"mail"`
-		GroupTypes      []string   `json:"group_types"`
-		SecurityEnabled bool       `json:"security_enabled"`
-		MailEnabled     bool       `json:"mail_enabled"`
-		MembershipRule  string     `json:"membership_rule"`
-		RenewedAt       *time.Time `json:"renewed_at"`
-		Idx             int        `json:"idx"`
-	}
-	rows := make([]row, len(groups))
-	for i, g := range groups {
-		types := g.GroupTypes
-		if types == nil {
-			types = []string{}
-		}
-		clean := make([]string, len(types))
-		for j, t := range types {
-			clean[j] = pgText(t)
-		}
-		rows[i] = row{g.ID, pgText(g.DisplayName), pgText(g.Description), pgText(g.Mail), clean, g.SecurityEnabled,
-			g.MailEnabled, pgText(g.MembershipRule), g.RenewedAt, i}
-	}
-	rows, ids, err := latestByID(rows, func(r row) string { return r.ID })
+	rows, ids, err := groupRows(groups)
 	if err != nil {
 		return fmt.Errorf("store: apply groups page: %w", err)
 	}
@@ -508,6 +505,39 @@ func (s *Store) ApplyGroupsPage(ctx context.Context, ref PageRef, groups []DirGr
 			return q.UpsertGroups(ctx, dbsqlc.UpsertGroupsParams{TenantID: ref.TenantID, RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw})
 		})
 	})
+}
+
+// groupRow is a group as UpsertGroups takes it.
+type groupRow struct {
+	ID              string     `json:"id"`
+	DisplayName     string     `json:"display_name"`
+	Description     string     `json:"description"`
+	Mail            string     `json:"mail"`
+	GroupTypes      []string   `json:"group_types"`
+	SecurityEnabled bool       `json:"security_enabled"`
+	MailEnabled     bool       `json:"mail_enabled"`
+	MembershipRule  string     `json:"membership_rule"`
+	RenewedAt       *time.Time `json:"renewed_at"`
+	Idx             int        `json:"idx"`
+}
+
+// groupRows numbers a page's groups from 0 and keeps the last of an id
+// (latestByID).
+func groupRows(groups []DirGroup) ([]groupRow, []string, error) {
+	rows := make([]groupRow, len(groups))
+	for i, g := range groups {
+		types := g.GroupTypes
+		if types == nil {
+			types = []string{}
+		}
+		clean := make([]string, len(types))
+		for j, t := range types {
+			clean[j] = pgText(t)
+		}
+		rows[i] = groupRow{g.ID, pgText(g.DisplayName), pgText(g.Description), pgText(g.Mail), clean, g.SecurityEnabled,
+			g.MailEnabled, pgText(g.MembershipRule), g.RenewedAt, i}
+	}
+	return latestByID(rows, func(r groupRow) string { return r.ID })
 }
 
 // ApplyMembersPage applies one page of a group's direct members: it adds

@@ -105,7 +105,11 @@ func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange,
 		return nil, err
 	}
 	// A run that read no users (or no groups) at all says nothing about
-	// which of them are gone; only a run that read them may tombstone.
+	// which of them are gone; only a run that read them may tombstone. A
+	// delta run's pages (users_delta, groups_delta) are not listings and
+	// do not count here, nor for DropStaleEdges, which reads complete
+	// members lists only: a delta run removes what its pages say removed,
+	// nothing else.
 	kinds, err := q.RunPageKinds(ctx, dbsqlc.RunPageKindsParams{TenantID: t, RunID: r, Lo: pr.lo, Hi: pr.hi})
 	if err != nil {
 		return nil, fmt.Errorf("count pages: %w", err)
@@ -128,6 +132,11 @@ func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange,
 	}
 	if err := q.DropUnlistedDevices(ctx, t); err != nil {
 		return nil, fmt.Errorf("drop unlisted devices: %w", err)
+	}
+	// Pages of this run and older ones change nothing from now on: the
+	// edge removals their delta pages kept have done their work.
+	if err := q.DropMemberRemovals(ctx, dbsqlc.DropMemberRemovalsParams{TenantID: t, RunSeq: seq}); err != nil {
+		return nil, fmt.Errorf("drop member removals: %w", err)
 	}
 
 	res, err := buildPlan(ctx, q, ref, pr, full)

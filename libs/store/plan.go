@@ -557,8 +557,9 @@ func merge[A, B any](as *chunks[A], bs *chunks[B], keyA func(A) string, keyB fun
 }
 
 // applyPlan writes a run's stored plan to the app side, action by action
-// in plan.Actions' order, then refreshes the groups' member counts, bumps
-// the app side's version and tells the admins about a new seat shortage.
+// in plan.Actions' order, then saves the run's delta links for the
+// tenant, refreshes the groups' member counts, bumps the app side's
+// version and tells the admins about a new seat shortage.
 func applyPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange, res planResult, at time.Time) error {
 	t, r := ref.TenantID, ref.RunID
 	// Each action joins its items with the app's rows: whole sets, which
@@ -583,6 +584,12 @@ func applyPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 	}
 	if err := q.ClearDirtyGroups(ctx, dbsqlc.ClearDirtyGroupsParams{TenantID: t, RunSeq: ref.RunSeq}); err != nil {
 		return fmt.Errorf("clear dirty groups: %w", err)
+	}
+	// The mirror now stands for what this run read: the next delta round
+	// starts from its links. A held, rejected or failed run never gets
+	// here, so its changes are read again.
+	if err := q.SaveDeltaLinks(ctx, dbsqlc.SaveDeltaLinksParams{TenantID: t, RunID: r, At: at}); err != nil {
+		return fmt.Errorf("save delta links: %w", err)
 	}
 	// Forbidding nested loops here cost a 100k-user first sync 20 s.
 	err := withNestLoops(ctx, q, func() error {

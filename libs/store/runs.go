@@ -17,6 +17,9 @@ import (
 // Run kinds, triggers and statuses as stored.
 const (
 	KindFull = "full"
+	// KindDelta reads only what changed since the tenant's saved delta
+	// links (see delta.go).
+	KindDelta = "delta"
 
 	TriggerManual   = "manual"
 	TriggerSchedule = "schedule"
@@ -202,8 +205,8 @@ func (nr *NewRun) validate() error {
 	} else {
 		errs = append(errs, invalidf("tenant id %q is not a UUID", nr.TenantID))
 	}
-	if nr.Kind != KindFull {
-		errs = append(errs, invalidf("kind %q is not %q", nr.Kind, KindFull))
+	if nr.Kind != KindFull && nr.Kind != KindDelta {
+		errs = append(errs, invalidf("kind %q is not %q or %q", nr.Kind, KindFull, KindDelta))
 	}
 	switch nr.Trigger {
 	case TriggerManual:

@@ -337,7 +337,7 @@ func TestRunsGetSequenceNumbersAndOneRunPerSlot(t *testing.T) {
 
 	for name, nr := range map[string]store.NewRun{
 		"unknown tenant":   {TenantID: "8f3c0b7e-5d4a-4f0e-9a61-2b7d4c1e9f00", Kind: store.KindFull, Trigger: store.TriggerManual},
-		"bad kind":         {TenantID: tn.ID, Kind: "delta", Trigger: store.TriggerManual},
+		"bad kind":         {TenantID: tn.ID, Kind: "incremental", Trigger: store.TriggerManual},
 		"bad trigger":      {TenantID: tn.ID, Kind: store.KindFull, Trigger: "cron"},
 		"schedule no slot": {TenantID: tn.ID, Kind: store.KindFull, Trigger: store.TriggerSchedule},
 		"manual with slot": {TenantID: tn.ID, Kind: store.KindFull, Trigger: store.TriggerManual, Slot: &slot},

@@ -52,11 +52,13 @@ WHERE tenant_id = @tenant_id AND id = @run_id
 
 -- name: MarkRunFetched :exec
 -- @pages_first is the attempt's first page, @pages_total its number of
--- pages.
+-- pages; the delta links are NULL when the attempt took none.
 UPDATE sync_runs
 SET status = 'applying',
     pages_first = @pages_first::integer,
     pages_total = @pages_total::integer,
+    users_delta_link = sqlc.narg(users_delta_link)::text,
+    groups_delta_link = sqlc.narg(groups_delta_link)::text,
     graph_requests = @graph_requests, graph_throttled = @graph_throttled, graph_retries = @graph_retries,
     started_at = COALESCE(started_at, @at::timestamptz),
     fetched_at = @at::timestamptz
@@ -157,10 +159,15 @@ ON CONFLICT (tenant_id, group_id) DO UPDATE SET run_seq = greatest(d.run_seq, EX
 
 -- name: UpsertMembers :exec
 -- As UpsertUsers: every newer entry advances the version, so that a
--- stale-edge sweep of an older run finalizing late keeps the edge.
+-- stale-edge sweep of an older run finalizing late keeps the edge. An
+-- entry older than a delta page's removal of the edge
+-- (dir_member_removals) does not bring it back.
 INSERT INTO dir_members AS d (tenant_id, group_id, member_id, member_type, v_run_seq, v_page, v_idx)
 SELECT @tenant_id, @group_id, m.id, m.type, @run_seq, @page, m.idx
 FROM jsonb_to_recordset(@rows::jsonb) AS m(id text, type text, idx integer)
+WHERE NOT EXISTS (SELECT 1 FROM dir_member_removals x
+                  WHERE x.tenant_id = @tenant_id AND x.group_id = @group_id AND x.member_id = m.id
+                    AND (x.v_run_seq, x.v_page, x.v_idx) > (@run_seq::bigint, @page::integer, m.idx))
 ORDER BY m.id
 ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
 SET member_type = EXCLUDED.member_type,

@@ -178,29 +178,35 @@ UPDATE sync_runs
 SET status = 'applying',
     pages_first = $1::integer,
     pages_total = $2::integer,
-    graph_requests = $3, graph_throttled = $4, graph_retries = $5,
-    started_at = COALESCE(started_at, $6::timestamptz),
-    fetched_at = $6::timestamptz
-WHERE tenant_id = $7 AND id = $8
+    users_delta_link = $3::text,
+    groups_delta_link = $4::text,
+    graph_requests = $5, graph_throttled = $6, graph_retries = $7,
+    started_at = COALESCE(started_at, $8::timestamptz),
+    fetched_at = $8::timestamptz
+WHERE tenant_id = $9 AND id = $10
 `
 
 type MarkRunFetchedParams struct {
-	PagesFirst     int32
-	PagesTotal     int32
-	GraphRequests  int64
-	GraphThrottled int64
-	GraphRetries   int64
-	At             time.Time
-	TenantID       string
-	RunID          string
+	PagesFirst      int32
+	PagesTotal      int32
+	UsersDeltaLink  *string
+	GroupsDeltaLink *string
+	GraphRequests   int64
+	GraphThrottled  int64
+	GraphRetries    int64
+	At              time.Time
+	TenantID        string
+	RunID           string
 }
 
 // @pages_first is the attempt's first page, @pages_total its number of
-// pages.
+// pages; the delta links are NULL when the attempt took none.
 func (q *Queries) MarkRunFetched(ctx context.Context, arg MarkRunFetchedParams) error {
 	_, err := q.db.Exec(ctx, markRunFetched,
 		arg.PagesFirst,
 		arg.PagesTotal,
+		arg.UsersDeltaLink,
+		arg.GroupsDeltaLink,
 		arg.GraphRequests,
 		arg.GraphThrottled,
 		arg.GraphRetries,
@@ -414,6 +420,9 @@ const upsertMembers = `-- name: UpsertMembers :exec
 INSERT INTO dir_members AS d (tenant_id, group_id, member_id, member_type, v_run_seq, v_page, v_idx)
 SELECT $1, $2, m.id, m.type, $3, $4, m.idx
 FROM jsonb_to_recordset($5::jsonb) AS m(id text, type text, idx integer)
+WHERE NOT EXISTS (SELECT 1 FROM dir_member_removals x
+                  WHERE x.tenant_id = $1 AND x.group_id = $2 AND x.member_id = m.id
+                    AND (x.v_run_seq, x.v_page, x.v_idx) > ($3::bigint, $4::integer, m.idx))
 ORDER BY m.id
 ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
 SET member_type = EXCLUDED.member_type,
@@ -430,7 +439,9 @@ type UpsertMembersParams struct {
 }
 
 // As UpsertUsers: every newer entry advances the version, so that a
-// stale-edge sweep of an older run finalizing late keeps the edge.
+// stale-edge sweep of an older run finalizing late keeps the edge. An
+// entry older than a delta page's removal of the edge
+// (dir_member_removals) does not bring it back.
 func (q *Queries) UpsertMembers(ctx context.Context, arg UpsertMembersParams) error {
 	_, err := q.db.Exec(ctx, upsertMembers,
 		arg.TenantID,

@@ -145,6 +145,15 @@ type DirMember struct {
 	VIdx       int32
 }
 
+type DirMemberRemoval struct {
+	TenantID string
+	GroupID  string
+	MemberID string
+	VRunSeq  int64
+	VPage    int32
+	VIdx     int32
+}
+
 type DirUser struct {
 	TenantID          string
 	EntraID           string
@@ -233,33 +242,35 @@ type SyncPlanItem struct {
 }
 
 type SyncRun struct {
-	TenantID       string
-	ID             string
-	Seq            int64
-	Kind           string
-	Trigger        string
-	Slot           *time.Time
-	Status         string
-	Error          string
-	Counts         []byte
-	PagesTotal     *int32
-	PagesApplied   int32
-	GraphRequests  int64
-	GraphThrottled int64
-	GraphRetries   int64
-	CreatedAt      time.Time
-	StartedAt      *time.Time
-	FetchedAt      *time.Time
-	FinishedAt     *time.Time
-	FetchAttempts  int32
-	PagesFirst     *int32
-	HeldReason     *string
-	HeldMessage    string
-	PlanSummary    []byte
-	PlanCounts     []byte
-	PlanAppVersion *int64
-	PlannedAt      *time.Time
-	DecidedAt      *time.Time
+	TenantID        string
+	ID              string
+	Seq             int64
+	Kind            string
+	Trigger         string
+	Slot            *time.Time
+	Status          string
+	Error           string
+	Counts          []byte
+	PagesTotal      *int32
+	PagesApplied    int32
+	GraphRequests   int64
+	GraphThrottled  int64
+	GraphRetries    int64
+	CreatedAt       time.Time
+	StartedAt       *time.Time
+	FetchedAt       *time.Time
+	FinishedAt      *time.Time
+	FetchAttempts   int32
+	PagesFirst      *int32
+	HeldReason      *string
+	HeldMessage     string
+	PlanSummary     []byte
+	PlanCounts      []byte
+	PlanAppVersion  *int64
+	PlannedAt       *time.Time
+	DecidedAt       *time.Time
+	UsersDeltaLink  *string
+	GroupsDeltaLink *string
 }
 
 type SyncRunPage struct {
@@ -294,6 +305,14 @@ type Tenant struct {
 	SeatShortage       bool
 	NotifySecretSealed []byte
 	MembershipsStale   bool
+}
+
+type TenantDeltaLink struct {
+	TenantID string
+	Resource string
+	Link     string
+	TakenAt  time.Time
+	RunSeq   int64
 }
 
 type TenantLease struct {

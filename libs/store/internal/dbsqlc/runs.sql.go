@@ -33,7 +33,7 @@ func (q *Queries) BeginFetch(ctx context.Context, arg BeginFetchParams) (int32, 
 const createRun = `-- name: CreateRun :one
 INSERT INTO sync_runs (tenant_id, id, seq, kind, trigger, slot, created_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
-RETURNING tenant_id, id, seq, kind, trigger, slot, status, error, counts, pages_total, pages_applied, graph_requests, graph_throttled, graph_retries, created_at, started_at, fetched_at, finished_at, fetch_attempts, pages_first, held_reason, held_message, plan_summary, plan_counts, plan_app_version, planned_at, decided_at
+RETURNING tenant_id, id, seq, kind, trigger, slot, status, error, counts, pages_total, pages_applied, graph_requests, graph_throttled, graph_retries, created_at, started_at, fetched_at, finished_at, fetch_attempts, pages_first, held_reason, held_message, plan_summary, plan_counts, plan_app_version, planned_at, decided_at, users_delta_link, groups_delta_link
 `
 
 type CreateRunParams struct {
@@ -85,6 +85,8 @@ func (q *Queries) CreateRun(ctx context.Context, arg CreateRunParams) (SyncRun, 
 		&i.PlanAppVersion,
 		&i.PlannedAt,
 		&i.DecidedAt,
+		&i.UsersDeltaLink,
+		&i.GroupsDeltaLink,
 	)
 	return i, err
 }
@@ -124,7 +126,7 @@ func (q *Queries) EndedRunCounts(ctx context.Context) ([]EndedRunCountsRow, erro
 }
 
 const getRun = `-- name: GetRun :one
-SELECT r.tenant_id, r.id, r.seq, r.kind, r.trigger, r.slot, r.status, r.error, r.counts, r.pages_total, r.pages_applied, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.fetched_at, r.finished_at, r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.plan_counts, r.plan_app_version, r.planned_at, r.decided_at, run_pages_applied(r, $1::bigint) AS current_pages_applied
+SELECT r.tenant_id, r.id, r.seq, r.kind, r.trigger, r.slot, r.status, r.error, r.counts, r.pages_total, r.pages_applied, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.fetched_at, r.finished_at, r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.plan_counts, r.plan_app_version, r.planned_at, r.decided_at, r.users_delta_link, r.groups_delta_link, run_pages_applied(r, $1::bigint) AS current_pages_applied
 FROM sync_runs r
 WHERE r.tenant_id = $2 AND r.id = $3
 `
@@ -171,13 +173,15 @@ func (q *Queries) GetRun(ctx context.Context, arg GetRunParams) (GetRunRow, erro
 		&i.SyncRun.PlanAppVersion,
 		&i.SyncRun.PlannedAt,
 		&i.SyncRun.DecidedAt,
+		&i.SyncRun.UsersDeltaLink,
+		&i.SyncRun.GroupsDeltaLink,
 		&i.CurrentPagesApplied,
 	)
 	return i, err
 }
 
 const getRunBySlot = `-- name: GetRunBySlot :one
-SELECT r.tenant_id, r.id, r.seq, r.kind, r.trigger, r.slot, r.status, r.error, r.counts, r.pages_total, r.pages_applied, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.fetched_at, r.finished_at, r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.plan_counts, r.plan_app_version, r.planned_at, r.decided_at, run_pages_applied(r, $1::bigint) AS current_pages_applied
+SELECT r.tenant_id, r.id, r.seq, r.kind, r.trigger, r.slot, r.status, r.error, r.counts, r.pages_total, r.pages_applied, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.fetched_at, r.finished_at, r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.plan_counts, r.plan_app_version, r.planned_at, r.decided_at, r.users_delta_link, r.groups_delta_link, run_pages_applied(r, $1::bigint) AS current_pages_applied
 FROM sync_runs r
 WHERE r.tenant_id = $2 AND r.slot = $3::timestamptz
 `
@@ -224,6 +228,8 @@ func (q *Queries) GetRunBySlot(ctx context.Context, arg GetRunBySlotParams) (Get
 		&i.SyncRun.PlanAppVersion,
 		&i.SyncRun.PlannedAt,
 		&i.SyncRun.DecidedAt,
+		&i.SyncRun.UsersDeltaLink,
+		&i.SyncRun.GroupsDeltaLink,
 		&i.CurrentPagesApplied,
 	)
 	return i, err
@@ -263,7 +269,7 @@ func (q *Queries) LastSuccessByTenant(ctx context.Context) ([]LastSuccessByTenan
 }
 
 const listRuns = `-- name: ListRuns :many
-SELECT r.tenant_id, r.id, r.seq, r.kind, r.trigger, r.slot, r.status, r.error, r.counts, r.pages_total, r.pages_applied, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.fetched_at, r.finished_at, r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.plan_counts, r.plan_app_version, r.planned_at, r.decided_at, run_pages_applied(r, $1::bigint) AS current_pages_applied
+SELECT r.tenant_id, r.id, r.seq, r.kind, r.trigger, r.slot, r.status, r.error, r.counts, r.pages_total, r.pages_applied, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.fetched_at, r.finished_at, r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.plan_counts, r.plan_app_version, r.planned_at, r.decided_at, r.users_delta_link, r.groups_delta_link, run_pages_applied(r, $1::bigint) AS current_pages_applied
 FROM sync_runs r
 WHERE r.tenant_id = $2 AND r.seq < $3
 ORDER BY r.seq DESC
@@ -325,6 +331,8 @@ func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]ListRunsR
 			&i.SyncRun.PlanAppVersion,
 			&i.SyncRun.PlannedAt,
 			&i.SyncRun.DecidedAt,
+			&i.SyncRun.UsersDeltaLink,
+			&i.SyncRun.GroupsDeltaLink,
 			&i.CurrentPagesApplied,
 		); err != nil {
 			return nil, err
@@ -338,7 +346,7 @@ func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]ListRunsR
 }
 
 const listStaleQueuedRuns = `-- name: ListStaleQueuedRuns :many
-SELECT tenant_id, id, seq, kind, trigger, slot, status, error, counts, pages_total, pages_applied, graph_requests, graph_throttled, graph_retries, created_at, started_at, fetched_at, finished_at, fetch_attempts, pages_first, held_reason, held_message, plan_summary, plan_counts, plan_app_version, planned_at, decided_at
+SELECT tenant_id, id, seq, kind, trigger, slot, status, error, counts, pages_total, pages_applied, graph_requests, graph_throttled, graph_retries, created_at, started_at, fetched_at, finished_at, fetch_attempts, pages_first, held_reason, held_message, plan_summary, plan_counts, plan_app_version, planned_at, decided_at, users_delta_link, groups_delta_link
 FROM sync_runs
 WHERE status = 'queued' AND fetch_attempts = 0 AND created_at < $1
 ORDER BY created_at, tenant_id, seq
@@ -384,6 +392,8 @@ func (q *Queries) ListStaleQueuedRuns(ctx context.Context, olderThan time.Time) 
 			&i.PlanAppVersion,
 			&i.PlannedAt,
 			&i.DecidedAt,
+			&i.UsersDeltaLink,
+			&i.GroupsDeltaLink,
 		); err != nil {
 			return nil, err
 		}
@@ -396,7 +406,7 @@ func (q *Queries) ListStaleQueuedRuns(ctx context.Context, olderThan time.Time) 
 }
 
 const listStuckRuns = `-- name: ListStuckRuns :many
-SELECT r.tenant_id, r.id, r.seq, r.kind, r.trigger, r.slot, r.status, r.error, r.counts, r.pages_total, r.pages_applied, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.fetched_at, r.finished_at, r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.plan_counts, r.plan_app_version, r.planned_at, r.decided_at, run_pages_applied(r, $1::bigint) AS current_pages_applied
+SELECT r.tenant_id, r.id, r.seq, r.kind, r.trigger, r.slot, r.status, r.error, r.counts, r.pages_total, r.pages_applied, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.fetched_at, r.finished_at, r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.plan_counts, r.plan_app_version, r.planned_at, r.decided_at, r.users_delta_link, r.groups_delta_link, run_pages_applied(r, $1::bigint) AS current_pages_applied
 FROM sync_runs r
 WHERE r.status IN ('queued', 'running', 'applying') AND run_stuck(r, $2::timestamptz, $3::timestamptz)
 ORDER BY r.created_at, r.tenant_id, r.seq
@@ -453,6 +463,8 @@ func (q *Queries) ListStuckRuns(ctx context.Context, arg ListStuckRunsParams) ([
 			&i.SyncRun.PlanAppVersion,
 			&i.SyncRun.PlannedAt,
 			&i.SyncRun.DecidedAt,
+			&i.SyncRun.UsersDeltaLink,
+			&i.SyncRun.GroupsDeltaLink,
 			&i.CurrentPagesApplied,
 		); err != nil {
 			return nil, err
@@ -549,7 +561,7 @@ func (q *Queries) RunStuck(ctx context.Context, arg RunStuckParams) (bool, error
 }
 
 const waitingRun = `-- name: WaitingRun :one
-SELECT tenant_id, id, seq, kind, trigger, slot, status, error, counts, pages_total, pages_applied, graph_requests, graph_throttled, graph_retries, created_at, started_at, fetched_at, finished_at, fetch_attempts, pages_first, held_reason, held_message, plan_summary, plan_counts, plan_app_version, planned_at, decided_at
+SELECT tenant_id, id, seq, kind, trigger, slot, status, error, counts, pages_total, pages_applied, graph_requests, graph_throttled, graph_retries, created_at, started_at, fetched_at, finished_at, fetch_attempts, pages_first, held_reason, held_message, plan_summary, plan_counts, plan_app_version, planned_at, decided_at, users_delta_link, groups_delta_link
 FROM sync_runs
 WHERE tenant_id = $1 AND status = 'queued' AND fetch_attempts = 0
 ORDER BY seq
@@ -588,6 +600,8 @@ func (q *Queries) WaitingRun(ctx context.Context, tenantID string) (SyncRun, err
 		&i.PlanAppVersion,
 		&i.PlannedAt,
 		&i.DecidedAt,
+		&i.UsersDeltaLink,
+		&i.GroupsDeltaLink,
 	)
 	return i, err
 }

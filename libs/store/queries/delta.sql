@@ -1,0 +1,90 @@
+-- Delta runs: what a Graph delta round's pages write to the mirror, and
+-- the delta links a tenant's next round starts from. Versions as in
+-- apply.sql: (run seq, page, index), the newer entry wins.
+
+-- name: TombstoneUsers :exec
+-- Users a delta page reports removed. A user the mirror lacks gets a
+-- tombstone row too, so that an older page applied late cannot bring it
+-- in. A tombstone blanks the user's properties: the same state whichever
+-- order the pages came in (the plan reads only users that are not
+-- deleted). A restored user comes again as changed (UpsertUsers).
+INSERT INTO dir_users AS d (tenant_id, entra_id, display_name, mail, user_principal_name, given_name, surname,
+                            job_title, department, user_type, account_enabled, deleted, v_run_seq, v_page, v_idx)
+SELECT @tenant_id, r.id, '', '', '', '', '', '', '', '', false, true, @run_seq, @page, r.idx
+FROM jsonb_to_recordset(@rows::jsonb) AS r(id text, idx integer)
+ORDER BY r.id
+ON CONFLICT (tenant_id, entra_id) DO UPDATE
+SET display_name = '', mail = '', user_principal_name = '', given_name = '', surname = '',
+    job_title = '', department = '', user_type = '', account_enabled = false,
+    deleted = true,
+    v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
+WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx);
+
+-- name: TombstoneGroups :exec
+-- As TombstoneUsers, for groups.
+INSERT INTO dir_groups AS d (tenant_id, entra_id, display_name, description, mail, group_types, security_enabled,
+                             mail_enabled, membership_rule, renewed_at, deleted, v_run_seq, v_page, v_idx)
+SELECT @tenant_id, r.id, '', '', '', '{}'::text[], false, false, '', NULL, true, @run_seq, @page, r.idx
+FROM jsonb_to_recordset(@rows::jsonb) AS r(id text, idx integer)
+ORDER BY r.id
+ON CONFLICT (tenant_id, entra_id) DO UPDATE
+SET display_name = '', description = '', mail = '', group_types = '{}'::text[], security_enabled = false,
+    mail_enabled = false, membership_rule = '', renewed_at = NULL,
+    deleted = true,
+    v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
+WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx);
+
+-- name: RecordMemberRemovals :exec
+-- Edges a delta page took out of group @group_id, kept as versioned
+-- tombstones (newer wins) so that UpsertMembers refuses an older add.
+INSERT INTO dir_member_removals AS d (tenant_id, group_id, member_id, v_run_seq, v_page, v_idx)
+SELECT @tenant_id, @group_id, r.id, @run_seq, @page, r.idx
+FROM jsonb_to_recordset(@rows::jsonb) AS r(id text, idx integer)
+ORDER BY r.id
+ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
+SET v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
+WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx);
+
+-- name: DeleteRemovedMembers :exec
+-- The edges a delta page took out, where the edge is older than the
+-- removal; a newer add stays.
+DELETE FROM dir_members e
+USING jsonb_to_recordset(@rows::jsonb) AS r(id text, idx integer)
+WHERE e.tenant_id = @tenant_id AND e.group_id = @group_id AND e.member_id = r.id
+  AND (e.v_run_seq, e.v_page, e.v_idx) < (@run_seq::bigint, @page::integer, r.idx);
+
+-- name: MarkDeltaGroupDirty :exec
+-- A group whose member list a delta page changed, for the next plan (run
+-- @run_seq); see MarkMembersDirty.
+INSERT INTO dir_dirty_groups AS d (tenant_id, group_id, run_seq)
+VALUES (@tenant_id, @group_id, @run_seq)
+ON CONFLICT (tenant_id, group_id) DO UPDATE SET run_seq = greatest(d.run_seq, EXCLUDED.run_seq);
+
+-- name: DropMemberRemovals :exec
+-- Once run @run_seq is finalized no page of it or of an older run is
+-- applied any more (they are over): their edge tombstones have done
+-- their work.
+DELETE FROM dir_member_removals
+WHERE tenant_id = @tenant_id AND v_run_seq <= @run_seq;
+
+-- name: SaveDeltaLinks :exec
+-- The links run @run_id's fetch ended with become the tenant's, in the
+-- transaction that applies the run's plan, unless a newer run saved its
+-- own already. taken_at is when the run was fetched.
+INSERT INTO tenant_delta_links AS t (tenant_id, resource, link, taken_at, run_seq)
+SELECT r.tenant_id, 'users', r.users_delta_link, COALESCE(r.fetched_at, @at::timestamptz), r.seq
+FROM sync_runs r
+WHERE r.tenant_id = @tenant_id AND r.id = @run_id AND r.users_delta_link IS NOT NULL
+UNION ALL
+SELECT r.tenant_id, 'groups', r.groups_delta_link, COALESCE(r.fetched_at, @at::timestamptz), r.seq
+FROM sync_runs r
+WHERE r.tenant_id = @tenant_id AND r.id = @run_id AND r.groups_delta_link IS NOT NULL
+ON CONFLICT (tenant_id, resource) DO UPDATE
+SET link = EXCLUDED.link, taken_at = EXCLUDED.taken_at, run_seq = EXCLUDED.run_seq
+WHERE t.run_seq < EXCLUDED.run_seq;
+
+-- name: DeltaLinks :many
+SELECT resource, link, taken_at, run_seq
+FROM tenant_delta_links
+WHERE tenant_id = @tenant_id
+ORDER BY resource;
