@@ -63,6 +63,11 @@ func validate(ev *syncv1.SyncEvent) error {
 				first, syncv1.AttemptPageSpan, (syncv1.MaxFetchAttempts-1)*syncv1.AttemptPageSpan)
 		}
 		checkStats(f.GetStats(), bad)
+		for name, l := range map[string]string{"users_delta_link": f.GetUsersDeltaLink(), "groups_delta_link": f.GetGroupsDeltaLink()} {
+			if strings.TrimSpace(l) != l || strings.ContainsRune(l, 0) {
+				bad("RunFetched.%s %q is not a link", name, l)
+			}
+		}
 	case *syncv1.SyncEvent_Failed:
 		controlEvent("RunFailed")
 		checkStats(b.Failed.GetStats(), bad)
@@ -104,6 +109,49 @@ func validate(ev *syncv1.SyncEvent) error {
 				bad("user_ids[%d] is empty", i)
 			}
 		}
+	case *syncv1.SyncEvent_UsersDelta:
+		dataPage()
+		d := b.UsersDelta
+		for i, u := range d.GetUsers() {
+			if strings.TrimSpace(u.GetId()) == "" {
+				bad("users[%d] has no id", i)
+			}
+		}
+		checkRemoved(d.GetRemoved(), bad)
+	case *syncv1.SyncEvent_GroupsDelta:
+		dataPage()
+		d := b.GroupsDelta
+		for i, g := range d.GetGroups() {
+			if strings.TrimSpace(g.GetId()) == "" {
+				bad("groups[%d] has no id", i)
+			}
+			if ts := g.GetRenewedDateTime(); ts != nil && ts.CheckValid() != nil {
+				bad("groups[%d] (%s) has renewed_date_time %v: %v", i, g.GetId(), ts, ts.CheckValid())
+			}
+		}
+		checkRemoved(d.GetRemoved(), bad)
+		seen := map[string]bool{}
+		for i, md := range d.GetMembers() {
+			what := fmt.Sprintf("members[%d]", i)
+			checkList(what, md.GetGroupId(), 0, bad)
+			if seen[md.GetGroupId()] {
+				bad("%s: group %s has member changes twice on the page", what, md.GetGroupId())
+			}
+			seen[md.GetGroupId()] = true
+			for j, mem := range md.GetAdded() {
+				if strings.TrimSpace(mem.GetId()) == "" {
+					bad("%s.added[%d] has no id", what, j)
+				}
+				if _, ok := memberTypes[mem.GetType()]; !ok {
+					bad("%s.added[%d] (%s) has type %v", what, j, mem.GetId(), mem.GetType())
+				}
+			}
+			for j, id := range md.GetRemoved() {
+				if strings.TrimSpace(id) == "" {
+					bad("%s.removed[%d] is empty", what, j)
+				}
+			}
+		}
 	case *syncv1.SyncEvent_Unreadable:
 		dataPage()
 		u := b.Unreadable
@@ -123,6 +171,14 @@ func checkList(what, groupID string, part int32, bad func(string, ...any)) {
 	}
 	if part < 0 {
 		bad("%s part %d is negative", what, part)
+	}
+}
+
+func checkRemoved(removed []*syncv1.Removed, bad func(string, ...any)) {
+	for i, r := range removed {
+		if strings.TrimSpace(r.GetId()) == "" {
+			bad("removed[%d] has no id", i)
+		}
 	}
 }
 
@@ -182,6 +238,22 @@ func dirMembers(in []*syncv1.Member) []store.DirMember {
 	out := make([]store.DirMember, len(in))
 	for i, m := range in {
 		out[i] = store.DirMember{ID: m.GetId(), Type: memberTypes[m.GetType()], DisplayName: m.GetDisplayName()}
+	}
+	return out
+}
+
+func dirRemoved(in []*syncv1.Removed) []store.DirRemoved {
+	out := make([]store.DirRemoved, len(in))
+	for i, r := range in {
+		out[i] = store.DirRemoved{ID: r.GetId(), Restorable: r.GetRestorable()}
+	}
+	return out
+}
+
+func membersDeltas(in []*syncv1.GroupMembersDelta) []store.MembersDelta {
+	out := make([]store.MembersDelta, len(in))
+	for i, md := range in {
+		out[i] = store.MembersDelta{GroupID: md.GetGroupId(), Added: dirMembers(md.GetAdded()), Removed: md.GetRemoved()}
 	}
 	return out
 }

@@ -44,6 +44,30 @@ func FuzzApplyEvent(f *testing.F) {
 		}
 		f.Add(raw)
 	}
+	// Delta pages: changes, removals soft and for good, member changes.
+	for i, body := range []func(*syncv1.SyncEvent){
+		func(ev *syncv1.SyncEvent) {
+			ev.Body = &syncv1.SyncEvent_UsersDelta{UsersDelta: &syncv1.UsersDeltaPage{
+				Users:   []*syncv1.User{{Id: uid(1), DisplayName: "One", AccountEnabled: true}},
+				Removed: []*syncv1.Removed{{Id: uid(2), Restorable: true}, {Id: uid(99)}}}}
+		},
+		func(ev *syncv1.SyncEvent) {
+			ev.Body = &syncv1.SyncEvent_GroupsDelta{GroupsDelta: &syncv1.GroupsDeltaPage{
+				Groups:  []*syncv1.Group{{Id: gid(1), DisplayName: "A", SecurityEnabled: true}},
+				Removed: []*syncv1.Removed{{Id: gid(2)}},
+				Members: []*syncv1.GroupMembersDelta{{GroupId: gid(1),
+					Added:   []*syncv1.Member{{Id: uid(3), Type: syncv1.MemberType_MEMBER_TYPE_USER}},
+					Removed: []string{uid(1)}}}}}
+		},
+	} {
+		ev := &syncv1.SyncEvent{TenantId: tn.ID, RunId: run.ID, RunSeq: run.Seq, Page: int32(100 + i)}
+		body(ev)
+		raw, err := proto.Marshal(ev)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(raw)
+	}
 	f.Add([]byte{})
 	f.Add([]byte{0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, raw []byte) {

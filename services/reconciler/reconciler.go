@@ -1,7 +1,8 @@
 // Package reconciler applies the fetchers' sync events to Postgres.
 //
 // Each event is one step of a run: RunStarted, a Graph page (users, groups,
-// a group's direct or transitive members), then RunFetched or RunFailed.
+// a group's direct or transitive members; in a delta run, a page of a
+// users or groups delta round), then RunFetched or RunFailed.
 // Pages go into the directory mirror idempotently and in any order; after
 // every page, and after RunFetched, the reconciler asks the store to
 // finalize the run, which succeeds once all of the run's pages are in and
@@ -223,6 +224,13 @@ func (r *Reconciler) apply(ctx context.Context, ev *syncv1.SyncEvent) error {
 		err = r.store.ApplyTransitivePage(ctx, ref, store.TransitivePage{
 			GroupID: t.GetGroupId(), Part: t.GetPart(), Last: t.GetLast(), UserIDs: t.GetUserIds(),
 		}, at)
+	case *syncv1.SyncEvent_UsersDelta:
+		d := b.UsersDelta
+		err = r.store.ApplyUsersDeltaPage(ctx, ref, dirUsers(d.GetUsers()), dirRemoved(d.GetRemoved()), at)
+	case *syncv1.SyncEvent_GroupsDelta:
+		d := b.GroupsDelta
+		err = r.store.ApplyGroupsDeltaPage(ctx, ref, dirGroups(d.GetGroups()), dirRemoved(d.GetRemoved()),
+			membersDeltas(d.GetMembers()), at)
 	case *syncv1.SyncEvent_Unreadable:
 		u := b.Unreadable
 		err = r.store.ApplyUnreadableGroup(ctx, ref, store.UnreadableGroup{
@@ -232,6 +240,7 @@ func (r *Reconciler) apply(ctx context.Context, ev *syncv1.SyncEvent) error {
 		f := b.Fetched
 		err = r.store.MarkRunFetched(ctx, ref, store.Fetched{
 			FirstPage: int(f.GetFirstPage()), Pages: int(f.GetPages()), Stats: graphStats(f.GetStats()),
+			UsersDeltaLink: f.GetUsersDeltaLink(), GroupsDeltaLink: f.GetGroupsDeltaLink(),
 		}, at)
 	case *syncv1.SyncEvent_Failed:
 		finalize = false
@@ -360,6 +369,10 @@ func describe(ev *syncv1.SyncEvent) string {
 		return fmt.Sprintf("page %d (direct members of group %s)", ev.GetPage(), ev.GetMembers().GetGroupId())
 	case *syncv1.SyncEvent_TransitiveMembers:
 		return fmt.Sprintf("page %d (transitive members of group %s)", ev.GetPage(), ev.GetTransitiveMembers().GetGroupId())
+	case *syncv1.SyncEvent_UsersDelta:
+		return fmt.Sprintf("users delta page %d", ev.GetPage())
+	case *syncv1.SyncEvent_GroupsDelta:
+		return fmt.Sprintf("groups delta page %d", ev.GetPage())
 	case *syncv1.SyncEvent_Unreadable:
 		return fmt.Sprintf("page %d (group %s, whose members Graph would not list)", ev.GetPage(), ev.GetUnreadable().GetGroupId())
 	}

@@ -423,6 +423,16 @@ func TestInvalidEventsArePermanentAndChangeNothing(t *testing.T) {
 	fetched := func(f func(*syncv1.SyncEvent)) spoil {
 		return func(good []*syncv1.SyncEvent) *syncv1.SyncEvent { return edit(good[len(good)-1], f) }
 	}
+	// delta puts a delta page body on a page of the run not applied yet.
+	delta := func(body func(*syncv1.SyncEvent)) spoil {
+		return func(good []*syncv1.SyncEvent) *syncv1.SyncEvent { return edit(good[3], body) }
+	}
+	usersDelta := func(p *syncv1.UsersDeltaPage) func(*syncv1.SyncEvent) {
+		return func(ev *syncv1.SyncEvent) { ev.Body = &syncv1.SyncEvent_UsersDelta{UsersDelta: p} }
+	}
+	groupsDelta := func(p *syncv1.GroupsDeltaPage) func(*syncv1.SyncEvent) {
+		return func(ev *syncv1.SyncEvent) { ev.Body = &syncv1.SyncEvent_GroupsDelta{GroupsDelta: p} }
+	}
 
 	t.Run("naming no run", func(t *testing.T) {
 		run := e.newRun(tenant)
@@ -491,6 +501,37 @@ func TestInvalidEventsArePermanentAndChangeNothing(t *testing.T) {
 			{"more pages than a span", fetched(func(ev *syncv1.SyncEvent) { ev.GetFetched().Pages = syncv1.AttemptPageSpan + 1 }), "RunFetched.pages"},
 			{"negative attempt", started(func(ev *syncv1.SyncEvent) { ev.GetStarted().Attempt = -1 }), "attempt -1"},
 			{"attempt out of range", started(func(ev *syncv1.SyncEvent) { ev.GetStarted().Attempt = syncv1.MaxFetchAttempts + 1 }), "out of range"},
+			{"users delta user without id", delta(usersDelta(&syncv1.UsersDeltaPage{Users: []*syncv1.User{{Id: ""}}})), "users[0] has no id"},
+			{"users delta removal without id", delta(usersDelta(&syncv1.UsersDeltaPage{Removed: []*syncv1.Removed{{Id: " "}}})), "removed[0] has no id"},
+			{"users delta removal id with NUL", delta(usersDelta(&syncv1.UsersDeltaPage{Removed: []*syncv1.Removed{{Id: "u\x00"}}})),
+				"contains a NUL character"},
+			{"users delta user changed and removed", delta(usersDelta(&syncv1.UsersDeltaPage{Users: []*syncv1.User{{Id: uid(1)}},
+				Removed: []*syncv1.Removed{{Id: uid(1), Restorable: true}}})), "both changed and removed"},
+			{"users delta negative page", func(good []*syncv1.SyncEvent) *syncv1.SyncEvent {
+				ev := delta(usersDelta(&syncv1.UsersDeltaPage{}))(good)
+				ev.Page = -2
+				return ev
+			}, "page -2 of a data page is negative"},
+			{"groups delta group without id", delta(groupsDelta(&syncv1.GroupsDeltaPage{Groups: []*syncv1.Group{{Id: ""}}})), "groups[0] has no id"},
+			{"groups delta removal without id", delta(groupsDelta(&syncv1.GroupsDeltaPage{Removed: []*syncv1.Removed{{}}})), "removed[0] has no id"},
+			{"groups delta member changes without group", delta(groupsDelta(&syncv1.GroupsDeltaPage{
+				Members: []*syncv1.GroupMembersDelta{{Removed: []string{uid(1)}}}})), "has no group_id"},
+			{"groups delta member type unknown", delta(groupsDelta(&syncv1.GroupsDeltaPage{
+				Members: []*syncv1.GroupMembersDelta{{GroupId: groupA, Added: []*syncv1.Member{{Id: uid(1), Type: 42}}}}})), "has type 42"},
+			{"groups delta member type unset", delta(groupsDelta(&syncv1.GroupsDeltaPage{
+				Members: []*syncv1.GroupMembersDelta{{GroupId: groupA, Added: []*syncv1.Member{{Id: uid(1)}}}}})), "has type"},
+			{"groups delta added member without id", delta(groupsDelta(&syncv1.GroupsDeltaPage{
+				Members: []*syncv1.GroupMembersDelta{{GroupId: groupA, Added: []*syncv1.Member{{Type: 1}}}}})), "added[0] has no id"},
+			{"groups delta removed member empty", delta(groupsDelta(&syncv1.GroupsDeltaPage{
+				Members: []*syncv1.GroupMembersDelta{{GroupId: groupA, Removed: []string{""}}}})), "removed[0] is empty"},
+			{"groups delta group twice", delta(groupsDelta(&syncv1.GroupsDeltaPage{
+				Members: []*syncv1.GroupMembersDelta{{GroupId: groupA, Removed: []string{uid(1)}}, {GroupId: groupA}}})),
+				"member changes twice"},
+			{"groups delta member added and removed", delta(groupsDelta(&syncv1.GroupsDeltaPage{
+				Members: []*syncv1.GroupMembersDelta{{GroupId: groupA, Added: []*syncv1.Member{{Id: uid(1), Type: 1}},
+					Removed: []string{uid(1)}}}})), "both added to and removed from"},
+			{"fetched delta link with NUL", fetched(func(ev *syncv1.SyncEvent) { ev.GetFetched().UsersDeltaLink = "https://g\x00" }),
+				"users_delta_link"},
 			{"failed with a page", func(good []*syncv1.SyncEvent) *syncv1.SyncEvent {
 				return &syncv1.SyncEvent{TenantId: tenant, RunId: good[0].RunId, RunSeq: good[0].RunSeq, Page: 0,
 					Body: &syncv1.SyncEvent_Failed{Failed: &syncv1.RunFailed{Error: "x"}}}

@@ -1309,7 +1309,8 @@ func (x *UsersDeltaPage) GetRemoved() []*Removed {
 
 // GroupMembersDelta is one group's direct member changes on a groups
 // delta page (Graph's members@delta). A big group's changes may span
-// several pages; each page carries its own part.
+// several pages, and a group may come more than once in a round: each
+// entry is applied on its own, versioned by its page.
 type GroupMembersDelta struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	GroupId string                 `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
