@@ -7,9 +7,12 @@
 // each group's direct members: nested memberships and member counts are
 // computed from those edges by the store), then
 // RunFetched{first_page: F, pages: N} or, when the run cannot succeed,
-// RunFailed. A group's member lists end with a page marked last, even when
-// the group is empty, so the reconciler knows when it holds a complete
-// list.
+// RunFailed. A full run first takes Graph's users and groups delta links
+// at "now" ($deltatoken=latest) and sends them on RunFetched, so that a
+// later delta round starts from before the enumeration and loses no
+// change made during it. A group's member list ends with a page marked
+// last, even when the group is empty, so the reconciler knows when it
+// holds a complete list.
 //
 // Each delivery of a job that gets the tenant's lease is a fetch attempt:
 // the fetcher counts it in Postgres (store.BeginFetch) before it publishes

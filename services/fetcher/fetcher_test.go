@@ -447,6 +447,25 @@ func TestRunPublishesEveryPage(t *testing.T) {
 	if fetched.GetStats().GetRequests() != graphReqs {
 		t.Errorf("RunFetched counts %d requests, the simulator saw %d", fetched.GetStats().GetRequests(), graphReqs)
 	}
+	// The delta links were taken before the first listing, and travel on
+	// RunFetched.
+	var order []string
+	for _, r := range e.sim.Requests() {
+		if strings.HasPrefix(r.Path, "/v1.0/") && strings.EqualFold(r.Tenant, e.entra) && len(order) < 3 {
+			order = append(order, r.Path+"?"+r.RawQuery)
+		}
+	}
+	if len(order) < 3 || !strings.Contains(order[0], "/users/delta") || !strings.Contains(order[1], "/groups/delta") ||
+		!strings.Contains(order[0], "deltatoken=latest") || !strings.Contains(order[1], "deltatoken=latest") ||
+		strings.Contains(order[2], "delta") {
+		t.Errorf("the run's first Graph requests: %q; want the users and groups latest delta links first", order)
+	}
+	for _, l := range []string{fetched.GetUsersDeltaLink(), fetched.GetGroupsDeltaLink()} {
+		if !strings.Contains(l, "$deltatoken=") || !strings.HasPrefix(l, "https://") {
+			t.Errorf("RunFetched's delta links %q and %q", fetched.GetUsersDeltaLink(), fetched.GetGroupsDeltaLink())
+			break
+		}
+	}
 	// The job was acknowledged and the lease released.
 	waitJobsDone(t, e)
 	ok, err := e.st.AcquireLease(t.Context(), e.tenant.ID, "probe", time.Minute)

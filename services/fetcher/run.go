@@ -330,6 +330,17 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	r.log.Info().Str("user_filter", filter).Msg("run started")
 
+	// Delta links at "now", taken before the enumeration: a change made
+	// while it runs shows in the next delta round rather than being lost
+	// between the two (delta-query-overview.md). They travel on RunFetched
+	// and are kept only once the run's plan is applied.
+	var links [2]string
+	for i, res := range []graph.DeltaResource{graph.DeltaUsers, graph.DeltaGroups} {
+		if links[i], err = r.client.LatestDeltaLink(ctx, res); err != nil {
+			return err
+		}
+	}
+
 	for users, err := range r.client.Users(ctx, filter) {
 		if errors.Is(err, graph.ErrFilterRefused) {
 			// The run fails before any users page is out: a listing cut
@@ -379,7 +390,8 @@ func (r *runner) run(ctx context.Context) error {
 	stats := r.stats()
 	fetched := r.event(-1)
 	pages := r.next.Load() - r.first
-	fetched.Body = &syncv1.SyncEvent_Fetched{Fetched: &syncv1.RunFetched{FirstPage: r.first, Pages: pages, Stats: stats}}
+	fetched.Body = &syncv1.SyncEvent_Fetched{Fetched: &syncv1.RunFetched{FirstPage: r.first, Pages: pages, Stats: stats,
+		UsersDeltaLink: links[0], GroupsDeltaLink: links[1]}}
 	if err := r.send(ctx, fetched); err != nil {
 		return err
 	}

@@ -134,9 +134,11 @@ func TestRefusedUserFilterFailsTheRun(t *testing.T) {
 	if err != nil || got.FetchAttempts != 1 {
 		t.Errorf("run %+v, %v: want one fetch attempt", got, err)
 	}
-	// One request, refused and not retried; nothing read after it.
-	if reqs := e.graphRequests(); len(reqs) != 1 || reqs[0].Path != "/v1.0/users" || reqs[0].Status != 400 {
-		t.Errorf("Graph requests %+v, want the one refused users request", reqs)
+	// The delta links taken before the enumeration, then one users
+	// request, refused and not retried; nothing read after it.
+	if reqs := e.graphRequests(); len(reqs) != 3 || reqs[0].Path != "/v1.0/users/delta" ||
+		reqs[1].Path != "/v1.0/groups/delta" || reqs[2].Path != "/v1.0/users" || reqs[2].Status != 400 {
+		t.Errorf("Graph requests %+v, want the two delta links, then the one refused users request", reqs)
 	}
 }
 
