@@ -381,3 +381,37 @@ func TestFailingSourceLeavesOthersServed(t *testing.T) {
 		t.Fatalf("runs served from a failed source:\n%s", text)
 	}
 }
+
+// TestDeployedRulesAndDashboardNameRealMetrics: every entrasync metric the
+// alert rules and the Grafana dashboard in deploy/ query is one the
+// fleet serves, so that a renamed metric cannot leave an alert that
+// never fires or a panel that stays empty.
+func TestDeployedRulesAndDashboardNameRealMetrics(t *testing.T) {
+	served := map[string]bool{}
+	for _, n := range metrics.Names {
+		served[n] = true
+	}
+	name := regexp.MustCompile(`entrasync_[a-z0-9_]+`)
+	for _, file := range []string{"../../deploy/prometheus/alerts.yaml", "../../deploy/grafana/entrasync.json"} {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := 0
+		for _, n := range name.FindAllString(string(raw), -1) {
+			base := n
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				if b, ok := strings.CutSuffix(n, suffix); ok && served[b] {
+					base = b
+				}
+			}
+			if !served[base] {
+				t.Errorf("%s queries %s, which the fleet does not serve", file, n)
+			}
+			found++
+		}
+		if found == 0 {
+			t.Errorf("%s queries no entrasync metric", file)
+		}
+	}
+}
