@@ -10,9 +10,14 @@
 // RunFailed. A full run first takes Graph's users and groups delta links
 // at "now" ($deltatoken=latest) and sends them on RunFetched, so that a
 // later delta round starts from before the enumeration and loses no
-// change made during it. A group's member list ends with a page marked
-// last, even when the group is empty, so the reconciler knows when it
-// holds a complete list.
+// change made during it. A delta run (store.KindDelta) instead reads one
+// users and one groups delta round from the links the tenant's last
+// applied run saved, and publishes UsersDelta and GroupsDelta pages with
+// the rounds' new links; it reads the whole directory when there are no
+// links, they are older than MaxDeltaLinkAge, the tenant filters its
+// users, or Graph asks for a resync. A group's member list ends with a
+// page marked last, even when the group is empty, so the reconciler knows
+// when it holds a complete list.
 //
 // Each delivery of a job that gets the tenant's lease is a fetch attempt:
 // the fetcher counts it in Postgres (store.BeginFetch) before it publishes

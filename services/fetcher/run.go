@@ -157,7 +157,7 @@ func (f *Fetcher) handle(ctx context.Context, job *syncv1.SyncJob) error {
 		return f.publishFailed(ctx, tenant, runID, seq, msg, nil, log)
 	}
 
-	r := &runner{f: f, tenant: tenant, runID: runID, seq: seq, attempt: attempt, first: first, log: log}
+	r := &runner{f: f, tenant: tenant, runID: runID, seq: seq, kind: run.Kind, attempt: attempt, first: first, log: log}
 	r.next.Store(first)
 	err = r.run(rctx)
 	var rf *runFailure
@@ -280,6 +280,7 @@ type runner struct {
 	tenant string
 	runID  string
 	seq    int64
+	kind   string // store.KindFull or store.KindDelta
 	log    zerolog.Logger
 	client *graph.Client
 	// attempt is this fetch attempt of the run, from 1; its data pages
@@ -328,19 +329,42 @@ func (r *runner) run(ctx context.Context) error {
 		// would change.
 		return fmt.Errorf("%w: %v", graph.ErrAuth, err)
 	}
-	r.log.Info().Str("user_filter", filter).Msg("run started")
+	r.log.Info().Str("kind", r.kind).Str("user_filter", filter).Msg("run started")
 
+	var links [2]string
+	delta := false
+	if r.kind == store.KindDelta {
+		if delta, err = r.deltaRounds(ctx, filter, &links); err != nil {
+			return err
+		}
+	}
+	if !delta {
+		if links, err = r.full(ctx, filter); err != nil {
+			return err
+		}
+	}
+	return r.fetched(ctx, links)
+}
+
+// full reads the whole directory: users, groups and each group's direct
+// members. It returns the users and groups delta links it took first.
+func (r *runner) full(ctx context.Context, filter string) ([2]string, error) {
 	// Delta links at "now", taken before the enumeration: a change made
 	// while it runs shows in the next delta round rather than being lost
 	// between the two (delta-query-overview.md). They travel on RunFetched
 	// and are kept only once the run's plan is applied.
 	var links [2]string
 	for i, res := range []graph.DeltaResource{graph.DeltaUsers, graph.DeltaGroups} {
+		var err error
 		if links[i], err = r.client.LatestDeltaLink(ctx, res); err != nil {
-			return err
+			return links, err
 		}
 	}
+	return links, r.enumerate(ctx, filter)
+}
 
+// enumerate publishes every user, group and group's direct member list.
+func (r *runner) enumerate(ctx context.Context, filter string) error {
 	for users, err := range r.client.Users(ctx, filter) {
 		if errors.Is(err, graph.ErrFilterRefused) {
 			// The run fails before any users page is out: a listing cut
@@ -383,10 +407,11 @@ func (r *runner) run(ctx context.Context) error {
 	for _, gid := range groupIDs {
 		g.Go(func() error { return r.memberLists(gctx, gid) })
 	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
+	return g.Wait()
+}
 
+// fetched publishes RunFetched with the delta links the run ends with.
+func (r *runner) fetched(ctx context.Context, links [2]string) error {
 	stats := r.stats()
 	fetched := r.event(-1)
 	pages := r.next.Load() - r.first
@@ -633,6 +658,10 @@ func describe(ev *syncv1.SyncEvent) (kind string, items int) {
 		return "failed", 0
 	case *syncv1.SyncEvent_Unreadable:
 		return "unreadable", 0
+	case *syncv1.SyncEvent_UsersDelta:
+		return "users_delta", len(b.UsersDelta.GetUsers()) + len(b.UsersDelta.GetRemoved())
+	case *syncv1.SyncEvent_GroupsDelta:
+		return "groups_delta", len(b.GroupsDelta.GetGroups()) + len(b.GroupsDelta.GetRemoved())
 	}
 	return fmt.Sprintf("%T", ev.GetBody()), 0
 }

@@ -1,0 +1,145 @@
+package fetcher
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/entrasync/entrasync/libs/graph"
+	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
+)
+
+// MaxDeltaLinkAge is how old a tenant's saved delta links may be for a
+// delta run to use them. Graph forgets a link's state after 7 days
+// (syncStateNotFound); a day's margin spares the round trip that would
+// find out.
+const MaxDeltaLinkAge = 6 * 24 * time.Hour
+
+// deltaRounds reads one users and one groups delta round from the
+// tenant's saved links and publishes their pages; links receives the
+// links the rounds ended with. It reports false, having published
+// nothing that matters, when the run must read the whole directory
+// instead: no saved links, links too old, a users filter (users delta
+// takes no $filter but ids), or Graph asking for a resync (410 Gone,
+// syncStateNotFound, resyncRequired). Pages a round published before
+// Graph asked for a resync stay: they are true changes, and the full
+// read that follows sees everything anyway.
+func (r *runner) deltaRounds(ctx context.Context, filter string, links *[2]string) (bool, error) {
+	saved, err := r.f.store.DeltaLinks(ctx, r.tenant)
+	if err != nil {
+		return false, err
+	}
+	log := r.log.Info()
+	switch {
+	case saved.Users == "" || saved.Groups == "":
+		log.Msg("no delta links saved yet; reading the whole directory")
+		return false, nil
+	case r.f.cfg.Clock().Sub(saved.TakenAt) > MaxDeltaLinkAge:
+		log.Time("taken_at", saved.TakenAt).Msg("delta links too old; reading the whole directory")
+		return false, nil
+	case filter != "":
+		log.Msg("a users filter takes no delta round; reading the whole directory")
+		return false, nil
+	}
+	for i, round := range []func(context.Context, string) (string, error){r.usersDelta, r.groupsDelta} {
+		link, err := round(ctx, []string{saved.Users, saved.Groups}[i])
+		if errors.Is(err, graph.ErrResync) {
+			r.log.Warn().Err(err).Msg("Graph asks for a resync; reading the whole directory")
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		links[i] = link
+	}
+	return true, nil
+}
+
+// usersDelta publishes a users delta round's pages and returns the link
+// the round ended with.
+func (r *runner) usersDelta(ctx context.Context, link string) (string, error) {
+	type item struct {
+		user    *syncv1.User
+		removed *syncv1.Removed
+	}
+	next := ""
+	for page, err := range r.client.UsersDelta(ctx, link) {
+		if err != nil {
+			return "", err
+		}
+		items := make([]item, 0, len(page.Changed)+len(page.Removed))
+		for _, u := range usersOf(page.Changed) {
+			items = append(items, item{user: u})
+		}
+		for _, rm := range page.Removed {
+			items = append(items, item{removed: &syncv1.Removed{Id: rm.ID, Restorable: rm.Restorable()}})
+		}
+		_, err = sendFitting(ctx, r, items, func(ev *syncv1.SyncEvent, its []item, _ int32, _ bool) {
+			p := &syncv1.UsersDeltaPage{}
+			for _, it := range its {
+				if it.user != nil {
+					p.Users = append(p.Users, it.user)
+				} else {
+					p.Removed = append(p.Removed, it.removed)
+				}
+			}
+			ev.Body = &syncv1.SyncEvent_UsersDelta{UsersDelta: p}
+		})
+		if err != nil {
+			return "", err
+		}
+		next = page.DeltaLink
+	}
+	return next, nil
+}
+
+// groupsDelta publishes a groups delta round's pages, each changed group
+// with its direct member changes, and returns the link the round ended
+// with.
+func (r *runner) groupsDelta(ctx context.Context, link string) (string, error) {
+	type item struct {
+		group   *syncv1.Group
+		members *syncv1.GroupMembersDelta
+		removed *syncv1.Removed
+	}
+	next := ""
+	for page, err := range r.client.GroupsDelta(ctx, link) {
+		if err != nil {
+			return "", err
+		}
+		items := make([]item, 0, len(page.Changed)+len(page.Removed))
+		for _, g := range page.Changed {
+			it := item{group: groupsOf([]graph.Group{g.Group})[0]}
+			if len(g.MembersAdded) > 0 || len(g.MembersRemoved) > 0 {
+				it.members = &syncv1.GroupMembersDelta{GroupId: g.ID, Added: membersOf(g.MembersAdded)}
+				for _, m := range g.MembersRemoved {
+					it.members.Removed = append(it.members.Removed, m.ID)
+				}
+			}
+			items = append(items, it)
+		}
+		for _, rm := range page.Removed {
+			items = append(items, item{removed: &syncv1.Removed{Id: rm.ID, Restorable: rm.Restorable()}})
+		}
+		_, err = sendFitting(ctx, r, items, func(ev *syncv1.SyncEvent, its []item, _ int32, _ bool) {
+			p := &syncv1.GroupsDeltaPage{}
+			for _, it := range its {
+				switch {
+				case it.group != nil:
+					p.Groups = append(p.Groups, it.group)
+					if it.members != nil {
+						p.Members = append(p.Members, it.members)
+					}
+				default:
+					p.Removed = append(p.Removed, it.removed)
+				}
+			}
+			ev.Body = &syncv1.SyncEvent_GroupsDelta{GroupsDelta: p}
+		})
+		if err != nil {
+			return "", err
+		}
+		next = page.DeltaLink
+	}
+	return next, nil
+}
