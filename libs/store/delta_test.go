@@ -137,8 +137,10 @@ func wantRows(t *testing.T, what string, got []string, want ...string) {
 	}
 }
 
-func row(id, name string, deleted bool) string { return fmt.Sprintf("%s %s deleted=%v", id, name, deleted) }
-func edge(g, m string) string                  { return g + ">" + m }
+func row(id, name string, deleted bool) string {
+	return fmt.Sprintf("%s %s deleted=%v", id, name, deleted)
+}
+func edge(g, m string) string { return g + ">" + m }
 
 // A delta run changes what its pages name, removes what they say removed,
 // and leaves everything else as the last full run read it: it tombstones
@@ -432,4 +434,36 @@ func TestDeltaLinksAreSavedWhenThePlanIsApplied(t *testing.T) {
 		saved = append(saved, strings.TrimSpace(r))
 	}
 	wantRows(t, "saved links", saved, "groupsG22", "usersU44")
+}
+
+// A delta run reads no member lists: a group whose members Graph refused
+// in the last full run stays shown with that error.
+func TestDeltaRunKeepsGroupResults(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	w := newDeltaWorld(t)
+	ref := w.newRun(store.KindFull)
+	must(t, w.st.ApplyUsersPage(ctx, w.page(ref, 0), []store.DirUser{dUser(1, "Ann")}, w.at))
+	must(t, w.st.ApplyGroupsPage(ctx, w.page(ref, 1), []store.DirGroup{dGroup(1, "Hidden")}, w.at))
+	must(t, w.st.ApplyUnreadableGroup(ctx, w.page(ref, 2), store.UnreadableGroup{GroupID: gID(1), Status: 403,
+		Code: "Authorization_RequestDenied", Message: "no"}, w.at))
+	w.finish(ref, 3, [2]string{})
+	result := func() string {
+		gs, _, err := w.st.ListAppGroups(ctx, w.tenant, "", 0)
+		must(t, err)
+		if len(gs) != 1 {
+			t.Fatalf("app groups: %+v", gs)
+		}
+		return fmt.Sprint(gs[0].LastOK, " ", gs[0].LastError)
+	}
+	red := result()
+	if strings.HasPrefix(red, "true") {
+		t.Fatalf("unreadable group after the full run: %s", red)
+	}
+	d := w.newRun(store.KindDelta)
+	must(t, w.st.ApplyGroupsDeltaPage(ctx, w.page(d, 0), []store.DirGroup{dGroup(1, "Hidden")}, nil, nil, w.at))
+	w.finish(d, 1, [2]string{})
+	if got := result(); got != red {
+		t.Fatalf("group result after a delta run: %s, want %s", got, red)
+	}
 }

@@ -15,6 +15,13 @@
 //     app_group_members with nested membership resolved), derived from the
 //     mirror in one transaction when a run's last page is in.
 //
+// A run is full (it lists users, groups and member lists, and whatever
+// the lists lack is gone) or delta (it applies what a Graph delta round
+// says changed or was removed, and nothing else): see delta.go. Either
+// hands in the Graph delta links its fetch ended with; they become the
+// tenant's next starting point (DeltaLinks) only when the run's plan is
+// applied.
+//
 // A run may be fetched in several attempts when its job is delivered again
 // mid-run. BeginFetch counts them; each attempt owns its own range of page
 // numbers (AttemptPageSpan), and a run is complete, and judged, on the

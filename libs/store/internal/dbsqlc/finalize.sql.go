@@ -166,6 +166,7 @@ FROM (SELECT g2.entra_id, min(p.error) AS error
       WHERE g2.tenant_id = $1 AND g2.status = 'enabled' AND g2.kind <> 'local'
       GROUP BY g2.entra_id) u
 WHERE g.tenant_id = $1 AND g.entra_id = u.entra_id
+  AND EXISTS (SELECT 1 FROM sync_runs r WHERE r.tenant_id = $1 AND r.id = $2 AND r.kind = 'full')
   AND (g.last_ok, g.last_error) IS DISTINCT FROM (u.error IS NULL, coalesce(u.error, ''))
 `
 
@@ -179,7 +180,9 @@ type RecordGroupResultsParams struct {
 // Each of the tenant's groups is ok after the run, or shows the error
 // Graph gave for its member list in the run's pages (@lo, @hi). Only the
 // groups whose result changed are written; groups that are not synced
-// (disabled, orphaned, local) keep theirs.
+// (disabled, orphaned, local) keep theirs. A delta run reads no member
+// lists: it says nothing of whether Graph lets us read them, and every
+// group keeps its result.
 func (q *Queries) RecordGroupResults(ctx context.Context, arg RecordGroupResultsParams) error {
 	_, err := q.db.Exec(ctx, recordGroupResults,
 		arg.TenantID,
