@@ -395,14 +395,19 @@ func TestPublishRejectsWhatCannotBeRouted(t *testing.T) {
 func TestNewJob(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2030, 1, 2, 3, 4, 5, 6000, time.UTC)
-	for _, scheduled := range []bool{false, true} {
-		want := &syncv1.SyncJob{TenantId: "t", RunId: "r", RunSeq: 7, Kind: syncv1.JobKind_JOB_KIND_FULL,
-			Trigger: syncv1.Trigger_TRIGGER_MANUAL, RequestedAt: timestamppb.New(at)}
-		if scheduled {
-			want.Trigger = syncv1.Trigger_TRIGGER_SCHEDULE
-		}
-		if got := bus.NewJob("t", "r", 7, scheduled, at); !proto.Equal(got, want) {
-			t.Errorf("NewJob(scheduled %v) = %v, want %v", scheduled, got, want)
+	for _, delta := range []bool{false, true} {
+		for _, scheduled := range []bool{false, true} {
+			want := &syncv1.SyncJob{TenantId: "t", RunId: "r", RunSeq: 7, Kind: syncv1.JobKind_JOB_KIND_FULL,
+				Trigger: syncv1.Trigger_TRIGGER_MANUAL, RequestedAt: timestamppb.New(at)}
+			if delta {
+				want.Kind = syncv1.JobKind_JOB_KIND_DELTA
+			}
+			if scheduled {
+				want.Trigger = syncv1.Trigger_TRIGGER_SCHEDULE
+			}
+			if got := bus.NewJob("t", "r", 7, delta, scheduled, at); !proto.Equal(got, want) {
+				t.Errorf("NewJob(delta %v, scheduled %v) = %v, want %v", delta, scheduled, got, want)
+			}
 		}
 	}
 }

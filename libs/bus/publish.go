@@ -37,18 +37,23 @@ const headerAllowance = 4096
 // NewJob is a run's job as fetchers take it from SYNC_JOBS: the api and the
 // scheduler publish one for each run they create, from what the store says
 // of the run. Every run reads the whole directory (JOB_KIND_FULL);
+// delta says the run reads a delta round (else the whole directory);
 // scheduled tells a run the scheduler created for a slot from one an admin
 // triggered, and requestedAt is when the run was created.
-func NewJob(tenantID, runID string, runSeq int64, scheduled bool, requestedAt time.Time) *syncv1.SyncJob {
+func NewJob(tenantID, runID string, runSeq int64, delta, scheduled bool, requestedAt time.Time) *syncv1.SyncJob {
 	trigger := syncv1.Trigger_TRIGGER_MANUAL
 	if scheduled {
 		trigger = syncv1.Trigger_TRIGGER_SCHEDULE
+	}
+	kind := syncv1.JobKind_JOB_KIND_FULL
+	if delta {
+		kind = syncv1.JobKind_JOB_KIND_DELTA
 	}
 	return &syncv1.SyncJob{
 		TenantId:    tenantID,
 		RunId:       runID,
 		RunSeq:      runSeq,
-		Kind:        syncv1.JobKind_JOB_KIND_FULL,
+		Kind:        kind,
 		Trigger:     trigger,
 		RequestedAt: timestamppb.New(requestedAt),
 	}

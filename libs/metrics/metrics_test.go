@@ -82,7 +82,7 @@ func TestStreamLagRisesWithBacklogAndReturnsToZero(t *testing.T) {
 	const backlog = 7
 	for i := range backlog {
 		tenant := fmt.Sprintf("tenant-%d", i)
-		job := bus.NewJob(tenant, fmt.Sprintf("run-%d", i), 1, false, time.Now())
+		job := bus.NewJob(tenant, fmt.Sprintf("run-%d", i), 1, false, false, time.Now())
 		if err := b.PublishJob(ctx, job); err != nil {
 			t.Fatal(err)
 		}

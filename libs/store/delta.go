@@ -236,7 +236,7 @@ func (e groupEdges) write(ctx context.Context, q *dbsqlc.Queries, ref PageRef) e
 			RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw}); err != nil {
 			return err
 		}
-		return q.UpsertDevices(ctx, dbsqlc.UpsertDevicesParams{TenantID: ref.TenantID, RunSeq: ref.RunSeq,
+		return q.AddDeltaDevices(ctx, dbsqlc.AddDeltaDevicesParams{TenantID: ref.TenantID, RunSeq: ref.RunSeq,
 			Page: ref.Page, Rows: raw})
 	}); err != nil {
 		return err

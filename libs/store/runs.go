@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/entrasync/entrasync/libs/plan"
 	"github.com/entrasync/entrasync/libs/store/internal/dbsqlc"
 )
 
@@ -20,6 +21,9 @@ const (
 	// KindDelta reads only what changed since the tenant's saved delta
 	// links (see delta.go).
 	KindDelta = "delta"
+	// KindAuto asks CreateRun and QueueManualRun to choose full or delta
+	// by plan.RunKind, from the tenant's saved links and last full run.
+	KindAuto = "auto"
 
 	TriggerManual   = "manual"
 	TriggerSchedule = "schedule"
@@ -146,7 +150,14 @@ func (s *Store) CreateRun(ctx context.Context, nr NewRun) (Run, error) {
 // A run already fetching may have read past a change the admin just
 // made, so it does not count: a new run is queued behind it.
 func (s *Store) QueueManualRun(ctx context.Context, tenantID string) (run Run, created bool, err error) {
-	nr := NewRun{ID: newID(), TenantID: tenantID, Kind: KindFull, Trigger: TriggerManual}
+	return s.QueueManualRunOf(ctx, tenantID, KindAuto)
+}
+
+// QueueManualRunOf is QueueManualRun for a run of kind (KindFull to read
+// the whole directory whatever the rule would choose). A waiting run of
+// another kind still answers the trigger.
+func (s *Store) QueueManualRunOf(ctx context.Context, tenantID, kind string) (run Run, created bool, err error) {
+	nr := NewRun{ID: newID(), TenantID: tenantID, Kind: kind, Trigger: TriggerManual}
 	if err := nr.validate(); err != nil {
 		return Run{}, false, fmt.Errorf("store: queue manual run: %w", err)
 	}
@@ -185,8 +196,21 @@ func (s *Store) insertRun(ctx context.Context, q *dbsqlc.Queries, nr NewRun) (Ru
 	if next.Disconnected {
 		return Run{}, fmt.Errorf("tenant %s: %w", nr.TenantID, ErrDisconnected)
 	}
+	now := s.clock()
+	if nr.Kind == KindAuto {
+		f, err := q.RunKindFacts(ctx, nr.TenantID)
+		if err != nil {
+			return Run{}, fmt.Errorf("tenant %s: choose the run's kind: %w", nr.TenantID, err)
+		}
+		facts := plan.RunKindFacts{Links: int(f.Links), LinksTakenAt: f.LinksTakenAt, LastFullAt: f.LastFullAt,
+			UnreadableGroups: int(f.UnreadableGroups)}
+		if facts.LastFullAt.Equal(time.Unix(0, 0)) {
+			facts.LastFullAt = time.Time{}
+		}
+		nr.Kind, _ = plan.RunKind(facts, now)
+	}
 	r, err := q.CreateRun(ctx, dbsqlc.CreateRunParams{TenantID: nr.TenantID, ID: nr.ID, Seq: next.LastRunSeq,
-		Kind: nr.Kind, Trigger: nr.Trigger, Slot: nr.Slot, CreatedAt: s.clock()})
+		Kind: nr.Kind, Trigger: nr.Trigger, Slot: nr.Slot, CreatedAt: now})
 	if err != nil {
 		return Run{}, err
 	}
@@ -205,8 +229,8 @@ func (nr *NewRun) validate() error {
 	} else {
 		errs = append(errs, invalidf("tenant id %q is not a UUID", nr.TenantID))
 	}
-	if nr.Kind != KindFull && nr.Kind != KindDelta {
-		errs = append(errs, invalidf("kind %q is not %q or %q", nr.Kind, KindFull, KindDelta))
+	if nr.Kind != KindFull && nr.Kind != KindDelta && nr.Kind != KindAuto {
+		errs = append(errs, invalidf("kind %q is not %q, %q or %q", nr.Kind, KindFull, KindDelta, KindAuto))
 	}
 	switch nr.Trigger {
 	case TriggerManual:

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -41,8 +42,8 @@ var errNotPublished = errors.New("api: run recorded but its job not published")
 // (or joins the one waiting for a fetcher, which reads the directory when
 // it starts) and publishes its job. With errNotPublished the run is
 // returned too.
-func (s *Server) queueSync(ctx context.Context, tenantID string) (store.Run, error) {
-	run, created, err := s.st.QueueManualRun(ctx, tenantID)
+func (s *Server) queueSync(ctx context.Context, tenantID, kind string) (store.Run, error) {
+	run, created, err := s.st.QueueManualRunOf(ctx, tenantID, kind)
 	if err != nil {
 		return store.Run{}, err
 	}
@@ -51,7 +52,8 @@ func (s *Server) queueSync(ctx context.Context, tenantID string) (store.Run, err
 	// have its chance, since the run is already recorded.
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
 	defer cancel()
-	job := bus.NewJob(run.TenantID, run.ID, run.Seq, run.Trigger == store.TriggerSchedule, run.CreatedAt)
+	job := bus.NewJob(run.TenantID, run.ID, run.Seq, run.Kind == store.KindDelta, run.Trigger == store.TriggerSchedule,
+		run.CreatedAt)
 	if err := s.queueJob(pctx, created, job); err != nil {
 		log.Warn().Err(err).Msg("run recorded but its job could not be published; the scheduler will publish it")
 		return run, fmt.Errorf("%w: %w", errNotPublished, err)
@@ -60,11 +62,34 @@ func (s *Server) queueSync(ctx context.Context, tenantID string) (store.Run, err
 	return run, nil
 }
 
+// syncRequest is the optional body of POST .../syncs.
+type syncRequest struct {
+	Kind string `json:"kind"`
+}
+
 // triggerSync starts a manual run: POST /v1/tenants/{tenantId}/syncs. The
-// body, if any, can only ask for a full sync (the contract checks it).
+// run reads what changed, or the whole directory when the rule says so
+// (plan.RunKind) or the body asks for {"kind": "full"} (the contract
+// allows nothing else).
 func (s *Server) triggerSync(w http.ResponseWriter, r *http.Request) {
 	id := pathID(r, "tenantId")
-	run, err := s.queueSync(r.Context(), id)
+	kind := store.KindAuto
+	raw, err := checkedBody(r)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if len(raw) > 0 {
+		var body syncRequest
+		if err := json.Unmarshal(raw, &body); err != nil {
+			s.internal(w, r, fmt.Errorf("api: decode a sync request the contract accepted: %w", err))
+			return
+		}
+		if body.Kind == store.KindFull {
+			kind = store.KindFull
+		}
+	}
+	run, err := s.queueSync(r.Context(), id, kind)
 	switch {
 	case errors.Is(err, errNotPublished):
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{

@@ -1,12 +1,14 @@
 package api_test
 
 import (
+	"context"
 	"net/http"
 	"reflect"
 	"testing"
 	"time"
 
 	"github.com/entrasync/entrasync/libs/plan"
+	"github.com/entrasync/entrasync/libs/store"
 )
 
 // scheduleAnswer is a tenant answer's schedule and what follows from it.
@@ -146,5 +148,48 @@ func TestScheduleRejectsBadValues(t *testing.T) {
 	after := e.tenant(ten.ID)
 	if !reflect.DeepEqual(after.Settings, before.Settings) || !after.UpdatedAt.Equal(before.UpdatedAt) {
 		t.Fatalf("bad schedules changed the tenant: %+v, was %+v", after.Settings, before.Settings)
+	}
+}
+
+// TestTriggerChoosesTheKindUnlessFullIsAsked: once a full run's plan saved
+// the tenant's delta links, a trigger queues a delta run; {"kind": "full"}
+// queues a full one.
+func TestTriggerChoosesTheKindUnlessFullIsAsked(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ten := e.createTenant()
+	ctx := context.Background()
+	r, err := e.st.CreateRun(ctx, store.NewRun{TenantID: ten.ID, Kind: store.KindFull, Trigger: store.TriggerManual})
+	must(t, err)
+	at := time.Now()
+	ref := store.PageRef{TenantID: ten.ID, RunID: r.ID, RunSeq: r.Seq}
+	must(t, e.st.ApplyUsersPage(ctx, ref, people(2), at))
+	ref.Page = 1
+	must(t, e.st.ApplyGroupsPage(ctx, ref, nil, at))
+	must(t, e.st.MarkRunFetched(ctx, ref, store.Fetched{Pages: 2, UsersDeltaLink: "https://graph/u?$deltatoken=1",
+		GroupsDeltaLink: "https://graph/g?$deltatoken=1"}, at))
+	if done, err := e.st.TryFinalize(ctx, ten.ID, r.ID, at); err != nil || !done {
+		t.Fatalf("finalize: %v %v", done, err)
+	}
+	kindOf := func(body any) string {
+		t.Helper()
+		resp := e.do("POST", "/v1/tenants/"+ten.ID+"/syncs", body)
+		var accepted struct{ RunID string }
+		resp.decode(t, &accepted)
+		if resp.status != http.StatusAccepted {
+			t.Fatalf("POST syncs: %d %s", resp.status, resp.body)
+		}
+		run, err := e.st.GetRun(ctx, ten.ID, accepted.RunID)
+		must(t, err)
+		// Out of the way of the next trigger, which would join it.
+		must(t, e.st.MarkRunFailed(ctx, store.PageRef{TenantID: ten.ID, RunID: run.ID, RunSeq: run.Seq, Page: -1},
+			"test", store.GraphStats{}, time.Now()))
+		return run.Kind
+	}
+	if k := kindOf(nil); k != store.KindDelta {
+		t.Errorf("a trigger after a full run with links queued a %s run, want delta", k)
+	}
+	if k := kindOf(map[string]string{"kind": "full"}); k != store.KindFull {
+		t.Errorf(`{"kind": "full"} queued a %s run`, k)
 	}
 }

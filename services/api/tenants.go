@@ -247,7 +247,7 @@ func (s *Server) updateSettings(w http.ResponseWriter, r *http.Request) {
 		// client stops waiting for the answer.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), publishTimeout)
 		defer cancel()
-		run, err := s.queueSync(ctx, id)
+		run, err := s.queueSync(ctx, id, store.KindAuto)
 		switch {
 		case err == nil, errors.Is(err, errNotPublished):
 			// A recorded run is the answer even when its job waits for

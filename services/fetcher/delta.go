@@ -3,17 +3,11 @@ package fetcher
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/entrasync/entrasync/libs/graph"
+	"github.com/entrasync/entrasync/libs/plan"
 	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
 )
-
-// MaxDeltaLinkAge is how old a tenant's saved delta links may be for a
-// delta run to use them. Graph forgets a link's state after 7 days
-// (syncStateNotFound); a day's margin spares the round trip that would
-// find out.
-const MaxDeltaLinkAge = 6 * 24 * time.Hour
 
 // deltaRounds reads one users and one groups delta round from the
 // tenant's saved links and publishes their pages; links receives the
@@ -34,7 +28,7 @@ func (r *runner) deltaRounds(ctx context.Context, filter string, links *[2]strin
 	case saved.Users == "" || saved.Groups == "":
 		log.Msg("no delta links saved yet; reading the whole directory")
 		return false, nil
-	case r.f.cfg.Clock().Sub(saved.TakenAt) > MaxDeltaLinkAge:
+	case r.f.cfg.Clock().Sub(saved.TakenAt) > plan.MaxDeltaLinkAge:
 		log.Time("taken_at", saved.TakenAt).Msg("delta links too old; reading the whole directory")
 		return false, nil
 	case filter != "":

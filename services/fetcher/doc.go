@@ -14,7 +14,7 @@
 // users and one groups delta round from the links the tenant's last
 // applied run saved, and publishes UsersDelta and GroupsDelta pages with
 // the rounds' new links; it reads the whole directory when there are no
-// links, they are older than MaxDeltaLinkAge, the tenant filters its
+// links, they are older than plan.MaxDeltaLinkAge, the tenant filters its
 // users, or Graph asks for a resync. A group's member list ends with a
 // page marked last, even when the group is empty, so the reconciler knows
 // when it holds a complete list.

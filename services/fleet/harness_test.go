@@ -177,12 +177,25 @@ type runView struct {
 	FinishedAt    *time.Time       `json:"finishedAt"`
 }
 
+// trigger queues a run of the kind the tenant's rule chooses (a delta
+// run once a full run saved links).
 func (h *harness) trigger(tenantID string) string {
+	h.t.Helper()
+	return h.triggerWith(tenantID, nil)
+}
+
+// triggerFull queues a run that reads the whole directory.
+func (h *harness) triggerFull(tenantID string) string {
+	h.t.Helper()
+	return h.triggerWith(tenantID, map[string]string{"kind": "full"})
+}
+
+func (h *harness) triggerWith(tenantID string, body any) string {
 	h.t.Helper()
 	var out struct {
 		RunID string `json:"runId"`
 	}
-	if code := h.do("POST", "/v1/tenants/"+tenantID+"/syncs", nil, &out); code != http.StatusAccepted || out.RunID == "" {
+	if code := h.do("POST", "/v1/tenants/"+tenantID+"/syncs", body, &out); code != http.StatusAccepted || out.RunID == "" {
 		h.t.Fatalf("POST syncs = %d %+v", code, out)
 	}
 	return out.RunID
@@ -211,7 +224,18 @@ func (h *harness) wait(tenantID, runID string) runView {
 // sync triggers a run and waits for it to succeed.
 func (h *harness) sync(tenantID string) runView {
 	h.t.Helper()
-	v := h.wait(tenantID, h.trigger(tenantID))
+	return h.succeed(tenantID, h.trigger(tenantID))
+}
+
+// syncFull is sync for a run that reads the whole directory.
+func (h *harness) syncFull(tenantID string) runView {
+	h.t.Helper()
+	return h.succeed(tenantID, h.triggerFull(tenantID))
+}
+
+func (h *harness) succeed(tenantID, runID string) runView {
+	h.t.Helper()
+	v := h.wait(tenantID, runID)
 	if v.Status != "succeeded" {
 		h.t.Fatalf("run %s: %s: %s", v.RunID, v.Status, v.Error)
 	}

@@ -230,7 +230,7 @@ func (s *Scheduler) schedule(ctx context.Context, ts store.TenantSchedule, now t
 	}
 	log := s.log.With().Str("tenant", ts.TenantID).Time("slot", slot).Logger()
 	run, err := s.store.CreateRun(ctx, store.NewRun{
-		TenantID: ts.TenantID, Kind: store.KindFull, Trigger: store.TriggerSchedule, Slot: &slot,
+		TenantID: ts.TenantID, Kind: store.KindAuto, Trigger: store.TriggerSchedule, Slot: &slot,
 	})
 	switch {
 	case errors.Is(err, store.ErrConflict):
@@ -247,7 +247,8 @@ func (s *Scheduler) schedule(ctx context.Context, ts store.TenantSchedule, now t
 		return fmt.Errorf("scheduler: create run of tenant %s for slot %s: %w", ts.TenantID, slot.Format(time.RFC3339), err)
 	}
 	log = log.With().Str("run", run.ID).Logger()
-	job := bus.NewJob(run.TenantID, run.ID, run.Seq, run.Trigger == store.TriggerSchedule, run.CreatedAt)
+	job := bus.NewJob(run.TenantID, run.ID, run.Seq, run.Kind == store.KindDelta, run.Trigger == store.TriggerSchedule,
+		run.CreatedAt)
 	if err := s.bus.PublishJobWithID(ctx, job, SlotMsgID(ts.TenantID, slot)); err != nil {
 		// The run stays queued; the sweep publishes it later.
 		return fmt.Errorf("scheduler: publish job of run %s: %w", run.ID, err)
@@ -280,7 +281,8 @@ func (s *Scheduler) sweep(ctx context.Context, now time.Time) error {
 			log.Debug().Msg("queued run's job still waits for a fetcher")
 			continue
 		}
-		job := bus.NewJob(run.TenantID, run.ID, run.Seq, run.Trigger == store.TriggerSchedule, run.CreatedAt)
+		job := bus.NewJob(run.TenantID, run.ID, run.Seq, run.Kind == store.KindDelta, run.Trigger == store.TriggerSchedule,
+			run.CreatedAt)
 		if err := s.bus.PublishJob(ctx, job); err != nil {
 			errs = append(errs, fmt.Errorf("scheduler: sweep: publish job of run %s: %w", run.ID, err))
 			continue

@@ -88,3 +88,18 @@ SELECT resource, link, taken_at, run_seq
 FROM tenant_delta_links
 WHERE tenant_id = @tenant_id
 ORDER BY resource;
+
+-- name: AddDeltaDevices :exec
+-- The devices of a delta page's member adds. members@delta names nobody
+-- (Graph sends a member's type and id), so a device the mirror has keeps
+-- its name, and a new one is named by the next full read; versions as in
+-- UpsertDevices.
+INSERT INTO dir_devices AS d (tenant_id, entra_id, display_name, v_run_seq, v_page, v_idx)
+SELECT @tenant_id, m.id, m.name, @run_seq, @page, m.idx
+FROM jsonb_to_recordset(@rows::jsonb) AS m(id text, type text, name text, idx integer)
+WHERE m.type = 'device'
+ORDER BY m.id
+ON CONFLICT (tenant_id, entra_id) DO UPDATE
+SET display_name = CASE WHEN EXCLUDED.display_name = '' THEN d.display_name ELSE EXCLUDED.display_name END,
+    v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
+WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx);

@@ -10,6 +10,39 @@ import (
 	"time"
 )
 
+const addDeltaDevices = `-- name: AddDeltaDevices :exec
+INSERT INTO dir_devices AS d (tenant_id, entra_id, display_name, v_run_seq, v_page, v_idx)
+SELECT $1, m.id, m.name, $2, $3, m.idx
+FROM jsonb_to_recordset($4::jsonb) AS m(id text, type text, name text, idx integer)
+WHERE m.type = 'device'
+ORDER BY m.id
+ON CONFLICT (tenant_id, entra_id) DO UPDATE
+SET display_name = CASE WHEN EXCLUDED.display_name = '' THEN d.display_name ELSE EXCLUDED.display_name END,
+    v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
+WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx)
+`
+
+type AddDeltaDevicesParams struct {
+	TenantID string
+	RunSeq   int64
+	Page     int32
+	Rows     []byte
+}
+
+// The devices of a delta page's member adds. members@delta names nobody
+// (Graph sends a member's type and id), so a device the mirror has keeps
+// its name, and a new one is named by the next full read; versions as in
+// UpsertDevices.
+func (q *Queries) AddDeltaDevices(ctx context.Context, arg AddDeltaDevicesParams) error {
+	_, err := q.db.Exec(ctx, addDeltaDevices,
+		arg.TenantID,
+		arg.RunSeq,
+		arg.Page,
+		arg.Rows,
+	)
+	return err
+}
+
 const deleteRemovedMembers = `-- name: DeleteRemovedMembers :exec
 DELETE FROM dir_members e
 USING jsonb_to_recordset($1::jsonb) AS r(id text, idx integer)
