@@ -24,7 +24,9 @@ type grant struct {
 // to a group three levels above a user's own group reaches the user, with
 // the whole path in via, although the groups form a cycle; taking the
 // user out of the bottom group in Entra ID revokes it at the next sync,
-// and the plan says why.
+// and the plan says why. The runs after the first are delta rounds: the
+// change three levels down reaches the top group's grant through
+// members@delta and the store's recomputation of the changed subtree.
 func TestRoleBoundThreeLevelsUpReachesTheBottomAndLeavesWithIt(t *testing.T) {
 	t.Parallel()
 	h, e, tenant := syncedTenant(t, 100)
@@ -62,6 +64,9 @@ func TestRoleBoundThreeLevelsUpReachesTheBottomAndLeavesWithIt(t *testing.T) {
 		t.Fatalf("PATCH group = %d", code)
 	}
 	run := h.sync(tenant)
+	if run.Kind != "delta" {
+		t.Fatalf("the run after the binding is %s; want a delta round", run.Kind)
+	}
 	if c := run.Counts; c["rolesGranted"] != 1 || c["sharingGranted"] != 1 || c["rolesRevoked"] != 0 || c["sharingRevoked"] != 0 {
 		t.Errorf("counts of the run that granted: %v", c)
 	}
@@ -95,6 +100,9 @@ func TestRoleBoundThreeLevelsUpReachesTheBottomAndLeavesWithIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	run = h.sync(tenant)
+	if run.Kind != "delta" {
+		t.Fatalf("the run after the user left the bottom group is %s; want a delta round", run.Kind)
+	}
 	if c := run.Counts; c["rolesRevoked"] != 1 || c["sharingRevoked"] != 1 || c["rolesGranted"] != 0 || c["sharingGranted"] != 0 {
 		t.Errorf("counts of the run that revoked: %v", c)
 	}
