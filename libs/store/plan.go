@@ -576,7 +576,7 @@ func applyPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 		}
 	}
 	// Entra's member counts come from the mirror's edges, for the groups
-	// whose nesting changed: the fetcher no longer reads transitiveMembers.
+	// whose nesting changed (the fetcher reads no transitiveMembers).
 	if err := withNestLoops(ctx, q, func() error {
 		return q.RefreshEntraMemberCounts(ctx, dbsqlc.RefreshEntraMemberCountsParams{TenantID: t, At: at})
 	}); err != nil {
@@ -593,7 +593,7 @@ func applyPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 	}
 	// Forbidding nested loops here cost a 100k-user first sync 20 s.
 	err := withNestLoops(ctx, q, func() error {
-		return q.RefreshGroupCounts(ctx, dbsqlc.RefreshGroupCountsParams{TenantID: t, RunID: r, Lo: pr.lo, Hi: pr.hi, At: at})
+		return q.RefreshGroupCounts(ctx, dbsqlc.RefreshGroupCountsParams{TenantID: t, RunID: r, At: at})
 	})
 	if err != nil {
 		return fmt.Errorf("refresh group counts: %w", err)

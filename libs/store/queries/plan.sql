@@ -403,40 +403,26 @@ WHERE i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action = 'grantRole'
 ORDER BY i.entra_id, i.role;
 
 -- name: RefreshGroupCounts :exec
--- Member counts are observations, not plan items: Graph's transitive user
--- count from this run's pages (@lo, @hi: its page range; kept from before
--- for a group the run has none for) and the app's members, counted again
--- only for the groups whose memberships the plan changed. Groups that are
--- not synced (disabled, orphaned, local) keep their counts.
-WITH transitive AS (
-    SELECT p.group_id, count(DISTINCT s.id) AS n
-    FROM sync_run_pages p, unnest(p.object_ids) AS s(id)
-    WHERE p.tenant_id = @tenant_id AND p.run_id = @run_id AND p.kind = 'transitive' AND p.page >= @lo AND p.page < @hi
-    GROUP BY p.group_id
-),
-changed AS (
+-- The app's member count of each synced group whose memberships the plan
+-- changed (an observation, not a plan item). Entra's count comes from the
+-- mirror's edges (RefreshEntraMemberCounts). Groups that are not synced
+-- (disabled, orphaned, local) keep their counts.
+WITH changed AS (
     SELECT DISTINCT i.group_id
     FROM sync_plan_items i
     WHERE i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action IN ('addMembership', 'removeMembership')
 ),
 synced AS (
-    SELECT m.group_id, count(*) AS n
-    FROM app_group_members m
-    WHERE m.tenant_id = @tenant_id AND m.group_id IN (SELECT group_id FROM changed)
-    GROUP BY m.group_id
+    SELECT c.group_id, count(m.user_id)::integer AS n
+    FROM changed c
+    LEFT JOIN app_group_members m ON m.tenant_id = @tenant_id AND m.group_id = c.group_id
+    GROUP BY c.group_id
 )
 UPDATE app_groups g
-SET entra_member_count = c.entra, synced_member_count = c.synced, updated_at = @at::timestamptz
-FROM (SELECT g2.entra_id,
-             COALESCE(t.n, g2.entra_member_count)::integer AS entra,
-             CASE WHEN g2.entra_id IN (SELECT group_id FROM changed) THEN COALESCE(sy.n, 0)
-                  ELSE g2.synced_member_count END::integer AS synced
-      FROM app_groups g2
-      LEFT JOIN transitive t ON t.group_id = g2.entra_id
-      LEFT JOIN synced sy ON sy.group_id = g2.entra_id
-      WHERE g2.tenant_id = @tenant_id AND g2.status = 'enabled' AND g2.kind <> 'local') c
-WHERE g.tenant_id = @tenant_id AND g.entra_id = c.entra_id
-  AND (g.entra_member_count, g.synced_member_count) IS DISTINCT FROM (c.entra, c.synced);
+SET synced_member_count = sy.n, updated_at = @at::timestamptz
+FROM synced sy
+WHERE g.tenant_id = @tenant_id AND g.entra_id = sy.group_id AND g.status = 'enabled' AND g.kind <> 'local'
+  AND g.synced_member_count <> sy.n;
 
 -- name: AppChanged :exec
 -- Every change to the app side bumps its version: a plan built on an
