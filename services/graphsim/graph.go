@@ -19,6 +19,7 @@ func (s *Server) serveGraph(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		rec.Status = sw.status
 		rec.RetryAfter = sw.Header().Get("Retry-After")
+		rec.ResourceUnits = resourceUnits(sw.Header())
 		s.record(rec)
 		s.log.Debug().Str("tenant", rec.Tenant).Str("method", r.Method).Str("path", r.URL.Path).
 			Str("query", r.URL.RawQuery).Int("status", sw.status).Dur("took", time.Since(began)).Msg("graph request")
@@ -40,6 +41,13 @@ func (s *Server) serveGraph(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.answer(sw, r, t, start, reqID)
+}
+
+// resourceUnits is the cost an answer's x-ms-resource-unit header states,
+// 0 without one.
+func resourceUnits(h http.Header) int {
+	n, _ := strconv.Atoi(h.Get("x-ms-resource-unit"))
+	return n
 }
 
 func setResponseIDs(h http.Header, r *http.Request, reqID string) {

@@ -147,6 +147,9 @@ type Request struct {
 	RetryAfter string // the Retry-After header sent, if any
 	Authorized bool   // the bearer token (Graph) or client secret (token endpoint) was accepted
 	InBatch    bool   // an item of a $batch request (logged before the batch itself)
+	// ResourceUnits is what the answer's x-ms-resource-unit header said
+	// the request cost (0 when it sent none: errors, 429s, the authority).
+	ResourceUnits int
 }
 
 // Server is a Microsoft Graph v1.0 and Entra ID token authority on one
