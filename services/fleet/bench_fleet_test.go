@@ -1,0 +1,109 @@
+package fleet_test
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BenchmarkReportFetchers syncs 20 tenants of 1,000 users at once (a
+// first full sync each, Graph at 100 ms per request under each tenant's
+// bucket), on a fleet with one fetcher and then on one with four (two
+// reconcilers both times), and reports tenants per second of each and
+// their ratio: read from Graph (until the last Graph answer of the 20,
+// what the fetchers do) and synced end to end (until the last run
+// ended, reconcilers included).
+func BenchmarkReportFetchers(b *testing.B) {
+	const tenants, users = 20, 1000
+	rate, fetchRate := map[int]float64{}, map[int]float64{}
+	for _, fetchers := range []int{1, 4} {
+		h := newHarnessWith(b, fetchers, 2, nil)
+		var ids, entra []string
+		for i := range tenants {
+			e := h.addEntraTenant(benchSpec(users, int64(9_000+i)))
+			h.sim.SetFaults(e.ID, benchFaults)
+			ids = append(ids, h.connect(e, users))
+			entra = append(entra, strings.ToLower(e.ID))
+		}
+		start := time.Now()
+		runs := map[string]string{}
+		for _, id := range ids {
+			runs[id] = h.trigger(id)
+		}
+		parallel(ids, func(id string) { waitRun(h, id, runs[id]) })
+		took := time.Since(start)
+		var lastAnswer time.Time
+		for _, r := range h.sim.Requests() {
+			if slices.Contains(entra, r.Tenant) && r.At.After(lastAnswer) {
+				lastAnswer = r.At
+			}
+		}
+		fetched := lastAnswer.Add(benchLatency).Sub(start)
+		rate[fetchers] = tenants / took.Seconds()
+		fetchRate[fetchers] = tenants / fetched.Seconds()
+		b.ReportMetric(rate[fetchers], fmt.Sprintf("fetchers%d-tenants/s", fetchers))
+		b.ReportMetric(fetchRate[fetchers], fmt.Sprintf("fetchers%d-fetched/s", fetchers))
+		b.Logf("%d fetchers: %d tenants of %d users read from Graph in %s, synced in %s", fetchers, tenants, users, fetched, took)
+	}
+	b.ReportMetric(rate[4]/rate[1], "fetchers4/fetchers1")
+	b.ReportMetric(fetchRate[4]/fetchRate[1], "fetched4/fetched1")
+}
+
+// BenchmarkReportFairness times a 100-user tenant's full sync alone, and
+// while a large tenant's first full sync is in flight on the same fleet
+// (production defaults; Graph at 100 ms per request under each tenant's
+// bucket). The large tenant is the largest of BENCH_SIZES up to 100,000
+// users. Each figure is the median of three runs.
+func BenchmarkReportFairness(b *testing.B) {
+	sizes := benchSizes(b)
+	big := sizes[0]
+	for _, n := range sizes {
+		if n <= 100_000 {
+			big = n
+		}
+	}
+	h := newHarnessWith(b, 1, 1, nil)
+	small := h.addEntraTenant(benchSpec(100, 9_100))
+	h.sim.SetFaults(small.ID, benchFaults)
+	smallID := h.connect(small, 100)
+	large := h.addEntraTenant(benchSpec(big, 9_101))
+	h.sim.SetFaults(large.ID, benchFaults)
+	largeID := h.connect(large, big)
+
+	waitRun(h, smallID, h.trigger(smallID)) // its first run, so the next ones are alike
+	timeSmall := func() time.Duration {
+		var took []time.Duration
+		for range 3 {
+			start := time.Now()
+			_, done := waitRun(h, smallID, h.triggerFull(smallID))
+			took = append(took, done.Sub(start))
+		}
+		slices.Sort(took)
+		return took[1]
+	}
+	alone := timeSmall()
+
+	// The large tenant's sync is in flight once its member lists are
+	// being read.
+	start := time.Now()
+	largeRun := h.trigger(largeID)
+	for tallyGraph(h.sim, large.ID, start).Pages < ceilDiv(big, graphTop)+5 {
+		time.Sleep(50 * time.Millisecond)
+	}
+	during := timeSmall()
+	// Whether the large sync was still going when the small runs ended.
+	var lv runView
+	h.do("GET", "/v1/tenants/"+largeID+"/syncs/"+largeRun, nil, &lv)
+	inFlight := 0.0
+	if lv.Status != "succeeded" {
+		inFlight = 1
+	}
+	waitRun(h, largeID, largeRun)
+	b.ReportMetric(float64(big), "large-users")
+	b.ReportMetric(alone.Seconds(), "small-alone-s")
+	b.ReportMetric(during.Seconds(), "small-during-s")
+	b.ReportMetric(during.Seconds()/alone.Seconds(), "during/alone")
+	b.ReportMetric(inFlight, "large-in-flight")
+}
