@@ -130,8 +130,15 @@ func Cost(method, path string, query url.Values) int {
 	return max(cost, 1)
 }
 
-// CostOf is Cost of an HTTP request.
+// CostOf is Cost of an HTTP request. A JSON batch costs what its requests
+// cost together (batch.go), read from a copy of its body (req.GetBody); a
+// batch whose body cannot be read so costs 1, like an unlisted path.
 func CostOf(req *http.Request) int {
+	if isBatch(req) {
+		if costs, ok := batchCosts(req); ok {
+			return max(sum(costs), 1)
+		}
+	}
 	return Cost(req.Method, req.URL.Path, req.URL.Query())
 }
 

@@ -66,6 +66,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return base.RoundTrip(req)
 	}
 	ctx := req.Context()
+	var costs map[string]int // a batch's requests
+	if isBatch(req) {
+		r, err := withBody(req)
+		if err != nil {
+			return nil, err
+		}
+		req = r
+		costs, _ = batchCosts(req)
+	}
 	costOf := t.Cost
 	if costOf == nil {
 		costOf = CostOf
@@ -83,18 +92,29 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// The answer is in: record what it says even if the caller gives up
 	// now, so no other replica runs into the same wall.
 	bctx := context.WithoutCancel(ctx)
-	if actual, ok := resourceUnits(resp.Header); ok && actual != estimated {
+	actual, ok := resourceUnits(resp.Header)
+	throttled := resp.StatusCode == http.StatusTooManyRequests
+	retryAfter, scope := resp.Header.Get("Retry-After"), resp.Header.Get(HeaderThrottleScope)
+	if costs != nil && resp.StatusCode == http.StatusOK {
+		// A batch's answers each say what they cost and whether Graph
+		// throttled them.
+		if out, read := readBatchOutcome(resp, costs, t.Budget.clock.Now()); read {
+			actual, ok = out.units, true
+			throttled, retryAfter, scope = out.throttled, out.retryAfter, out.scope
+		}
+	}
+	if ok && actual != estimated {
 		if err := t.Budget.Settle(bctx, key, estimated, actual); err != nil {
 			t.Log.Warn().Err(err).Str("tenant", key.Tenant).Msg("budget: correction not recorded")
 		}
 	}
-	if resp.StatusCode == http.StatusTooManyRequests {
+	if throttled {
 		now := t.Budget.clock.Now()
-		wait, _ := parseRetryAfter(resp.Header.Get("Retry-After"), now)
+		wait, _ := parseRetryAfter(retryAfter, now)
 		// A pause longer than a bucket is kept would be dropped with it.
 		until := now.Add(min(wait, t.Budget.cfg.TTL))
 		var perr error
-		if scope, _, _ := strings.Cut(resp.Header.Get(HeaderThrottleScope), "/"); strings.EqualFold(scope, "Application") {
+		if scope, _, _ := strings.Cut(scope, "/"); strings.EqualFold(scope, "Application") {
 			perr = t.Budget.PauseApp(bctx, key.App, until)
 		} else {
 			perr = t.Budget.Pause(bctx, key, until)

@@ -1,11 +1,16 @@
 package budget
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -237,5 +242,123 @@ func TestResourceUnitsHeader(t *testing.T) {
 		if (want < 0 && ok) || (want >= 0 && (!ok || n != want)) {
 			t.Errorf("%q: %d %v, want %d", in, n, ok, want)
 		}
+	}
+}
+
+// batchStub answers a JSON batch like Graph: each request its own
+// status and headers inside a 200. A request whose url asks throttle=S is
+// a 429 with Retry-After S, else a 200 stating ru=N units.
+func batchStub(t *testing.T, now func() time.Time) (*httptest.Server, *[]time.Time) {
+	var mu sync.Mutex
+	var arrivals []time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		arrivals = append(arrivals, now())
+		mu.Unlock()
+		var body io.Reader = r.Body
+		if r.Header.Get("Content-Encoding") == "gzip" {
+			zr, err := gzip.NewReader(r.Body)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			body = zr
+		}
+		var req struct {
+			Requests []struct{ ID, URL string } `json:"requests"`
+		}
+		if err := json.NewDecoder(body).Decode(&req); err != nil {
+			t.Error(err)
+			return
+		}
+		type answer struct {
+			ID      string            `json:"id"`
+			Status  int               `json:"status"`
+			Headers map[string]string `json:"headers"`
+		}
+		var out []answer
+		for _, it := range req.Requests {
+			u, _ := url.Parse(it.URL)
+			a := answer{ID: it.ID, Status: 200, Headers: map[string]string{}}
+			if ra := u.Query().Get("throttle"); ra != "" {
+				a.Status, a.Headers["Retry-After"] = 429, ra
+			} else if ru := u.Query().Get("ru"); ru != "" {
+				a.Headers[HeaderResourceUnit] = ru
+			}
+			out = append(out, a)
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"responses": out})
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &arrivals
+}
+
+func postBatch(t *testing.T, c *http.Client, base string, zip bool, urls ...string) {
+	t.Helper()
+	var reqs []map[string]string
+	for i, u := range urls {
+		reqs = append(reqs, map[string]string{"id": strconv.Itoa(i + 1), "method": "GET", "url": u})
+	}
+	raw, _ := json.Marshal(map[string]any{"requests": reqs})
+	var body io.Reader = bytes.NewReader(raw)
+	if zip {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		_, _ = zw.Write(raw)
+		_ = zw.Close()
+		// Not a bytes.Reader: the request gets no GetBody, as from the SDK's
+		// compression middleware, and the Transport must keep its body.
+		body = io.MultiReader(&buf)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, base+"/$batch", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if zip {
+		req.Header.Set("Content-Encoding", "gzip")
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var answer struct{ Responses []json.RawMessage }
+	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil || len(answer.Responses) != len(urls) {
+		t.Fatalf("batch answer %v, %v: the caller must still read every answer", answer, err)
+	}
+}
+
+// TestTransportBatch: a JSON batch pays what its requests cost, each by
+// its own path and query (members 3, $select -1), is corrected by what
+// their answers say, and a 429 inside the batch's 200 pauses the tenant
+// until its Retry-After, like one sent alone.
+func TestTransportBatch(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	clock.auto = true
+	rs := replicas(t, 1, Config{Limits: smallLimits}, clock) // capacity 90
+	srv, arrivals := batchStub(t, clock.Now)
+	u, _ := url.Parse(srv.URL)
+	c := &http.Client{Transport: &Transport{Budget: rs[0], KeyFor: ForHost(u.Host, keyA)}}
+	base := srv.URL + "/v1.0"
+
+	// Estimated 2 + 3 + 2 = 7; the answers say 2, 3 and nothing (kept at
+	// its estimate): 7, no correction.
+	postBatch(t, c, base, false, "/groups/g1/members?$select=id&ru=2", "/groups/g2/members?ru=3", "/groups/g3/members?$select=id")
+	if tenant, app := available(t, rs[0], keyA); tenant != 83 || app != 90000-7 {
+		t.Fatalf("after a batch of 7 units: tenant %v app %v, want 83 and %d", tenant, app, 90000-7)
+	}
+	// Gzipped, as the SDK sends it: estimated 2 + 2, Graph says 1 + 1.
+	postBatch(t, c, base, true, "/groups/g1/members?$select=id&ru=1", "/groups/g2/members?$select=id&ru=1")
+	if tenant, _ := available(t, rs[0], keyA); tenant != 81 {
+		t.Fatalf("after a gzipped batch of 2 units: tenant %v, want 81", tenant)
+	}
+
+	postBatch(t, c, base, false, "/groups/g1/members?$select=id&throttle=1.5", "/groups/g2/members?$select=id&ru=2")
+	throttled := (*arrivals)[len(*arrivals)-1]
+	postBatch(t, c, base, false, "/groups/g1/members?$select=id")
+	if at := (*arrivals)[len(*arrivals)-1]; at.Before(throttled.Add(1500 * time.Millisecond)) {
+		t.Fatalf("the next batch went %s after a 429 inside a batch with Retry-After 1.5", at.Sub(throttled))
 	}
 }

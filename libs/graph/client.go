@@ -247,17 +247,30 @@ func (c *Client) Members(ctx context.Context, groupID string) iter.Seq2[[]Member
 	if groupID == "" {
 		return failed[[]Member](errors.New("graph: list members: group id is empty"))
 	}
-	top := int32(c.cfg.PageSize)
+	return pages(ctx, c, membersWhat(groupID), c.membersGet(groupID), toMember)
+}
+
+// membersWhat names a group's member list in errors and logs.
+func membersWhat(groupID string) string { return "members of group " + groupID }
+
+// membersGet reads one page of a group's direct members: the first, with
+// entrasync's query options, or the one a nextLink names.
+func (c *Client) membersGet(groupID string) func(ctx context.Context, next string) (models.DirectoryObjectCollectionResponseable, error) {
 	rb := c.sdk.Groups().ByGroupId(groupID).Members()
-	return pages(ctx, c, "members of group "+groupID,
-		func(ctx context.Context, next string) (models.DirectoryObjectCollectionResponseable, error) {
-			if next != "" {
-				return rb.WithUrl(next).Get(ctx, nil)
-			}
-			return rb.Get(ctx, &groups.ItemMembersRequestBuilderGetRequestConfiguration{
-				QueryParameters: &groups.ItemMembersRequestBuilderGetQueryParameters{Select: memberSelect, Top: &top},
-			})
-		}, toMember)
+	return func(ctx context.Context, next string) (models.DirectoryObjectCollectionResponseable, error) {
+		if next != "" {
+			return rb.WithUrl(next).Get(ctx, nil)
+		}
+		return rb.Get(ctx, c.membersConfig())
+	}
+}
+
+// membersConfig is the query of a member list's first page.
+func (c *Client) membersConfig() *groups.ItemMembersRequestBuilderGetRequestConfiguration {
+	top := int32(c.cfg.PageSize)
+	return &groups.ItemMembersRequestBuilderGetRequestConfiguration{
+		QueryParameters: &groups.ItemMembersRequestBuilderGetQueryParameters{Select: memberSelect, Top: &top},
+	}
 }
 
 // TransitiveUserIDs lists the ids of the users in a group's flattened,
@@ -299,9 +312,17 @@ type collection[T any] interface {
 func pages[R collection[T], T, O any](ctx context.Context, c *Client, what string,
 	get func(ctx context.Context, next string) (R, error), convert func(T) (O, error),
 ) iter.Seq2[[]O, error] {
+	return pagesFrom(ctx, c, what, "", 0, get, convert)
+}
+
+// pagesFrom is pages starting at page number page, read from the nextLink
+// next ("" for the first page): a listing whose first page came another
+// way (a $batch) goes on from its nextLink.
+func pagesFrom[R collection[T], T, O any](ctx context.Context, c *Client, what, next string, page int,
+	get func(ctx context.Context, next string) (R, error), convert func(T) (O, error),
+) iter.Seq2[[]O, error] {
 	return func(yield func([]O, error) bool) {
-		next := ""
-		for page := 0; ; page++ {
+		for ; ; page++ {
 			if err := ctx.Err(); err != nil {
 				yield(nil, fmt.Errorf("graph: list %s, page %d: %w", what, page, err))
 				return
@@ -321,36 +342,19 @@ func pages[R collection[T], T, O any](ctx context.Context, c *Client, what strin
 				yield(nil, fmt.Errorf("graph: list %s, page %d: %w: empty body (HTTP %d)", what, page, ErrMalformed, x.status))
 				return
 			}
-			items := resp.GetValue()
-			if items == nil {
-				yield(nil, fmt.Errorf("graph: list %s, page %d: %w: no value array", what, page, ErrMalformed))
+			out, nl, err := pageOf(c, what, page, resp, convert)
+			if err != nil {
+				yield(nil, err)
 				return
 			}
-			out := make([]O, 0, len(items))
-			for i, it := range items {
-				if isNil(it) {
-					// "value": [null] decodes to a nil object.
-					yield(nil, fmt.Errorf("graph: list %s, page %d, item %d: %w: null object", what, page, i, ErrMalformed))
-					return
-				}
-				o, err := convert(it)
-				if err != nil {
-					yield(nil, fmt.Errorf("graph: list %s, page %d, item %d: %w", what, page, i, err))
-					return
-				}
-				out = append(out, o)
-			}
-			nl := deref(resp.GetOdataNextLink())
-			c.log.Debug().Str("list", what).Int("page", page).Int("items", len(out)).Bool("more", nl != "").Msg("graph: page read")
 			if !yield(out, nil) {
 				return
 			}
 			if nl == "" {
 				return
 			}
-			if u, err := url.Parse(nl); err != nil || !u.IsAbs() || u.Host == "" {
-				// Graph's nextLink is an absolute URL, followed as given.
-				yield(nil, fmt.Errorf("graph: list %s, page %d: %w: nextLink %q is not an absolute URL", what, page, ErrMalformed, nl))
+			if err := checkNextLink(what, page, nl); err != nil {
+				yield(nil, err)
 				return
 			}
 			if nl == next {
@@ -360,6 +364,39 @@ func pages[R collection[T], T, O any](ctx context.Context, c *Client, what strin
 			next = nl
 		}
 	}
+}
+
+// pageOf converts one page of a listing and returns its nextLink ("" on
+// the last page).
+func pageOf[R collection[T], T, O any](c *Client, what string, page int, resp R, convert func(T) (O, error)) ([]O, string, error) {
+	items := resp.GetValue()
+	if items == nil {
+		return nil, "", fmt.Errorf("graph: list %s, page %d: %w: no value array", what, page, ErrMalformed)
+	}
+	out := make([]O, 0, len(items))
+	for i, it := range items {
+		if isNil(it) {
+			// "value": [null] decodes to a nil object.
+			return nil, "", fmt.Errorf("graph: list %s, page %d, item %d: %w: null object", what, page, i, ErrMalformed)
+		}
+		o, err := convert(it)
+		if err != nil {
+			return nil, "", fmt.Errorf("graph: list %s, page %d, item %d: %w", what, page, i, err)
+		}
+		out = append(out, o)
+	}
+	nl := deref(resp.GetOdataNextLink())
+	c.log.Debug().Str("list", what).Int("page", page).Int("items", len(out)).Bool("more", nl != "").Msg("graph: page read")
+	return out, nl, nil
+}
+
+// checkNextLink refuses a nextLink that is not an absolute URL: Graph's
+// is, and it is followed as given.
+func checkNextLink(what string, page int, nl string) error {
+	if u, err := url.Parse(nl); err != nil || !u.IsAbs() || u.Host == "" {
+		return fmt.Errorf("graph: list %s, page %d: %w: nextLink %q is not an absolute URL", what, page, ErrMalformed, nl)
+	}
+	return nil
 }
 
 // isNil reports whether v is nil, as an interface or as a nil pointer

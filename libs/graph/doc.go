@@ -6,6 +6,11 @@
 // Reads are paged: every listing is an iterator that yields one slice per
 // Graph page, in Graph's order, and holds at most one page in memory.
 //
+// MembersBatch reads the first pages of up to 20 groups' member lists in
+// one JSON batch ($batch) and goes on from each list's nextLink one
+// request a page; a request Graph throttles inside a batch is sent again,
+// in a later batch, once its own Retry-After has passed (batch.go).
+//
 // Retries live in one place, an http.RoundTripper under the SDK's middleware
 // pipeline (from which the SDK's own retry handler is removed, so retries
 // never multiply): 429, 503 and 504 wait exactly the Retry-After Graph asked

@@ -1,0 +1,315 @@
+package graph
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	abs "github.com/microsoft/kiota-abstractions-go"
+	absser "github.com/microsoft/kiota-abstractions-go/serialization"
+	"github.com/microsoftgraph/msgraph-sdk-go/models"
+	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
+)
+
+// MaxBatch is the most requests Graph takes in one JSON batch
+// (concepts/json-batching.md, "Batch size limitations").
+const MaxBatch = 20
+
+// JSON batching (concepts/json-batching.md) saves round trips, not
+// resource units: Graph evaluates each request of a batch against its
+// limits on its own, and answers each with its own status, headers and
+// body inside a 200, in an order of its choosing. A throttled request
+// is a 429 item with its own Retry-After; nobody retries it but the
+// client (the SDK's batch support does not, and the retry transport sees
+// only the batch's 200).
+//
+// The batch is posted through the SDK's request adapter, so it carries
+// the token, passes the SDK's middleware and entrasync's retrier (which
+// retries the batch itself on a 429, 503 or 504 of the whole) and the
+// transport under it (the shared budget, libs/budget, which costs a
+// batch as the sum of its requests). msgraph-sdk-go-core's BatchRequest
+// is not used: it gives an item's error without its status unless an
+// error factory is registered globally, and re-encodes item bodies
+// through map[string]any; here an item's body is parsed once, by the
+// same SDK models and conversion as a page read on its own.
+
+// MembersBatch reads the first page of the direct member lists of
+// groupIDs in JSON batches of up to MaxBatch requests, and returns each
+// group's member list, in the order of groupIDs, as Members would: its
+// first page (from the batch), then the pages its nextLink leads to, read
+// one request each when the caller gets to them. A request Graph
+// answered with an error (404 for a group deleted since it was listed,
+// 403) is that list's first and only element, the same *Error Members
+// gives.
+//
+// A request answered 429, 503 or 504 is sent again in a later batch
+// (with the others still waiting) once its own Retry-After has passed,
+// or after an exponential backoff when it has none, never before, at
+// most Config.MaxAttempts times in all; then its answer is its list's
+// error. A Retry-After longer than Config.MaxRetryAfter ends the list
+// with an error wrapping ErrWaitTooLong.
+//
+// The returned error is the batch's own failure (after the retrier's
+// attempts, or a batch answer that cannot be read); then no list was
+// read.
+func (c *Client) MembersBatch(ctx context.Context, groupIDs []string) ([]iter.Seq2[[]Member, error], error) {
+	type item struct {
+		i        int // index in groupIDs
+		url      string
+		attempts int
+		due      time.Time // not to be sent before
+		bo       interface{ NextBackOff() time.Duration }
+	}
+	firsts := make([]iter.Seq2[[]Member, error], len(groupIDs))
+	todo := make([]*item, 0, len(groupIDs))
+	for i, gid := range groupIDs {
+		if gid == "" {
+			return nil, errors.New("graph: batch of member lists: group id is empty")
+		}
+		u, err := c.membersURL(ctx, gid)
+		if err != nil {
+			return nil, err
+		}
+		todo = append(todo, &item{i: i, url: u})
+	}
+
+	for len(todo) > 0 {
+		// The earliest Retry-After still running; every request due by
+		// then goes in the next batch.
+		now := c.cfg.Clock()
+		next := todo[0].due
+		for _, it := range todo[1:] {
+			if it.due.Before(next) {
+				next = it.due
+			}
+		}
+		if wait := next.Sub(now); wait > 0 {
+			if err := c.cfg.Sleep(ctx, wait); err != nil {
+				return nil, fmt.Errorf("graph: batch of member lists: %w", err)
+			}
+			now = next
+		}
+		var send, later []*item
+		for _, it := range todo {
+			if !it.due.After(now) && len(send) < MaxBatch {
+				send = append(send, it)
+			} else {
+				later = append(later, it)
+			}
+		}
+		reqs := make([]batchRequest, len(send))
+		for k, it := range send {
+			if it.attempts > 0 {
+				c.rt.retries.Add(1)
+			}
+			it.attempts++
+			reqs[k] = batchRequest{ID: strconv.Itoa(it.i), Method: http.MethodGet, URL: it.url}
+		}
+		answers, err := c.postBatch(ctx, reqs)
+		if err != nil {
+			return nil, err
+		}
+		now = c.cfg.Clock()
+		for _, it := range send {
+			gid := groupIDs[it.i]
+			what := membersWhat(gid)
+			a := answers[strconv.Itoa(it.i)]
+			if !retryableStatus(a.Status) {
+				firsts[it.i] = c.membersAfterBatch(ctx, gid, a)
+				continue
+			}
+			ge := a.graphError(now)
+			wait := ge.RetryAfter
+			if a.Status == http.StatusTooManyRequests {
+				c.rt.throttled.Add(1)
+			}
+			switch {
+			case wait > c.cfg.MaxRetryAfter:
+				c.log.Warn().Str("group", gid).Int("status", a.Status).Dur("retry_after", wait).Dur("max", c.cfg.MaxRetryAfter).
+					Msg("graph: batch item's Retry-After longer than this client waits out; giving up the list")
+				firsts[it.i] = failed[[]Member](fmt.Errorf("graph: list %s, page 0: %w", what,
+					&waitTooLongError{ge: ge, max: c.cfg.MaxRetryAfter}))
+				continue
+			case it.attempts >= c.cfg.MaxAttempts:
+				c.log.Warn().Str("group", gid).Int("attempts", it.attempts).Int("status", a.Status).
+					Msg("graph: giving up a batch item after the last attempt")
+				firsts[it.i] = failed[[]Member](fmt.Errorf("graph: list %s, page 0: %w", what, ge))
+				continue
+			case wait == 0:
+				if it.bo == nil {
+					it.bo = newBackoff()
+				}
+				wait = it.bo.NextBackOff()
+				if c.rt.observer != nil {
+					c.rt.observer.GraphRetryWait(wait)
+				}
+			case c.rt.observer != nil:
+				c.rt.observer.GraphThrottled(wait)
+			}
+			c.log.Debug().Str("group", gid).Int("attempt", it.attempts).Int("status", a.Status).Dur("wait", wait).
+				Msg("graph: batch item to be sent again")
+			it.due = now.Add(wait)
+			later = append(later, it)
+		}
+		todo = later
+	}
+	return firsts, nil
+}
+
+// membersURL is the batch item URL of a member list's first page: the
+// request Members sends, relative to the version (json-batching.md:
+// "/users", not the absolute URL).
+func (c *Client) membersURL(ctx context.Context, groupID string) (string, error) {
+	ri, err := c.sdk.Groups().ByGroupId(groupID).Members().ToGetRequestInformation(ctx, c.membersConfig())
+	if err != nil {
+		return "", fmt.Errorf("graph: batch item for the members of group %s: %w", groupID, err)
+	}
+	u, err := ri.GetUri()
+	if err != nil {
+		return "", fmt.Errorf("graph: batch item for the members of group %s: %w", groupID, err)
+	}
+	rel, ok := strings.CutPrefix(u.String(), c.cfg.BaseURL)
+	if !ok || !strings.HasPrefix(rel, "/") {
+		return "", fmt.Errorf("graph: batch item for the members of group %s: URL %s is not under %s", groupID, u, c.cfg.BaseURL)
+	}
+	return rel, nil
+}
+
+// membersAfterBatch is a member list whose first page is a's answer.
+func (c *Client) membersAfterBatch(ctx context.Context, groupID string, a batchAnswer) iter.Seq2[[]Member, error] {
+	what := membersWhat(groupID)
+	if a.Status < 200 || a.Status > 299 {
+		return failed[[]Member](fmt.Errorf("graph: list %s, page 0: %w", what, a.graphError(c.cfg.Clock())))
+	}
+	node, err := absser.DefaultParseNodeFactoryInstance.GetRootParseNode("application/json", a.Body)
+	if err != nil {
+		return failed[[]Member](fmt.Errorf("graph: list %s, page 0: %w: HTTP %d: %v", what, ErrMalformed, a.Status, err))
+	}
+	v, err := node.GetObjectValue(models.CreateDirectoryObjectCollectionResponseFromDiscriminatorValue)
+	resp, ok := v.(models.DirectoryObjectCollectionResponseable)
+	if err != nil || !ok || isNil(resp) {
+		return failed[[]Member](fmt.Errorf("graph: list %s, page 0: %w: HTTP %d: body is not a member list (%v)", what, ErrMalformed, a.Status, err))
+	}
+	first, nl, err := pageOf(c, what, 0, resp, toMember)
+	if err != nil {
+		return failed[[]Member](err)
+	}
+	return func(yield func([]Member, error) bool) {
+		if !yield(first, nil) || nl == "" {
+			return
+		}
+		if err := checkNextLink(what, 0, nl); err != nil {
+			yield(nil, err)
+			return
+		}
+		for page, err := range pagesFrom(ctx, c, what, nl, 1, c.membersGet(groupID), toMember) {
+			if !yield(page, err) {
+				return
+			}
+		}
+	}
+}
+
+// batchRequest is one request of a JSON batch.
+type batchRequest struct {
+	ID     string `json:"id"`
+	Method string `json:"method"`
+	URL    string `json:"url"`
+}
+
+// batchAnswer is one response of a JSON batch.
+type batchAnswer struct {
+	ID      string            `json:"id"`
+	Status  int               `json:"status"`
+	Headers map[string]string `json:"headers"`
+	Body    json.RawMessage   `json:"body"`
+}
+
+// header is an item's header by name, regardless of case.
+func (a batchAnswer) header(name string) string {
+	for k, v := range a.Headers {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return ""
+}
+
+// graphError is an error answer as an *Error, as translate makes one of
+// a request sent on its own.
+func (a batchAnswer) graphError(now time.Time) *Error {
+	ge := &Error{Status: a.Status}
+	var body struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(a.Body, &body); err == nil {
+		ge.Code, ge.Message = body.Error.Code, body.Error.Message
+	} else if len(a.Body) > 0 {
+		ge.Message = "unreadable error body: " + err.Error()
+	}
+	ge.RetryAfter, _ = parseRetryAfter(a.header("Retry-After"), now)
+	return ge
+}
+
+// retryableStatus is what the retrier retries when Graph says it of a
+// whole request.
+func retryableStatus(status int) bool {
+	switch status {
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// postBatch sends one JSON batch and returns its answers by id, one for
+// each request.
+func (c *Client) postBatch(ctx context.Context, reqs []batchRequest) (map[string]batchAnswer, error) {
+	what := fmt.Sprintf("graph: batch of %d requests", len(reqs))
+	payload, err := json.Marshal(map[string][]batchRequest{"requests": reqs})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	ri := abs.NewRequestInformation()
+	ri.Method = abs.POST
+	ri.UrlTemplate = "{+baseurl}/$batch"
+	ri.PathParameters["baseurl"] = c.cfg.BaseURL
+	ri.Headers.TryAdd("Accept", "application/json")
+	ri.SetStreamContentAndContentType(payload, "application/json")
+	adapter := c.sdk.RequestAdapter
+	xctx, x := withExchange(ctx)
+	body, err := adapter.SendPrimitive(xctx, ri, "[]byte", abs.ErrorMappings{"XXX": odataerrors.CreateODataErrorFromDiscriminatorValue})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%s: %w", what, ctx.Err())
+		}
+		return nil, fmt.Errorf("%s: %w", what, translate(err, x))
+	}
+	raw, _ := body.([]byte)
+	var answer struct {
+		Responses []batchAnswer `json:"responses"`
+	}
+	if err := json.Unmarshal(raw, &answer); err != nil || answer.Responses == nil {
+		return nil, fmt.Errorf("%s: %w: HTTP %d: no responses array (%v)", what, ErrMalformed, x.status, err)
+	}
+	byID := make(map[string]batchAnswer, len(answer.Responses))
+	for _, a := range answer.Responses {
+		// Ids are not case-sensitive (json-batching.md); ours are digits.
+		byID[strings.ToLower(a.ID)] = a
+	}
+	for _, r := range reqs {
+		a, ok := byID[r.ID]
+		if !ok || a.Status < 100 || a.Status > 599 {
+			return nil, fmt.Errorf("%s: %w: no answer with a status for request %s", what, ErrMalformed, r.ID)
+		}
+	}
+	return byID, nil
+}
