@@ -1511,3 +1511,107 @@ func TestTooLargeIsRefusedClearly(t *testing.T) {
 		t.Fatalf("publish of a page under the limit: %v", err)
 	}
 }
+
+// TestEventWindowKeepsATenantToItsLimit: with a window of 3, a tenant's
+// fourth event waits until one of the three has been handled, while
+// another tenant publishes freely.
+func TestEventWindowKeepsATenantToItsLimit(t *testing.T) {
+	forEachServer(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		b := connect(t, url, fast)
+		big, small := uuid.NewString(), uuid.NewString()
+		// Each tenant's events belong to a run of its own (the tenant id
+		// serves as run id), so that their message ids differ.
+		event := func(tenant string, page int32) *syncv1.SyncEvent {
+			return &syncv1.SyncEvent{TenantId: tenant, RunId: tenant, Page: page,
+				Body: &syncv1.SyncEvent_Users{Users: &syncv1.UsersPage{}}}
+		}
+		window := func(tenant string, limit int) *bus.EventWindow {
+			t.Helper()
+			w, err := b.EventWindow(tenant, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return w
+		}
+		events := func(tenant string) uint64 {
+			t.Helper()
+			_, n, err := b.TenantInFlight(ctx, tenant)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		w := window(big, 3)
+		for page := range int32(3) {
+			if d, err := w.PublishEvent(ctx, event(big, page)); err != nil || d != 0 {
+				t.Fatalf("page %d: waited %v, %v; want no wait below the limit", page, d, err)
+			}
+		}
+		fourth := make(chan error, 1)
+		go func() {
+			_, err := w.PublishEvent(ctx, event(big, 3))
+			fourth <- err
+		}()
+
+		// The other tenant has a window of its own: it is not held up.
+		ws := window(small, 3)
+		for page := range int32(3) {
+			if d, err := ws.PublishEvent(ctx, event(small, page)); err != nil || d != 0 {
+				t.Fatalf("other tenant's page %d: waited %v, %v", page, d, err)
+			}
+		}
+		select {
+		case err := <-fourth:
+			t.Fatalf("the fourth event of a full window went ahead (%v)", err)
+		default:
+		}
+		if n := events(big); n != 3 {
+			t.Fatalf("the big tenant has %d events in the queue; want its window's 3", n)
+		}
+
+		// The queue drains: the fourth goes.
+		c, err := b.ConsumeEvents(ctx, bus.ConsumeOptions{}, func(context.Context, *syncv1.SyncEvent) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-fourth:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the fourth event still waits after the queue drained")
+		}
+		devenv.WaitFor(t, 10*time.Second, "every event handled", func() bool { return events(big) == 0 })
+		stop(t, c)
+
+		// A publish into a full window ends with its context's error and
+		// publishes nothing.
+		third := uuid.NewString()
+		full := window(third, 1)
+		if _, err := full.PublishEvent(ctx, event(third, 0)); err != nil {
+			t.Fatal(err)
+		}
+		cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		if d, err := full.PublishEvent(cctx, event(third, 1)); !errors.Is(err, context.DeadlineExceeded) || d <= 0 {
+			t.Fatalf("publish into a full window: waited %v, %v; want a wait ended by the deadline", d, err)
+		}
+		if n := events(third); n != 1 {
+			t.Fatalf("%d events after a cancelled publish; want 1", n)
+		}
+
+		// No limit never waits; another tenant's event is refused.
+		unlimited := window(third, 0)
+		if d, err := unlimited.PublishEvent(ctx, event(third, 2)); err != nil || d != 0 {
+			t.Fatalf("no limit: waited %v, %v", d, err)
+		}
+		if _, err := unlimited.PublishEvent(ctx, event(big, 9)); !errors.Is(err, bus.ErrInvalid) {
+			t.Errorf("another tenant's event: %v, want ErrInvalid", err)
+		}
+		if _, err := b.EventWindow("a.b", 3); !errors.Is(err, bus.ErrInvalid) {
+			t.Errorf("EventWindow(a.b) = %v, want ErrInvalid", err)
+		}
+	})
+}

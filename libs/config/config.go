@@ -49,6 +49,10 @@ type Config struct {
 	// GroupConcurrency is how many groups' member lists one fetcher run
 	// reads at once (GROUP_CONCURRENCY); 0 means the fetcher's default.
 	GroupConcurrency int
+	// EventsInFlight is how many of one tenant's events may wait in
+	// SYNC_EVENTS at once before its fetcher run publishes more
+	// (EVENTS_IN_FLIGHT); 0 means the fetcher's default.
+	EventsInFlight int
 
 	// GraphBudget says whether fetchers spend Graph's resource units from
 	// the budget every replica shares through NATS (GRAPH_BUDGET, on by
@@ -182,6 +186,13 @@ func FromEnv(getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("GROUP_CONCURRENCY: %q is not an integer from 1 to 64", v))
 		}
 		c.GroupConcurrency = n
+	}
+	if v := get("EVENTS_IN_FLIGHT"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100000 {
+			errs = append(errs, fmt.Errorf("EVENTS_IN_FLIGHT: %q is not an integer from 1 to 100000", v))
+		}
+		c.EventsInFlight = n
 	}
 	for _, d := range []struct {
 		name string

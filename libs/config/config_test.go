@@ -37,6 +37,7 @@ func TestFromEnvValid(t *testing.T) {
 		"SECRET_KEY":             "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
 		"CONCURRENCY":            "3",
 		"GROUP_CONCURRENCY":      "8",
+		"EVENTS_IN_FLIGHT":       "12",
 		"GRAPH_SCOPE":            "https://graph.microsoft.us/.default",
 		"GRAPH_MAX_RETRY_AFTER":  "90s",
 		"GRAPH_BUDGET_MARGIN":    "0.75",
@@ -56,8 +57,8 @@ func TestFromEnvValid(t *testing.T) {
 	if c.GraphBaseURL != "https://127.0.0.1:9443/v1.0" || c.AuthorityHost != "https://127.0.0.1:9443/" {
 		t.Fatalf("URLs not normalised: %q %q", c.GraphBaseURL, c.AuthorityHost)
 	}
-	if string(c.SecretKey) != "0123456789abcdef0123456789abcdef" || c.Concurrency != 3 || c.GroupConcurrency != 8 {
-		t.Fatalf("parsed %q %d %d", c.SecretKey, c.Concurrency, c.GroupConcurrency)
+	if string(c.SecretKey) != "0123456789abcdef0123456789abcdef" || c.Concurrency != 3 || c.GroupConcurrency != 8 || c.EventsInFlight != 12 {
+		t.Fatalf("parsed %q %d %d %d", c.SecretKey, c.Concurrency, c.GroupConcurrency, c.EventsInFlight)
 	}
 	if c.GraphScope != "https://graph.microsoft.us/.default" || c.GraphMaxRetryAfter != 90*time.Second {
 		t.Fatalf("parsed scope %q, max Retry-After %s", c.GraphScope, c.GraphMaxRetryAfter)
@@ -88,6 +89,7 @@ func TestFromEnvNamesTheBadVariable(t *testing.T) {
 		"LOG_LEVEL":             "loud",
 		"CONCURRENCY":           "0",
 		"GROUP_CONCURRENCY":     "65",
+		"EVENTS_IN_FLIGHT":      "0",
 		"GRAPH_SCOPE":           "https://graph.microsoft.com",
 		"GRAPH_MAX_RETRY_AFTER": "300",
 		"GRAPH_BUDGET":          "maybe",

@@ -52,6 +52,7 @@ const (
 	NameBudgetUnits       = "entrasync_graph_budget_units_total"
 	NameBudgetWait        = "entrasync_graph_budget_wait_seconds_total"
 	NameBudgetCorrected   = "entrasync_graph_budget_corrected_units_total"
+	NameEventsWindowWait  = "entrasync_fetcher_events_window_wait_seconds_total"
 )
 
 // Values of the direction label of NameBudgetCorrected.
@@ -72,6 +73,7 @@ var Names = []string{
 	NameGraphRequests, NameGraphThrottled, NameGraphRetryWait,
 	NamePagesApplied, NameApplySeconds, NameTenantLastSuccess,
 	NameBudgetUnits, NameBudgetWait, NameBudgetCorrected,
+	NameEventsWindowWait,
 }
 
 // Metrics hears what the shared Graph budget hands out.
@@ -128,6 +130,8 @@ type Metrics struct {
 	budgetUnits     prometheus.Counter
 	budgetWait      prometheus.Counter
 	budgetCorrected *prometheus.CounterVec
+
+	eventsWindowWait prometheus.Counter
 }
 
 // New builds a registry with the Go runtime and process collectors, the
@@ -176,6 +180,10 @@ func New(src Sources) *Metrics {
 			Name: NameBudgetCorrected,
 			Help: "Resource units by which Graph's x-ms-resource-unit corrected the estimates: taken (cost more) or returned (cost less).",
 		}, []string{"direction"}),
+		eventsWindowWait: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: NameEventsWindowWait,
+			Help: "Seconds fetcher runs waited before publishing an event because their tenant already had its share of events in SYNC_EVENTS (EVENTS_IN_FLIGHT): time the reconcilers were the bottleneck.",
+		}),
 	}
 	// Both directions are served from the start, at 0, so that a rate
 	// over them never starts from a missing series.
@@ -187,6 +195,7 @@ func New(src Sources) *Metrics {
 		m.graphRequests, m.graphThrottled, m.graphRetryWait,
 		m.pagesApplied, m.applySeconds, m.runDuration,
 		m.budgetUnits, m.budgetWait, m.budgetCorrected,
+		m.eventsWindowWait,
 	)
 	if src.Lag != nil || src.DeadLetters != nil || src.Runs != nil {
 		m.reg.MustRegister(&scraper{src: src})
@@ -272,6 +281,15 @@ func (m *Metrics) BudgetCorrected(units int) {
 	default:
 		m.budgetCorrected.WithLabelValues(DirectionReturned).Add(float64(-units))
 	}
+}
+
+// EventsWindowWait records how long a fetcher run waited for room in
+// SYNC_EVENTS before publishing an event (fetcher.Observer).
+func (m *Metrics) EventsWindowWait(waited time.Duration) {
+	if m == nil || waited <= 0 {
+		return
+	}
+	m.eventsWindowWait.Add(waited.Seconds())
 }
 
 var (

@@ -152,6 +152,8 @@ func TestMetricsListsEveryName(t *testing.T) {
 	m.BudgetCorrected(-1)
 	m.BudgetCorrected(-3)
 	m.BudgetCorrected(0)
+	m.EventsWindowWait(250 * time.Millisecond)
+	m.EventsWindowWait(0)
 
 	text := scrape(t, m.Handler())
 	for _, name := range metrics.Names {
@@ -182,6 +184,7 @@ func TestMetricsListsEveryName(t *testing.T) {
 		metrics.NameRunDuration + "_count 1",
 		metrics.NameBudgetUnits + " 8",
 		metrics.NameBudgetWait + " 1.5",
+		metrics.NameEventsWindowWait + " 0.25",
 	} {
 		if !strings.Contains(text, "\n"+line+"\n") {
 			t.Errorf("/metrics lacks the line %q", line)
@@ -197,6 +200,7 @@ func TestMetricsListsEveryName(t *testing.T) {
 	none.RunEnded(time.Second)
 	none.BudgetTaken(1, time.Second)
 	none.BudgetCorrected(1)
+	none.EventsWindowWait(time.Second)
 }
 
 // A worker is ready when Postgres answers, NATS is connected and its

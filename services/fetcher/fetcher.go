@@ -25,6 +25,11 @@ const (
 	// budget (3,500 to 8,000 resource units per 10 s per app and tenant;
 	// a member list page costs 2 with $select) at Graph's latencies.
 	DefaultGroupConcurrency = 4
+	// DefaultEventsInFlight lets a run read a few dozen pages ahead of the
+	// reconcilers, enough to keep a handful of reconciler replicas busy,
+	// while a small tenant's run queues behind at most that many of a
+	// large tenant's pages.
+	DefaultEventsInFlight = 32
 )
 
 // Config tunes one fetcher replica.
@@ -48,6 +53,16 @@ type Config struct {
 	// once. Users and groups are listed one page after another (each
 	// page's nextLink leads to the next); member lists are independent.
 	GroupConcurrency int
+	// EventsInFlight is how many of one tenant's events may wait in
+	// SYNC_EVENTS at once (waiting for a reconciler, being applied, or
+	// coming back after a retry). A run publishes its next event only
+	// once fewer are there (bus.EventWindow): that keeps the shared
+	// queue fair, since no tenant then has more than this many events in
+	// front of another's. Default DefaultEventsInFlight.
+	EventsInFlight int
+	// Observer hears how long runs waited for room in SYNC_EVENTS; nil
+	// hears nothing. *metrics.Metrics is one.
+	Observer Observer
 	// MaxEventBytes is the largest event a run publishes, encoded; a Graph
 	// page that would be larger goes out as several pages. Default: the
 	// largest message the NATS server takes (bus.Bus.MaxPayload).
@@ -92,6 +107,9 @@ func (c *Config) SetDefaults() {
 	if c.GroupConcurrency == 0 {
 		c.GroupConcurrency = DefaultGroupConcurrency
 	}
+	if c.EventsInFlight == 0 {
+		c.EventsInFlight = DefaultEventsInFlight
+	}
 	if c.Clock == nil {
 		c.Clock = time.Now
 	}
@@ -118,6 +136,9 @@ func (c Config) Validate() error {
 	}
 	if c.GroupConcurrency < 1 || c.GroupConcurrency > 64 {
 		errs = append(errs, fmt.Errorf("fetcher: group concurrency %d: want 1..64", c.GroupConcurrency))
+	}
+	if c.EventsInFlight < 1 || c.EventsInFlight > 100000 {
+		errs = append(errs, fmt.Errorf("fetcher: events in flight %d: want 1..100000", c.EventsInFlight))
 	}
 	if c.Clock == nil {
 		errs = append(errs, errors.New("fetcher: clock is nil"))
@@ -146,6 +167,13 @@ type Deps struct {
 	Bus    *bus.Bus
 	Store  *store.Store
 	Logger zerolog.Logger
+}
+
+// Observer hears what a fetcher waits for besides Graph.
+type Observer interface {
+	// EventsWindowWait is called with how long a run waited before it
+	// could publish an event, when it waited at all.
+	EventsWindowWait(time.Duration)
 }
 
 // Fetcher is one fetcher replica.

@@ -157,7 +157,11 @@ func (f *Fetcher) handle(ctx context.Context, job *syncv1.SyncJob) error {
 		return f.publishFailed(ctx, tenant, runID, seq, msg, nil, log)
 	}
 
-	r := &runner{f: f, tenant: tenant, runID: runID, seq: seq, kind: run.Kind, attempt: attempt, first: first, log: log}
+	window, err := f.bus.EventWindow(tenant, f.cfg.EventsInFlight)
+	if err != nil {
+		return bus.Permanent(fmt.Errorf("fetcher: run %s: %w", runID, err))
+	}
+	r := &runner{f: f, tenant: tenant, runID: runID, seq: seq, kind: run.Kind, attempt: attempt, first: first, log: log, window: window}
 	r.next.Store(first)
 	err = r.run(rctx)
 	var rf *runFailure
@@ -288,6 +292,9 @@ type runner struct {
 	attempt int
 	first   int32
 	next    atomic.Int32 // the next data page number to hand out
+	// window holds the run's events back while the tenant has
+	// Config.EventsInFlight of them in SYNC_EVENTS.
+	window *bus.EventWindow
 }
 
 // run publishes RunStarted, every data page and RunFetched. Errors are
@@ -629,10 +636,17 @@ func (r *runner) dataEvent() (*syncv1.SyncEvent, error) {
 	return r.event(page), nil
 }
 
-// send publishes one event.
+// send publishes one event, once the tenant's window has room for it.
 func (r *runner) send(ctx context.Context, ev *syncv1.SyncEvent) error {
 	kind, items := describe(ev)
-	if err := r.f.bus.PublishEvent(ctx, ev); err != nil {
+	waited, err := r.window.PublishEvent(ctx, ev)
+	if waited > 0 {
+		if r.f.cfg.Observer != nil {
+			r.f.cfg.Observer.EventsWindowWait(waited)
+		}
+		r.log.Debug().Dur("waited", waited).Int32("page", ev.GetPage()).Msg("waited for the reconcilers to catch up")
+	}
+	if err != nil {
 		return fmt.Errorf("fetcher: publish %s event of run %s: %w", kind, r.runID, err)
 	}
 	r.log.Debug().Int32("page", ev.GetPage()).Str("kind", kind).Int("items", items).Msg("event published")

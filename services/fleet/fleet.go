@@ -51,8 +51,11 @@ type Config struct {
 	Fetchers int // replicas; 0 means 1
 	// GroupConcurrency is each fetcher's; 0 means the fetcher's default.
 	GroupConcurrency int
-	Reconcilers      int  // replicas; 0 means 1
-	Scheduler        bool // start the scheduler too
+	// EventsInFlight is each fetcher's cap on one tenant's events in
+	// SYNC_EVENTS; 0 means the fetcher's default.
+	EventsInFlight int
+	Reconcilers    int  // replicas; 0 means 1
+	Scheduler      bool // start the scheduler too
 
 	// Bus tunes every service's NATS connection; the zero value is
 	// production's.
@@ -181,6 +184,8 @@ func Start(ctx context.Context, cfg Config) (_ *Fleet, err error) {
 		fe, err := fetcher.New(fetcher.Config{
 			ID:               name,
 			GroupConcurrency: cfg.GroupConcurrency,
+			EventsInFlight:   cfg.EventsInFlight,
+			Observer:         f.Metrics,
 			LeaseTTL:         cfg.LeaseTTL,
 			// Each fetcher makes its own handle on the shared budget, on
 			// its own connection, as replicas in their own processes do.
