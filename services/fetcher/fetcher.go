@@ -53,6 +53,11 @@ type Config struct {
 	// once. Users and groups are listed one page after another (each
 	// page's nextLink leads to the next); member lists are independent.
 	GroupConcurrency int
+	// MemberBatch is how many groups' member lists one Graph JSON batch
+	// starts, 1..graph.MaxBatch (20, Graph's limit), default 20: their
+	// first pages come in one round trip, later pages one request each.
+	// 1 reads every list on its own.
+	MemberBatch int
 	// EventsInFlight is how many of one tenant's events may wait in
 	// SYNC_EVENTS at once (waiting for a reconciler, being applied, or
 	// coming back after a retry). A run publishes its next event only
@@ -107,6 +112,9 @@ func (c *Config) SetDefaults() {
 	if c.GroupConcurrency == 0 {
 		c.GroupConcurrency = DefaultGroupConcurrency
 	}
+	if c.MemberBatch == 0 {
+		c.MemberBatch = graph.MaxBatch
+	}
 	if c.EventsInFlight == 0 {
 		c.EventsInFlight = DefaultEventsInFlight
 	}
@@ -136,6 +144,9 @@ func (c Config) Validate() error {
 	}
 	if c.GroupConcurrency < 1 || c.GroupConcurrency > 64 {
 		errs = append(errs, fmt.Errorf("fetcher: group concurrency %d: want 1..64", c.GroupConcurrency))
+	}
+	if c.MemberBatch < 1 || c.MemberBatch > graph.MaxBatch {
+		errs = append(errs, fmt.Errorf("fetcher: member batch %d: want 1..%d", c.MemberBatch, graph.MaxBatch))
 	}
 	if c.EventsInFlight < 1 || c.EventsInFlight > 100000 {
 		errs = append(errs, fmt.Errorf("fetcher: events in flight %d: want 1..100000", c.EventsInFlight))

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -406,15 +405,9 @@ func (r *runner) enumerate(ctx context.Context, filter string) error {
 			return err
 		}
 	}
-	// Member lists, GroupConcurrency groups at a time. Pages get their
-	// numbers as they are made, so the run's pages stay numbered without
-	// gaps whatever order the groups finish in.
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(r.f.cfg.GroupConcurrency)
-	for _, gid := range groupIDs {
-		g.Go(func() error { return r.memberLists(gctx, gid) })
-	}
-	return g.Wait()
+	// Member lists, their first pages read MemberBatch groups to a Graph
+	// $batch, GroupConcurrency batches at a time.
+	return r.memberBatches(ctx, groupIDs)
 }
 
 // fetched publishes RunFetched with the delta links the run ends with.
@@ -488,15 +481,15 @@ func refusedFilterMessage(filter string, err error) string {
 	return fmt.Sprintf("Graph refused the tenant's user filter (scope.userFilter %q): %s: %s", filter, ge.Code, ge.Message)
 }
 
-// memberLists publishes a group's direct members. A list Graph refuses to
-// show (403) is one group's problem, not the run's: the group is
-// published as unreadable and the run goes on.
-func (r *runner) memberLists(ctx context.Context, gid string) error {
+// memberLists publishes a group's direct members, read as list gives
+// them. A list Graph refuses to show (403) is one group's problem, not the
+// run's: the group is published as unreadable and the run goes on.
+func (r *runner) memberLists(ctx context.Context, gid string, list iter.Seq2[[]graph.Member, error]) error {
 	// Direct members only: nested memberships, and Entra's member counts,
 	// follow from the direct edges in the store, cycle-safe. Reading
 	// transitiveMembers too would cost 5 resource units a page on top of
 	// members' 3, for what the edges already say.
-	err := eachPart(ctx, r, gid, r.client.Members(ctx, gid), func(ev *syncv1.SyncEvent, ms []graph.Member, part int32, last bool) {
+	err := eachPart(ctx, r, gid, list, func(ev *syncv1.SyncEvent, ms []graph.Member, part int32, last bool) {
 		ev.Body = &syncv1.SyncEvent_Members{Members: &syncv1.MembersPage{
 			GroupId: gid, Members: membersOf(ms), Part: part, Last: last,
 		}}

@@ -1,0 +1,113 @@
+package fetcher
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/entrasync/entrasync/libs/graph"
+	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
+	"github.com/entrasync/entrasync/services/graphsim"
+)
+
+// TestMemberListsAreBatched: a tenant of many small groups. The run reads
+// the first pages of their member lists twenty to a Graph $batch, so it
+// sends G − ⌈G/20⌉ fewer requests than one a list, and publishes exactly
+// the pages that reading each list on its own gives: same members in the
+// same order, same parts, same last marks.
+func TestMemberListsAreBatched(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	users := e.dir.Users()
+	for i := range 45 {
+		g := e.dir.AddGroup(graphsim.Group{DisplayName: fmt.Sprintf("Team %d", i), SecurityEnabled: true})
+		for j := range i % 4 { // 0 to 3 members: one page
+			if err := e.dir.AddMember(g.ID, graphsim.Member{ID: users[(i+j)%len(users)].ID, Type: graphsim.TypeUser}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rec := e.record()
+	run := e.queueRun()
+	e.startFetcher("fetcher-a", nil)
+	evs := rec.waitEnd(t, run.ID)
+	checkRun(t, e, run, evs)
+	runReqs := e.graphRequests()
+
+	got := map[string][]*syncv1.MembersPage{}
+	for _, ev := range evs {
+		if m := ev.GetMembers(); m != nil {
+			got[m.GetGroupId()] = append(got[m.GetGroupId()], m)
+		}
+	}
+
+	// Each list read on its own, as the run read them before batching.
+	e.sim.ResetRequests()
+	creds, err := e.st.TenantCredentials(t.Context(), e.tenant.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := graph.New(e.graphConfig(), graph.Credentials{TenantID: creds.EntraTenantID, ClientID: creds.ClientID, ClientSecret: creds.ClientSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups := e.dir.Groups()
+	alone, longer := 0, 0
+	for _, g := range groups {
+		var pages [][]graph.Member
+		for ms, err := range c.Members(t.Context(), g.ID) {
+			if err != nil {
+				t.Fatalf("members of %s: %v", g.ID, err)
+			}
+			pages = append(pages, ms)
+		}
+		alone += len(pages)
+		if len(pages) > 1 {
+			longer++
+		}
+		var want []*syncv1.MembersPage
+		for i, ms := range pages {
+			want = append(want, &syncv1.MembersPage{GroupId: g.ID, Members: membersOf(ms), Part: int32(i), Last: i == len(pages)-1})
+		}
+		have := slices.Clone(got[g.ID])
+		slices.SortFunc(have, func(a, b *syncv1.MembersPage) int { return int(a.GetPart() - b.GetPart()) })
+		if !slices.EqualFunc(have, want, func(a, b *syncv1.MembersPage) bool { return proto.Equal(a, b) }) {
+			t.Errorf("group %s (%s): the run published\n%v\nreading the list on its own gives\n%v", g.ID, g.DisplayName, have, want)
+		}
+	}
+	if longer == 0 {
+		t.Fatal("no member list is longer than a page: nothing shows the later pages are read")
+	}
+
+	var batches, items, laterPages, total int
+	for _, r := range runReqs {
+		switch {
+		case r.InBatch:
+			items++
+			continue
+		case strings.HasSuffix(r.Path, "/$batch"):
+			batches++
+		case strings.HasSuffix(r.Path, "/members"):
+			laterPages++
+		}
+		total++
+	}
+	n := len(groups)
+	wantBatches, singles := n/graph.MaxBatch, 0
+	switch rest := n % graph.MaxBatch; {
+	case rest == 1:
+		singles = 1 // a batch of one would save nothing
+	case rest > 1:
+		wantBatches++
+	}
+	if batches != wantBatches || items != n-singles || laterPages != alone-n+singles {
+		t.Errorf("%d groups: %d batches of %d requests and %d other member pages; want %d batches of %d and %d",
+			n, batches, items, laterPages, wantBatches, n-singles, alone-n+singles)
+	}
+	t.Logf("%d groups, %d member pages: the run sent %d Graph requests, %d for member lists (%d batches, %d pages alone); "+
+		"one request a page would have sent %d, %d for member lists",
+		n, alone, total, batches+laterPages, batches, laterPages, total-(batches+laterPages)+alone, alone)
+}
