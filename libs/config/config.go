@@ -49,6 +49,10 @@ type Config struct {
 	// GroupConcurrency is how many groups' member lists one fetcher run
 	// reads at once (GROUP_CONCURRENCY); 0 means the fetcher's default.
 	GroupConcurrency int
+	// MemberBatch is how many groups' member lists one fetcher run starts
+	// in one Graph $batch (MEMBER_BATCH, 1..20; 1 reads each list on its
+	// own); 0 means the fetcher's default, 20.
+	MemberBatch int
 	// EventsInFlight is how many of one tenant's events may wait in
 	// SYNC_EVENTS at once before its fetcher run publishes more
 	// (EVENTS_IN_FLIGHT); 0 means the fetcher's default.
@@ -186,6 +190,13 @@ func FromEnv(getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("GROUP_CONCURRENCY: %q is not an integer from 1 to 64", v))
 		}
 		c.GroupConcurrency = n
+	}
+	if v := get("MEMBER_BATCH"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 20 {
+			errs = append(errs, fmt.Errorf("MEMBER_BATCH: %q is not an integer from 1 to 20", v))
+		}
+		c.MemberBatch = n
 	}
 	if v := get("EVENTS_IN_FLIGHT"); v != "" {
 		n, err := strconv.Atoi(v)

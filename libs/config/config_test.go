@@ -38,6 +38,7 @@ func TestFromEnvValid(t *testing.T) {
 		"CONCURRENCY":            "3",
 		"GROUP_CONCURRENCY":      "8",
 		"EVENTS_IN_FLIGHT":       "12",
+		"MEMBER_BATCH":           "5",
 		"GRAPH_SCOPE":            "https://graph.microsoft.us/.default",
 		"GRAPH_MAX_RETRY_AFTER":  "90s",
 		"GRAPH_BUDGET_MARGIN":    "0.75",
@@ -57,7 +58,7 @@ func TestFromEnvValid(t *testing.T) {
 	if c.GraphBaseURL != "https://127.0.0.1:9443/v1.0" || c.AuthorityHost != "https://127.0.0.1:9443/" {
 		t.Fatalf("URLs not normalised: %q %q", c.GraphBaseURL, c.AuthorityHost)
 	}
-	if string(c.SecretKey) != "0123456789abcdef0123456789abcdef" || c.Concurrency != 3 || c.GroupConcurrency != 8 || c.EventsInFlight != 12 {
+	if string(c.SecretKey) != "0123456789abcdef0123456789abcdef" || c.Concurrency != 3 || c.GroupConcurrency != 8 || c.EventsInFlight != 12 || c.MemberBatch != 5 {
 		t.Fatalf("parsed %q %d %d %d", c.SecretKey, c.Concurrency, c.GroupConcurrency, c.EventsInFlight)
 	}
 	if c.GraphScope != "https://graph.microsoft.us/.default" || c.GraphMaxRetryAfter != 90*time.Second {
@@ -90,6 +91,7 @@ func TestFromEnvNamesTheBadVariable(t *testing.T) {
 		"CONCURRENCY":           "0",
 		"GROUP_CONCURRENCY":     "65",
 		"EVENTS_IN_FLIGHT":      "0",
+		"MEMBER_BATCH":          "21",
 		"GRAPH_SCOPE":           "https://graph.microsoft.com",
 		"GRAPH_MAX_RETRY_AFTER": "300",
 		"GRAPH_BUDGET":          "maybe",

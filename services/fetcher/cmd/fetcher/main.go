@@ -5,7 +5,7 @@
 // Configuration comes from the environment: DATABASE_URL, NATS_URL and
 // SECRET_KEY are required; GRAPH_BASE_URL, GRAPH_SCOPE,
 // GRAPH_MAX_RETRY_AFTER, AZURE_AUTHORITY_HOST, CONCURRENCY,
-// GROUP_CONCURRENCY, EVENTS_IN_FLIGHT, GRAPH_BUDGET, GRAPH_BUDGET_MARGIN, METRICS_ADDR (/metrics, /healthz and /readyz; default
+// GROUP_CONCURRENCY, MEMBER_BATCH, EVENTS_IN_FLIGHT, GRAPH_BUDGET, GRAPH_BUDGET_MARGIN, METRICS_ADDR (/metrics, /healthz and /readyz; default
 // 127.0.0.1:9102) and LOG_LEVEL are optional. A private CA for Graph or the
 // authority is trusted through SSL_CERT_FILE.
 package main
@@ -39,6 +39,7 @@ func main() {
 			},
 			Concurrency:      d.Config.Concurrency,
 			GroupConcurrency: d.Config.GroupConcurrency,
+			MemberBatch:      d.Config.MemberBatch,
 			EventsInFlight:   d.Config.EventsInFlight,
 			Observer:         m,
 			LeaseTTL:         d.Config.LeaseTTL,
