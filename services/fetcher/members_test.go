@@ -2,8 +2,10 @@ package fetcher
 
 import (
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -110,4 +112,95 @@ func TestMemberListsAreBatched(t *testing.T) {
 	t.Logf("%d groups, %d member pages: the run sent %d Graph requests, %d for member lists (%d batches, %d pages alone); "+
 		"one request a page would have sent %d, %d for member lists",
 		n, alone, total, batches+laterPages, batches, laterPages, total-(batches+laterPages)+alone, alone)
+}
+
+// beforeFirstBatch runs do once, just before the first $batch request is
+// sent.
+type beforeFirstBatch struct {
+	next http.RoundTripper
+	once sync.Once
+	do   func()
+}
+
+func (b *beforeFirstBatch) RoundTrip(req *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(req.URL.Path, "/$batch") {
+		b.once.Do(b.do)
+	}
+	return b.next.RoundTrip(req)
+}
+
+// TestBatchedListsGoneOrRefused: inside a batch, Graph refuses one
+// group's member list (403, hidden membership without
+// Member.Read.Hidden) and no longer has another (404: deleted after the
+// group listing). As when each list is read on its own, the first is
+// published as unreadable and the run goes on, the second is an empty
+// list, one page marked last; every other list is complete.
+func TestBatchedListsGoneOrRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	someone := e.dir.Users()[0].ID
+	hidden := e.dir.AddGroup(graphsim.Group{DisplayName: "Hidden", SecurityEnabled: true, Visibility: "HiddenMembership"})
+	doomed := e.dir.AddGroup(graphsim.Group{DisplayName: "Doomed", SecurityEnabled: true})
+	for _, g := range []string{hidden.ID, doomed.ID} {
+		if err := e.dir.AddMember(g, graphsim.Member{ID: someone, Type: graphsim.TypeUser}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.sim.SetPermissions(e.entra, graphsim.Permissions{NoHiddenMembership: true}); err != nil {
+		t.Fatal(err)
+	}
+	listed := len(e.dir.Groups())
+	hook := &beforeFirstBatch{next: e.sim.HTTPClient().Transport, do: func() {
+		if err := e.dir.DeleteGroup(doomed.ID); err != nil {
+			t.Error(err)
+		}
+	}}
+	rec := e.record()
+	run := e.queueRun()
+	e.startFetcher("fetcher-a", func(c *Config) { c.Graph.Transport = hook })
+	evs := rec.waitEnd(t, run.ID)
+	if evs[len(evs)-1].GetFetched() == nil {
+		t.Fatalf("the run did not fetch: %v", kinds(evs))
+	}
+
+	lasts := map[string]int{}
+	var doomedPages []*syncv1.MembersPage
+	var unreadable []*syncv1.GroupUnreadable
+	for _, ev := range evs {
+		if m := ev.GetMembers(); m != nil {
+			if m.GetLast() {
+				lasts[m.GetGroupId()]++
+			}
+			if m.GetGroupId() == doomed.ID {
+				doomedPages = append(doomedPages, m)
+			}
+		}
+		if u := ev.GetUnreadable(); u != nil {
+			unreadable = append(unreadable, u)
+		}
+	}
+	if len(unreadable) != 1 || unreadable[0].GetGroupId() != hidden.ID || unreadable[0].GetStatus() != http.StatusForbidden ||
+		unreadable[0].GetCode() != "Authorization_RequestDenied" || lasts[hidden.ID] != 0 {
+		t.Errorf("unreadable %v, %d last pages of the hidden group; want it alone unreadable with Graph's 403", unreadable, lasts[hidden.ID])
+	}
+	if len(doomedPages) != 1 || !doomedPages[0].GetLast() || len(doomedPages[0].GetMembers()) != 0 {
+		t.Errorf("the deleted group's list: %v; want one empty page marked last", doomedPages)
+	}
+	if len(lasts) != listed-1 {
+		t.Errorf("%d lists complete, want %d: every listed group's but the hidden one", len(lasts), listed-1)
+	}
+	for gid, n := range lasts {
+		if n != 1 {
+			t.Errorf("group %s: %d pages marked last", gid, n)
+		}
+	}
+	var notFound int
+	for _, r := range e.graphRequests() {
+		if r.InBatch && r.Status == http.StatusNotFound {
+			notFound++
+		}
+	}
+	if notFound != 1 {
+		t.Errorf("%d batch items answered 404, want the deleted group's", notFound)
+	}
 }
