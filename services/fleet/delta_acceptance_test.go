@@ -2,9 +2,11 @@ package fleet_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/md5"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -116,7 +118,7 @@ var tenantContent = []contentTable{
 // notContent are the tables with a tenant's rows that record its history
 // or its runs' working state, not what the tenant holds.
 var notContent = []string{
-	"sync_runs", "sync_run_pages", "sync_plan_items", "notification_tasks", "activity_log",
+	"sync_runs", "sync_run_pages", "sync_run_drift", "sync_plan_items", "notification_tasks", "activity_log",
 	"tenant_leases", "tenant_delta_links",
 	"plan_work_scope", "plan_work_users", "plan_work_groups", "plan_work_members", "plan_work_affected",
 }
@@ -295,19 +297,21 @@ func replayEvents(t *testing.T, h *harness, events []capturedEvent, seed uint64)
 			t.Fatalf("replayed event %s was taken for a duplicate", ev.id)
 		}
 	}
+	// A work queue deletes a message once it is acknowledged (the
+	// stream does so after the consumer counts the ack): an empty stream
+	// is every replayed event handled.
+	stream, err := js.Stream(ctx, "SYNC_EVENTS")
+	must(t, err)
+	devenv.WaitFor(t, 2*time.Minute, "the reconcilers to take every replayed event", func() bool {
+		info, err := stream.Info(ctx)
+		must(t, err)
+		return info.State.Msgs == 0
+	})
 	waitIdle(t, js, "SYNC_EVENTS", "reconcilers")
-	events2, err := js.Stream(ctx, "SYNC_EVENTS")
-	must(t, err)
-	info, err := events2.Info(ctx)
-	must(t, err)
-	if info.State.Msgs != 0 {
-		t.Fatalf("SYNC_EVENTS still holds %d messages after the replay", info.State.Msgs)
-	}
 	dlq, err := js.Stream(ctx, "SYNC_DLQ")
 	must(t, err)
-	if info, err = dlq.Info(ctx); err != nil {
-		t.Fatal(err)
-	}
+	info, err := dlq.Info(ctx)
+	must(t, err)
 	if info.State.Msgs != 0 {
 		t.Fatalf("the replay put %d events in the dead letters", info.State.Msgs)
 	}
@@ -512,7 +516,8 @@ func (c *simClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 // graphHook sits between the fetchers and Graph. It runs an action at a
 // chosen moment of a run: before a request is sent (so the request sees
 // the action's changes) or after its response was read whole (so it does
-// not). Each action runs once.
+// not). Actions match the paths a request asks for: its own, or those of
+// the items of a $batch. Each action runs once.
 type graphHook struct {
 	base http.RoundTripper
 
@@ -520,12 +525,13 @@ type graphHook struct {
 	before  []hookAction
 	after   []hookAction
 	fired   []string
-	visited []string // Graph paths requested, in order
+	visited []string // Graph paths and queries asked for, in order
+	errs    []error  // requests the hook could not read
 }
 
 type hookAction struct {
 	name  string
-	match func(*http.Request) bool
+	match func(path string) bool
 	do    func()
 	done  bool
 }
@@ -534,12 +540,18 @@ func (g *graphHook) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !strings.HasPrefix(req.URL.Path, "/v1.0/") {
 		return g.base.RoundTrip(req)
 	}
+	asked, req, err := askedFor(req)
 	g.mu.Lock()
-	g.visited = append(g.visited, req.URL.Path+"?"+req.URL.RawQuery)
+	if err != nil {
+		// Sent all the same: the test fails on the actions that did not
+		// run, rather than on a run that cannot reach Graph.
+		g.errs = append(g.errs, err)
+	}
+	g.visited = append(g.visited, asked...)
 	g.mu.Unlock()
-	g.fire(&g.before, req)
+	g.fire(&g.before, asked)
 	resp, err := g.base.RoundTrip(req)
-	if err != nil || !g.wants(&g.after, req) {
+	if err != nil || !g.wants(&g.after, asked) {
 		return resp, err
 	}
 	body, err := io.ReadAll(resp.Body)
@@ -548,24 +560,76 @@ func (g *graphHook) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
-	g.fire(&g.after, req)
+	g.fire(&g.after, asked)
 	return resp, nil
 }
 
-// wants reports whether an action not done yet matches the request.
-func (g *graphHook) wants(actions *[]hookAction, req *http.Request) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return slices.ContainsFunc(*actions, func(a hookAction) bool { return !a.done && a.match(req) })
+// askedFor returns the paths and queries a request asks Graph for, and
+// the request to send (a $batch's body read and put back).
+func askedFor(req *http.Request) ([]string, *http.Request, error) {
+	if req.Method != http.MethodPost || !strings.HasSuffix(req.URL.Path, "/$batch") || req.Body == nil {
+		return []string{req.URL.Path + "?" + req.URL.RawQuery}, req, nil
+	}
+	raw, err := io.ReadAll(req.Body)
+	req.Body.Close()
+	out := req.Clone(req.Context())
+	out.Body = io.NopCloser(bytes.NewReader(raw))
+	out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(raw)), nil }
+	if err != nil {
+		return nil, out, err
+	}
+	body := raw
+	if strings.EqualFold(req.Header.Get("Content-Encoding"), "gzip") { // the SDK compresses bodies
+		zr, err := gzip.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			return nil, out, fmt.Errorf("graph hook: $batch body: %w", err)
+		}
+		if body, err = io.ReadAll(zr); err != nil {
+			return nil, out, fmt.Errorf("graph hook: $batch body: %w", err)
+		}
+	}
+	var batch struct {
+		Requests []struct {
+			URL string `json:"url"`
+		} `json:"requests"`
+	}
+	if err := json.Unmarshal(body, &batch); err != nil {
+		return nil, out, fmt.Errorf("graph hook: $batch body: %w", err)
+	}
+	var asked []string
+	for _, it := range batch.Requests {
+		u, err := url.Parse(it.URL)
+		if err != nil {
+			return nil, out, fmt.Errorf("graph hook: $batch item %q: %w", it.URL, err)
+		}
+		path := u.Path
+		if !strings.HasPrefix(path, "/v1.0/") {
+			path = "/v1.0" + path
+		}
+		asked = append(asked, path+"?"+u.RawQuery)
+	}
+	return asked, out, nil
 }
 
-// fire runs the actions not done yet that match the request.
-func (g *graphHook) fire(actions *[]hookAction, req *http.Request) {
+// wants reports whether an action not done yet matches a path asked for.
+func (g *graphHook) wants(actions *[]hookAction, asked []string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, a := range *actions {
+		if !a.done && slices.ContainsFunc(asked, func(p string) bool { return a.match(strings.SplitN(p, "?", 2)[0]) }) {
+			return true
+		}
+	}
+	return false
+}
+
+// fire runs the actions not done yet that match a path asked for.
+func (g *graphHook) fire(actions *[]hookAction, asked []string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for i := range *actions {
 		a := &(*actions)[i]
-		if !a.done && a.match(req) {
+		if !a.done && slices.ContainsFunc(asked, func(p string) bool { return a.match(strings.SplitN(p, "?", 2)[0]) }) {
 			a.done = true
 			a.do()
 			g.fired = append(g.fired, a.name)
@@ -573,16 +637,17 @@ func (g *graphHook) fire(actions *[]hookAction, req *http.Request) {
 	}
 }
 
-// arm adds an action run before the first request that matches.
-func (g *graphHook) arm(name string, match func(*http.Request) bool, do func()) {
+// arm adds an action run before the first request that asks for a path
+// that matches.
+func (g *graphHook) arm(name string, match func(path string) bool, do func()) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.before = append(g.before, hookAction{name: name, match: match, do: do})
 }
 
-// armAfter adds an action run once the response of the first request that
-// matches has been read.
-func (g *graphHook) armAfter(name string, match func(*http.Request) bool, do func()) {
+// armAfter adds an action run once the response of the first request
+// that asks for a path that matches has been read.
+func (g *graphHook) armAfter(name string, match func(path string) bool, do func()) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.after = append(g.after, hookAction{name: name, match: match, do: do})
@@ -601,9 +666,15 @@ func (g *graphHook) paths() []string {
 	return slices.Clone(g.visited)
 }
 
-func (g *graphHook) firedActions() []string {
+// firedActions names the actions that ran, and fails the test when the
+// hook could not read a request.
+func (g *graphHook) firedActions(t *testing.T) []string {
+	t.Helper()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if len(g.errs) > 0 {
+		t.Fatalf("the Graph hook could not read %d requests: %v", len(g.errs), g.errs)
+	}
 	return slices.Clone(g.fired)
 }
 
@@ -686,16 +757,16 @@ func TestResyncFallsBackToAFullReadWithoutLosingAChangeMadeDuringIt(t *testing.T
 				t.Fatal("no group with a user member")
 			}
 			var joiner graphsim.User
-			hook.arm("users changed after the users listing", func(r *http.Request) bool {
-				return r.URL.Path == "/v1.0/groups" // the users listing is over
+			hook.arm("users changed after the users listing", func(path string) bool {
+				return path == "/v1.0/groups" // the users listing is over
 			}, func() {
 				must(t, dir.UpdateUser(renamed.ID, func(u *graphsim.User) { u.DisplayName += " (renamed)" }))
 				must(t, dir.DeleteUser(leaver.ID))
 				joiner = dir.AddUser(graphsim.User{DisplayName: "Jo Iner", GivenName: "Jo", Surname: "Iner",
 					Mail: "jo.iner@" + dir.Domain(), AccountEnabled: true})
 			})
-			hook.armAfter("group changed after its member list was read", func(r *http.Request) bool {
-				return r.URL.Path == "/v1.0/groups/"+group.ID+"/members"
+			hook.armAfter("group changed after its member list was read", func(path string) bool {
+				return path == "/v1.0/groups/"+group.ID+"/members"
 			}, func() {
 				must(t, dir.RemoveMember(group.ID, out.ID))
 				must(t, dir.AddMember(group.ID, graphsim.Member{ID: joiner.ID, Type: graphsim.TypeUser}))
@@ -706,7 +777,7 @@ func TestResyncFallsBackToAFullReadWithoutLosingAChangeMadeDuringIt(t *testing.T
 			h.sim.ResetRequests()
 			hook.reset()
 			run := h.sync(tenant)
-			if fired := hook.firedActions(); len(fired) != 2 {
+			if fired := hook.firedActions(t); len(fired) != 2 {
 				t.Fatalf("the changes were made at %v; want both during the run", fired)
 			}
 			reqs := graphRequests(h, e.ID)
