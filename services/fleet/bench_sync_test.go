@@ -3,6 +3,7 @@ package fleet_test
 import (
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,9 +38,6 @@ func benchSync(b *testing.B, n int) {
 	tenant := h.connect(e, n)
 	bound := boundOf(e.Dir)
 	users := len(e.Dir.Users())
-	b.ReportMetric(float64(users), "users")
-	b.ReportMetric(float64(len(e.Dir.Groups())), "groups")
-	b.ReportMetric(float64(bound.Objects), "objects")
 
 	// First full sync: every row is an insert.
 	writes0 := tableWrites(b, h.db)
@@ -50,6 +48,10 @@ func benchSync(b *testing.B, n int) {
 	full, fullDone := waitRun(h, tenant, h.triggerFull(tenant))
 	b.StopTimer()
 	fullTime := fullDone.Sub(t0)
+	// After ResetTimer, which drops metrics reported before it.
+	b.ReportMetric(float64(users), "users")
+	b.ReportMetric(float64(len(e.Dir.Groups())), "groups")
+	b.ReportMetric(float64(bound.Objects), "objects")
 	g := tallyGraph(h.sim, e.ID, t0)
 	floor, byRU, byChain := bound.floor(users, benchLatency)
 	b.ReportMetric(float64(g.Requests), "full-requests")
@@ -57,19 +59,25 @@ func benchSync(b *testing.B, n int) {
 	b.ReportMetric(float64(g.RU), "full-RU")
 	b.ReportMetric(float64(bound.RU), "full-RU-bound")
 	b.ReportMetric(float64(g.Throttled), "full-429s")
+	b.ReportMetric(float64(g.Early), "full-early-requests")
 	b.ReportMetric(fullTime.Seconds(), "full-s")
 	b.ReportMetric(floor.Seconds(), "floor-s")
 	b.ReportMetric(byRU.Seconds(), "floor-RU-s")
 	b.ReportMetric(byChain.Seconds(), "floor-chain-s")
 
 	seqs1 := jetStreamSeqs(b, h.natsURL)
-	var msgs, events int64
+	var msgs, kv int64
 	for name, seq := range seqs1 {
 		msgs += seq - seqs0[name]
+		if strings.HasPrefix(name, "KV_") {
+			kv += seq - seqs0[name]
+		}
+		b.Logf("full sync: %d messages on stream %s", seq-seqs0[name], name)
 	}
-	events = seqs1["SYNC_EVENTS"] - seqs0["SYNC_EVENTS"]
+	events := seqs1["SYNC_EVENTS"] - seqs0["SYNC_EVENTS"]
 	b.ReportMetric(ratio(float64(msgs), float64(g.Pages)), "nats-msgs/page")
 	b.ReportMetric(ratio(float64(events), float64(g.Pages)), "event-msgs/page")
+	b.ReportMetric(ratio(float64(kv), float64(g.Pages)), "kv-msgs/page")
 	b.ReportMetric(float64(g.Pages), "full-pages")
 
 	writes1 := tableWrites(b, h.db)
@@ -126,6 +134,7 @@ func benchSync(b *testing.B, n int) {
 	b.ReportMetric(float64(deltaBound), "delta-requests-bound")
 	b.ReportMetric(float64(dg.RU), "delta-RU")
 	b.ReportMetric(float64(dg.Throttled), "delta-429s")
+	b.ReportMetric(float64(dg.Early), "delta-early-requests")
 	b.ReportMetric(deltaTime.Seconds(), "delta-s")
 	b.ReportMetric(float64(changed), "delta-objects-changed")
 	b.ReportMetric(float64(changed+edges), "delta-changes")
