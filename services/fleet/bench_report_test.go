@@ -133,15 +133,24 @@ type graphTally struct {
 	Pages     int // successful answers ($batch items counted, the $batch not)
 	RU        int // resource units charged (x-ms-resource-unit)
 	Throttled int // 429s
+	// Early are requests that arrived after a 429 was answered (its
+	// arrival plus benchLatency) and before its Retry-After had passed.
+	Early int
 }
 
 func tallyGraph(sim *graphsim.Server, entraTenant string, since time.Time) graphTally {
 	var t graphTally
 	tenant := strings.ToLower(entraTenant)
+	var reqs []graphsim.Request
 	for _, r := range sim.Requests() {
-		if r.Tenant != tenant || r.At.Before(since) || !strings.HasPrefix(r.Path, "/v1.0/") {
-			continue
+		if r.Tenant == tenant && !r.At.Before(since) && strings.HasPrefix(r.Path, "/v1.0/") {
+			reqs = append(reqs, r)
 		}
+	}
+	sort.SliceStable(reqs, func(i, j int) bool { return reqs[i].At.Before(reqs[j].At) })
+	type window struct{ from, until time.Time }
+	var waits []window
+	for _, r := range reqs {
 		batch := strings.HasSuffix(r.Path, "/$batch")
 		if !r.InBatch {
 			t.Requests++
@@ -149,8 +158,18 @@ func tallyGraph(sim *graphsim.Server, entraTenant string, since time.Time) graph
 		if r.Status == http.StatusOK && !batch {
 			t.Pages++
 		}
+		for _, w := range waits {
+			if r.At.After(w.from) && r.At.Before(w.until) {
+				t.Early++
+				break
+			}
+		}
 		if r.Status == http.StatusTooManyRequests {
 			t.Throttled++
+			if ra, err := strconv.ParseFloat(r.RetryAfter, 64); err == nil {
+				answered := r.At.Add(benchLatency)
+				waits = append(waits, window{answered, answered.Add(time.Duration(ra * float64(time.Second)))})
+			}
 		}
 		t.RU += r.ResourceUnits
 	}
