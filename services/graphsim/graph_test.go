@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -585,8 +586,13 @@ func TestResourceUnitsHeader(t *testing.T) {
 		"/groups/" + g + "/members": "3", "/groups/" + g + "/members?$select=id": "2",
 		"/groups/" + g + "/transitiveMembers": "5", "/groups/" + g + "/transitiveMembers/graph.user?$select=id": "4",
 	} {
+		s.srv.ResetRequests()
 		if got := s.get(tc.token, path).header.Get("x-ms-resource-unit"); got != want {
 			t.Errorf("%s: x-ms-resource-unit %q, want %s", path, got, want)
+		}
+		// The request log keeps the same cost.
+		if log := s.srv.Requests(); len(log) != 1 || strconv.Itoa(log[0].ResourceUnits) != want {
+			t.Errorf("%s: request log %+v, want one request of %s RU", path, log, want)
 		}
 	}
 }
