@@ -230,13 +230,14 @@ type capturedEvent struct {
 
 // eventTap records every event published on a tenant's subject through a
 // plain subscription, each once (a publish the fetcher retried is one
-// event).
+// event; the test's own copies are not recorded).
 type eventTap struct {
 	nc     *nats.Conn
 	sub    *nats.Subscription
 	mu     sync.Mutex
 	seen   map[string]bool
 	events []capturedEvent
+	echoes chan capturedEvent // while echoing: events to publish again
 }
 
 func tapEvents(t *testing.T, h *harness, tenantID string) *eventTap {
@@ -249,15 +250,64 @@ func tapEvents(t *testing.T, h *harness, tenantID string) *eventTap {
 		tap.mu.Lock()
 		defer tap.mu.Unlock()
 		id := m.Header.Get(nats.MsgIdHdr)
-		if tap.seen[id] {
+		if tap.seen[id] || strings.Contains(id, "/replay/") || strings.HasSuffix(id, "/echo") {
 			return
 		}
 		tap.seen[id] = true
-		tap.events = append(tap.events, capturedEvent{subject: m.Subject, id: id, header: m.Header, data: m.Data})
+		ev := capturedEvent{subject: m.Subject, id: id, header: m.Header, data: m.Data}
+		tap.events = append(tap.events, ev)
+		if tap.echoes != nil {
+			tap.echoes <- ev
+		}
 	})
 	must(t, err)
 	must(t, nc.Flush())
 	return tap
+}
+
+// echo publishes every event the tap records from now on once more, at
+// once, with a message id of its own, so that the reconcilers get each
+// event of a run twice while the run is going on, either copy first. The
+// returned stop ends it, waits for the copies to be published and says
+// how many were.
+func (tap *eventTap) echo(t *testing.T, h *harness) (stop func() int) {
+	t.Helper()
+	nc, err := nats.Connect(h.natsURL)
+	must(t, err)
+	js, err := jetstream.New(nc)
+	must(t, err)
+	ch := make(chan capturedEvent, 100_000)
+	tap.mu.Lock()
+	tap.echoes = ch
+	tap.mu.Unlock()
+	var n int
+	var errs []error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range ch {
+			msg := &nats.Msg{Subject: ev.subject, Data: ev.data, Header: nats.Header{}}
+			if _, err := js.PublishMsg(context.Background(), msg, jetstream.WithMsgID(ev.id+"/echo")); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			n++
+		}
+	}()
+	return func() int {
+		t.Helper()
+		must(t, tap.nc.Flush()) // every event published so far has reached the tap
+		tap.mu.Lock()
+		tap.echoes = nil
+		tap.mu.Unlock()
+		close(ch)
+		<-done
+		nc.Close()
+		if len(errs) > 0 {
+			t.Fatalf("%d events could not be published again: %v", len(errs), errs)
+		}
+		return n
+	}
 }
 
 // stop ends the capture and returns the events, in the order they came.
@@ -456,14 +506,18 @@ func TestDeltaRoundsResyncAndReplayEqualAFreshFullSync(t *testing.T) {
 	}
 
 	// Round 3: a delta round whose pages replay objects of the page
-	// before (delta-query-overview.md, "Replays").
+	// before (delta-query-overview.md, "Replays"), and each of whose
+	// events the reconcilers get twice while it runs.
 	t.Logf("churn 3: %s", dir.Churn(3, 0.05))
 	h.sim.ResetRequests()
 	h.sim.SetFaults(e.ID, graphsim.Faults{DeltaReplay: true})
+	stopEcho := tap.echo(t, h)
 	run = h.sync(tenant)
+	echoed := stopEcho()
 	h.sim.SetFaults(e.ID, graphsim.Faults{})
-	if run.Kind != "delta" || readWhole(graphRequests(h, e.ID)) {
-		t.Fatalf("round 3 is %s, read the whole directory %v; want a delta round", run.Kind, readWhole(graphRequests(h, e.ID)))
+	if run.Kind != "delta" || readWhole(graphRequests(h, e.ID)) || echoed < 3 {
+		t.Fatalf("round 3 is %s, read the whole directory %v, %d events twice; want a delta round, every event twice",
+			run.Kind, readWhole(graphRequests(h, e.ID)), echoed)
 	}
 	if d := diff(h.users(tenant), expectedUsers(dir, seats), userKey); d != "" {
 		t.Fatalf("users differ from Graph after the delta rounds:\n%s", d)
@@ -503,7 +557,7 @@ func TestDeltaRoundsResyncAndReplayEqualAFreshFullSync(t *testing.T) {
 	if contentDiff(base, want) == "" {
 		t.Fatal("the content before the churn equals the content after it: the comparison sees nothing")
 	}
-	t.Logf("%d events replayed; content %v", len(events), contentHash(got))
+	t.Logf("%d events of round 3 twice while it ran, %d events replayed after; content %v", echoed, len(events), contentHash(got))
 }
 
 // simClock is a simulator clock a test moves forward.
