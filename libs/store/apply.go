@@ -306,6 +306,10 @@ type Fetched struct {
 	// applied.
 	UsersDeltaLink  string
 	GroupsDeltaLink string
+	// CaughtUp says the attempt read a delta round from the tenant's
+	// saved links before it listed the whole directory: finalization
+	// then reports what the listing found beyond that round as drift.
+	CaughtUp bool
 }
 
 func (f Fetched) validate() error {
@@ -324,6 +328,9 @@ func (f Fetched) validate() error {
 		if strings.ContainsRune(l, 0) || !utf8.ValidString(l) || strings.TrimSpace(l) != l {
 			errs = append(errs, invalidf("%s delta link %q is not a link", name, l))
 		}
+	}
+	if f.CaughtUp && (f.UsersDeltaLink == "" || f.GroupsDeltaLink == "") {
+		errs = append(errs, invalidf("a caught-up fetch ends with both delta links"))
 	}
 	return errors.Join(errs...)
 }
@@ -390,7 +397,7 @@ func (s *Store) MarkRunFetched(ctx context.Context, ref PageRef, f Fetched, at t
 		}
 		if err := q.MarkRunFetched(ctx, dbsqlc.MarkRunFetchedParams{TenantID: ref.TenantID, RunID: ref.RunID,
 			PagesFirst: first, PagesTotal: pages, UsersDeltaLink: nullIfEmpty(f.UsersDeltaLink),
-			GroupsDeltaLink: nullIfEmpty(f.GroupsDeltaLink), GraphRequests: f.Stats.Requests, GraphThrottled: f.Stats.Throttled,
+			GroupsDeltaLink: nullIfEmpty(f.GroupsDeltaLink), CaughtUp: f.CaughtUp, GraphRequests: f.Stats.Requests, GraphThrottled: f.Stats.Throttled,
 			GraphRetries: f.Stats.Retries, At: at}); err != nil {
 			return err
 		}
@@ -462,6 +469,9 @@ func (s *Store) ApplyUsersPage(ctx context.Context, ref PageRef, users []DirUser
 	rec := pageRecord{kind: pageUsers, ids: ids}
 	return s.applyPage(ctx, ref, rec, at, func(q *dbsqlc.Queries) error {
 		return upsert(rows, func(raw []byte) error {
+			if err := q.NoteUsersDrift(ctx, dbsqlc.NoteUsersDriftParams{TenantID: ref.TenantID, RunID: ref.RunID, Rows: raw}); err != nil {
+				return err
+			}
 			return q.UpsertUsers(ctx, dbsqlc.UpsertUsersParams{TenantID: ref.TenantID, RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw})
 		})
 	})
@@ -502,6 +512,9 @@ func (s *Store) ApplyGroupsPage(ctx context.Context, ref PageRef, groups []DirGr
 	rec := pageRecord{kind: pageGroups, ids: ids}
 	return s.applyPage(ctx, ref, rec, at, func(q *dbsqlc.Queries) error {
 		return upsert(rows, func(raw []byte) error {
+			if err := q.NoteGroupsDrift(ctx, dbsqlc.NoteGroupsDriftParams{TenantID: ref.TenantID, RunID: ref.RunID, Rows: raw}); err != nil {
+				return err
+			}
 			return q.UpsertGroups(ctx, dbsqlc.UpsertGroupsParams{TenantID: ref.TenantID, RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw})
 		})
 	})
@@ -567,6 +580,10 @@ func (s *Store) ApplyMembersPage(ctx context.Context, ref PageRef, mp MembersPag
 	rec := pageRecord{kind: pageMembers, groupID: &mp.GroupID, part: &mp.Part, last: &mp.Last, ids: ids}
 	return s.applyPage(ctx, ref, rec, at, func(q *dbsqlc.Queries) error {
 		return upsert(rows, func(raw []byte) error {
+			if err := q.NoteMembersDrift(ctx, dbsqlc.NoteMembersDriftParams{TenantID: ref.TenantID, RunID: ref.RunID,
+				GroupID: mp.GroupID, Rows: raw}); err != nil {
+				return err
+			}
 			if err := q.MarkMembersDirty(ctx, dbsqlc.MarkMembersDirtyParams{TenantID: ref.TenantID, GroupID: mp.GroupID,
 				RunSeq: ref.RunSeq, Rows: raw}); err != nil {
 				return err

@@ -140,7 +140,13 @@ func (s *Store) ApplyGroupsDeltaPage(ctx context.Context, ref PageRef, groups []
 	if err != nil {
 		return fmt.Errorf("store: apply groups delta page: %w", err)
 	}
-	rec := pageRecord{kind: pageGroupsDelta, ids: sortedUnion(ids, goneIDs)}
+	// The page names its groups, its removals and every group whose member
+	// list it changes (a drift check counts those lists as explained).
+	named := sortedUnion(ids, goneIDs)
+	for _, m := range members {
+		named = append(named, m.GroupID)
+	}
+	rec := pageRecord{kind: pageGroupsDelta, ids: sortedUnion(named, nil)}
 	return s.applyPage(ctx, ref, rec, at, func(q *dbsqlc.Queries) error {
 		if err := upsert(rows, func(raw []byte) error {
 			return q.UpsertGroups(ctx, dbsqlc.UpsertGroupsParams{TenantID: ref.TenantID, RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -114,21 +115,27 @@ func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange,
 	if err != nil {
 		return nil, fmt.Errorf("count pages: %w", err)
 	}
+	var tombUsers, tombGroups []string
 	if kinds.UsersPages > 0 {
-		if err := q.TombstoneUnseenUsers(ctx, dbsqlc.TombstoneUnseenUsersParams{TenantID: t, RunID: r, RunSeq: seq,
+		if tombUsers, err = q.TombstoneUnseenUsers(ctx, dbsqlc.TombstoneUnseenUsersParams{TenantID: t, RunID: r, RunSeq: seq,
 			Lo: pr.lo, Hi: pr.hi}); err != nil {
 			return nil, fmt.Errorf("tombstone users: %w", err)
 		}
 	}
 	if kinds.GroupsPages > 0 {
-		if err := q.TombstoneUnseenGroups(ctx, dbsqlc.TombstoneUnseenGroupsParams{TenantID: t, RunID: r, RunSeq: seq,
+		if tombGroups, err = q.TombstoneUnseenGroups(ctx, dbsqlc.TombstoneUnseenGroupsParams{TenantID: t, RunID: r, RunSeq: seq,
 			Lo: pr.lo, Hi: pr.hi}); err != nil {
 			return nil, fmt.Errorf("tombstone groups: %w", err)
 		}
 	}
-	if err := q.DropStaleEdges(ctx, dbsqlc.DropStaleEdgesParams{TenantID: t, RunID: r, RunSeq: seq,
-		Lo: pr.lo, Hi: pr.hi}); err != nil {
+	dropped, err := q.DropStaleEdges(ctx, dbsqlc.DropStaleEdgesParams{TenantID: t, RunID: r, RunSeq: seq,
+		Lo: pr.lo, Hi: pr.hi})
+	if err != nil {
 		return nil, fmt.Errorf("drop stale edges: %w", err)
+	}
+	drift, driftChecked, err := runDrift(ctx, q, ref, tombUsers, tombGroups, dropped)
+	if err != nil {
+		return nil, err
 	}
 	if err := q.DropUnlistedDevices(ctx, t); err != nil {
 		return nil, fmt.Errorf("drop unlisted devices: %w", err)
@@ -152,6 +159,9 @@ func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange,
 	if counts["groupsUnreadable"], err = q.CountUnreadableGroups(ctx, dbsqlc.CountUnreadableGroupsParams{TenantID: t,
 		RunID: r, Lo: pr.lo, Hi: pr.hi}); err != nil {
 		return nil, fmt.Errorf("count unreadable groups: %w", err)
+	}
+	if driftChecked {
+		maps.Copy(counts, drift.Counts())
 	}
 	summary, err := json.Marshal(summaryJSON(res.summary))
 	if err != nil {
@@ -189,6 +199,9 @@ func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange,
 	}
 	if err := q.DeleteFinishedRunPages(ctx, dbsqlc.DeleteFinishedRunPagesParams{TenantID: t, Seq: seq}); err != nil {
 		return nil, fmt.Errorf("delete pages: %w", err)
+	}
+	if err := q.DeleteFinishedRunDrift(ctx, t); err != nil {
+		return nil, fmt.Errorf("delete drift notes: %w", err)
 	}
 	return counts, nil
 }

@@ -143,4 +143,34 @@ func TestDeltaRunReadsOnlyWhatChanged(t *testing.T) {
 		!strings.Contains(reqs[2], "deltatoken=latest") || !strings.HasPrefix(reqs[3], "/v1.0/users?") {
 		t.Errorf("requests of the resynced run start %q; want the refused round, two fresh links, then the listing", reqs[:min(4, len(reqs))])
 	}
+	if evs[len(evs)-1].GetFetched().GetCaughtUp() {
+		t.Error("the resynced run says it caught up; Graph refused its round")
+	}
+	links = e.savedLinks(links)
+
+	// A full run with usable links reads a delta round first, then the
+	// whole directory; its RunFetched says it caught up and carries the
+	// round's links (no fresh ones were taken).
+	e.dir.Churn(12, 0.05)
+	seen = len(e.sim.Requests())
+	f := e.queueRunOf(store.KindFull)
+	evs = rec.waitEnd(t, f.ID)
+	fetched = evs[len(evs)-1].GetFetched()
+	if fetched == nil || !fetched.GetCaughtUp() {
+		t.Fatalf("the full run ended with %v; want RunFetched that caught up", evs[len(evs)-1])
+	}
+	checkRun(t, e, f, evs)
+	reqs = e.graphRequestsSince(seen)
+	if len(reqs) < 3 || !strings.Contains(reqs[0], "/users/delta") || !strings.Contains(reqs[1], "/groups/delta") ||
+		!strings.HasPrefix(reqs[2], "/v1.0/users?") {
+		t.Errorf("requests of the full run start %q; want the users and groups rounds from the saved links, then the listing", reqs[:min(3, len(reqs))])
+	}
+	for _, req := range reqs {
+		if strings.Contains(req, "deltatoken=latest") {
+			t.Errorf("the caught-up full run took a fresh link: %s", req)
+		}
+	}
+	if fetched.GetUsersDeltaLink() == links.Users || fetched.GetGroupsDeltaLink() == links.Groups {
+		t.Errorf("the full run ended with the links it started from")
+	}
 }

@@ -337,28 +337,36 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	r.log.Info().Str("kind", r.kind).Str("user_filter", filter).Msg("run started")
 
+	// Both kinds begin with a delta round from the tenant's saved links
+	// when there are usable ones. A delta run is that round. A full run
+	// then lists the whole directory, and whatever the listing finds
+	// different beyond the round is drift, which the run reports
+	// (plan.Drift); without a round it reports none.
 	var links [2]string
-	delta := false
-	if r.kind == store.KindDelta {
-		if delta, err = r.deltaRounds(ctx, filter, &links); err != nil {
+	caughtUp, err := r.deltaRounds(ctx, filter, &links)
+	if err != nil {
+		return err
+	}
+	if r.kind == store.KindDelta && caughtUp {
+		return r.fetched(ctx, links, false)
+	}
+	if !caughtUp {
+		if links, err = r.latestLinks(ctx); err != nil {
 			return err
 		}
 	}
-	if !delta {
-		if links, err = r.full(ctx, filter); err != nil {
-			return err
-		}
+	if err := r.enumerate(ctx, filter); err != nil {
+		return err
 	}
-	return r.fetched(ctx, links)
+	return r.fetched(ctx, links, caughtUp)
 }
 
-// full reads the whole directory: users, groups and each group's direct
-// members. It returns the users and groups delta links it took first.
-func (r *runner) full(ctx context.Context, filter string) ([2]string, error) {
-	// Delta links at "now", taken before the enumeration: a change made
-	// while it runs shows in the next delta round rather than being lost
-	// between the two (delta-query-overview.md). They travel on RunFetched
-	// and are kept only once the run's plan is applied.
+// latestLinks takes delta links at "now", before a listing of the whole
+// directory: a change made while it runs shows in the next delta round
+// rather than being lost between the two (delta-query-overview.md). They
+// travel on RunFetched and are kept only once the run's plan is applied.
+// A round read first ends with links of that moment, which serve the same.
+func (r *runner) latestLinks(ctx context.Context) ([2]string, error) {
 	var links [2]string
 	for i, res := range []graph.DeltaResource{graph.DeltaUsers, graph.DeltaGroups} {
 		var err error
@@ -366,7 +374,7 @@ func (r *runner) full(ctx context.Context, filter string) ([2]string, error) {
 			return links, err
 		}
 	}
-	return links, r.enumerate(ctx, filter)
+	return links, nil
 }
 
 // enumerate publishes every user, group and group's direct member list.
@@ -410,13 +418,14 @@ func (r *runner) enumerate(ctx context.Context, filter string) error {
 	return r.memberBatches(ctx, groupIDs)
 }
 
-// fetched publishes RunFetched with the delta links the run ends with.
-func (r *runner) fetched(ctx context.Context, links [2]string) error {
+// fetched publishes RunFetched with the delta links the run ends with and
+// whether a full listing followed a delta round (caughtUp).
+func (r *runner) fetched(ctx context.Context, links [2]string, caughtUp bool) error {
 	stats := r.stats()
 	fetched := r.event(-1)
 	pages := r.next.Load() - r.first
 	fetched.Body = &syncv1.SyncEvent_Fetched{Fetched: &syncv1.RunFetched{FirstPage: r.first, Pages: pages, Stats: stats,
-		UsersDeltaLink: links[0], GroupsDeltaLink: links[1]}}
+		UsersDeltaLink: links[0], GroupsDeltaLink: links[1], CaughtUp: caughtUp}}
 	if err := r.send(ctx, fetched); err != nil {
 		return err
 	}

@@ -68,6 +68,9 @@ func validate(ev *syncv1.SyncEvent) error {
 				bad("RunFetched.%s %q is not a link", name, l)
 			}
 		}
+		if f.GetCaughtUp() && (f.GetUsersDeltaLink() == "" || f.GetGroupsDeltaLink() == "") {
+			bad("RunFetched.caught_up without both delta links: a catch-up round ends with them")
+		}
 	case *syncv1.SyncEvent_Failed:
 		controlEvent("RunFailed")
 		checkStats(b.Failed.GetStats(), bad)

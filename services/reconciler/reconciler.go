@@ -240,7 +240,7 @@ func (r *Reconciler) apply(ctx context.Context, ev *syncv1.SyncEvent) error {
 		f := b.Fetched
 		err = r.store.MarkRunFetched(ctx, ref, store.Fetched{
 			FirstPage: int(f.GetFirstPage()), Pages: int(f.GetPages()), Stats: graphStats(f.GetStats()),
-			UsersDeltaLink: f.GetUsersDeltaLink(), GroupsDeltaLink: f.GetGroupsDeltaLink(),
+			UsersDeltaLink: f.GetUsersDeltaLink(), GroupsDeltaLink: f.GetGroupsDeltaLink(), CaughtUp: f.GetCaughtUp(),
 		}, at)
 	case *syncv1.SyncEvent_Failed:
 		finalize = false

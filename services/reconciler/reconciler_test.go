@@ -532,6 +532,8 @@ func TestInvalidEventsArePermanentAndChangeNothing(t *testing.T) {
 					Removed: []string{uid(1)}}}})), "both added to and removed from"},
 			{"fetched delta link with NUL", fetched(func(ev *syncv1.SyncEvent) { ev.GetFetched().UsersDeltaLink = "https://g\x00" }),
 				"users_delta_link"},
+			{"fetched caught up without links", fetched(func(ev *syncv1.SyncEvent) { ev.GetFetched().CaughtUp = true }),
+				"caught_up without both delta links"},
 			{"failed with a page", func(good []*syncv1.SyncEvent) *syncv1.SyncEvent {
 				return &syncv1.SyncEvent{TenantId: tenant, RunId: good[0].RunId, RunSeq: good[0].RunSeq, Page: 0,
 					Body: &syncv1.SyncEvent_Failed{Failed: &syncv1.RunFailed{Error: "x"}}}

@@ -24,7 +24,7 @@ SELECT count(*) FILTER (WHERE kind = 'users') AS users_pages, count(*) FILTER (W
 FROM sync_run_pages
 WHERE tenant_id = @tenant_id AND run_id = @run_id AND page >= @lo AND page < @hi;
 
--- name: TombstoneUnseenUsers :exec
+-- name: TombstoneUnseenUsers :many
 -- Users the run did not see (in its pages, @lo ≤ page < @hi) are gone from
 -- Entra. The tombstone carries the version (run seq, max page, 0): newer
 -- than anything of this run, of whichever attempt (their pages stay below
@@ -40,9 +40,10 @@ SET deleted = true, v_run_seq = @run_seq, v_page = 2147483647, v_idx = 0
 WHERE d.tenant_id = @tenant_id
   AND NOT d.deleted
   AND (d.v_run_seq, d.v_page, d.v_idx) < (@run_seq, 2147483647, 0)
-  AND NOT EXISTS (SELECT 1 FROM seen WHERE seen.id = d.entra_id);
+  AND NOT EXISTS (SELECT 1 FROM seen WHERE seen.id = d.entra_id)
+RETURNING d.entra_id;
 
--- name: TombstoneUnseenGroups :exec
+-- name: TombstoneUnseenGroups :many
 -- As TombstoneUnseenUsers.
 WITH seen AS MATERIALIZED (
     SELECT DISTINCT s.id
@@ -54,7 +55,8 @@ SET deleted = true, v_run_seq = @run_seq, v_page = 2147483647, v_idx = 0
 WHERE d.tenant_id = @tenant_id
   AND NOT d.deleted
   AND (d.v_run_seq, d.v_page, d.v_idx) < (@run_seq, 2147483647, 0)
-  AND NOT EXISTS (SELECT 1 FROM seen WHERE seen.id = d.entra_id);
+  AND NOT EXISTS (SELECT 1 FROM seen WHERE seen.id = d.entra_id)
+RETURNING d.entra_id;
 
 -- name: DropUnlistedDevices :exec
 -- Devices no member list names any more (after DropStaleEdges).
@@ -62,15 +64,15 @@ DELETE FROM dir_devices d
 WHERE d.tenant_id = @tenant_id
   AND NOT EXISTS (SELECT 1 FROM dir_members m WHERE m.tenant_id = @tenant_id AND m.member_id = d.entra_id);
 
--- name: DropStaleEdges :exec
+-- name: DropStaleEdges :many
 -- An edge goes when its group is gone, or when the run saw the group's
 -- complete member list (parts 0..n, the last one marked) without it.
 -- Edges a later run wrote stay. The groups that lost one are marked
--- dirty for the plan.
+-- dirty for the plan; the answer is how many each lost.
 WITH member_pages AS MATERIALIZED (
-    SELECT group_id, part, last, object_ids
-    FROM sync_run_pages
-    WHERE tenant_id = @tenant_id AND run_id = @run_id AND kind = 'members' AND page >= @lo AND page < @hi
+    SELECT p.group_id, p.part, p.last, p.object_ids
+    FROM sync_run_pages p
+    WHERE p.tenant_id = @tenant_id AND p.run_id = @run_id AND p.kind = 'members' AND p.page >= @lo AND p.page < @hi
 ),
 complete AS (
     SELECT group_id
@@ -86,7 +88,7 @@ seen AS (
     WHERE mp.group_id IN (SELECT group_id FROM complete)
 ),
 alive AS (
-    SELECT entra_id FROM dir_groups WHERE tenant_id = @tenant_id AND NOT deleted
+    SELECT dg.entra_id FROM dir_groups dg WHERE dg.tenant_id = @tenant_id AND NOT dg.deleted
 ),
 dropped AS (
     DELETE FROM dir_members d
@@ -96,11 +98,14 @@ dropped AS (
            OR (EXISTS (SELECT 1 FROM complete c WHERE c.group_id = d.group_id)
                AND NOT EXISTS (SELECT 1 FROM seen s WHERE s.group_id = d.group_id AND s.id = d.member_id)))
     RETURNING d.group_id
-)
+),
 -- Each group that lost an edge is marked for the plan.
-INSERT INTO dir_dirty_groups AS g (tenant_id, group_id, run_seq)
-SELECT DISTINCT @tenant_id::uuid, group_id, @run_seq::bigint FROM dropped
-ON CONFLICT (tenant_id, group_id) DO UPDATE SET run_seq = greatest(g.run_seq, EXCLUDED.run_seq);
+marked AS (
+    INSERT INTO dir_dirty_groups AS g (tenant_id, group_id, run_seq)
+    SELECT DISTINCT @tenant_id::uuid, group_id, @run_seq::bigint FROM dropped
+    ON CONFLICT (tenant_id, group_id) DO UPDATE SET run_seq = greatest(g.run_seq, EXCLUDED.run_seq)
+)
+SELECT group_id::text AS group_id, count(*) AS dropped FROM dropped GROUP BY group_id;
 
 -- name: CompleteRun :exec
 UPDATE sync_runs

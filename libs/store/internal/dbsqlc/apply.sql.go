@@ -180,10 +180,11 @@ SET status = 'applying',
     pages_total = $2::integer,
     users_delta_link = $3::text,
     groups_delta_link = $4::text,
-    graph_requests = $5, graph_throttled = $6, graph_retries = $7,
-    started_at = COALESCE(started_at, $8::timestamptz),
-    fetched_at = $8::timestamptz
-WHERE tenant_id = $9 AND id = $10
+    caught_up = $5,
+    graph_requests = $6, graph_throttled = $7, graph_retries = $8,
+    started_at = COALESCE(started_at, $9::timestamptz),
+    fetched_at = $9::timestamptz
+WHERE tenant_id = $10 AND id = $11
 `
 
 type MarkRunFetchedParams struct {
@@ -191,6 +192,7 @@ type MarkRunFetchedParams struct {
 	PagesTotal      int32
 	UsersDeltaLink  *string
 	GroupsDeltaLink *string
+	CaughtUp        bool
 	GraphRequests   int64
 	GraphThrottled  int64
 	GraphRetries    int64
@@ -207,6 +209,7 @@ func (q *Queries) MarkRunFetched(ctx context.Context, arg MarkRunFetchedParams) 
 		arg.PagesTotal,
 		arg.UsersDeltaLink,
 		arg.GroupsDeltaLink,
+		arg.CaughtUp,
 		arg.GraphRequests,
 		arg.GraphThrottled,
 		arg.GraphRetries,

@@ -83,11 +83,11 @@ func (q *Queries) DeleteFinishedRunPages(ctx context.Context, arg DeleteFinished
 	return err
 }
 
-const dropStaleEdges = `-- name: DropStaleEdges :exec
+const dropStaleEdges = `-- name: DropStaleEdges :many
 WITH member_pages AS MATERIALIZED (
-    SELECT group_id, part, last, object_ids
-    FROM sync_run_pages
-    WHERE tenant_id = $1 AND run_id = $3 AND kind = 'members' AND page >= $4 AND page < $5
+    SELECT p.group_id, p.part, p.last, p.object_ids
+    FROM sync_run_pages p
+    WHERE p.tenant_id = $1 AND p.run_id = $2 AND p.kind = 'members' AND p.page >= $3 AND p.page < $4
 ),
 complete AS (
     SELECT group_id
@@ -103,44 +103,67 @@ seen AS (
     WHERE mp.group_id IN (SELECT group_id FROM complete)
 ),
 alive AS (
-    SELECT entra_id FROM dir_groups WHERE tenant_id = $1 AND NOT deleted
+    SELECT dg.entra_id FROM dir_groups dg WHERE dg.tenant_id = $1 AND NOT dg.deleted
 ),
 dropped AS (
     DELETE FROM dir_members d
     WHERE d.tenant_id = $1
-      AND (d.v_run_seq, d.v_page, d.v_idx) < ($2, 2147483647, 0)
+      AND (d.v_run_seq, d.v_page, d.v_idx) < ($5, 2147483647, 0)
       AND (NOT EXISTS (SELECT 1 FROM alive a WHERE a.entra_id = d.group_id)
            OR (EXISTS (SELECT 1 FROM complete c WHERE c.group_id = d.group_id)
                AND NOT EXISTS (SELECT 1 FROM seen s WHERE s.group_id = d.group_id AND s.id = d.member_id)))
     RETURNING d.group_id
+),
+marked AS (
+    INSERT INTO dir_dirty_groups AS g (tenant_id, group_id, run_seq)
+    SELECT DISTINCT $1::uuid, group_id, $5::bigint FROM dropped
+    ON CONFLICT (tenant_id, group_id) DO UPDATE SET run_seq = greatest(g.run_seq, EXCLUDED.run_seq)
 )
-INSERT INTO dir_dirty_groups AS g (tenant_id, group_id, run_seq)
-SELECT DISTINCT $1::uuid, group_id, $2::bigint FROM dropped
-ON CONFLICT (tenant_id, group_id) DO UPDATE SET run_seq = greatest(g.run_seq, EXCLUDED.run_seq)
+SELECT group_id::text AS group_id, count(*) AS dropped FROM dropped GROUP BY group_id
 `
 
 type DropStaleEdgesParams struct {
 	TenantID string
-	RunSeq   int64
 	RunID    string
 	Lo       int32
 	Hi       int32
+	RunSeq   int64
+}
+
+type DropStaleEdgesRow struct {
+	GroupID string
+	Dropped int64
 }
 
 // An edge goes when its group is gone, or when the run saw the group's
 // complete member list (parts 0..n, the last one marked) without it.
 // Edges a later run wrote stay. The groups that lost one are marked
-// dirty for the plan.
+// dirty for the plan; the answer is how many each lost.
 // Each group that lost an edge is marked for the plan.
-func (q *Queries) DropStaleEdges(ctx context.Context, arg DropStaleEdgesParams) error {
-	_, err := q.db.Exec(ctx, dropStaleEdges,
+func (q *Queries) DropStaleEdges(ctx context.Context, arg DropStaleEdgesParams) ([]DropStaleEdgesRow, error) {
+	rows, err := q.db.Query(ctx, dropStaleEdges,
 		arg.TenantID,
-		arg.RunSeq,
 		arg.RunID,
 		arg.Lo,
 		arg.Hi,
+		arg.RunSeq,
 	)
-	return err
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []DropStaleEdgesRow
+	for rows.Next() {
+		var i DropStaleEdgesRow
+		if err := rows.Scan(&i.GroupID, &i.Dropped); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const dropUnlistedDevices = `-- name: DropUnlistedDevices :exec
@@ -329,7 +352,7 @@ func (q *Queries) SupersedeOlderRuns(ctx context.Context, arg SupersedeOlderRuns
 	return err
 }
 
-const tombstoneUnseenGroups = `-- name: TombstoneUnseenGroups :exec
+const tombstoneUnseenGroups = `-- name: TombstoneUnseenGroups :many
 WITH seen AS MATERIALIZED (
     SELECT DISTINCT s.id
     FROM sync_run_pages p, unnest(p.object_ids) AS s(id)
@@ -341,6 +364,7 @@ WHERE d.tenant_id = $2
   AND NOT d.deleted
   AND (d.v_run_seq, d.v_page, d.v_idx) < ($1, 2147483647, 0)
   AND NOT EXISTS (SELECT 1 FROM seen WHERE seen.id = d.entra_id)
+RETURNING d.entra_id
 `
 
 type TombstoneUnseenGroupsParams struct {
@@ -352,18 +376,33 @@ type TombstoneUnseenGroupsParams struct {
 }
 
 // As TombstoneUnseenUsers.
-func (q *Queries) TombstoneUnseenGroups(ctx context.Context, arg TombstoneUnseenGroupsParams) error {
-	_, err := q.db.Exec(ctx, tombstoneUnseenGroups,
+func (q *Queries) TombstoneUnseenGroups(ctx context.Context, arg TombstoneUnseenGroupsParams) ([]string, error) {
+	rows, err := q.db.Query(ctx, tombstoneUnseenGroups,
 		arg.RunSeq,
 		arg.TenantID,
 		arg.RunID,
 		arg.Lo,
 		arg.Hi,
 	)
-	return err
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var entra_id string
+		if err := rows.Scan(&entra_id); err != nil {
+			return nil, err
+		}
+		items = append(items, entra_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
-const tombstoneUnseenUsers = `-- name: TombstoneUnseenUsers :exec
+const tombstoneUnseenUsers = `-- name: TombstoneUnseenUsers :many
 WITH seen AS MATERIALIZED (
     SELECT DISTINCT s.id
     FROM sync_run_pages p, unnest(p.object_ids) AS s(id)
@@ -375,6 +414,7 @@ WHERE d.tenant_id = $2
   AND NOT d.deleted
   AND (d.v_run_seq, d.v_page, d.v_idx) < ($1, 2147483647, 0)
   AND NOT EXISTS (SELECT 1 FROM seen WHERE seen.id = d.entra_id)
+RETURNING d.entra_id
 `
 
 type TombstoneUnseenUsersParams struct {
@@ -390,13 +430,28 @@ type TombstoneUnseenUsersParams struct {
 // than anything of this run, of whichever attempt (their pages stay below
 // the largest int32, see the store's MaxFetchAttempts), or of an older
 // run; older than anything of a later run.
-func (q *Queries) TombstoneUnseenUsers(ctx context.Context, arg TombstoneUnseenUsersParams) error {
-	_, err := q.db.Exec(ctx, tombstoneUnseenUsers,
+func (q *Queries) TombstoneUnseenUsers(ctx context.Context, arg TombstoneUnseenUsersParams) ([]string, error) {
+	rows, err := q.db.Query(ctx, tombstoneUnseenUsers,
 		arg.RunSeq,
 		arg.TenantID,
 		arg.RunID,
 		arg.Lo,
 		arg.Hi,
 	)
-	return err
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var entra_id string
+		if err := rows.Scan(&entra_id); err != nil {
+			return nil, err
+		}
+		items = append(items, entra_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

@@ -271,6 +271,15 @@ type SyncRun struct {
 	DecidedAt       *time.Time
 	UsersDeltaLink  *string
 	GroupsDeltaLink *string
+	CaughtUp        bool
+}
+
+type SyncRunDrift struct {
+	TenantID string
+	RunID    string
+	Kind     string
+	GroupID  string
+	ObjectID string
 }
 
 type SyncRunPage struct {

@@ -1522,8 +1522,13 @@ type RunFetched struct {
 	FirstPage       int32                  `protobuf:"varint,3,opt,name=first_page,json=firstPage,proto3" json:"first_page,omitempty"`
 	UsersDeltaLink  string                 `protobuf:"bytes,4,opt,name=users_delta_link,json=usersDeltaLink,proto3" json:"users_delta_link,omitempty"`    // the users round's link (Graph's URL, opaque)
 	GroupsDeltaLink string                 `protobuf:"bytes,5,opt,name=groups_delta_link,json=groupsDeltaLink,proto3" json:"groups_delta_link,omitempty"` // the groups round's link (Graph's URL, opaque)
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// A full run that first read a delta round from the tenant's saved
+	// links (both rounds complete) before listing the whole directory: what
+	// the listing found different beyond that round is drift, which the
+	// reconciler reports in the run's counts.
+	CaughtUp      bool `protobuf:"varint,6,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RunFetched) Reset() {
@@ -1589,6 +1594,13 @@ func (x *RunFetched) GetGroupsDeltaLink() string {
 		return x.GroupsDeltaLink
 	}
 	return ""
+}
+
+func (x *RunFetched) GetCaughtUp() bool {
+	if x != nil {
+		return x.CaughtUp
+	}
+	return false
 }
 
 // RunFailed ends a run that could not be fetched, with a message for people.
@@ -1752,7 +1764,7 @@ const file_entrasync_sync_v1_sync_proto_rawDesc = "" +
 	"GraphStats\x12\x1a\n" +
 	"\brequests\x18\x01 \x01(\x03R\brequests\x12\x1c\n" +
 	"\tthrottled\x18\x02 \x01(\x03R\tthrottled\x12\x18\n" +
-	"\aretries\x18\x03 \x01(\x03R\aretries\"\xcc\x01\n" +
+	"\aretries\x18\x03 \x01(\x03R\aretries\"\xe9\x01\n" +
 	"\n" +
 	"RunFetched\x12\x14\n" +
 	"\x05pages\x18\x01 \x01(\x05R\x05pages\x123\n" +
@@ -1760,7 +1772,8 @@ const file_entrasync_sync_v1_sync_proto_rawDesc = "" +
 	"\n" +
 	"first_page\x18\x03 \x01(\x05R\tfirstPage\x12(\n" +
 	"\x10users_delta_link\x18\x04 \x01(\tR\x0eusersDeltaLink\x12*\n" +
-	"\x11groups_delta_link\x18\x05 \x01(\tR\x0fgroupsDeltaLink\"V\n" +
+	"\x11groups_delta_link\x18\x05 \x01(\tR\x0fgroupsDeltaLink\x12\x1b\n" +
+	"\tcaught_up\x18\x06 \x01(\bR\bcaughtUp\"V\n" +
 	"\tRunFailed\x12\x14\n" +
 	"\x05error\x18\x01 \x01(\tR\x05error\x123\n" +
 	"\x05stats\x18\x02 \x01(\v2\x1d.entrasync.sync.v1.GraphStatsR\x05stats*J\n" +
