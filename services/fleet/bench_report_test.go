@@ -77,40 +77,45 @@ func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 // fullBound is the least Graph work of a full run with the strategy the
 // fetcher uses when every group is imported (direct edges only, the
-// closure computed locally), for a directory of U users, G groups and m_g
-// direct members of each group g:
+// closure computed locally; member lists read through $batch), for a
+// directory of U users, G groups and m_g direct members of group g:
 //
-//	requests = 2 + ⌈U/999⌉ + ⌈G/999⌉ + Σ_g max(1, ⌈m_g/999⌉)
-//	RU       = 2 + ⌈U/999⌉·1 + ⌈G/999⌉·1 + Σ_g max(1, ⌈m_g/999⌉)·2
+//	pages    = 2 + ⌈U/999⌉ + ⌈G/999⌉ + M,   M = Σ_g max(1, ⌈m_g/999⌉)
+//	requests = 2 + ⌈U/999⌉ + ⌈G/999⌉ + ⌈M/20⌉
+//	RU       = 2 + ⌈U/999⌉·1 + ⌈G/999⌉·1 + M·2
 //	chain    = 1 + max(⌈U/999⌉, ⌈G/999⌉ + max_g ⌈m_g/999⌉)
 //
-// 999 is the largest $top. Costs are throttling-limits.md's: users 2,
-// groups 1, members 3, each −1 for $select, never below 1. The 2 are
-// the users and groups delta links taken at "now" ($deltatoken=latest,
-// 1 RU each) that let the next run be a delta round; an empty group's
-// member list is still one request. chain is the pages that must follow
-// one another: the links before the enumeration, then the users' pages,
-// or the groups' pages and the longest member list.
+// 999 is the largest $top. pages are Graph's answers, each item of a
+// $batch counted; requests are HTTP requests, member-list pages 20 to a
+// $batch (json-batching.md's limit) and every other page on its own (a
+// users or groups page needs the nextLink of the one before). Costs are
+// throttling-limits.md's: users 2, groups 1, members 3, each −1 for
+// $select, never below 1; a $batch costs its items. The 2 are the users
+// and groups delta links taken at "now" ($deltatoken=latest, 1 RU each)
+// that let the next run be a delta round; an empty group's member list
+// is still one page. chain is the pages that must follow one another:
+// the links before the enumeration, then the users' pages, or the
+// groups' pages and the longest member list.
 type fullBound struct {
-	Requests, RU, Chain int
-	Objects             int // users + groups + direct member edges
+	Pages, Requests, RU, Chain int
+	Objects                    int // users + groups + direct member edges
 }
 
 func boundOf(d *graphsim.Directory) fullBound {
 	users, groups := len(d.Users()), d.Groups()
-	b := fullBound{Requests: 2, RU: 2}
-	b.Requests += ceilDiv(users, graphTop) + ceilDiv(len(groups), graphTop)
-	b.RU += ceilDiv(users, graphTop) + ceilDiv(len(groups), graphTop)
-	b.Objects = users + len(groups)
-	longest := 0
+	lists := ceilDiv(users, graphTop) + ceilDiv(len(groups), graphTop)
+	b := fullBound{Objects: users + len(groups)}
+	members, longest := 0, 0
 	for _, g := range groups {
 		m := len(d.DirectMembers(g.ID))
 		pages := max(1, ceilDiv(m, graphTop))
-		b.Requests += pages
-		b.RU += 2 * pages
+		members += pages
 		longest = max(longest, pages)
 		b.Objects += m
 	}
+	b.Pages = 2 + lists + members
+	b.Requests = 2 + lists + ceilDiv(members, 20)
+	b.RU = 2 + lists + 2*members
 	b.Chain = 1 + max(ceilDiv(users, graphTop), ceilDiv(len(groups), graphTop)+longest)
 	return b
 }

@@ -55,7 +55,9 @@ func benchSync(b *testing.B, n int) {
 	g := tallyGraph(h.sim, e.ID, t0)
 	floor, byRU, byChain := bound.floor(users, benchLatency)
 	b.ReportMetric(float64(g.Requests), "full-requests")
+	b.ReportMetric(float64(g.Pages), "full-pages")
 	b.ReportMetric(float64(bound.Requests), "full-requests-bound")
+	b.ReportMetric(float64(bound.Pages), "full-pages-bound")
 	b.ReportMetric(float64(g.RU), "full-RU")
 	b.ReportMetric(float64(bound.RU), "full-RU-bound")
 	b.ReportMetric(float64(g.Throttled), "full-429s")
@@ -78,7 +80,6 @@ func benchSync(b *testing.B, n int) {
 	b.ReportMetric(ratio(float64(msgs), float64(g.Pages)), "nats-msgs/page")
 	b.ReportMetric(ratio(float64(events), float64(g.Pages)), "event-msgs/page")
 	b.ReportMetric(ratio(float64(kv), float64(g.Pages)), "kv-msgs/page")
-	b.ReportMetric(float64(g.Pages), "full-pages")
 
 	writes1 := tableWrites(b, h.db)
 	mirror, app, _ := rowsWritten(writes0, writes1)
