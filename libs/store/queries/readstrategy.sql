@@ -1,0 +1,32 @@
+-- The tenant's size as plan.ReadStrategy weighs it.
+
+-- name: ReadStrategySizes :one
+-- The mirror's users and groups (deleted ones left out), the pages a
+-- listing of every group's direct members takes (an empty list is one
+-- page; @page_size objects a page), and whether a run was ever applied
+-- (before that the sizes are unknown, not zero).
+SELECT (SELECT count(*) FROM dir_users u WHERE u.tenant_id = @tenant_id AND NOT u.deleted) AS users,
+       (SELECT count(*) FROM dir_groups g WHERE g.tenant_id = @tenant_id AND NOT g.deleted) AS groups,
+       (SELECT COALESCE(sum(GREATEST(1::bigint,
+                                     ((SELECT count(*) FROM dir_members e
+                                       WHERE e.tenant_id = g.tenant_id AND e.group_id = g.entra_id)
+                                      + sqlc.arg(page_size)::bigint - 1) / sqlc.arg(page_size)::bigint)), 0)::bigint
+        FROM dir_groups g
+        WHERE g.tenant_id = @tenant_id AND NOT g.deleted) AS member_pages,
+       EXISTS (SELECT 1 FROM sync_runs r WHERE r.tenant_id = @tenant_id AND r.status = 'succeeded') AS known;
+
+-- name: ReadStrategyScopeUsers :many
+-- For each of the groups @groups, the users in its nested membership by
+-- the mirror's direct edges (UNION stops the walk at groups it has seen:
+-- cycles end); 0 for a group the mirror does not have.
+WITH RECURSIVE reach (root, group_id) AS (
+    SELECT g COLLATE "C", g COLLATE "C" FROM unnest(@groups::text[]) AS g
+    UNION
+    SELECT r.root, e.member_id
+    FROM reach r
+    JOIN dir_members e ON e.tenant_id = @tenant_id AND e.group_id = r.group_id AND e.member_type = 'group'
+)
+SELECT r.root::text AS group_id, count(DISTINCT e.member_id) AS users
+FROM reach r
+LEFT JOIN dir_members e ON e.tenant_id = @tenant_id AND e.group_id = r.group_id AND e.member_type = 'user'
+GROUP BY r.root;

@@ -1,0 +1,68 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/entrasync/entrasync/libs/plan"
+	"github.com/entrasync/entrasync/libs/store"
+)
+
+// TestReadStrategyWeighsTheMirror: the facts of plan.ReadStrategy come
+// from the mirror the last applied run left: users and groups not
+// deleted, a member page per started 999 direct edges of each group (one
+// for an empty list), and each scope group's nested users through a
+// cycle; before any run the sizes are unknown and the read is full.
+func TestReadStrategyWeighsTheMirror(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	w := newDeltaWorld(t)
+	set := plan.DefaultSettings()
+	set.Scope.Groups = []string{gID(1), gID(9)} // gID(9): not in Entra ID
+	set.Groups = plan.GroupKinds{Include: []string{}}
+	_, _, err := w.st.UpdateSettings(ctx, w.tenant, set)
+	must(t, err)
+
+	c, err := w.st.ReadStrategy(ctx, w.tenant)
+	must(t, err)
+	if c.Strategy != plan.ReadFull || c.TransitiveRU != 0 {
+		t.Fatalf("before the first run: %+v, want full (sizes unknown)", c)
+	}
+
+	var users []store.DirUser
+	for n := 1; n <= 6; n++ {
+		users = append(users, dUser(n, "u"))
+	}
+	var big []store.DirMember
+	for n := 1000; n < 2000; n++ {
+		big = append(big, memberUser(n))
+	}
+	groupMember := func(n int) store.DirMember { return store.DirMember{ID: gID(n), Type: store.MemberGroup} }
+	w.full(users, []store.DirGroup{dGroup(1, "scope"), dGroup(2, "nested"), dGroup(3, "other"), dGroup(4, "big"), dGroup(5, "empty")},
+		map[string][]store.DirMember{
+			gID(1): {memberUser(1), groupMember(2)},
+			// 1,004 edges (two pages), one a cycle back to the scope group.
+			gID(2): append([]store.DirMember{memberUser(2), memberUser(3), memberUser(1), groupMember(1)}, big...),
+			gID(3): {memberUser(4), memberUser(5)},
+		}, [2]string{})
+
+	c, err = w.st.ReadStrategy(ctx, w.tenant)
+	must(t, err)
+	// Full: 2 links + 1 users page + 1 groups page + 2·(1+2+1+1+1) member
+	// pages; transitive: 4·2 for gID(1)'s 1,003 nested users, 4·1 for
+	// gID(9)'s none.
+	want := plan.ReadChoice{Strategy: plan.ReadTransitive, FullRU: 2 + 1 + 1 + 2*6, TransitiveRU: 12}
+	if c.Strategy != want.Strategy || c.FullRU != want.FullRU || c.TransitiveRU != want.TransitiveRU {
+		t.Fatalf("after a full run: %+v, want %+v", c, want)
+	}
+
+	// Importing a group needs every group's direct edges: full.
+	set.Groups.Security = true
+	_, _, err = w.st.UpdateSettings(ctx, w.tenant, set)
+	must(t, err)
+	c, err = w.st.ReadStrategy(ctx, w.tenant)
+	must(t, err)
+	if c.Strategy != plan.ReadFull || c.FullRU != want.FullRU {
+		t.Fatalf("importing security groups: %+v, want full", c)
+	}
+}
