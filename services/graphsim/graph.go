@@ -84,17 +84,19 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, t *tenant, start
 		writeGraphError(w, r, start, reqID, gerr)
 		return
 	}
-	retryAfter, percentage := s.spend(t.id, t.dir.userCount(), res.cost)
+	sp := s.spend(t, t.dir.userCount(), res.cost)
 	// throttling-limits.md: past 80% of the limit, on every answer (up to
 	// 1.8 when throttled).
-	if percentage != "" {
-		h.Set("x-ms-throttle-limit-percentage", percentage)
+	if sp.percentage != "" {
+		h.Set("x-ms-throttle-limit-percentage", sp.percentage)
 	}
-	if retryAfter != "" {
+	if sp.retryAfter != "" {
 		// throttling-limits.md, "Throttled responses requests": the scope
-		// (<Scope>/<Limit>/<ApplicationId>/<TenantId>) and the reason.
-		h.Set("Retry-After", retryAfter)
-		h.Set("x-ms-throttle-scope", "Tenant_Application/ReadWrite/"+t.clientID+"/"+t.id)
+		// (<Scope>/<Limit>/<ApplicationId>/<TenantId|UserId|ResourceId>)
+		// and the reason. The docs do not say which id an Application
+		// scope ends with; it is the tenant the request was for.
+		h.Set("Retry-After", sp.retryAfter)
+		h.Set("x-ms-throttle-scope", string(sp.scope)+"/ReadWrite/"+t.clientID+"/"+t.id)
 		h.Set("x-ms-throttle-information", "ResourceUnitLimitExceeded")
 		writeGraphError(w, r, start, reqID, faultError(http.StatusTooManyRequests))
 		return

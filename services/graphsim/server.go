@@ -88,6 +88,18 @@ type Faults struct {
 	// (throttling-limits.md): 3,500 for tenants under 50 users, 5,000 up
 	// to 500 users, 8,000 above.
 	Budget int
+	// AppBudget sizes the second bucket EnforceBudget fills: the one of
+	// the tenant's app registration (its client id) across every tenant
+	// it is consented in, holding AppBudget resource units and refilling
+	// at AppBudget per 20 s; 0 takes Graph's 150,000 (throttling-limits.md:
+	// "application | 150,000 ResourceUnits per 20 seconds"). Every request
+	// of a tenant that enforces the budget pays into both buckets, with the
+	// same rules; one its app's bucket cannot pay for answers 429 with
+	// x-ms-throttle-scope Application/ReadWrite/<client id>/<tenant id>,
+	// and the other tenants of the app are throttled with it. The bucket
+	// is the app's, not the tenant's: give every tenant of one app the
+	// same AppBudget (a request sizes the bucket by its own tenant's).
+	AppBudget int
 
 	// DeltaGoneNext: the tenant's next N delta requests answer 410 Gone
 	// with a Location header: the first request of the round again, with
@@ -173,6 +185,10 @@ type Server struct {
 
 	faultMu sync.Mutex
 	faults  map[string]*faultState
+	// apps are the resource-unit buckets of the app registrations, by
+	// lower-case client id, shared by all their tenants that enforce a
+	// budget (guarded by faultMu).
+	apps map[string]*budgetState
 
 	reqMu sync.Mutex
 	reqs  []Request
@@ -197,16 +213,49 @@ type faultState struct {
 	windows  map[string]*budgetState // per tenant
 }
 
-// budgetState is one tenant's resource-unit bucket: the units it held
-// at the last request (negative: in debt), and when that was.
+// budgetState is one resource-unit bucket (a tenant's app, or an app
+// across its tenants): the units it held at the last request (negative:
+// in debt), and when that was.
 type budgetState struct {
 	tokens float64
 	at     time.Time
 }
 
-// budgetWindow is the time Graph's identity and access budget takes to
-// refill from empty.
-const budgetWindow = 10 * time.Second
+// spend refills the bucket, which holds size units and refills at size
+// per window, up to now and takes a request's cost from it. A request
+// the bucket cannot pay for still counts (Graph counts a throttled
+// client's requests), down to a debt of 80% of size. used is the share
+// of size in use afterwards; wait, when the bucket could not pay, how
+// long until it holds the cost again (0 when it could).
+func (b *budgetState) spend(now time.Time, size float64, window time.Duration, cost float64) (used float64, wait time.Duration) {
+	rate := size / window.Seconds() // units per second
+	if elapsed := now.Sub(b.at).Seconds(); elapsed > 0 {
+		b.tokens = b.tokens + elapsed*rate
+		b.at = now
+	}
+	b.tokens = min(size, b.tokens) // also when the size shrank
+	throttled := b.tokens < cost
+	b.tokens = max(b.tokens-cost, -0.8*size)
+	used = 1 - b.tokens/size
+	if !throttled {
+		return used, 0
+	}
+	secs := max((cost-b.tokens)/rate, 0.001)
+	return used, time.Duration(secs * float64(time.Second))
+}
+
+// budgetWindow is the time Graph's identity and access budget of an app
+// in a tenant takes to refill from empty; appBudgetWindow that of an app
+// across all tenants (throttling-limits.md).
+const (
+	budgetWindow    = 10 * time.Second
+	appBudgetWindow = 20 * time.Second
+)
+
+// defaultAppBudget is Graph's resource-unit budget per 20 s of an app
+// across all tenants (throttling-limits.md, identity and access service:
+// "application | 150,000 ResourceUnits per 20 seconds").
+const defaultAppBudget = 150_000
 
 // defaultBudget is Graph's resource-unit budget per 10 s for a tenant of
 // the given size (throttling-limits.md, identity and access service).
@@ -238,7 +287,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		opts: opts, log: opts.Logger,
 		tenants: map[string]*tenant{}, domains: map[string]string{}, access: map[string]access{},
-		faults: map[string]*faultState{}, serveErr: make(chan error, 1),
+		faults: map[string]*faultState{}, apps: map[string]*budgetState{}, serveErr: make(chan error, 1),
 	}
 	s.key = make([]byte, 32)
 	if _, err := rand.Read(s.key); err != nil {
@@ -564,45 +613,78 @@ func (s *Server) faultsOf(tenantID string) *faultState {
 	return s.faults[""]
 }
 
-// spend takes a request's resource units from the tenant's budget when
-// the tenant's faults enforce one. It returns the Retry-After of a 429
-// when the budget is spent ("" to serve the request) and the
-// x-ms-throttle-limit-percentage to send ("" below 80%).
-func (s *Server) spend(tenantID string, users, cost int) (retryAfter, percentage string) {
+// throttleScope names the limit a 429 of the budget hit: the first part
+// of x-ms-throttle-scope (throttling-limits.md, "Throttled responses
+// requests").
+type throttleScope string
+
+const (
+	// scopeTenantApp is "All requests for a particular tenant for the
+	// current application."
+	scopeTenantApp throttleScope = "Tenant_Application"
+	// scopeApp is "All requests for the current application."
+	scopeApp throttleScope = "Application"
+)
+
+// spent is what a request's resource units did to its budget: when it is
+// to be refused, the Retry-After (fractional seconds) and the limit it
+// hit; and the x-ms-throttle-limit-percentage to send ("" below 80%).
+type spent struct {
+	retryAfter string
+	scope      throttleScope
+	percentage string
+}
+
+// spend takes a request's resource units from the budget of the tenant's
+// app in the tenant and from the app's budget across its tenants, when
+// the tenant's faults enforce one. The request counts in both buckets
+// whether or not they can pay; it is refused when either cannot, with
+// the wait and scope of the one that holds it back longer.
+func (s *Server) spend(t *tenant, users, cost int) spent {
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
-	st := s.faultsOf(tenantID)
+	st := s.faultsOf(t.id)
 	if st == nil || !st.f.EnforceBudget {
-		return "", ""
-	}
-	budget := st.f.Budget
-	if budget <= 0 {
-		budget = defaultBudget(users)
+		return spent{}
 	}
 	now := s.now()
-	size := float64(budget)
-	rate := size / budgetWindow.Seconds() // units per second
-	w := st.windows[tenantID]
-	if w == nil {
-		w = &budgetState{tokens: size, at: now}
-		st.windows[tenantID] = w
+	size := st.f.Budget
+	if size <= 0 {
+		size = defaultBudget(users)
 	}
-	if elapsed := now.Sub(w.at).Seconds(); elapsed > 0 {
-		w.tokens = min(size, w.tokens+elapsed*rate)
-		w.at = now
+	tb := st.windows[t.id]
+	if tb == nil {
+		tb = &budgetState{tokens: float64(size), at: now}
+		st.windows[t.id] = tb
 	}
-	c := float64(cost)
-	throttled := w.tokens < c
-	w.tokens = max(w.tokens-c, -0.8*size)
-	if p := 1 - w.tokens/size; p > 0.8 {
-		percentage = strconv.FormatFloat(p, 'f', 2, 64)
+	appSize := st.f.AppBudget
+	if appSize <= 0 {
+		appSize = defaultAppBudget
 	}
-	if throttled {
-		// Until the bucket holds this request's cost again.
-		wait := (c - w.tokens) / rate
-		return strconv.FormatFloat(max(wait, 0.001), 'f', 3, 64), percentage
+	ab := s.apps[t.clientID]
+	if ab == nil {
+		ab = &budgetState{tokens: float64(appSize), at: now}
+		s.apps[t.clientID] = ab
 	}
-	return "", percentage
+	used, wait := tb.spend(now, float64(size), budgetWindow, float64(cost))
+	appUsed, appWait := ab.spend(now, float64(appSize), appBudgetWindow, float64(cost))
+
+	var out spent
+	// throttling-limits.md: "Returned only when the application consumed
+	// more than 0.8 of its limit", whichever limit that is.
+	if p := max(used, appUsed); p > 0.8 {
+		out.percentage = strconv.FormatFloat(p, 'f', 2, 64)
+	}
+	switch {
+	case appWait > 0 && appWait >= wait:
+		out.scope, wait = scopeApp, appWait
+	case wait > 0:
+		out.scope = scopeTenantApp
+	default:
+		return out
+	}
+	out.retryAfter = strconv.FormatFloat(wait.Seconds(), 'f', 3, 64)
+	return out
 }
 
 // fault counts a Graph request of a tenant and returns the status to fail
