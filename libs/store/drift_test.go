@@ -127,3 +127,38 @@ func TestCaughtUpFullRunReportsDrift(t *testing.T) {
 		}
 	})
 }
+
+// A delta run whose attempt listed the whole directory (Graph asked for a
+// resync) is what it read: a full run once finalized, whose group results
+// are recorded (a group Graph refused shows red) and which counts as the
+// weekly full read.
+func TestDeltaRunThatListedEverythingIsRecordedFull(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	w := newDeltaWorld(t)
+	w.full([]store.DirUser{dUser(1, "Ann")}, []store.DirGroup{dGroup(1, "Staff"), dGroup(2, "Board")},
+		map[string][]store.DirMember{gID(1): {memberUser(1)}, gID(2): {memberUser(1)}},
+		[2]string{"https://graph/u?d=1", "https://graph/g?d=1"})
+
+	ref := w.newRun(store.KindDelta)
+	must(t, w.st.ApplyUsersPage(ctx, w.page(ref, 0), []store.DirUser{dUser(1, "Ann")}, w.at))
+	must(t, w.st.ApplyGroupsPage(ctx, w.page(ref, 1), []store.DirGroup{dGroup(1, "Staff"), dGroup(2, "Board")}, w.at))
+	must(t, w.st.ApplyMembersPage(ctx, w.page(ref, 2), store.MembersPage{GroupID: gID(1), Last: true,
+		Members: []store.DirMember{memberUser(1)}}, w.at))
+	must(t, w.st.ApplyUnreadableGroup(ctx, w.page(ref, 3), store.UnreadableGroup{GroupID: gID(2), Status: 403,
+		Code: "Authorization_RequestDenied", Message: "Insufficient privileges to complete the operation."}, w.at))
+	r := w.finish(ref, 4, [2]string{"https://graph/u?d=2", "https://graph/g?d=2"})
+	if r.Kind != store.KindFull || r.Status != store.StatusSucceeded {
+		t.Fatalf("the run is %s %s; want a full run that succeeded", r.Kind, r.Status)
+	}
+	wantRows(t, "group results", w.rows(`SELECT entra_id, ' ', last_ok FROM app_groups WHERE tenant_id = $1 ORDER BY 1`),
+		gID(1)+" true", gID(2)+" false")
+
+	// A delta run that only read delta pages stays delta.
+	d := w.newRun(store.KindDelta)
+	must(t, w.st.ApplyUsersDeltaPage(ctx, w.page(d, 0), nil, nil, w.at))
+	must(t, w.st.ApplyGroupsDeltaPage(ctx, w.page(d, 1), nil, nil, nil, w.at))
+	if r := w.finish(d, 2, [2]string{"https://graph/u?d=3", "https://graph/g?d=3"}); r.Kind != store.KindDelta {
+		t.Fatalf("a delta round is recorded %s", r.Kind)
+	}
+}

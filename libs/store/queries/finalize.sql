@@ -24,6 +24,14 @@ SELECT count(*) FILTER (WHERE kind = 'users') AS users_pages, count(*) FILTER (W
 FROM sync_run_pages
 WHERE tenant_id = @tenant_id AND run_id = @run_id AND page >= @lo AND page < @hi;
 
+-- name: RecordRunListed :exec
+-- A run is what it read: a delta run whose attempt listed the whole
+-- directory (Graph asked for a resync, or its links had aged) is a full
+-- run from its finalization on, for its group results, for the weekly
+-- full read, and for whoever looks at it.
+UPDATE sync_runs SET kind = 'full'
+WHERE tenant_id = @tenant_id AND id = @run_id AND kind = 'delta';
+
 -- name: TombstoneUnseenUsers :many
 -- Users the run did not see (in its pages, @lo ≤ page < @hi) are gone from
 -- Entra. The tombstone carries the version (run seq, max page, 0): newer

@@ -216,6 +216,25 @@ func (q *Queries) RecordGroupResults(ctx context.Context, arg RecordGroupResults
 	return err
 }
 
+const recordRunListed = `-- name: RecordRunListed :exec
+UPDATE sync_runs SET kind = 'full'
+WHERE tenant_id = $1 AND id = $2 AND kind = 'delta'
+`
+
+type RecordRunListedParams struct {
+	TenantID string
+	RunID    string
+}
+
+// A run is what it read: a delta run whose attempt listed the whole
+// directory (Graph asked for a resync, or its links had aged) is a full
+// run from its finalization on, for its group results, for the weekly
+// full read, and for whoever looks at it.
+func (q *Queries) RecordRunListed(ctx context.Context, arg RecordRunListedParams) error {
+	_, err := q.db.Exec(ctx, recordRunListed, arg.TenantID, arg.RunID)
+	return err
+}
+
 const runPageKinds = `-- name: RunPageKinds :one
 SELECT count(*) FILTER (WHERE kind = 'users') AS users_pages, count(*) FILTER (WHERE kind = 'groups') AS groups_pages
 FROM sync_run_pages
