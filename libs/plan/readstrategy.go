@@ -1,6 +1,9 @@
 package plan
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Read strategies: how a full run reads the directory.
 const (
@@ -20,9 +23,11 @@ const GraphPageSize = 999
 // ReadFacts are what the choice of a read strategy depends on: the
 // tenant's rules, and its size as the last applied run left the mirror.
 type ReadFacts struct {
-	// Known is false while no run has filled the mirror: the sizes are
-	// then unknown, not zero.
-	Known bool
+	// LastWholeReadAt is when the last run that read the whole
+	// directory (strategy full) succeeded; zero when none did. Before
+	// that the sizes are unknown, not zero; after a transitive run they
+	// are as that whole read left them.
+	LastWholeReadAt time.Time
 	// Users and Groups are how many the mirror holds (deleted ones left
 	// out).
 	Users, Groups int
@@ -99,10 +104,32 @@ func TransitiveReadRU(f ReadFacts) int {
 	return ru
 }
 
-// ReadStrategy chooses how a tenant's full runs read the directory, and
-// says why. Each strategy is measured against its own lower bound
-// (FullReadRU, TransitiveReadRU); transitive is chosen only where it can
-// serve the tenant and is strictly cheaper:
+// transitiveRefused says why the transitive strategy cannot serve a
+// tenant with these facts; "" when it can.
+func (f ReadFacts) transitiveRefused() string {
+	switch {
+	case !f.SyncsMembers:
+		return "the tenant syncs groups only"
+	case len(f.ScopeUsers) == 0:
+		return "the tenant syncs every user (no scope.groups)"
+	case f.ImportsGroups:
+		return "the tenant imports groups, whose memberships need every group's direct members"
+	case f.UserFilter != "":
+		return "scope.userFilter applies to the users listing only"
+	}
+	return ""
+}
+
+// TransitiveRefused says why the transitive strategy cannot serve a
+// tenant with settings s, whatever its size; "" when it can. The fetcher
+// asks it again at a run's start: settings changed since the run was
+// created win.
+func TransitiveRefused(s Settings) string { return ReadFactsOf(s).transitiveRefused() }
+
+// ReadStrategy chooses at now how a tenant's next full run reads the
+// directory, and says why. Each strategy is measured against its own
+// lower bound (FullReadRU, TransitiveReadRU); transitive is chosen only
+// where it can serve the tenant and is strictly cheaper:
 //
 //   - the tenant syncs users (a Basic tenant syncs groups only);
 //   - it syncs only the members of selected groups (scope.groups);
@@ -110,28 +137,26 @@ func TransitiveReadRU(f ReadFacts) int {
 //     through groups, need the direct edges of every group below it,
 //     which only the full read gives;
 //   - it has no scope.userFilter, which Graph applies to /users only;
-//   - the mirror's sizes are known (a run was applied).
+//   - a whole read succeeded within FullSyncEvery: it gives the sizes
+//     the bounds are computed from, and it is the only read that finds
+//     users who left Entra ID altogether (a transitive read never judges
+//     a user gone for being outside the scope groups), so it comes back
+//     weekly.
 //
 // Example: 100,000 users and 5,000 groups of at most 999 direct members
 // each cost 10,109 RU the full way; 3 scope groups of 2,000 users (3
 // pages each) cost 36 the transitive way.
-func ReadStrategy(f ReadFacts) ReadChoice {
+func ReadStrategy(f ReadFacts, now time.Time) ReadChoice {
 	c := ReadChoice{Strategy: ReadFull, FullRU: FullReadRU(f)}
+	if c.Why = f.transitiveRefused(); c.Why != "" {
+		return c
+	}
 	switch {
-	case !f.SyncsMembers:
-		c.Why = "the tenant syncs groups only"
+	case f.LastWholeReadAt.IsZero():
+		c.Why = "the directory's size is not known before a first whole read"
 		return c
-	case len(f.ScopeUsers) == 0:
-		c.Why = "the tenant syncs every user (no scope.groups)"
-		return c
-	case f.ImportsGroups:
-		c.Why = "the tenant imports groups, whose memberships need every group's direct members"
-		return c
-	case f.UserFilter != "":
-		c.Why = "scope.userFilter applies to the users listing only"
-		return c
-	case !f.Known:
-		c.Why = "the directory's size is not known before a first run"
+	case now.Sub(f.LastWholeReadAt) >= FullSyncEvery:
+		c.Why = "the weekly whole read is due"
 		return c
 	}
 	c.TransitiveRU = TransitiveReadRU(f)

@@ -3,10 +3,13 @@ package plan
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
+var now = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+
 func TestReadStrategyLowerBounds(t *testing.T) {
-	big := ReadFacts{Known: true, Users: 100_000, Groups: 5_000, MemberPages: 5_000, ScopeUsers: []int{2_000, 2_000, 2_000}}
+	big := ReadFacts{LastWholeReadAt: now, Users: 100_000, Groups: 5_000, MemberPages: 5_000, ScopeUsers: []int{2_000, 2_000, 2_000}}
 	if got := FullReadRU(big); got != 2+101+6+2*5_000 {
 		t.Errorf("full read of 100k users, 5k groups: %d RU, want 10109", got)
 	}
@@ -28,7 +31,7 @@ func TestReadStrategyIsTransitiveOnlyWhereItServesAndIsCheaper(t *testing.T) {
 		s.Scope.Groups = []string{"a", "b", "c"}
 		s.Groups = GroupKinds{Include: []string{}}
 		f := ReadFactsOf(s)
-		f.Known, f.Users, f.Groups, f.MemberPages = true, 100_000, 5_000, 5_000
+		f.LastWholeReadAt, f.Users, f.Groups, f.MemberPages = now.Add(-24*time.Hour), 100_000, 5_000, 5_000
 		f.ScopeUsers = []int{2_000, 2_000, 2_000}
 		if edit != nil {
 			edit(&f)
@@ -41,7 +44,7 @@ func TestReadStrategyIsTransitiveOnlyWhereItServesAndIsCheaper(t *testing.T) {
 		s.Groups = GroupKinds{Include: []string{}}
 		edit(&s)
 		f := ReadFactsOf(s)
-		f.Known, f.Users, f.Groups, f.MemberPages = true, 100_000, 5_000, 5_000
+		f.LastWholeReadAt, f.Users, f.Groups, f.MemberPages = now.Add(-24*time.Hour), 100_000, 5_000, 5_000
 		return f
 	}
 	for _, c := range []struct {
@@ -55,7 +58,9 @@ func TestReadStrategyIsTransitiveOnlyWhereItServesAndIsCheaper(t *testing.T) {
 		{"imports security groups", withSettings(func(s *Settings) { s.Groups.Security = true }), ReadFull},
 		{"imports one listed group", withSettings(func(s *Settings) { s.Groups.Include = []string{"g"} }), ReadFull},
 		{"user filter", withSettings(func(s *Settings) { s.Scope.UserFilter = "department eq 'x'" }), ReadFull},
-		{"sizes unknown", scoped(func(f *ReadFacts) { f.Known = false }), ReadFull},
+		{"no whole read yet", scoped(func(f *ReadFacts) { f.LastWholeReadAt = time.Time{} }), ReadFull},
+		{"whole read 6 days ago", scoped(func(f *ReadFacts) { f.LastWholeReadAt = now.Add(-6 * 24 * time.Hour) }), ReadTransitive},
+		{"whole read a week ago", scoped(func(f *ReadFacts) { f.LastWholeReadAt = now.Add(-FullSyncEvery) }), ReadFull},
 		// 2 + 1 + 1 + 2·10 = 24 RU in full; 3 scope groups of 2,000
 		// users cost 36: the whole small tenant is cheaper.
 		{"small tenant", scoped(func(f *ReadFacts) { f.Users, f.Groups, f.MemberPages = 900, 10, 10 }), ReadFull},
@@ -64,7 +69,7 @@ func TestReadStrategyIsTransitiveOnlyWhereItServesAndIsCheaper(t *testing.T) {
 			f.Users, f.Groups, f.MemberPages, f.ScopeUsers = 999, 999, 10, []int{1, 1, 1, 1, 1, 1}
 		}), ReadFull},
 	} {
-		got := ReadStrategy(c.facts)
+		got := ReadStrategy(c.facts, now)
 		if got.Strategy != c.want || got.Why == "" || got.FullRU != FullReadRU(c.facts) {
 			t.Errorf("%s: %+v, want %s", c.name, got, c.want)
 		}

@@ -31,15 +31,23 @@ type RunKindFacts struct {
 	// UnreadableGroups counts the groups whose member list the last
 	// applied run could not read (kept as last read).
 	UnreadableGroups int
+	// ReadsTransitive: the tenant's full runs read its scope groups'
+	// transitive members (ReadStrategy), which leaves the mirror's direct
+	// edges as the last whole read left them.
+	ReadsTransitive bool
 }
 
 // RunKind chooses a new run's kind at now, and says why: delta while the
 // tenant has both links, younger than MaxDeltaLinkAge, a full run
 // succeeded within FullSyncEvery and every group's member list could be
 // read (a delta round would not bring back what changed in an unreadable
-// list before its link); full otherwise.
+// list before its link), and the tenant is not read transitively (Graph's
+// groups delta does not report nested changes, and the direct edges a
+// round would update were not read); full otherwise.
 func RunKind(f RunKindFacts, now time.Time) (kind, why string) {
 	switch {
+	case f.ReadsTransitive:
+		return RunFull, "the tenant is read through its scope groups' transitive members, which delta rounds cannot follow"
 	case f.Links < 2:
 		return RunFull, "no delta links saved yet"
 	case now.Sub(f.LinksTakenAt) > MaxDeltaLinkAge:

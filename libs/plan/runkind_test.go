@@ -22,6 +22,8 @@ func TestRunKindIsDeltaWhileLinksAreFreshAndAFullReadIsRecent(t *testing.T) {
 		{"no full read ever", RunKindFacts{Links: 2, LinksTakenAt: fresh.LinksTakenAt}, RunFull},
 		{"a group unreadable last time", RunKindFacts{Links: 2, LinksTakenAt: fresh.LinksTakenAt, LastFullAt: fresh.LastFullAt,
 			UnreadableGroups: 1}, RunFull},
+		{"read transitively", RunKindFacts{Links: 2, LinksTakenAt: fresh.LinksTakenAt, LastFullAt: fresh.LastFullAt,
+			ReadsTransitive: true}, RunFull},
 		{"full read a week ago", RunKindFacts{Links: 2, LinksTakenAt: fresh.LinksTakenAt, LastFullAt: now.Add(-7 * day)}, RunFull},
 	} {
 		if got, why := RunKind(c.facts, now); got != c.want || why == "" {

@@ -180,11 +180,7 @@ func buildPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 		return res, fmt.Errorf("clear plan: %w", err)
 	}
 	if len(t.settings.Scope.Groups) > 0 {
-		err := withNestLoops(ctx, q, func() error {
-			return q.PlanScopeUsers(ctx, dbsqlc.PlanScopeUsersParams{TenantID: ref.TenantID, RunID: ref.RunID,
-				Groups: t.settings.Scope.Groups})
-		})
-		if err != nil {
+		if err := planScope(ctx, q, ref, pr, t.settings.Scope.Groups); err != nil {
 			return res, fmt.Errorf("scope groups: %w", err)
 		}
 	}

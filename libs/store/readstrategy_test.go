@@ -26,7 +26,7 @@ func TestReadStrategyWeighsTheMirror(t *testing.T) {
 	c, err := w.st.ReadStrategy(ctx, w.tenant)
 	must(t, err)
 	if c.Strategy != plan.ReadFull || c.TransitiveRU != 0 {
-		t.Fatalf("before the first run: %+v, want full (sizes unknown)", c)
+		t.Fatalf("before the first run: %+v, want full (sizes unknown before a whole read)", c)
 	}
 
 	var users []store.DirUser
@@ -56,6 +56,15 @@ func TestReadStrategyWeighsTheMirror(t *testing.T) {
 		t.Fatalf("after a full run: %+v, want %+v", c, want)
 	}
 
+	// Full runs created now read transitively, and every run is full.
+	for _, kind := range []string{store.KindAuto, store.KindFull} {
+		r, err := w.st.CreateRun(ctx, store.NewRun{TenantID: w.tenant, Kind: kind, Trigger: store.TriggerManual})
+		must(t, err)
+		if r.Kind != store.KindFull || r.ReadStrategy != store.ReadTransitive {
+			t.Fatalf("run created %s: %s, read %s; want a full run read transitively", kind, r.Kind, r.ReadStrategy)
+		}
+	}
+
 	// Importing a group needs every group's direct edges: full.
 	set.Groups.Security = true
 	_, _, err = w.st.UpdateSettings(ctx, w.tenant, set)
@@ -64,5 +73,10 @@ func TestReadStrategyWeighsTheMirror(t *testing.T) {
 	must(t, err)
 	if c.Strategy != plan.ReadFull || c.FullRU != want.FullRU {
 		t.Fatalf("importing security groups: %+v, want full", c)
+	}
+	r, err := w.st.CreateRun(ctx, store.NewRun{TenantID: w.tenant, Kind: store.KindFull, Trigger: store.TriggerManual})
+	must(t, err)
+	if r.ReadStrategy != store.ReadFull {
+		t.Fatalf("run created while importing groups: read %s, want full", r.ReadStrategy)
 	}
 }

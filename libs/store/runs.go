@@ -58,10 +58,15 @@ type Run struct {
 	ID       string
 	TenantID string
 	// Seq orders the tenant's runs; it grows by one per run.
-	Seq     int64
-	Kind    string
-	Trigger string
-	Status  string
+	Seq  int64
+	Kind string
+	// ReadStrategy is how a full run reads the directory: ReadFull (the
+	// whole of it) or ReadTransitive (its scope groups' nested members
+	// only), chosen by plan.ReadStrategy when the run was created; a
+	// delta run's is ReadFull.
+	ReadStrategy string
+	Trigger      string
+	Status       string
 	// Error says why a failed run failed.
 	Error string
 	Slot  *time.Time
@@ -197,20 +202,37 @@ func (s *Store) insertRun(ctx context.Context, q *dbsqlc.Queries, nr NewRun) (Ru
 		return Run{}, fmt.Errorf("tenant %s: %w", nr.TenantID, ErrDisconnected)
 	}
 	now := s.clock()
+	// A full run's read strategy; a transitive one makes every run of
+	// the tenant full.
+	strategy := ReadFull
+	if nr.Kind != KindDelta {
+		settings, err := tenantFrom(q.GetTenant(ctx, nr.TenantID))
+		if err != nil {
+			return Run{}, fmt.Errorf("tenant %s: settings: %w", nr.TenantID, err)
+		}
+		c, err := readStrategy(ctx, q, nr.TenantID, settings.Settings, now, false)
+		if err != nil {
+			return Run{}, fmt.Errorf("tenant %s: choose the run's read strategy: %w", nr.TenantID, err)
+		}
+		strategy = c.Strategy
+	}
 	if nr.Kind == KindAuto {
 		f, err := q.RunKindFacts(ctx, nr.TenantID)
 		if err != nil {
 			return Run{}, fmt.Errorf("tenant %s: choose the run's kind: %w", nr.TenantID, err)
 		}
 		facts := plan.RunKindFacts{Links: int(f.Links), LinksTakenAt: f.LinksTakenAt, LastFullAt: f.LastFullAt,
-			UnreadableGroups: int(f.UnreadableGroups)}
+			UnreadableGroups: int(f.UnreadableGroups), ReadsTransitive: strategy == ReadTransitive}
 		if facts.LastFullAt.Equal(time.Unix(0, 0)) {
 			facts.LastFullAt = time.Time{}
 		}
 		nr.Kind, _ = plan.RunKind(facts, now)
 	}
+	if nr.Kind == KindDelta {
+		strategy = ReadFull
+	}
 	r, err := q.CreateRun(ctx, dbsqlc.CreateRunParams{TenantID: nr.TenantID, ID: nr.ID, Seq: next.LastRunSeq,
-		Kind: nr.Kind, Trigger: nr.Trigger, Slot: nr.Slot, CreatedAt: now})
+		Kind: nr.Kind, Trigger: nr.Trigger, Slot: nr.Slot, CreatedAt: now, ReadStrategy: strategy})
 	if err != nil {
 		return Run{}, err
 	}
@@ -387,7 +409,7 @@ func (s *Store) BeginFetch(ctx context.Context, tenantID, runID string) (int, er
 // once the run is over).
 func runFrom(m dbsqlc.SyncRun, pagesApplied int32) (Run, error) {
 	r := Run{
-		ID: m.ID, TenantID: m.TenantID, Seq: m.Seq, Kind: m.Kind, Trigger: m.Trigger, Status: m.Status,
+		ID: m.ID, TenantID: m.TenantID, Seq: m.Seq, Kind: m.Kind, ReadStrategy: m.ReadStrategy, Trigger: m.Trigger, Status: m.Status,
 		Error: m.Error, Slot: m.Slot, PagesTotal: intPtr(m.PagesTotal), PagesApplied: int(pagesApplied),
 		GraphRequests: m.GraphRequests, Throttled: m.GraphThrottled, GraphRetries: m.GraphRetries,
 		CreatedAt: m.CreatedAt, StartedAt: m.StartedAt, FinishedAt: m.FinishedAt,

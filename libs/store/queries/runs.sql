@@ -13,8 +13,8 @@ WHERE id = @tenant_id
 RETURNING last_run_seq, (disconnected_at IS NOT NULL)::boolean AS disconnected;
 
 -- name: CreateRun :one
-INSERT INTO sync_runs (tenant_id, id, seq, kind, trigger, slot, created_at)
-VALUES (@tenant_id, @id, @seq, @kind, @trigger, @slot, @created_at)
+INSERT INTO sync_runs (tenant_id, id, seq, kind, trigger, slot, created_at, read_strategy)
+VALUES (@tenant_id, @id, @seq, @kind, @trigger, @slot, @created_at, @read_strategy)
 RETURNING *;
 
 -- name: GetRun :one

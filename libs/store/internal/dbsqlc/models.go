@@ -272,6 +272,7 @@ type SyncRun struct {
 	UsersDeltaLink  *string
 	GroupsDeltaLink *string
 	CaughtUp        bool
+	ReadStrategy    string
 }
 
 type SyncRunDrift struct {

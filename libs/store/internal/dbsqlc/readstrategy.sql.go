@@ -7,7 +7,38 @@ package dbsqlc
 
 import (
 	"context"
+	"time"
 )
+
+const planScopeUsersRead = `-- name: PlanScopeUsersRead :exec
+INSERT INTO plan_work_scope (tenant_id, run_id, user_id)
+SELECT DISTINCT $1::uuid, $2::uuid, s.id
+FROM sync_run_pages p, unnest(p.object_ids) AS s(id)
+WHERE p.tenant_id = $1 AND p.run_id = $2 AND p.kind = 'transitive'
+  AND p.page >= $3 AND p.page < $4 AND p.group_id = ANY ($5::text[])
+`
+
+type PlanScopeUsersReadParams struct {
+	TenantID string
+	RunID    string
+	Lo       int32
+	Hi       int32
+	Groups   []string
+}
+
+// The users in scope of a scoped listing: those in the transitive lists
+// the run read (@lo ≤ page < @hi) of the groups @groups (a group taken
+// out of the scope since the run read it no longer counts).
+func (q *Queries) PlanScopeUsersRead(ctx context.Context, arg PlanScopeUsersReadParams) error {
+	_, err := q.db.Exec(ctx, planScopeUsersRead,
+		arg.TenantID,
+		arg.RunID,
+		arg.Lo,
+		arg.Hi,
+		arg.Groups,
+	)
+	return err
+}
 
 const readStrategyScopeUsers = `-- name: ReadStrategyScopeUsers :many
 WITH RECURSIVE reach (root, group_id) AS (
@@ -66,7 +97,10 @@ SELECT (SELECT count(*) FROM dir_users u WHERE u.tenant_id = $1 AND NOT u.delete
                                       + $2::bigint - 1) / $2::bigint)), 0)::bigint
         FROM dir_groups g
         WHERE g.tenant_id = $1 AND NOT g.deleted) AS member_pages,
-       EXISTS (SELECT 1 FROM sync_runs r WHERE r.tenant_id = $1 AND r.status = 'succeeded') AS known
+       COALESCE((SELECT max(r.finished_at) FROM sync_runs r
+                 WHERE r.tenant_id = $1 AND r.kind = 'full' AND r.read_strategy = 'full'
+                   AND r.status = 'succeeded'),
+                'epoch')::timestamptz AS last_whole_read_at
 `
 
 type ReadStrategySizesParams struct {
@@ -75,17 +109,17 @@ type ReadStrategySizesParams struct {
 }
 
 type ReadStrategySizesRow struct {
-	Users       int64
-	Groups      int64
-	MemberPages int64
-	Known       bool
+	Users           int64
+	Groups          int64
+	MemberPages     int64
+	LastWholeReadAt time.Time
 }
 
 // The tenant's size as plan.ReadStrategy weighs it.
 // The mirror's users and groups (deleted ones left out), the pages a
 // listing of every group's direct members takes (an empty list is one
-// page; @page_size objects a page), and whether a run was ever applied
-// (before that the sizes are unknown, not zero).
+// page; @page_size objects a page), and when the last run that read the
+// whole directory succeeded (the epoch stands for never).
 func (q *Queries) ReadStrategySizes(ctx context.Context, arg ReadStrategySizesParams) (ReadStrategySizesRow, error) {
 	row := q.db.QueryRow(ctx, readStrategySizes, arg.TenantID, arg.PageSize)
 	var i ReadStrategySizesRow
@@ -93,7 +127,34 @@ func (q *Queries) ReadStrategySizes(ctx context.Context, arg ReadStrategySizesPa
 		&i.Users,
 		&i.Groups,
 		&i.MemberPages,
-		&i.Known,
+		&i.LastWholeReadAt,
 	)
 	return i, err
+}
+
+const runReadsScope = `-- name: RunReadsScope :one
+SELECT EXISTS (SELECT 1 FROM sync_run_pages p
+               WHERE p.tenant_id = $1 AND p.run_id = $2 AND p.kind = 'transitive'
+                 AND p.page >= $3 AND p.page < $4) AS scoped
+`
+
+type RunReadsScopeParams struct {
+	TenantID string
+	RunID    string
+	Lo       int32
+	Hi       int32
+}
+
+// Whether the run's attempt (@lo ≤ page < @hi) read the scope groups'
+// transitive members instead of the whole directory: a scoped listing.
+func (q *Queries) RunReadsScope(ctx context.Context, arg RunReadsScopeParams) (bool, error) {
+	row := q.db.QueryRow(ctx, runReadsScope,
+		arg.TenantID,
+		arg.RunID,
+		arg.Lo,
+		arg.Hi,
+	)
+	var scoped bool
+	err := row.Scan(&scoped)
+	return scoped, err
 }

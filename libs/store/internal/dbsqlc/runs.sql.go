@@ -31,19 +31,20 @@ func (q *Queries) BeginFetch(ctx context.Context, arg BeginFetchParams) (int32, 
 }
 
 const createRun = `-- name: CreateRun :one
-INSERT INTO sync_runs (tenant_id, id, seq, kind, trigger, slot, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-RETURNING tenant_id, id, seq, kind, trigger, slot, status, error, counts, pages_total, pages_applied, graph_requests, graph_throttled, graph_retries, created_at, started_at, fetched_at, finished_at, fetch_attempts, pages_first, held_reason, held_message, plan_summary, plan_counts, plan_app_version, planned_at, decided_at, users_delta_link, groups_delta_link, caught_up
+INSERT INTO sync_runs (tenant_id, id, seq, kind, trigger, slot, created_at, read_strategy)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+RETURNING tenant_id, id, seq, kind, trigger, slot, status, error, counts, pages_total, pages_applied, graph_requests, graph_throttled, graph_retries, created_at, started_at, fetched_at, finished_at, fetch_attempts, pages_first, held_reason, held_message, plan_summary, plan_counts, plan_app_version, planned_at, decided_at, users_delta_link, groups_delta_link, caught_up, read_strategy
 `
 
 type CreateRunParams struct {
-	TenantID  string
-	ID        string
-	Seq       int64
-	Kind      string
-	Trigger   string
-	Slot      *time.Time
-	CreatedAt time.Time
+	TenantID     string
+	ID           string
+	Seq          int64
+	Kind         string
+	Trigger      string
+	Slot         *time.Time
+	CreatedAt    time.Time
+	ReadStrategy string
 }
 
 func (q *Queries) CreateRun(ctx context.Context, arg CreateRunParams) (SyncRun, error) {
@@ -55,6 +56,7 @@ func (q *Queries) CreateRun(ctx context.Context, arg CreateRunParams) (SyncRun, 
 		arg.Trigger,
 		arg.Slot,
 		arg.CreatedAt,
+		arg.ReadStrategy,
 	)
 	var i SyncRun
 	err := row.Scan(
@@ -88,6 +90,7 @@ func (q *Queries) CreateRun(ctx context.Context, arg CreateRunParams) (SyncRun, 
 		&i.UsersDeltaLink,
 		&i.GroupsDeltaLink,
 		&i.CaughtUp,
+		&i.ReadStrategy,
 	)
 	return i, err
 }
@@ -127,7 +130,7 @@ func (q *Queries) EndedRunCounts(ctx context.Context) ([]EndedRunCountsRow, erro
 }
 
 const getRun = `-- name: GetRun :one
-SELECT r.tenant_id, r.id, r.seq, r.kind, r.trigger, r.slot, r.status, r.error, r.counts, r.pages_total, r.pages_applied, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.fetched_at, r.finished_at, r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.plan_counts, r.plan_app_version, r.planned_at, r.decided_at, r.users_delta_link, r.groups_delta_link, r.caught_up, run_pages_applied(r, $1::bigint) AS current_pages_applied
+SELECT r.tenant_id, r.id, r.seq, r.kind, r.trigger, r.slot, r.status, r.error, r.counts, r.pages_total, r.pages_applied, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.fetched_at, r.finished_at, r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.plan_counts, r.plan_app_version, r.planned_at, r.decided_at, r.users_delta_link, r.groups_delta_link, r.caught_up, r.read_strategy, run_pages_applied(r, $1::bigint) AS current_pages_applied
 FROM sync_runs r
 WHERE r.tenant_id = $2 AND r.id = $3
 `
@@ -177,13 +180,14 @@ func (q *Queries) GetRun(ctx context.Context, arg GetRunParams) (GetRunRow, erro
 		&i.SyncRun.UsersDeltaLink,
 		&i.SyncRun.GroupsDeltaLink,
 		&i.SyncRun.CaughtUp,
+		&i.SyncRun.ReadStrategy,
 		&i.CurrentPagesApplied,
 	)
 	return i, err
 }
 
 const getRunBySlot = `-- name: GetRunBySlot :one
-SELECT r.tenant_id, r.id, r.seq, r.kind, r.trigger, r.slot, r.status, r.error, r.counts, r.pages_total, r.pages_applied, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.fetched_at, r.finished_at, r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.plan_counts, r.plan_app_version, r.planned_at, r.decided_at, r.users_delta_link, r.groups_delta_link, r.caught_up, run_pages_applied(r, $1::bigint) AS current_pages_applied
+SELECT r.tenant_id, r.id, r.seq, r.kind, r.trigger, r.slot, r.status, r.error, r.counts, r.pages_total, r.pages_applied, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.fetched_at, r.finished_at, r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.plan_counts, r.plan_app_version, r.planned_at, r.decided_at, r.users_delta_link, r.groups_delta_link, r.caught_up, r.read_strategy, run_pages_applied(r, $1::bigint) AS current_pages_applied
 FROM sync_runs r
 WHERE r.tenant_id = $2 AND r.slot = $3::timestamptz
 `
@@ -233,6 +237,7 @@ func (q *Queries) GetRunBySlot(ctx context.Context, arg GetRunBySlotParams) (Get
 		&i.SyncRun.UsersDeltaLink,
 		&i.SyncRun.GroupsDeltaLink,
 		&i.SyncRun.CaughtUp,
+		&i.SyncRun.ReadStrategy,
 		&i.CurrentPagesApplied,
 	)
 	return i, err
@@ -272,7 +277,7 @@ func (q *Queries) LastSuccessByTenant(ctx context.Context) ([]LastSuccessByTenan
 }
 
 const listRuns = `-- name: ListRuns :many
-SELECT r.tenant_id, r.id, r.seq, r.kind, r.trigger, r.slot, r.status, r.error, r.counts, r.pages_total, r.pages_applied, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.fetched_at, r.finished_at, r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.plan_counts, r.plan_app_version, r.planned_at, r.decided_at, r.users_delta_link, r.groups_delta_link, r.caught_up, run_pages_applied(r, $1::bigint) AS current_pages_applied
+SELECT r.tenant_id, r.id, r.seq, r.kind, r.trigger, r.slot, r.status, r.error, r.counts, r.pages_total, r.pages_applied, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.fetched_at, r.finished_at, r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.plan_counts, r.plan_app_version, r.planned_at, r.decided_at, r.users_delta_link, r.groups_delta_link, r.caught_up, r.read_strategy, run_pages_applied(r, $1::bigint) AS current_pages_applied
 FROM sync_runs r
 WHERE r.tenant_id = $2 AND r.seq < $3
 ORDER BY r.seq DESC
@@ -337,6 +342,7 @@ func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]ListRunsR
 			&i.SyncRun.UsersDeltaLink,
 			&i.SyncRun.GroupsDeltaLink,
 			&i.SyncRun.CaughtUp,
+			&i.SyncRun.ReadStrategy,
 			&i.CurrentPagesApplied,
 		); err != nil {
 			return nil, err
@@ -350,7 +356,7 @@ func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]ListRunsR
 }
 
 const listStaleQueuedRuns = `-- name: ListStaleQueuedRuns :many
-SELECT tenant_id, id, seq, kind, trigger, slot, status, error, counts, pages_total, pages_applied, graph_requests, graph_throttled, graph_retries, created_at, started_at, fetched_at, finished_at, fetch_attempts, pages_first, held_reason, held_message, plan_summary, plan_counts, plan_app_version, planned_at, decided_at, users_delta_link, groups_delta_link, caught_up
+SELECT tenant_id, id, seq, kind, trigger, slot, status, error, counts, pages_total, pages_applied, graph_requests, graph_throttled, graph_retries, created_at, started_at, fetched_at, finished_at, fetch_attempts, pages_first, held_reason, held_message, plan_summary, plan_counts, plan_app_version, planned_at, decided_at, users_delta_link, groups_delta_link, caught_up, read_strategy
 FROM sync_runs
 WHERE status = 'queued' AND fetch_attempts = 0 AND created_at < $1
 ORDER BY created_at, tenant_id, seq
@@ -399,6 +405,7 @@ func (q *Queries) ListStaleQueuedRuns(ctx context.Context, olderThan time.Time) 
 			&i.UsersDeltaLink,
 			&i.GroupsDeltaLink,
 			&i.CaughtUp,
+			&i.ReadStrategy,
 		); err != nil {
 			return nil, err
 		}
@@ -411,7 +418,7 @@ func (q *Queries) ListStaleQueuedRuns(ctx context.Context, olderThan time.Time) 
 }
 
 const listStuckRuns = `-- name: ListStuckRuns :many
-SELECT r.tenant_id, r.id, r.seq, r.kind, r.trigger, r.slot, r.status, r.error, r.counts, r.pages_total, r.pages_applied, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.fetched_at, r.finished_at, r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.plan_counts, r.plan_app_version, r.planned_at, r.decided_at, r.users_delta_link, r.groups_delta_link, r.caught_up, run_pages_applied(r, $1::bigint) AS current_pages_applied
+SELECT r.tenant_id, r.id, r.seq, r.kind, r.trigger, r.slot, r.status, r.error, r.counts, r.pages_total, r.pages_applied, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.fetched_at, r.finished_at, r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.plan_counts, r.plan_app_version, r.planned_at, r.decided_at, r.users_delta_link, r.groups_delta_link, r.caught_up, r.read_strategy, run_pages_applied(r, $1::bigint) AS current_pages_applied
 FROM sync_runs r
 WHERE r.status IN ('queued', 'running', 'applying') AND run_stuck(r, $2::timestamptz, $3::timestamptz)
 ORDER BY r.created_at, r.tenant_id, r.seq
@@ -471,6 +478,7 @@ func (q *Queries) ListStuckRuns(ctx context.Context, arg ListStuckRunsParams) ([
 			&i.SyncRun.UsersDeltaLink,
 			&i.SyncRun.GroupsDeltaLink,
 			&i.SyncRun.CaughtUp,
+			&i.SyncRun.ReadStrategy,
 			&i.CurrentPagesApplied,
 		); err != nil {
 			return nil, err
@@ -567,7 +575,7 @@ func (q *Queries) RunStuck(ctx context.Context, arg RunStuckParams) (bool, error
 }
 
 const waitingRun = `-- name: WaitingRun :one
-SELECT tenant_id, id, seq, kind, trigger, slot, status, error, counts, pages_total, pages_applied, graph_requests, graph_throttled, graph_retries, created_at, started_at, fetched_at, finished_at, fetch_attempts, pages_first, held_reason, held_message, plan_summary, plan_counts, plan_app_version, planned_at, decided_at, users_delta_link, groups_delta_link, caught_up
+SELECT tenant_id, id, seq, kind, trigger, slot, status, error, counts, pages_total, pages_applied, graph_requests, graph_throttled, graph_retries, created_at, started_at, fetched_at, finished_at, fetch_attempts, pages_first, held_reason, held_message, plan_summary, plan_counts, plan_app_version, planned_at, decided_at, users_delta_link, groups_delta_link, caught_up, read_strategy
 FROM sync_runs
 WHERE tenant_id = $1 AND status = 'queued' AND fetch_attempts = 0
 ORDER BY seq
@@ -609,6 +617,7 @@ func (q *Queries) WaitingRun(ctx context.Context, tenantID string) (SyncRun, err
 		&i.UsersDeltaLink,
 		&i.GroupsDeltaLink,
 		&i.CaughtUp,
+		&i.ReadStrategy,
 	)
 	return i, err
 }
