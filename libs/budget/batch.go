@@ -100,12 +100,14 @@ func withBody(req *http.Request) (*http.Request, error) {
 
 // batchOutcome is what a batch's answers say: what its requests cost
 // (each answer's x-ms-resource-unit, or its estimate when it states none),
-// and for the throttled ones the longest Retry-After and its scope.
+// and the 429s among them, at most one per limit: of the answers that
+// name the app's limit (Application scope) the one with the longest
+// Retry-After, and likewise of the others (the tenant's). A batch can
+// hold both, and each pauses its own bucket: keeping only the longest
+// of all would lose the app's pause behind a longer one of the tenant.
 type batchOutcome struct {
-	units      int
-	throttled  bool
-	retryAfter string
-	scope      string
+	units     int
+	throttles []throttle
 }
 
 // readBatchOutcome reads a batch's 200 answer, leaving resp's body to be
@@ -127,7 +129,10 @@ func readBatchOutcome(resp *http.Response, costs map[string]int, now time.Time) 
 	if err := json.Unmarshal(b, &answer); err != nil || answer.Responses == nil {
 		return out, false
 	}
-	longest := time.Duration(-1)
+	// Per limit (false: the tenant's, true: the app's), the 429 kept and
+	// its wait (-1: no readable Retry-After).
+	kept := map[bool]throttle{}
+	longest := map[bool]time.Duration{}
 	for _, a := range answer.Responses {
 		h := http.Header{}
 		for k, v := range a.Headers {
@@ -141,11 +146,19 @@ func readBatchOutcome(resp *http.Response, costs map[string]int, now time.Time) 
 		if a.Status != http.StatusTooManyRequests {
 			continue
 		}
-		out.throttled = true
-		if w, ok := parseRetryAfter(h.Get("Retry-After"), now); ok && w > longest {
-			longest, out.retryAfter, out.scope = w, h.Get("Retry-After"), h.Get(HeaderThrottleScope)
-		} else if out.scope == "" {
-			out.scope = h.Get(HeaderThrottleScope)
+		th := throttle{retryAfter: h.Get("Retry-After"), scope: h.Get(HeaderThrottleScope)}
+		app := th.appScoped()
+		w, ok := parseRetryAfter(th.retryAfter, now)
+		if !ok {
+			w = -1
+		}
+		if _, seen := kept[app]; !seen || w > longest[app] {
+			kept[app], longest[app] = th, w
+		}
+	}
+	for _, app := range []bool{false, true} {
+		if th, ok := kept[app]; ok {
+			out.throttles = append(out.throttles, th)
 		}
 	}
 	return out, true

@@ -53,7 +53,9 @@
 // replica hands out a unit for that tenant before T, other tenants go on,
 // and the bucket restarts empty at T: Graph had no units left when it
 // throttled, and it keeps counting requests while it throttles. A 429
-// without Retry-After only empties the bucket; the caller backs off.
+// without Retry-After only empties the bucket; the caller backs off. A
+// $batch answer may hold 429s of both scopes: each pauses its own bucket
+// until the longest Retry-After given for that scope.
 //
 // Take blocks until both buckets hold the cost: it computes when the
 // refill (or the pause's end) will cover it and sleeps until then on the

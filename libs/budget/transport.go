@@ -93,14 +93,16 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// now, so no other replica runs into the same wall.
 	bctx := context.WithoutCancel(ctx)
 	actual, ok := resourceUnits(resp.Header)
-	throttled := resp.StatusCode == http.StatusTooManyRequests
-	retryAfter, scope := resp.Header.Get("Retry-After"), resp.Header.Get(HeaderThrottleScope)
+	var throttles []throttle
+	if resp.StatusCode == http.StatusTooManyRequests {
+		throttles = []throttle{{retryAfter: resp.Header.Get("Retry-After"), scope: resp.Header.Get(HeaderThrottleScope)}}
+	}
 	if costs != nil && resp.StatusCode == http.StatusOK {
 		// A batch's answers each say what they cost and whether Graph
 		// throttled them.
 		if out, read := readBatchOutcome(resp, costs, t.Budget.clock.Now()); read {
 			actual, ok = out.units, true
-			throttled, retryAfter, scope = out.throttled, out.retryAfter, out.scope
+			throttles = out.throttles
 		}
 	}
 	if ok && actual != estimated {
@@ -108,13 +110,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			t.Log.Warn().Err(err).Str("tenant", key.Tenant).Msg("budget: correction not recorded")
 		}
 	}
-	if throttled {
+	for _, th := range throttles {
 		now := t.Budget.clock.Now()
-		wait, _ := parseRetryAfter(retryAfter, now)
+		wait, _ := parseRetryAfter(th.retryAfter, now)
 		// A pause longer than a bucket is kept would be dropped with it.
 		until := now.Add(min(wait, t.Budget.cfg.TTL))
 		var perr error
-		if scope, _, _ := strings.Cut(scope, "/"); strings.EqualFold(scope, "Application") {
+		if th.appScoped() {
 			perr = t.Budget.PauseApp(bctx, key.App, until)
 		} else {
 			perr = t.Budget.Pause(bctx, key, until)
@@ -124,6 +126,22 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	return resp, nil
+}
+
+// throttle is what a 429 says: its Retry-After and x-ms-throttle-scope.
+type throttle struct {
+	retryAfter, scope string
+}
+
+// appScoped reports whether the 429 names the app's limit across all
+// tenants: x-ms-throttle-scope is <Scope>/<Limit>/<ApplicationId>/<TenantId>
+// (throttling-limits.md, "Throttled responses requests"), and Scope
+// Application is "All requests for the current application". Any other
+// scope (Tenant_Application, or a 429 without the header) holds the
+// tenant.
+func (th throttle) appScoped() bool {
+	scope, _, _ := strings.Cut(strings.TrimSpace(th.scope), "/")
+	return strings.EqualFold(scope, "Application")
 }
 
 func closeBody(req *http.Request) {

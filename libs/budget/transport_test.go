@@ -247,7 +247,8 @@ func TestResourceUnitsHeader(t *testing.T) {
 
 // batchStub answers a JSON batch like Graph: each request its own
 // status and headers inside a 200. A request whose url asks throttle=S is
-// a 429 with Retry-After S, else a 200 stating ru=N units.
+// a 429 with Retry-After S (and scope=... its x-ms-throttle-scope), else a
+// 200 stating ru=N units.
 func batchStub(t *testing.T, now func() time.Time) (*httptest.Server, *[]time.Time) {
 	var mu sync.Mutex
 	var arrivals []time.Time
@@ -282,6 +283,9 @@ func batchStub(t *testing.T, now func() time.Time) (*httptest.Server, *[]time.Ti
 			a := answer{ID: it.ID, Status: 200, Headers: map[string]string{}}
 			if ra := u.Query().Get("throttle"); ra != "" {
 				a.Status, a.Headers["Retry-After"] = 429, ra
+				if sc := u.Query().Get("scope"); sc != "" {
+					a.Headers[HeaderThrottleScope] = sc
+				}
 			} else if ru := u.Query().Get("ru"); ru != "" {
 				a.Headers[HeaderResourceUnit] = ru
 			}
@@ -360,5 +364,40 @@ func TestTransportBatch(t *testing.T) {
 	postBatch(t, c, base, false, "/groups/g1/members?$select=id")
 	if at := (*arrivals)[len(*arrivals)-1]; at.Before(throttled.Add(1500 * time.Millisecond)) {
 		t.Fatalf("the next batch went %s after a 429 inside a batch with Retry-After 1.5", at.Sub(throttled))
+	}
+}
+
+// TestTransportBatchPausesEachScope: one batch can hold 429s of both
+// limits, a tenant-scoped one (Tenant_Application) and an app-scoped one
+// (Application, x-ms-throttle-scope's documented format
+// <Scope>/<Limit>/<ApplicationId>/<TenantId>), each with its own
+// Retry-After. Each pauses its own bucket until its own Retry-After: the
+// app's shorter wait is not lost behind the tenant's longer one, so
+// another tenant of the app waits too; and the tenant waits its own.
+func TestTransportBatchPausesEachScope(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	clock.auto = true
+	rs := replicas(t, 1, Config{Limits: smallLimits}, clock)
+	srv, arrivals := batchStub(t, clock.Now)
+	u, _ := url.Parse(srv.URL)
+	cA := &http.Client{Transport: &Transport{Budget: rs[0], KeyFor: ForHost(u.Host, keyA)}}
+	cB := &http.Client{Transport: &Transport{Budget: rs[0], KeyFor: ForHost(u.Host, keyB)}}
+	base := srv.URL + "/v1.0"
+	last := func() time.Time { return (*arrivals)[len(*arrivals)-1] }
+
+	postBatch(t, cA, base, false,
+		"/groups/g1/members?$select=id&throttle=3&scope=Tenant_Application/ReadWrite/"+keyA.App+"/"+keyA.Tenant,
+		"/groups/g2/members?$select=id&throttle=2&scope=Application/ReadWrite/"+keyA.App+"/"+keyA.Tenant,
+		"/groups/g3/members?$select=id&ru=2")
+	throttled := last()
+	postBatch(t, cB, base, false, "/groups/g1/members?$select=id")
+	if at := last(); at.Before(throttled.Add(2 * time.Second)) {
+		t.Errorf("tenant B of the same app went %s after an Application-scoped 429 with Retry-After 2 inside tenant A's batch",
+			at.Sub(throttled))
+	}
+	postBatch(t, cA, base, false, "/groups/g1/members?$select=id")
+	if at := last(); at.Before(throttled.Add(3 * time.Second)) {
+		t.Errorf("tenant A went %s after a Tenant_Application-scoped 429 with Retry-After 3 inside its batch", at.Sub(throttled))
 	}
 }
