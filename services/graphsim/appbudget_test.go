@@ -3,6 +3,7 @@ package graphsim_test
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -149,13 +150,14 @@ func TestAppBudgetIsSharedByTheAppsTenants(t *testing.T) {
 		t.Errorf("tenant C of another app after B's batch: %d", r.status)
 	}
 
-	// Every throttled request is in the log with its Retry-After.
+	// Every throttled request is in the log with its Retry-After and scope,
+	// those inside the batch too.
 	throttled := 0
 	for _, r := range s.srv.Requests() {
 		if r.Status == 429 {
 			throttled++
-			if r.RetryAfter == "" || r.ResourceUnits != 0 {
-				t.Errorf("logged 429 %+v: want a Retry-After and no resource units", r)
+			if r.RetryAfter == "" || r.ResourceUnits != 0 || !strings.HasPrefix(r.ThrottleScope, "Application/ReadWrite/"+appX+"/") {
+				t.Errorf("logged 429 %+v: want a Retry-After, the Application scope and no resource units", r)
 			}
 		}
 	}

@@ -249,7 +249,8 @@ func (s *Server) runBatchItem(outer *http.Request, t *tenant, it batchItem) batc
 		rec.status = http.StatusGatewayTimeout
 	}
 	s.record(Request{At: start, Tenant: t.id, Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
-		Status: rec.status, RetryAfter: rec.header.Get("Retry-After"), Authorized: true, InBatch: true,
+		Status: rec.status, RetryAfter: rec.header.Get("Retry-After"), ThrottleScope: rec.header.Get("x-ms-throttle-scope"),
+		Authorized: true, InBatch: true,
 		ResourceUnits: resourceUnits(rec.header)})
 
 	resp := batchResponse{ID: it.ID, Status: rec.status, Headers: map[string]string{}}

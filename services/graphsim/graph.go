@@ -19,6 +19,7 @@ func (s *Server) serveGraph(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		rec.Status = sw.status
 		rec.RetryAfter = sw.Header().Get("Retry-After")
+		rec.ThrottleScope = sw.Header().Get("x-ms-throttle-scope")
 		rec.ResourceUnits = resourceUnits(sw.Header())
 		s.record(rec)
 		s.log.Debug().Str("tenant", rec.Tenant).Str("method", r.Method).Str("path", r.URL.Path).

@@ -157,8 +157,11 @@ type Request struct {
 	RawQuery   string
 	Status     int
 	RetryAfter string // the Retry-After header sent, if any
-	Authorized bool   // the bearer token (Graph) or client secret (token endpoint) was accepted
-	InBatch    bool   // an item of a $batch request (logged before the batch itself)
+	// ThrottleScope is the x-ms-throttle-scope sent with a 429 of the
+	// budget, e.g. Application/ReadWrite/<client id>/<tenant id>.
+	ThrottleScope string
+	Authorized    bool // the bearer token (Graph) or client secret (token endpoint) was accepted
+	InBatch       bool // an item of a $batch request (logged before the batch itself)
 	// ResourceUnits is what the answer's x-ms-resource-unit header said
 	// the request cost (0 when it sent none: errors, 429s, the authority).
 	ResourceUnits int
