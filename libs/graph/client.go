@@ -34,8 +34,6 @@ var (
 	// Members come with their names (devices and groups are shown by
 	// name); @odata.type always comes along.
 	memberSelect = []string{"id", "displayName"}
-	// Transitive users only count: their ids are enough.
-	transitiveSelect = []string{"id"}
 )
 
 // Client reads one tenant's directory through Microsoft Graph. It is safe
@@ -273,29 +271,35 @@ func (c *Client) membersConfig() *groups.ItemMembersRequestBuilderGetRequestConf
 	}
 }
 
-// TransitiveUserIDs lists the ids of the users in a group's flattened,
-// nested membership as Graph computes it, one slice per Graph page.
-func (c *Client) TransitiveUserIDs(ctx context.Context, groupID string) iter.Seq2[[]string, error] {
+// TransitiveUsers lists the users in a group's flattened, nested
+// membership as Graph computes it (transitiveMembers cast to
+// microsoft.graph.user), with the properties Users gives, one slice per
+// Graph page. A user in several nested groups comes once. The cast is
+// sent as an advanced query (ConsistencyLevel: eventual, $count=true),
+// which the transitiveMembers reference lists as required for OData
+// casts; the header goes with every page, since the SDK does not carry
+// it to a nextLink.
+func (c *Client) TransitiveUsers(ctx context.Context, groupID string) iter.Seq2[[]User, error] {
 	if groupID == "" {
-		return failed[[]string](errors.New("graph: list transitive members: group id is empty"))
+		return failed[[]User](errors.New("graph: list transitive members: group id is empty"))
 	}
 	top := int32(c.cfg.PageSize)
+	count := true
+	headers := abs.NewRequestHeaders()
+	headers.Add("ConsistencyLevel", "eventual")
 	rb := c.sdk.Groups().ByGroupId(groupID).TransitiveMembers().GraphUser()
 	return pages(ctx, c, "transitive users of group "+groupID,
 		func(ctx context.Context, next string) (models.UserCollectionResponseable, error) {
 			if next != "" {
-				return rb.WithUrl(next).Get(ctx, nil)
+				return rb.WithUrl(next).Get(ctx, &groups.ItemTransitiveMembersGraphUserRequestBuilderGetRequestConfiguration{
+					Headers: headers})
 			}
 			return rb.Get(ctx, &groups.ItemTransitiveMembersGraphUserRequestBuilderGetRequestConfiguration{
-				QueryParameters: &groups.ItemTransitiveMembersGraphUserRequestBuilderGetQueryParameters{Select: transitiveSelect, Top: &top},
+				Headers: headers,
+				QueryParameters: &groups.ItemTransitiveMembersGraphUserRequestBuilderGetQueryParameters{
+					Select: userSelect, Top: &top, Count: &count},
 			})
-		}, func(u models.Userable) (string, error) {
-			id := deref(u.GetId())
-			if id == "" {
-				return "", fmt.Errorf("%w: user without id", ErrMalformed)
-			}
-			return id, nil
-		})
+		}, toUser)
 }
 
 // collection is what every Graph collection response of the SDK offers.

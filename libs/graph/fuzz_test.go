@@ -177,7 +177,7 @@ func newPageServer(f testing.TB) *pageServer {
 			return drain(c.Members(ctx, "g1"), func(m Member) decoded { return decoded{ID: m.ID, Type: m.Type} })
 		}},
 		{"transitive users", func(ctx context.Context) ([]decoded, error) {
-			return drain(c.TransitiveUserIDs(ctx, "g1"), func(id string) decoded { return decoded{ID: id} })
+			return drain(c.TransitiveUsers(ctx, "g1"), func(u User) decoded { return decoded{ID: u.ID} })
 		}},
 	}
 	return p

@@ -275,9 +275,16 @@ func checkMemberLists(t *testing.T, c *Client, dir *graphsim.Directory, groupID 
 		t.Errorf("direct members of %s:\n got %v\nwant %v", groupID, got, want)
 	}
 
-	ids, _, err := collect(t, c.TransitiveUserIDs(ctx, groupID), pageSize)
+	users, _, err := collect(t, c.TransitiveUsers(ctx, groupID), pageSize)
 	if err != nil {
 		t.Fatalf("transitive users of %s: %v", groupID, err)
+	}
+	var ids []string
+	for _, u := range users {
+		ids = append(ids, u.ID)
+		if u.UserPrincipalName == "" || u.UserType == "" {
+			t.Errorf("transitive user %s of %s came without its selected properties: %+v", u.ID, groupID, u)
+		}
 	}
 	var wantIDs []string
 	for _, u := range dir.TransitiveUsers(groupID) {

@@ -120,8 +120,15 @@ func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange,
 			return nil, fmt.Errorf("record the run as full: %w", err)
 		}
 	}
+	// A scoped listing (the scope groups' transitive members) says
+	// nothing about the users outside the scope: none is gone for being
+	// missing from it.
+	scoped, err := runReadsScope(ctx, q, ref, pr)
+	if err != nil {
+		return nil, err
+	}
 	var tombUsers, tombGroups []string
-	if kinds.UsersPages > 0 {
+	if kinds.UsersPages > 0 && !scoped {
 		if tombUsers, err = q.TombstoneUnseenUsers(ctx, dbsqlc.TombstoneUnseenUsersParams{TenantID: t, RunID: r, RunSeq: seq,
 			Lo: pr.lo, Hi: pr.hi}); err != nil {
 			return nil, fmt.Errorf("tombstone users: %w", err)

@@ -80,3 +80,64 @@ func TestReadStrategyWeighsTheMirror(t *testing.T) {
 		t.Fatalf("run created while importing groups: read %s, want full", r.ReadStrategy)
 	}
 }
+
+// TestScopedListingTombstonesNobodyAndScopesByItsLists: a run whose
+// pages are the scope users and the scope groups' transitive lists (no
+// groups listing) is a scoped listing. Its finalization tombstones none
+// of the users it did not read; the app holds the users its lists name
+// for the groups still in the scope setting, whatever the mirror's
+// (stale) direct edges say, so a user gone from a nested group leaves.
+func TestScopedListingTombstonesNobodyAndScopesByItsLists(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	w := newDeltaWorld(t)
+	set := plan.DefaultSettings()
+	set.Scope.Groups = []string{gID(1)}
+	set.Groups = plan.GroupKinds{Include: []string{}}
+	_, _, err := w.st.UpdateSettings(ctx, w.tenant, set)
+	must(t, err)
+	var users []store.DirUser
+	for n := 1; n <= 6; n++ {
+		users = append(users, dUser(n, "u"))
+	}
+	groupMember := func(n int) store.DirMember { return store.DirMember{ID: gID(n), Type: store.MemberGroup} }
+	w.full(users, []store.DirGroup{dGroup(1, "scope"), dGroup(2, "nested"), dGroup(3, "other")},
+		map[string][]store.DirMember{
+			gID(1): {memberUser(1), groupMember(2)},
+			gID(2): {memberUser(2), memberUser(3)},
+			gID(3): {memberUser(4), memberUser(5)},
+		}, [2]string{"https://graph/u?$deltatoken=1", "https://graph/g?$deltatoken=1"})
+	appUsers := func() []string {
+		t.Helper()
+		us, _, err := w.st.ListAppUsers(ctx, w.tenant, "", 100)
+		must(t, err)
+		var ids []string
+		for _, u := range us {
+			ids = append(ids, u.EntraID)
+		}
+		return ids
+	}
+	wantRows(t, "app users after the whole read", appUsers(), uID(1), uID(2), uID(3))
+
+	// User 3 left the nested group: the scope group's list names 1 and 2.
+	// A list of a group outside the scope (3) names nobody in it.
+	ref := w.newRun(store.KindFull)
+	must(t, w.st.ApplyUsersPage(ctx, w.page(ref, 0), []store.DirUser{dUser(1, "one"), dUser(2, "u")}, w.at))
+	must(t, w.st.ApplyTransitivePage(ctx, w.page(ref, 1), store.TransitivePage{GroupID: gID(1), Last: true,
+		UserIDs: []string{uID(1), uID(2)}}, w.at))
+	must(t, w.st.ApplyTransitivePage(ctx, w.page(ref, 2), store.TransitivePage{GroupID: gID(3), Last: true,
+		UserIDs: []string{uID(4)}}, w.at))
+	run := w.finish(ref, 3, [2]string{})
+	if run.Status != store.StatusSucceeded || run.Counts["usersRemoved"] != 1 || run.Counts["usersUpdated"] != 1 {
+		t.Fatalf("scoped run: %s %v, want succeeded with user 3 removed and user 1 renamed", run.Status, run.Counts)
+	}
+	wantRows(t, "app users after the scoped read", appUsers(), uID(1), uID(2))
+	wantRows(t, "mirror users after the scoped read", w.rows(`SELECT entra_id FROM dir_users WHERE tenant_id = $1 AND NOT deleted ORDER BY entra_id`),
+		uID(1), uID(2), uID(3), uID(4), uID(5), uID(6))
+	if n, err := w.st.MirrorUserCount(ctx, w.tenant); err != nil || n != 6 {
+		t.Fatalf("mirror user count %d (%v), want 6: the Graph budget is sized by it", n, err)
+	}
+	if l := w.links(); l.Users != "https://graph/u?$deltatoken=1" {
+		t.Fatalf("links after the scoped read: %+v, want the whole read's kept", l)
+	}
+}

@@ -16,7 +16,10 @@
 // applied run saved, and publishes UsersDelta and GroupsDelta pages with
 // the rounds' new links; it reads the whole directory when there are no
 // links, they are older than plan.MaxDeltaLinkAge, the tenant filters its
-// users, or Graph asks for a resync. A group's member list ends with a
+// users, or Graph asks for a resync. A full run read transitively
+// (store.ReadTransitive, see readScope) reads only each scope group's
+// transitiveMembers: users pages and TransitiveMembers pages, no groups,
+// no member lists, no delta links. A group's member list ends with a
 // page marked last, even when the group is empty, so the reconciler knows
 // when it holds a complete list.
 //

@@ -18,6 +18,7 @@ import (
 	"github.com/entrasync/entrasync/libs/budget"
 	"github.com/entrasync/entrasync/libs/bus"
 	"github.com/entrasync/entrasync/libs/graph"
+	"github.com/entrasync/entrasync/libs/plan"
 	"github.com/entrasync/entrasync/libs/store"
 	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
 )
@@ -160,7 +161,7 @@ func (f *Fetcher) handle(ctx context.Context, job *syncv1.SyncJob) error {
 	if err != nil {
 		return bus.Permanent(fmt.Errorf("fetcher: run %s: %w", runID, err))
 	}
-	r := &runner{f: f, tenant: tenant, runID: runID, seq: seq, kind: run.Kind, attempt: attempt, first: first, log: log, window: window}
+	r := &runner{f: f, tenant: tenant, runID: runID, seq: seq, kind: run.Kind, strategy: run.ReadStrategy, attempt: attempt, first: first, log: log, window: window}
 	r.next.Store(first)
 	err = r.run(rctx)
 	var rf *runFailure
@@ -284,8 +285,11 @@ type runner struct {
 	runID  string
 	seq    int64
 	kind   string // store.KindFull or store.KindDelta
-	log    zerolog.Logger
-	client *graph.Client
+	// strategy is how a full run reads the directory: store.ReadFull or
+	// store.ReadTransitive.
+	strategy string
+	log      zerolog.Logger
+	client   *graph.Client
 	// attempt is this fetch attempt of the run, from 1; its data pages
 	// are numbered from first (see syncv1.AttemptPageSpan).
 	attempt int
@@ -335,7 +339,25 @@ func (r *runner) run(ctx context.Context) error {
 		// would change.
 		return fmt.Errorf("%w: %v", graph.ErrAuth, err)
 	}
-	r.log.Info().Str("kind", r.kind).Str("user_filter", filter).Msg("run started")
+	r.log.Info().Str("kind", r.kind).Str("read_strategy", r.strategy).Str("user_filter", filter).Msg("run started")
+
+	if r.kind == store.KindFull && r.strategy == store.ReadTransitive {
+		// The run was created to read the scope groups' transitive
+		// members; settings changed since (groups imported, a filter,
+		// no scope any more) make it read the whole directory instead.
+		// The store judges the run by the pages it gets.
+		if why := plan.TransitiveRefused(settings); why != "" {
+			r.log.Info().Str("why", why).Msg("the settings changed since the run was created; reading the whole directory")
+		} else {
+			// No delta links: the tenant's runs are full while it is
+			// read this way, and the links it has stay those of its
+			// last whole read, from which a delta round may start again.
+			if err := r.readScope(ctx, settings.Scope.Groups); err != nil {
+				return err
+			}
+			return r.fetched(ctx, [2]string{}, false)
+		}
+	}
 
 	// Both kinds begin with a delta round from the tenant's saved links
 	// when there are usable ones. A delta run is that round. A full run

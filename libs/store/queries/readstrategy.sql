@@ -36,10 +36,15 @@ GROUP BY r.root;
 
 -- name: RunReadsScope :one
 -- Whether the run's attempt (@lo ≤ page < @hi) read the scope groups'
--- transitive members instead of the whole directory: a scoped listing.
-SELECT EXISTS (SELECT 1 FROM sync_run_pages p
-               WHERE p.tenant_id = @tenant_id AND p.run_id = @run_id AND p.kind = 'transitive'
-                 AND p.page >= @lo AND p.page < @hi) AS scoped;
+-- transitive members instead of the whole directory: a scoped listing
+-- has transitive lists and no groups listing (a whole read always lists
+-- the groups; older fetchers sent transitive lists with it).
+SELECT (EXISTS (SELECT 1 FROM sync_run_pages p
+                WHERE p.tenant_id = @tenant_id AND p.run_id = @run_id AND p.kind = 'transitive'
+                  AND p.page >= @lo AND p.page < @hi)
+        AND NOT EXISTS (SELECT 1 FROM sync_run_pages p
+                       WHERE p.tenant_id = @tenant_id AND p.run_id = @run_id AND p.kind = 'groups'
+                         AND p.page >= @lo AND p.page < @hi))::boolean AS scoped;
 
 -- name: PlanScopeUsersRead :exec
 -- The users in scope of a scoped listing: those in the transitive lists

@@ -133,9 +133,12 @@ func (q *Queries) ReadStrategySizes(ctx context.Context, arg ReadStrategySizesPa
 }
 
 const runReadsScope = `-- name: RunReadsScope :one
-SELECT EXISTS (SELECT 1 FROM sync_run_pages p
-               WHERE p.tenant_id = $1 AND p.run_id = $2 AND p.kind = 'transitive'
-                 AND p.page >= $3 AND p.page < $4) AS scoped
+SELECT (EXISTS (SELECT 1 FROM sync_run_pages p
+                WHERE p.tenant_id = $1 AND p.run_id = $2 AND p.kind = 'transitive'
+                  AND p.page >= $3 AND p.page < $4)
+        AND NOT EXISTS (SELECT 1 FROM sync_run_pages p
+                       WHERE p.tenant_id = $1 AND p.run_id = $2 AND p.kind = 'groups'
+                         AND p.page >= $3 AND p.page < $4))::boolean AS scoped
 `
 
 type RunReadsScopeParams struct {
@@ -146,7 +149,9 @@ type RunReadsScopeParams struct {
 }
 
 // Whether the run's attempt (@lo ≤ page < @hi) read the scope groups'
-// transitive members instead of the whole directory: a scoped listing.
+// transitive members instead of the whole directory: a scoped listing
+// has transitive lists and no groups listing (a whole read always lists
+// the groups; older fetchers sent transitive lists with it).
 func (q *Queries) RunReadsScope(ctx context.Context, arg RunReadsScopeParams) (bool, error) {
 	row := q.db.QueryRow(ctx, runReadsScope,
 		arg.TenantID,

@@ -1,0 +1,158 @@
+package fetcher
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/entrasync/entrasync/libs/devenv"
+	"github.com/entrasync/entrasync/libs/plan"
+	"github.com/entrasync/entrasync/libs/store"
+	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
+)
+
+// TestScopedTenantIsReadTransitively: a tenant that syncs only the
+// members of a group with nested groups, and imports no groups, is read
+// the whole way once (its size is unknown before); its next run is read
+// through the scope group's transitiveMembers cast to users, as an
+// advanced query, and nothing else: users pages with each user once, one
+// transitive list, no groups, no member lists, no delta links. Applied,
+// it leaves the app with the users the whole read gave it, and the
+// mirror keeps the users outside the scope.
+func TestScopedTenantIsReadTransitively(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	scope := e.dir.NestedChain()[0]
+	s, err := e.st.TenantSettings(t.Context(), e.tenant.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Scope.Groups = []string{scope}
+	s.Groups = plan.GroupKinds{Include: []string{}}
+	if _, _, err := e.st.UpdateSettings(t.Context(), e.tenant.ID, s); err != nil {
+		t.Fatal(err)
+	}
+	var want []string // the scope's users the app takes: guests stay out
+	for _, u := range e.dir.TransitiveUsers(scope) {
+		if u.UserType != "Guest" {
+			want = append(want, u.ID)
+		}
+	}
+	if len(want) < 2*pageSize || len(e.dir.DirectMembers(scope)) >= len(e.dir.TransitiveMembers(scope)) {
+		t.Fatalf("the scope group has %d users, %d direct members of %d nested: too few to page or no nesting",
+			len(want), len(e.dir.DirectMembers(scope)), len(e.dir.TransitiveMembers(scope)))
+	}
+	appUsers := func() []string {
+		t.Helper()
+		us, _, err := e.st.ListAppUsers(t.Context(), e.tenant.ID, "", 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, u := range us {
+			ids = append(ids, u.EntraID)
+		}
+		return ids
+	}
+	finished := func(run store.Run) {
+		t.Helper()
+		waitRun(t, e, run.ID, store.StatusSucceeded)
+	}
+
+	rec := e.recordAndApply()
+	e.startFetcher("fetcher-a", nil)
+	whole := e.queueRun()
+	if whole.ReadStrategy != store.ReadFull {
+		t.Fatalf("first run reads %s, want full: the tenant's size is not known yet", whole.ReadStrategy)
+	}
+	checkRun(t, e, whole, rec.waitEnd(t, whole.ID))
+	finished(whole)
+	assertSameSet(t, "app users after the whole read", appUsers(), want)
+	mirrored, err := e.st.MirrorUserCount(t.Context(), e.tenant.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	before := len(e.graphRequests())
+	run := e.queueRun()
+	if run.ReadStrategy != store.ReadTransitive {
+		t.Fatalf("second run reads %s, want transitive", run.ReadStrategy)
+	}
+	evs := rec.waitEnd(t, run.ID)
+	finished(run)
+
+	var users, listed []string
+	lists := 0
+	for _, ev := range evs {
+		switch b := ev.GetBody().(type) {
+		case *syncv1.SyncEvent_Users:
+			for _, u := range b.Users.GetUsers() {
+				users = append(users, u.GetId())
+			}
+		case *syncv1.SyncEvent_TransitiveMembers:
+			if b.TransitiveMembers.GetGroupId() != scope {
+				t.Errorf("transitive list of group %s, want only the scope group's", b.TransitiveMembers.GetGroupId())
+			}
+			listed = append(listed, b.TransitiveMembers.GetUserIds()...)
+			if b.TransitiveMembers.GetLast() {
+				lists++
+			}
+		case *syncv1.SyncEvent_Started:
+		case *syncv1.SyncEvent_Fetched:
+			if b.Fetched.GetUsersDeltaLink() != "" || b.Fetched.GetGroupsDeltaLink() != "" {
+				t.Errorf("a transitive run took delta links: %v", b.Fetched)
+			}
+		default:
+			t.Errorf("a transitive run published %v", kinds([]*syncv1.SyncEvent{ev}))
+		}
+	}
+	var everyone []string
+	for _, u := range e.dir.TransitiveUsers(scope) {
+		everyone = append(everyone, u.ID)
+	}
+	assertSameSet(t, "users pages", users, everyone) // each user once
+	assertSameSet(t, "transitive list", listed, everyone)
+	if lists != 1 {
+		t.Errorf("%d transitive lists ended, want 1", lists)
+	}
+
+	reqs := e.graphRequests()[before:]
+	ru := 0
+	for _, r := range reqs {
+		if !strings.HasSuffix(strings.ToLower(r.Path), "/groups/"+scope+"/transitivemembers/graph.user") {
+			t.Errorf("a transitive run sent %s %s?%s", r.Method, r.Path, r.RawQuery)
+			continue
+		}
+		ru += r.ResourceUnits
+	}
+	if q, _ := url.ParseQuery(reqs[0].RawQuery); q.Get("$count") != "true" || q.Get("$select") == "" {
+		t.Errorf("first transitive request %q: want the cast as an advanced query ($count=true) with $select", reqs[0].RawQuery)
+	}
+	pages := (len(everyone) + pageSize - 1) / pageSize
+	if len(reqs) != pages {
+		t.Errorf("%d Graph requests for %d users at %d a page, want %d", len(reqs), len(everyone), pageSize, pages)
+	}
+	t.Logf("transitive run: %d requests, %d RU for %d scope users (whole read: %d requests before)",
+		len(reqs), ru, len(everyone), before)
+
+	assertSameSet(t, "app users after the transitive read", appUsers(), want)
+	if n, err := e.st.MirrorUserCount(t.Context(), e.tenant.ID); err != nil || n != mirrored {
+		t.Errorf("mirror holds %d users after the transitive read (%v), want the %d the whole read left", n, err, mirrored)
+	}
+}
+
+// waitRun waits until the run has status.
+func waitRun(t *testing.T, e *env, runID, status string) {
+	t.Helper()
+	devenv.WaitFor(t, 45*time.Second, "run "+status, func() bool {
+		r, err := e.st.GetRun(t.Context(), e.tenant.ID, runID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status == store.StatusFailed {
+			t.Fatalf("run %s failed: %s", runID, r.Error)
+		}
+		return r.Status == status
+	})
+}
