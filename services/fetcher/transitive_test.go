@@ -10,6 +10,7 @@ import (
 	"github.com/entrasync/entrasync/libs/plan"
 	"github.com/entrasync/entrasync/libs/store"
 	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
+	"github.com/entrasync/entrasync/services/graphsim"
 )
 
 // TestScopedTenantIsReadTransitively: a tenant that syncs only the
@@ -139,6 +140,68 @@ func TestScopedTenantIsReadTransitively(t *testing.T) {
 	assertSameSet(t, "app users after the transitive read", appUsers(), want)
 	if n, err := e.st.MirrorUserCount(t.Context(), e.tenant.ID); err != nil || n != mirrored {
 		t.Errorf("mirror holds %d users after the transitive read (%v), want the %d the whole read left", n, err, mirrored)
+	}
+}
+
+// TestTransitiveReadOfGoneOrRefusedScopeGroups: a scope group Graph
+// deleted since the whole read is an empty transitive list, one page
+// marked last (its users leave the scope, as when a whole read finds the
+// group gone); one whose members Graph refuses (403, hidden membership
+// without Member.Read.Hidden) fails the run with Graph's words, since
+// without its list nobody can tell who is in scope.
+func TestTransitiveReadOfGoneOrRefusedScopeGroups(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	someone := e.dir.Users()[0].ID
+	doomed := e.dir.AddGroup(graphsim.Group{DisplayName: "Doomed", SecurityEnabled: true})
+	hidden := e.dir.AddGroup(graphsim.Group{DisplayName: "Hidden", SecurityEnabled: true, Visibility: "HiddenMembership"})
+	for _, g := range []string{doomed.ID, hidden.ID} {
+		if err := e.dir.AddMember(g, graphsim.Member{ID: someone, Type: graphsim.TypeUser}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := e.st.TenantSettings(t.Context(), e.tenant.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Scope.Groups = []string{e.dir.NestedChain()[0], doomed.ID, hidden.ID} // read in this order
+	s.Groups = plan.GroupKinds{Include: []string{}}
+	if _, _, err := e.st.UpdateSettings(t.Context(), e.tenant.ID, s); err != nil {
+		t.Fatal(err)
+	}
+	rec := e.recordAndApply()
+	e.startFetcher("fetcher-a", nil)
+	whole := e.queueRun()
+	rec.waitEnd(t, whole.ID)
+	waitRun(t, e, whole.ID, store.StatusSucceeded)
+
+	if err := e.dir.DeleteGroup(doomed.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sim.SetPermissions(e.entra, graphsim.Permissions{NoHiddenMembership: true}); err != nil {
+		t.Fatal(err)
+	}
+	run := e.queueRun()
+	if run.ReadStrategy != store.ReadTransitive {
+		t.Fatalf("second run reads %s, want transitive", run.ReadStrategy)
+	}
+	evs := rec.waitEnd(t, run.ID)
+	var doomedPages []*syncv1.TransitiveMembersPage
+	for _, ev := range evs {
+		if tm := ev.GetTransitiveMembers(); tm != nil && tm.GetGroupId() == doomed.ID {
+			doomedPages = append(doomedPages, tm)
+		}
+		if tm := ev.GetTransitiveMembers(); tm != nil && tm.GetGroupId() == hidden.ID {
+			t.Errorf("the refused group has a transitive page: %v", tm)
+		}
+	}
+	if len(doomedPages) != 1 || !doomedPages[0].GetLast() || len(doomedPages[0].GetUserIds()) != 0 {
+		t.Errorf("the deleted scope group's list: %v; want one empty page marked last", doomedPages)
+	}
+	failed := evs[len(evs)-1].GetFailed()
+	if failed == nil || !strings.Contains(failed.GetError(), hidden.ID) || !strings.Contains(failed.GetError(), "Authorization_RequestDenied") ||
+		!strings.Contains(failed.GetError(), "who is in scope") {
+		t.Fatalf("the run ended %v; want RunFailed naming the refused scope group and Graph's code", kinds(evs))
 	}
 }
 
