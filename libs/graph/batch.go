@@ -3,7 +3,6 @@ package graph
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"iter"
 	"net/http"
@@ -59,24 +58,69 @@ const MaxBatch = 20
 // attempts, or a batch answer that cannot be read); then no list was
 // read.
 func (c *Client) MembersBatch(ctx context.Context, groupIDs []string) ([]iter.Seq2[[]Member, error], error) {
+	return listsBatch(ctx, c, groupIDs, batchList[models.DirectoryObjectCollectionResponseable, models.DirectoryObjectable, Member]{
+		what: membersWhat,
+		request: func(ctx context.Context, gid string) (*abs.RequestInformation, error) {
+			return c.sdk.Groups().ByGroupId(gid).Members().ToGetRequestInformation(ctx, c.membersConfig())
+		},
+		parse:   models.CreateDirectoryObjectCollectionResponseFromDiscriminatorValue,
+		get:     c.membersGet,
+		convert: toMember,
+	})
+}
+
+// TransitiveUsersBatch is MembersBatch for the lists TransitiveUsers
+// reads: the first pages of groupIDs' transitive user lists in JSON
+// batches (each item with the advanced query's header), the rest of each
+// list from its nextLink, as TransitiveUsers would.
+func (c *Client) TransitiveUsersBatch(ctx context.Context, groupIDs []string) ([]iter.Seq2[[]User, error], error) {
+	return listsBatch(ctx, c, groupIDs, batchList[models.UserCollectionResponseable, models.Userable, User]{
+		what: transitiveWhat,
+		request: func(ctx context.Context, gid string) (*abs.RequestInformation, error) {
+			return c.sdk.Groups().ByGroupId(gid).TransitiveMembers().GraphUser().ToGetRequestInformation(ctx,
+				c.transitiveConfig())
+		},
+		parse:   models.CreateUserCollectionResponseFromDiscriminatorValue,
+		get:     c.transitiveGet,
+		convert: toUser,
+	})
+}
+
+// batchList is a kind of per-group list a JSON batch reads the first
+// pages of: how to name it, its first request, how to parse and convert
+// a page, and how to read its later pages.
+type batchList[R collection[T], T, O any] struct {
+	what    func(groupID string) string
+	request func(ctx context.Context, groupID string) (*abs.RequestInformation, error)
+	parse   absser.ParsableFactory
+	get     func(groupID string) func(ctx context.Context, next string) (R, error)
+	convert func(T) (O, error)
+}
+
+// listsBatch reads groupIDs' lists of kind l as MembersBatch says.
+func listsBatch[R collection[T], T, O any](ctx context.Context, c *Client, groupIDs []string, l batchList[R, T, O],
+) ([]iter.Seq2[[]O, error], error) {
 	type item struct {
 		i        int // index in groupIDs
-		url      string
+		req      batchRequest
 		attempts int
 		due      time.Time // not to be sent before
 		bo       interface{ NextBackOff() time.Duration }
 	}
-	firsts := make([]iter.Seq2[[]Member, error], len(groupIDs))
+	firsts := make([]iter.Seq2[[]O, error], len(groupIDs))
 	todo := make([]*item, 0, len(groupIDs))
 	for i, gid := range groupIDs {
 		if gid == "" {
-			return nil, errors.New("graph: batch of member lists: group id is empty")
+			return nil, fmt.Errorf("graph: batch of %s: group id is empty", l.what("?"))
 		}
-		u, err := c.membersURL(ctx, gid)
+		req, err := c.batchItem(ctx, l.what(gid), func(ctx context.Context) (*abs.RequestInformation, error) {
+			return l.request(ctx, gid)
+		})
 		if err != nil {
 			return nil, err
 		}
-		todo = append(todo, &item{i: i, url: u})
+		req.ID = strconv.Itoa(i)
+		todo = append(todo, &item{i: i, req: req})
 	}
 
 	for len(todo) > 0 {
@@ -91,7 +135,7 @@ func (c *Client) MembersBatch(ctx context.Context, groupIDs []string) ([]iter.Se
 		}
 		if wait := next.Sub(now); wait > 0 {
 			if err := c.cfg.Sleep(ctx, wait); err != nil {
-				return nil, fmt.Errorf("graph: batch of member lists: %w", err)
+				return nil, fmt.Errorf("graph: batch of lists: %w", err)
 			}
 			now = next
 		}
@@ -109,7 +153,7 @@ func (c *Client) MembersBatch(ctx context.Context, groupIDs []string) ([]iter.Se
 				c.rt.retries.Add(1)
 			}
 			it.attempts++
-			reqs[k] = batchRequest{ID: strconv.Itoa(it.i), Method: http.MethodGet, URL: it.url}
+			reqs[k] = it.req
 		}
 		answers, err := c.postBatch(ctx, reqs)
 		if err != nil {
@@ -118,10 +162,10 @@ func (c *Client) MembersBatch(ctx context.Context, groupIDs []string) ([]iter.Se
 		now = c.cfg.Clock()
 		for _, it := range send {
 			gid := groupIDs[it.i]
-			what := membersWhat(gid)
-			a := answers[strconv.Itoa(it.i)]
+			what := l.what(gid)
+			a := answers[it.req.ID]
 			if !retryableStatus(a.Status) {
-				firsts[it.i] = c.membersAfterBatch(ctx, gid, a)
+				firsts[it.i] = afterBatch(ctx, c, gid, a, l)
 				continue
 			}
 			ge := a.graphError(now)
@@ -133,13 +177,13 @@ func (c *Client) MembersBatch(ctx context.Context, groupIDs []string) ([]iter.Se
 			case wait > c.cfg.MaxRetryAfter:
 				c.log.Warn().Str("group", gid).Int("status", a.Status).Dur("retry_after", wait).Dur("max", c.cfg.MaxRetryAfter).
 					Msg("graph: batch item's Retry-After longer than this client waits out; giving up the list")
-				firsts[it.i] = failed[[]Member](fmt.Errorf("graph: list %s, page 0: %w", what,
+				firsts[it.i] = failed[[]O](fmt.Errorf("graph: list %s, page 0: %w", what,
 					&waitTooLongError{ge: ge, max: c.cfg.MaxRetryAfter}))
 				continue
 			case it.attempts >= c.cfg.MaxAttempts:
 				c.log.Warn().Str("group", gid).Int("attempts", it.attempts).Int("status", a.Status).
 					Msg("graph: giving up a batch item after the last attempt")
-				firsts[it.i] = failed[[]Member](fmt.Errorf("graph: list %s, page 0: %w", what, ge))
+				firsts[it.i] = failed[[]O](fmt.Errorf("graph: list %s, page 0: %w", what, ge))
 				continue
 			case wait == 0:
 				if it.bo == nil {
@@ -162,45 +206,56 @@ func (c *Client) MembersBatch(ctx context.Context, groupIDs []string) ([]iter.Se
 	return firsts, nil
 }
 
-// membersURL is the batch item URL of a member list's first page: the
-// request Members sends, relative to the version (json-batching.md:
-// "/users", not the absolute URL).
-func (c *Client) membersURL(ctx context.Context, groupID string) (string, error) {
-	ri, err := c.sdk.Groups().ByGroupId(groupID).Members().ToGetRequestInformation(ctx, c.membersConfig())
+// batchItem is the batch item of a list's first page: the request the
+// list sends on its own, its URL relative to the version
+// (json-batching.md: "/users", not the absolute URL), with its headers.
+func (c *Client) batchItem(ctx context.Context, what string,
+	request func(ctx context.Context) (*abs.RequestInformation, error),
+) (batchRequest, error) {
+	ri, err := request(ctx)
 	if err != nil {
-		return "", fmt.Errorf("graph: batch item for the members of group %s: %w", groupID, err)
+		return batchRequest{}, fmt.Errorf("graph: batch item for the %s: %w", what, err)
 	}
 	u, err := ri.GetUri()
 	if err != nil {
-		return "", fmt.Errorf("graph: batch item for the members of group %s: %w", groupID, err)
+		return batchRequest{}, fmt.Errorf("graph: batch item for the %s: %w", what, err)
 	}
 	rel, ok := strings.CutPrefix(u.String(), c.cfg.BaseURL)
 	if !ok || !strings.HasPrefix(rel, "/") {
-		return "", fmt.Errorf("graph: batch item for the members of group %s: URL %s is not under %s", groupID, u, c.cfg.BaseURL)
+		return batchRequest{}, fmt.Errorf("graph: batch item for the %s: URL %s is not under %s", what, u, c.cfg.BaseURL)
 	}
-	return rel, nil
+	req := batchRequest{Method: http.MethodGet, URL: rel}
+	for _, k := range ri.Headers.ListKeys() {
+		if req.Headers == nil {
+			req.Headers = map[string]string{}
+		}
+		req.Headers[k] = strings.Join(ri.Headers.Get(k), ", ")
+	}
+	return req, nil
 }
 
-// membersAfterBatch is a member list whose first page is a's answer.
-func (c *Client) membersAfterBatch(ctx context.Context, groupID string, a batchAnswer) iter.Seq2[[]Member, error] {
-	what := membersWhat(groupID)
+// afterBatch is a list whose first page is a's answer.
+func afterBatch[R collection[T], T, O any](ctx context.Context, c *Client, groupID string, a batchAnswer,
+	l batchList[R, T, O],
+) iter.Seq2[[]O, error] {
+	what := l.what(groupID)
 	if a.Status < 200 || a.Status > 299 {
-		return failed[[]Member](fmt.Errorf("graph: list %s, page 0: %w", what, a.graphError(c.cfg.Clock())))
+		return failed[[]O](fmt.Errorf("graph: list %s, page 0: %w", what, a.graphError(c.cfg.Clock())))
 	}
 	node, err := absser.DefaultParseNodeFactoryInstance.GetRootParseNode("application/json", a.Body)
 	if err != nil {
-		return failed[[]Member](fmt.Errorf("graph: list %s, page 0: %w: HTTP %d: %v", what, ErrMalformed, a.Status, err))
+		return failed[[]O](fmt.Errorf("graph: list %s, page 0: %w: HTTP %d: %v", what, ErrMalformed, a.Status, err))
 	}
-	v, err := node.GetObjectValue(models.CreateDirectoryObjectCollectionResponseFromDiscriminatorValue)
-	resp, ok := v.(models.DirectoryObjectCollectionResponseable)
+	v, err := node.GetObjectValue(l.parse)
+	resp, ok := v.(R)
 	if err != nil || !ok || isNil(resp) {
-		return failed[[]Member](fmt.Errorf("graph: list %s, page 0: %w: HTTP %d: body is not a member list (%v)", what, ErrMalformed, a.Status, err))
+		return failed[[]O](fmt.Errorf("graph: list %s, page 0: %w: HTTP %d: body is not a list (%v)", what, ErrMalformed, a.Status, err))
 	}
-	first, nl, err := pageOf(c, what, 0, resp, toMember)
+	first, nl, err := pageOf(c, what, 0, resp, l.convert)
 	if err != nil {
-		return failed[[]Member](err)
+		return failed[[]O](err)
 	}
-	return func(yield func([]Member, error) bool) {
+	return func(yield func([]O, error) bool) {
 		if !yield(first, nil) || nl == "" {
 			return
 		}
@@ -208,7 +263,7 @@ func (c *Client) membersAfterBatch(ctx context.Context, groupID string, a batchA
 			yield(nil, err)
 			return
 		}
-		for page, err := range pagesFrom(ctx, c, what, nl, 1, c.membersGet(groupID), toMember) {
+		for page, err := range pagesFrom(ctx, c, what, nl, 1, l.get(groupID), l.convert) {
 			if !yield(page, err) {
 				return
 			}
@@ -218,9 +273,10 @@ func (c *Client) membersAfterBatch(ctx context.Context, groupID string, a batchA
 
 // batchRequest is one request of a JSON batch.
 type batchRequest struct {
-	ID     string `json:"id"`
-	Method string `json:"method"`
-	URL    string `json:"url"`
+	ID      string            `json:"id"`
+	Method  string            `json:"method"`
+	URL     string            `json:"url"`
+	Headers map[string]string `json:"headers,omitempty"`
 }
 
 // batchAnswer is one response of a JSON batch.

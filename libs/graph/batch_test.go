@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	abs "github.com/microsoft/kiota-abstractions-go"
 
 	"github.com/entrasync/entrasync/services/graphsim"
 )
@@ -276,4 +279,78 @@ func TestMembersBatchGivesUpAfterMaxAttempts(t *testing.T) {
 	if s := c.Stats(); s != (Stats{Requests: attempts, Throttled: attempts, Retries: attempts - 1}) {
 		t.Errorf("stats %+v", s)
 	}
+}
+
+// TestTransitiveUsersBatchReadsEveryList: TransitiveUsersBatch reads the
+// first page of each group's transitive user list in one batch, each item
+// the advanced query TransitiveUsers sends on its own (the cast with
+// $count=true, $select and $top, and ConsistencyLevel: eventual), and
+// every list, paged on from its nextLink, holds the group's nested users
+// with their properties.
+func TestTransitiveUsersBatchReadsEveryList(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, smallSpec)
+	cfg := f.config(t)
+	cfg.PageSize = 2
+	c := f.newClient(t, cfg)
+	ids := groupIDs(f.dir)
+
+	seqs, err := c.TransitiveUsersBatch(t.Context(), ids)
+	if err != nil || len(seqs) != len(ids) {
+		t.Fatalf("TransitiveUsersBatch: %d lists for %d groups, %v", len(seqs), len(ids), err)
+	}
+	paged := 0
+	for i, gid := range ids {
+		users, _, err := collect(t, seqs[i], cfg.PageSize)
+		if err != nil {
+			t.Errorf("transitive users of %s: %v", gid, err)
+			continue
+		}
+		var got, want []string
+		for _, u := range users {
+			got = append(got, u.ID)
+			if u.UserPrincipalName == "" {
+				t.Errorf("transitive user %s of %s came without its selected properties", u.ID, gid)
+			}
+		}
+		for _, u := range f.dir.TransitiveUsers(gid) {
+			want = append(want, u.ID)
+		}
+		if !sameSet(got, want) {
+			t.Errorf("transitive users of %s:\n got %v\nwant %v", gid, got, want)
+		}
+		if len(want) > cfg.PageSize {
+			paged++
+		}
+	}
+	if paged == 0 {
+		t.Fatal("no group has more than one page of transitive users: the test proves no paging")
+	}
+	bs, items, _ := batches(f.graphRequests())
+	if len(bs) != 1 || len(items) != len(ids) {
+		t.Fatalf("%d batches holding %d requests, want 1 holding %d", len(bs), len(items), len(ids))
+	}
+	for _, it := range items {
+		q, _ := url.ParseQuery(it.RawQuery)
+		if !strings.HasSuffix(it.Path, "/transitiveMembers/graph.user") || q.Get("$count") != "true" ||
+			q.Get("$select") == "" || q.Get("$top") != "2" {
+			t.Errorf("batch item %s?%s: want the first page of the cast as an advanced query", it.Path, it.RawQuery)
+		}
+	}
+	item, err := c.batchItem(t.Context(), "transitive users", func(ctx context.Context) (*abs.RequestInformation, error) {
+		return c.sdk.Groups().ByGroupId(ids[0]).TransitiveMembers().GraphUser().ToGetRequestInformation(ctx, c.transitiveConfig())
+	})
+	if err != nil || !strings.EqualFold(headerOf(item.Headers, "ConsistencyLevel"), "eventual") {
+		t.Errorf("batch item %+v (%v): want the header ConsistencyLevel: eventual", item, err)
+	}
+}
+
+// headerOf is a header of a batch item by name, regardless of case.
+func headerOf(h map[string]string, name string) string {
+	for k, v := range h {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return ""
 }

@@ -283,23 +283,42 @@ func (c *Client) TransitiveUsers(ctx context.Context, groupID string) iter.Seq2[
 	if groupID == "" {
 		return failed[[]User](errors.New("graph: list transitive members: group id is empty"))
 	}
+	return pages(ctx, c, transitiveWhat(groupID), c.transitiveGet(groupID), toUser)
+}
+
+// transitiveWhat names a group's transitive user list in errors and logs.
+func transitiveWhat(groupID string) string { return "transitive users of group " + groupID }
+
+// transitiveGet reads one page of a group's transitive users: the first,
+// with entrasync's query options, or the one a nextLink names.
+func (c *Client) transitiveGet(groupID string) func(ctx context.Context, next string) (models.UserCollectionResponseable, error) {
+	rb := c.sdk.Groups().ByGroupId(groupID).TransitiveMembers().GraphUser()
+	return func(ctx context.Context, next string) (models.UserCollectionResponseable, error) {
+		if next != "" {
+			return rb.WithUrl(next).Get(ctx, &groups.ItemTransitiveMembersGraphUserRequestBuilderGetRequestConfiguration{
+				Headers: advancedQueryHeaders()})
+		}
+		return rb.Get(ctx, c.transitiveConfig())
+	}
+}
+
+// transitiveConfig is the query of a transitive user list's first page.
+func (c *Client) transitiveConfig() *groups.ItemTransitiveMembersGraphUserRequestBuilderGetRequestConfiguration {
 	top := int32(c.cfg.PageSize)
 	count := true
-	headers := abs.NewRequestHeaders()
-	headers.Add("ConsistencyLevel", "eventual")
-	rb := c.sdk.Groups().ByGroupId(groupID).TransitiveMembers().GraphUser()
-	return pages(ctx, c, "transitive users of group "+groupID,
-		func(ctx context.Context, next string) (models.UserCollectionResponseable, error) {
-			if next != "" {
-				return rb.WithUrl(next).Get(ctx, &groups.ItemTransitiveMembersGraphUserRequestBuilderGetRequestConfiguration{
-					Headers: headers})
-			}
-			return rb.Get(ctx, &groups.ItemTransitiveMembersGraphUserRequestBuilderGetRequestConfiguration{
-				Headers: headers,
-				QueryParameters: &groups.ItemTransitiveMembersGraphUserRequestBuilderGetQueryParameters{
-					Select: userSelect, Top: &top, Count: &count},
-			})
-		}, toUser)
+	return &groups.ItemTransitiveMembersGraphUserRequestBuilderGetRequestConfiguration{
+		Headers: advancedQueryHeaders(),
+		QueryParameters: &groups.ItemTransitiveMembersGraphUserRequestBuilderGetQueryParameters{
+			Select: userSelect, Top: &top, Count: &count},
+	}
+}
+
+// advancedQueryHeaders are the headers of an advanced query
+// (concepts/aad-advanced-queries.md).
+func advancedQueryHeaders() *abs.RequestHeaders {
+	h := abs.NewRequestHeaders()
+	h.Add("ConsistencyLevel", "eventual")
+	return h
 }
 
 // collection is what every Graph collection response of the SDK offers.

@@ -10,6 +10,9 @@
 // one JSON batch ($batch) and goes on from each list's nextLink one
 // request a page; a request Graph throttles inside a batch is sent again,
 // in a later batch, once its own Retry-After has passed (batch.go).
+// TransitiveUsersBatch does the same for groups' transitive user lists
+// (TransitiveUsers: transitiveMembers cast to users, as an advanced
+// query whose header each batch item carries).
 //
 // Retries live in one place, an http.RoundTripper under the SDK's middleware
 // pipeline (from which the SDK's own retry handler is removed, so retries

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"net/http"
+	"slices"
 
 	"github.com/entrasync/entrasync/libs/graph"
 	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
@@ -19,6 +21,8 @@ import (
 // The store judges such a run a scoped listing: it tombstones nobody for
 // being outside it and takes the scope from the lists.
 //
+// The first pages of Config.MemberBatch scope groups' lists are read in
+// one Graph $batch (TransitiveUsersBatch), later pages one request each.
 // The run keeps the ids of the users it published (so that a user in
 // several scope groups is written once): memory grows with the scope,
 // not with the tenant.
@@ -30,50 +34,71 @@ import (
 // out of the app.
 func (r *runner) readScope(ctx context.Context, groups []string) error {
 	published := map[string]bool{}
-	for _, gid := range groups {
-		ids := func(yield func([]string, error) bool) {
-			for users, err := range r.client.TransitiveUsers(ctx, gid) {
-				if err != nil {
-					yield(nil, err)
-					return
-				}
-				fresh := make([]graph.User, 0, len(users))
-				ids := make([]string, len(users))
-				for i, u := range users {
-					ids[i] = u.ID
-					if !published[u.ID] {
-						published[u.ID] = true
-						fresh = append(fresh, u)
-					}
-				}
-				if len(fresh) > 0 {
-					_, err := sendFitting(ctx, r, fresh, func(ev *syncv1.SyncEvent, us []graph.User, _ int32, _ bool) {
-						ev.Body = &syncv1.SyncEvent_Users{Users: &syncv1.UsersPage{Users: usersOf(us)}}
-					})
-					if err != nil {
-						yield(nil, err)
-						return
-					}
-				}
-				if !yield(ids, nil) {
-					return
-				}
+	// The first pages of Config.MemberBatch groups' lists come in one
+	// Graph $batch, as member lists do; the lists are published one
+	// after another, so that each user goes out once.
+	for chunk := range slices.Chunk(groups, r.f.cfg.MemberBatch) {
+		var lists []iter.Seq2[[]graph.User, error]
+		if len(chunk) == 1 {
+			lists = []iter.Seq2[[]graph.User, error]{r.client.TransitiveUsers(ctx, chunk[0])}
+		} else {
+			var err error
+			if lists, err = r.client.TransitiveUsersBatch(ctx, chunk); err != nil {
+				return err
 			}
 		}
-		err := eachPart(ctx, r, gid, ids, func(ev *syncv1.SyncEvent, ids []string, part int32, last bool) {
-			ev.Body = &syncv1.SyncEvent_TransitiveMembers{TransitiveMembers: &syncv1.TransitiveMembersPage{
-				GroupId: gid, UserIds: ids, Part: part, Last: last,
-			}}
-		})
-		var ge *graph.Error
-		if errors.As(err, &ge) && ge.Status == http.StatusForbidden {
-			return &runFailure{err: err, msg: fmt.Sprintf("Graph refused the members of scope group %s (%s: %s); "+
-				"without them the run cannot tell who is in scope", gid, ge.Code, ge.Message)}
-		}
-		if err != nil {
-			return err
+		for i, gid := range chunk {
+			if err := r.scopeList(ctx, gid, lists[i], published); err != nil {
+				return err
+			}
 		}
 	}
 	r.log.Info().Int("scope_groups", len(groups)).Int("users", len(published)).Msg("scope groups read transitively")
 	return nil
+}
+
+// scopeList publishes one scope group's transitive user list: the users
+// not published yet on users pages, and the list's TransitiveMembers
+// pages.
+func (r *runner) scopeList(ctx context.Context, gid string, list iter.Seq2[[]graph.User, error], published map[string]bool) error {
+	ids := func(yield func([]string, error) bool) {
+		for users, err := range list {
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			fresh := make([]graph.User, 0, len(users))
+			ids := make([]string, len(users))
+			for i, u := range users {
+				ids[i] = u.ID
+				if !published[u.ID] {
+					published[u.ID] = true
+					fresh = append(fresh, u)
+				}
+			}
+			if len(fresh) > 0 {
+				_, err := sendFitting(ctx, r, fresh, func(ev *syncv1.SyncEvent, us []graph.User, _ int32, _ bool) {
+					ev.Body = &syncv1.SyncEvent_Users{Users: &syncv1.UsersPage{Users: usersOf(us)}}
+				})
+				if err != nil {
+					yield(nil, err)
+					return
+				}
+			}
+			if !yield(ids, nil) {
+				return
+			}
+		}
+	}
+	err := eachPart(ctx, r, gid, ids, func(ev *syncv1.SyncEvent, ids []string, part int32, last bool) {
+		ev.Body = &syncv1.SyncEvent_TransitiveMembers{TransitiveMembers: &syncv1.TransitiveMembersPage{
+			GroupId: gid, UserIds: ids, Part: part, Last: last,
+		}}
+	})
+	var ge *graph.Error
+	if errors.As(err, &ge) && ge.Status == http.StatusForbidden {
+		return &runFailure{err: err, msg: fmt.Sprintf("Graph refused the members of scope group %s (%s: %s); "+
+			"without them the run cannot tell who is in scope", gid, ge.Code, ge.Message)}
+	}
+	return err
 }

@@ -143,7 +143,8 @@ func TestScopedTenantIsReadTransitively(t *testing.T) {
 	}
 }
 
-// TestTransitiveReadOfGoneOrRefusedScopeGroups: a scope group Graph
+// TestTransitiveReadOfGoneOrRefusedScopeGroups: the scope groups' first
+// pages come in one $batch; a scope group Graph
 // deleted since the whole read is an empty transitive list, one page
 // marked last (its users leave the scope, as when a whole read finds the
 // group gone); one whose members Graph refuses (403, hidden membership
@@ -181,11 +182,28 @@ func TestTransitiveReadOfGoneOrRefusedScopeGroups(t *testing.T) {
 	if err := e.sim.SetPermissions(e.entra, graphsim.Permissions{NoHiddenMembership: true}); err != nil {
 		t.Fatal(err)
 	}
+	before := len(e.graphRequests())
 	run := e.queueRun()
 	if run.ReadStrategy != store.ReadTransitive {
 		t.Fatalf("second run reads %s, want transitive", run.ReadStrategy)
 	}
 	evs := rec.waitEnd(t, run.ID)
+	// The three lists' first pages come in one $batch.
+	batches, items := 0, 0
+	for _, r := range e.graphRequests()[before:] {
+		switch {
+		case r.InBatch:
+			items++
+			if !strings.HasSuffix(r.Path, "/transitiveMembers/graph.user") {
+				t.Errorf("batch item %s, want a transitive user list", r.Path)
+			}
+		case strings.HasSuffix(r.Path, "/$batch"):
+			batches++
+		}
+	}
+	if batches != 1 || items != 3 {
+		t.Errorf("%d batches of %d requests, want one of the 3 scope groups' first pages", batches, items)
+	}
 	var doomedPages []*syncv1.TransitiveMembersPage
 	for _, ev := range evs {
 		if tm := ev.GetTransitiveMembers(); tm != nil && tm.GetGroupId() == doomed.ID {
