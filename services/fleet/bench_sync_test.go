@@ -24,7 +24,8 @@ import (
 //     own, from the apply histogram and the run's finalize time);
 //   - a delta round after 1% churn (Directory.Churn): requests against
 //     the fewest delta pages that carry the changes, wall time, and rows
-//     written (pg_stat_user_tables) per changed object.
+//     written (pg_stat_user_tables) per change (a user or group changed,
+//     or a member edge added or removed).
 func BenchmarkReportSync(b *testing.B) {
 	for _, n := range benchSizes(b) {
 		b.Run(sizeName(n), func(b *testing.B) { benchSync(b, n) })
