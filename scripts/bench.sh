@@ -9,6 +9,9 @@
 #
 #   BENCH_SIZES  tenant sizes in users, comma-separated (default
 #                10000,100000; 1M on demand: BENCH_SIZES=10000,100000,1000000)
+#   BENCH_REPORT which report benchmarks to run (a pattern after
+#                BenchmarkReport, default all: Sync, RSS, Fetchers, Fairness)
+#   BENCH_OUT    where the report goes (default bench/RESULTS.md)
 #   BENCH        also run these benchmarks of every module (a -bench
 #                pattern, e.g. BENCH=. for all of them), listed after the report
 #   BENCHTIME    -benchtime of those (default 1x)
@@ -24,7 +27,7 @@ extra=$(mktemp)
 trap 'rm -f "$out" "$extra"' EXIT
 started=$(date +%s)
 
-go test ./services/fleet/ -run '^$' -bench '^BenchmarkReport' -benchtime 1x -timeout 180m | tee "$out" >&2
+go test ./services/fleet/ -run '^$' -bench "^BenchmarkReport(${BENCH_REPORT:-})" -benchtime 1x -timeout 180m | tee "$out" >&2
 if [[ -n "${BENCH:-}" ]]; then
   pkgs=$(sed -n 's|^\t\./\(.*\)|./\1/...|p' go.work)
   go test -run '^$' -bench "$BENCH" -benchtime "${BENCHTIME:-1x}" -benchmem -timeout 180m $pkgs | tee "$extra" >&2
@@ -133,7 +136,7 @@ document() {
   echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- 2>/dev/null || echo ' (with uncommitted changes in the tree)')"
   echo "- $(go version)"
   echo "- $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //'), $(nproc) CPUs"
-  echo "- BENCH_SIZES=${BENCH_SIZES}${BENCH:+ BENCH=$BENCH BENCHTIME=${BENCHTIME:-1x}}"
+  echo "- BENCH_SIZES=${BENCH_SIZES}${BENCH_REPORT:+ BENCH_REPORT=$BENCH_REPORT}${BENCH:+ BENCH=$BENCH BENCHTIME=${BENCHTIME:-1x}}"
   echo
   report "$out"
   cat <<'EOF'
@@ -169,9 +172,10 @@ EOF
   metrics "$out" "$extra"
 }
 
-mkdir -p bench
-document > bench/RESULTS.md
+dest=${BENCH_OUT:-bench/RESULTS.md}
+mkdir -p "$(dirname "$dest")"
+document > "$dest"
 echo
-cat bench/RESULTS.md
+cat "$dest"
 echo
-echo "written to bench/RESULTS.md"
+echo "written to $dest"
