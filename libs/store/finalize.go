@@ -123,7 +123,7 @@ func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange,
 	// A scoped listing (the scope groups' transitive members) says
 	// nothing about the users outside the scope: none is gone for being
 	// missing from it.
-	scoped, err := runReadsScope(ctx, q, ref, pr)
+	scoped, err := recordReadStrategy(ctx, q, ref, pr)
 	if err != nil {
 		return nil, err
 	}

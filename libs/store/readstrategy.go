@@ -80,6 +80,21 @@ func runReadsScope(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageR
 	return scoped, nil
 }
 
+// recordReadStrategy is runReadsScope at finalization: it also records
+// on the run the strategy its pages show, so that a run created to read
+// transitively that read the whole directory counts as a whole read.
+func recordReadStrategy(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange) (bool, error) {
+	scoped, err := runReadsScope(ctx, q, ref, pr)
+	if err != nil {
+		return false, err
+	}
+	if err := q.RecordRunReadStrategy(ctx, dbsqlc.RecordRunReadStrategyParams{TenantID: ref.TenantID, RunID: ref.RunID,
+		Scoped: scoped}); err != nil {
+		return false, fmt.Errorf("record the run's read strategy: %w", err)
+	}
+	return scoped, nil
+}
+
 // planScope fills plan_work_scope with the users in the scope groups:
 // from the transitive lists a scoped listing read, else by walking the
 // mirror's direct edges down from the groups.

@@ -140,4 +140,18 @@ func TestScopedListingTombstonesNobodyAndScopesByItsLists(t *testing.T) {
 	if l := w.links(); l.Users != "https://graph/u?$deltatoken=1" {
 		t.Fatalf("links after the scoped read: %+v, want the whole read's kept", l)
 	}
+	if run.ReadStrategy != store.ReadTransitive {
+		t.Fatalf("the scoped run is recorded %s, want transitive", run.ReadStrategy)
+	}
+
+	// A run created to read transitively whose fetcher read the whole
+	// directory (the settings changed meanwhile) is judged and recorded
+	// as a whole read: user 6, not listed, is tombstoned.
+	whole := w.full(users[:5], []store.DirGroup{dGroup(1, "scope"), dGroup(2, "nested"), dGroup(3, "other")},
+		map[string][]store.DirMember{gID(1): {memberUser(1), groupMember(2)}, gID(2): {memberUser(2)}}, [2]string{})
+	if whole.ReadStrategy != store.ReadFull {
+		t.Fatalf("a whole read is recorded %s, want full", whole.ReadStrategy)
+	}
+	wantRows(t, "mirror users after the whole read", w.rows(`SELECT entra_id FROM dir_users WHERE tenant_id = $1 AND NOT deleted ORDER BY entra_id`),
+		uID(1), uID(2), uID(3), uID(4), uID(5))
 }

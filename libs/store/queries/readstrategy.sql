@@ -43,8 +43,16 @@ SELECT (EXISTS (SELECT 1 FROM sync_run_pages p
                 WHERE p.tenant_id = @tenant_id AND p.run_id = @run_id AND p.kind = 'transitive'
                   AND p.page >= @lo AND p.page < @hi)
         AND NOT EXISTS (SELECT 1 FROM sync_run_pages p
-                       WHERE p.tenant_id = @tenant_id AND p.run_id = @run_id AND p.kind = 'groups'
-                         AND p.page >= @lo AND p.page < @hi))::boolean AS scoped;
+                        WHERE p.tenant_id = @tenant_id AND p.run_id = @run_id AND p.kind = 'groups'
+                          AND p.page >= @lo AND p.page < @hi))::boolean AS scoped;
+
+-- name: RecordRunReadStrategy :exec
+-- A run is what it read: one created to read transitively whose fetcher
+-- read the whole directory instead (the settings no longer allowed the
+-- transitive read) is recorded full, and counts as a whole read.
+UPDATE sync_runs
+SET read_strategy = CASE WHEN @scoped::boolean THEN 'transitive' ELSE 'full' END
+WHERE tenant_id = @tenant_id AND id = @run_id;
 
 -- name: PlanScopeUsersRead :exec
 -- The users in scope of a scoped listing: those in the transitive lists

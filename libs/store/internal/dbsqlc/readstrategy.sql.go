@@ -132,13 +132,33 @@ func (q *Queries) ReadStrategySizes(ctx context.Context, arg ReadStrategySizesPa
 	return i, err
 }
 
+const recordRunReadStrategy = `-- name: RecordRunReadStrategy :exec
+UPDATE sync_runs
+SET read_strategy = CASE WHEN $1::boolean THEN 'transitive' ELSE 'full' END
+WHERE tenant_id = $2 AND id = $3
+`
+
+type RecordRunReadStrategyParams struct {
+	Scoped   bool
+	TenantID string
+	RunID    string
+}
+
+// A run is what it read: one created to read transitively whose fetcher
+// read the whole directory instead (the settings no longer allowed the
+// transitive read) is recorded full, and counts as a whole read.
+func (q *Queries) RecordRunReadStrategy(ctx context.Context, arg RecordRunReadStrategyParams) error {
+	_, err := q.db.Exec(ctx, recordRunReadStrategy, arg.Scoped, arg.TenantID, arg.RunID)
+	return err
+}
+
 const runReadsScope = `-- name: RunReadsScope :one
 SELECT (EXISTS (SELECT 1 FROM sync_run_pages p
                 WHERE p.tenant_id = $1 AND p.run_id = $2 AND p.kind = 'transitive'
                   AND p.page >= $3 AND p.page < $4)
         AND NOT EXISTS (SELECT 1 FROM sync_run_pages p
-                       WHERE p.tenant_id = $1 AND p.run_id = $2 AND p.kind = 'groups'
-                         AND p.page >= $3 AND p.page < $4))::boolean AS scoped
+                        WHERE p.tenant_id = $1 AND p.run_id = $2 AND p.kind = 'groups'
+                          AND p.page >= $3 AND p.page < $4))::boolean AS scoped
 `
 
 type RunReadsScopeParams struct {
