@@ -56,6 +56,13 @@ func TestReadStrategyWeighsTheMirror(t *testing.T) {
 		t.Fatalf("after a full run: %+v, want %+v", c, want)
 	}
 
+	// An admin who forces a full run gets the whole directory listed.
+	forced, created, err := w.st.QueueManualRunOf(ctx, w.tenant, store.KindFull)
+	must(t, err)
+	if !created || forced.Kind != store.KindFull || forced.ReadStrategy != store.ReadFull {
+		t.Fatalf("forced full run: created %v, %s, read %s; want a new full run listing everything", created, forced.Kind, forced.ReadStrategy)
+	}
+
 	// Full runs created now read transitively, and every run is full.
 	for _, kind := range []string{store.KindAuto, store.KindFull} {
 		r, err := w.st.CreateRun(ctx, store.NewRun{TenantID: w.tenant, Kind: kind, Trigger: store.TriggerManual})

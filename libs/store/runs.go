@@ -51,6 +51,10 @@ type NewRun struct {
 	// Slot is the schedule slot a scheduled run stands for (required for
 	// TriggerSchedule, absent for TriggerManual). A slot has one run.
 	Slot *time.Time
+	// WholeRead makes a full run list the whole directory even where the
+	// tenant's rule would read the scope groups transitively: what an
+	// admin who forces a full run asks for (deletions, drift, sizes).
+	WholeRead bool
 }
 
 // Run is one sync run of a tenant.
@@ -159,10 +163,11 @@ func (s *Store) QueueManualRun(ctx context.Context, tenantID string) (run Run, c
 }
 
 // QueueManualRunOf is QueueManualRun for a run of kind (KindFull to read
-// the whole directory whatever the rule would choose). A waiting run of
+// the whole directory whatever the rule would choose, with every user and
+// group listed even for a tenant read transitively). A waiting run of
 // another kind still answers the trigger.
 func (s *Store) QueueManualRunOf(ctx context.Context, tenantID, kind string) (run Run, created bool, err error) {
-	nr := NewRun{ID: newID(), TenantID: tenantID, Kind: kind, Trigger: TriggerManual}
+	nr := NewRun{ID: newID(), TenantID: tenantID, Kind: kind, Trigger: TriggerManual, WholeRead: kind == KindFull}
 	if err := nr.validate(); err != nil {
 		return Run{}, false, fmt.Errorf("store: queue manual run: %w", err)
 	}
@@ -215,6 +220,9 @@ func (s *Store) insertRun(ctx context.Context, q *dbsqlc.Queries, nr NewRun) (Ru
 			return Run{}, fmt.Errorf("tenant %s: choose the run's read strategy: %w", nr.TenantID, err)
 		}
 		strategy = c.Strategy
+		if nr.WholeRead {
+			strategy = ReadFull
+		}
 	}
 	if nr.Kind == KindAuto {
 		f, err := q.RunKindFacts(ctx, nr.TenantID)
