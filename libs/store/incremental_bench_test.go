@@ -10,6 +10,62 @@ import (
 	"github.com/entrasync/entrasync/libs/store/storetest"
 )
 
+// benchTenant is the directory the finalization benchmarks sync: users,
+// groups of 100 users each (group g's start at user g*stride), nested
+// four deep in chains, all inside one company-wide group, the last one.
+type benchTenant struct {
+	users   []store.DirUser
+	groups  []store.DirGroup
+	members [][]store.DirMember // of groups[g]
+}
+
+func newBenchTenant(users, groups, stride int) benchTenant {
+	t := benchTenant{users: make([]store.DirUser, users), groups: make([]store.DirGroup, groups+1),
+		members: make([][]store.DirMember, groups+1)}
+	for i := range t.users {
+		id := uID(i + 1)
+		t.users[i] = store.DirUser{ID: id, DisplayName: "User " + id[24:], Mail: id[24:] + "@contoso.com",
+			UserPrincipalName: id[24:] + "@contoso.com", UserType: "Member", AccountEnabled: true}
+	}
+	for g := range groups {
+		t.groups[g] = store.DirGroup{ID: gID(g + 1), DisplayName: fmt.Sprint("Group ", g+1), SecurityEnabled: true}
+		for u := range 100 {
+			t.members[g] = append(t.members[g], store.DirMember{ID: uID((g*stride+u)%users + 1), Type: store.MemberUser})
+		}
+		if g%4 != 3 { // chains of four: g+1 inside g
+			t.members[g] = append(t.members[g], store.DirMember{ID: gID(g + 2), Type: store.MemberGroup})
+		}
+		if g%4 == 0 {
+			t.members[groups] = append(t.members[groups], store.DirMember{ID: gID(g + 1), Type: store.MemberGroup})
+		}
+	}
+	t.groups[groups] = store.DirGroup{ID: gID(groups + 1), DisplayName: "Everyone", SecurityEnabled: true}
+	return t
+}
+
+// applyFull applies the tenant as a full run's pages (users 999 a page,
+// the groups, each group's member list) and returns the ref of its last
+// page.
+func (t benchTenant) applyFull(ctx context.Context, b *testing.B, st *store.Store, ref store.PageRef, at time.Time) store.PageRef {
+	for i := 0; i < len(t.users); i += 999 {
+		if err := st.ApplyUsersPage(ctx, ref, t.users[i:min(i+999, len(t.users))], at); err != nil {
+			b.Fatal(err)
+		}
+		ref.Page++
+	}
+	if err := st.ApplyGroupsPage(ctx, ref, t.groups, at); err != nil {
+		b.Fatal(err)
+	}
+	for g := range t.groups {
+		ref.Page++
+		mp := store.MembersPage{GroupID: t.groups[g].ID, Last: true, Members: t.members[g]}
+		if err := st.ApplyMembersPage(ctx, ref, mp, at); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return ref
+}
+
 // BenchmarkFinalizeAfterChurn measures what finalizing a run costs when
 // 100 direct memberships changed in 10 groups of a 10k-user tenant,
 // planning only what changed against recomputing every membership and
@@ -31,27 +87,8 @@ func BenchmarkFinalizeAfterChurn(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			dirUsers := make([]store.DirUser, users)
-			for i := range dirUsers {
-				id := uID(i + 1)
-				dirUsers[i] = store.DirUser{ID: id, DisplayName: "User " + id[24:], Mail: id[24:] + "@contoso.com",
-					UserPrincipalName: id[24:] + "@contoso.com", UserType: "Member", AccountEnabled: true}
-			}
-			dirGroups := make([]store.DirGroup, groups+1)
-			members := make([][]store.DirMember, groups+1)
-			for g := range groups {
-				dirGroups[g] = store.DirGroup{ID: gID(g + 1), DisplayName: fmt.Sprint("Group ", g+1), SecurityEnabled: true}
-				for u := range 100 {
-					members[g] = append(members[g], store.DirMember{ID: uID((g*25+u)%users + 1), Type: store.MemberUser})
-				}
-				if g%4 != 3 { // chains of four: g+1 inside g
-					members[g] = append(members[g], store.DirMember{ID: gID(g + 2), Type: store.MemberGroup})
-				}
-				if g%4 == 0 {
-					members[groups] = append(members[groups], store.DirMember{ID: gID(g + 1), Type: store.MemberGroup})
-				}
-			}
-			dirGroups[groups] = store.DirGroup{ID: gID(groups + 1), DisplayName: "Everyone", SecurityEnabled: true}
+			dir := newBenchTenant(users, groups, 25)
+			members := dir.members
 			at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 			sync := func() time.Duration {
 				at = at.Add(time.Hour)
@@ -59,23 +96,7 @@ func BenchmarkFinalizeAfterChurn(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				ref := store.PageRef{TenantID: tn.ID, RunID: r.ID, RunSeq: r.Seq}
-				for i := 0; i < users; i += 999 {
-					if err := st.ApplyUsersPage(ctx, ref, dirUsers[i:min(i+999, users)], at); err != nil {
-						b.Fatal(err)
-					}
-					ref.Page++
-				}
-				if err := st.ApplyGroupsPage(ctx, ref, dirGroups, at); err != nil {
-					b.Fatal(err)
-				}
-				for g := range dirGroups {
-					ref.Page++
-					mp := store.MembersPage{GroupID: dirGroups[g].ID, Last: true, Members: members[g]}
-					if err := st.ApplyMembersPage(ctx, ref, mp, at); err != nil {
-						b.Fatal(err)
-					}
-				}
+				ref := dir.applyFull(ctx, b, st, store.PageRef{TenantID: tn.ID, RunID: r.ID, RunSeq: r.Seq}, at)
 				if err := st.MarkRunFetched(ctx, ref, store.Fetched{Pages: int(ref.Page) + 1}, at); err != nil {
 					b.Fatal(err)
 				}

@@ -157,6 +157,10 @@ SET LOCAL enable_nestloop = off;
 -- name: SetNestLoopDefault :exec
 SET LOCAL enable_nestloop = DEFAULT;
 
+-- name: SetJITOff :exec
+-- No JIT compilation for the rest of the transaction (see finalize).
+SET LOCAL jit = off;
+
 -- name: RecordGroupResults :exec
 -- Each of the tenant's groups is ok after the run, or shows the error
 -- Graph gave for its member list in the run's pages (@lo, @hi). Only the

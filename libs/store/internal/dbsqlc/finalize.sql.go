@@ -318,6 +318,16 @@ func (q *Queries) RunProgress(ctx context.Context, arg RunProgressParams) (RunPr
 	return i, err
 }
 
+const setJITOff = `-- name: SetJITOff :exec
+SET LOCAL jit = off
+`
+
+// No JIT compilation for the rest of the transaction (see finalize).
+func (q *Queries) SetJITOff(ctx context.Context) error {
+	_, err := q.db.Exec(ctx, setJITOff)
+	return err
+}
+
 const setNestLoopDefault = `-- name: SetNestLoopDefault :exec
 SET LOCAL enable_nestloop = DEFAULT
 `
