@@ -110,6 +110,11 @@ report() {
     x = get(f, "during/alone")
     row("100-user tenant: run time beside a large full sync / alone", "100 and " fmt(get(f, "large-users")) " users", fmt(get(f, "small-during-s")) " s / " fmt(get(f, "small-alone-s")) " s = " fmt(x) (get(f, "large-in-flight") == 1 ? "" : " (the large sync ended before the small runs did)"), "≤ 2", verdict(x != "" && x <= 2, x))
     }
+    f = "BenchmarkReportThrottledNeighbour"
+    if (f in seen) {
+    x = get(f, "during/alone"); q = get(f, "quiet-429s")
+    row("run time of a tenant beside another of its app throttled hard / alone (acceptance)", "2000 users each", fmt(get(f, "quiet-during-s")) " s / " fmt(get(f, "quiet-alone-s")) " s = " fmt(x) "; its 429s " fmt(q) ", the throttled tenant got " fmt(get(f, "noisy-429s")) (get(f, "noisy-in-flight") == 1 ? "" : " (the throttled sync ended before the timed runs did)"), "≤ 1.2, no 429", verdict(x != "" && x <= 1.2 && q == 0, x))
+    }
   }' "$@"
 }
 
