@@ -136,7 +136,8 @@ func TestFaults(t *testing.T) {
 
 	// Round 0 is the scheduler's first run of the tenant; each later round
 	// changes both directories alike, then syncs.
-	for round := 0; round < 15 && (round < 5 || len(kills) < 24); round++ {
+	// Up to 25 rounds, until enough kills landed (delta rounds are short).
+	for round := 0; round < 25 && (round < 5 || len(kills) < 24); round++ {
 		var runID string
 		if round == 0 {
 			runID = waitFirstRun(t, db, wildID)
@@ -145,7 +146,13 @@ func TestFaults(t *testing.T) {
 			churn(t, wildE.Dir, round)
 			calm.sync(calmID)
 			fl.waitHealthy()
-			runID = wild.trigger(wildID)
+			// Both kinds of run go through the faults: delta rounds (over
+			// in a blink) and, every other round, a full read.
+			if round%2 == 1 {
+				runID = wild.triggerFull(wildID)
+			} else {
+				runID = wild.trigger(wildID)
+			}
 		}
 		kills = append(kills, fl.monkey(rng, db, round, runID, 6)...)
 		expectSucceeded(t, db, runID)
@@ -265,8 +272,9 @@ func (f *procFleet) kill(role string) {
 func (f *procFleet) waitHealthy() { waitHealthy(f.t, f.procs["api"], f.healthz) }
 
 // monkey kills up to n processes at random points of the run, each after
-// a random 50 to 700 ms, starting each again after a random 0 to 300 ms,
-// until the run has finished. It returns the kill points.
+// a random 10 to 350 ms (a delta round is over in well under a second),
+// starting each again after a random 0 to 300 ms, until the run has
+// finished. It returns the kill points.
 func (f *procFleet) monkey(rng *rand.Rand, db *pgxpool.Pool, round int, runID string, n int) []killPoint {
 	roles := make([]string, 0, len(f.procs))
 	for r := range f.procs {
@@ -276,7 +284,7 @@ func (f *procFleet) monkey(rng *rand.Rand, db *pgxpool.Pool, round int, runID st
 	var out []killPoint
 	for len(out) < n {
 		// The kill point itself, chosen at random: not a wait for anything.
-		time.Sleep(time.Duration(50+rng.IntN(650)) * time.Millisecond)
+		time.Sleep(time.Duration(10+rng.IntN(340)) * time.Millisecond)
 		status := runStatus(f.t, db, runID)
 		if status == "succeeded" || status == "failed" {
 			break
