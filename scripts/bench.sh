@@ -26,6 +26,9 @@ out=$(mktemp)
 extra=$(mktemp)
 trap 'rm -f "$out" "$extra"' EXIT
 started=$(date +%s)
+# Whether the tree differs from its commit, noted now: writing the report
+# into bench/ below would count as a change of its own.
+dirty=$(git diff --quiet HEAD -- 2>/dev/null || echo ' (with uncommitted changes in the tree)')
 
 go test ./services/fleet/ -run '^$' -bench "^BenchmarkReport(${BENCH_REPORT:-})" -benchtime 1x -timeout 180m | tee "$out" >&2
 if [[ -n "${BENCH:-}" ]]; then
@@ -142,7 +145,7 @@ document() {
   echo "this run, not figures across runs."
   echo
   echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ); make bench took ${took} s"
-  echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- 2>/dev/null || echo ' (with uncommitted changes in the tree)')"
+  echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)${dirty}"
   echo "- $(go version)"
   echo "- $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //'), $(nproc) CPUs"
   echo "- BENCH_SIZES=${BENCH_SIZES}${BENCH_REPORT:+ BENCH_REPORT=$BENCH_REPORT}${BENCH:+ BENCH=$BENCH BENCHTIME=${BENCHTIME:-1x}}"
