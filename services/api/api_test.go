@@ -466,6 +466,7 @@ type runAnswer struct {
 	Status        string           `json:"status"`
 	Trigger       string           `json:"trigger"`
 	Kind          string           `json:"kind"`
+	ReadStrategy  string           `json:"readStrategy"`
 	Error         *string          `json:"error"`
 	Counts        map[string]int64 `json:"counts"`
 	GraphRequests *int64           `json:"graphRequests"`
@@ -514,7 +515,7 @@ func TestTriggerPublishesAJob(t *testing.T) {
 	var run runAnswer
 	g.decode(t, &run)
 	if g.status != http.StatusOK || run.RunID != out.RunID || run.TenantID != ten.ID || run.Status != "queued" ||
-		run.Trigger != "manual" || run.Kind != "full" || run.Error == nil || *run.Error != "" ||
+		run.Trigger != "manual" || run.Kind != "full" || run.ReadStrategy != "full" || run.Error == nil || *run.Error != "" ||
 		run.Counts == nil || len(run.Counts) != 0 || run.GraphRequests == nil || run.Throttled == nil ||
 		run.CreatedAt.IsZero() || run.StartedAt != nil || run.FinishedAt != nil {
 		t.Fatalf("run: %d %s", g.status, g.body)

@@ -112,6 +112,7 @@ type runView struct {
 	TenantID      string           `json:"tenantId"`
 	Seq           int64            `json:"seq"`
 	Kind          string           `json:"kind"`
+	ReadStrategy  string           `json:"readStrategy"`
 	Trigger       string           `json:"trigger"`
 	Status        string           `json:"status"`
 	Error         string           `json:"error"`
@@ -152,7 +153,7 @@ func viewOfRun(run store.Run) runView {
 		held = &run.HeldReason
 	}
 	return runView{
-		RunID: run.ID, TenantID: run.TenantID, Seq: run.Seq, Kind: run.Kind, Trigger: run.Trigger,
+		RunID: run.ID, TenantID: run.TenantID, Seq: run.Seq, Kind: run.Kind, ReadStrategy: run.ReadStrategy, Trigger: run.Trigger,
 		Status: run.Status, Error: run.Error, Counts: counts,
 		GraphRequests: run.GraphRequests, Throttled: run.Throttled,
 		CreatedAt: run.CreatedAt.UTC(), StartedAt: utc(run.StartedAt), FinishedAt: utc(run.FinishedAt),

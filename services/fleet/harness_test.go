@@ -166,6 +166,7 @@ func (h *harness) connect(e entraTenant, seats int) string {
 type runView struct {
 	RunID         string           `json:"runId"`
 	Kind          string           `json:"kind"`
+	ReadStrategy  string           `json:"readStrategy"`
 	Status        string           `json:"status"`
 	HeldReason    string           `json:"heldReason"`
 	Plan          map[string]int64 `json:"plan"`

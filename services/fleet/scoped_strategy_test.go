@@ -72,8 +72,8 @@ func TestScopedTenantIsReadThroughTransitiveMembers(t *testing.T) {
 		t.Helper()
 		before := len(h.sim.Requests())
 		run := h.sync(a)
-		if s := h.readStrategy(run.RunID); s != "transitive" || run.Kind != "full" {
-			t.Fatalf("run %s: kind %s, read %s; want a full run read transitively", run.RunID, run.Kind, s)
+		if s := h.readStrategy(run.RunID); s != "transitive" || run.Kind != "full" || run.ReadStrategy != s {
+			t.Fatalf("run %s: kind %s, read %s (the api says %q); want a full run read transitively", run.RunID, run.Kind, s, run.ReadStrategy)
 		}
 		reqs, ru := 0, 0
 		for _, r := range h.sim.Requests()[before:] {
