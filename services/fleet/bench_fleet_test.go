@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/entrasync/entrasync/libs/devenv"
 )
 
 // BenchmarkReportFetchers syncs 20 tenants of 1,000 users at once (a
@@ -89,9 +91,9 @@ func BenchmarkReportFairness(b *testing.B) {
 	// being read.
 	start := time.Now()
 	largeRun := h.trigger(largeID)
-	for tallyGraph(h.sim, large.ID, start).Pages < ceilDiv(big, graphTop)+5 {
-		time.Sleep(50 * time.Millisecond)
-	}
+	devenv.WaitFor(b, 10*time.Minute, "the large tenant's member lists to be read", func() bool {
+		return tallyGraph(h.sim, large.ID, start).Pages >= ceilDiv(big, graphTop)+5
+	})
 	during := timeSmall()
 	// Whether the large sync was still going when the small runs ended.
 	var lv runView

@@ -26,6 +26,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/entrasync/entrasync/libs/budget"
+	"github.com/entrasync/entrasync/libs/devenv"
 	"github.com/entrasync/entrasync/libs/metrics"
 	"github.com/entrasync/entrasync/services/graphsim"
 )
@@ -209,15 +210,12 @@ func tableWrites(b *testing.B, db *pgxpool.Pool) map[string]int64 {
 		return out
 	}
 	last, since := read(), time.Now()
-	for deadline := time.Now().Add(70 * time.Second); time.Now().Before(deadline); {
-		time.Sleep(time.Second)
-		now := read()
-		if !mapsEqual(now, last) {
+	devenv.WaitFor(b, 90*time.Second, "table write counts still for 11 s", func() bool {
+		if now := read(); !mapsEqual(now, last) {
 			last, since = now, time.Now()
-		} else if time.Since(since) >= 11*time.Second {
-			break
 		}
-	}
+		return time.Since(since) >= 11*time.Second
+	})
 	return last
 }
 
@@ -446,23 +444,21 @@ func fkOrder(b *testing.B, db *pgxpool.Pool, tables []string) []string {
 // to have ended.
 func waitRun(h *harness, tenantID, runID string) (runView, time.Time) {
 	h.t.Helper()
-	deadline := time.Now().Add(30 * time.Minute)
-	for {
-		var v runView
+	var v runView
+	var done time.Time
+	devenv.WaitFor(h.t, 30*time.Minute, "run "+runID+" to succeed", func() bool {
+		v = runView{}
 		if code := h.do("GET", "/v1/tenants/"+tenantID+"/syncs/"+runID, nil, &v); code != http.StatusOK {
 			h.t.Fatalf("GET run = %d", code)
 		}
 		switch v.Status {
-		case "succeeded":
-			return v, time.Now()
 		case "failed", "awaiting_approval", "rejected":
 			h.t.Fatalf("run %s: %s: %s %s", runID, v.Status, v.HeldReason, v.Error)
 		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("run %s still %s after 30 minutes", runID, v.Status)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		done = time.Now()
+		return v.Status == "succeeded"
+	})
+	return v, done
 }
 
 // sizeName names a sub-benchmark by tenant size.

@@ -144,15 +144,14 @@ func startService(b *testing.B, bin, name string, env []string) *exec.Cmd {
 func waitAPI(b *testing.B, url string) {
 	b.Helper()
 	client := &http.Client{Timeout: 2 * time.Second}
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if resp, err := client.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+	devenv.WaitFor(b, time.Minute, "GET "+url+" to answer 200", func() bool {
+		resp, err := client.Get(url)
+		if err != nil {
+			return false
 		}
-	}
-	b.Fatalf("GET %s not 200 after a minute", url)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
 
 // peakRSSOf is a process's peak resident set in KiB (VmHWM).

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/entrasync/entrasync/libs/devenv"
 	"github.com/entrasync/entrasync/services/graphsim"
 )
 
@@ -54,9 +55,9 @@ func BenchmarkReportThrottledNeighbour(b *testing.B) {
 	// The noisy tenant's sync is under way once Graph has throttled it.
 	since := time.Now()
 	noisyRun := h.trigger(noisyID)
-	for tallyGraph(h.sim, noisy.ID, since).Throttled == 0 {
-		time.Sleep(50 * time.Millisecond)
-	}
+	devenv.WaitFor(b, 10*time.Minute, "Graph to throttle the noisy tenant", func() bool {
+		return tallyGraph(h.sim, noisy.ID, since).Throttled > 0
+	})
 	duringFrom := time.Now()
 	during := timeQuiet()
 	quietTally := tallyGraph(h.sim, quiet.ID, duringFrom)
