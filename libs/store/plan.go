@@ -393,13 +393,26 @@ func (p *planner) memberships(full bool) error {
 	if err := p.affected(full); err != nil {
 		return fmt.Errorf("affected groups and users: %w", err)
 	}
-	err := withNestLoops(p.ctx, p.q, func() error {
+	walks := func() error {
 		ids := dbsqlc.PlanEntraMembersParams{TenantID: p.tenant, RunID: p.run}
 		if err := p.q.PlanEntraMembers(p.ctx, ids); err != nil {
 			return err
 		}
 		return p.q.PlanNewUsersMembers(p.ctx, dbsqlc.PlanNewUsersMembersParams(ids))
-	})
+	}
+	// A plan that recomputes every group walks the whole nesting: hash
+	// joins, as for every other whole set. Such a plan is also a tenant's
+	// first, when the statistics of the mirror's tables do not know its
+	// rows yet and expect a handful of edges: with nested loops allowed
+	// the planner then compared the tenant's whole edge list with every
+	// group the walk reached, once per group (50k users: 860 million
+	// comparisons, 170 s of a 200 s finalization; BenchmarkFirstFinalize).
+	var err error
+	if full {
+		err = walks()
+	} else {
+		err = withNestLoops(p.ctx, p.q, walks)
+	}
 	if err != nil {
 		return fmt.Errorf("nested memberships: %w", err)
 	}

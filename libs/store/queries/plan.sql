@@ -161,16 +161,24 @@ JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.
 -- Entra ID's nested memberships of the users who come into the app, in
 -- the groups that follow Entra ID: up from their own groups through the
 -- nesting (cycle-safe: a pair is reached once). Affected groups have them
--- already (PlanEntraMembers).
+-- already (PlanEntraMembers): the walk stops at them, which loses nothing
+-- because every group above an affected group is affected too (see
+-- PlanAffectGroups; PlanAffectAllGroups affects every group the app
+-- keeps). In a tenant's first run every group is affected and every user
+-- new: without the stop, the walk would find all the pairs again.
 WITH RECURSIVE up (user_id, group_id) AS (
     SELECT e.member_id, e.group_id
     FROM plan_work_affected a
     JOIN dir_members e ON e.tenant_id = @tenant_id AND e.member_id = a.id AND e.member_type = 'user'
     WHERE a.tenant_id = @tenant_id AND a.run_id = @run_id AND a.kind = 'user'
+      AND NOT EXISTS (SELECT 1 FROM plan_work_affected x
+                      WHERE x.tenant_id = @tenant_id AND x.run_id = @run_id AND x.kind = 'group' AND x.id = e.group_id)
     UNION
     SELECT up.user_id, e.group_id
     FROM up
     JOIN dir_members e ON e.tenant_id = @tenant_id AND e.member_id = up.group_id AND e.member_type = 'group'
+    WHERE NOT EXISTS (SELECT 1 FROM plan_work_affected x
+                      WHERE x.tenant_id = @tenant_id AND x.run_id = @run_id AND x.kind = 'group' AND x.id = e.group_id)
 )
 INSERT INTO plan_work_members (tenant_id, run_id, group_id, user_id)
 SELECT DISTINCT @tenant_id::uuid, @run_id::uuid, up.group_id, up.user_id

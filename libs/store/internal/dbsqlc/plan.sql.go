@@ -1278,10 +1278,14 @@ WITH RECURSIVE up (user_id, group_id) AS (
     FROM plan_work_affected a
     JOIN dir_members e ON e.tenant_id = $1 AND e.member_id = a.id AND e.member_type = 'user'
     WHERE a.tenant_id = $1 AND a.run_id = $2 AND a.kind = 'user'
+      AND NOT EXISTS (SELECT 1 FROM plan_work_affected x
+                      WHERE x.tenant_id = $1 AND x.run_id = $2 AND x.kind = 'group' AND x.id = e.group_id)
     UNION
     SELECT up.user_id, e.group_id
     FROM up
     JOIN dir_members e ON e.tenant_id = $1 AND e.member_id = up.group_id AND e.member_type = 'group'
+    WHERE NOT EXISTS (SELECT 1 FROM plan_work_affected x
+                      WHERE x.tenant_id = $1 AND x.run_id = $2 AND x.kind = 'group' AND x.id = e.group_id)
 )
 INSERT INTO plan_work_members (tenant_id, run_id, group_id, user_id)
 SELECT DISTINCT $1::uuid, $2::uuid, up.group_id, up.user_id
@@ -1299,7 +1303,11 @@ type PlanNewUsersMembersParams struct {
 // Entra ID's nested memberships of the users who come into the app, in
 // the groups that follow Entra ID: up from their own groups through the
 // nesting (cycle-safe: a pair is reached once). Affected groups have them
-// already (PlanEntraMembers).
+// already (PlanEntraMembers): the walk stops at them, which loses nothing
+// because every group above an affected group is affected too (see
+// PlanAffectGroups; PlanAffectAllGroups affects every group the app
+// keeps). In a tenant's first run every group is affected and every user
+// new: without the stop, the walk would find all the pairs again.
 func (q *Queries) PlanNewUsersMembers(ctx context.Context, arg PlanNewUsersMembersParams) error {
 	_, err := q.db.Exec(ctx, planNewUsersMembers, arg.TenantID, arg.RunID)
 	return err
