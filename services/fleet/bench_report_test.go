@@ -142,6 +142,9 @@ type graphTally struct {
 	// Early are requests that arrived after a 429 was answered (its
 	// arrival plus benchLatency) and before its Retry-After had passed.
 	Early int
+	// Answered is when the last request was answered (its arrival plus
+	// benchLatency): the end of the run's reading of Graph.
+	Answered time.Time
 }
 
 func tallyGraph(sim *graphsim.Server, entraTenant string, since time.Time) graphTally {
@@ -178,6 +181,9 @@ func tallyGraph(sim *graphsim.Server, entraTenant string, since time.Time) graph
 			}
 		}
 		t.RU += r.ResourceUnits
+		if answered := r.At.Add(benchLatency); answered.After(t.Answered) {
+			t.Answered = answered
+		}
 	}
 	return t
 }

@@ -64,6 +64,7 @@ func benchSync(b *testing.B, n int) {
 	b.ReportMetric(float64(g.Throttled), "full-429s")
 	b.ReportMetric(float64(g.Early), "full-early-requests")
 	b.ReportMetric(fullTime.Seconds(), "full-s")
+	b.ReportMetric(g.Answered.Sub(t0).Seconds(), "full-read-s")
 	b.ReportMetric(floor.Seconds(), "floor-s")
 	b.ReportMetric(byRU.Seconds(), "floor-RU-s")
 	b.ReportMetric(byChain.Seconds(), "floor-chain-s")
