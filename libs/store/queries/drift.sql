@@ -34,12 +34,19 @@ WHERE EXISTS (SELECT 1 FROM tenant_delta_links l WHERE l.tenant_id = @tenant_id)
 ON CONFLICT DO NOTHING;
 
 -- name: NoteMembersDrift :exec
+-- The page's entries minus the mirror's edges of the same members, as in
+-- MarkMembersDirty (a set difference, never a join that a generic plan
+-- could turn into every entry against every edge of the group).
 INSERT INTO sync_run_drift (tenant_id, run_id, kind, group_id, object_id)
-SELECT @tenant_id, @run_id, 'member', @group_id, m.id
-FROM jsonb_to_recordset(@rows::jsonb) AS m(id text, type text)
-LEFT JOIN dir_members e ON e.tenant_id = @tenant_id AND e.group_id = @group_id AND e.member_id = m.id
+SELECT @tenant_id, @run_id, 'member', @group_id, x.id
+FROM (SELECT m.id, m.type
+      FROM jsonb_to_recordset(@rows::jsonb) AS m(id text, type text)
+      EXCEPT
+      SELECT e.member_id, e.member_type
+      FROM dir_members e
+      WHERE e.tenant_id = @tenant_id AND e.group_id = @group_id
+        AND e.member_id = ANY (ARRAY(SELECT r.id FROM jsonb_to_recordset(@rows::jsonb) AS r(id text)))) AS x
 WHERE EXISTS (SELECT 1 FROM tenant_delta_links l WHERE l.tenant_id = @tenant_id)
-  AND (e.member_id IS NULL OR e.member_type <> m.type)
 ON CONFLICT DO NOTHING;
 
 -- name: RunDriftNotes :many

@@ -65,11 +65,15 @@ func (q *Queries) NoteGroupsDrift(ctx context.Context, arg NoteGroupsDriftParams
 
 const noteMembersDrift = `-- name: NoteMembersDrift :exec
 INSERT INTO sync_run_drift (tenant_id, run_id, kind, group_id, object_id)
-SELECT $1, $2, 'member', $3, m.id
-FROM jsonb_to_recordset($4::jsonb) AS m(id text, type text)
-LEFT JOIN dir_members e ON e.tenant_id = $1 AND e.group_id = $3 AND e.member_id = m.id
+SELECT $1, $2, 'member', $3, x.id
+FROM (SELECT m.id, m.type
+      FROM jsonb_to_recordset($4::jsonb) AS m(id text, type text)
+      EXCEPT
+      SELECT e.member_id, e.member_type
+      FROM dir_members e
+      WHERE e.tenant_id = $1 AND e.group_id = $3
+        AND e.member_id = ANY (ARRAY(SELECT r.id FROM jsonb_to_recordset($4::jsonb) AS r(id text)))) AS x
 WHERE EXISTS (SELECT 1 FROM tenant_delta_links l WHERE l.tenant_id = $1)
-  AND (e.member_id IS NULL OR e.member_type <> m.type)
 ON CONFLICT DO NOTHING
 `
 
@@ -80,6 +84,9 @@ type NoteMembersDriftParams struct {
 	Rows     []byte
 }
 
+// The page's entries minus the mirror's edges of the same members, as in
+// MarkMembersDirty (a set difference, never a join that a generic plan
+// could turn into every entry against every edge of the group).
 func (q *Queries) NoteMembersDrift(ctx context.Context, arg NoteMembersDriftParams) error {
 	_, err := q.db.Exec(ctx, noteMembersDrift,
 		arg.TenantID,
