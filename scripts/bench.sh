@@ -72,7 +72,7 @@ report() {
       t = get(s, "full-s"); f = get(s, "floor-s"); x = r(t, f)
       row("full sync: wall time / Graph floor", label, fmt(t) " s / " fmt(f) " s = " fmt(x) " (floor: RU " fmt(get(s, "floor-RU-s")) " s, page chain " fmt(get(s, "floor-chain-s")) " s)", "≤ 1.25", verdict(x != "" && x <= 1.25, x))
       if (size == 100000) row("full sync: 100k users end to end, default budget", label, fmt(t) " s", "< 60 s", verdict(t < 60, t))
-      row("full sync: Graph read until its last answer; the run's finalization", label, fmt(get(s, "full-read-s")) " s; " fmt(get(s, "full-finalize-s")) " s, of " fmt(t) " s", "—", "reported")
+      row("full sync: Graph read until its last answer; finalization", label, fmt(get(s, "full-read-s")) " s; " fmt(get(s, "full-finalize-s")) " s, of " fmt(t) " s", "—", "reported")
       th = get(s, "full-429s") + get(s, "delta-429s"); e = get(s, "full-early-requests") + get(s, "delta-early-requests")
       row("429s while the shared budget is respected (full + delta)", label, fmt(th), "0", verdict(th == 0, th))
       row("requests before their Retry-After (full + delta)", label, fmt(e) (th == 0 ? " (no 429 to wait out)" : ""), "0", verdict(e == 0, e))
