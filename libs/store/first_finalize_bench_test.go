@@ -35,14 +35,7 @@ func BenchmarkFirstFinalize(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		r, err := st.CreateRun(ctx, store.NewRun{TenantID: tn.ID, Kind: store.KindFull, Trigger: store.TriggerManual})
-		if err != nil {
-			b.Fatal(err)
-		}
-		ref := dir.applyFull(ctx, b, st, store.PageRef{TenantID: tn.ID, RunID: r.ID, RunSeq: r.Seq}, at)
-		if err := st.MarkRunFetched(ctx, ref, store.Fetched{Pages: int(ref.Page) + 1}, at); err != nil {
-			b.Fatal(err)
-		}
+		r := dir.fetchedFullRun(ctx, b, st, tn.ID, at)
 		b.StartTimer()
 		start := time.Now()
 		done, err := st.TryFinalize(ctx, tn.ID, r.ID, at)

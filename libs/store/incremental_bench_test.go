@@ -66,6 +66,20 @@ func (t benchTenant) applyFull(ctx context.Context, b *testing.B, st *store.Stor
 	return ref
 }
 
+// fetchedFullRun creates a full run of the tenant, applies the directory
+// as its pages and marks it fetched: the run waits for TryFinalize.
+func (t benchTenant) fetchedFullRun(ctx context.Context, b *testing.B, st *store.Store, tenantID string, at time.Time) store.Run {
+	r, err := st.CreateRun(ctx, store.NewRun{TenantID: tenantID, Kind: store.KindFull, Trigger: store.TriggerManual})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ref := t.applyFull(ctx, b, st, store.PageRef{TenantID: tenantID, RunID: r.ID, RunSeq: r.Seq}, at)
+	if err := st.MarkRunFetched(ctx, ref, store.Fetched{Pages: int(ref.Page) + 1}, at); err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
 // BenchmarkFinalizeAfterChurn measures what finalizing a run costs when
 // 100 direct memberships changed in 10 groups of a 10k-user tenant,
 // planning only what changed against recomputing every membership and
@@ -92,14 +106,7 @@ func BenchmarkFinalizeAfterChurn(b *testing.B) {
 			at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 			sync := func() time.Duration {
 				at = at.Add(time.Hour)
-				r, err := st.CreateRun(ctx, store.NewRun{TenantID: tn.ID, Kind: store.KindFull, Trigger: store.TriggerManual})
-				if err != nil {
-					b.Fatal(err)
-				}
-				ref := dir.applyFull(ctx, b, st, store.PageRef{TenantID: tn.ID, RunID: r.ID, RunSeq: r.Seq}, at)
-				if err := st.MarkRunFetched(ctx, ref, store.Fetched{Pages: int(ref.Page) + 1}, at); err != nil {
-					b.Fatal(err)
-				}
+				r := dir.fetchedFullRun(ctx, b, st, tn.ID, at)
 				start := time.Now()
 				done, err := st.TryFinalize(ctx, tn.ID, r.ID, at)
 				if err != nil || !done {
