@@ -578,24 +578,39 @@ func (s *Store) ApplyMembersPage(ctx context.Context, ref PageRef, mp MembersPag
 		return fmt.Errorf("store: apply members page: %w", err)
 	}
 	rec := pageRecord{kind: pageMembers, groupID: &mp.GroupID, part: &mp.Part, last: &mp.Last, ids: ids}
+	devices := slices.ContainsFunc(rows, func(r row) bool { return r.Type == MemberDevice })
 	return s.applyPage(ctx, ref, rec, at, func(q *dbsqlc.Queries) error {
 		return upsert(rows, func(raw []byte) error {
-			if err := q.NoteMembersDrift(ctx, dbsqlc.NoteMembersDriftParams{TenantID: ref.TenantID, RunID: ref.RunID,
-				GroupID: mp.GroupID, Rows: raw}); err != nil {
+			changed, err := upsertMembers(ctx, q, ref, mp.GroupID, raw)
+			if err != nil {
 				return err
 			}
-			if err := q.MarkMembersDirty(ctx, dbsqlc.MarkMembersDirtyParams{TenantID: ref.TenantID, GroupID: mp.GroupID,
-				RunSeq: ref.RunSeq, Rows: raw}); err != nil {
-				return err
+			if len(changed) > 0 {
+				if err := q.NoteMembersDrift(ctx, dbsqlc.NoteMembersDriftParams{TenantID: ref.TenantID, RunID: ref.RunID,
+					GroupID: mp.GroupID, MemberIds: changed}); err != nil {
+					return err
+				}
 			}
-			if err := q.UpsertMembers(ctx, dbsqlc.UpsertMembersParams{TenantID: ref.TenantID, GroupID: mp.GroupID,
-				RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw}); err != nil {
-				return err
+			if !devices {
+				return nil
 			}
 			return q.UpsertDevices(ctx, dbsqlc.UpsertDevicesParams{TenantID: ref.TenantID, RunSeq: ref.RunSeq,
 				Page: ref.Page, Rows: raw})
 		})
 	})
+}
+
+// upsertMembers writes a page's entries for one group's member list
+// (JSON rows of id, type and idx) and marks the group dirty when the page
+// added an edge or changed a member's type. It returns those members.
+func upsertMembers(ctx context.Context, q *dbsqlc.Queries, ref PageRef, groupID string, raw []byte) ([]string, error) {
+	changed, err := q.UpsertMembers(ctx, dbsqlc.UpsertMembersParams{TenantID: ref.TenantID, GroupID: groupID,
+		RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw})
+	if err != nil || len(changed) == 0 {
+		return nil, err
+	}
+	return changed, q.MarkMemberListDirty(ctx, dbsqlc.MarkMemberListDirtyParams{TenantID: ref.TenantID,
+		GroupID: groupID, RunSeq: ref.RunSeq})
 }
 
 // ApplyTransitivePage records one page of a group's transitive users. It

@@ -234,12 +234,7 @@ func memberDeltaRows(members []MembersDelta, base int) ([]groupEdges, error) {
 // write applies one group's member changes.
 func (e groupEdges) write(ctx context.Context, q *dbsqlc.Queries, ref PageRef) error {
 	if err := upsert(e.added, func(raw []byte) error {
-		if err := q.MarkMembersDirty(ctx, dbsqlc.MarkMembersDirtyParams{TenantID: ref.TenantID, GroupID: e.groupID,
-			RunSeq: ref.RunSeq, Rows: raw}); err != nil {
-			return err
-		}
-		if err := q.UpsertMembers(ctx, dbsqlc.UpsertMembersParams{TenantID: ref.TenantID, GroupID: e.groupID,
-			RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw}); err != nil {
+		if _, err := upsertMembers(ctx, q, ref, e.groupID, raw); err != nil {
 			return err
 		}
 		return q.AddDeltaDevices(ctx, dbsqlc.AddDeltaDevicesParams{TenantID: ref.TenantID, RunSeq: ref.RunSeq,
@@ -256,7 +251,7 @@ func (e groupEdges) write(ctx context.Context, q *dbsqlc.Queries, ref PageRef) e
 			RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw}); err != nil {
 			return err
 		}
-		return q.MarkDeltaGroupDirty(ctx, dbsqlc.MarkDeltaGroupDirtyParams{TenantID: ref.TenantID, GroupID: e.groupID,
+		return q.MarkMemberListDirty(ctx, dbsqlc.MarkMemberListDirtyParams{TenantID: ref.TenantID, GroupID: e.groupID,
 			RunSeq: ref.RunSeq})
 	})
 }

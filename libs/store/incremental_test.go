@@ -26,6 +26,10 @@ type world struct {
 	users   map[string]bool            // id -> account enabled
 	groups  map[string]bool            // present in Entra ID
 	members map[string]map[string]bool // group -> member id (user or group)
+	// contacts are users the member lists show as organizational
+	// contacts. Entra ID never changes an object's type, but a page can
+	// say another type than the last one did, and the mirror follows it.
+	contacts map[string]bool
 }
 
 func uID(n int) string       { return fmt.Sprintf("00000001-0000-4000-8000-%012d", n) }
@@ -34,7 +38,7 @@ func isGroup(id string) bool { return strings.HasPrefix(id, "00000002") }
 
 func newWorld(seed uint64, users, groups int) *world {
 	w := &world{rng: rand.New(rand.NewPCG(seed, 1)), users: map[string]bool{}, groups: map[string]bool{},
-		members: map[string]map[string]bool{}}
+		members: map[string]map[string]bool{}, contacts: map[string]bool{}}
 	for range users {
 		w.next++
 		w.users[uID(w.next)] = true
@@ -106,6 +110,9 @@ func (w *world) churn() {
 		}
 	}
 	w.users[w.pick(w.userIDs())] = false
+	if u := w.pick(w.userIDs()); w.rng.IntN(2) == 0 {
+		w.contacts[u] = !w.contacts[u]
+	}
 	if w.rng.IntN(3) == 0 {
 		delete(w.groups, w.pick(w.groupIDs()))
 		w.next++
@@ -129,7 +136,7 @@ func (w *world) entraCount(g string) int {
 			case isGroup(id) && w.groups[id] && !seen[id]:
 				seen[id] = true
 				queue = append(queue, id)
-			case !isGroup(id):
+			case !isGroup(id) && !w.contacts[id]:
 				if _, ok := w.users[id]; ok {
 					users[id] = true
 				}
@@ -165,9 +172,14 @@ func (w *world) sync(t *testing.T, st *store.Store, tenant string, at time.Time)
 			case isGroup(id) && w.groups[id]:
 				ms = append(ms, store.DirMember{ID: id, Type: store.MemberGroup})
 			case !isGroup(id):
-				if _, ok := w.users[id]; ok {
-					ms = append(ms, store.DirMember{ID: id, Type: store.MemberUser})
+				if _, ok := w.users[id]; !ok {
+					continue
 				}
+				typ := store.MemberUser
+				if w.contacts[id] {
+					typ = store.MemberOrgContact
+				}
+				ms = append(ms, store.DirMember{ID: id, Type: typ})
 			}
 		}
 		ref.Page++

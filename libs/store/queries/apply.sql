@@ -146,44 +146,50 @@ SET display_name = EXCLUDED.display_name,
     v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
 WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx);
 
--- name: MarkMembersDirty :exec
--- Before UpsertMembers: a member list with an edge the mirror lacks, or
--- whose type changed, marks its group for the next plan (run @run_seq).
--- Edges that go are marked by DropStaleEdges.
---
--- The page's entries minus the mirror's edges of the same members, looked
--- up by key: a set difference, which Postgres computes by hashing or
--- sorting, never by comparing every entry with every edge. A join here
--- let the cached generic plan, which expects 100 entries and 107 edges,
--- compare each of a page's 999 entries with each of a big group's edges
--- (2.2 million comparisons, 370 ms for one page of a group of 2,914).
-INSERT INTO dir_dirty_groups AS d (tenant_id, group_id, run_seq)
-SELECT @tenant_id, @group_id, @run_seq
-WHERE EXISTS (SELECT m.id, m.type
-              FROM jsonb_to_recordset(@rows::jsonb) AS m(id text, type text)
-              EXCEPT
-              SELECT e.member_id, e.member_type
-              FROM dir_members e
-              WHERE e.tenant_id = @tenant_id AND e.group_id = @group_id
-                AND e.member_id = ANY (ARRAY(SELECT r.id FROM jsonb_to_recordset(@rows::jsonb) AS r(id text))))
-ON CONFLICT (tenant_id, group_id) DO UPDATE SET run_seq = greatest(d.run_seq, EXCLUDED.run_seq);
-
--- name: UpsertMembers :exec
+-- name: UpsertMembers :many
 -- As UpsertUsers: every newer entry advances the version, so that a
 -- stale-edge sweep of an older run finalizing late keeps the edge. An
 -- entry older than a delta page's removal of the edge
 -- (dir_member_removals) does not bring it back.
-INSERT INTO dir_members AS d (tenant_id, group_id, member_id, member_type, v_run_seq, v_page, v_idx)
-SELECT @tenant_id, @group_id, m.id, m.type, @run_seq, @page, m.idx
-FROM jsonb_to_recordset(@rows::jsonb) AS m(id text, type text, idx integer)
-WHERE NOT EXISTS (SELECT 1 FROM dir_member_removals x
-                  WHERE x.tenant_id = @tenant_id AND x.group_id = @group_id AND x.member_id = m.id
-                    AND (x.v_run_seq, x.v_page, x.v_idx) > (@run_seq::bigint, @page::integer, m.idx))
-ORDER BY m.id
-ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
-SET member_type = EXCLUDED.member_type,
-    v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
-WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx);
+--
+-- It returns the members whose edge this page added or whose type it
+-- changed (migration 00020): the caller marks the group dirty and notes
+-- drift from them. The ON CONFLICT arbiter looks each entry up by its
+-- full key, whatever plan Postgres picks; a separate comparison of the
+-- page with the group's edges once let a cached generic plan scan the
+-- group's whole edge list for each page and filter it against every
+-- entry (up to 700 ms for one page of a group of 13,000).
+WITH up AS (
+    INSERT INTO dir_members AS d (tenant_id, group_id, member_id, member_type, v_run_seq, v_page, v_idx,
+                                  changed_run_seq, changed_page)
+    SELECT @tenant_id, @group_id, m.id, m.type, @run_seq, @page, m.idx, @run_seq, @page
+    FROM jsonb_to_recordset(@rows::jsonb) AS m(id text, type text, idx integer)
+    WHERE NOT EXISTS (SELECT 1 FROM dir_member_removals x
+                      WHERE x.tenant_id = @tenant_id AND x.group_id = @group_id AND x.member_id = m.id
+                        AND (x.v_run_seq, x.v_page, x.v_idx) > (@run_seq::bigint, @page::integer, m.idx))
+    ORDER BY m.id
+    ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
+    SET member_type = EXCLUDED.member_type,
+        changed_run_seq = CASE WHEN d.member_type = EXCLUDED.member_type THEN d.changed_run_seq
+                               ELSE EXCLUDED.changed_run_seq END,
+        changed_page = CASE WHEN d.member_type = EXCLUDED.member_type THEN d.changed_page
+                            ELSE EXCLUDED.changed_page END,
+        v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
+    WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx)
+    RETURNING d.member_id, d.changed_run_seq, d.changed_page
+)
+SELECT up.member_id::text AS member_id
+FROM up
+WHERE up.changed_run_seq = @run_seq::bigint AND up.changed_page = @page::integer
+ORDER BY up.member_id;
+
+-- name: MarkMemberListDirty :exec
+-- A group whose member list a page changed (UpsertMembers returned
+-- members, or a delta page removed some), for the next plan (run
+-- @run_seq). Edges that go in a full run are marked by DropStaleEdges.
+INSERT INTO dir_dirty_groups AS d (tenant_id, group_id, run_seq)
+VALUES (@tenant_id, @group_id, @run_seq)
+ON CONFLICT (tenant_id, group_id) DO UPDATE SET run_seq = greatest(d.run_seq, EXCLUDED.run_seq);
 
 -- name: UpsertDevices :exec
 -- The devices of a member list, with their names; as UpsertUsers, the

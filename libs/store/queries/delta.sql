@@ -53,13 +53,6 @@ USING jsonb_to_recordset(@rows::jsonb) AS r(id text, idx integer)
 WHERE e.tenant_id = @tenant_id AND e.group_id = @group_id AND e.member_id = r.id
   AND (e.v_run_seq, e.v_page, e.v_idx) < (@run_seq::bigint, @page::integer, r.idx);
 
--- name: MarkDeltaGroupDirty :exec
--- A group whose member list a delta page changed, for the next plan (run
--- @run_seq); see MarkMembersDirty.
-INSERT INTO dir_dirty_groups AS d (tenant_id, group_id, run_seq)
-VALUES (@tenant_id, @group_id, @run_seq)
-ON CONFLICT (tenant_id, group_id) DO UPDATE SET run_seq = greatest(d.run_seq, EXCLUDED.run_seq);
-
 -- name: DropMemberRemovals :exec
 -- Once run @run_seq is finalized no page of it or of an older run is
 -- applied any more (they are over): their edge tombstones have done

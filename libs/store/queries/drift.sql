@@ -34,18 +34,11 @@ WHERE EXISTS (SELECT 1 FROM tenant_delta_links l WHERE l.tenant_id = @tenant_id)
 ON CONFLICT DO NOTHING;
 
 -- name: NoteMembersDrift :exec
--- The page's entries minus the mirror's edges of the same members, as in
--- MarkMembersDirty (a set difference, never a join that a generic plan
--- could turn into every entry against every edge of the group).
+-- @member_ids are the members whose edge the page added or retyped
+-- (UpsertMembers returns them).
 INSERT INTO sync_run_drift (tenant_id, run_id, kind, group_id, object_id)
-SELECT @tenant_id, @run_id, 'member', @group_id, x.id
-FROM (SELECT m.id, m.type
-      FROM jsonb_to_recordset(@rows::jsonb) AS m(id text, type text)
-      EXCEPT
-      SELECT e.member_id, e.member_type
-      FROM dir_members e
-      WHERE e.tenant_id = @tenant_id AND e.group_id = @group_id
-        AND e.member_id = ANY (ARRAY(SELECT r.id FROM jsonb_to_recordset(@rows::jsonb) AS r(id text)))) AS x
+SELECT @tenant_id, @run_id, 'member', @group_id, m.id
+FROM unnest(@member_ids::text[]) AS m(id)
 WHERE EXISTS (SELECT 1 FROM tenant_delta_links l WHERE l.tenant_id = @tenant_id)
 ON CONFLICT DO NOTHING;
 

@@ -91,43 +91,23 @@ func (q *Queries) LockRunForUpdate(ctx context.Context, arg LockRunForUpdatePara
 	return err
 }
 
-const markMembersDirty = `-- name: MarkMembersDirty :exec
+const markMemberListDirty = `-- name: MarkMemberListDirty :exec
 INSERT INTO dir_dirty_groups AS d (tenant_id, group_id, run_seq)
-SELECT $1, $2, $3
-WHERE EXISTS (SELECT m.id, m.type
-              FROM jsonb_to_recordset($4::jsonb) AS m(id text, type text)
-              EXCEPT
-              SELECT e.member_id, e.member_type
-              FROM dir_members e
-              WHERE e.tenant_id = $1 AND e.group_id = $2
-                AND e.member_id = ANY (ARRAY(SELECT r.id FROM jsonb_to_recordset($4::jsonb) AS r(id text))))
+VALUES ($1, $2, $3)
 ON CONFLICT (tenant_id, group_id) DO UPDATE SET run_seq = greatest(d.run_seq, EXCLUDED.run_seq)
 `
 
-type MarkMembersDirtyParams struct {
+type MarkMemberListDirtyParams struct {
 	TenantID string
 	GroupID  string
 	RunSeq   int64
-	Rows     []byte
 }
 
-// Before UpsertMembers: a member list with an edge the mirror lacks, or
-// whose type changed, marks its group for the next plan (run @run_seq).
-// Edges that go are marked by DropStaleEdges.
-//
-// The page's entries minus the mirror's edges of the same members, looked
-// up by key: a set difference, which Postgres computes by hashing or
-// sorting, never by comparing every entry with every edge. A join here
-// let the cached generic plan, which expects 100 entries and 107 edges,
-// compare each of a page's 999 entries with each of a big group's edges
-// (2.2 million comparisons, 370 ms for one page of a group of 2,914).
-func (q *Queries) MarkMembersDirty(ctx context.Context, arg MarkMembersDirtyParams) error {
-	_, err := q.db.Exec(ctx, markMembersDirty,
-		arg.TenantID,
-		arg.GroupID,
-		arg.RunSeq,
-		arg.Rows,
-	)
+// A group whose member list a page changed (UpsertMembers returned
+// members, or a delta page removed some), for the next plan (run
+// @run_seq). Edges that go in a full run are marked by DropStaleEdges.
+func (q *Queries) MarkMemberListDirty(ctx context.Context, arg MarkMemberListDirtyParams) error {
+	_, err := q.db.Exec(ctx, markMemberListDirty, arg.TenantID, arg.GroupID, arg.RunSeq)
 	return err
 }
 
@@ -429,25 +409,37 @@ func (q *Queries) UpsertGroups(ctx context.Context, arg UpsertGroupsParams) erro
 	return err
 }
 
-const upsertMembers = `-- name: UpsertMembers :exec
-INSERT INTO dir_members AS d (tenant_id, group_id, member_id, member_type, v_run_seq, v_page, v_idx)
-SELECT $1, $2, m.id, m.type, $3, $4, m.idx
-FROM jsonb_to_recordset($5::jsonb) AS m(id text, type text, idx integer)
-WHERE NOT EXISTS (SELECT 1 FROM dir_member_removals x
-                  WHERE x.tenant_id = $1 AND x.group_id = $2 AND x.member_id = m.id
-                    AND (x.v_run_seq, x.v_page, x.v_idx) > ($3::bigint, $4::integer, m.idx))
-ORDER BY m.id
-ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
-SET member_type = EXCLUDED.member_type,
-    v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
-WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx)
+const upsertMembers = `-- name: UpsertMembers :many
+WITH up AS (
+    INSERT INTO dir_members AS d (tenant_id, group_id, member_id, member_type, v_run_seq, v_page, v_idx,
+                                  changed_run_seq, changed_page)
+    SELECT $3, $4, m.id, m.type, $1, $2, m.idx, $1, $2
+    FROM jsonb_to_recordset($5::jsonb) AS m(id text, type text, idx integer)
+    WHERE NOT EXISTS (SELECT 1 FROM dir_member_removals x
+                      WHERE x.tenant_id = $3 AND x.group_id = $4 AND x.member_id = m.id
+                        AND (x.v_run_seq, x.v_page, x.v_idx) > ($1::bigint, $2::integer, m.idx))
+    ORDER BY m.id
+    ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
+    SET member_type = EXCLUDED.member_type,
+        changed_run_seq = CASE WHEN d.member_type = EXCLUDED.member_type THEN d.changed_run_seq
+                               ELSE EXCLUDED.changed_run_seq END,
+        changed_page = CASE WHEN d.member_type = EXCLUDED.member_type THEN d.changed_page
+                            ELSE EXCLUDED.changed_page END,
+        v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
+    WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx)
+    RETURNING d.member_id, d.changed_run_seq, d.changed_page
+)
+SELECT up.member_id::text AS member_id
+FROM up
+WHERE up.changed_run_seq = $1::bigint AND up.changed_page = $2::integer
+ORDER BY up.member_id
 `
 
 type UpsertMembersParams struct {
-	TenantID string
-	GroupID  string
 	RunSeq   int64
 	Page     int32
+	TenantID string
+	GroupID  string
 	Rows     []byte
 }
 
@@ -455,15 +447,38 @@ type UpsertMembersParams struct {
 // stale-edge sweep of an older run finalizing late keeps the edge. An
 // entry older than a delta page's removal of the edge
 // (dir_member_removals) does not bring it back.
-func (q *Queries) UpsertMembers(ctx context.Context, arg UpsertMembersParams) error {
-	_, err := q.db.Exec(ctx, upsertMembers,
-		arg.TenantID,
-		arg.GroupID,
+//
+// It returns the members whose edge this page added or whose type it
+// changed (migration 00020): the caller marks the group dirty and notes
+// drift from them. The ON CONFLICT arbiter looks each entry up by its
+// full key, whatever plan Postgres picks; a separate comparison of the
+// page with the group's edges once let a cached generic plan scan the
+// group's whole edge list for each page and filter it against every
+// entry (up to 700 ms for one page of a group of 13,000).
+func (q *Queries) UpsertMembers(ctx context.Context, arg UpsertMembersParams) ([]string, error) {
+	rows, err := q.db.Query(ctx, upsertMembers,
 		arg.RunSeq,
 		arg.Page,
+		arg.TenantID,
+		arg.GroupID,
 		arg.Rows,
 	)
-	return err
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var member_id string
+		if err := rows.Scan(&member_id); err != nil {
+			return nil, err
+		}
+		items = append(items, member_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const upsertUsers = `-- name: UpsertUsers :exec

@@ -128,25 +128,6 @@ func (q *Queries) DropMemberRemovals(ctx context.Context, arg DropMemberRemovals
 	return err
 }
 
-const markDeltaGroupDirty = `-- name: MarkDeltaGroupDirty :exec
-INSERT INTO dir_dirty_groups AS d (tenant_id, group_id, run_seq)
-VALUES ($1, $2, $3)
-ON CONFLICT (tenant_id, group_id) DO UPDATE SET run_seq = greatest(d.run_seq, EXCLUDED.run_seq)
-`
-
-type MarkDeltaGroupDirtyParams struct {
-	TenantID string
-	GroupID  string
-	RunSeq   int64
-}
-
-// A group whose member list a delta page changed, for the next plan (run
-// @run_seq); see MarkMembersDirty.
-func (q *Queries) MarkDeltaGroupDirty(ctx context.Context, arg MarkDeltaGroupDirtyParams) error {
-	_, err := q.db.Exec(ctx, markDeltaGroupDirty, arg.TenantID, arg.GroupID, arg.RunSeq)
-	return err
-}
-
 const recordMemberRemovals = `-- name: RecordMemberRemovals :exec
 INSERT INTO dir_member_removals AS d (tenant_id, group_id, member_id, v_run_seq, v_page, v_idx)
 SELECT $1, $2, r.id, $3, $4, r.idx

@@ -65,34 +65,27 @@ func (q *Queries) NoteGroupsDrift(ctx context.Context, arg NoteGroupsDriftParams
 
 const noteMembersDrift = `-- name: NoteMembersDrift :exec
 INSERT INTO sync_run_drift (tenant_id, run_id, kind, group_id, object_id)
-SELECT $1, $2, 'member', $3, x.id
-FROM (SELECT m.id, m.type
-      FROM jsonb_to_recordset($4::jsonb) AS m(id text, type text)
-      EXCEPT
-      SELECT e.member_id, e.member_type
-      FROM dir_members e
-      WHERE e.tenant_id = $1 AND e.group_id = $3
-        AND e.member_id = ANY (ARRAY(SELECT r.id FROM jsonb_to_recordset($4::jsonb) AS r(id text)))) AS x
+SELECT $1, $2, 'member', $3, m.id
+FROM unnest($4::text[]) AS m(id)
 WHERE EXISTS (SELECT 1 FROM tenant_delta_links l WHERE l.tenant_id = $1)
 ON CONFLICT DO NOTHING
 `
 
 type NoteMembersDriftParams struct {
-	TenantID string
-	RunID    string
-	GroupID  string
-	Rows     []byte
+	TenantID  string
+	RunID     string
+	GroupID   string
+	MemberIds []string
 }
 
-// The page's entries minus the mirror's edges of the same members, as in
-// MarkMembersDirty (a set difference, never a join that a generic plan
-// could turn into every entry against every edge of the group).
+// @member_ids are the members whose edge the page added or retyped
+// (UpsertMembers returns them).
 func (q *Queries) NoteMembersDrift(ctx context.Context, arg NoteMembersDriftParams) error {
 	_, err := q.db.Exec(ctx, noteMembersDrift,
 		arg.TenantID,
 		arg.RunID,
 		arg.GroupID,
-		arg.Rows,
+		arg.MemberIds,
 	)
 	return err
 }

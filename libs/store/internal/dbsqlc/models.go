@@ -136,13 +136,15 @@ type DirGroup struct {
 }
 
 type DirMember struct {
-	TenantID   string
-	GroupID    string
-	MemberID   string
-	MemberType string
-	VRunSeq    int64
-	VPage      int32
-	VIdx       int32
+	TenantID      string
+	GroupID       string
+	MemberID      string
+	MemberType    string
+	VRunSeq       int64
+	VPage         int32
+	VIdx          int32
+	ChangedRunSeq int64
+	ChangedPage   int32
 }
 
 type DirMemberRemoval struct {
