@@ -15,11 +15,19 @@ const pollEvery = 10 * time.Millisecond
 // with the condition, never after a guessed sleep.
 func WaitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
+	WaitForEvery(t, limit, pollEvery, what, cond)
+}
+
+// WaitForEvery is WaitFor looking at cond every interval: for a
+// condition that costs work to look at (a benchmark asking the api for a
+// run's status would otherwise load the machine it measures).
+func WaitForEvery(t testing.TB, limit, interval time.Duration, what string, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(limit)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("gave up after %v waiting for %s", limit, what)
 		}
-		time.Sleep(pollEvery)
+		time.Sleep(interval)
 	}
 }
