@@ -581,7 +581,8 @@ func (s *Store) ApplyMembersPage(ctx context.Context, ref PageRef, mp MembersPag
 	devices := slices.ContainsFunc(rows, func(r row) bool { return r.Type == MemberDevice })
 	return s.applyPage(ctx, ref, rec, at, func(q *dbsqlc.Queries) error {
 		return upsert(rows, func(raw []byte) error {
-			changed, err := upsertMembers(ctx, q, ref, mp.GroupID, raw)
+			changed, err := q.UpsertMembers(ctx, dbsqlc.UpsertMembersParams{TenantID: ref.TenantID,
+				GroupID: mp.GroupID, RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw})
 			if err != nil {
 				return err
 			}
@@ -598,19 +599,6 @@ func (s *Store) ApplyMembersPage(ctx context.Context, ref PageRef, mp MembersPag
 				Page: ref.Page, Rows: raw})
 		})
 	})
-}
-
-// upsertMembers writes a page's entries for one group's member list
-// (JSON rows of id, type and idx) and marks the group dirty when the page
-// added an edge or changed a member's type. It returns those members.
-func upsertMembers(ctx context.Context, q *dbsqlc.Queries, ref PageRef, groupID string, raw []byte) ([]string, error) {
-	changed, err := q.UpsertMembers(ctx, dbsqlc.UpsertMembersParams{TenantID: ref.TenantID, GroupID: groupID,
-		RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw})
-	if err != nil || len(changed) == 0 {
-		return nil, err
-	}
-	return changed, q.MarkMemberListDirty(ctx, dbsqlc.MarkMemberListDirtyParams{TenantID: ref.TenantID,
-		GroupID: groupID, RunSeq: ref.RunSeq})
 }
 
 // ApplyTransitivePage records one page of a group's transitive users. It

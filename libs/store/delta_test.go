@@ -119,8 +119,15 @@ func (w *deltaWorld) edges() []string {
 	return w.rows(`SELECT group_id, '>', member_id FROM dir_members WHERE tenant_id = $1 ORDER BY 1, 3`)
 }
 
+// dirty is what the next plan recomputes memberships for: edges added
+// or retyped since the plan the app follows ("group +member"), edges
+// removed ("group -member"), groups marked ("group").
 func (w *deltaWorld) dirty() []string {
-	return w.rows(`SELECT group_id FROM dir_dirty_groups WHERE tenant_id = $1 ORDER BY 1`)
+	return w.rows(`SELECT e.group_id || ' +' || e.member_id FROM dir_members e JOIN tenants t ON t.id = e.tenant_id
+		WHERE e.tenant_id = $1 AND e.changed_run_seq > t.memberships_run_seq
+		UNION ALL SELECT group_id || ' -' || member_id FROM dir_removed_edges WHERE tenant_id = $1
+		UNION ALL SELECT group_id FROM dir_dirty_groups WHERE tenant_id = $1
+		ORDER BY 1`)
 }
 
 func (w *deltaWorld) links() store.DeltaLinks {
@@ -221,7 +228,8 @@ func TestDeltaPagesRemoveRestoreAndChangeMembers(t *testing.T) {
 		row(gID(4), "Lab", false))
 	wantRows(t, "edges", w.edges(), edge(gID(1), uID(1)), edge(gID(1), uID(3)), edge(gID(1), "dev-1"),
 		edge(gID(2), uID(3)), edge(gID(3), uID(1)), edge(gID(4), uID(1)))
-	wantRows(t, "dirty groups", w.dirty(), gID(1), gID(3), gID(4))
+	wantRows(t, "changed edges", w.dirty(), gID(1)+" +"+uID(3), gID(1)+" +dev-1", gID(1)+" -"+uID(2),
+		gID(3)+" +"+uID(1), gID(4)+" -"+uID(3))
 	wantRows(t, "devices", w.rows(`SELECT entra_id, display_name FROM dir_devices WHERE tenant_id = $1`), "dev-1Laptop")
 
 	r := w.finish(d, 2, [2]string{})
@@ -231,7 +239,7 @@ func TestDeltaPagesRemoveRestoreAndChangeMembers(t *testing.T) {
 	// The deleted group's edges go with it, as after a full run.
 	wantRows(t, "edges after finalize", w.edges(), edge(gID(1), uID(1)), edge(gID(1), uID(3)), edge(gID(1), "dev-1"),
 		edge(gID(3), uID(1)), edge(gID(4), uID(1)))
-	wantRows(t, "dirty groups after the plan", w.dirty())
+	wantRows(t, "changed edges after the plan", w.dirty())
 	wantRows(t, "edge removals after finalize", w.rows(`SELECT member_id FROM dir_member_removals WHERE tenant_id = $1`))
 	for _, id := range []string{uID(2), uID(3)} {
 		if _, err := w.st.GetAppUser(ctx, w.tenant, id); !errors.Is(err, store.ErrNotFound) {

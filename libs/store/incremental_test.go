@@ -411,3 +411,38 @@ func diffLines(got, want []string) string {
 	}
 	return b.String()
 }
+
+// TestNewGroupNestedInAnotherPassesItsMembersUp: a group created in Entra
+// ID inside an existing one, with a user who was in no group, makes that
+// user a member of the existing group and of every group above it, in an
+// incremental plan as in a full one. The new group is one the groups pass
+// creates, which recomputes it without the groups above it: the walk up
+// from its member must not stop at it.
+func TestNewGroupNestedInAnotherPassesItsMembersUp(t *testing.T) {
+	t.Parallel()
+	incremental, full := newSide(t, "incremental"), newSide(t, "full", store.WithFullMemberships())
+	w := &world{users: map[string]bool{uID(1): true, uID(2): true}, groups: map[string]bool{gID(3): true, gID(4): true},
+		members: map[string]map[string]bool{}, contacts: map[string]bool{}}
+	w.addEdge(gID(3), gID(4)) // top ⊇ middle
+	w.addEdge(gID(4), uID(1))
+	at := time.Date(2030, 1, 1, 9, 0, 0, 0, time.UTC)
+	w.sync(t, incremental.st, incremental.tenant, at)
+	w.sync(t, full.st, full.tenant, at)
+
+	w.groups[gID(5)] = true // new, under middle, with the user no group had
+	w.addEdge(gID(4), gID(5))
+	w.addEdge(gID(5), uID(2))
+	at = at.Add(time.Hour)
+	ri, rf := w.sync(t, incremental.st, incremental.tenant, at), w.sync(t, full.st, full.tenant, at)
+	got, want := incremental.state(t, ri.ID), full.state(t, rf.ID)
+	wantMembers := []string{gID(3) + " " + uID(1), gID(3) + " " + uID(2), gID(4) + " " + uID(1), gID(4) + " " + uID(2),
+		gID(5) + " " + uID(2)}
+	if !slices.Equal(want["memberships"], wantMembers) {
+		t.Fatalf("full plan's memberships:\n%s", diffLines(want["memberships"], wantMembers))
+	}
+	for _, table := range sortedKeys(want) {
+		if !slices.Equal(got[table], want[table]) {
+			t.Fatalf("%s differ:\n%s", table, diffLines(got[table], want[table]))
+		}
+	}
+}

@@ -38,11 +38,12 @@ import (
 //     through plan.DecideGrant (grants.go); only for the affected users.
 //
 // Memberships and grants are recomputed for what changed, not the whole
-// tenant: the groups whose member list changed in the mirror or whose
-// bindings or status changed through the API (dir_dirty_groups), those
-// the plan changes, and every group above them in the nesting; the users
-// who come into the app or leave it; and for grants, every member (before
-// and after) of those groups. Everything else stays as the app has it,
+// tenant: the groups whose bindings or status changed through the API
+// (dir_dirty_groups) and every group above them in the nesting, and the
+// groups the plan changes; the users below a membership edge added,
+// retyped or removed since the plan the app follows (migration 00020),
+// and the users who come into the app or leave it; and for grants, every
+// member (before and after) of those groups. Everything else stays as the app has it,
 // which is what a full recomputation would find. A tenant whose settings
 // changed, or a new one, is recomputed whole (tenants.memberships_stale),
 // and so is every tenant under WithFullMemberships.
@@ -398,7 +399,8 @@ func (p *planner) memberships(full bool) error {
 		if err := p.q.PlanEntraMembers(p.ctx, ids); err != nil {
 			return err
 		}
-		return p.q.PlanNewUsersMembers(p.ctx, dbsqlc.PlanNewUsersMembersParams(ids))
+		return p.q.PlanNewUsersMembers(p.ctx, dbsqlc.PlanNewUsersMembersParams{TenantID: p.tenant, RunID: p.run,
+			AllGroups: full})
 	}
 	// A plan that recomputes every group walks the whole nesting: hash
 	// joins, as for every other whole set. Such a plan is also a tenant's
@@ -441,8 +443,9 @@ func (p *planner) memberships(full bool) error {
 }
 
 // affected records what the memberships and grants passes recompute:
-// every group when full, else the changed groups (the groups pass's, the
-// dirty ones) and those above them; and the users who come or go.
+// every group when full, else the groups the groups pass changed and the
+// ones the api marked (with those above them), and the users below an
+// edge that changed; and the users who come or go.
 func (p *planner) affected(full bool) error {
 	ids := dbsqlc.PlanAffectUsersParams{TenantID: p.tenant, RunID: p.run}
 	if full {
@@ -451,8 +454,11 @@ func (p *planner) affected(full bool) error {
 		}
 	} else {
 		err := withNestLoops(p.ctx, p.q, func() error {
-			return p.q.PlanAffectGroups(p.ctx, dbsqlc.PlanAffectGroupsParams{TenantID: p.tenant, RunID: p.run,
-				Ids: p.changedGroups})
+			if err := p.q.PlanAffectGroups(p.ctx, dbsqlc.PlanAffectGroupsParams{TenantID: p.tenant, RunID: p.run,
+				Ids: p.changedGroups}); err != nil {
+				return err
+			}
+			return p.q.PlanAffectEdgeUsers(p.ctx, dbsqlc.PlanAffectEdgeUsersParams{TenantID: p.tenant, RunID: p.run})
 		})
 		if err != nil {
 			return err

@@ -68,7 +68,8 @@ var tenantContent = []contentTable{
 	{name: "tenants", cols: []string{"seats", "sync_interval", "settings", "seat_shortage", "memberships_stale"},
 		flags: []string{"disconnected_at"},
 		skip: []string{"id", "name", "entra_tenant_id", "client_id", "client_secret_sealed", "notify_secret_sealed",
-			"last_run_seq", "created_at", "updated_at", "app_version", "app_changed_at", "app_change"}},
+			"last_run_seq", "created_at", "updated_at", "app_version", "app_changed_at", "app_change",
+			"memberships_run_seq"}},
 	// Mirror rows keep the version of the page that last wrote them;
 	// tombstones are what a history deleted, which a fresh read never saw.
 	{name: "dir_users", where: "NOT deleted",
@@ -80,7 +81,7 @@ var tenantContent = []contentTable{
 			"mail_enabled", "membership_rule", "renewed_at"},
 		skip: []string{"tenant_id", "deleted", "v_run_seq", "v_page", "v_idx"}},
 	{name: "dir_members", cols: []string{"group_id", "member_id", "member_type"},
-		skip: []string{"tenant_id", "v_run_seq", "v_page", "v_idx"}},
+		skip: []string{"tenant_id", "v_run_seq", "v_page", "v_idx", "changed_run_seq", "changed_page"}},
 	{name: "dir_devices", cols: []string{"entra_id", "display_name"},
 		skip: []string{"tenant_id", "v_run_seq", "v_page", "v_idx"}},
 	// Removals and dirty marks are work left for a later run: none once
@@ -88,6 +89,7 @@ var tenantContent = []contentTable{
 	{name: "dir_member_removals", cols: []string{"group_id", "member_id"},
 		skip: []string{"tenant_id", "v_run_seq", "v_page", "v_idx"}},
 	{name: "dir_dirty_groups", cols: []string{"group_id"}, skip: []string{"tenant_id", "run_seq"}},
+	{name: "dir_removed_edges", cols: []string{"group_id", "member_id"}, skip: []string{"tenant_id", "run_seq"}},
 	// App rows: when they were created, changed or licensed, and by which
 	// run, is history.
 	{name: "app_users",

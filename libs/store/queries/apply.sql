@@ -153,8 +153,8 @@ WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, E
 -- (dir_member_removals) does not bring it back.
 --
 -- It returns the members whose edge this page added or whose type it
--- changed (migration 00020): the caller marks the group dirty and notes
--- drift from them. The ON CONFLICT arbiter looks each entry up by its
+-- changed (migration 00020): the next plan finds them by changed_run_seq,
+-- and a full run notes them as drift. The ON CONFLICT arbiter looks each entry up by its
 -- full key, whatever plan Postgres picks; a separate comparison of the
 -- page with the group's edges once let a cached generic plan scan the
 -- group's whole edge list for each page and filter it against every
@@ -182,14 +182,6 @@ SELECT up.member_id::text AS member_id
 FROM up
 WHERE up.changed_run_seq = @run_seq::bigint AND up.changed_page = @page::integer
 ORDER BY up.member_id;
-
--- name: MarkMemberListDirty :exec
--- A group whose member list a page changed (UpsertMembers returned
--- members, or a delta page removed some), for the next plan (run
--- @run_seq). Edges that go in a full run are marked by DropStaleEdges.
-INSERT INTO dir_dirty_groups AS d (tenant_id, group_id, run_seq)
-VALUES (@tenant_id, @group_id, @run_seq)
-ON CONFLICT (tenant_id, group_id) DO UPDATE SET run_seq = greatest(d.run_seq, EXCLUDED.run_seq);
 
 -- name: UpsertDevices :exec
 -- The devices of a member list, with their names; as UpsertUsers, the

@@ -47,11 +47,19 @@ WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, E
 
 -- name: DeleteRemovedMembers :exec
 -- The edges a delta page took out, where the edge is older than the
--- removal; a newer add stays.
-DELETE FROM dir_members e
-USING jsonb_to_recordset(@rows::jsonb) AS r(id text, idx integer)
-WHERE e.tenant_id = @tenant_id AND e.group_id = @group_id AND e.member_id = r.id
-  AND (e.v_run_seq, e.v_page, e.v_idx) < (@run_seq::bigint, @page::integer, r.idx);
+-- removal; a newer add stays. The edges that go are recorded for the
+-- plan (dir_removed_edges).
+WITH gone AS (
+    DELETE FROM dir_members e
+    USING jsonb_to_recordset(@rows::jsonb) AS r(id text, idx integer)
+    WHERE e.tenant_id = @tenant_id AND e.group_id = @group_id AND e.member_id = r.id
+      AND (e.v_run_seq, e.v_page, e.v_idx) < (@run_seq::bigint, @page::integer, r.idx)
+    RETURNING e.member_id
+)
+INSERT INTO dir_removed_edges AS d (tenant_id, group_id, member_id, run_seq)
+SELECT @tenant_id, @group_id, gone.member_id, @run_seq FROM gone
+ORDER BY gone.member_id
+ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE SET run_seq = greatest(d.run_seq, EXCLUDED.run_seq);
 
 -- name: DropMemberRemovals :exec
 -- Once run @run_seq is finalized no page of it or of an older run is

@@ -75,8 +75,8 @@ WHERE d.tenant_id = @tenant_id
 -- name: DropStaleEdges :many
 -- An edge goes when its group is gone, or when the run saw the group's
 -- complete member list (parts 0..n, the last one marked) without it.
--- Edges a later run wrote stay. The groups that lost one are marked
--- dirty for the plan; the answer is how many each lost.
+-- Edges a later run wrote stay. The edges that go are recorded for the
+-- plan (dir_removed_edges); the answer is how many each group lost.
 WITH member_pages AS MATERIALIZED (
     SELECT p.group_id, p.part, p.last, p.object_ids
     FROM sync_run_pages p
@@ -105,13 +105,12 @@ dropped AS (
       AND (NOT EXISTS (SELECT 1 FROM alive a WHERE a.entra_id = d.group_id)
            OR (EXISTS (SELECT 1 FROM complete c WHERE c.group_id = d.group_id)
                AND NOT EXISTS (SELECT 1 FROM seen s WHERE s.group_id = d.group_id AND s.id = d.member_id)))
-    RETURNING d.group_id
+    RETURNING d.group_id, d.member_id
 ),
--- Each group that lost an edge is marked for the plan.
 marked AS (
-    INSERT INTO dir_dirty_groups AS g (tenant_id, group_id, run_seq)
-    SELECT DISTINCT @tenant_id::uuid, group_id, @run_seq::bigint FROM dropped
-    ON CONFLICT (tenant_id, group_id) DO UPDATE SET run_seq = greatest(g.run_seq, EXCLUDED.run_seq)
+    INSERT INTO dir_removed_edges AS r (tenant_id, group_id, member_id, run_seq)
+    SELECT @tenant_id::uuid, group_id, member_id, @run_seq::bigint FROM dropped
+    ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE SET run_seq = greatest(r.run_seq, EXCLUDED.run_seq)
 )
 SELECT group_id::text AS group_id, count(*) AS dropped FROM dropped GROUP BY group_id;
 

@@ -103,16 +103,15 @@ SELECT @tenant_id::uuid, @run_id::uuid, 'group', a.entra_id FROM app_groups a WH
 ON CONFLICT DO NOTHING;
 
 -- name: PlanAffectGroups :exec
--- The groups whose memberships the plan recomputes: @ids (those the plan
--- changes), the groups marked dirty, and every group above them in the
--- mirror's nesting (a group's members are its nested groups' members).
-WITH RECURSIVE seed (id) AS (
-    SELECT i COLLATE "C" AS id FROM unnest(@ids::text[]) AS i
-    UNION
+-- The groups whose memberships the plan recomputes whole: @ids (those the
+-- groups pass creates, removes, updates or freezes), and the groups the
+-- api marked dirty with every group above them in the mirror's nesting
+-- (a group's members are its nested groups' members; marks left by pages
+-- before migration 00020 are group marks too). A group of @ids needs no
+-- group above it: the walks go through every group of the mirror,
+-- whatever the app does with it, so no membership above it changes.
+WITH RECURSIVE up (id) AS (
     SELECT d.group_id FROM dir_dirty_groups d WHERE d.tenant_id = @tenant_id
-),
-up (id) AS (
-    SELECT id FROM seed
     UNION
     SELECT e.group_id
     FROM up
@@ -120,11 +119,45 @@ up (id) AS (
 )
 INSERT INTO plan_work_affected (tenant_id, run_id, kind, id)
 SELECT @tenant_id::uuid, @run_id::uuid, 'group', up.id FROM up
+UNION
+SELECT @tenant_id::uuid, @run_id::uuid, 'group', i COLLATE "C" FROM unnest(@ids::text[]) AS i
+ON CONFLICT DO NOTHING;
+
+-- name: PlanAffectEdgeUsers :exec
+-- The users whose memberships the plan recomputes because an edge above
+-- them changed: the member of every edge added or retyped by a run newer
+-- than the one the app's memberships follow, or removed since then
+-- (migration 00020), and, for a member that is a group, every user below
+-- it (cycle-safe). Their memberships are walked up from them
+-- (PlanNewUsersMembers), as a new user's are.
+WITH RECURSIVE changed (id) AS (
+    SELECT e.member_id
+    FROM dir_members e
+    WHERE e.tenant_id = @tenant_id
+      AND e.changed_run_seq > (SELECT t.memberships_run_seq FROM tenants t WHERE t.id = @tenant_id)
+    UNION
+    SELECT r.member_id FROM dir_removed_edges r WHERE r.tenant_id = @tenant_id
+),
+down (id) AS (
+    SELECT id FROM changed
+    UNION
+    SELECT e.member_id
+    FROM down
+    JOIN dir_members e ON e.tenant_id = @tenant_id AND e.group_id = down.id AND e.member_type = 'group'
+)
+INSERT INTO plan_work_affected (tenant_id, run_id, kind, id)
+SELECT @tenant_id::uuid, @run_id::uuid, 'user', e.member_id
+FROM down
+JOIN dir_members e ON e.tenant_id = @tenant_id AND e.group_id = down.id AND e.member_type = 'user'
+UNION
+SELECT @tenant_id::uuid, @run_id::uuid, 'user', c.id
+FROM changed c
+WHERE EXISTS (SELECT 1 FROM dir_users u WHERE u.tenant_id = @tenant_id AND u.entra_id = c.id)
 ON CONFLICT DO NOTHING;
 
 -- name: PlanAffectUsers :exec
 -- The users who come into the app or leave it with this plan: all their
--- memberships are recomputed.
+-- memberships are recomputed (as those of PlanAffectEdgeUsers).
 INSERT INTO plan_work_affected (tenant_id, run_id, kind, id)
 SELECT @tenant_id::uuid AS tenant_id, @run_id::uuid AS run_id, 'user' AS kind, w.entra_id AS id FROM plan_work_users w
 WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id
@@ -158,27 +191,32 @@ JOIN dir_members e ON e.tenant_id = @tenant_id AND e.group_id = r.group_id AND e
 JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = e.member_id;
 
 -- name: PlanNewUsersMembers :exec
--- Entra ID's nested memberships of the users who come into the app, in
--- the groups that follow Entra ID: up from their own groups through the
--- nesting (cycle-safe: a pair is reached once). Affected groups have them
--- already (PlanEntraMembers): the walk stops at them, which loses nothing
--- because every group above an affected group is affected too (see
--- PlanAffectGroups; PlanAffectAllGroups affects every group the app
--- keeps). In a tenant's first run every group is affected and every user
--- new: without the stop, the walk would find all the pairs again.
+-- Entra ID's nested memberships of the affected users (who come into the
+-- app, or have an edge above them changed), in the groups that follow
+-- Entra ID: up from their own groups through the nesting (cycle-safe: a
+-- pair is reached once). When @all_groups (every group the app keeps is
+-- affected: PlanAffectAllGroups), PlanEntraMembers has every pair
+-- already, and the walk stops at affected groups: in a tenant's first
+-- run every user is new, and without the stop the walk would find all
+-- the pairs again. Otherwise a group above an affected group need not be
+-- affected (PlanAffectGroups), and the walk goes all the way up.
 WITH RECURSIVE up (user_id, group_id) AS (
     SELECT e.member_id, e.group_id
     FROM plan_work_affected a
     JOIN dir_members e ON e.tenant_id = @tenant_id AND e.member_id = a.id AND e.member_type = 'user'
     WHERE a.tenant_id = @tenant_id AND a.run_id = @run_id AND a.kind = 'user'
-      AND NOT EXISTS (SELECT 1 FROM plan_work_affected x
-                      WHERE x.tenant_id = @tenant_id AND x.run_id = @run_id AND x.kind = 'group' AND x.id = e.group_id)
+      AND NOT (@all_groups::boolean
+               AND EXISTS (SELECT 1 FROM plan_work_affected x
+                           WHERE x.tenant_id = @tenant_id AND x.run_id = @run_id AND x.kind = 'group'
+                             AND x.id = e.group_id))
     UNION
     SELECT up.user_id, e.group_id
     FROM up
     JOIN dir_members e ON e.tenant_id = @tenant_id AND e.member_id = up.group_id AND e.member_type = 'group'
-    WHERE NOT EXISTS (SELECT 1 FROM plan_work_affected x
-                      WHERE x.tenant_id = @tenant_id AND x.run_id = @run_id AND x.kind = 'group' AND x.id = e.group_id)
+    WHERE NOT (@all_groups::boolean
+               AND EXISTS (SELECT 1 FROM plan_work_affected x
+                           WHERE x.tenant_id = @tenant_id AND x.run_id = @run_id AND x.kind = 'group'
+                             AND x.id = e.group_id))
 )
 INSERT INTO plan_work_members (tenant_id, run_id, group_id, user_id)
 SELECT DISTINCT @tenant_id::uuid, @run_id::uuid, up.group_id, up.user_id
@@ -190,7 +228,7 @@ ON CONFLICT DO NOTHING;
 -- name: PlanFrozenMembers :exec
 -- A frozen group (disabled, orphaned, local) keeps the memberships the app
 -- has, of the users the app keeps: they stand in for Entra ID's. Only
--- affected groups are looked at: the others keep theirs anyway.
+-- affected groups and users are looked at: the others keep theirs anyway.
 INSERT INTO plan_work_members (tenant_id, run_id, group_id, user_id)
 SELECT @tenant_id::uuid, @run_id::uuid, m.group_id, m.user_id
 FROM plan_work_groups g
@@ -198,7 +236,15 @@ JOIN plan_work_affected a ON a.tenant_id = @tenant_id AND a.run_id = @run_id AND
                          AND a.id = g.entra_id
 JOIN app_group_members m ON m.tenant_id = @tenant_id AND m.group_id = g.entra_id
 JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = m.user_id
-WHERE g.tenant_id = @tenant_id AND g.run_id = @run_id AND g.frozen;
+WHERE g.tenant_id = @tenant_id AND g.run_id = @run_id AND g.frozen
+UNION
+SELECT @tenant_id::uuid, @run_id::uuid, m.group_id, m.user_id
+FROM plan_work_affected a
+JOIN app_group_members m ON m.tenant_id = @tenant_id AND m.user_id = a.id
+JOIN plan_work_groups g ON g.tenant_id = @tenant_id AND g.run_id = @run_id AND g.entra_id = m.group_id AND g.frozen
+JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = m.user_id
+WHERE a.tenant_id = @tenant_id AND a.run_id = @run_id AND a.kind = 'user'
+ON CONFLICT DO NOTHING;
 
 -- name: PlanMembershipsToAdd :many
 -- Entra ID's memberships the app lacks. A cursor.
@@ -251,11 +297,17 @@ DELETE FROM plan_work_affected WHERE tenant_id = @tenant_id AND run_id = @run_id
 
 -- name: ClearDirtyGroups :exec
 -- The plan of run @run_seq is applied: the app's memberships follow the
--- marks up to it, and everything when the tenant's were stale.
+-- marks and edge changes up to it, and everything when the tenant's were
+-- stale.
 WITH cleared AS (
     DELETE FROM dir_dirty_groups WHERE tenant_id = @tenant_id AND run_seq <= @run_seq
+),
+removed AS (
+    DELETE FROM dir_removed_edges WHERE tenant_id = @tenant_id AND run_seq <= @run_seq
 )
-UPDATE tenants SET memberships_stale = false WHERE id = @tenant_id AND memberships_stale;
+UPDATE tenants
+SET memberships_stale = false, memberships_run_seq = greatest(memberships_run_seq, @run_seq)
+WHERE id = @tenant_id AND (memberships_stale OR memberships_run_seq < @run_seq);
 
 -- name: MarkGroupDirty :exec
 -- An API change to a group's bindings or status: the next plan

@@ -91,26 +91,6 @@ func (q *Queries) LockRunForUpdate(ctx context.Context, arg LockRunForUpdatePara
 	return err
 }
 
-const markMemberListDirty = `-- name: MarkMemberListDirty :exec
-INSERT INTO dir_dirty_groups AS d (tenant_id, group_id, run_seq)
-VALUES ($1, $2, $3)
-ON CONFLICT (tenant_id, group_id) DO UPDATE SET run_seq = greatest(d.run_seq, EXCLUDED.run_seq)
-`
-
-type MarkMemberListDirtyParams struct {
-	TenantID string
-	GroupID  string
-	RunSeq   int64
-}
-
-// A group whose member list a page changed (UpsertMembers returned
-// members, or a delta page removed some), for the next plan (run
-// @run_seq). Edges that go in a full run are marked by DropStaleEdges.
-func (q *Queries) MarkMemberListDirty(ctx context.Context, arg MarkMemberListDirtyParams) error {
-	_, err := q.db.Exec(ctx, markMemberListDirty, arg.TenantID, arg.GroupID, arg.RunSeq)
-	return err
-}
-
 const markRunFailed = `-- name: MarkRunFailed :one
 UPDATE sync_runs r
 SET status = 'failed',
@@ -449,8 +429,8 @@ type UpsertMembersParams struct {
 // (dir_member_removals) does not bring it back.
 //
 // It returns the members whose edge this page added or whose type it
-// changed (migration 00020): the caller marks the group dirty and notes
-// drift from them. The ON CONFLICT arbiter looks each entry up by its
+// changed (migration 00020): the next plan finds them by changed_run_seq,
+// and a full run notes them as drift. The ON CONFLICT arbiter looks each entry up by its
 // full key, whatever plan Postgres picks; a separate comparison of the
 // page with the group's edges once let a cached generic plan scan the
 // group's whole edge list for each page and filter it against every

@@ -44,28 +44,36 @@ func (q *Queries) AddDeltaDevices(ctx context.Context, arg AddDeltaDevicesParams
 }
 
 const deleteRemovedMembers = `-- name: DeleteRemovedMembers :exec
-DELETE FROM dir_members e
-USING jsonb_to_recordset($1::jsonb) AS r(id text, idx integer)
-WHERE e.tenant_id = $2 AND e.group_id = $3 AND e.member_id = r.id
-  AND (e.v_run_seq, e.v_page, e.v_idx) < ($4::bigint, $5::integer, r.idx)
+WITH gone AS (
+    DELETE FROM dir_members e
+    USING jsonb_to_recordset($4::jsonb) AS r(id text, idx integer)
+    WHERE e.tenant_id = $1 AND e.group_id = $2 AND e.member_id = r.id
+      AND (e.v_run_seq, e.v_page, e.v_idx) < ($3::bigint, $5::integer, r.idx)
+    RETURNING e.member_id
+)
+INSERT INTO dir_removed_edges AS d (tenant_id, group_id, member_id, run_seq)
+SELECT $1, $2, gone.member_id, $3 FROM gone
+ORDER BY gone.member_id
+ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE SET run_seq = greatest(d.run_seq, EXCLUDED.run_seq)
 `
 
 type DeleteRemovedMembersParams struct {
-	Rows     []byte
 	TenantID string
 	GroupID  string
 	RunSeq   int64
+	Rows     []byte
 	Page     int32
 }
 
 // The edges a delta page took out, where the edge is older than the
-// removal; a newer add stays.
+// removal; a newer add stays. The edges that go are recorded for the
+// plan (dir_removed_edges).
 func (q *Queries) DeleteRemovedMembers(ctx context.Context, arg DeleteRemovedMembersParams) error {
 	_, err := q.db.Exec(ctx, deleteRemovedMembers,
-		arg.Rows,
 		arg.TenantID,
 		arg.GroupID,
 		arg.RunSeq,
+		arg.Rows,
 		arg.Page,
 	)
 	return err

@@ -112,12 +112,12 @@ dropped AS (
       AND (NOT EXISTS (SELECT 1 FROM alive a WHERE a.entra_id = d.group_id)
            OR (EXISTS (SELECT 1 FROM complete c WHERE c.group_id = d.group_id)
                AND NOT EXISTS (SELECT 1 FROM seen s WHERE s.group_id = d.group_id AND s.id = d.member_id)))
-    RETURNING d.group_id
+    RETURNING d.group_id, d.member_id
 ),
 marked AS (
-    INSERT INTO dir_dirty_groups AS g (tenant_id, group_id, run_seq)
-    SELECT DISTINCT $1::uuid, group_id, $5::bigint FROM dropped
-    ON CONFLICT (tenant_id, group_id) DO UPDATE SET run_seq = greatest(g.run_seq, EXCLUDED.run_seq)
+    INSERT INTO dir_removed_edges AS r (tenant_id, group_id, member_id, run_seq)
+    SELECT $1::uuid, group_id, member_id, $5::bigint FROM dropped
+    ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE SET run_seq = greatest(r.run_seq, EXCLUDED.run_seq)
 )
 SELECT group_id::text AS group_id, count(*) AS dropped FROM dropped GROUP BY group_id
 `
@@ -137,9 +137,8 @@ type DropStaleEdgesRow struct {
 
 // An edge goes when its group is gone, or when the run saw the group's
 // complete member list (parts 0..n, the last one marked) without it.
-// Edges a later run wrote stay. The groups that lost one are marked
-// dirty for the plan; the answer is how many each lost.
-// Each group that lost an edge is marked for the plan.
+// Edges a later run wrote stay. The edges that go are recorded for the
+// plan (dir_removed_edges); the answer is how many each group lost.
 func (q *Queries) DropStaleEdges(ctx context.Context, arg DropStaleEdgesParams) ([]DropStaleEdgesRow, error) {
 	rows, err := q.db.Query(ctx, dropStaleEdges,
 		arg.TenantID,

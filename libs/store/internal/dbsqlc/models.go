@@ -156,6 +156,13 @@ type DirMemberRemoval struct {
 	VIdx     int32
 }
 
+type DirRemovedEdge struct {
+	TenantID string
+	GroupID  string
+	MemberID string
+	RunSeq   int64
+}
+
 type DirUser struct {
 	TenantID          string
 	EntraID           string
@@ -317,6 +324,7 @@ type Tenant struct {
 	SeatShortage       bool
 	NotifySecretSealed []byte
 	MembershipsStale   bool
+	MembershipsRunSeq  int64
 }
 
 type TenantDeltaLink struct {

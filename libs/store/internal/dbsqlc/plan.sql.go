@@ -326,20 +326,26 @@ func (q *Queries) ApplyUpdateUser(ctx context.Context, arg ApplyUpdateUserParams
 
 const clearDirtyGroups = `-- name: ClearDirtyGroups :exec
 WITH cleared AS (
-    DELETE FROM dir_dirty_groups WHERE tenant_id = $1 AND run_seq <= $2
+    DELETE FROM dir_dirty_groups WHERE tenant_id = $2 AND run_seq <= $1
+),
+removed AS (
+    DELETE FROM dir_removed_edges WHERE tenant_id = $2 AND run_seq <= $1
 )
-UPDATE tenants SET memberships_stale = false WHERE id = $1 AND memberships_stale
+UPDATE tenants
+SET memberships_stale = false, memberships_run_seq = greatest(memberships_run_seq, $1)
+WHERE id = $2 AND (memberships_stale OR memberships_run_seq < $1)
 `
 
 type ClearDirtyGroupsParams struct {
-	TenantID string
 	RunSeq   int64
+	TenantID string
 }
 
 // The plan of run @run_seq is applied: the app's memberships follow the
-// marks up to it, and everything when the tenant's were stale.
+// marks and edge changes up to it, and everything when the tenant's were
+// stale.
 func (q *Queries) ClearDirtyGroups(ctx context.Context, arg ClearDirtyGroupsParams) error {
-	_, err := q.db.Exec(ctx, clearDirtyGroups, arg.TenantID, arg.RunSeq)
+	_, err := q.db.Exec(ctx, clearDirtyGroups, arg.RunSeq, arg.TenantID)
 	return err
 }
 
@@ -697,14 +703,52 @@ func (q *Queries) PlanAffectAllGroups(ctx context.Context, arg PlanAffectAllGrou
 	return err
 }
 
-const planAffectGroups = `-- name: PlanAffectGroups :exec
-WITH RECURSIVE seed (id) AS (
-    SELECT i COLLATE "C" AS id FROM unnest($3::text[]) AS i
+const planAffectEdgeUsers = `-- name: PlanAffectEdgeUsers :exec
+WITH RECURSIVE changed (id) AS (
+    SELECT e.member_id
+    FROM dir_members e
+    WHERE e.tenant_id = $1
+      AND e.changed_run_seq > (SELECT t.memberships_run_seq FROM tenants t WHERE t.id = $1)
     UNION
-    SELECT d.group_id FROM dir_dirty_groups d WHERE d.tenant_id = $1
+    SELECT r.member_id FROM dir_removed_edges r WHERE r.tenant_id = $1
 ),
-up (id) AS (
-    SELECT id FROM seed
+down (id) AS (
+    SELECT id FROM changed
+    UNION
+    SELECT e.member_id
+    FROM down
+    JOIN dir_members e ON e.tenant_id = $1 AND e.group_id = down.id AND e.member_type = 'group'
+)
+INSERT INTO plan_work_affected (tenant_id, run_id, kind, id)
+SELECT $1::uuid, $2::uuid, 'user', e.member_id
+FROM down
+JOIN dir_members e ON e.tenant_id = $1 AND e.group_id = down.id AND e.member_type = 'user'
+UNION
+SELECT $1::uuid, $2::uuid, 'user', c.id
+FROM changed c
+WHERE EXISTS (SELECT 1 FROM dir_users u WHERE u.tenant_id = $1 AND u.entra_id = c.id)
+ON CONFLICT DO NOTHING
+`
+
+type PlanAffectEdgeUsersParams struct {
+	TenantID string
+	RunID    string
+}
+
+// The users whose memberships the plan recomputes because an edge above
+// them changed: the member of every edge added or retyped by a run newer
+// than the one the app's memberships follow, or removed since then
+// (migration 00020), and, for a member that is a group, every user below
+// it (cycle-safe). Their memberships are walked up from them
+// (PlanNewUsersMembers), as a new user's are.
+func (q *Queries) PlanAffectEdgeUsers(ctx context.Context, arg PlanAffectEdgeUsersParams) error {
+	_, err := q.db.Exec(ctx, planAffectEdgeUsers, arg.TenantID, arg.RunID)
+	return err
+}
+
+const planAffectGroups = `-- name: PlanAffectGroups :exec
+WITH RECURSIVE up (id) AS (
+    SELECT d.group_id FROM dir_dirty_groups d WHERE d.tenant_id = $1
     UNION
     SELECT e.group_id
     FROM up
@@ -712,6 +756,8 @@ up (id) AS (
 )
 INSERT INTO plan_work_affected (tenant_id, run_id, kind, id)
 SELECT $1::uuid, $2::uuid, 'group', up.id FROM up
+UNION
+SELECT $1::uuid, $2::uuid, 'group', i COLLATE "C" FROM unnest($3::text[]) AS i
 ON CONFLICT DO NOTHING
 `
 
@@ -721,9 +767,13 @@ type PlanAffectGroupsParams struct {
 	Ids      []string
 }
 
-// The groups whose memberships the plan recomputes: @ids (those the plan
-// changes), the groups marked dirty, and every group above them in the
-// mirror's nesting (a group's members are its nested groups' members).
+// The groups whose memberships the plan recomputes whole: @ids (those the
+// groups pass creates, removes, updates or freezes), and the groups the
+// api marked dirty with every group above them in the mirror's nesting
+// (a group's members are its nested groups' members; marks left by pages
+// before migration 00020 are group marks too). A group of @ids needs no
+// group above it: the walks go through every group of the mirror,
+// whatever the app does with it, so no membership above it changes.
 func (q *Queries) PlanAffectGroups(ctx context.Context, arg PlanAffectGroupsParams) error {
 	_, err := q.db.Exec(ctx, planAffectGroups, arg.TenantID, arg.RunID, arg.Ids)
 	return err
@@ -748,7 +798,7 @@ type PlanAffectUsersParams struct {
 }
 
 // The users who come into the app or leave it with this plan: all their
-// memberships are recomputed.
+// memberships are recomputed (as those of PlanAffectEdgeUsers).
 func (q *Queries) PlanAffectUsers(ctx context.Context, arg PlanAffectUsersParams) error {
 	_, err := q.db.Exec(ctx, planAffectUsers, arg.TenantID, arg.RunID)
 	return err
@@ -1172,6 +1222,14 @@ JOIN plan_work_affected a ON a.tenant_id = $1 AND a.run_id = $2 AND a.kind = 'gr
 JOIN app_group_members m ON m.tenant_id = $1 AND m.group_id = g.entra_id
 JOIN plan_work_users u ON u.tenant_id = $1 AND u.run_id = $2 AND u.entra_id = m.user_id
 WHERE g.tenant_id = $1 AND g.run_id = $2 AND g.frozen
+UNION
+SELECT $1::uuid, $2::uuid, m.group_id, m.user_id
+FROM plan_work_affected a
+JOIN app_group_members m ON m.tenant_id = $1 AND m.user_id = a.id
+JOIN plan_work_groups g ON g.tenant_id = $1 AND g.run_id = $2 AND g.entra_id = m.group_id AND g.frozen
+JOIN plan_work_users u ON u.tenant_id = $1 AND u.run_id = $2 AND u.entra_id = m.user_id
+WHERE a.tenant_id = $1 AND a.run_id = $2 AND a.kind = 'user'
+ON CONFLICT DO NOTHING
 `
 
 type PlanFrozenMembersParams struct {
@@ -1181,7 +1239,7 @@ type PlanFrozenMembersParams struct {
 
 // A frozen group (disabled, orphaned, local) keeps the memberships the app
 // has, of the users the app keeps: they stand in for Entra ID's. Only
-// affected groups are looked at: the others keep theirs anyway.
+// affected groups and users are looked at: the others keep theirs anyway.
 func (q *Queries) PlanFrozenMembers(ctx context.Context, arg PlanFrozenMembersParams) error {
 	_, err := q.db.Exec(ctx, planFrozenMembers, arg.TenantID, arg.RunID)
 	return err
@@ -1278,14 +1336,18 @@ WITH RECURSIVE up (user_id, group_id) AS (
     FROM plan_work_affected a
     JOIN dir_members e ON e.tenant_id = $1 AND e.member_id = a.id AND e.member_type = 'user'
     WHERE a.tenant_id = $1 AND a.run_id = $2 AND a.kind = 'user'
-      AND NOT EXISTS (SELECT 1 FROM plan_work_affected x
-                      WHERE x.tenant_id = $1 AND x.run_id = $2 AND x.kind = 'group' AND x.id = e.group_id)
+      AND NOT ($3::boolean
+               AND EXISTS (SELECT 1 FROM plan_work_affected x
+                           WHERE x.tenant_id = $1 AND x.run_id = $2 AND x.kind = 'group'
+                             AND x.id = e.group_id))
     UNION
     SELECT up.user_id, e.group_id
     FROM up
     JOIN dir_members e ON e.tenant_id = $1 AND e.member_id = up.group_id AND e.member_type = 'group'
-    WHERE NOT EXISTS (SELECT 1 FROM plan_work_affected x
-                      WHERE x.tenant_id = $1 AND x.run_id = $2 AND x.kind = 'group' AND x.id = e.group_id)
+    WHERE NOT ($3::boolean
+               AND EXISTS (SELECT 1 FROM plan_work_affected x
+                           WHERE x.tenant_id = $1 AND x.run_id = $2 AND x.kind = 'group'
+                             AND x.id = e.group_id))
 )
 INSERT INTO plan_work_members (tenant_id, run_id, group_id, user_id)
 SELECT DISTINCT $1::uuid, $2::uuid, up.group_id, up.user_id
@@ -1296,20 +1358,22 @@ ON CONFLICT DO NOTHING
 `
 
 type PlanNewUsersMembersParams struct {
-	TenantID string
-	RunID    string
+	TenantID  string
+	RunID     string
+	AllGroups bool
 }
 
-// Entra ID's nested memberships of the users who come into the app, in
-// the groups that follow Entra ID: up from their own groups through the
-// nesting (cycle-safe: a pair is reached once). Affected groups have them
-// already (PlanEntraMembers): the walk stops at them, which loses nothing
-// because every group above an affected group is affected too (see
-// PlanAffectGroups; PlanAffectAllGroups affects every group the app
-// keeps). In a tenant's first run every group is affected and every user
-// new: without the stop, the walk would find all the pairs again.
+// Entra ID's nested memberships of the affected users (who come into the
+// app, or have an edge above them changed), in the groups that follow
+// Entra ID: up from their own groups through the nesting (cycle-safe: a
+// pair is reached once). When @all_groups (every group the app keeps is
+// affected: PlanAffectAllGroups), PlanEntraMembers has every pair
+// already, and the walk stops at affected groups: in a tenant's first
+// run every user is new, and without the stop the walk would find all
+// the pairs again. Otherwise a group above an affected group need not be
+// affected (PlanAffectGroups), and the walk goes all the way up.
 func (q *Queries) PlanNewUsersMembers(ctx context.Context, arg PlanNewUsersMembersParams) error {
-	_, err := q.db.Exec(ctx, planNewUsersMembers, arg.TenantID, arg.RunID)
+	_, err := q.db.Exec(ctx, planNewUsersMembers, arg.TenantID, arg.RunID, arg.AllGroups)
 	return err
 }
 

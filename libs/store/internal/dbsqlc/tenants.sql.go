@@ -16,7 +16,7 @@ SET disconnected_at = NULL,
     entra_tenant_id = $1, client_id = $2, client_secret_sealed = $3,
     updated_at = $4::timestamptz
 WHERE id = $5
-RETURNING id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed, memberships_stale
+RETURNING id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed, memberships_stale, memberships_run_seq
 `
 
 type ConnectTenantParams struct {
@@ -55,6 +55,7 @@ func (q *Queries) ConnectTenant(ctx context.Context, arg ConnectTenantParams) (T
 		&i.SeatShortage,
 		&i.NotifySecretSealed,
 		&i.MembershipsStale,
+		&i.MembershipsRunSeq,
 	)
 	return i, err
 }
@@ -107,7 +108,7 @@ SET disconnected_at = COALESCE(disconnected_at, $1::timestamptz),
     client_secret_sealed = NULL,
     updated_at = CASE WHEN disconnected_at IS NULL THEN $1::timestamptz ELSE updated_at END
 WHERE id = $2
-RETURNING id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed, memberships_stale
+RETURNING id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed, memberships_stale, memberships_run_seq
 `
 
 type DisconnectTenantParams struct {
@@ -137,6 +138,7 @@ func (q *Queries) DisconnectTenant(ctx context.Context, arg DisconnectTenantPara
 		&i.SeatShortage,
 		&i.NotifySecretSealed,
 		&i.MembershipsStale,
+		&i.MembershipsRunSeq,
 	)
 	return i, err
 }
@@ -160,7 +162,7 @@ func (q *Queries) FailQueuedRuns(ctx context.Context, arg FailQueuedRunsParams) 
 }
 
 const getTenant = `-- name: GetTenant :one
-SELECT id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed, memberships_stale FROM tenants WHERE id = $1
+SELECT id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed, memberships_stale, memberships_run_seq FROM tenants WHERE id = $1
 `
 
 func (q *Queries) GetTenant(ctx context.Context, id string) (Tenant, error) {
@@ -185,12 +187,13 @@ func (q *Queries) GetTenant(ctx context.Context, id string) (Tenant, error) {
 		&i.SeatShortage,
 		&i.NotifySecretSealed,
 		&i.MembershipsStale,
+		&i.MembershipsRunSeq,
 	)
 	return i, err
 }
 
 const getTenantForUpdate = `-- name: GetTenantForUpdate :one
-SELECT id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed, memberships_stale FROM tenants WHERE id = $1 FOR UPDATE
+SELECT id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed, memberships_stale, memberships_run_seq FROM tenants WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) GetTenantForUpdate(ctx context.Context, id string) (Tenant, error) {
@@ -215,6 +218,7 @@ func (q *Queries) GetTenantForUpdate(ctx context.Context, id string) (Tenant, er
 		&i.SeatShortage,
 		&i.NotifySecretSealed,
 		&i.MembershipsStale,
+		&i.MembershipsRunSeq,
 	)
 	return i, err
 }
@@ -348,7 +352,7 @@ const updateScheduleSetting = `-- name: UpdateScheduleSetting :one
 UPDATE tenants
 SET settings = $1, updated_at = $2::timestamptz
 WHERE id = $3
-RETURNING id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed, memberships_stale
+RETURNING id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed, memberships_stale, memberships_run_seq
 `
 
 type UpdateScheduleSettingParams struct {
@@ -382,6 +386,7 @@ func (q *Queries) UpdateScheduleSetting(ctx context.Context, arg UpdateScheduleS
 		&i.SeatShortage,
 		&i.NotifySecretSealed,
 		&i.MembershipsStale,
+		&i.MembershipsRunSeq,
 	)
 	return i, err
 }
@@ -392,7 +397,7 @@ SET seats = $1, settings = $2, updated_at = $3::timestamptz,
     app_version = app_version + 1, app_changed_at = $3::timestamptz, app_change = $4,
     memberships_stale = true
 WHERE id = $5
-RETURNING id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed, memberships_stale
+RETURNING id, name, entra_tenant_id, client_id, client_secret_sealed, seats, sync_interval, last_run_seq, created_at, updated_at, settings, disconnected_at, app_version, app_changed_at, app_change, seat_shortage, notify_secret_sealed, memberships_stale, memberships_run_seq
 `
 
 type UpdateSettingsParams struct {
@@ -434,6 +439,7 @@ func (q *Queries) UpdateSettings(ctx context.Context, arg UpdateSettingsParams) 
 		&i.SeatShortage,
 		&i.NotifySecretSealed,
 		&i.MembershipsStale,
+		&i.MembershipsRunSeq,
 	)
 	return i, err
 }
