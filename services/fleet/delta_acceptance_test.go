@@ -123,6 +123,9 @@ var notContent = []string{
 	"sync_runs", "sync_run_pages", "sync_run_drift", "sync_plan_items", "notification_tasks", "activity_log",
 	"tenant_leases", "tenant_delta_links",
 	"plan_work_scope", "plan_work_users", "plan_work_groups", "plan_work_members", "plan_work_affected",
+	// A view of dir_members' and dir_removed_edges' rows (placed above)
+	// that the next plan recomputes.
+	"dir_changed_edges",
 }
 
 // content reads a tenant's content: each table's rows as text, sorted.

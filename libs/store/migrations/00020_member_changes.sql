@@ -15,8 +15,9 @@
 --     sweep, a delta page's removal), with the newest run that removed
 --     each, until a plan of that run or a newer one is applied.
 --   * tenants.memberships_run_seq: the newest run whose applied plan the
---     app's memberships follow. Edges changed by a newer run, and the
---     removed edges, are what the next plan recomputes (with
+--     app's memberships follow.
+--   * dir_changed_edges: the edges added or retyped by a run newer than
+--     that, and the removed edges: what the next plan recomputes (with
 --     dir_dirty_groups, which now holds only the api's marks).
 
 -- +goose Up
@@ -36,7 +37,17 @@ CREATE TABLE dir_removed_edges (
 
 ALTER TABLE tenants ADD COLUMN memberships_run_seq bigint NOT NULL DEFAULT 0;
 
+CREATE VIEW dir_changed_edges AS
+SELECT e.tenant_id, e.group_id, e.member_id
+FROM dir_members e
+JOIN tenants t ON t.id = e.tenant_id
+WHERE e.changed_run_seq > t.memberships_run_seq
+UNION ALL
+SELECT r.tenant_id, r.group_id, r.member_id
+FROM dir_removed_edges r;
+
 -- +goose Down
+DROP VIEW dir_changed_edges;
 ALTER TABLE tenants DROP COLUMN memberships_run_seq;
 DROP TABLE dir_removed_edges;
 DROP INDEX dir_members_changed;

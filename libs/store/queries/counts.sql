@@ -5,8 +5,8 @@
 -- mirror's direct edges (cycle-safe), as Graph's transitiveMembers would
 -- count them without reading them: for every enabled group when the
 -- tenant's memberships were stale, else for the groups marked dirty, the
--- groups of the edges changed or removed since the plan the app follows
--- (see PlanAffectEdgeUsers), and every group above them. Run before
+-- groups of the edges changed since the plan the app follows
+-- (dir_changed_edges), and every group above them. Run before
 -- ClearDirtyGroups. Disabled,
 -- orphaned and local groups keep theirs.
 WITH RECURSIVE targets (id) AS (
@@ -17,12 +17,7 @@ WITH RECURSIVE targets (id) AS (
     UNION
     SELECT d.group_id FROM dir_dirty_groups d WHERE d.tenant_id = @tenant_id
     UNION
-    SELECT e.group_id
-    FROM dir_members e
-    WHERE e.tenant_id = @tenant_id
-      AND e.changed_run_seq > (SELECT t.memberships_run_seq FROM tenants t WHERE t.id = @tenant_id)
-    UNION
-    SELECT r.group_id FROM dir_removed_edges r WHERE r.tenant_id = @tenant_id
+    SELECT c.group_id FROM dir_changed_edges c WHERE c.tenant_id = @tenant_id
 ),
 up (id) AS (
     SELECT id FROM targets

@@ -125,18 +125,12 @@ ON CONFLICT DO NOTHING;
 
 -- name: PlanAffectEdgeUsers :exec
 -- The users whose memberships the plan recomputes because an edge above
--- them changed: the member of every edge added or retyped by a run newer
--- than the one the app's memberships follow, or removed since then
--- (migration 00020), and, for a member that is a group, every user below
--- it (cycle-safe). Their memberships are walked up from them
+-- them changed (dir_changed_edges, migration 00020): the member of each
+-- such edge and, for a member that is a group, every user below it
+-- (cycle-safe). Their memberships are walked up from them
 -- (PlanNewUsersMembers), as a new user's are.
 WITH RECURSIVE changed (id) AS (
-    SELECT e.member_id
-    FROM dir_members e
-    WHERE e.tenant_id = @tenant_id
-      AND e.changed_run_seq > (SELECT t.memberships_run_seq FROM tenants t WHERE t.id = @tenant_id)
-    UNION
-    SELECT r.member_id FROM dir_removed_edges r WHERE r.tenant_id = @tenant_id
+    SELECT DISTINCT c.member_id FROM dir_changed_edges c WHERE c.tenant_id = @tenant_id
 ),
 down (id) AS (
     SELECT id FROM changed

@@ -103,6 +103,12 @@ type AppUserRole struct {
 	GrantedAt time.Time
 }
 
+type DirChangedEdge struct {
+	TenantID string
+	GroupID  string
+	MemberID string
+}
+
 type DirDevice struct {
 	TenantID    string
 	EntraID     string

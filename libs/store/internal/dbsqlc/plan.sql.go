@@ -705,12 +705,7 @@ func (q *Queries) PlanAffectAllGroups(ctx context.Context, arg PlanAffectAllGrou
 
 const planAffectEdgeUsers = `-- name: PlanAffectEdgeUsers :exec
 WITH RECURSIVE changed (id) AS (
-    SELECT e.member_id
-    FROM dir_members e
-    WHERE e.tenant_id = $1
-      AND e.changed_run_seq > (SELECT t.memberships_run_seq FROM tenants t WHERE t.id = $1)
-    UNION
-    SELECT r.member_id FROM dir_removed_edges r WHERE r.tenant_id = $1
+    SELECT DISTINCT c.member_id FROM dir_changed_edges c WHERE c.tenant_id = $1
 ),
 down (id) AS (
     SELECT id FROM changed
@@ -736,10 +731,9 @@ type PlanAffectEdgeUsersParams struct {
 }
 
 // The users whose memberships the plan recomputes because an edge above
-// them changed: the member of every edge added or retyped by a run newer
-// than the one the app's memberships follow, or removed since then
-// (migration 00020), and, for a member that is a group, every user below
-// it (cycle-safe). Their memberships are walked up from them
+// them changed (dir_changed_edges, migration 00020): the member of each
+// such edge and, for a member that is a group, every user below it
+// (cycle-safe). Their memberships are walked up from them
 // (PlanNewUsersMembers), as a new user's are.
 func (q *Queries) PlanAffectEdgeUsers(ctx context.Context, arg PlanAffectEdgeUsersParams) error {
 	_, err := q.db.Exec(ctx, planAffectEdgeUsers, arg.TenantID, arg.RunID)
