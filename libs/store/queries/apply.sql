@@ -154,11 +154,12 @@ WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, E
 --
 -- It returns the members whose edge this page added or whose type it
 -- changed (migration 00020): the next plan finds them by changed_run_seq,
--- and a full run notes them as drift. The ON CONFLICT arbiter looks each entry up by its
--- full key, whatever plan Postgres picks; a separate comparison of the
--- page with the group's edges once let a cached generic plan scan the
--- group's whole edge list for each page and filter it against every
--- entry (up to 700 ms for one page of a group of 13,000).
+-- and a full run notes them as drift. The ON CONFLICT arbiter looks each
+-- entry up by its full key, whatever plan Postgres picks; a separate
+-- comparison of the page with the group's edges once let a cached
+-- generic plan scan the group's whole edge list for each page and filter
+-- it against every entry (up to 700 ms for one page of a group of
+-- 13,000).
 WITH up AS (
     INSERT INTO dir_members AS d (tenant_id, group_id, member_id, member_type, v_run_seq, v_page, v_idx,
                                   changed_run_seq, changed_page)

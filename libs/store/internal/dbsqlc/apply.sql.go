@@ -430,11 +430,12 @@ type UpsertMembersParams struct {
 //
 // It returns the members whose edge this page added or whose type it
 // changed (migration 00020): the next plan finds them by changed_run_seq,
-// and a full run notes them as drift. The ON CONFLICT arbiter looks each entry up by its
-// full key, whatever plan Postgres picks; a separate comparison of the
-// page with the group's edges once let a cached generic plan scan the
-// group's whole edge list for each page and filter it against every
-// entry (up to 700 ms for one page of a group of 13,000).
+// and a full run notes them as drift. The ON CONFLICT arbiter looks each
+// entry up by its full key, whatever plan Postgres picks; a separate
+// comparison of the page with the group's edges once let a cached
+// generic plan scan the group's whole edge list for each page and filter
+// it against every entry (up to 700 ms for one page of a group of
+// 13,000).
 func (q *Queries) UpsertMembers(ctx context.Context, arg UpsertMembersParams) ([]string, error) {
 	rows, err := q.db.Query(ctx, upsertMembers,
 		arg.RunSeq,
