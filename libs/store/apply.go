@@ -581,16 +581,9 @@ func (s *Store) ApplyMembersPage(ctx context.Context, ref PageRef, mp MembersPag
 	devices := slices.ContainsFunc(rows, func(r row) bool { return r.Type == MemberDevice })
 	return s.applyPage(ctx, ref, rec, at, func(q *dbsqlc.Queries) error {
 		return upsert(rows, func(raw []byte) error {
-			changed, err := q.UpsertMembers(ctx, dbsqlc.UpsertMembersParams{TenantID: ref.TenantID,
-				GroupID: mp.GroupID, RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw})
-			if err != nil {
+			if err := q.UpsertMembers(ctx, dbsqlc.UpsertMembersParams{TenantID: ref.TenantID, RunID: ref.RunID,
+				GroupID: mp.GroupID, RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw, NoteDrift: true}); err != nil {
 				return err
-			}
-			if len(changed) > 0 {
-				if err := q.NoteMembersDrift(ctx, dbsqlc.NoteMembersDriftParams{TenantID: ref.TenantID, RunID: ref.RunID,
-					GroupID: mp.GroupID, MemberIds: changed}); err != nil {
-					return err
-				}
 			}
 			if !devices {
 				return nil

@@ -234,8 +234,8 @@ func memberDeltaRows(members []MembersDelta, base int) ([]groupEdges, error) {
 // write applies one group's member changes.
 func (e groupEdges) write(ctx context.Context, q *dbsqlc.Queries, ref PageRef) error {
 	if err := upsert(e.added, func(raw []byte) error {
-		if _, err := q.UpsertMembers(ctx, dbsqlc.UpsertMembersParams{TenantID: ref.TenantID, GroupID: e.groupID,
-			RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw}); err != nil {
+		if err := q.UpsertMembers(ctx, dbsqlc.UpsertMembersParams{TenantID: ref.TenantID, RunID: ref.RunID,
+			GroupID: e.groupID, RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw}); err != nil {
 			return err
 		}
 		return q.AddDeltaDevices(ctx, dbsqlc.AddDeltaDevicesParams{TenantID: ref.TenantID, RunSeq: ref.RunSeq,

@@ -18,8 +18,8 @@ import (
 //
 // This is the run where the planner, expecting a handful of edges,
 // materialized the tenant's whole edge list inside a nested loop and
-// compared it with every group of the walk: about 170 s of the run's 200 s here, 260 s at
-// 100k users (see setNestLoop).
+// compared it with every group of the walk: about 170 s of the run's
+// 200 s here, 260 s at 100k users (see setNestLoop).
 func BenchmarkFirstFinalize(b *testing.B) {
 	const users, groups = 50_000, 1_250
 	ctx := context.Background()

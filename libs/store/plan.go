@@ -43,8 +43,8 @@ import (
 // groups the plan changes; the users below a membership edge added,
 // retyped or removed since the plan the app follows (migration 00020),
 // and the users who come into the app or leave it; and for grants, every
-// member (before and after) of those groups. Everything else stays as the app has it,
-// which is what a full recomputation would find. A tenant whose settings
+// member (before and after) of those groups. Everything else stays as the
+// app has it, which is what a full recomputation would find. A tenant whose settings
 // changed, or a new one, is recomputed whole (tenants.memberships_stale),
 // and so is every tenant under WithFullMemberships.
 //
@@ -597,7 +597,7 @@ func applyPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 	}); err != nil {
 		return fmt.Errorf("refresh entra member counts: %w", err)
 	}
-	if err := q.ClearDirtyGroups(ctx, dbsqlc.ClearDirtyGroupsParams{TenantID: t, RunSeq: ref.RunSeq}); err != nil {
+	if err := q.ClearMembershipChanges(ctx, dbsqlc.ClearMembershipChangesParams{TenantID: t, RunSeq: ref.RunSeq}); err != nil {
 		return fmt.Errorf("clear dirty groups: %w", err)
 	}
 	// The mirror now stands for what this run read: the next delta round

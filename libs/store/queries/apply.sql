@@ -146,15 +146,17 @@ SET display_name = EXCLUDED.display_name,
     v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
 WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx);
 
--- name: UpsertMembers :many
+-- name: UpsertMembers :exec
 -- As UpsertUsers: every newer entry advances the version, so that a
 -- stale-edge sweep of an older run finalizing late keeps the edge. An
 -- entry older than a delta page's removal of the edge
 -- (dir_member_removals) does not bring it back.
 --
--- It returns the members whose edge this page added or whose type it
--- changed (migration 00020): the next plan finds them by changed_run_seq,
--- and a full run notes them as drift. The ON CONFLICT arbiter looks each
+-- The edges this page adds or retypes carry the page (migration 00020):
+-- the next plan finds them by changed_run_seq, and when @note_drift (a
+-- full run's page) they are noted as drift candidates, as NoteUsersDrift
+-- notes users, in the same statement (the upsert in WITH runs to the end
+-- whether or not anything is noted). The ON CONFLICT arbiter looks each
 -- entry up by its full key, whatever plan Postgres picks; a separate
 -- comparison of the page with the group's edges once let a cached
 -- generic plan scan the group's whole edge list for each page and filter
@@ -179,10 +181,14 @@ WITH up AS (
     WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx)
     RETURNING d.member_id, d.changed_run_seq, d.changed_page
 )
-SELECT up.member_id::text AS member_id
+INSERT INTO sync_run_drift (tenant_id, run_id, kind, group_id, object_id)
+SELECT @tenant_id, @run_id, 'member', @group_id, up.member_id
 FROM up
 WHERE up.changed_run_seq = @run_seq::bigint AND up.changed_page = @page::integer
-ORDER BY up.member_id;
+  AND @note_drift::boolean
+  AND EXISTS (SELECT 1 FROM tenant_delta_links l WHERE l.tenant_id = @tenant_id)
+ORDER BY up.member_id
+ON CONFLICT DO NOTHING;
 
 -- name: UpsertDevices :exec
 -- The devices of a member list, with their names; as UpsertUsers, the

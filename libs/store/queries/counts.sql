@@ -7,7 +7,7 @@
 -- tenant's memberships were stale, else for the groups marked dirty, the
 -- groups of the edges changed since the plan the app follows
 -- (dir_changed_edges), and every group above them. Run before
--- ClearDirtyGroups. Disabled, orphaned and local groups keep theirs.
+-- ClearMembershipChanges. Disabled, orphaned and local groups keep theirs.
 WITH RECURSIVE targets (id) AS (
     SELECT g.entra_id
     FROM app_groups g

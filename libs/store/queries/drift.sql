@@ -33,14 +33,7 @@ WHERE EXISTS (SELECT 1 FROM tenant_delta_links l WHERE l.tenant_id = @tenant_id)
                             g.mail_enabled, g.membership_rule, g.renewed_at))
 ON CONFLICT DO NOTHING;
 
--- name: NoteMembersDrift :exec
--- @member_ids are the members whose edge the page added or retyped
--- (UpsertMembers returns them).
-INSERT INTO sync_run_drift (tenant_id, run_id, kind, group_id, object_id)
-SELECT @tenant_id, @run_id, 'member', @group_id, m.id
-FROM unnest(@member_ids::text[]) AS m(id)
-WHERE EXISTS (SELECT 1 FROM tenant_delta_links l WHERE l.tenant_id = @tenant_id)
-ON CONFLICT DO NOTHING;
+-- A member page's new or retyped edges are noted by UpsertMembers itself.
 
 -- name: RunDriftNotes :many
 SELECT kind, group_id, object_id FROM sync_run_drift

@@ -289,7 +289,7 @@ DELETE FROM plan_work_members WHERE tenant_id = @tenant_id AND run_id = @run_id;
 -- name: PlanDeleteWorkAffected :exec
 DELETE FROM plan_work_affected WHERE tenant_id = @tenant_id AND run_id = @run_id;
 
--- name: ClearDirtyGroups :exec
+-- name: ClearMembershipChanges :exec
 -- The plan of run @run_seq is applied: the app's memberships follow the
 -- marks and edge changes up to it, and everything when the tenant's were
 -- stale.

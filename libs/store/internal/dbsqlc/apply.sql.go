@@ -389,15 +389,15 @@ func (q *Queries) UpsertGroups(ctx context.Context, arg UpsertGroupsParams) erro
 	return err
 }
 
-const upsertMembers = `-- name: UpsertMembers :many
+const upsertMembers = `-- name: UpsertMembers :exec
 WITH up AS (
     INSERT INTO dir_members AS d (tenant_id, group_id, member_id, member_type, v_run_seq, v_page, v_idx,
                                   changed_run_seq, changed_page)
-    SELECT $3, $4, m.id, m.type, $1, $2, m.idx, $1, $2
-    FROM jsonb_to_recordset($5::jsonb) AS m(id text, type text, idx integer)
+    SELECT $1, $3, m.id, m.type, $4, $5, m.idx, $4, $5
+    FROM jsonb_to_recordset($7::jsonb) AS m(id text, type text, idx integer)
     WHERE NOT EXISTS (SELECT 1 FROM dir_member_removals x
-                      WHERE x.tenant_id = $3 AND x.group_id = $4 AND x.member_id = m.id
-                        AND (x.v_run_seq, x.v_page, x.v_idx) > ($1::bigint, $2::integer, m.idx))
+                      WHERE x.tenant_id = $1 AND x.group_id = $3 AND x.member_id = m.id
+                        AND (x.v_run_seq, x.v_page, x.v_idx) > ($4::bigint, $5::integer, m.idx))
     ORDER BY m.id
     ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
     SET member_type = EXCLUDED.member_type,
@@ -409,18 +409,24 @@ WITH up AS (
     WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx)
     RETURNING d.member_id, d.changed_run_seq, d.changed_page
 )
-SELECT up.member_id::text AS member_id
+INSERT INTO sync_run_drift (tenant_id, run_id, kind, group_id, object_id)
+SELECT $1, $2, 'member', $3, up.member_id
 FROM up
-WHERE up.changed_run_seq = $1::bigint AND up.changed_page = $2::integer
+WHERE up.changed_run_seq = $4::bigint AND up.changed_page = $5::integer
+  AND $6::boolean
+  AND EXISTS (SELECT 1 FROM tenant_delta_links l WHERE l.tenant_id = $1)
 ORDER BY up.member_id
+ON CONFLICT DO NOTHING
 `
 
 type UpsertMembersParams struct {
-	RunSeq   int64
-	Page     int32
-	TenantID string
-	GroupID  string
-	Rows     []byte
+	TenantID  string
+	RunID     string
+	GroupID   string
+	RunSeq    int64
+	Page      int32
+	NoteDrift bool
+	Rows      []byte
 }
 
 // As UpsertUsers: every newer entry advances the version, so that a
@@ -428,38 +434,27 @@ type UpsertMembersParams struct {
 // entry older than a delta page's removal of the edge
 // (dir_member_removals) does not bring it back.
 //
-// It returns the members whose edge this page added or whose type it
-// changed (migration 00020): the next plan finds them by changed_run_seq,
-// and a full run notes them as drift. The ON CONFLICT arbiter looks each
+// The edges this page adds or retypes carry the page (migration 00020):
+// the next plan finds them by changed_run_seq, and when @note_drift (a
+// full run's page) they are noted as drift candidates, as NoteUsersDrift
+// notes users, in the same statement (the upsert in WITH runs to the end
+// whether or not anything is noted). The ON CONFLICT arbiter looks each
 // entry up by its full key, whatever plan Postgres picks; a separate
 // comparison of the page with the group's edges once let a cached
 // generic plan scan the group's whole edge list for each page and filter
 // it against every entry (up to 700 ms for one page of a group of
 // 13,000).
-func (q *Queries) UpsertMembers(ctx context.Context, arg UpsertMembersParams) ([]string, error) {
-	rows, err := q.db.Query(ctx, upsertMembers,
+func (q *Queries) UpsertMembers(ctx context.Context, arg UpsertMembersParams) error {
+	_, err := q.db.Exec(ctx, upsertMembers,
+		arg.TenantID,
+		arg.RunID,
+		arg.GroupID,
 		arg.RunSeq,
 		arg.Page,
-		arg.TenantID,
-		arg.GroupID,
+		arg.NoteDrift,
 		arg.Rows,
 	)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []string
-	for rows.Next() {
-		var member_id string
-		if err := rows.Scan(&member_id); err != nil {
-			return nil, err
-		}
-		items = append(items, member_id)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
+	return err
 }
 
 const upsertUsers = `-- name: UpsertUsers :exec

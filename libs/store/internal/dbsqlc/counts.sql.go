@@ -64,7 +64,7 @@ type RefreshEntraMemberCountsParams struct {
 // tenant's memberships were stale, else for the groups marked dirty, the
 // groups of the edges changed since the plan the app follows
 // (dir_changed_edges), and every group above them. Run before
-// ClearDirtyGroups. Disabled, orphaned and local groups keep theirs.
+// ClearMembershipChanges. Disabled, orphaned and local groups keep theirs.
 func (q *Queries) RefreshEntraMemberCounts(ctx context.Context, arg RefreshEntraMemberCountsParams) error {
 	_, err := q.db.Exec(ctx, refreshEntraMemberCounts, arg.At, arg.TenantID)
 	return err

@@ -63,33 +63,6 @@ func (q *Queries) NoteGroupsDrift(ctx context.Context, arg NoteGroupsDriftParams
 	return err
 }
 
-const noteMembersDrift = `-- name: NoteMembersDrift :exec
-INSERT INTO sync_run_drift (tenant_id, run_id, kind, group_id, object_id)
-SELECT $1, $2, 'member', $3, m.id
-FROM unnest($4::text[]) AS m(id)
-WHERE EXISTS (SELECT 1 FROM tenant_delta_links l WHERE l.tenant_id = $1)
-ON CONFLICT DO NOTHING
-`
-
-type NoteMembersDriftParams struct {
-	TenantID  string
-	RunID     string
-	GroupID   string
-	MemberIds []string
-}
-
-// @member_ids are the members whose edge the page added or retyped
-// (UpsertMembers returns them).
-func (q *Queries) NoteMembersDrift(ctx context.Context, arg NoteMembersDriftParams) error {
-	_, err := q.db.Exec(ctx, noteMembersDrift,
-		arg.TenantID,
-		arg.RunID,
-		arg.GroupID,
-		arg.MemberIds,
-	)
-	return err
-}
-
 const noteUsersDrift = `-- name: NoteUsersDrift :exec
 
 INSERT INTO sync_run_drift (tenant_id, run_id, kind, group_id, object_id)
@@ -178,6 +151,7 @@ func (q *Queries) RunDeltaPageIDs(ctx context.Context, arg RunDeltaPageIDsParams
 }
 
 const runDriftNotes = `-- name: RunDriftNotes :many
+
 SELECT kind, group_id, object_id FROM sync_run_drift
 WHERE tenant_id = $1 AND run_id = $2
 `
@@ -193,6 +167,7 @@ type RunDriftNotesRow struct {
 	ObjectID string
 }
 
+// A member page's new or retyped edges are noted by UpsertMembers itself.
 func (q *Queries) RunDriftNotes(ctx context.Context, arg RunDriftNotesParams) ([]RunDriftNotesRow, error) {
 	rows, err := q.db.Query(ctx, runDriftNotes, arg.TenantID, arg.RunID)
 	if err != nil {

@@ -324,7 +324,7 @@ func (q *Queries) ApplyUpdateUser(ctx context.Context, arg ApplyUpdateUserParams
 	return err
 }
 
-const clearDirtyGroups = `-- name: ClearDirtyGroups :exec
+const clearMembershipChanges = `-- name: ClearMembershipChanges :exec
 WITH cleared AS (
     DELETE FROM dir_dirty_groups WHERE tenant_id = $2 AND run_seq <= $1
 ),
@@ -336,7 +336,7 @@ SET memberships_stale = false, memberships_run_seq = greatest(memberships_run_se
 WHERE id = $2 AND (memberships_stale OR memberships_run_seq < $1)
 `
 
-type ClearDirtyGroupsParams struct {
+type ClearMembershipChangesParams struct {
 	RunSeq   int64
 	TenantID string
 }
@@ -344,8 +344,8 @@ type ClearDirtyGroupsParams struct {
 // The plan of run @run_seq is applied: the app's memberships follow the
 // marks and edge changes up to it, and everything when the tenant's were
 // stale.
-func (q *Queries) ClearDirtyGroups(ctx context.Context, arg ClearDirtyGroupsParams) error {
-	_, err := q.db.Exec(ctx, clearDirtyGroups, arg.RunSeq, arg.TenantID)
+func (q *Queries) ClearMembershipChanges(ctx context.Context, arg ClearMembershipChangesParams) error {
+	_, err := q.db.Exec(ctx, clearMembershipChanges, arg.RunSeq, arg.TenantID)
 	return err
 }
 
