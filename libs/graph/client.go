@@ -350,8 +350,7 @@ func pagesFrom[R collection[T], T, O any](ctx context.Context, c *Client, what, 
 				yield(nil, fmt.Errorf("graph: list %s, page %d: %w", what, page, err))
 				return
 			}
-			xctx, x := withExchange(ctx)
-			resp, err := get(xctx, next)
+			resp, x, err := exchangeOnce(ctx, next, get)
 			if err != nil {
 				if ctx.Err() != nil {
 					// Whatever the SDK made of it, the caller gave up.

@@ -254,8 +254,7 @@ func deltaPages[R deltaResponse[T], T, P any](ctx context.Context, c *Client, wh
 				fail(page, err)
 				return
 			}
-			xctx, x := withExchange(ctx)
-			resp, err := get(xctx, next)
+			resp, x, err := exchangeOnce(ctx, next, get)
 			if err != nil {
 				if ctx.Err() != nil {
 					fail(page, ctx.Err())

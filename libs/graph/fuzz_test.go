@@ -417,6 +417,7 @@ func FuzzDecodeDeltaPage(f *testing.F) {
 	f.Add(http.StatusOK, []byte(`{"value":[],"@odata.nextLink":"https://graph.microsoft.com/v1.0/users/delta?$skiptoken=b","@odata.deltaLink":"https://graph.microsoft.com/v1.0/users/delta?$deltatoken=a"}`))
 	f.Add(http.StatusGone, []byte(`{"error":{"code":"resyncRequired","message":"Resync required."}}`))
 	f.Add(http.StatusBadRequest, []byte(`{"error":{"code":"syncStateNotFound","message":"The sync state generation is not found."}}`))
+	f.Add(http.StatusOK, []byte(`null`)) // the SDK panicked on it (exchangeOnce)
 
 	p := newDeltaPageServer(f)
 	f.Fuzz(func(t *testing.T, status int, body []byte) {

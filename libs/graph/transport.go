@@ -47,6 +47,25 @@ func withExchange(ctx context.Context) (context.Context, *exchange) {
 	return context.WithValue(ctx, exchangeKey{}, x), x
 }
 
+// exchangeOnce makes one SDK request (get, from the nextLink next) with
+// its exchange recorded. The SDK panics on a few answers that are valid
+// JSON but not an object (a body of null leaves kiota's parse node nil);
+// the panic becomes an error, which translate classifies by the answer's
+// status like any other body the SDK could not read (a 2xx one is
+// ErrMalformed).
+func exchangeOnce[R any](ctx context.Context, next string,
+	get func(ctx context.Context, next string) (R, error)) (resp R, x *exchange, err error) {
+	xctx, x := withExchange(ctx)
+	defer func() {
+		if p := recover(); p != nil {
+			var zero R
+			resp, err = zero, fmt.Errorf("the SDK failed on Graph's answer: %v", p)
+		}
+	}()
+	resp, err = get(xctx, next)
+	return resp, x, err
+}
+
 // retrier is the only retry loop between entrasync and Graph. It sits under
 // the SDK's middleware (which no longer contains kiota's RetryHandler), so
 // every attempt carries the same Authorization header and is counted here.
