@@ -11,8 +11,6 @@ import (
 	"time"
 
 	abs "github.com/microsoft/kiota-abstractions-go"
-	absser "github.com/microsoft/kiota-abstractions-go/serialization"
-	"github.com/microsoftgraph/msgraph-sdk-go/models"
 	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
 )
 
@@ -35,8 +33,8 @@ const MaxBatch = 20
 // batch as the sum of its requests). msgraph-sdk-go-core's BatchRequest
 // is not used: it gives an item's error without its status unless an
 // error factory is registered globally, and re-encodes item bodies
-// through map[string]any; here an item's body is parsed once, by the
-// same SDK models and conversion as a page read on its own.
+// through map[string]any; here an item's body is decoded once, as a
+// page read on its own is (wire.go).
 
 // MembersBatch reads the first page of the direct member lists of
 // groupIDs in JSON batches of up to MaxBatch requests, and returns each
@@ -58,12 +56,11 @@ const MaxBatch = 20
 // attempts, or a batch answer that cannot be read); then no list was
 // read.
 func (c *Client) MembersBatch(ctx context.Context, groupIDs []string) ([]iter.Seq2[[]Member, error], error) {
-	return listsBatch(ctx, c, groupIDs, batchList[models.DirectoryObjectCollectionResponseable, models.DirectoryObjectable, Member]{
+	return listsBatch(ctx, c, groupIDs, batchList[wireMember, Member]{
 		what: membersWhat,
 		request: func(ctx context.Context, gid string) (*abs.RequestInformation, error) {
 			return c.sdk.Groups().ByGroupId(gid).Members().ToGetRequestInformation(ctx, c.membersConfig())
 		},
-		parse:   models.CreateDirectoryObjectCollectionResponseFromDiscriminatorValue,
 		get:     c.membersGet,
 		convert: toMember,
 	})
@@ -74,13 +71,12 @@ func (c *Client) MembersBatch(ctx context.Context, groupIDs []string) ([]iter.Se
 // batches (each item with the advanced query's header), the rest of each
 // list from its nextLink, as TransitiveUsers would.
 func (c *Client) TransitiveUsersBatch(ctx context.Context, groupIDs []string) ([]iter.Seq2[[]User, error], error) {
-	return listsBatch(ctx, c, groupIDs, batchList[models.UserCollectionResponseable, models.Userable, User]{
+	return listsBatch(ctx, c, groupIDs, batchList[wireUser, User]{
 		what: transitiveWhat,
 		request: func(ctx context.Context, gid string) (*abs.RequestInformation, error) {
 			return c.sdk.Groups().ByGroupId(gid).TransitiveMembers().GraphUser().ToGetRequestInformation(ctx,
 				c.transitiveConfig())
 		},
-		parse:   models.CreateUserCollectionResponseFromDiscriminatorValue,
 		get:     c.transitiveGet,
 		convert: toUser,
 	})
@@ -89,16 +85,15 @@ func (c *Client) TransitiveUsersBatch(ctx context.Context, groupIDs []string) ([
 // batchList is a kind of per-group list a JSON batch reads the first
 // pages of: how to name it, its first request, how to parse and convert
 // a page, and how to read its later pages.
-type batchList[R collection[T], T, O any] struct {
+type batchList[T, O any] struct {
 	what    func(groupID string) string
 	request func(ctx context.Context, groupID string) (*abs.RequestInformation, error)
-	parse   absser.ParsableFactory
-	get     func(groupID string) func(ctx context.Context, next string) (R, error)
-	convert func(T) (O, error)
+	get     func(groupID string) func(ctx context.Context, next string) ([]byte, error)
+	convert func(*T) (O, error)
 }
 
 // listsBatch reads groupIDs' lists of kind l as MembersBatch says.
-func listsBatch[R collection[T], T, O any](ctx context.Context, c *Client, groupIDs []string, l batchList[R, T, O],
+func listsBatch[T, O any](ctx context.Context, c *Client, groupIDs []string, l batchList[T, O],
 ) ([]iter.Seq2[[]O, error], error) {
 	type item struct {
 		i        int // index in groupIDs
@@ -235,23 +230,14 @@ func (c *Client) batchItem(ctx context.Context, what string,
 }
 
 // afterBatch is a list whose first page is a's answer.
-func afterBatch[R collection[T], T, O any](ctx context.Context, c *Client, groupID string, a batchAnswer,
-	l batchList[R, T, O],
+func afterBatch[T, O any](ctx context.Context, c *Client, groupID string, a batchAnswer,
+	l batchList[T, O],
 ) iter.Seq2[[]O, error] {
 	what := l.what(groupID)
 	if a.Status < 200 || a.Status > 299 {
 		return failed[[]O](fmt.Errorf("graph: list %s, page 0: %w", what, a.graphError(c.cfg.Clock())))
 	}
-	node, err := absser.DefaultParseNodeFactoryInstance.GetRootParseNode("application/json", a.Body)
-	if err != nil {
-		return failed[[]O](fmt.Errorf("graph: list %s, page 0: %w: HTTP %d: %v", what, ErrMalformed, a.Status, err))
-	}
-	v, err := node.GetObjectValue(l.parse)
-	resp, ok := v.(R)
-	if err != nil || !ok || isNil(resp) {
-		return failed[[]O](fmt.Errorf("graph: list %s, page 0: %w: HTTP %d: body is not a list (%v)", what, ErrMalformed, a.Status, err))
-	}
-	first, nl, err := pageOf(c, what, 0, resp, l.convert)
+	first, nl, err := pageOf(c, what, 0, a.Body, a.Status, l.convert)
 	if err != nil {
 		return failed[[]O](err)
 	}

@@ -7,7 +7,6 @@ import (
 	"iter"
 	"net/http"
 	"net/url"
-	"reflect"
 	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -21,7 +20,6 @@ import (
 	msgraph "github.com/microsoftgraph/msgraph-sdk-go"
 	core "github.com/microsoftgraph/msgraph-sdk-go-core"
 	"github.com/microsoftgraph/msgraph-sdk-go/groups"
-	"github.com/microsoftgraph/msgraph-sdk-go/models"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 	"github.com/rs/zerolog"
 )
@@ -128,17 +126,22 @@ func New(cfg Config, creds Credentials) (*Client, error) {
 // serviceClient is msgraph.NewGraphServiceClient without its writes to
 // package globals after the first call.
 func serviceClient(adapter abs.RequestAdapter, baseURL string) *msgraph.GraphServiceClient {
+	registerSDKGlobals()
+	return &msgraph.GraphServiceClient{GraphBaseServiceClient: msgraph.GraphBaseServiceClient{
+		BaseRequestBuilder: *abs.NewBaseRequestBuilder(adapter, "{+baseurl}", map[string]string{"baseurl": baseURL}),
+	}}
+}
+
+// registerSDKGlobals registers the SDK's JSON/text/form (de)serializers
+// and wraps them in the backing store, process-wide, once.
+func registerSDKGlobals() {
 	sdkGlobals.Do(func() {
-		// Registers the JSON/text/form (de)serializers and wraps them in the
-		// backing store, process-wide. The adapter it is given is thrown away.
+		// The adapter msgraph.NewGraphServiceClient is given is thrown away.
 		throwaway, err := msgraph.NewGraphRequestAdapter(&absauth.AnonymousAuthenticationProvider{})
 		if err == nil {
 			msgraph.NewGraphServiceClient(throwaway)
 		}
 	})
-	return &msgraph.GraphServiceClient{GraphBaseServiceClient: msgraph.GraphBaseServiceClient{
-		BaseRequestBuilder: *abs.NewBaseRequestBuilder(adapter, "{+baseurl}", map[string]string{"baseurl": baseURL}),
-	}}
 }
 
 // middleware is the SDK's default pipeline minus kiota's RetryHandler: it
@@ -190,11 +193,11 @@ func (c *Client) Users(ctx context.Context, filter string) iter.Seq2[[]User, err
 		c.log.Debug().Str("filter", filter).Bool("advanced", headers != nil).Msg("graph: listing users with a filter")
 	}
 	seq := pages(ctx, c, "users",
-		func(ctx context.Context, next string) (models.UserCollectionResponseable, error) {
+		func(ctx context.Context, next string) ([]byte, error) {
 			if next != "" {
-				return rb.WithUrl(next).Get(ctx, &users.UsersRequestBuilderGetRequestConfiguration{Headers: headers})
+				return c.sendRaw(ctx)(rb.WithUrl(next).ToGetRequestInformation(ctx, &users.UsersRequestBuilderGetRequestConfiguration{Headers: headers}))
 			}
-			return rb.Get(ctx, &users.UsersRequestBuilderGetRequestConfiguration{Headers: headers, QueryParameters: params})
+			return c.sendRaw(ctx)(rb.ToGetRequestInformation(ctx, &users.UsersRequestBuilderGetRequestConfiguration{Headers: headers, QueryParameters: params}))
 		}, toUser)
 	if filter == "" {
 		return seq
@@ -229,13 +232,13 @@ func (c *Client) Groups(ctx context.Context) iter.Seq2[[]Group, error] {
 	top := int32(c.cfg.PageSize)
 	rb := c.sdk.Groups()
 	return pages(ctx, c, "groups",
-		func(ctx context.Context, next string) (models.GroupCollectionResponseable, error) {
+		func(ctx context.Context, next string) ([]byte, error) {
 			if next != "" {
-				return rb.WithUrl(next).Get(ctx, nil)
+				return c.sendRaw(ctx)(rb.WithUrl(next).ToGetRequestInformation(ctx, nil))
 			}
-			return rb.Get(ctx, &groups.GroupsRequestBuilderGetRequestConfiguration{
+			return c.sendRaw(ctx)(rb.ToGetRequestInformation(ctx, &groups.GroupsRequestBuilderGetRequestConfiguration{
 				QueryParameters: &groups.GroupsRequestBuilderGetQueryParameters{Select: groupSelect, Top: &top},
-			})
+			}))
 		}, toGroup)
 }
 
@@ -253,13 +256,13 @@ func membersWhat(groupID string) string { return "members of group " + groupID }
 
 // membersGet reads one page of a group's direct members: the first, with
 // entrasync's query options, or the one a nextLink names.
-func (c *Client) membersGet(groupID string) func(ctx context.Context, next string) (models.DirectoryObjectCollectionResponseable, error) {
+func (c *Client) membersGet(groupID string) func(ctx context.Context, next string) ([]byte, error) {
 	rb := c.sdk.Groups().ByGroupId(groupID).Members()
-	return func(ctx context.Context, next string) (models.DirectoryObjectCollectionResponseable, error) {
+	return func(ctx context.Context, next string) ([]byte, error) {
 		if next != "" {
-			return rb.WithUrl(next).Get(ctx, nil)
+			return c.sendRaw(ctx)(rb.WithUrl(next).ToGetRequestInformation(ctx, nil))
 		}
-		return rb.Get(ctx, c.membersConfig())
+		return c.sendRaw(ctx)(rb.ToGetRequestInformation(ctx, c.membersConfig()))
 	}
 }
 
@@ -291,14 +294,14 @@ func transitiveWhat(groupID string) string { return "transitive users of group "
 
 // transitiveGet reads one page of a group's transitive users: the first,
 // with entrasync's query options, or the one a nextLink names.
-func (c *Client) transitiveGet(groupID string) func(ctx context.Context, next string) (models.UserCollectionResponseable, error) {
+func (c *Client) transitiveGet(groupID string) func(ctx context.Context, next string) ([]byte, error) {
 	rb := c.sdk.Groups().ByGroupId(groupID).TransitiveMembers().GraphUser()
-	return func(ctx context.Context, next string) (models.UserCollectionResponseable, error) {
+	return func(ctx context.Context, next string) ([]byte, error) {
 		if next != "" {
-			return rb.WithUrl(next).Get(ctx, &groups.ItemTransitiveMembersGraphUserRequestBuilderGetRequestConfiguration{
-				Headers: advancedQueryHeaders()})
+			return c.sendRaw(ctx)(rb.WithUrl(next).ToGetRequestInformation(ctx, &groups.ItemTransitiveMembersGraphUserRequestBuilderGetRequestConfiguration{
+				Headers: advancedQueryHeaders()}))
 		}
-		return rb.Get(ctx, c.transitiveConfig())
+		return c.sendRaw(ctx)(rb.ToGetRequestInformation(ctx, c.transitiveConfig()))
 	}
 }
 
@@ -321,19 +324,13 @@ func advancedQueryHeaders() *abs.RequestHeaders {
 	return h
 }
 
-// collection is what every Graph collection response of the SDK offers.
-type collection[T any] interface {
-	GetValue() []T
-	GetOdataNextLink() *string
-}
-
 // pages follows @odata.nextLink page by page, converting each page as it
 // comes, so memory holds one page. The SDK's PageIterator is not used: it
 // yields items, not pages, and maps errors on later pages only through a
-// global registry; fetching each page through the generated request
-// builder gives every page the same typed errors.
-func pages[R collection[T], T, O any](ctx context.Context, c *Client, what string,
-	get func(ctx context.Context, next string) (R, error), convert func(T) (O, error),
+// global registry; every page here goes through the generated request
+// builder and the adapter's error mapping alike.
+func pages[T, O any](ctx context.Context, c *Client, what string,
+	get func(ctx context.Context, next string) ([]byte, error), convert func(*T) (O, error),
 ) iter.Seq2[[]O, error] {
 	return pagesFrom(ctx, c, what, "", 0, get, convert)
 }
@@ -341,8 +338,8 @@ func pages[R collection[T], T, O any](ctx context.Context, c *Client, what strin
 // pagesFrom is pages starting at page number page, read from the nextLink
 // next ("" for the first page): a listing whose first page came another
 // way (a $batch) goes on from its nextLink.
-func pagesFrom[R collection[T], T, O any](ctx context.Context, c *Client, what, next string, page int,
-	get func(ctx context.Context, next string) (R, error), convert func(T) (O, error),
+func pagesFrom[T, O any](ctx context.Context, c *Client, what, next string, page int,
+	get func(ctx context.Context, next string) ([]byte, error), convert func(*T) (O, error),
 ) iter.Seq2[[]O, error] {
 	return func(yield func([]O, error) bool) {
 		for ; ; page++ {
@@ -350,7 +347,7 @@ func pagesFrom[R collection[T], T, O any](ctx context.Context, c *Client, what, 
 				yield(nil, fmt.Errorf("graph: list %s, page %d: %w", what, page, err))
 				return
 			}
-			resp, x, err := exchangeOnce(ctx, next, get)
+			body, x, err := exchangeOnce(ctx, next, get)
 			if err != nil {
 				if ctx.Err() != nil {
 					// Whatever the SDK made of it, the caller gave up.
@@ -360,11 +357,11 @@ func pagesFrom[R collection[T], T, O any](ctx context.Context, c *Client, what, 
 				yield(nil, fmt.Errorf("graph: list %s, page %d: %w", what, page, translate(err, x)))
 				return
 			}
-			if any(resp) == nil {
+			if body == nil {
 				yield(nil, fmt.Errorf("graph: list %s, page %d: %w: empty body (HTTP %d)", what, page, ErrMalformed, x.status))
 				return
 			}
-			out, nl, err := pageOf(c, what, page, resp, convert)
+			out, nl, err := pageOf(c, what, page, body, x.status, convert)
 			if err != nil {
 				yield(nil, err)
 				return
@@ -388,17 +385,16 @@ func pagesFrom[R collection[T], T, O any](ctx context.Context, c *Client, what, 
 	}
 }
 
-// pageOf converts one page of a listing and returns its nextLink ("" on
-// the last page).
-func pageOf[R collection[T], T, O any](c *Client, what string, page int, resp R, convert func(T) (O, error)) ([]O, string, error) {
-	items := resp.GetValue()
-	if items == nil {
-		return nil, "", fmt.Errorf("graph: list %s, page %d: %w: no value array", what, page, ErrMalformed)
+// pageOf decodes and converts one page of a listing (an answer of HTTP
+// status) and returns its nextLink ("" on the last page).
+func pageOf[T, O any](c *Client, what string, page int, body []byte, status int, convert func(*T) (O, error)) ([]O, string, error) {
+	p, err := decodePage[T](body, status)
+	if err != nil {
+		return nil, "", fmt.Errorf("graph: list %s, page %d: %w", what, page, err)
 	}
-	out := make([]O, 0, len(items))
-	for i, it := range items {
-		if isNil(it) {
-			// "value": [null] decodes to a nil object.
+	out := make([]O, 0, len(p.Value))
+	for i, it := range p.Value {
+		if it == nil {
 			return nil, "", fmt.Errorf("graph: list %s, page %d, item %d: %w: null object", what, page, i, ErrMalformed)
 		}
 		o, err := convert(it)
@@ -407,7 +403,7 @@ func pageOf[R collection[T], T, O any](c *Client, what string, page int, resp R,
 		}
 		out = append(out, o)
 	}
-	nl := deref(resp.GetOdataNextLink())
+	nl := deref(p.NextLink)
 	c.log.Debug().Str("list", what).Int("page", page).Int("items", len(out)).Bool("more", nl != "").Msg("graph: page read")
 	return out, nl, nil
 }
@@ -421,76 +417,9 @@ func checkNextLink(what string, page int, nl string) error {
 	return nil
 }
 
-// isNil reports whether v is nil, as an interface or as a nil pointer
-// inside one.
-func isNil(v any) bool {
-	if v == nil {
-		return true
-	}
-	r := reflect.ValueOf(v)
-	return r.Kind() == reflect.Pointer && r.IsNil()
-}
-
 func failed[T any](err error) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
 		var zero T
 		yield(zero, err)
 	}
-}
-
-func toUser(u models.Userable) (User, error) {
-	id := deref(u.GetId())
-	if id == "" {
-		return User{}, fmt.Errorf("%w: user without id", ErrMalformed)
-	}
-	enabled := u.GetAccountEnabled()
-	if enabled == nil {
-		// A missing accountEnabled must not read as "disabled": that would
-		// take every user's seat away.
-		return User{}, fmt.Errorf("%w: user %s without accountEnabled", ErrMalformed, id)
-	}
-	return User{
-		ID:                id,
-		DisplayName:       deref(u.GetDisplayName()),
-		Mail:              deref(u.GetMail()),
-		UserPrincipalName: deref(u.GetUserPrincipalName()),
-		GivenName:         deref(u.GetGivenName()),
-		Surname:           deref(u.GetSurname()),
-		JobTitle:          deref(u.GetJobTitle()),
-		Department:        deref(u.GetDepartment()),
-		UserType:          deref(u.GetUserType()),
-		AccountEnabled:    *enabled,
-	}, nil
-}
-
-func toGroup(g models.Groupable) (Group, error) {
-	id := deref(g.GetId())
-	if id == "" {
-		return Group{}, fmt.Errorf("%w: group without id", ErrMalformed)
-	}
-	return Group{
-		ID:              id,
-		DisplayName:     deref(g.GetDisplayName()),
-		Description:     deref(g.GetDescription()),
-		Mail:            deref(g.GetMail()),
-		GroupTypes:      g.GetGroupTypes(),
-		SecurityEnabled: deref(g.GetSecurityEnabled()),
-		MailEnabled:     deref(g.GetMailEnabled()),
-		MembershipRule:  deref(g.GetMembershipRule()),
-		RenewedDateTime: g.GetRenewedDateTime(),
-	}, nil
-}
-
-func toMember(o models.DirectoryObjectable) (Member, error) {
-	id := deref(o.GetId())
-	if id == "" {
-		return Member{}, fmt.Errorf("%w: member without id", ErrMalformed)
-	}
-	m := Member{ID: id, Type: memberTypeOf(deref(o.GetOdataType()))}
-	// Every type a group can hold has a displayName; the SDK builds the
-	// derived model from @odata.type.
-	if named, ok := o.(interface{ GetDisplayName() *string }); ok {
-		m.DisplayName = deref(named.GetDisplayName())
-	}
-	return m, nil
 }

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/microsoftgraph/msgraph-sdk-go/groups"
-	"github.com/microsoftgraph/msgraph-sdk-go/models"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 )
 
@@ -35,13 +34,12 @@ import (
 // accountEnabled is always set on a user; a changed user without it is
 // ErrMalformed, as in a listing, rather than read as disabled.
 //
-// The SDK puts what it has no field for in the model's additional data:
-// "@removed" as a map with a *string "reason", "members@delta" as a list
-// of maps with *string "@odata.type", "id", "displayName" and an
-// "@removed" map. Those are read here with type checks; anything of
-// another shape is ErrMalformed, never a panic. The SDK drops properties
-// whose value is null, so "@removed": null and "members@delta": null read
-// as absent (not removed, no member changes).
+// "@removed" (an object with an optional string "reason") and
+// "members@delta" (an array of objects with "@odata.type", "id",
+// "displayName" and their own "@removed") are decoded with the object
+// (wire.go); anything of another shape is ErrMalformed. A null
+// "@removed" or "members@delta" reads as absent (not removed, no member
+// changes).
 
 // DeltaResource names a collection that delta queries track.
 type DeltaResource string
@@ -145,13 +143,13 @@ var deltaGroupSelect = append(append([]string(nil), groupSelect...), "members")
 // is Graph's to judge; the client only reports it.
 func (c *Client) UsersDelta(ctx context.Context, link string) iter.Seq2[UsersDeltaPage, error] {
 	rb := c.sdk.Users().Delta()
-	get := func(ctx context.Context, next string) (users.DeltaGetResponseable, error) {
+	get := func(ctx context.Context, next string) ([]byte, error) {
 		if next != "" {
-			return rb.WithUrl(next).GetAsDeltaGetResponse(ctx, nil)
+			return c.sendRaw(ctx)(rb.WithUrl(next).ToGetRequestInformation(ctx, nil))
 		}
-		return rb.GetAsDeltaGetResponse(ctx, &users.DeltaRequestBuilderGetRequestConfiguration{
+		return c.sendRaw(ctx)(rb.ToGetRequestInformation(ctx, &users.DeltaRequestBuilderGetRequestConfiguration{
 			QueryParameters: &users.DeltaRequestBuilderGetQueryParameters{Select: userSelect},
-		})
+		}))
 	}
 	return deltaPages(ctx, c, "users delta", link, get, userDeltaPage)
 }
@@ -161,13 +159,13 @@ func (c *Client) UsersDelta(ctx context.Context, link string) iter.Seq2[UsersDel
 // and members, so that each group comes with members@delta.
 func (c *Client) GroupsDelta(ctx context.Context, link string) iter.Seq2[GroupsDeltaPage, error] {
 	rb := c.sdk.Groups().Delta()
-	get := func(ctx context.Context, next string) (groups.DeltaGetResponseable, error) {
+	get := func(ctx context.Context, next string) ([]byte, error) {
 		if next != "" {
-			return rb.WithUrl(next).GetAsDeltaGetResponse(ctx, nil)
+			return c.sendRaw(ctx)(rb.WithUrl(next).ToGetRequestInformation(ctx, nil))
 		}
-		return rb.GetAsDeltaGetResponse(ctx, &groups.DeltaRequestBuilderGetRequestConfiguration{
+		return c.sendRaw(ctx)(rb.ToGetRequestInformation(ctx, &groups.DeltaRequestBuilderGetRequestConfiguration{
 			QueryParameters: &groups.DeltaRequestBuilderGetQueryParameters{Select: deltaGroupSelect},
-		})
+		}))
 	}
 	return deltaPages(ctx, c, "groups delta", link, get, groupDeltaPage)
 }
@@ -225,17 +223,10 @@ func latest[P any](seq iter.Seq2[P, error], read func(P) (objects int, deltaLink
 	return "", fmt.Errorf("%w: no deltaLink", ErrMalformed)
 }
 
-// deltaResponse is what the SDK's delta responses offer.
-type deltaResponse[T any] interface {
-	GetValue() []T
-	GetOdataNextLink() *string
-	GetOdataDeltaLink() *string
-}
-
 // deltaPages follows one delta round from link ("" for a first request),
 // converting each page as it comes.
-func deltaPages[R deltaResponse[T], T, P any](ctx context.Context, c *Client, what, link string,
-	get func(ctx context.Context, next string) (R, error), convert func([]T) (P, error),
+func deltaPages[T, P any](ctx context.Context, c *Client, what, link string,
+	get func(ctx context.Context, next string) ([]byte, error), convert func([]*T) (P, error),
 ) iter.Seq2[P, error] {
 	return func(yield func(P, error) bool) {
 		var zero P
@@ -254,7 +245,7 @@ func deltaPages[R deltaResponse[T], T, P any](ctx context.Context, c *Client, wh
 				fail(page, err)
 				return
 			}
-			resp, x, err := exchangeOnce(ctx, next, get)
+			body, x, err := exchangeOnce(ctx, next, get)
 			if err != nil {
 				if ctx.Err() != nil {
 					fail(page, ctx.Err())
@@ -263,17 +254,18 @@ func deltaPages[R deltaResponse[T], T, P any](ctx context.Context, c *Client, wh
 				fail(page, asResync(translate(err, x), x))
 				return
 			}
-			if isNil(resp) {
+			if body == nil {
 				fail(page, fmt.Errorf("%w: empty body (HTTP %d)", ErrMalformed, x.status))
 				return
 			}
-			items := resp.GetValue()
-			if items == nil {
-				fail(page, fmt.Errorf("%w: no value array", ErrMalformed))
+			resp, err := decodePage[T](body, x.status)
+			if err != nil {
+				fail(page, err)
 				return
 			}
+			items := resp.Value
 			for i, it := range items {
-				if isNil(it) {
+				if it == nil {
 					fail(page, fmt.Errorf("%w: item %d is null", ErrMalformed, i))
 					return
 				}
@@ -283,7 +275,7 @@ func deltaPages[R deltaResponse[T], T, P any](ctx context.Context, c *Client, wh
 				fail(page, err)
 				return
 			}
-			nl, dl := deref(resp.GetOdataNextLink()), deref(resp.GetOdataDeltaLink())
+			nl, dl := deref(resp.NextLink), deref(resp.DeltaLink)
 			switch {
 			case nl != "" && dl != "":
 				fail(page, fmt.Errorf("%w: both a nextLink and a deltaLink", ErrMalformed))
@@ -341,7 +333,7 @@ func setDeltaLink(p any, link string) {
 
 // userDeltaPage converts a page of users: removed ones by their
 // "@removed", the others as a listing converts them.
-func userDeltaPage(items []models.Userable) (UsersDeltaPage, error) {
+func userDeltaPage(items []*wireUser) (UsersDeltaPage, error) {
 	type entry struct {
 		user    *User
 		removal *Removal
@@ -349,17 +341,14 @@ func userDeltaPage(items []models.Userable) (UsersDeltaPage, error) {
 	var order []string
 	last := map[string]entry{}
 	for i, u := range items {
-		rem, removed, err := removalOf(u.GetAdditionalData())
-		if err != nil {
-			return UsersDeltaPage{}, fmt.Errorf("item %d: %w", i, err)
-		}
+		id := deref(u.ID)
 		var e entry
-		if removed {
-			id := deref(u.GetId())
+		if u.Removed != nil {
 			if id == "" {
 				return UsersDeltaPage{}, fmt.Errorf("item %d: %w: removed user without id", i, ErrMalformed)
 			}
-			e.removal = &Removal{ID: id, Reason: rem}
+			r := u.Removed.removal(id)
+			e.removal = &r
 		} else {
 			user, err := toUser(u)
 			if err != nil {
@@ -367,7 +356,6 @@ func userDeltaPage(items []models.Userable) (UsersDeltaPage, error) {
 			}
 			e.user = &user
 		}
-		id := deref(u.GetId())
 		if _, seen := last[id]; !seen {
 			order = append(order, id)
 		}
@@ -389,7 +377,7 @@ func userDeltaPage(items []models.Userable) (UsersDeltaPage, error) {
 // the page holds: properties from the last copy, member changes from all
 // copies since the group was last reported removed on the page, the
 // later entry for a member winning.
-func groupDeltaPage(items []models.Groupable) (GroupsDeltaPage, error) {
+func groupDeltaPage(items []*wireGroup) (GroupsDeltaPage, error) {
 	type entry struct {
 		group   *Group
 		removal *Removal
@@ -399,27 +387,23 @@ func groupDeltaPage(items []models.Groupable) (GroupsDeltaPage, error) {
 	var order []string
 	last := map[string]*entry{}
 	for i, g := range items {
-		ad := g.GetAdditionalData()
-		rem, removed, err := removalOf(ad)
-		if err != nil {
-			return GroupsDeltaPage{}, fmt.Errorf("item %d: %w", i, err)
-		}
-		id := deref(g.GetId())
+		id := deref(g.ID)
 		if id == "" {
 			return GroupsDeltaPage{}, fmt.Errorf("item %d: %w: group without id", i, ErrMalformed)
 		}
 		if _, seen := last[id]; !seen {
 			order = append(order, id)
 		}
-		if removed {
-			last[id] = &entry{removal: &Removal{ID: id, Reason: rem}}
+		if g.Removed != nil {
+			r := g.Removed.removal(id)
+			last[id] = &entry{removal: &r}
 			continue
 		}
 		group, err := toGroup(g)
 		if err != nil {
 			return GroupsDeltaPage{}, fmt.Errorf("item %d: %w", i, err)
 		}
-		changes, err := membersDeltaOf(ad)
+		changes, err := membersDeltaOf(g.MembersDelta)
 		if err != nil {
 			return GroupsDeltaPage{}, fmt.Errorf("item %d (group %s): %w", i, id, err)
 		}
@@ -463,104 +447,19 @@ type memberChange struct {
 	removed bool
 }
 
-// removalOf reads an object's "@removed" annotation: removed says whether
-// it has one. It must be an object; its "reason", when present, a string.
-func removalOf(ad map[string]any) (reason RemovalReason, removed bool, err error) {
-	v, ok := ad["@removed"]
-	if !ok {
-		return "", false, nil
-	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		return "", false, fmt.Errorf("%w: @removed is %s, not an object", ErrMalformed, jsonKind(v))
-	}
-	r, ok := m["reason"]
-	if !ok || r == nil {
-		return "", true, nil
-	}
-	s, ok := rawString(r)
-	if !ok {
-		return "", false, fmt.Errorf("%w: @removed reason is %s, not a string", ErrMalformed, jsonKind(r))
-	}
-	return RemovalReason(s), true, nil
-}
-
-// membersDeltaOf reads a group's "members@delta": absent means no member
-// changes; otherwise an array of objects, each with a string id.
-func membersDeltaOf(ad map[string]any) ([]memberChange, error) {
-	v, ok := ad["members@delta"]
-	if !ok {
-		return nil, nil
-	}
-	list, ok := v.([]any)
-	if !ok {
-		return nil, fmt.Errorf("%w: members@delta is %s, not an array", ErrMalformed, jsonKind(v))
-	}
-	out := make([]memberChange, 0, len(list))
-	for i, it := range list {
-		m, ok := it.(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("%w: members@delta entry %d is %s, not an object", ErrMalformed, i, jsonKind(it))
+// membersDeltaOf reads a group's "members@delta": each entry needs an
+// id; one without @odata.type is of a type entrasync does not model.
+func membersDeltaOf(entries []*wireMember) ([]memberChange, error) {
+	out := make([]memberChange, 0, len(entries))
+	for i, m := range entries {
+		if m == nil {
+			return nil, fmt.Errorf("%w: members@delta entry %d is null", ErrMalformed, i)
 		}
-		id, ok := rawString(m["id"])
-		if !ok || id == "" {
-			return nil, fmt.Errorf("%w: members@delta entry %d without a string id", ErrMalformed, i)
-		}
-		ch := memberChange{Member: Member{ID: id, Type: MemberOther}}
-		if t, present := m["@odata.type"]; present && t != nil {
-			s, ok := rawString(t)
-			if !ok {
-				return nil, fmt.Errorf("%w: members@delta entry %d: @odata.type is %s, not a string", ErrMalformed, i, jsonKind(t))
-			}
-			ch.Type = memberTypeOf(s)
-		}
-		if n, ok := rawString(m["displayName"]); ok {
-			ch.DisplayName = n
-		}
-		_, removed, err := removalOf(m)
+		member, err := toMember(m)
 		if err != nil {
 			return nil, fmt.Errorf("members@delta entry %d: %w", i, err)
 		}
-		ch.removed = removed
-		out = append(out, ch)
+		out = append(out, memberChange{Member: member, removed: m.Removed != nil})
 	}
 	return out, nil
 }
-
-// rawString reads a string from the SDK's untyped additional data, where
-// JSON strings arrive as *string.
-func rawString(v any) (string, bool) {
-	switch s := v.(type) {
-	case *string:
-		if s == nil {
-			return "", false
-		}
-		return *s, true
-	case string:
-		return s, true
-	}
-	return "", false
-}
-
-// jsonKind names the JSON kind of an untyped value, for error messages.
-func jsonKind(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case map[string]any:
-		return "an object"
-	case []any:
-		return "an array"
-	case *string, string:
-		return "a string"
-	case *bool, bool:
-		return "a boolean"
-	}
-	return "a number"
-}
-
-// The SDK's delta responses fit deltaResponse.
-var (
-	_ deltaResponse[models.Userable]  = (users.DeltaGetResponseable)(nil)
-	_ deltaResponse[models.Groupable] = (groups.DeltaGetResponseable)(nil)
-)

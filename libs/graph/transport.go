@@ -49,10 +49,9 @@ func withExchange(ctx context.Context) (context.Context, *exchange) {
 
 // exchangeOnce makes one SDK request (get, from the nextLink next) with
 // its exchange recorded. The SDK panics on a few answers that are valid
-// JSON but not an object (a body of null leaves kiota's parse node nil);
-// the panic becomes an error, which translate classifies by the answer's
-// status like any other body the SDK could not read (a 2xx one is
-// ErrMalformed).
+// JSON but not an object (an error body of null leaves kiota's parse
+// node nil); the panic becomes an error, which translate classifies by
+// the answer's status like any other body the SDK could not read.
 func exchangeOnce[R any](ctx context.Context, next string,
 	get func(ctx context.Context, next string) (R, error)) (resp R, x *exchange, err error) {
 	xctx, x := withExchange(ctx)
