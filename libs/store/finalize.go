@@ -36,6 +36,11 @@ func (s *Store) TryFinalize(ctx context.Context, tenantID, runID string, at time
 		return false, translate(err, "finalize run "+runID)
 	}
 	log := ref.logger(s.log)
+	if analyzed, err := s.refreshStaleStats(ctx); err != nil {
+		return false, translate(err, "finalize run "+runID)
+	} else if len(analyzed) > 0 {
+		log.Debug().Strs("tables", analyzed).Msg("store: analyzed tables before finalizing")
+	}
 	var counts map[string]int64
 	done := false
 	err := s.inTx(ctx, "finalize run "+runID, func(q *dbsqlc.Queries) error {

@@ -46,7 +46,7 @@ func newBenchTenant(users, groups, stride int) benchTenant {
 // applyFull applies the tenant as a full run's pages (users 999 a page,
 // the groups, each group's member list) and returns the ref of its last
 // page.
-func (t benchTenant) applyFull(ctx context.Context, b *testing.B, st *store.Store, ref store.PageRef, at time.Time) store.PageRef {
+func (t benchTenant) applyFull(ctx context.Context, b testing.TB, st *store.Store, ref store.PageRef, at time.Time) store.PageRef {
 	for i := 0; i < len(t.users); i += 999 {
 		if err := st.ApplyUsersPage(ctx, ref, t.users[i:min(i+999, len(t.users))], at); err != nil {
 			b.Fatal(err)
@@ -68,7 +68,7 @@ func (t benchTenant) applyFull(ctx context.Context, b *testing.B, st *store.Stor
 
 // fetchedFullRun creates a full run of the tenant, applies the directory
 // as its pages and marks it fetched: the run waits for TryFinalize.
-func (t benchTenant) fetchedFullRun(ctx context.Context, b *testing.B, st *store.Store, tenantID string, at time.Time) store.Run {
+func (t benchTenant) fetchedFullRun(ctx context.Context, b testing.TB, st *store.Store, tenantID string, at time.Time) store.Run {
 	r, err := st.CreateRun(ctx, store.NewRun{TenantID: tenantID, Kind: store.KindFull, Trigger: store.TriggerManual})
 	if err != nil {
 		b.Fatal(err)

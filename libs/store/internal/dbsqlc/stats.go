@@ -1,0 +1,53 @@
+package dbsqlc
+
+// Written by hand: the statistics collector's views are not in sqlc's
+// catalog, and ANALYZE takes identifiers, not parameters.
+
+import (
+	"context"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TableChanges is what the statistics collector knows of a table.
+type TableChanges struct {
+	Table string
+	// ModifiedSinceAnalyze is the rows inserted, updated or deleted since
+	// the table was last analyzed.
+	ModifiedSinceAnalyze int64
+	LiveRows             int64
+}
+
+// TablesChanges reads the statistics collector's counts of tables (of the
+// current schema; a table it has no counts for yet is left out).
+func (q *Queries) TablesChanges(ctx context.Context, tables []string) ([]TableChanges, error) {
+	rows, err := q.db.Query(ctx, `SELECT relname::text, n_mod_since_analyze, n_live_tup
+FROM pg_stat_user_tables
+WHERE schemaname = current_schema() AND relname = ANY($1::text[])
+ORDER BY relname`, tables)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (TableChanges, error) {
+		var c TableChanges
+		err := r.Scan(&c.Table, &c.ModifiedSinceAnalyze, &c.LiveRows)
+		return c, err
+	})
+}
+
+// AnalyzeSkipLocked analyzes tables in one statement, outside any
+// transaction of the caller's, skipping a table another session is
+// analyzing (or otherwise holds in a conflicting lock) instead of
+// waiting for it.
+func (q *Queries) AnalyzeSkipLocked(ctx context.Context, tables ...string) error {
+	if len(tables) == 0 {
+		return nil
+	}
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = pgx.Identifier{t}.Sanitize()
+	}
+	_, err := q.db.Exec(ctx, "ANALYZE (SKIP_LOCKED) "+strings.Join(names, ", "))
+	return err
+}
