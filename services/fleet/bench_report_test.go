@@ -216,7 +216,7 @@ func tableWrites(b *testing.B, db *pgxpool.Pool) map[string]int64 {
 		return out
 	}
 	last, since := read(), time.Now()
-	devenv.WaitFor(b, 90*time.Second, "table write counts still for 11 s", func() bool {
+	devenv.WaitForEvery(b, 90*time.Second, time.Second, "table write counts still for 11 s", func() bool {
 		if now := read(); !mapsEqual(now, last) {
 			last, since = now, time.Now()
 		}
