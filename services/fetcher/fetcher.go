@@ -50,8 +50,9 @@ type Config struct {
 	// Concurrency is how many jobs this replica works on at once.
 	Concurrency int
 	// GroupConcurrency is how many groups' member lists one run reads at
-	// once. Users and groups are listed one page after another (each
-	// page's nextLink leads to the next); member lists are independent.
+	// once. The users and groups listings are each read one page after
+	// another (each page's nextLink leads to the next), the two side by
+	// side; member lists are independent.
 	GroupConcurrency int
 	// MemberBatch is how many groups' member lists one Graph JSON batch
 	// starts, 1..graph.MaxBatch (20, Graph's limit), default 20: their

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -400,10 +401,42 @@ func (r *runner) latestLinks(ctx context.Context) ([2]string, error) {
 }
 
 // enumerate publishes every user, group and group's direct member list.
+//
+// The users listing and the groups listing (then the member lists) are
+// read side by side. Each listing is a chain of pages, one nextLink
+// leading to the next, so read one after the other a run waited for
+// both chains; side by side it takes the longer of the two. The member
+// lists, many at once, keep the reconcilers busy while the users chain
+// waits on Graph. Pages may be applied in any order (the events
+// contract), and both listings share the run's window of events in
+// flight, so a tenant gets no more room on the bus for reading faster.
+//
+// The groups start once the users listing's first page is published: a
+// user filter Graph refuses fails the run before any page is out, and a
+// run's listing begins with its users, as when the listings ran one
+// after the other.
 func (r *runner) enumerate(ctx context.Context, filter string) error {
+	g, gctx := errgroup.WithContext(ctx)
+	usersAccepted := make(chan struct{})
+	g.Go(func() error { return r.listUsers(gctx, filter, usersAccepted) })
+	g.Go(func() error {
+		select {
+		case <-usersAccepted:
+		case <-gctx.Done():
+			return gctx.Err()
+		}
+		return r.listGroups(gctx)
+	})
+	return g.Wait()
+}
+
+// listUsers publishes every user that matches filter. It closes accepted
+// once the listing's first page is published.
+func (r *runner) listUsers(ctx context.Context, filter string, accepted chan<- struct{}) error {
+	first := true
 	for users, err := range r.client.Users(ctx, filter) {
 		if errors.Is(err, graph.ErrFilterRefused) {
-			// The run fails before any users page is out: a listing cut
+			// The run fails before any page is out: a listing cut
 			// short must not read as a tenant without those users.
 			return &runFailure{msg: refusedFilterMessage(filter, err), err: err}
 		}
@@ -416,7 +449,20 @@ func (r *runner) enumerate(ctx context.Context, filter string) error {
 		if err != nil {
 			return err
 		}
+		if first {
+			close(accepted)
+			first = false
+		}
 	}
+	if first { // a listing of no page at all: nothing to wait for
+		close(accepted)
+	}
+	return nil
+}
+
+// listGroups publishes every group, then every group's direct member
+// list.
+func (r *runner) listGroups(ctx context.Context) error {
 	// Group ids are all the run keeps beyond the pages in flight: the
 	// member lists are read after the group listing, in the contract's
 	// order, and a paused listing's nextLink could go stale meanwhile.
