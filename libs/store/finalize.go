@@ -38,7 +38,7 @@ func (s *Store) TryFinalize(ctx context.Context, tenantID, runID string, at time
 	log := ref.logger(s.log)
 	// Statistics only make plans faster: a failure to refresh them is
 	// worth a warning, not the run.
-	if analyzed, err := s.refreshStaleStats(ctx); err != nil {
+	if analyzed, err := s.refreshStaleStats(ctx, tenantID, runID); err != nil {
 		log.Warn().Err(err).Msg("store: could not refresh the planner's statistics before finalizing")
 	} else if len(analyzed) > 0 {
 		log.Debug().Strs("tables", analyzed).Msg("store: analyzed tables before finalizing")

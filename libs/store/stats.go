@@ -20,7 +20,10 @@ import (
 // their last analyze are analyzed, outside the finalization's transaction
 // (which would otherwise hold the analyze's lock, and with it every other
 // tenant's analyze, until it commits), skipping a table another session
-// is analyzing right then.
+// is analyzing right then. The run pays for that only when it made a fair
+// part of the changes itself: a 100-user tenant's run beside a large
+// tenant's sync does not wait for the tables the large one is filling,
+// whose own finalization analyzes them.
 
 // statsTables are the tables finalization reads whole tenants of.
 var statsTables = []string{
@@ -51,16 +54,27 @@ func statsStale(modified, live int64) bool {
 	return modified >= staleMinRows && modified*10 > live
 }
 
-// refreshStaleStats analyzes the tables of statsTables that statsStale
-// finds stale, and returns their names.
-func (s *Store) refreshStaleStats(ctx context.Context) ([]string, error) {
+// analyzeBeforeFinalizing is the rule for one table and the run being
+// finalized, whose pages mention runObjects objects: the table is stale,
+// and the run's objects are at least a tenth of the table's changes.
+func analyzeBeforeFinalizing(modified, live, runObjects int64) bool {
+	return statsStale(modified, live) && runObjects*10 >= modified
+}
+
+// refreshStaleStats analyzes the tables of statsTables that
+// analyzeBeforeFinalizing picks for the run, and returns their names.
+func (s *Store) refreshStaleStats(ctx context.Context, tenantID, runID string) ([]string, error) {
+	objects, err := s.q.RunPageObjects(ctx, tenantID, runID)
+	if err != nil {
+		return nil, fmt.Errorf("count the run's objects: %w", err)
+	}
 	changes, err := s.q.TablesChanges(ctx, statsTables)
 	if err != nil {
 		return nil, fmt.Errorf("read table statistics: %w", err)
 	}
 	var stale []string
 	for _, c := range changes {
-		if statsStale(c.ModifiedSinceAnalyze, c.LiveRows) {
+		if analyzeBeforeFinalizing(c.ModifiedSinceAnalyze, c.LiveRows, objects) {
 			stale = append(stale, c.Table)
 		}
 	}

@@ -20,3 +20,21 @@ func TestStatsStale(t *testing.T) {
 		}
 	}
 }
+
+func TestAnalyzeBeforeFinalizing(t *testing.T) {
+	for _, tc := range []struct {
+		name                    string
+		modified, live, objects int64
+		want                    bool
+	}{
+		{"a large run's own load", 310_000, 310_000, 310_530, true},
+		{"a small run beside a large tenant's load", 100_000, 400_000, 300, false},
+		{"a run that made a tenth of the changes", 20_000, 400_000, 2_000, true},
+		{"a large run, tables fresh", 100, 400_000, 310_530, false},
+	} {
+		if got := analyzeBeforeFinalizing(tc.modified, tc.live, tc.objects); got != tc.want {
+			t.Errorf("%s: analyzeBeforeFinalizing(modified %d, live %d, run objects %d) = %v, want %v",
+				tc.name, tc.modified, tc.live, tc.objects, got, tc.want)
+		}
+	}
+}

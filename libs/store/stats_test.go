@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -70,5 +71,41 @@ func TestFinalizeAnalyzesTablesTheRunLeftStale(t *testing.T) {
 	must(t, err)
 	if rs.Status != store.StatusSucceeded {
 		t.Fatalf("run %s, want succeeded", rs.Status)
+	}
+
+	// A small tenant's run beside a large tenant's load does not wait for
+	// an analyze of the tables the large one filled; the large one's
+	// finalization analyzes them.
+	lastAnalyze := func(table string) time.Time {
+		var at time.Time
+		must(t, conn.QueryRow(ctx, "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = $1", table).Scan(&at))
+		return at
+	}
+	before := lastAnalyze("dir_users")
+	tenant := func(n int, users int) store.Tenant {
+		tn, err := st.CreateTenant(ctx, store.NewTenant{Name: fmt.Sprint("Tenant ", n), EntraTenantID: uID(800_000 + n),
+			ClientID: "3b9d2f64-1c8e-4a7b-b5d0-6e2f8a9c4d11", ClientSecret: "s3cret value", Seats: users})
+		must(t, err)
+		return tn
+	}
+	large, small := tenant(1, 3000), tenant(2, 20)
+	largeRun := newBenchTenant(3000, 10, 40).fetchedFullRun(ctx, t, st, large.ID, at)
+	smallRun := newBenchTenant(20, 1, 1).fetchedFullRun(ctx, t, st, small.ID, at)
+	devenv.WaitFor(t, 30*time.Second, "both runs' writes counted by the statistics collector", func() bool {
+		var users int64
+		must(t, conn.QueryRow(ctx, `SELECT n_mod_since_analyze FROM pg_stat_user_tables WHERE relname = 'dir_users'`).Scan(&users))
+		return users >= 3020
+	})
+	if done, err := st.TryFinalize(ctx, small.ID, smallRun.ID, at); err != nil || !done {
+		t.Fatalf("finalize the small run: done %v, err %v", done, err)
+	}
+	if got := lastAnalyze("dir_users"); !got.Equal(before) {
+		t.Errorf("the 20-user run analyzed dir_users (at %s) for the 3,000 users of another tenant", got)
+	}
+	if done, err := st.TryFinalize(ctx, large.ID, largeRun.ID, at); err != nil || !done {
+		t.Fatalf("finalize the large run: done %v, err %v", done, err)
+	}
+	if got := lastAnalyze("dir_users"); !got.After(before) {
+		t.Errorf("the 3,000-user run did not analyze dir_users (last analyzed %s)", got)
 	}
 }

@@ -36,6 +36,16 @@ ORDER BY relname`, tables)
 	})
 }
 
+// RunPageObjects is how many objects a run's pages mention, all its
+// attempts together.
+func (q *Queries) RunPageObjects(ctx context.Context, tenantID, runID string) (int64, error) {
+	var n int64
+	err := q.db.QueryRow(ctx, `SELECT COALESCE(sum(cardinality(object_ids)), 0)::bigint
+FROM sync_run_pages
+WHERE tenant_id = $1 AND run_id = $2`, tenantID, runID).Scan(&n)
+	return n, err
+}
+
 // AnalyzeSkipLocked analyzes tables in one statement, outside any
 // transaction of the caller's, skipping a table another session is
 // analyzing (or otherwise holds in a conflicting lock) instead of
