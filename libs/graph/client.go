@@ -394,9 +394,6 @@ func pageOf[T, O any](c *Client, what string, page int, body []byte, status int,
 	}
 	out := make([]O, 0, len(p.Value))
 	for i, it := range p.Value {
-		if it == nil {
-			return nil, "", fmt.Errorf("graph: list %s, page %d, item %d: %w: null object", what, page, i, ErrMalformed)
-		}
 		o, err := convert(it)
 		if err != nil {
 			return nil, "", fmt.Errorf("graph: list %s, page %d, item %d: %w", what, page, i, err)

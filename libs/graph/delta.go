@@ -264,12 +264,6 @@ func deltaPages[T, P any](ctx context.Context, c *Client, what, link string,
 				return
 			}
 			items := resp.Value
-			for i, it := range items {
-				if it == nil {
-					fail(page, fmt.Errorf("%w: item %d is null", ErrMalformed, i))
-					return
-				}
-			}
 			out, err := convert(items)
 			if err != nil {
 				fail(page, err)

@@ -68,14 +68,15 @@ func decodeJSON(b []byte, v any) error {
 
 // wirePage is a page of a Graph collection, plain or delta. Value is nil
 // when the page has no value array (absent or null); a null item is a
-// nil pointer.
+// nil pointer, which decodePage refuses.
 type wirePage[T any] struct {
 	Value     []*T    `json:"value"`
 	NextLink  *string `json:"@odata.nextLink"`
 	DeltaLink *string `json:"@odata.deltaLink"`
 }
 
-// decodePage decodes a page's body; status is the answer's, for the error.
+// decodePage decodes a page's body, refusing one without a value array
+// or with a null item; status is the answer's, for the error.
 func decodePage[T any](body []byte, status int) (*wirePage[T], error) {
 	var p *wirePage[T]
 	if err := decodeJSON(body, &p); err != nil {
@@ -86,6 +87,11 @@ func decodePage[T any](body []byte, status int) (*wirePage[T], error) {
 	}
 	if p.Value == nil {
 		return nil, fmt.Errorf("%w: no value array", ErrMalformed)
+	}
+	for i, it := range p.Value {
+		if it == nil {
+			return nil, fmt.Errorf("%w: item %d is null", ErrMalformed, i)
+		}
 	}
 	return p, nil
 }

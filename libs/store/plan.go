@@ -44,9 +44,10 @@ import (
 // retyped or removed since the plan the app follows (migration 00020),
 // and the users who come into the app or leave it; and for grants, every
 // member (before and after) of those groups. Everything else stays as the
-// app has it, which is what a full recomputation would find. A tenant whose settings
-// changed, or a new one, is recomputed whole (tenants.memberships_stale),
-// and so is every tenant under WithFullMemberships.
+// app has it, which is what a full recomputation would find. A tenant
+// whose settings changed, or a new one, is recomputed whole
+// (tenants.memberships_stale), and so is every tenant under
+// WithFullMemberships.
 //
 // Then plan.Judge holds the plan or lets it through, and applyPlan writes
 // it to the app side in bulk, action by action, in the same transaction.
@@ -598,7 +599,7 @@ func applyPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 		return fmt.Errorf("refresh entra member counts: %w", err)
 	}
 	if err := q.ClearMembershipChanges(ctx, dbsqlc.ClearMembershipChangesParams{TenantID: t, RunSeq: ref.RunSeq}); err != nil {
-		return fmt.Errorf("clear dirty groups: %w", err)
+		return fmt.Errorf("clear membership changes: %w", err)
 	}
 	// The mirror now stands for what this run read: the next delta round
 	// starts from its links. A held, rejected or failed run never gets
