@@ -122,7 +122,15 @@ func (s *tokenSource) attempt(ctx context.Context, cred azcore.TokenCredential, 
 	if !errors.As(err, &afe) {
 		return tok, err
 	}
-	return tok, s.classify(afe, o.failure())
+	transportErr := o.failure()
+	if transportErr == nil && afe.RawResponse == nil && actx.Err() != nil && ctx.Err() == nil {
+		// The attempt's own deadline passed with no answer, wherever the
+		// credential was then (azidentity's endpoint discovery reads its
+		// answer outside the transport): the authority did not answer in
+		// time.
+		transportErr = actx.Err()
+	}
+	return tok, s.classify(afe, transportErr)
 }
 
 // classify tells a refusal from an authority that did not answer.
