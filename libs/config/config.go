@@ -46,11 +46,12 @@ type Config struct {
 	// Concurrency is how many jobs or events one replica works on at once
 	// (CONCURRENCY); 0 lets each service pick its default.
 	Concurrency int
-	// GroupConcurrency is how many groups' member lists one fetcher run
-	// reads at once (GROUP_CONCURRENCY); 0 means the fetcher's default.
+	// GroupConcurrency is how many Graph batches of member lists one
+	// fetcher run has in flight at once once its users listing is read
+	// (GROUP_CONCURRENCY); 0 means the fetcher's default.
 	GroupConcurrency int
-	// MemberBatch is how many groups' member lists one fetcher run starts
-	// in one Graph $batch (MEMBER_BATCH, 1..20; 1 reads each list on its
+	// MemberBatch is how many member-list pages one fetcher run reads in
+	// one Graph $batch (MEMBER_BATCH, 1..20; 1 reads each page on its
 	// own); 0 means the fetcher's default, 20.
 	MemberBatch int
 	// EventsInFlight is how many of one tenant's events may wait in

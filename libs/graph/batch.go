@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"iter"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -36,171 +34,6 @@ const MaxBatch = 20
 // through map[string]any; here an item's body is decoded once, as a
 // page read on its own is (wire.go).
 
-// MembersBatch reads the first page of the direct member lists of
-// groupIDs in JSON batches of up to MaxBatch requests, and returns each
-// group's member list, in the order of groupIDs, as Members would: its
-// first page (from the batch), then the pages its nextLink leads to, read
-// one request each when the caller gets to them. A request Graph
-// answered with an error (404 for a group deleted since it was listed,
-// 403) is that list's first and only element, the same *Error Members
-// gives.
-//
-// A request answered 429, 503 or 504 is sent again in a later batch
-// (with the others still waiting) once its own Retry-After has passed,
-// or after an exponential backoff when it has none, never before, at
-// most Config.MaxAttempts times in all; then its answer is its list's
-// error. A Retry-After longer than Config.MaxRetryAfter ends the list
-// with an error wrapping ErrWaitTooLong.
-//
-// The returned error is the batch's own failure (after the retrier's
-// attempts, or a batch answer that cannot be read); then no list was
-// read.
-func (c *Client) MembersBatch(ctx context.Context, groupIDs []string) ([]iter.Seq2[[]Member, error], error) {
-	return listsBatch(ctx, c, groupIDs, batchList[wireMember, Member]{
-		what: membersWhat,
-		request: func(ctx context.Context, gid string) (*abs.RequestInformation, error) {
-			return c.sdk.Groups().ByGroupId(gid).Members().ToGetRequestInformation(ctx, c.membersConfig())
-		},
-		get:     c.membersGet,
-		convert: toMember,
-	})
-}
-
-// TransitiveUsersBatch is MembersBatch for the lists TransitiveUsers
-// reads: the first pages of groupIDs' transitive user lists in JSON
-// batches (each item with the advanced query's header), the rest of each
-// list from its nextLink, as TransitiveUsers would.
-func (c *Client) TransitiveUsersBatch(ctx context.Context, groupIDs []string) ([]iter.Seq2[[]User, error], error) {
-	return listsBatch(ctx, c, groupIDs, batchList[wireUser, User]{
-		what: transitiveWhat,
-		request: func(ctx context.Context, gid string) (*abs.RequestInformation, error) {
-			return c.sdk.Groups().ByGroupId(gid).TransitiveMembers().GraphUser().ToGetRequestInformation(ctx,
-				c.transitiveConfig())
-		},
-		get:     c.transitiveGet,
-		convert: toUser,
-	})
-}
-
-// batchList is a kind of per-group list a JSON batch reads the first
-// pages of: how to name it, its first request, how to parse and convert
-// a page, and how to read its later pages.
-type batchList[T, O any] struct {
-	what    func(groupID string) string
-	request func(ctx context.Context, groupID string) (*abs.RequestInformation, error)
-	get     func(groupID string) func(ctx context.Context, next string) ([]byte, error)
-	convert func(*T) (O, error)
-}
-
-// listsBatch reads groupIDs' lists of kind l as MembersBatch says.
-func listsBatch[T, O any](ctx context.Context, c *Client, groupIDs []string, l batchList[T, O],
-) ([]iter.Seq2[[]O, error], error) {
-	type item struct {
-		i        int // index in groupIDs
-		req      batchRequest
-		attempts int
-		due      time.Time // not to be sent before
-		bo       interface{ NextBackOff() time.Duration }
-	}
-	firsts := make([]iter.Seq2[[]O, error], len(groupIDs))
-	todo := make([]*item, 0, len(groupIDs))
-	for i, gid := range groupIDs {
-		if gid == "" {
-			return nil, fmt.Errorf("graph: batch of %s: group id is empty", l.what("?"))
-		}
-		req, err := c.batchItem(ctx, l.what(gid), func(ctx context.Context) (*abs.RequestInformation, error) {
-			return l.request(ctx, gid)
-		})
-		if err != nil {
-			return nil, err
-		}
-		req.ID = strconv.Itoa(i)
-		todo = append(todo, &item{i: i, req: req})
-	}
-
-	for len(todo) > 0 {
-		// The earliest Retry-After still running; every request due by
-		// then goes in the next batch.
-		now := c.cfg.Clock()
-		next := todo[0].due
-		for _, it := range todo[1:] {
-			if it.due.Before(next) {
-				next = it.due
-			}
-		}
-		if wait := next.Sub(now); wait > 0 {
-			if err := c.cfg.Sleep(ctx, wait); err != nil {
-				return nil, fmt.Errorf("graph: batch of lists: %w", err)
-			}
-			now = next
-		}
-		var send, later []*item
-		for _, it := range todo {
-			if !it.due.After(now) && len(send) < MaxBatch {
-				send = append(send, it)
-			} else {
-				later = append(later, it)
-			}
-		}
-		reqs := make([]batchRequest, len(send))
-		for k, it := range send {
-			if it.attempts > 0 {
-				c.rt.retries.Add(1)
-			}
-			it.attempts++
-			reqs[k] = it.req
-		}
-		answers, err := c.postBatch(ctx, reqs)
-		if err != nil {
-			return nil, err
-		}
-		now = c.cfg.Clock()
-		for _, it := range send {
-			gid := groupIDs[it.i]
-			what := l.what(gid)
-			a := answers[it.req.ID]
-			if !retryableStatus(a.Status) {
-				firsts[it.i] = afterBatch(ctx, c, gid, a, l)
-				continue
-			}
-			ge := a.graphError(now)
-			wait := ge.RetryAfter
-			if a.Status == http.StatusTooManyRequests {
-				c.rt.throttled.Add(1)
-			}
-			switch {
-			case wait > c.cfg.MaxRetryAfter:
-				c.log.Warn().Str("group", gid).Int("status", a.Status).Dur("retry_after", wait).Dur("max", c.cfg.MaxRetryAfter).
-					Msg("graph: batch item's Retry-After longer than this client waits out; giving up the list")
-				firsts[it.i] = failed[[]O](fmt.Errorf("graph: list %s, page 0: %w", what,
-					&waitTooLongError{ge: ge, max: c.cfg.MaxRetryAfter}))
-				continue
-			case it.attempts >= c.cfg.MaxAttempts:
-				c.log.Warn().Str("group", gid).Int("attempts", it.attempts).Int("status", a.Status).
-					Msg("graph: giving up a batch item after the last attempt")
-				firsts[it.i] = failed[[]O](fmt.Errorf("graph: list %s, page 0: %w", what, ge))
-				continue
-			case wait == 0:
-				if it.bo == nil {
-					it.bo = newBackoff()
-				}
-				wait = it.bo.NextBackOff()
-				if c.rt.observer != nil {
-					c.rt.observer.GraphRetryWait(wait)
-				}
-			case c.rt.observer != nil:
-				c.rt.observer.GraphThrottled(wait)
-			}
-			c.log.Debug().Str("group", gid).Int("attempt", it.attempts).Int("status", a.Status).Dur("wait", wait).
-				Msg("graph: batch item to be sent again")
-			it.due = now.Add(wait)
-			later = append(later, it)
-		}
-		todo = later
-	}
-	return firsts, nil
-}
-
 // batchItem is the batch item of a list's first page: the request the
 // list sends on its own, its URL relative to the version
 // (json-batching.md: "/users", not the absolute URL), with its headers.
@@ -229,34 +62,6 @@ func (c *Client) batchItem(ctx context.Context, what string,
 	return req, nil
 }
 
-// afterBatch is a list whose first page is a's answer.
-func afterBatch[T, O any](ctx context.Context, c *Client, groupID string, a batchAnswer,
-	l batchList[T, O],
-) iter.Seq2[[]O, error] {
-	what := l.what(groupID)
-	if a.Status < 200 || a.Status > 299 {
-		return failed[[]O](fmt.Errorf("graph: list %s, page 0: %w", what, a.graphError(c.cfg.Clock())))
-	}
-	first, nl, err := pageOf(c, what, 0, a.Body, a.Status, l.convert)
-	if err != nil {
-		return failed[[]O](err)
-	}
-	return func(yield func([]O, error) bool) {
-		if !yield(first, nil) || nl == "" {
-			return
-		}
-		if err := checkNextLink(what, 0, nl); err != nil {
-			yield(nil, err)
-			return
-		}
-		for page, err := range pagesFrom(ctx, c, what, nl, 1, l.get(groupID), l.convert) {
-			if !yield(page, err) {
-				return
-			}
-		}
-	}
-}
-
 // batchRequest is one request of a JSON batch.
 type batchRequest struct {
 	ID      string            `json:"id"`
@@ -271,6 +76,10 @@ type batchAnswer struct {
 	Status  int               `json:"status"`
 	Headers map[string]string `json:"headers"`
 	Body    json.RawMessage   `json:"body"`
+
+	// err is why a page request had no answer at all (lists.go): it could
+	// not be made, or, sent on its own, it failed past the retrier.
+	err error
 }
 
 // header is an item's header by name, regardless of case.

@@ -3,10 +3,13 @@ package graph
 import (
 	"context"
 	"errors"
+	"fmt"
+	"iter"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,24 +18,37 @@ import (
 	"github.com/entrasync/entrasync/services/graphsim"
 )
 
-// batchLists reads groupIDs' member lists through MembersBatch, each to
-// its end, as "type:id" strings; errs holds each list's error.
-func batchLists(t *testing.T, c *Client, groupIDs []string) (lists [][]string, errs []error) {
+// batchLists reads groupIDs' member lists through MemberLists, each to
+// its end, as "type:id" strings; errs holds each list's error. Every
+// list must be handed out exactly once.
+func batchLists(t *testing.T, c *Client, groupIDs []string, opts ListOptions) (lists [][]string, errs []error) {
 	t.Helper()
-	seqs, err := c.MembersBatch(t.Context(), groupIDs)
-	if err != nil {
-		t.Fatalf("MembersBatch: %v", err)
+	at := map[string]int{}
+	for i, gid := range groupIDs {
+		at[gid] = i
 	}
-	if len(seqs) != len(groupIDs) {
-		t.Fatalf("%d lists for %d groups", len(seqs), len(groupIDs))
-	}
-	lists, errs = make([][]string, len(seqs)), make([]error, len(seqs))
-	for i, seq := range seqs {
+	lists, errs = make([][]string, len(groupIDs)), make([]error, len(groupIDs))
+	var mu sync.Mutex
+	handed := map[string]int{}
+	err := c.MemberLists(t.Context(), groupIDs, opts, func(_ context.Context, gid string, seq iter.Seq2[[]Member, error]) error {
 		members, _, err := collect(t, seq, c.cfg.PageSize)
+		mu.Lock()
+		defer mu.Unlock()
+		i := at[gid]
+		handed[gid]++
 		for _, m := range members {
 			lists[i] = append(lists[i], string(m.Type)+":"+m.ID)
 		}
 		errs[i] = err
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("MemberLists: %v", err)
+	}
+	for _, gid := range groupIDs {
+		if handed[gid] != 1 {
+			t.Errorf("the list of %s was handed out %d times, want once", gid, handed[gid])
+		}
 	}
 	return lists, errs
 }
@@ -78,12 +94,12 @@ func batches(reqs []graphsim.Request) (batches, items, single []graphsim.Request
 	return batches, items, single
 }
 
-// TestMembersBatchReadsEveryList: one batch reads the first page of every
-// group's member list, Graph's answers (shuffled) are matched to their
-// groups by id, a list longer than a page goes on from its nextLink one
-// request a page, and a group that no longer exists is its list's 404,
-// as Members gives it.
-func TestMembersBatchReadsEveryList(t *testing.T) {
+// TestMemberListsReadEveryList: batches read every page of every group's
+// member list, the first pages with the query options and later ones
+// from their nextLinks; Graph's answers (shuffled) are matched to their
+// lists by id, and a group that no longer exists is its list's 404, as
+// Members gives it.
+func TestMemberListsReadEveryList(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, smallSpec)
 	cfg := f.config(t)
@@ -93,9 +109,9 @@ func TestMembersBatchReadsEveryList(t *testing.T) {
 	ids := groupIDs(f.dir)
 	gone := guid()
 	ids = append(ids[:2], append([]string{gone}, ids[2:]...)...)
-	lists, errs := batchLists(t, c, ids)
+	lists, errs := batchLists(t, c, ids, ListOptions{})
 
-	paged := 0
+	paged, pages := 0, 1 // the deleted group's 404
 	for i, gid := range ids {
 		if gid == gone {
 			var ge *Error
@@ -118,37 +134,103 @@ func TestMembersBatchReadsEveryList(t *testing.T) {
 		if len(want) > cfg.PageSize {
 			paged++
 		}
+		pages += max(1, (len(want)+cfg.PageSize-1)/cfg.PageSize)
 	}
 	if paged == 0 {
 		t.Fatal("no group has more than one page of members: the test proves no paging")
 	}
 
+	// A batch would hold a lone first try alone: it goes on its own.
 	bs, items, single := batches(f.graphRequests())
-	if len(bs) != 1 || len(items) != len(ids) {
-		t.Fatalf("%d batches holding %d requests, want 1 holding %d", len(bs), len(items), len(ids))
+	if len(items)+len(single) != pages || len(single) >= len(items) {
+		t.Fatalf("%d batches holding %d requests and %d requests alone; want the %d pages, most in batches",
+			len(bs), len(items), len(single), pages)
 	}
-	for _, it := range items {
+	firsts, later := 0, 0
+	for _, it := range slices.Concat(items, single) {
 		q, _ := url.ParseQuery(it.RawQuery)
-		if !strings.HasSuffix(it.Path, "/members") || q.Get("$select") != "id,displayName" || q.Get("$top") != "2" {
-			t.Errorf("batch item %s?%s: want a first member page with $select and $top", it.Path, it.RawQuery)
+		switch {
+		case !strings.HasSuffix(it.Path, "/members"):
+			t.Errorf("batch item %s: want a member page", it.Path)
+		case q.Get("$skiptoken") != "":
+			later++
+		case q.Get("$select") == "id,displayName" && q.Get("$top") == "2":
+			firsts++
+		default:
+			t.Errorf("batch item %s?%s: want a first member page with $select and $top, or a nextLink", it.Path, it.RawQuery)
 		}
 	}
-	for _, r := range single {
-		if q, _ := url.ParseQuery(r.RawQuery); !strings.HasSuffix(r.Path, "/members") || q.Get("$skiptoken") == "" {
-			t.Errorf("request %s?%s outside the batch: want only later pages of member lists", r.Path, r.RawQuery)
-		}
+	if firsts != len(ids) || later != pages-len(ids) {
+		t.Errorf("%d first pages and %d later ones; want %d and %d", firsts, later, len(ids), pages-len(ids))
 	}
-	if len(single) == 0 {
-		t.Error("no later page was read outside the batch")
-	}
-	if s := c.Stats(); s.Requests != int64(1+len(single)) || s.Throttled != 0 || s.Retries != 0 {
-		t.Errorf("stats %+v, want %d requests (the batch and the later pages)", s, 1+len(single))
+	if s := c.Stats(); s.Requests != int64(len(bs)+len(single)) || s.Throttled != 0 || s.Retries != 0 {
+		t.Errorf("stats %+v, want %d requests (the batches and the pages alone)", s, len(bs)+len(single))
 	}
 }
 
-// TestMembersBatchSplitsAtTwenty: more groups than a batch holds take
+// TestMemberListsLaterPagesRideAlong: a long list's later pages go in the
+// batches that carry other lists' first pages, so that 3 batches read 43
+// pages (a 3-page list and 40 lists of one), where reading later pages
+// one request each takes 5. With one batch in flight every batch but the
+// last is full.
+func TestMemberListsLaterPagesRideAlong(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, graphsim.Spec{Seed: 9, Users: 12})
+	users := f.dir.Users()
+	long := f.dir.AddGroup(graphsim.Group{DisplayName: "Long", SecurityEnabled: true})
+	for _, u := range users[:6] {
+		if err := f.dir.AddMember(long.ID, graphsim.Member{ID: u.ID, Type: graphsim.TypeUser}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := []string{long.ID}
+	for i := range 40 {
+		g := f.dir.AddGroup(graphsim.Group{DisplayName: fmt.Sprintf("Short %d", i), SecurityEnabled: true})
+		if err := f.dir.AddMember(g.ID, graphsim.Member{ID: users[i%len(users)].ID, Type: graphsim.TypeUser}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, g.ID)
+	}
+	// Slow enough that each list's reader takes its page long before the
+	// next batch is answered.
+	f.sim.SetFaults(f.tenant, graphsim.Faults{Latency: 20 * time.Millisecond})
+	cfg := f.config(t)
+	cfg.PageSize = 2
+	c := f.newClient(t, cfg)
+	f.sim.ResetRequests()
+
+	lists, errs := batchLists(t, c, ids, ListOptions{})
+	for i, gid := range ids {
+		if errs[i] != nil || !sameSet(lists[i], directMembers(f.dir, gid)) {
+			t.Errorf("members of %s: %v, %v; want %v", gid, lists[i], errs[i], directMembers(f.dir, gid))
+		}
+	}
+	bs, items, single := batches(f.graphRequests())
+	if len(bs) != 3 || len(items) != 43 || len(single) != 0 {
+		t.Fatalf("%d batches holding %d requests, %d requests alone; want 3 batches holding the 43 pages",
+			len(bs), len(items), len(single))
+	}
+	// Items are logged before their batch, and one batch is in flight
+	// at a time.
+	var sizes []int
+	n := 0
+	for _, r := range f.graphRequests() {
+		switch {
+		case r.InBatch:
+			n++
+		case strings.HasSuffix(r.Path, "/$batch"):
+			sizes = append(sizes, n)
+			n = 0
+		}
+	}
+	if !slices.Equal(sizes, []int{20, 20, 3}) {
+		t.Errorf("batches of %v requests, want 20, 20 and 3", sizes)
+	}
+}
+
+// TestMemberListsSplitAtTwenty: more groups than a batch holds take
 // as many batches as needed, none over Graph's 20.
-func TestMembersBatchSplitsAtTwenty(t *testing.T) {
+func TestMemberListsSplitAtTwenty(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, graphsim.Spec{Seed: 5, Users: 40, Groups: 45})
 	c := f.newClient(t, f.config(t))
@@ -156,7 +238,7 @@ func TestMembersBatchSplitsAtTwenty(t *testing.T) {
 	if len(ids) <= 2*MaxBatch {
 		t.Fatalf("%d groups: want more than two batches' worth", len(ids))
 	}
-	lists, errs := batchLists(t, c, ids)
+	lists, errs := batchLists(t, c, ids, ListOptions{})
 	for i, gid := range ids {
 		if errs[i] != nil || !sameSet(lists[i], directMembers(f.dir, gid)) {
 			t.Errorf("members of %s: %v, %v; want %v", gid, lists[i], errs[i], directMembers(f.dir, gid))
@@ -169,11 +251,11 @@ func TestMembersBatchSplitsAtTwenty(t *testing.T) {
 	}
 }
 
-// TestMembersBatchRetriesAThrottledItem: Graph throttles one request of
+// TestMemberListsRetryAThrottledItem: Graph throttles one request of
 // the batch (a 429 inside the batch's 200). That request alone goes
 // again, in a batch of its own, no sooner than its Retry-After; the
 // others are not asked twice.
-func TestMembersBatchRetriesAThrottledItem(t *testing.T) {
+func TestMemberListsRetryAThrottledItem(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, smallSpec)
 	const retryAfter = 300 * time.Millisecond
@@ -184,7 +266,7 @@ func TestMembersBatchRetriesAThrottledItem(t *testing.T) {
 	c := f.newClient(t, cfg)
 
 	ids := groupIDs(f.dir)
-	lists, errs := batchLists(t, c, ids)
+	lists, errs := batchLists(t, c, ids, ListOptions{})
 	for i, gid := range ids {
 		if errs[i] != nil || !sameSet(lists[i], directMembers(f.dir, gid)) {
 			t.Errorf("members of %s: %v, %v; want %v", gid, lists[i], errs[i], directMembers(f.dir, gid))
@@ -227,10 +309,10 @@ func TestMembersBatchRetriesAThrottledItem(t *testing.T) {
 	}
 }
 
-// TestMembersBatchLongRetryAfterEndsTheList: a throttled item whose
+// TestMemberListsLongRetryAfterEndsTheList: a throttled item whose
 // Retry-After is longer than the client waits ends its list with
 // ErrWaitTooLong and is not sent again; the other lists are read.
-func TestMembersBatchLongRetryAfterEndsTheList(t *testing.T) {
+func TestMemberListsLongRetryAfterEndsTheList(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, smallSpec)
 	f.sim.SetFaults(f.tenant, graphsim.Faults{FailNext: []int{http.StatusTooManyRequests}, RetryAfter: "30"})
@@ -238,7 +320,7 @@ func TestMembersBatchLongRetryAfterEndsTheList(t *testing.T) {
 	cfg.MaxRetryAfter = time.Second
 	c := f.newClient(t, cfg)
 	ids := groupIDs(f.dir)
-	lists, errs := batchLists(t, c, ids)
+	lists, errs := batchLists(t, c, ids, ListOptions{})
 	tooLong := 0
 	for i, gid := range ids {
 		switch {
@@ -257,37 +339,39 @@ func TestMembersBatchLongRetryAfterEndsTheList(t *testing.T) {
 	}
 }
 
-// TestMembersBatchGivesUpAfterMaxAttempts: an item throttled on every
-// attempt is its list's 429 after MaxAttempts batches.
-func TestMembersBatchGivesUpAfterMaxAttempts(t *testing.T) {
+// TestMemberListsGiveUpAfterMaxAttempts: items throttled on every attempt
+// are their lists' 429 after MaxAttempts batches.
+func TestMemberListsGiveUpAfterMaxAttempts(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, smallSpec)
 	const attempts = 3
-	f.sim.SetFaults(f.tenant, graphsim.Faults{FailNext: slices.Repeat([]int{http.StatusTooManyRequests}, attempts), RetryAfter: "0.01"})
+	f.sim.SetFaults(f.tenant, graphsim.Faults{FailNext: slices.Repeat([]int{http.StatusTooManyRequests}, 2*attempts), RetryAfter: "0.01"})
 	cfg := f.config(t)
 	cfg.MaxAttempts = attempts
 	c := f.newClient(t, cfg)
-	// One group, so that every fault falls on it.
-	gid := f.dir.Groups()[0].ID
-	_, errs := batchLists(t, c, []string{gid})
-	if !IsThrottled(errs[0]) || errors.Is(errs[0], ErrWaitTooLong) {
-		t.Errorf("list after %d throttled attempts: %v; want Graph's 429", attempts, errs[0])
+	// Two groups, so that every fault falls on them.
+	ids := groupIDs(f.dir)[:2]
+	_, errs := batchLists(t, c, ids, ListOptions{})
+	for i := range ids {
+		if !IsThrottled(errs[i]) || errors.Is(errs[i], ErrWaitTooLong) {
+			t.Errorf("list after %d throttled attempts: %v; want Graph's 429", attempts, errs[i])
+		}
 	}
-	if bs, items, _ := batches(f.graphRequests()); len(bs) != attempts || len(items) != attempts {
-		t.Errorf("%d batches, %d items; want %d of each", len(bs), len(items), attempts)
+	if bs, items, _ := batches(f.graphRequests()); len(bs) != attempts || len(items) != 2*attempts {
+		t.Errorf("%d batches, %d items; want %d batches of 2", len(bs), len(items), attempts)
 	}
-	if s := c.Stats(); s != (Stats{Requests: attempts, Throttled: attempts, Retries: attempts - 1}) {
+	if s := c.Stats(); s != (Stats{Requests: attempts, Throttled: 2 * attempts, Retries: 2 * (attempts - 1)}) {
 		t.Errorf("stats %+v", s)
 	}
 }
 
-// TestTransitiveUsersBatchReadsEveryList: TransitiveUsersBatch reads the
-// first page of each group's transitive user list in one batch, each item
+// TestTransitiveUserListsReadEveryList: TransitiveUserLists reads every
+// page of each group's transitive user list in batches, each first page
 // the advanced query TransitiveUsers sends on its own (the cast with
-// $count=true, $select and $top, and ConsistencyLevel: eventual), and
-// every list, paged on from its nextLink, holds the group's nested users
-// with their properties.
-func TestTransitiveUsersBatchReadsEveryList(t *testing.T) {
+// $count=true, $select and $top, and ConsistencyLevel: eventual), each
+// later page its nextLink with the same header, and every list holds the
+// group's nested users with their properties.
+func TestTransitiveUserListsReadEveryList(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, smallSpec)
 	cfg := f.config(t)
@@ -295,17 +379,24 @@ func TestTransitiveUsersBatchReadsEveryList(t *testing.T) {
 	c := f.newClient(t, cfg)
 	ids := groupIDs(f.dir)
 
-	seqs, err := c.TransitiveUsersBatch(t.Context(), ids)
-	if err != nil || len(seqs) != len(ids) {
-		t.Fatalf("TransitiveUsersBatch: %d lists for %d groups, %v", len(seqs), len(ids), err)
-	}
-	paged := 0
-	for i, gid := range ids {
-		users, _, err := collect(t, seqs[i], cfg.PageSize)
+	var mu sync.Mutex
+	read := map[string][]User{}
+	err := c.TransitiveUserLists(t.Context(), ids, ListOptions{}, func(_ context.Context, gid string, seq iter.Seq2[[]User, error]) error {
+		users, _, err := collect(t, seq, cfg.PageSize)
 		if err != nil {
 			t.Errorf("transitive users of %s: %v", gid, err)
-			continue
 		}
+		mu.Lock()
+		defer mu.Unlock()
+		read[gid] = users
+		return nil
+	})
+	if err != nil || len(read) != len(ids) {
+		t.Fatalf("TransitiveUserLists: %d lists for %d groups, %v", len(read), len(ids), err)
+	}
+	paged, pages := 0, 0
+	for _, gid := range ids {
+		users := read[gid]
 		var got, want []string
 		for _, u := range users {
 			got = append(got, u.ID)
@@ -322,26 +413,34 @@ func TestTransitiveUsersBatchReadsEveryList(t *testing.T) {
 		if len(want) > cfg.PageSize {
 			paged++
 		}
+		pages += max(1, (len(want)+cfg.PageSize-1)/cfg.PageSize)
 	}
 	if paged == 0 {
 		t.Fatal("no group has more than one page of transitive users: the test proves no paging")
 	}
-	bs, items, _ := batches(f.graphRequests())
-	if len(bs) != 1 || len(items) != len(ids) {
-		t.Fatalf("%d batches holding %d requests, want 1 holding %d", len(bs), len(items), len(ids))
+	_, items, single := batches(f.graphRequests())
+	if len(items)+len(single) != pages || len(single) >= len(items) {
+		t.Fatalf("%d pages read in batches and %d alone, want the %d pages, most in batches", len(items), len(single), pages)
 	}
-	for _, it := range items {
+	var nextLink string
+	for _, it := range slices.Concat(items, single) {
 		q, _ := url.ParseQuery(it.RawQuery)
-		if !strings.HasSuffix(it.Path, "/transitiveMembers/graph.user") || q.Get("$count") != "true" ||
-			q.Get("$select") == "" || q.Get("$top") != "2" {
+		switch {
+		case !strings.HasSuffix(it.Path, "/transitiveMembers/graph.user"):
+			t.Errorf("batch item %s: want a page of the cast", it.Path)
+		case q.Get("$skiptoken") != "":
+			nextLink = cfg.BaseURL + strings.TrimPrefix(it.Path, "/v1.0") + "?" + it.RawQuery
+		case q.Get("$count") != "true" || q.Get("$select") == "" || q.Get("$top") != "2":
 			t.Errorf("batch item %s?%s: want the first page of the cast as an advanced query", it.Path, it.RawQuery)
 		}
 	}
-	item, err := c.batchItem(t.Context(), "transitive users", func(ctx context.Context) (*abs.RequestInformation, error) {
-		return c.sdk.Groups().ByGroupId(ids[0]).TransitiveMembers().GraphUser().ToGetRequestInformation(ctx, c.transitiveConfig())
-	})
-	if err != nil || !strings.EqualFold(headerOf(item.Headers, "ConsistencyLevel"), "eventual") {
-		t.Errorf("batch item %+v (%v): want the header ConsistencyLevel: eventual", item, err)
+	for _, next := range []string{"", nextLink} {
+		item, err := c.batchItem(t.Context(), "transitive users", func(ctx context.Context) (*abs.RequestInformation, error) {
+			return c.transitiveRequest(ctx, ids[0], next)
+		})
+		if err != nil || !strings.EqualFold(headerOf(item.Headers, "ConsistencyLevel"), "eventual") {
+			t.Errorf("batch item %+v (%v) for nextLink %q: want the header ConsistencyLevel: eventual", item, err, next)
+		}
 	}
 }
 

@@ -257,13 +257,19 @@ func membersWhat(groupID string) string { return "members of group " + groupID }
 // membersGet reads one page of a group's direct members: the first, with
 // entrasync's query options, or the one a nextLink names.
 func (c *Client) membersGet(groupID string) func(ctx context.Context, next string) ([]byte, error) {
-	rb := c.sdk.Groups().ByGroupId(groupID).Members()
 	return func(ctx context.Context, next string) ([]byte, error) {
-		if next != "" {
-			return c.sendRaw(ctx)(rb.WithUrl(next).ToGetRequestInformation(ctx, nil))
-		}
-		return c.sendRaw(ctx)(rb.ToGetRequestInformation(ctx, c.membersConfig()))
+		return c.sendRaw(ctx)(c.membersRequest(ctx, groupID, next))
 	}
+}
+
+// membersRequest is the request for one page of a group's direct members,
+// sent on its own or as an item of a JSON batch.
+func (c *Client) membersRequest(ctx context.Context, groupID, next string) (*abs.RequestInformation, error) {
+	rb := c.sdk.Groups().ByGroupId(groupID).Members()
+	if next != "" {
+		return rb.WithUrl(next).ToGetRequestInformation(ctx, nil)
+	}
+	return rb.ToGetRequestInformation(ctx, c.membersConfig())
 }
 
 // membersConfig is the query of a member list's first page.
@@ -295,14 +301,22 @@ func transitiveWhat(groupID string) string { return "transitive users of group "
 // transitiveGet reads one page of a group's transitive users: the first,
 // with entrasync's query options, or the one a nextLink names.
 func (c *Client) transitiveGet(groupID string) func(ctx context.Context, next string) ([]byte, error) {
-	rb := c.sdk.Groups().ByGroupId(groupID).TransitiveMembers().GraphUser()
 	return func(ctx context.Context, next string) ([]byte, error) {
-		if next != "" {
-			return c.sendRaw(ctx)(rb.WithUrl(next).ToGetRequestInformation(ctx, &groups.ItemTransitiveMembersGraphUserRequestBuilderGetRequestConfiguration{
-				Headers: advancedQueryHeaders()}))
-		}
-		return c.sendRaw(ctx)(rb.ToGetRequestInformation(ctx, c.transitiveConfig()))
+		return c.sendRaw(ctx)(c.transitiveRequest(ctx, groupID, next))
 	}
+}
+
+// transitiveRequest is the request for one page of a group's transitive
+// users, sent on its own or as an item of a JSON batch. A later page
+// carries the advanced query's header too: the SDK does not carry it to a
+// nextLink.
+func (c *Client) transitiveRequest(ctx context.Context, groupID, next string) (*abs.RequestInformation, error) {
+	rb := c.sdk.Groups().ByGroupId(groupID).TransitiveMembers().GraphUser()
+	if next != "" {
+		return rb.WithUrl(next).ToGetRequestInformation(ctx,
+			&groups.ItemTransitiveMembersGraphUserRequestBuilderGetRequestConfiguration{Headers: advancedQueryHeaders()})
+	}
+	return rb.ToGetRequestInformation(ctx, c.transitiveConfig())
 }
 
 // transitiveConfig is the query of a transitive user list's first page.

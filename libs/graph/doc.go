@@ -6,13 +6,15 @@
 // Reads are paged: every listing is an iterator that yields one slice per
 // Graph page, in Graph's order, and holds at most one page in memory.
 //
-// MembersBatch reads the first pages of up to 20 groups' member lists in
-// one JSON batch ($batch) and goes on from each list's nextLink one
-// request a page; a request Graph throttles inside a batch is sent again,
-// in a later batch, once its own Retry-After has passed (batch.go).
-// TransitiveUsersBatch does the same for groups' transitive user lists
-// (TransitiveUsers: transitiveMembers cast to users, as an advanced
-// query whose header each batch item carries).
+// MemberLists reads many groups' member lists through one stream of JSON
+// batches ($batch, up to 20 requests each): first pages of lists not
+// started and the nextLinks of lists being read share batches, each list
+// handed to the caller in a goroutine of its own (lists.go). A request
+// Graph throttles inside a batch is sent again, in a later batch, once
+// its own Retry-After has passed (batch.go). TransitiveUserLists does the
+// same for groups' transitive user lists (TransitiveUsers:
+// transitiveMembers cast to users, as an advanced query whose header each
+// batch item carries).
 //
 // Retries live in one place, an http.RoundTripper under the SDK's middleware
 // pipeline (from which the SDK's own retry handler is removed, so retries

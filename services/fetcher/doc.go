@@ -5,8 +5,8 @@
 //
 // A run's events are RunStarted, then the data pages (users, groups, then
 // each group's direct members: nested memberships and member counts are
-// computed from those edges by the store; the first pages of 20 groups'
-// lists come in one Graph $batch, later pages one request each), then
+// computed from those edges by the store; every page of the lists, first
+// or later, is read twenty to a Graph $batch), then
 // RunFetched{first_page: F, pages: N} or, when the run cannot succeed,
 // RunFailed. A full run first takes Graph's users and groups delta links
 // at "now" ($deltatoken=latest) and sends them on RunFetched, so that a
@@ -62,9 +62,9 @@
 // ends with RunFailed saying why, instead of staying running behind a dead
 // letter. A job fetched syncv1.MaxFetchAttempts times fails its run too.
 //
-// Memory holds at most two pages per list being published (a group's
-// member lists are published one page behind so the last page can be
-// marked), plus the first pages of the lists of the $batch requests in
-// flight (Config.MemberBatch lists each, GroupConcurrency batches), plus
-// the run's group ids, about 50 bytes per group.
+// Memory holds a few pages per member list being published (a list is
+// read up to two pages ahead of its publisher, which holds one page back
+// so the last page can be marked), for at most 8 × Config.MemberBatch
+// lists at once (graph.ListOptions.Open), plus the run's group ids, about
+// 50 bytes per group.
 package fetcher

@@ -23,7 +23,8 @@ const (
 	DefaultConcurrency = 2
 	// DefaultGroupConcurrency keeps a run well inside Graph's identity
 	// budget (3,500 to 8,000 resource units per 10 s per app and tenant;
-	// a member list page costs 2 with $select) at Graph's latencies.
+	// a member list page costs 2 with $select, a batch of 20 of them 40)
+	// at Graph's latencies.
 	DefaultGroupConcurrency = 4
 	// DefaultEventsInFlight lets a run read a few dozen pages ahead of the
 	// reconcilers, enough to keep a handful of reconciler replicas busy,
@@ -49,15 +50,16 @@ type Config struct {
 	LeaseTTL time.Duration
 	// Concurrency is how many jobs this replica works on at once.
 	Concurrency int
-	// GroupConcurrency is how many groups' member lists one run reads at
-	// once. The users and groups listings are each read one page after
-	// another (each page's nextLink leads to the next), the two side by
-	// side; member lists are independent.
+	// GroupConcurrency is how many Graph JSON batches of member-list
+	// pages one run has in flight at once, once its users listing is read
+	// (one before: see memberBatches). The users and groups listings are
+	// each read one page after another (each page's nextLink leads to the
+	// next), the two side by side; member lists are independent.
 	GroupConcurrency int
-	// MemberBatch is how many groups' member lists one Graph JSON batch
-	// starts, 1..graph.MaxBatch (20, Graph's limit), default 20: their
-	// first pages come in one round trip, later pages one request each.
-	// 1 reads every list on its own.
+	// MemberBatch is how many member-list pages one Graph JSON batch
+	// reads, 1..graph.MaxBatch (20, Graph's limit), default 20: first
+	// pages of lists not started and later pages of lists being read, in
+	// one round trip (graph.ListOptions). 1 reads every page on its own.
 	MemberBatch int
 	// EventsInFlight is how many of one tenant's events may wait in
 	// SYNC_EVENTS at once (waiting for a reconciler, being applied, or

@@ -851,13 +851,21 @@ func (c *inFlight) RoundTrip(req *http.Request) (*http.Response, error) {
 	return c.next.RoundTrip(req)
 }
 
-// TestGroupsAreReadSideBySide: member lists of several groups are read at
-// once (batches of two groups' first pages here), never more than
-// GroupConcurrency requests, and the run still publishes every page,
-// numbered without gaps.
+// TestGroupsAreReadSideBySide: once the users listing is read, member
+// lists are read several batches at once (of two pages here), never more
+// than GroupConcurrency requests, and the run still publishes every page,
+// numbered without gaps. Enough groups that their lists outlast the users
+// listing.
 func TestGroupsAreReadSideBySide(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "")
+	users := e.dir.Users()
+	for i := range 40 {
+		g := e.dir.AddGroup(graphsim.Group{DisplayName: fmt.Sprintf("Team %d", i), SecurityEnabled: true})
+		if err := e.dir.AddMember(g.ID, graphsim.Member{ID: users[i%len(users)].ID, Type: graphsim.TypeUser}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// Slow enough that lists read side by side overlap.
 	e.sim.SetFaults(e.entra, graphsim.Faults{Latency: 30 * time.Millisecond})
 	rec := e.record()

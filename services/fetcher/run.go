@@ -418,14 +418,19 @@ func (r *runner) latestLinks(ctx context.Context) ([2]string, error) {
 func (r *runner) enumerate(ctx context.Context, filter string) error {
 	g, gctx := errgroup.WithContext(ctx)
 	usersAccepted := make(chan struct{})
-	g.Go(func() error { return r.listUsers(gctx, filter, usersAccepted) })
+	var usersRead atomic.Bool
+	g.Go(func() error {
+		err := r.listUsers(gctx, filter, usersAccepted)
+		usersRead.Store(true)
+		return err
+	})
 	g.Go(func() error {
 		select {
 		case <-usersAccepted:
 		case <-gctx.Done():
 			return gctx.Err()
 		}
-		return r.listGroups(gctx)
+		return r.listGroups(gctx, &usersRead)
 	})
 	return g.Wait()
 }
@@ -461,8 +466,8 @@ func (r *runner) listUsers(ctx context.Context, filter string, accepted chan<- s
 }
 
 // listGroups publishes every group, then every group's direct member
-// list.
-func (r *runner) listGroups(ctx context.Context) error {
+// list (memberBatches, told by usersRead when the users listing is read).
+func (r *runner) listGroups(ctx context.Context, usersRead *atomic.Bool) error {
 	// Group ids are all the run keeps beyond the pages in flight: the
 	// member lists are read after the group listing, in the contract's
 	// order, and a paused listing's nextLink could go stale meanwhile.
@@ -481,9 +486,7 @@ func (r *runner) listGroups(ctx context.Context) error {
 			return err
 		}
 	}
-	// Member lists, their first pages read MemberBatch groups to a Graph
-	// $batch, GroupConcurrency batches at a time.
-	return r.memberBatches(ctx, groupIDs)
+	return r.memberBatches(ctx, groupIDs, usersRead)
 }
 
 // fetched publishes RunFetched with the delta links the run ends with and
@@ -560,7 +563,8 @@ func refusedFilterMessage(filter string, err error) string {
 
 // memberLists publishes a group's direct members, read as list gives
 // them. A list Graph refuses to show (403) is one group's problem, not the
-// run's: the group is published as unreadable and the run goes on.
+// run's: the group is published as unreadable and the run goes on. Many
+// groups' lists are published at once (memberBatches).
 func (r *runner) memberLists(ctx context.Context, gid string, list iter.Seq2[[]graph.Member, error]) error {
 	// Direct members only: nested memberships, and Entra's member counts,
 	// follow from the direct edges in the store, cycle-safe. Reading

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"net/http"
-	"slices"
+	"sync"
 
 	"github.com/entrasync/entrasync/libs/graph"
 	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
@@ -21,11 +21,12 @@ import (
 // The store judges such a run a scoped listing: it tombstones nobody for
 // being outside it and takes the scope from the lists.
 //
-// The first pages of Config.MemberBatch scope groups' lists are read in
-// one Graph $batch (TransitiveUsersBatch), later pages one request each.
-// The run keeps the ids of the users it published (so that a user in
-// several scope groups is written once): memory grows with the scope,
-// not with the tenant.
+// Every page of the scope groups' lists is an item of the run's stream
+// of Graph JSON batches (graph.TransitiveUserLists), GroupConcurrency
+// batches at once, each list published by a goroutine of its own. The
+// run keeps the ids of the users it published (so that a user in several
+// scope groups is written once): memory grows with the scope, not with
+// the tenant.
 //
 // A scope group Graph deleted since reads as an empty list (its users
 // leave the scope, as when a full read finds the group gone); one whose
@@ -33,49 +34,55 @@ import (
 // can tell who is in scope, and a plan without it would take its users
 // out of the app.
 func (r *runner) readScope(ctx context.Context, groups []string) error {
-	published := map[string]bool{}
-	// The first pages of Config.MemberBatch groups' lists come in one
-	// Graph $batch, as member lists do; the lists are published one
-	// after another, so that each user goes out once.
-	for chunk := range slices.Chunk(groups, r.f.cfg.MemberBatch) {
-		var lists []iter.Seq2[[]graph.User, error]
-		if len(chunk) == 1 {
-			lists = []iter.Seq2[[]graph.User, error]{r.client.TransitiveUsers(ctx, chunk[0])}
-		} else {
-			var err error
-			if lists, err = r.client.TransitiveUsersBatch(ctx, chunk); err != nil {
-				return err
-			}
-		}
-		for i, gid := range chunk {
-			if err := r.scopeList(ctx, gid, lists[i], published); err != nil {
-				return err
-			}
+	published := &publishedUsers{ids: map[string]bool{}}
+	opts := graph.ListOptions{Batch: r.f.cfg.MemberBatch, Lanes: func() int { return r.f.cfg.GroupConcurrency }}
+	err := r.client.TransitiveUserLists(ctx, groups, opts, func(ctx context.Context, gid string, list iter.Seq2[[]graph.User, error]) error {
+		return r.scopeList(ctx, gid, list, published)
+	})
+	if err != nil {
+		return err
+	}
+	r.log.Info().Int("scope_groups", len(groups)).Int("users", len(published.ids)).Msg("scope groups read transitively")
+	return nil
+}
+
+// publishedUsers are the ids of the users a scoped run published, shared
+// by the goroutines publishing its lists.
+type publishedUsers struct {
+	mu  sync.Mutex
+	ids map[string]bool
+}
+
+// fresh returns those of users not published yet, and counts them as
+// published.
+func (p *publishedUsers) fresh(users []graph.User) []graph.User {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []graph.User
+	for _, u := range users {
+		if !p.ids[u.ID] {
+			p.ids[u.ID] = true
+			out = append(out, u)
 		}
 	}
-	r.log.Info().Int("scope_groups", len(groups)).Int("users", len(published)).Msg("scope groups read transitively")
-	return nil
+	return out
 }
 
 // scopeList publishes one scope group's transitive user list: the users
 // not published yet on users pages, and the list's TransitiveMembers
 // pages.
-func (r *runner) scopeList(ctx context.Context, gid string, list iter.Seq2[[]graph.User, error], published map[string]bool) error {
+func (r *runner) scopeList(ctx context.Context, gid string, list iter.Seq2[[]graph.User, error], published *publishedUsers) error {
 	ids := func(yield func([]string, error) bool) {
 		for users, err := range list {
 			if err != nil {
 				yield(nil, err)
 				return
 			}
-			fresh := make([]graph.User, 0, len(users))
 			ids := make([]string, len(users))
 			for i, u := range users {
 				ids[i] = u.ID
-				if !published[u.ID] {
-					published[u.ID] = true
-					fresh = append(fresh, u)
-				}
 			}
+			fresh := published.fresh(users)
 			if len(fresh) > 0 {
 				_, err := sendFitting(ctx, r, fresh, func(ev *syncv1.SyncEvent, us []graph.User, _ int32, _ bool) {
 					ev.Body = &syncv1.SyncEvent_Users{Users: &syncv1.UsersPage{Users: usersOf(us)}}

@@ -1,0 +1,150 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/entrasync/entrasync/services/graphsim"
+)
+
+// manyGroups adds n groups to f's directory, each with members users of
+// its own, and returns their ids.
+func manyGroups(t *testing.T, f *fixture, n, members int) []string {
+	t.Helper()
+	users := f.dir.Users()
+	var ids []string
+	for i := range n {
+		g := f.dir.AddGroup(graphsim.Group{DisplayName: fmt.Sprintf("Group %d", i), SecurityEnabled: true})
+		for j := range members {
+			if err := f.dir.AddMember(g.ID, graphsim.Member{ID: users[(i+j)%len(users)].ID, Type: graphsim.TypeUser}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ids = append(ids, g.ID)
+	}
+	return ids
+}
+
+// TestMemberListsOpenAtMostOpen: with readers that keep their lists until
+// the test lets them go, no more than ListOptions.Open lists are handed
+// out at once, whatever the lanes would allow; every list is still read.
+func TestMemberListsOpenAtMostOpen(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, graphsim.Spec{Seed: 3, Users: 10})
+	ids := manyGroups(t, f, 24, 2)
+	c := f.newClient(t, f.config(t))
+	const open, batch = 6, 3
+
+	var mu sync.Mutex
+	cur, most, done := 0, 0, 0
+	var waiting []chan struct{}
+	read := make(chan error, 1)
+	go func() {
+		read <- c.MemberLists(t.Context(), ids, ListOptions{Batch: batch, Lanes: func() int { return 8 }, Open: open},
+			func(ctx context.Context, gid string, seq iter.Seq2[[]Member, error]) error {
+				if _, _, err := collect(t, seq, 999); err != nil {
+					return err
+				}
+				gate := make(chan struct{})
+				mu.Lock()
+				cur++
+				most = max(most, cur)
+				waiting = append(waiting, gate)
+				mu.Unlock()
+				select {
+				case <-gate:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				mu.Lock()
+				cur--
+				done++
+				mu.Unlock()
+				return nil
+			})
+	}()
+	// Let the oldest reader go once too many lists are open for another
+	// full batch of first pages, or every list left has been handed out.
+	deadline := time.Now().Add(30 * time.Second)
+	for released := 0; released < len(ids); {
+		mu.Lock()
+		full := cur > open-batch || released+cur == len(ids)
+		var gate chan struct{}
+		if full && len(waiting) > 0 {
+			gate, waiting = waiting[0], waiting[1:]
+		}
+		mu.Unlock()
+		if gate != nil {
+			close(gate)
+			released++
+			continue
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d lists released; %d open", released, len(ids), cur)
+		}
+		time.Sleep(time.Millisecond) // polling the readers' count
+	}
+	if err := <-read; err != nil {
+		t.Fatalf("MemberLists: %v", err)
+	}
+	if most > open || done != len(ids) {
+		t.Errorf("%d lists open at once at most and %d read; want at most %d and %d", most, done, open, len(ids))
+	}
+}
+
+// TestMemberListsReaderErrorEndsTheRead: the first error a reader returns
+// is MemberLists', and the other readers' lists are cancelled.
+func TestMemberListsReaderErrorEndsTheRead(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, graphsim.Spec{Seed: 4, Users: 10})
+	ids := manyGroups(t, f, 30, 1)
+	c := f.newClient(t, f.config(t))
+	boom := errors.New("publishing failed")
+	err := c.MemberLists(t.Context(), ids, ListOptions{Batch: 5},
+		func(ctx context.Context, gid string, seq iter.Seq2[[]Member, error]) error {
+			if gid == ids[7] {
+				return boom
+			}
+			_, _, err := collect(t, seq, 999)
+			return err
+		})
+	if !errors.Is(err, boom) {
+		t.Fatalf("MemberLists: %v, want the reader's error", err)
+	}
+	if _, items, _ := batches(f.graphRequests()); len(items) == len(ids) {
+		t.Errorf("all %d lists were read after a reader failed", len(ids))
+	}
+}
+
+// TestMemberListsReaderMayStopEarly: a reader that stops after a list's
+// first page ends the read of that list: its later pages are not asked
+// beyond the pages read ahead, and MemberLists returns once every reader
+// has.
+func TestMemberListsReaderMayStopEarly(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, graphsim.Spec{Seed: 5, Users: 40})
+	ids := manyGroups(t, f, 3, 40)
+	cfg := f.config(t)
+	cfg.PageSize = 2 // 20 pages a list
+	c := f.newClient(t, cfg)
+	err := c.MemberLists(t.Context(), ids, ListOptions{},
+		func(ctx context.Context, gid string, seq iter.Seq2[[]Member, error]) error {
+			for _, err := range seq {
+				return err
+			}
+			return nil
+		})
+	if err != nil {
+		t.Fatalf("MemberLists: %v", err)
+	}
+	_, items, single := batches(f.graphRequests())
+	if asked := len(items) + len(single); asked > len(ids)*(1+listAhead) {
+		t.Errorf("%d pages asked for %d lists whose readers stopped after one; want at most %d",
+			asked, len(ids), len(ids)*(1+listAhead))
+	}
+}
