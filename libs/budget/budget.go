@@ -482,6 +482,10 @@ func (b *Budget) SetTenantSize(ctx context.Context, key Key, users int) error {
 	return nil
 }
 
+// Quota is the units per TenantWindow Graph gives an app in a tenant of
+// users users (its tier), before the margin.
+func (b *Budget) Quota(users int) int { return b.cfg.Limits.Tenant(users) }
+
 // Available is what key's bucket and its app's hold now and until when
 // the tenant is paused (zero if it is not), for diagnostics and tests.
 func (b *Budget) Available(ctx context.Context, key Key) (tenant, app float64, pausedUntil time.Time, err error) {

@@ -47,8 +47,8 @@ type Config struct {
 	// (CONCURRENCY); 0 lets each service pick its default.
 	Concurrency int
 	// GroupConcurrency is how many Graph batches of member lists one
-	// fetcher run has in flight at once once its users listing is read
-	// (GROUP_CONCURRENCY); 0 means the fetcher's default.
+	// fetcher run has in flight at once (GROUP_CONCURRENCY); 0 means the
+	// fetcher's default.
 	GroupConcurrency int
 	// MemberBatch is how many member-list pages one fetcher run reads in
 	// one Graph $batch (MEMBER_BATCH, 1..20; 1 reads each page on its

@@ -65,17 +65,12 @@ func (o *budgetHeard) take() (units, corrected int) {
 
 // TestRunPaysTheSharedGraphBudget: every Graph request of a run pays its
 // estimated resource units into the shared budget (token requests do
-// not), the run is held to the budget's rate, and the next run of the
-// tenant is sized by the users its mirror holds.
+// not), the run is held to the budget's rate, the budget grows during a
+// run whose users listing shows a larger tenant than its mirror holds,
+// and the next run of the tenant is sized by the users its mirror holds.
 func TestRunPaysTheSharedGraphBudget(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "")
-	// 30 more users make the tenant medium-sized (50 to 500 users) once
-	// its mirror holds them.
-	for i := range 30 {
-		e.dir.AddUser(graphsim.User{DisplayName: fmt.Sprintf("Extra %d", i), UserPrincipalName: fmt.Sprintf("extra%d@contoso.example", i),
-			UserType: "Member", AccountEnabled: true})
-	}
 	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	clock := &jumpClock{now: start}
 	heard := &budgetHeard{}
@@ -116,19 +111,43 @@ func TestRunPaysTheSharedGraphBudget(t *testing.T) {
 	t.Logf("run 1: %d Graph requests, %d units estimated, %+d corrected by Graph, %s waited for the budget",
 		len(e.graphRequests()), units, corrected, waited)
 
-	// The second run: the mirror holds the tenant's users, over 50: a medium
-	// tenant with 5,000 units per 10 s; the run barely waits.
+	// 300 more users make the tenant medium-sized (50 to 500 users). The
+	// second run starts sized by its mirror, under 50 users, and grows
+	// to the medium tier (5,000 units per 10 s) once its listing passes
+	// 50 users, ten pages in: it waits less than half of what its units
+	// take in the small tier even from a full bucket.
 	mirror, err := e.st.MirrorUserCount(t.Context(), e.tenant.ID)
-	if err != nil || mirror < 50 {
-		t.Fatalf("the mirror holds %d users (%v); want the tenant's, over 50", mirror, err)
+	if err != nil || mirror >= 50 {
+		t.Fatalf("the mirror holds %d users (%v); want under 50", mirror, err)
+	}
+	for i := range 300 {
+		e.dir.AddUser(graphsim.User{DisplayName: fmt.Sprintf("Extra %d", i), UserPrincipalName: fmt.Sprintf("extra%d@contoso.example", i),
+			UserType: "Member", AccountEnabled: true})
 	}
 	e.sim.ResetRequests()
 	before := clock.Now()
 	run = e.queueRun()
 	checkRun(t, e, run, rec.waitEnd(t, run.ID))
+	units, corrected = heard.take()
+	small2 := time.Duration(float64(units+corrected-small-10) / small * float64(10*time.Second))
+	if waited := clock.Now().Sub(before); units == 0 || waited >= small2/2 {
+		t.Fatalf("run 2 waited %s of budget time for %d units (%+d corrected); in the small tier they take %s: "+
+			"the budget did not grow with the listing", waited, units, corrected, small2)
+	}
+	t.Logf("run 2: %d units, %s waited for the budget; at least %s in the small tier", units, clock.Now().Sub(before), small2)
+
+	// The third run: the mirror holds the tenant's users, over 50: a medium
+	// tenant from the start; the run barely waits.
+	if mirror, err = e.st.MirrorUserCount(t.Context(), e.tenant.ID); err != nil || mirror < 50 {
+		t.Fatalf("the mirror holds %d users (%v); want the tenant's, over 50", mirror, err)
+	}
+	e.sim.ResetRequests()
+	before = clock.Now()
+	run = e.queueRun()
+	checkRun(t, e, run, rec.waitEnd(t, run.ID))
 	units, _ = heard.take()
 	if waited := clock.Now().Sub(before); waited > 2*time.Second || units == 0 {
-		t.Fatalf("run 2 of a tenant of %d users waited %s of budget time for %d units: not sized by its mirror", mirror, waited, units)
+		t.Fatalf("run 3 of a tenant of %d users waited %s of budget time for %d units: not sized by its mirror", mirror, waited, units)
 	}
 }
 

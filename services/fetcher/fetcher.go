@@ -51,10 +51,11 @@ type Config struct {
 	// Concurrency is how many jobs this replica works on at once.
 	Concurrency int
 	// GroupConcurrency is how many Graph JSON batches of member-list
-	// pages one run has in flight at once, once its users listing is read
-	// (one before: see memberBatches). The users and groups listings are
-	// each read one page after another (each page's nextLink leads to the
-	// next), the two side by side; member lists are independent.
+	// pages one run has in flight at once, and how many pages of member
+	// lists wait for room in the tenant's event window at once. The users
+	// and groups listings are each read one page after another (each
+	// page's nextLink leads to the next), the two side by side; member
+	// lists are independent.
 	GroupConcurrency int
 	// MemberBatch is how many member-list pages one Graph JSON batch
 	// reads, 1..graph.MaxBatch (20, Graph's limit), default 20: first

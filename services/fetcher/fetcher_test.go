@@ -851,11 +851,9 @@ func (c *inFlight) RoundTrip(req *http.Request) (*http.Response, error) {
 	return c.next.RoundTrip(req)
 }
 
-// TestGroupsAreReadSideBySide: once the users listing is read, member
-// lists are read several batches at once (of two pages here), never more
-// than GroupConcurrency requests, and the run still publishes every page,
-// numbered without gaps. Enough groups that their lists outlast the users
-// listing.
+// TestGroupsAreReadSideBySide: member lists are read several batches at
+// once (of two pages here), never more than GroupConcurrency requests,
+// and the run still publishes every page, numbered without gaps.
 func TestGroupsAreReadSideBySide(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "")

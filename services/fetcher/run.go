@@ -162,7 +162,8 @@ func (f *Fetcher) handle(ctx context.Context, job *syncv1.SyncJob) error {
 	if err != nil {
 		return bus.Permanent(fmt.Errorf("fetcher: run %s: %w", runID, err))
 	}
-	r := &runner{f: f, tenant: tenant, runID: runID, seq: seq, kind: run.Kind, strategy: run.ReadStrategy, attempt: attempt, first: first, log: log, window: window}
+	r := &runner{f: f, tenant: tenant, runID: runID, seq: seq, kind: run.Kind, strategy: run.ReadStrategy, attempt: attempt, first: first, log: log, window: window,
+		listSlots: make(chan struct{}, f.cfg.GroupConcurrency)}
 	r.next.Store(first)
 	err = r.run(rctx)
 	var rf *runFailure
@@ -299,6 +300,13 @@ type runner struct {
 	// window holds the run's events back while the tenant has
 	// Config.EventsInFlight of them in SYNC_EVENTS.
 	window *bus.EventWindow
+	// listSlots holds one token per member (or scope) list page being
+	// published: GroupConcurrency at once (eachPart).
+	listSlots chan struct{}
+	// budgetKey names the tenant's Graph budget, nil when the run goes
+	// unbudgeted; sizedFor is the user count it is sized for.
+	budgetKey *budget.Key
+	sizedFor  int
 }
 
 // run publishes RunStarted, every data page and RunFetched. Errors are
@@ -418,19 +426,14 @@ func (r *runner) latestLinks(ctx context.Context) ([2]string, error) {
 func (r *runner) enumerate(ctx context.Context, filter string) error {
 	g, gctx := errgroup.WithContext(ctx)
 	usersAccepted := make(chan struct{})
-	var usersRead atomic.Bool
-	g.Go(func() error {
-		err := r.listUsers(gctx, filter, usersAccepted)
-		usersRead.Store(true)
-		return err
-	})
+	g.Go(func() error { return r.listUsers(gctx, filter, usersAccepted) })
 	g.Go(func() error {
 		select {
 		case <-usersAccepted:
 		case <-gctx.Done():
 			return gctx.Err()
 		}
-		return r.listGroups(gctx, &usersRead)
+		return r.listGroups(gctx)
 	})
 	return g.Wait()
 }
@@ -438,7 +441,7 @@ func (r *runner) enumerate(ctx context.Context, filter string) error {
 // listUsers publishes every user that matches filter. It closes accepted
 // once the listing's first page is published.
 func (r *runner) listUsers(ctx context.Context, filter string, accepted chan<- struct{}) error {
-	first := true
+	first, listed := true, 0
 	for users, err := range r.client.Users(ctx, filter) {
 		if errors.Is(err, graph.ErrFilterRefused) {
 			// The run fails before any page is out: a listing cut
@@ -448,6 +451,8 @@ func (r *runner) listUsers(ctx context.Context, filter string, accepted chan<- s
 		if err != nil {
 			return err
 		}
+		listed += len(users)
+		r.growBudget(ctx, listed)
 		_, err = sendFitting(ctx, r, users, func(ev *syncv1.SyncEvent, us []graph.User, _ int32, _ bool) {
 			ev.Body = &syncv1.SyncEvent_Users{Users: &syncv1.UsersPage{Users: usersOf(us)}}
 		})
@@ -466,8 +471,8 @@ func (r *runner) listUsers(ctx context.Context, filter string, accepted chan<- s
 }
 
 // listGroups publishes every group, then every group's direct member
-// list (memberBatches, told by usersRead when the users listing is read).
-func (r *runner) listGroups(ctx context.Context, usersRead *atomic.Bool) error {
+// list.
+func (r *runner) listGroups(ctx context.Context) error {
 	// Group ids are all the run keeps beyond the pages in flight: the
 	// member lists are read after the group listing, in the contract's
 	// order, and a paused listing's nextLink could go stale meanwhile.
@@ -486,7 +491,7 @@ func (r *runner) listGroups(ctx context.Context, usersRead *atomic.Bool) error {
 			return err
 		}
 	}
-	return r.memberBatches(ctx, groupIDs, usersRead)
+	return r.memberBatches(ctx, groupIDs)
 }
 
 // fetched publishes RunFetched with the delta links the run ends with and
@@ -516,7 +521,8 @@ func (r *runner) fetched(ctx context.Context, links [2]string, caughtUp bool) er
 //
 // The tenant's bucket is sized by the users its mirror holds now, as of
 // the last run applied: Graph gives an app more units per 10 s in a larger
-// tenant, and a first run starts in the smallest tier, safe for any.
+// tenant, and a first run starts in the smallest tier, safe for any. The
+// users listing grows it as it goes (growBudget).
 func (r *runner) budgeted(ctx context.Context, gcfg graph.Config, creds store.Credentials) (http.RoundTripper, error) {
 	key := budget.Key{App: creds.ClientID, Tenant: creds.EntraTenantID}
 	users, err := r.f.store.MirrorUserCount(ctx, r.tenant)
@@ -539,6 +545,7 @@ func (r *runner) budgeted(ctx context.Context, gcfg graph.Config, creds store.Cr
 	}
 	prefix := strings.TrimRight(base.Path, "/") + "/"
 	onHost := budget.ForHost(base.Host, key)
+	r.budgetKey, r.sizedFor = &key, users
 	r.log.Debug().Int("users", users).Str("graph_host", base.Host).Msg("Graph budget sized")
 	return &budget.Transport{
 		Base:   gcfg.Transport,
@@ -549,6 +556,28 @@ func (r *runner) budgeted(ctx context.Context, gcfg graph.Config, creds store.Cr
 		},
 		Log: r.log,
 	}, nil
+}
+
+// growBudget sizes the tenant's Graph budget for listed users when the
+// users listing has shown the tenant to be in a larger tier than its
+// budget is sized for: a tenant listing more than 500 users is a large
+// tenant for Graph whatever the mirror holds. A first run of a large
+// tenant starts in the smallest tier (its mirror is empty) and would
+// otherwise read its whole directory at less than half the pace Graph
+// allows. The budget never shrinks during a run; a failure to resize
+// leaves the smaller, safe, budget and is only logged.
+func (r *runner) growBudget(ctx context.Context, listed int) {
+	b := r.f.budget
+	if r.budgetKey == nil || listed <= r.sizedFor || b.Quota(listed) <= b.Quota(r.sizedFor) {
+		return
+	}
+	if err := b.SetTenantSize(ctx, *r.budgetKey, listed); err != nil {
+		r.log.Warn().Err(err).Int("users_listed", listed).Msg("the tenant's Graph budget could not grow with its listing")
+		return
+	}
+	r.log.Info().Int("users_listed", listed).Int("sized_for", r.sizedFor).Int("quota", b.Quota(listed)).
+		Msg("the users listing shows a larger tenant: its Graph budget grows")
+	r.sizedFor = listed
 }
 
 // refusedFilterMessage tells the tenant's admin which setting Graph
@@ -595,6 +624,11 @@ func (r *runner) memberLists(ctx context.Context, gid string, list iter.Seq2[[]g
 // back until the next one has arrived, so the final page can say it is the
 // last; a group with no members still gets one, empty, last page. A group
 // deleted since the group listing reads as empty: the next run sees it gone.
+//
+// Many lists are read at once, each published by a goroutine of its own,
+// but only GroupConcurrency of their pages wait for room in the tenant's
+// window at once: the users listing, one chain of pages that sets the
+// pace of a run, publishes beside a few lists, not behind a hundred.
 func eachPart[T any](ctx context.Context, r *runner, gid string, seq iter.Seq2[[]T, error],
 	fill func(ev *syncv1.SyncEvent, items []T, part int32, last bool),
 ) error {
@@ -602,6 +636,12 @@ func eachPart[T any](ctx context.Context, r *runner, gid string, seq iter.Seq2[[
 	part := int32(0)
 	have := false
 	emit := func(last bool) error {
+		select {
+		case r.listSlots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		defer func() { <-r.listSlots }()
 		n, err := sendFitting(ctx, r, held, func(ev *syncv1.SyncEvent, items []T, chunk int32, lastChunk bool) {
 			fill(ev, items, part+chunk, last && lastChunk)
 		})
