@@ -114,7 +114,7 @@ type openList[O any] struct {
 	gid, what string
 	out       chan listPage[O] // pages for the reader; cap listAhead
 	asked     int              // pages asked, the first included
-	next      string           // nextLink of the page to ask next; "" once the list has ended
+	next      string           // nextLink of the page to ask next, once one has come
 	held      bool             // next is known but waits for room ahead of the reader
 	ended     bool             // the last page or the ending error is in out
 

@@ -42,7 +42,7 @@ func TestMemberListsOpenAtMostOpen(t *testing.T) {
 
 	var mu sync.Mutex
 	cur, most, done := 0, 0, 0
-	var waiting []chan struct{}
+	arrived := make(chan chan struct{}, len(ids)) // each reader's gate, as it has read its list
 	read := make(chan error, 1)
 	go func() {
 		read <- c.MemberLists(t.Context(), ids, ListOptions{Batch: batch, Lanes: func() int { return 8 }, Open: open},
@@ -54,8 +54,8 @@ func TestMemberListsOpenAtMostOpen(t *testing.T) {
 				mu.Lock()
 				cur++
 				most = max(most, cur)
-				waiting = append(waiting, gate)
 				mu.Unlock()
+				arrived <- gate
 				select {
 				case <-gate:
 				case <-ctx.Done():
@@ -68,26 +68,35 @@ func TestMemberListsOpenAtMostOpen(t *testing.T) {
 				return nil
 			})
 	}()
-	// Let the oldest reader go once too many lists are open for another
-	// full batch of first pages, or every list left has been handed out.
-	deadline := time.Now().Add(30 * time.Second)
-	for released := 0; released < len(ids); {
-		mu.Lock()
-		full := cur > open-batch || released+cur == len(ids)
-		var gate chan struct{}
-		if full && len(waiting) > 0 {
-			gate, waiting = waiting[0], waiting[1:]
+	// Hold the readers until as many lists are open as may be, then let
+	// the oldest go until there is room for a full batch of first pages
+	// again (the pager waits for it); once every list is handed out, let
+	// them all go. Else wait for the next reader.
+	var held []chan struct{}
+	draining := false
+	timeout := time.After(30 * time.Second)
+	for handed, released := 0, 0; released < len(ids); {
+		switch {
+		case len(held) >= open || handed == len(ids):
+			draining = true
+		case len(held) <= open-batch:
+			draining = false
 		}
-		mu.Unlock()
-		if gate != nil {
-			close(gate)
+		if draining && len(held) > 0 {
+			close(held[0])
+			held = held[1:]
 			released++
 			continue
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d lists released; %d open", released, len(ids), cur)
+		select {
+		case gate := <-arrived:
+			held = append(held, gate)
+			handed++
+		case err := <-read:
+			t.Fatalf("MemberLists returned with %d of %d lists released: %v", released, len(ids), err)
+		case <-timeout:
+			t.Fatalf("%d of %d lists handed out, %d released", handed, len(ids), released)
 		}
-		time.Sleep(time.Millisecond) // polling the readers' count
 	}
 	if err := <-read; err != nil {
 		t.Fatalf("MemberLists: %v", err)
