@@ -231,6 +231,22 @@ func updateUser(s Settings, d DirUser, a AppUser) UserDecision {
 	return dec
 }
 
+// SteadySeat is the seat role DecideUser gives an app user whose facts have
+// not changed since the plan the app follows was applied: Entra ID's
+// account state is the app's then, and the user rules change nothing (a
+// plan applied leaves nothing for the next one to do). A plan that decides
+// only the users whose facts changed gives every other app user this
+// role in the seat hand-out.
+func SteadySeat(enabled bool, license string, licenseDisabled bool) SeatRole {
+	switch {
+	case enabled && license == LicenseAssigned:
+		return SeatHolder
+	case enabled && !licenseDisabled:
+		return SeatCandidate
+	}
+	return SeatNone
+}
+
 // stickyReason says why a license stays disabled.
 func stickyReason(at time.Time) string {
 	return fmt.Sprintf("license disabled by an admin on %s; kept", at.UTC().Format("2006-01-02"))

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -233,5 +234,36 @@ func TestBasicTierSyncsNoUsers(t *testing.T) {
 	a := appUserOf(d, LicenseAssigned)
 	if dec := DecideUser(s, UserFacts{EntraID: d.ID, App: &a}); len(dec.Items) != 0 {
 		t.Fatalf("basic tenant removed a user: %+v", dec)
+	}
+}
+
+// TestSteadySeatIsDecideUsersSeat: for an app user in any state whose
+// Entra ID account agrees with it (nothing changed since the plan the app
+// follows), DecideUser changes nothing and gives the seat role
+// SteadySeat says, under either local-edit policy and with admin edits.
+func TestSteadySeatIsDecideUsersSeat(t *testing.T) {
+	disabledAt := time.Date(2030, 1, 2, 0, 0, 0, 0, time.UTC)
+	for _, policy := range []LocalEdits{EditsKeep, EditsOverwrite} {
+		for _, enabled := range []bool{true, false} {
+			for _, license := range []string{LicenseAssigned, LicenseNone, LicenseDisabled} {
+				for _, sticky := range []bool{false, true} {
+					d := dirUser("u1")
+					d.AccountEnabled = enabled
+					a := appUserOf(d, license)
+					if sticky {
+						a.LicenseDisabledAt = &disabledAt
+					}
+					s := Settings{Plan: TierBusiness, LocalEdits: policy, Scope: Scope{IncludeDisabled: true}}
+					dec := DecideUser(s, UserFacts{EntraID: d.ID, Dir: &d, App: &a})
+					name := fmt.Sprintf("%s enabled=%v license=%s sticky=%v", policy, enabled, license, sticky)
+					if len(dec.Items) != 0 || !dec.InScope {
+						t.Fatalf("%s: DecideUser = %+v, want no items and in scope", name, dec)
+					}
+					if got := SteadySeat(enabled, license, sticky); got != dec.Seat {
+						t.Errorf("%s: SteadySeat = %v, DecideUser's seat = %v", name, got, dec.Seat)
+					}
+				}
+			}
+		}
 	}
 }

@@ -184,6 +184,10 @@ func (s *Store) UpdateAppUser(ctx context.Context, tenantID, entraID string, p U
 		if !changed {
 			return nil
 		}
+		// The next plan decides this user again, from its edited state.
+		if err := q.MarkUserDirty(ctx, dbsqlc.MarkUserDirtyParams{TenantID: tenantID, EntraID: entraID}); err != nil {
+			return err
+		}
 		is, err := q.GetAppUser(ctx, dbsqlc.GetAppUserParams{TenantID: tenantID, EntraID: entraID})
 		if err != nil {
 			return err

@@ -30,6 +30,8 @@ type world struct {
 	// contacts. Entra ID never changes an object's type, but a page can
 	// say another type than the last one did, and the mirror follows it.
 	contacts map[string]bool
+	// renamed counts each user's renames: part of its display name.
+	renamed map[string]int
 }
 
 func uID(n int) string       { return fmt.Sprintf("00000001-0000-4000-8000-%012d", n) }
@@ -38,7 +40,7 @@ func isGroup(id string) bool { return strings.HasPrefix(id, "00000002") }
 
 func newWorld(seed uint64, users, groups int) *world {
 	w := &world{rng: rand.New(rand.NewPCG(seed, 1)), users: map[string]bool{}, groups: map[string]bool{},
-		members: map[string]map[string]bool{}, contacts: map[string]bool{}}
+		members: map[string]map[string]bool{}, contacts: map[string]bool{}, renamed: map[string]int{}}
 	for range users {
 		w.next++
 		w.users[uID(w.next)] = true
@@ -110,6 +112,10 @@ func (w *world) churn() {
 		}
 	}
 	w.users[w.pick(w.userIDs())] = false
+	w.renamed[w.pick(w.userIDs())]++
+	if u := w.pick(w.userIDs()); !w.users[u] {
+		w.users[u] = true // enabled again
+	}
 	if u := w.pick(w.userIDs()); w.rng.IntN(2) == 0 {
 		w.contacts[u] = !w.contacts[u]
 	}
@@ -155,7 +161,7 @@ func (w *world) sync(t *testing.T, st *store.Store, tenant string, at time.Time)
 	ref := store.PageRef{TenantID: tenant, RunID: r.ID, RunSeq: r.Seq}
 	var users []store.DirUser
 	for _, id := range w.userIDs() {
-		users = append(users, store.DirUser{ID: id, DisplayName: "User " + id[24:], Mail: id[24:] + "@contoso.com",
+		users = append(users, store.DirUser{ID: id, DisplayName: fmt.Sprintf("User %s (%d)", id[24:], w.renamed[id]), Mail: id[24:] + "@contoso.com",
 			UserPrincipalName: id[24:] + "@contoso.com", UserType: "Member", AccountEnabled: w.users[id]})
 	}
 	must(t, st.ApplyUsersPage(ctx, ref, users, at))
@@ -213,6 +219,9 @@ func newSide(t *testing.T, name string, opts ...store.Option) *side {
 	set, err := st.TenantSettings(ctx, s.tenant)
 	must(t, err)
 	set.DeletionGuard = plan.DeletionGuard{Percent: 100, Minimum: plan.MaxGuardMinimum}
+	// Entra ID overwrites an admin's edit of a name or email: the plan
+	// after an edit has to decide that user again to see it.
+	set.LocalEdits = plan.EditsOverwrite
 	_, _, err = st.UpdateSettings(ctx, s.tenant, set)
 	must(t, err)
 	for _, n := range []string{"R1", "R2"} {
@@ -247,7 +256,9 @@ func (s *side) state(t *testing.T, runID string) map[string][]string {
 	return map[string][]string{
 		"plan": s.rows(t, `SELECT action, ' ', entra_id, ' ', COALESCE(group_id, ''), ' ', COALESCE(role, ''), ' ',
 			reason, ' ', COALESCE(before::text, ''), ' ', COALESCE(after::text, '') FROM sync_plan_items WHERE tenant_id = $1 AND run_id = $2`, s.tenant, runID),
-		"users": s.rows(t, `SELECT entra_id, ' ', license, ' ', enabled FROM app_users WHERE tenant_id = $1`, s.tenant),
+		"users": s.rows(t, `SELECT entra_id, ' ', license, ' ', enabled, ' ', display_name, ' ', email, ' ',
+			COALESCE(license_run_seq, 0) FROM app_users WHERE tenant_id = $1`, s.tenant),
+		"roles": s.rows(t, `SELECT user_id, ' ', role FROM app_user_roles WHERE tenant_id = $1`, s.tenant),
 		"groups": s.rows(t, `SELECT entra_id, ' ', status, ' ', synced_member_count FROM app_groups WHERE tenant_id = $1`,
 			s.tenant),
 		"memberships": s.rows(t, `SELECT group_id, ' ', user_id FROM app_group_members WHERE tenant_id = $1`, s.tenant),
@@ -324,6 +335,34 @@ func TestIncrementalPlansEqualFullOnes(t *testing.T) {
 							_ = s.st.DeleteGroup(ctx, s.tenant, g)
 						}
 					}
+					// Admins edit users too: the next plan decides those again.
+					us := incremental.rows(t, `SELECT entra_id FROM app_users WHERE tenant_id = $1`, incremental.tenant)
+					for range 2 {
+						u := us[api.IntN(len(us))]
+						var patch store.UserPatch
+						switch api.IntN(5) {
+						case 0:
+							name := fmt.Sprintf("Edited %d", round)
+							patch.DisplayName = &name
+						case 1:
+							email := fmt.Sprintf("edited%d@fabrikam.com", round)
+							patch.Email = &email
+						case 2:
+							license := store.LicenseDisabled
+							patch.License = &license
+						case 3:
+							license := store.LicenseAssigned
+							patch.License = &license
+						case 4:
+							roles := []string{plan.RoleAdministrator}
+							patch.Roles = &roles
+						}
+						for _, s := range []*side{incremental, full} {
+							// No free seat, or a disabled account, refuses a
+							// license on both sides alike.
+							_, _ = s.st.UpdateAppUser(ctx, s.tenant, u, patch)
+						}
+					}
 				}
 				stale := incremental.rows(t, `SELECT memberships_stale FROM tenants WHERE id = $1`, incremental.tenant)
 				if round > 0 && stale[0] == "false" {
@@ -352,6 +391,10 @@ func TestIncrementalPlansEqualFullOnes(t *testing.T) {
 				if left := incremental.rows(t, `SELECT group_id FROM dir_dirty_groups WHERE tenant_id = $1`,
 					incremental.tenant); len(left) != 0 {
 					t.Fatalf("round %d: groups still marked after the plan was applied: %v", round, left)
+				}
+				if left := incremental.rows(t, `SELECT entra_id FROM app_dirty_users WHERE tenant_id = $1`,
+					incremental.tenant); len(left) != 0 {
+					t.Fatalf("round %d: users still marked after the plan was applied: %v", round, left)
 				}
 			}
 			// A group switched off keeps its members while Entra ID's

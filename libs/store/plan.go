@@ -23,7 +23,7 @@ import (
 //  1. users, in Entra id order (mirror and app merged): libs/plan's user
 //     rules (scope, profile and local edits, account state, licenses that
 //     go back or stay disabled) give items and each user's part in the
-//     seat hand-out;
+//     seat hand-out; only for the users whose facts changed (below);
 //  2. seats: holders oldest grant first, then candidates in Entra id
 //     order, through plan.Seats;
 //  3. groups, in Entra id order: plan.DecideGroup, by the tenant's
@@ -36,6 +36,13 @@ import (
 //  5. grants: the roles and sharing permissions bound to groups, given to
 //     those nested members and taken from users no longer among them,
 //     through plan.DecideGrant (grants.go); only for the affected users.
+//
+// Users are decided again when a run newer than the plan the app follows
+// changed them in the mirror (dir_users.changed_run_seq, migration 00021)
+// or an admin edited them since (app_dirty_users); every other app user
+// stays as it is, with the seat role plan.SteadySeat gives its state,
+// which is what deciding it again would give. A tenant with scope groups
+// is decided whole: an edge changed anywhere can take a user in or out.
 //
 // Memberships and grants are recomputed for what changed, not the whole
 // tenant: the groups whose bindings or status changed through the API
@@ -58,13 +65,17 @@ const planChunk = 2000
 
 // planTenant is the tenant as the plan step sees it.
 type planTenant struct {
-	// fullMemberships: recompute every membership and grant.
+	// fullMemberships: recompute every membership and grant, and decide
+	// every user.
 	fullMemberships bool
-	name            string
-	settings        plan.Settings
-	appVersion      int64
-	shortage        bool
-	guard           plan.GuardFacts
+	// since is the run whose applied plan the app follows: users changed
+	// by a newer run are decided again.
+	since      int64
+	name       string
+	settings   plan.Settings
+	appVersion int64
+	shortage   bool
+	guard      plan.GuardFacts
 }
 
 // planResult is what a built plan is.
@@ -85,6 +96,9 @@ type planner struct {
 	next    int32 // seq of the next item
 	items   []dbsqlc.InsertPlanItemsParams
 	work    []dbsqlc.InsertPlanWorkUsersParams // plan_work_users rows waiting to be written
+	// moved are plan_work_affected rows waiting to be written: the users
+	// who come into the app or leave it.
+	moved   []dbsqlc.InsertPlanWorkAffectedParams
 	inScope int64
 	// changedGroups are the groups the groups pass changes: their members'
 	// memberships and grants are recomputed.
@@ -139,6 +153,12 @@ func (p *planner) flush() error {
 		}
 		p.work = p.work[:0]
 	}
+	if len(p.moved) > 0 {
+		if _, err := p.q.InsertPlanWorkAffected(p.ctx, p.moved); err != nil {
+			return fmt.Errorf("write affected users: %w", err)
+		}
+		p.moved = p.moved[:0]
+	}
 	return nil
 }
 
@@ -186,7 +206,9 @@ func buildPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 			return res, fmt.Errorf("scope groups: %w", err)
 		}
 	}
-	if err := p.users(t.settings); err != nil {
+	// Scope groups make a user's scope hang on edges anywhere below them.
+	every := t.fullMemberships || len(t.settings.Scope.Groups) > 0
+	if err := p.users(t.settings, every, t.since); err != nil {
 		return res, fmt.Errorf("plan users: %w", err)
 	}
 	seats := plan.NewSeats(t.settings.Seats)
@@ -234,7 +256,7 @@ func loadPlanTenant(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr page
 		return t, fmt.Errorf("read tenant: %w", err)
 	}
 	t.name, t.appVersion, t.shortage = row.Name, row.AppVersion, row.SeatShortage
-	t.fullMemberships = row.MembershipsStale
+	t.fullMemberships, t.since = row.MembershipsStale, row.MembershipsRunSeq
 	t.guard.AppUsers, t.guard.Licenses, t.guard.RoleGrants = row.AppUsers, row.Licenses, row.RoleGrants
 	t.guard.SharingGrants = row.SharingGrants
 	// The schedule plays no part in a plan: no interval to default it from.
@@ -252,14 +274,30 @@ func loadPlanTenant(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr page
 }
 
 // users is the first pass: the mirror's users and the app's, merged in
-// Entra id order.
-func (p *planner) users(s plan.Settings) error {
+// Entra id order; every user when every, else those a run newer than
+// since changed or an admin edited (the others keep their state: see
+// keepSteadyUsers).
+func (p *planner) users(s plan.Settings, every bool, since int64) error {
 	dirQ, appQ := p.q.Cursor("plan_dir_users", planChunk), p.q.Cursor("plan_app_users", planChunk)
 	dirs := &chunks[dbsqlc.PlanDirUsersRow]{fetch: func() ([]dbsqlc.PlanDirUsersRow, error) {
-		return dirQ.PlanDirUsers(p.ctx, dbsqlc.PlanDirUsersParams{TenantID: p.tenant, RunID: p.run})
+		if every {
+			return dirQ.PlanDirUsers(p.ctx, dbsqlc.PlanDirUsersParams{TenantID: p.tenant, RunID: p.run})
+		}
+		rows, err := dirQ.PlanDirUsersTouched(p.ctx, dbsqlc.PlanDirUsersTouchedParams{TenantID: p.tenant,
+			RunID: p.run, Since: since})
+		return mapRows(rows, func(r dbsqlc.PlanDirUsersTouchedRow) dbsqlc.PlanDirUsersRow {
+			return dbsqlc.PlanDirUsersRow(r)
+		}), err
 	}}
 	apps := &chunks[dbsqlc.PlanAppUsersRow]{fetch: func() ([]dbsqlc.PlanAppUsersRow, error) {
-		return appQ.PlanAppUsers(p.ctx, p.tenant)
+		if every {
+			return appQ.PlanAppUsers(p.ctx, p.tenant)
+		}
+		rows, err := appQ.PlanAppUsersTouched(p.ctx, dbsqlc.PlanAppUsersTouchedParams{TenantID: p.tenant,
+			Since: since})
+		return mapRows(rows, func(r dbsqlc.PlanAppUsersTouchedRow) dbsqlc.PlanAppUsersRow {
+			return dbsqlc.PlanAppUsersRow(r)
+		}), err
 	}}
 	err := merge(dirs, apps, func(d dbsqlc.PlanDirUsersRow) string { return d.ID },
 		func(a dbsqlc.PlanAppUsersRow) string { return a.EntraID },
@@ -284,6 +322,15 @@ func (p *planner) users(s plan.Settings) error {
 			if err := p.emit(dec.Items...); err != nil {
 				return err
 			}
+			if (a == nil) == dec.InScope { // comes into the app, or leaves it
+				p.moved = append(p.moved, dbsqlc.InsertPlanWorkAffectedParams{TenantID: p.tenant, RunID: p.run,
+					Kind: "user", ID: f.EntraID})
+				if len(p.moved) >= planChunk {
+					if err := p.flush(); err != nil {
+						return err
+					}
+				}
+			}
 			if !dec.InScope {
 				return nil
 			}
@@ -292,7 +339,41 @@ func (p *planner) users(s plan.Settings) error {
 			}
 			return p.keepUser(f.EntraID, name, dec.Seat, seq)
 		})
-	return errors.Join(err, dirQ.CloseCursor(p.ctx), appQ.CloseCursor(p.ctx))
+	if err := errors.Join(err, dirQ.CloseCursor(p.ctx), appQ.CloseCursor(p.ctx)); err != nil || every {
+		return err
+	}
+	return p.keepSteadyUsers(since)
+}
+
+// keepSteadyUsers writes the app users the users pass did not decide
+// again to plan_work_users, as they are, with the seat role
+// plan.SteadySeat gives their state.
+func (p *planner) keepSteadyUsers(since int64) error {
+	type seat struct {
+		Enabled bool          `json:"enabled"`
+		License string        `json:"license"`
+		Sticky  bool          `json:"sticky"`
+		Seat    plan.SeatRole `json:"seat"`
+	}
+	var seats []seat
+	for _, enabled := range []bool{true, false} {
+		for _, license := range []string{plan.LicenseAssigned, plan.LicenseNone, plan.LicenseDisabled} {
+			for _, sticky := range []bool{false, true} {
+				seats = append(seats, seat{enabled, license, sticky, plan.SteadySeat(enabled, license, sticky)})
+			}
+		}
+	}
+	table, err := json.Marshal(seats)
+	if err != nil {
+		return err
+	}
+	arg := dbsqlc.PlanKeepSteadyUsersParams{TenantID: p.tenant, RunID: p.run, Since: since, Seats: table}
+	n, err := p.q.PlanKeepSteadyUsers(p.ctx, arg)
+	if err != nil {
+		return fmt.Errorf("keep the users no change touched: %w", err)
+	}
+	p.inScope += n
+	return nil
 }
 
 // seats is the second pass: holders keep their seats while the pool has
@@ -446,11 +527,12 @@ func (p *planner) memberships(full bool) error {
 // affected records what the memberships and grants passes recompute:
 // every group when full, else the groups the groups pass changed and the
 // ones the api marked (with those above them), and the users below an
-// edge that changed; and the users who come or go.
+// edge that changed. The users who come or go are in already: the users
+// pass wrote them.
 func (p *planner) affected(full bool) error {
-	ids := dbsqlc.PlanAffectUsersParams{TenantID: p.tenant, RunID: p.run}
 	if full {
-		if err := p.q.PlanAffectAllGroups(p.ctx, dbsqlc.PlanAffectAllGroupsParams(ids)); err != nil {
+		if err := p.q.PlanAffectAllGroups(p.ctx, dbsqlc.PlanAffectAllGroupsParams{TenantID: p.tenant,
+			RunID: p.run}); err != nil {
 			return err
 		}
 	} else {
@@ -464,9 +546,6 @@ func (p *planner) affected(full bool) error {
 		if err != nil {
 			return err
 		}
-	}
-	if err := p.q.PlanAffectUsers(p.ctx, ids); err != nil {
-		return err
 	}
 	return p.q.Analyze(p.ctx, "plan_work_affected")
 }

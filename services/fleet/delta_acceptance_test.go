@@ -75,7 +75,7 @@ var tenantContent = []contentTable{
 	{name: "dir_users", where: "NOT deleted",
 		cols: []string{"entra_id", "display_name", "mail", "user_principal_name", "given_name", "surname",
 			"job_title", "department", "user_type", "account_enabled"},
-		skip: []string{"tenant_id", "deleted", "v_run_seq", "v_page", "v_idx"}},
+		skip: []string{"tenant_id", "deleted", "v_run_seq", "v_page", "v_idx", "changed_run_seq"}},
 	{name: "dir_groups", where: "NOT deleted",
 		cols: []string{"entra_id", "display_name", "description", "mail", "group_types", "security_enabled",
 			"mail_enabled", "membership_rule", "renewed_at"},
@@ -90,6 +90,7 @@ var tenantContent = []contentTable{
 		skip: []string{"tenant_id", "v_run_seq", "v_page", "v_idx"}},
 	{name: "dir_dirty_groups", cols: []string{"group_id"}, skip: []string{"tenant_id", "run_seq"}},
 	{name: "dir_removed_edges", cols: []string{"group_id", "member_id"}, skip: []string{"tenant_id", "run_seq"}},
+	{name: "app_dirty_users", cols: []string{"entra_id"}, skip: []string{"tenant_id"}},
 	// App rows: when they were created, changed or licensed, and by which
 	// run, is history.
 	{name: "app_users",

@@ -100,11 +100,15 @@ WHERE tenant_id = @tenant_id AND run_id = @run_id;
 -- older pages change nothing. An unchanged entry only moves the version
 -- columns, which no index covers, so Postgres rewrites the row in place
 -- (a HOT update) without touching an index; the application side, which
--- is compared by content, is not rewritten.
+-- is compared by content, is not rewritten. An entry that changes the
+-- row (or brings back a deleted user) marks it changed by this run
+-- (changed_run_seq, migration 00021): the next plan decides that user
+-- again.
 INSERT INTO dir_users AS d (tenant_id, entra_id, display_name, mail, user_principal_name, given_name, surname,
-                            job_title, department, user_type, account_enabled, deleted, v_run_seq, v_page, v_idx)
+                            job_title, department, user_type, account_enabled, deleted, v_run_seq, v_page, v_idx,
+                            changed_run_seq)
 SELECT @tenant_id, u.id, u.display_name, u.mail, u.upn, u.given_name, u.surname,
-       u.job_title, u.department, u.user_type, u.account_enabled, false, @run_seq, @page, u.idx
+       u.job_title, u.department, u.user_type, u.account_enabled, false, @run_seq, @page, u.idx, @run_seq
 FROM jsonb_to_recordset(@rows::jsonb) AS u(id text, display_name text, mail text, upn text, given_name text,
                                            surname text, job_title text, department text, user_type text,
                                            account_enabled boolean, idx integer)
@@ -120,7 +124,14 @@ SET display_name = EXCLUDED.display_name,
     user_type = EXCLUDED.user_type,
     account_enabled = EXCLUDED.account_enabled,
     deleted = false,
-    v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
+    v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx,
+    changed_run_seq = CASE
+        WHEN (d.display_name, d.mail, d.user_principal_name, d.given_name, d.surname, d.job_title, d.department,
+              d.user_type, d.account_enabled, d.deleted)
+             IS DISTINCT FROM (EXCLUDED.display_name, EXCLUDED.mail, EXCLUDED.user_principal_name, EXCLUDED.given_name,
+                               EXCLUDED.surname, EXCLUDED.job_title, EXCLUDED.department, EXCLUDED.user_type,
+                               EXCLUDED.account_enabled, false)
+        THEN EXCLUDED.changed_run_seq ELSE d.changed_run_seq END
 WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx);
 
 -- name: UpsertGroups :exec

@@ -7,17 +7,20 @@
 -- tombstone row too, so that an older page applied late cannot bring it
 -- in. A tombstone blanks the user's properties: the same state whichever
 -- order the pages came in (the plan reads only users that are not
--- deleted). A restored user comes again as changed (UpsertUsers).
+-- deleted). A restored user comes again as changed (UpsertUsers). A
+-- tombstone that deletes the user marks it changed by this run.
 INSERT INTO dir_users AS d (tenant_id, entra_id, display_name, mail, user_principal_name, given_name, surname,
-                            job_title, department, user_type, account_enabled, deleted, v_run_seq, v_page, v_idx)
-SELECT @tenant_id, r.id, '', '', '', '', '', '', '', '', false, true, @run_seq, @page, r.idx
+                            job_title, department, user_type, account_enabled, deleted, v_run_seq, v_page, v_idx,
+                            changed_run_seq)
+SELECT @tenant_id, r.id, '', '', '', '', '', '', '', '', false, true, @run_seq, @page, r.idx, @run_seq
 FROM jsonb_to_recordset(@rows::jsonb) AS r(id text, idx integer)
 ORDER BY r.id
 ON CONFLICT (tenant_id, entra_id) DO UPDATE
 SET display_name = '', mail = '', user_principal_name = '', given_name = '', surname = '',
     job_title = '', department = '', user_type = '', account_enabled = false,
     deleted = true,
-    v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
+    v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx,
+    changed_run_seq = CASE WHEN d.deleted THEN d.changed_run_seq ELSE EXCLUDED.changed_run_seq END
 WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx);
 
 -- name: TombstoneGroups :exec

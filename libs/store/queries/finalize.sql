@@ -44,7 +44,7 @@ WITH seen AS MATERIALIZED (
     WHERE p.tenant_id = @tenant_id AND p.run_id = @run_id AND p.kind = 'users' AND p.page >= @lo AND p.page < @hi
 )
 UPDATE dir_users d
-SET deleted = true, v_run_seq = @run_seq, v_page = 2147483647, v_idx = 0
+SET deleted = true, v_run_seq = @run_seq, v_page = 2147483647, v_idx = 0, changed_run_seq = @run_seq
 WHERE d.tenant_id = @tenant_id
   AND NOT d.deleted
   AND (d.v_run_seq, d.v_page, d.v_idx) < (@run_seq, 2147483647, 0)

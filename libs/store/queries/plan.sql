@@ -7,7 +7,7 @@
 -- name: PlanTenant :one
 -- The tenant as the plan step needs it, under the row lock: nothing
 -- changes its settings or app side while a plan is built.
-SELECT name, seats, settings, app_version, seat_shortage, memberships_stale,
+SELECT name, seats, settings, app_version, seat_shortage, memberships_stale, memberships_run_seq,
        (SELECT count(*) FROM app_users u WHERE u.tenant_id = t.id) AS app_users,
        (SELECT count(*) FROM app_users u WHERE u.tenant_id = t.id AND u.license = 'assigned') AS licenses,
        ((SELECT count(*) FROM app_user_roles r WHERE r.tenant_id = t.id)
@@ -60,6 +60,60 @@ SELECT a.entra_id, a.email, a.display_name, a.given_name, a.surname, a.job_title
 FROM app_users a
 WHERE a.tenant_id = @tenant_id
 ORDER BY a.entra_id;
+
+-- name: PlanDirUsersTouched :many
+-- PlanDirUsers for the users a plan decides again (plan.go): those a run
+-- newer than @since (the run whose applied plan the app follows) changed
+-- in the mirror, and those an admin edited since. A cursor.
+WITH touched AS (
+    SELECT c.entra_id FROM dir_users c WHERE c.tenant_id = @tenant_id AND c.changed_run_seq > @since::bigint
+    UNION
+    SELECT m.entra_id FROM app_dirty_users m WHERE m.tenant_id = @tenant_id
+)
+SELECT d.entra_id AS id, d.display_name, d.mail, d.user_principal_name, d.given_name, d.surname, d.job_title,
+       d.department, d.user_type, d.account_enabled,
+       EXISTS (SELECT 1 FROM plan_work_scope s
+               WHERE s.tenant_id = @tenant_id AND s.run_id = @run_id AND s.user_id = d.entra_id) AS in_scope
+FROM touched t
+JOIN dir_users d ON d.tenant_id = @tenant_id AND d.entra_id = t.entra_id
+WHERE NOT d.deleted
+ORDER BY d.entra_id;
+
+-- name: PlanAppUsersTouched :many
+-- PlanAppUsers for the users of PlanDirUsersTouched. A cursor.
+WITH touched AS (
+    SELECT c.entra_id FROM dir_users c WHERE c.tenant_id = @tenant_id AND c.changed_run_seq > @since::bigint
+    UNION
+    SELECT m.entra_id FROM app_dirty_users m WHERE m.tenant_id = @tenant_id
+)
+SELECT a.entra_id, a.email, a.display_name, a.given_name, a.surname, a.job_title, a.department, a.enabled,
+       a.license, a.license_disabled_at, a.display_name_edited_at, a.email_edited_at,
+       ARRAY(SELECT r.role FROM app_user_roles r
+             WHERE r.tenant_id = a.tenant_id AND r.user_id = a.entra_id ORDER BY r.role)::text[] AS roles,
+       a.license_run_seq
+FROM touched t
+JOIN app_users a ON a.tenant_id = @tenant_id AND a.entra_id = t.entra_id
+ORDER BY a.entra_id;
+
+-- name: PlanKeepSteadyUsers :execrows
+-- The app's users a plan does not decide again (not touched: see
+-- PlanDirUsersTouched) stay as they are, each with the seat role libs/plan
+-- gives an app user in its state (plan.SteadySeat), passed as a table
+-- (JSON) of every (enabled, license, license disabled by an admin)
+-- combination.
+WITH touched AS (
+    SELECT c.entra_id FROM dir_users c WHERE c.tenant_id = @tenant_id AND c.changed_run_seq > @since::bigint
+    UNION
+    SELECT m.entra_id FROM app_dirty_users m WHERE m.tenant_id = @tenant_id
+)
+INSERT INTO plan_work_users (tenant_id, run_id, entra_id, display_name, seat, license_run_seq)
+SELECT @tenant_id, @run_id, a.entra_id, a.display_name, s.seat,
+       CASE WHEN s.seat = 1 THEN a.license_run_seq END
+FROM app_users a
+JOIN jsonb_to_recordset(@seats::jsonb) AS s(enabled boolean, license text, sticky boolean, seat smallint)
+  ON s.enabled = a.enabled AND s.license = a.license AND s.sticky = (a.license_disabled_at IS NOT NULL)
+WHERE a.tenant_id = @tenant_id
+  AND NOT EXISTS (SELECT 1 FROM touched t WHERE t.entra_id = a.entra_id);
 
 -- name: PlanSeatHolders :many
 -- The seat holders the plan keeps, oldest grant first. A cursor.
@@ -147,20 +201,6 @@ UNION
 SELECT @tenant_id::uuid, @run_id::uuid, 'user', c.id
 FROM changed c
 WHERE EXISTS (SELECT 1 FROM dir_users u WHERE u.tenant_id = @tenant_id AND u.entra_id = c.id)
-ON CONFLICT DO NOTHING;
-
--- name: PlanAffectUsers :exec
--- The users who come into the app or leave it with this plan: all their
--- memberships are recomputed (as those of PlanAffectEdgeUsers).
-INSERT INTO plan_work_affected (tenant_id, run_id, kind, id)
-SELECT @tenant_id::uuid AS tenant_id, @run_id::uuid AS run_id, 'user' AS kind, w.entra_id AS id FROM plan_work_users w
-WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id
-  AND NOT EXISTS (SELECT 1 FROM app_users a WHERE a.tenant_id = @tenant_id AND a.entra_id = w.entra_id)
-UNION ALL
-SELECT @tenant_id::uuid, @run_id::uuid, 'user', a.entra_id FROM app_users a
-WHERE a.tenant_id = @tenant_id
-  AND NOT EXISTS (SELECT 1 FROM plan_work_users w
-                  WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id AND w.entra_id = a.entra_id)
 ON CONFLICT DO NOTHING;
 
 -- name: PlanEntraMembers :exec
@@ -290,14 +330,19 @@ DELETE FROM plan_work_members WHERE tenant_id = @tenant_id AND run_id = @run_id;
 DELETE FROM plan_work_affected WHERE tenant_id = @tenant_id AND run_id = @run_id;
 
 -- name: ClearMembershipChanges :exec
--- The plan of run @run_seq is applied: the app's memberships follow the
--- marks and edge changes up to it, and everything when the tenant's were
--- stale.
+-- The plan of run @run_seq is applied: the app's users and memberships
+-- follow the marks and changes up to it, and everything when the
+-- tenant's were stale. An admin's edit of a user cannot come between a
+-- plan and its application (it makes a held plan stale), so every user
+-- mark is spent.
 WITH cleared AS (
     DELETE FROM dir_dirty_groups WHERE tenant_id = @tenant_id AND run_seq <= @run_seq
 ),
 removed AS (
     DELETE FROM dir_removed_edges WHERE tenant_id = @tenant_id AND run_seq <= @run_seq
+),
+edited AS (
+    DELETE FROM app_dirty_users WHERE tenant_id = @tenant_id
 )
 UPDATE tenants
 SET memberships_stale = false, memberships_run_seq = greatest(memberships_run_seq, @run_seq)
@@ -309,6 +354,13 @@ WHERE id = @tenant_id AND (memberships_stale OR memberships_run_seq < @run_seq);
 INSERT INTO dir_dirty_groups (tenant_id, group_id, run_seq)
 VALUES (@tenant_id, @group_id, 0)
 ON CONFLICT (tenant_id, group_id) DO NOTHING;
+
+-- name: MarkUserDirty :exec
+-- An admin's edit of a user (name, email, license, roles): the next plan
+-- decides that user again.
+INSERT INTO app_dirty_users (tenant_id, entra_id)
+VALUES (@tenant_id, @entra_id)
+ON CONFLICT (tenant_id, entra_id) DO NOTHING;
 
 -- name: DeletePlanItems :exec
 -- A run planned again (its transaction retried) starts from no items.
@@ -562,6 +614,10 @@ VALUES (@tenant_id, @run_id, @seq, @action, @entra_id, @group_id, @role, @displa
 -- name: InsertPlanWorkUsers :copyfrom
 INSERT INTO plan_work_users (tenant_id, run_id, entra_id, display_name, seat, license_run_seq)
 VALUES (@tenant_id, @run_id, @entra_id, @display_name, @seat, @license_run_seq);
+
+-- name: InsertPlanWorkAffected :copyfrom
+INSERT INTO plan_work_affected (tenant_id, run_id, kind, id)
+VALUES (@tenant_id, @run_id, @kind, @id);
 
 -- name: InsertPlanWorkGroups :copyfrom
 INSERT INTO plan_work_groups (tenant_id, run_id, entra_id, display_name, frozen, grants)

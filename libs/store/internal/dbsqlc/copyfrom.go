@@ -52,6 +52,41 @@ func (q *Queries) InsertPlanItems(ctx context.Context, arg []InsertPlanItemsPara
 	return q.db.CopyFrom(ctx, []string{"sync_plan_items"}, []string{"tenant_id", "run_id", "seq", "action", "entra_id", "group_id", "role", "display_name", "before", "after", "reason"}, &iteratorForInsertPlanItems{rows: arg})
 }
 
+// iteratorForInsertPlanWorkAffected implements pgx.CopyFromSource.
+type iteratorForInsertPlanWorkAffected struct {
+	rows                 []InsertPlanWorkAffectedParams
+	skippedFirstNextCall bool
+}
+
+func (r *iteratorForInsertPlanWorkAffected) Next() bool {
+	if len(r.rows) == 0 {
+		return false
+	}
+	if !r.skippedFirstNextCall {
+		r.skippedFirstNextCall = true
+		return true
+	}
+	r.rows = r.rows[1:]
+	return len(r.rows) > 0
+}
+
+func (r iteratorForInsertPlanWorkAffected) Values() ([]interface{}, error) {
+	return []interface{}{
+		r.rows[0].TenantID,
+		r.rows[0].RunID,
+		r.rows[0].Kind,
+		r.rows[0].ID,
+	}, nil
+}
+
+func (r iteratorForInsertPlanWorkAffected) Err() error {
+	return nil
+}
+
+func (q *Queries) InsertPlanWorkAffected(ctx context.Context, arg []InsertPlanWorkAffectedParams) (int64, error) {
+	return q.db.CopyFrom(ctx, []string{"plan_work_affected"}, []string{"tenant_id", "run_id", "kind", "id"}, &iteratorForInsertPlanWorkAffected{rows: arg})
+}
+
 // iteratorForInsertPlanWorkGroups implements pgx.CopyFromSource.
 type iteratorForInsertPlanWorkGroups struct {
 	rows                 []InsertPlanWorkGroupsParams

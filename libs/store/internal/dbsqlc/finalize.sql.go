@@ -437,7 +437,7 @@ WITH seen AS MATERIALIZED (
     WHERE p.tenant_id = $2 AND p.run_id = $3 AND p.kind = 'users' AND p.page >= $4 AND p.page < $5
 )
 UPDATE dir_users d
-SET deleted = true, v_run_seq = $1, v_page = 2147483647, v_idx = 0
+SET deleted = true, v_run_seq = $1, v_page = 2147483647, v_idx = 0, changed_run_seq = $1
 WHERE d.tenant_id = $2
   AND NOT d.deleted
   AND (d.v_run_seq, d.v_page, d.v_idx) < ($1, 2147483647, 0)

@@ -20,6 +20,11 @@ type ActivityLog struct {
 	RunID    *string
 }
 
+type AppDirtyUser struct {
+	TenantID string
+	EntraID  string
+}
+
 type AppGrantName struct {
 	TenantID  string
 	Kind      string
@@ -185,6 +190,7 @@ type DirUser struct {
 	VRunSeq           int64
 	VPage             int32
 	VIdx              int32
+	ChangedRunSeq     int64
 }
 
 type NotificationTask struct {

@@ -330,6 +330,9 @@ WITH cleared AS (
 ),
 removed AS (
     DELETE FROM dir_removed_edges WHERE tenant_id = $2 AND run_seq <= $1
+),
+edited AS (
+    DELETE FROM app_dirty_users WHERE tenant_id = $2
 )
 UPDATE tenants
 SET memberships_stale = false, memberships_run_seq = greatest(memberships_run_seq, $1)
@@ -341,9 +344,11 @@ type ClearMembershipChangesParams struct {
 	TenantID string
 }
 
-// The plan of run @run_seq is applied: the app's memberships follow the
-// marks and edge changes up to it, and everything when the tenant's were
-// stale.
+// The plan of run @run_seq is applied: the app's users and memberships
+// follow the marks and changes up to it, and everything when the
+// tenant's were stale. An admin's edit of a user cannot come between a
+// plan and its application (it makes a held plan stale), so every user
+// mark is spent.
 func (q *Queries) ClearMembershipChanges(ctx context.Context, arg ClearMembershipChangesParams) error {
 	_, err := q.db.Exec(ctx, clearMembershipChanges, arg.RunSeq, arg.TenantID)
 	return err
@@ -471,6 +476,13 @@ type InsertPlanItemsParams struct {
 	Before      []byte
 	After       []byte
 	Reason      string
+}
+
+type InsertPlanWorkAffectedParams struct {
+	TenantID string
+	RunID    string
+	Kind     string
+	ID       string
 }
 
 type InsertPlanWorkGroupsParams struct {
@@ -645,6 +657,24 @@ func (q *Queries) MarkGroupDirty(ctx context.Context, arg MarkGroupDirtyParams) 
 	return err
 }
 
+const markUserDirty = `-- name: MarkUserDirty :exec
+INSERT INTO app_dirty_users (tenant_id, entra_id)
+VALUES ($1, $2)
+ON CONFLICT (tenant_id, entra_id) DO NOTHING
+`
+
+type MarkUserDirtyParams struct {
+	TenantID string
+	EntraID  string
+}
+
+// An admin's edit of a user (name, email, license, roles): the next plan
+// decides that user again.
+func (q *Queries) MarkUserDirty(ctx context.Context, arg MarkUserDirtyParams) error {
+	_, err := q.db.Exec(ctx, markUserDirty, arg.TenantID, arg.EntraID)
+	return err
+}
+
 const notifiedEmails = `-- name: NotifiedEmails :many
 SELECT DISTINCT u.email
 FROM (SELECT r.user_id FROM app_user_roles r WHERE r.tenant_id = $1 AND r.role = ANY ($2::text[])
@@ -770,31 +800,6 @@ type PlanAffectGroupsParams struct {
 // whatever the app does with it, so no membership above it changes.
 func (q *Queries) PlanAffectGroups(ctx context.Context, arg PlanAffectGroupsParams) error {
 	_, err := q.db.Exec(ctx, planAffectGroups, arg.TenantID, arg.RunID, arg.Ids)
-	return err
-}
-
-const planAffectUsers = `-- name: PlanAffectUsers :exec
-INSERT INTO plan_work_affected (tenant_id, run_id, kind, id)
-SELECT $1::uuid AS tenant_id, $2::uuid AS run_id, 'user' AS kind, w.entra_id AS id FROM plan_work_users w
-WHERE w.tenant_id = $1 AND w.run_id = $2
-  AND NOT EXISTS (SELECT 1 FROM app_users a WHERE a.tenant_id = $1 AND a.entra_id = w.entra_id)
-UNION ALL
-SELECT $1::uuid, $2::uuid, 'user', a.entra_id FROM app_users a
-WHERE a.tenant_id = $1
-  AND NOT EXISTS (SELECT 1 FROM plan_work_users w
-                  WHERE w.tenant_id = $1 AND w.run_id = $2 AND w.entra_id = a.entra_id)
-ON CONFLICT DO NOTHING
-`
-
-type PlanAffectUsersParams struct {
-	TenantID string
-	RunID    string
-}
-
-// The users who come into the app or leave it with this plan: all their
-// memberships are recomputed (as those of PlanAffectEdgeUsers).
-func (q *Queries) PlanAffectUsers(ctx context.Context, arg PlanAffectUsersParams) error {
-	_, err := q.db.Exec(ctx, planAffectUsers, arg.TenantID, arg.RunID)
 	return err
 }
 
@@ -961,6 +966,80 @@ func (q *Queries) PlanAppUsers(ctx context.Context, tenantID string) ([]PlanAppU
 	var items []PlanAppUsersRow
 	for rows.Next() {
 		var i PlanAppUsersRow
+		if err := rows.Scan(
+			&i.EntraID,
+			&i.Email,
+			&i.DisplayName,
+			&i.GivenName,
+			&i.Surname,
+			&i.JobTitle,
+			&i.Department,
+			&i.Enabled,
+			&i.License,
+			&i.LicenseDisabledAt,
+			&i.DisplayNameEditedAt,
+			&i.EmailEditedAt,
+			&i.Roles,
+			&i.LicenseRunSeq,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const planAppUsersTouched = `-- name: PlanAppUsersTouched :many
+WITH touched AS (
+    SELECT c.entra_id FROM dir_users c WHERE c.tenant_id = $1 AND c.changed_run_seq > $2::bigint
+    UNION
+    SELECT m.entra_id FROM app_dirty_users m WHERE m.tenant_id = $1
+)
+SELECT a.entra_id, a.email, a.display_name, a.given_name, a.surname, a.job_title, a.department, a.enabled,
+       a.license, a.license_disabled_at, a.display_name_edited_at, a.email_edited_at,
+       ARRAY(SELECT r.role FROM app_user_roles r
+             WHERE r.tenant_id = a.tenant_id AND r.user_id = a.entra_id ORDER BY r.role)::text[] AS roles,
+       a.license_run_seq
+FROM touched t
+JOIN app_users a ON a.tenant_id = $1 AND a.entra_id = t.entra_id
+ORDER BY a.entra_id
+`
+
+type PlanAppUsersTouchedParams struct {
+	TenantID string
+	Since    int64
+}
+
+type PlanAppUsersTouchedRow struct {
+	EntraID             string
+	Email               string
+	DisplayName         string
+	GivenName           string
+	Surname             string
+	JobTitle            string
+	Department          string
+	Enabled             bool
+	License             string
+	LicenseDisabledAt   *time.Time
+	DisplayNameEditedAt *time.Time
+	EmailEditedAt       *time.Time
+	Roles               []string
+	LicenseRunSeq       *int64
+}
+
+// PlanAppUsers for the users of PlanDirUsersTouched. A cursor.
+func (q *Queries) PlanAppUsersTouched(ctx context.Context, arg PlanAppUsersTouchedParams) ([]PlanAppUsersTouchedRow, error) {
+	rows, err := q.db.Query(ctx, planAppUsersTouched, arg.TenantID, arg.Since)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []PlanAppUsersTouchedRow
+	for rows.Next() {
+		var i PlanAppUsersTouchedRow
 		if err := rows.Scan(
 			&i.EntraID,
 			&i.Email,
@@ -1175,6 +1254,77 @@ func (q *Queries) PlanDirUsers(ctx context.Context, arg PlanDirUsersParams) ([]P
 	return items, nil
 }
 
+const planDirUsersTouched = `-- name: PlanDirUsersTouched :many
+WITH touched AS (
+    SELECT c.entra_id FROM dir_users c WHERE c.tenant_id = $1 AND c.changed_run_seq > $3::bigint
+    UNION
+    SELECT m.entra_id FROM app_dirty_users m WHERE m.tenant_id = $1
+)
+SELECT d.entra_id AS id, d.display_name, d.mail, d.user_principal_name, d.given_name, d.surname, d.job_title,
+       d.department, d.user_type, d.account_enabled,
+       EXISTS (SELECT 1 FROM plan_work_scope s
+               WHERE s.tenant_id = $1 AND s.run_id = $2 AND s.user_id = d.entra_id) AS in_scope
+FROM touched t
+JOIN dir_users d ON d.tenant_id = $1 AND d.entra_id = t.entra_id
+WHERE NOT d.deleted
+ORDER BY d.entra_id
+`
+
+type PlanDirUsersTouchedParams struct {
+	TenantID string
+	RunID    string
+	Since    int64
+}
+
+type PlanDirUsersTouchedRow struct {
+	ID                string
+	DisplayName       string
+	Mail              string
+	UserPrincipalName string
+	GivenName         string
+	Surname           string
+	JobTitle          string
+	Department        string
+	UserType          string
+	AccountEnabled    bool
+	InScope           bool
+}
+
+// PlanDirUsers for the users a plan decides again (plan.go): those a run
+// newer than @since (the run whose applied plan the app follows) changed
+// in the mirror, and those an admin edited since. A cursor.
+func (q *Queries) PlanDirUsersTouched(ctx context.Context, arg PlanDirUsersTouchedParams) ([]PlanDirUsersTouchedRow, error) {
+	rows, err := q.db.Query(ctx, planDirUsersTouched, arg.TenantID, arg.RunID, arg.Since)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []PlanDirUsersTouchedRow
+	for rows.Next() {
+		var i PlanDirUsersTouchedRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.DisplayName,
+			&i.Mail,
+			&i.UserPrincipalName,
+			&i.GivenName,
+			&i.Surname,
+			&i.JobTitle,
+			&i.Department,
+			&i.UserType,
+			&i.AccountEnabled,
+			&i.InScope,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const planEntraMembers = `-- name: PlanEntraMembers :exec
 WITH RECURSIVE reach (root, group_id) AS (
     SELECT g.entra_id, g.entra_id
@@ -1274,6 +1424,47 @@ func (q *Queries) PlanItemCounts(ctx context.Context, arg PlanItemCountsParams) 
 		return nil, err
 	}
 	return items, nil
+}
+
+const planKeepSteadyUsers = `-- name: PlanKeepSteadyUsers :execrows
+WITH touched AS (
+    SELECT c.entra_id FROM dir_users c WHERE c.tenant_id = $1 AND c.changed_run_seq > $4::bigint
+    UNION
+    SELECT m.entra_id FROM app_dirty_users m WHERE m.tenant_id = $1
+)
+INSERT INTO plan_work_users (tenant_id, run_id, entra_id, display_name, seat, license_run_seq)
+SELECT $1, $2, a.entra_id, a.display_name, s.seat,
+       CASE WHEN s.seat = 1 THEN a.license_run_seq END
+FROM app_users a
+JOIN jsonb_to_recordset($3::jsonb) AS s(enabled boolean, license text, sticky boolean, seat smallint)
+  ON s.enabled = a.enabled AND s.license = a.license AND s.sticky = (a.license_disabled_at IS NOT NULL)
+WHERE a.tenant_id = $1
+  AND NOT EXISTS (SELECT 1 FROM touched t WHERE t.entra_id = a.entra_id)
+`
+
+type PlanKeepSteadyUsersParams struct {
+	TenantID string
+	RunID    string
+	Seats    []byte
+	Since    int64
+}
+
+// The app's users a plan does not decide again (not touched: see
+// PlanDirUsersTouched) stay as they are, each with the seat role libs/plan
+// gives an app user in its state (plan.SteadySeat), passed as a table
+// (JSON) of every (enabled, license, license disabled by an admin)
+// combination.
+func (q *Queries) PlanKeepSteadyUsers(ctx context.Context, arg PlanKeepSteadyUsersParams) (int64, error) {
+	result, err := q.db.Exec(ctx, planKeepSteadyUsers,
+		arg.TenantID,
+		arg.RunID,
+		arg.Seats,
+		arg.Since,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const planMembershipsToAdd = `-- name: PlanMembershipsToAdd :many
@@ -1476,7 +1667,7 @@ func (q *Queries) PlanSeatHolders(ctx context.Context, arg PlanSeatHoldersParams
 
 const planTenant = `-- name: PlanTenant :one
 
-SELECT name, seats, settings, app_version, seat_shortage, memberships_stale,
+SELECT name, seats, settings, app_version, seat_shortage, memberships_stale, memberships_run_seq,
        (SELECT count(*) FROM app_users u WHERE u.tenant_id = t.id) AS app_users,
        (SELECT count(*) FROM app_users u WHERE u.tenant_id = t.id AND u.license = 'assigned') AS licenses,
        ((SELECT count(*) FROM app_user_roles r WHERE r.tenant_id = t.id)
@@ -1488,16 +1679,17 @@ FOR NO KEY UPDATE
 `
 
 type PlanTenantRow struct {
-	Name             string
-	Seats            int32
-	Settings         []byte
-	AppVersion       int64
-	SeatShortage     bool
-	MembershipsStale bool
-	AppUsers         int64
-	Licenses         int64
-	RoleGrants       int64
-	SharingGrants    int64
+	Name              string
+	Seats             int32
+	Settings          []byte
+	AppVersion        int64
+	SeatShortage      bool
+	MembershipsStale  bool
+	MembershipsRunSeq int64
+	AppUsers          int64
+	Licenses          int64
+	RoleGrants        int64
+	SharingGrants     int64
 }
 
 // The plan step's reads and writes. Every decision is libs/plan's: these
@@ -1517,6 +1709,7 @@ func (q *Queries) PlanTenant(ctx context.Context, tenantID string) (PlanTenantRo
 		&i.AppVersion,
 		&i.SeatShortage,
 		&i.MembershipsStale,
+		&i.MembershipsRunSeq,
 		&i.AppUsers,
 		&i.Licenses,
 		&i.RoleGrants,
