@@ -241,6 +241,20 @@ type GroupDecision struct {
 	Grants bool
 }
 
+// MembershipsChange says whether a group's decision can change the app's
+// memberships of that group or what it grants: the plan creates it,
+// removes it, or changes its status (enabled, disabled, orphaned), which
+// says whether its members follow Entra ID and whether it grants. A
+// rename, a new description or membership rule, a changed kind that
+// the tenant still syncs: the same members, the same grants.
+func MembershipsChange(f GroupFacts, d GroupDecision) bool {
+	before := ""
+	if f.App != nil {
+		before = f.App.Status
+	}
+	return before != d.Status
+}
+
 // DecideGroup keeps the app's groups equal to Entra ID's, for the kinds
 // the tenant syncs (k): created, renamed or reclassified while enabled;
 // a group an admin deleted here is not created again unless Include

@@ -109,6 +109,39 @@ func TestGroupsFollowEntra(t *testing.T) {
 	}
 }
 
+// TestOnlyAGroupsStatusChangesItsMemberships: a plan recomputes a
+// group's memberships and grants when it creates the group, or changes
+// its status; not when it renames it or changes its details.
+func TestOnlyAGroupsStatusChangesItsMemberships(t *testing.T) {
+	k := DefaultGroupKinds()
+	k.Distribution = false
+	d := DirGroup{ID: "g", DisplayName: "Sales", SecurityEnabled: true}
+	enabled := AppGroup{EntraID: "g", DisplayName: "Sales", Kind: KindSecurity, Status: StatusEnabled}
+	renamed := d
+	renamed.DisplayName, renamed.Description = "Sales EMEA", "Sales in Europe"
+	switchedOff, disabled := enabled, enabled
+	switchedOff.SwitchedOff = true
+	disabled.Status = StatusDisabled
+	for _, tc := range []struct {
+		name   string
+		f      GroupFacts
+		change bool
+	}{
+		{"new", GroupFacts{EntraID: "g", Dir: &d}, true},
+		{"unchanged", GroupFacts{EntraID: "g", Dir: &d, App: &enabled}, false},
+		{"renamed, new description", GroupFacts{EntraID: "g", Dir: &renamed, App: &enabled}, false},
+		{"switched off", GroupFacts{EntraID: "g", Dir: &d, App: &switchedOff}, true},
+		{"enabled again", GroupFacts{EntraID: "g", Dir: &renamed, App: &disabled}, true},
+		{"deleted in Entra ID", GroupFacts{EntraID: "g", App: &enabled}, true},
+		{"not synced", GroupFacts{EntraID: "g", Dir: &DirGroup{ID: "g", DisplayName: "List", MailEnabled: true}}, false},
+	} {
+		dec := DecideGroup(k, tc.f)
+		if got := MembershipsChange(tc.f, dec); got != tc.change {
+			t.Errorf("%s: MembershipsChange = %v, want %v (decision %+v)", tc.name, got, tc.change, dec)
+		}
+	}
+}
+
 func TestGroupDetailsFollowEntraWhileEnabledAndStayWhileDisabled(t *testing.T) {
 	k := DefaultGroupKinds()
 	renewed := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)

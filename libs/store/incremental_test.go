@@ -30,7 +30,8 @@ type world struct {
 	// contacts. Entra ID never changes an object's type, but a page can
 	// say another type than the last one did, and the mirror follows it.
 	contacts map[string]bool
-	// renamed counts each user's renames: part of its display name.
+	// renamed counts each user's and group's renames: part of its
+	// display name.
 	renamed map[string]int
 }
 
@@ -113,6 +114,7 @@ func (w *world) churn() {
 	}
 	w.users[w.pick(w.userIDs())] = false
 	w.renamed[w.pick(w.userIDs())]++
+	w.renamed[w.pick(w.groupIDs())]++
 	if u := w.pick(w.userIDs()); !w.users[u] {
 		w.users[u] = true // enabled again
 	}
@@ -167,7 +169,7 @@ func (w *world) sync(t *testing.T, st *store.Store, tenant string, at time.Time)
 	must(t, st.ApplyUsersPage(ctx, ref, users, at))
 	var groups []store.DirGroup
 	for _, id := range w.groupIDs() {
-		groups = append(groups, store.DirGroup{ID: id, DisplayName: "Group " + id[24:], SecurityEnabled: true})
+		groups = append(groups, store.DirGroup{ID: id, DisplayName: fmt.Sprintf("Group %s (%d)", id[24:], w.renamed[id]), SecurityEnabled: true})
 	}
 	ref.Page = 1
 	must(t, st.ApplyGroupsPage(ctx, ref, groups, at))

@@ -100,8 +100,9 @@ type planner struct {
 	// who come into the app or leave it.
 	moved   []dbsqlc.InsertPlanWorkAffectedParams
 	inScope int64
-	// changedGroups are the groups the groups pass changes: their members'
-	// memberships and grants are recomputed.
+	// changedGroups are the groups whose membership or grants the groups
+	// pass changes (plan.MembershipsChange): their members' memberships
+	// and grants are recomputed.
 	changedGroups []string
 }
 
@@ -299,6 +300,12 @@ func (p *planner) users(s plan.Settings, every bool, since int64) error {
 			return dbsqlc.PlanAppUsersRow(r)
 		}), err
 	}}
+	// A few users read through indexes: nested loops (see withNestLoops).
+	// The cursors are planned when their first chunk is fetched, within
+	// the merge.
+	if err := setNestLoop(p.ctx, p.q, !every); err != nil {
+		return err
+	}
 	err := merge(dirs, apps, func(d dbsqlc.PlanDirUsersRow) string { return d.ID },
 		func(a dbsqlc.PlanAppUsersRow) string { return a.EntraID },
 		func(d *dbsqlc.PlanDirUsersRow, a *dbsqlc.PlanAppUsersRow) error {
@@ -339,7 +346,11 @@ func (p *planner) users(s plan.Settings, every bool, since int64) error {
 			}
 			return p.keepUser(f.EntraID, name, dec.Seat, seq)
 		})
-	if err := errors.Join(err, dirQ.CloseCursor(p.ctx), appQ.CloseCursor(p.ctx)); err != nil || every {
+	err = errors.Join(err, dirQ.CloseCursor(p.ctx), appQ.CloseCursor(p.ctx))
+	if err != nil || every {
+		return err
+	}
+	if err := setNestLoop(p.ctx, p.q, false); err != nil {
 		return err
 	}
 	return p.keepSteadyUsers(since)
@@ -439,7 +450,7 @@ func (p *planner) groups(k plan.GroupKinds) error {
 			if err := p.emitIf(dec.Item, dec.Changed); err != nil {
 				return err
 			}
-			if dec.Changed || (a != nil && dec.Status == "") {
+			if plan.MembershipsChange(f, dec) {
 				p.changedGroups = append(p.changedGroups, f.EntraID)
 			}
 			if dec.Status == "" {

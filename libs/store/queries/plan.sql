@@ -157,11 +157,11 @@ SELECT @tenant_id::uuid, @run_id::uuid, 'group', a.entra_id FROM app_groups a WH
 ON CONFLICT DO NOTHING;
 
 -- name: PlanAffectGroups :exec
--- The groups whose memberships the plan recomputes whole: @ids (those the
--- groups pass creates, removes, updates or freezes), and the groups the
--- api marked dirty with every group above them in the mirror's nesting
--- (a group's members are its nested groups' members; marks left by pages
--- before migration 00020 are group marks too). A group of @ids needs no
+-- The groups whose memberships the plan recomputes whole: @ids (those
+-- whose status the groups pass changes: plan.MembershipsChange), and the
+-- groups the api marked dirty with every group above them in the
+-- mirror's nesting (a group's members are its nested groups' members;
+-- marks left by pages before migration 00020 are group marks too). A group of @ids needs no
 -- group above it: the walks go through every group of the mirror,
 -- whatever the app does with it, so no membership above it changes.
 WITH RECURSIVE up (id) AS (
