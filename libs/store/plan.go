@@ -222,11 +222,28 @@ func buildPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 		return res, fmt.Errorf("plan groups: %w", err)
 	}
 	if t.settings.Plan.SyncsMembers() {
-		if err := p.memberships(t.fullMemberships); err != nil {
-			return res, fmt.Errorf("plan memberships: %w", err)
+		passes := func() error {
+			if err := p.memberships(t.fullMemberships); err != nil {
+				return fmt.Errorf("plan memberships: %w", err)
+			}
+			if err := p.grants(); err != nil {
+				return fmt.Errorf("plan grants: %w", err)
+			}
+			return nil
 		}
-		if err := p.grants(); err != nil {
-			return res, fmt.Errorf("plan grants: %w", err)
+		// A plan that recomputes what changed compares a few groups' and
+		// users' memberships and grants with the app's: through indexes,
+		// nested loops. Its working tables are analyzed as they fill.
+		// One that recomputes everything compares whole sets (see
+		// finalize and memberships).
+		var err error
+		if t.fullMemberships {
+			err = passes()
+		} else {
+			err = withNestLoops(ctx, q, passes)
+		}
+		if err != nil {
+			return res, err
 		}
 	}
 	if err := p.flush(); err != nil {
@@ -502,13 +519,8 @@ func (p *planner) memberships(full bool) error {
 	// the planner then compared the tenant's whole edge list with every
 	// group the walk reached, once per group (50k users: 860 million
 	// comparisons, 170 s of a 200 s finalization; BenchmarkFirstFinalize).
-	var err error
-	if full {
-		err = walks()
-	} else {
-		err = withNestLoops(p.ctx, p.q, walks)
-	}
-	if err != nil {
+	// Any other plan runs this pass with nested loops (buildPlan).
+	if err := walks(); err != nil {
 		return fmt.Errorf("nested memberships: %w", err)
 	}
 	if err := p.q.PlanFrozenMembers(p.ctx, dbsqlc.PlanFrozenMembersParams{TenantID: p.tenant, RunID: p.run}); err != nil {
@@ -517,7 +529,7 @@ func (p *planner) memberships(full bool) error {
 	if err := p.q.Analyze(p.ctx, "plan_work_members"); err != nil {
 		return err
 	}
-	err = scanCursor(p, "plan_memberships_to_add", func(q *dbsqlc.Queries) ([]dbsqlc.PlanMembershipsToAddRow, error) {
+	err := scanCursor(p, "plan_memberships_to_add", func(q *dbsqlc.Queries) ([]dbsqlc.PlanMembershipsToAddRow, error) {
 		return q.PlanMembershipsToAdd(p.ctx, dbsqlc.PlanMembershipsToAddParams{TenantID: p.tenant, RunID: p.run})
 	}, func(r dbsqlc.PlanMembershipsToAddRow) error {
 		return p.emitIf(plan.DecideMembership(plan.MembershipFacts{GroupID: r.GroupID, GroupName: r.GroupName,
@@ -546,15 +558,13 @@ func (p *planner) affected(full bool) error {
 			RunID: p.run}); err != nil {
 			return err
 		}
-	} else {
-		err := withNestLoops(p.ctx, p.q, func() error {
-			if err := p.q.PlanAffectGroups(p.ctx, dbsqlc.PlanAffectGroupsParams{TenantID: p.tenant, RunID: p.run,
-				Ids: p.changedGroups}); err != nil {
-				return err
-			}
-			return p.q.PlanAffectEdgeUsers(p.ctx, dbsqlc.PlanAffectEdgeUsersParams{TenantID: p.tenant, RunID: p.run})
-		})
-		if err != nil {
+	} else { // with nested loops: see buildPlan
+		if err := p.q.PlanAffectGroups(p.ctx, dbsqlc.PlanAffectGroupsParams{TenantID: p.tenant, RunID: p.run,
+			Ids: p.changedGroups}); err != nil {
+			return err
+		}
+		if err := p.q.PlanAffectEdgeUsers(p.ctx, dbsqlc.PlanAffectEdgeUsersParams{TenantID: p.tenant,
+			RunID: p.run}); err != nil {
 			return err
 		}
 	}
