@@ -186,8 +186,13 @@ ON CONFLICT DO NOTHING;
 WITH RECURSIVE changed (id) AS (
     SELECT DISTINCT c.member_id FROM dir_changed_edges c WHERE c.tenant_id = @tenant_id
 ),
+-- The groups among them (those with members) and every group below:
+-- mostly a handful, which the planner can then see (a walk seeded with
+-- every changed member made it expect thousands of groups and sort the
+-- tenant's whole edge list to join them).
 down (id) AS (
-    SELECT id FROM changed
+    SELECT c.id FROM changed c
+    WHERE EXISTS (SELECT 1 FROM dir_members e WHERE e.tenant_id = @tenant_id AND e.group_id = c.id)
     UNION
     SELECT e.member_id
     FROM down

@@ -738,7 +738,8 @@ WITH RECURSIVE changed (id) AS (
     SELECT DISTINCT c.member_id FROM dir_changed_edges c WHERE c.tenant_id = $1
 ),
 down (id) AS (
-    SELECT id FROM changed
+    SELECT c.id FROM changed c
+    WHERE EXISTS (SELECT 1 FROM dir_members e WHERE e.tenant_id = $1 AND e.group_id = c.id)
     UNION
     SELECT e.member_id
     FROM down
@@ -765,6 +766,10 @@ type PlanAffectEdgeUsersParams struct {
 // such edge and, for a member that is a group, every user below it
 // (cycle-safe). Their memberships are walked up from them
 // (PlanNewUsersMembers), as a new user's are.
+// The groups among them (those with members) and every group below:
+// mostly a handful, which the planner can then see (a walk seeded with
+// every changed member made it expect thousands of groups and sort the
+// tenant's whole edge list to join them).
 func (q *Queries) PlanAffectEdgeUsers(ctx context.Context, arg PlanAffectEdgeUsersParams) error {
 	_, err := q.db.Exec(ctx, planAffectEdgeUsers, arg.TenantID, arg.RunID)
 	return err
