@@ -40,10 +40,11 @@ reach (root, group_id) AS (
     JOIN dir_members e ON e.tenant_id = $2 AND e.group_id = r.group_id AND e.member_type = 'group'
 ),
 counted AS (
-    SELECT r.root, count(DISTINCT e.member_id) AS n
-    FROM reach r
-    JOIN dir_members e ON e.tenant_id = $2 AND e.group_id = r.group_id AND e.member_type = 'user'
-    GROUP BY r.root
+    SELECT p.root, count(*) AS n
+    FROM (SELECT DISTINCT r.root, e.member_id
+          FROM reach r
+          JOIN dir_members e ON e.tenant_id = $2 AND e.group_id = r.group_id AND e.member_type = 'user') p
+    GROUP BY p.root
 )
 UPDATE app_groups g
 SET entra_member_count = c.n, updated_at = $1::timestamptz
@@ -65,6 +66,9 @@ type RefreshEntraMemberCountsParams struct {
 // groups of the edges changed since the plan the app follows
 // (dir_changed_edges), and every group above them. Run before
 // ClearMembershipChanges. Disabled, orphaned and local groups keep theirs.
+// Each (root, user) pair once, then counted: a hash of the pairs, where
+// count(DISTINCT) sorted every pair by root (to disk, for a 100k-user
+// group).
 func (q *Queries) RefreshEntraMemberCounts(ctx context.Context, arg RefreshEntraMemberCountsParams) error {
 	_, err := q.db.Exec(ctx, refreshEntraMemberCounts, arg.At, arg.TenantID)
 	return err
