@@ -44,10 +44,8 @@ type ListOptions struct {
 	// retry of a batch item, which goes on counting its attempts as
 	// batch items do. 1 sends every page on its own.
 	Batch int
-	// Lanes says how many batches may be in flight at once. It is asked
-	// each time a batch could go, so the caller may change its answer as
-	// the run goes on. nil, or an answer below 1, is one.
-	Lanes func() int
+	// Lanes is how many batches may be in flight at once; below 1 is one.
+	Lanes int
 	// Open is the most lists open at once; 0 is 8 × Batch.
 	Open int
 }
@@ -235,12 +233,7 @@ func (ls *lister[T, O]) loop(ctx context.Context) error {
 	}
 }
 
-func (ls *lister[T, O]) lanes() int {
-	if ls.opts.Lanes == nil {
-		return 1
-	}
-	return max(1, ls.opts.Lanes())
-}
+func (ls *lister[T, O]) lanes() int { return max(1, ls.opts.Lanes) }
 
 // nextBatch takes the next batch's items: the pages due now, then first
 // pages while there is room, in the batch and among the open lists. It

@@ -45,7 +45,7 @@ func TestMemberListsOpenAtMostOpen(t *testing.T) {
 	arrived := make(chan chan struct{}, len(ids)) // each reader's gate, as it has read its list
 	read := make(chan error, 1)
 	go func() {
-		read <- c.MemberLists(t.Context(), ids, ListOptions{Batch: batch, Lanes: func() int { return 8 }, Open: open},
+		read <- c.MemberLists(t.Context(), ids, ListOptions{Batch: batch, Lanes: 8, Open: open},
 			func(ctx context.Context, gid string, seq iter.Seq2[[]Member, error]) error {
 				if _, _, err := collect(t, seq, 999); err != nil {
 					return err

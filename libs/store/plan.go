@@ -175,6 +175,17 @@ func (p *planner) keepUser(id, name string, seat plan.SeatRole, licenseRunSeq *i
 	return nil
 }
 
+// moveUser records a user who comes into the app or leaves it: all its
+// memberships and grants are recomputed.
+func (p *planner) moveUser(id string) error {
+	p.moved = append(p.moved, dbsqlc.InsertPlanWorkAffectedParams{TenantID: p.tenant, RunID: p.run, Kind: "user",
+		ID: id})
+	if len(p.moved) >= planChunk {
+		return p.flush()
+	}
+	return nil
+}
+
 func nullIfEmpty(s string) *string {
 	if s == "" {
 		return nil
@@ -317,60 +328,58 @@ func (p *planner) users(s plan.Settings, every bool, since int64) error {
 			return dbsqlc.PlanAppUsersRow(r)
 		}), err
 	}}
-	// A few users read through indexes: nested loops (see withNestLoops).
-	// The cursors are planned when their first chunk is fetched, within
-	// the merge.
-	if err := setNestLoop(p.ctx, p.q, !every); err != nil {
-		return err
+	read := func() error {
+		err := merge(dirs, apps, func(d dbsqlc.PlanDirUsersRow) string { return d.ID },
+			func(a dbsqlc.PlanAppUsersRow) string { return a.EntraID },
+			func(d *dbsqlc.PlanDirUsersRow, a *dbsqlc.PlanAppUsersRow) error { return p.decideUser(s, d, a) })
+		return errors.Join(err, dirQ.CloseCursor(p.ctx), appQ.CloseCursor(p.ctx))
 	}
-	err := merge(dirs, apps, func(d dbsqlc.PlanDirUsersRow) string { return d.ID },
-		func(a dbsqlc.PlanAppUsersRow) string { return a.EntraID },
-		func(d *dbsqlc.PlanDirUsersRow, a *dbsqlc.PlanAppUsersRow) error {
-			var f plan.UserFacts
-			var seq *int64
-			name := ""
-			if a != nil {
-				f.EntraID, name, seq = a.EntraID, a.DisplayName, a.LicenseRunSeq
-				f.App = &plan.AppUser{EntraID: a.EntraID, Email: a.Email, DisplayName: a.DisplayName,
-					GivenName: a.GivenName, Surname: a.Surname, JobTitle: a.JobTitle, Department: a.Department,
-					Enabled: a.Enabled, License: a.License, LicenseDisabledAt: a.LicenseDisabledAt,
-					DisplayNameEditedAt: a.DisplayNameEditedAt, EmailEditedAt: a.EmailEditedAt, Roles: a.Roles}
-			}
-			if d != nil {
-				f.EntraID, name, f.InScopeGroups = d.ID, d.DisplayName, d.InScope
-				f.Dir = &plan.DirUser{ID: d.ID, DisplayName: d.DisplayName, Mail: d.Mail,
-					UserPrincipalName: d.UserPrincipalName, GivenName: d.GivenName, Surname: d.Surname,
-					JobTitle: d.JobTitle, Department: d.Department, UserType: d.UserType, AccountEnabled: d.AccountEnabled}
-			}
-			dec := plan.DecideUser(s, f)
-			if err := p.emit(dec.Items...); err != nil {
-				return err
-			}
-			if (a == nil) == dec.InScope { // comes into the app, or leaves it
-				p.moved = append(p.moved, dbsqlc.InsertPlanWorkAffectedParams{TenantID: p.tenant, RunID: p.run,
-					Kind: "user", ID: f.EntraID})
-				if len(p.moved) >= planChunk {
-					if err := p.flush(); err != nil {
-						return err
-					}
-				}
-			}
-			if !dec.InScope {
-				return nil
-			}
-			if dec.Seat != plan.SeatHolder {
-				seq = nil
-			}
-			return p.keepUser(f.EntraID, name, dec.Seat, seq)
-		})
-	err = errors.Join(err, dirQ.CloseCursor(p.ctx), appQ.CloseCursor(p.ctx))
-	if err != nil || every {
-		return err
+	if every {
+		return read()
 	}
-	if err := setNestLoop(p.ctx, p.q, false); err != nil {
+	// A few users, read through indexes: nested loops (the cursors are
+	// planned when their first chunk is fetched, within the merge).
+	if err := withNestLoops(p.ctx, p.q, read); err != nil {
 		return err
 	}
 	return p.keepSteadyUsers(since)
+}
+
+// decideUser applies the user rules to one Entra id: the mirror's row d
+// and the app's a, either nil when that side lacks the user.
+func (p *planner) decideUser(s plan.Settings, d *dbsqlc.PlanDirUsersRow, a *dbsqlc.PlanAppUsersRow) error {
+	var f plan.UserFacts
+	var seq *int64
+	name := ""
+	if a != nil {
+		f.EntraID, name, seq = a.EntraID, a.DisplayName, a.LicenseRunSeq
+		f.App = &plan.AppUser{EntraID: a.EntraID, Email: a.Email, DisplayName: a.DisplayName,
+			GivenName: a.GivenName, Surname: a.Surname, JobTitle: a.JobTitle, Department: a.Department,
+			Enabled: a.Enabled, License: a.License, LicenseDisabledAt: a.LicenseDisabledAt,
+			DisplayNameEditedAt: a.DisplayNameEditedAt, EmailEditedAt: a.EmailEditedAt, Roles: a.Roles}
+	}
+	if d != nil {
+		f.EntraID, name, f.InScopeGroups = d.ID, d.DisplayName, d.InScope
+		f.Dir = &plan.DirUser{ID: d.ID, DisplayName: d.DisplayName, Mail: d.Mail,
+			UserPrincipalName: d.UserPrincipalName, GivenName: d.GivenName, Surname: d.Surname,
+			JobTitle: d.JobTitle, Department: d.Department, UserType: d.UserType, AccountEnabled: d.AccountEnabled}
+	}
+	dec := plan.DecideUser(s, f)
+	if err := p.emit(dec.Items...); err != nil {
+		return err
+	}
+	if (a == nil) == dec.InScope { // comes into the app, or leaves it
+		if err := p.moveUser(f.EntraID); err != nil {
+			return err
+		}
+	}
+	if !dec.InScope {
+		return nil
+	}
+	if dec.Seat != plan.SeatHolder {
+		seq = nil
+	}
+	return p.keepUser(f.EntraID, name, dec.Seat, seq)
 }
 
 // keepSteadyUsers writes the app users the users pass did not decide

@@ -20,6 +20,6 @@ import (
 // (eachPart). Pages get their numbers as they are made, so the run's pages
 // stay numbered without gaps whatever order the lists finish in.
 func (r *runner) memberBatches(ctx context.Context, groupIDs []string) error {
-	opts := graph.ListOptions{Batch: r.f.cfg.MemberBatch, Lanes: func() int { return r.f.cfg.GroupConcurrency }}
+	opts := graph.ListOptions{Batch: r.f.cfg.MemberBatch, Lanes: r.f.cfg.GroupConcurrency}
 	return r.client.MemberLists(ctx, groupIDs, opts, r.memberLists)
 }

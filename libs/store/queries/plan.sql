@@ -161,9 +161,10 @@ ON CONFLICT DO NOTHING;
 -- whose status the groups pass changes: plan.MembershipsChange), and the
 -- groups the api marked dirty with every group above them in the
 -- mirror's nesting (a group's members are its nested groups' members;
--- marks left by pages before migration 00020 are group marks too). A group of @ids needs no
--- group above it: the walks go through every group of the mirror,
--- whatever the app does with it, so no membership above it changes.
+-- marks left by pages before migration 00020 are group marks too). A
+-- group of @ids needs no group above it: the walks go through every
+-- group of the mirror, whatever the app does with it, so no membership
+-- above it changes.
 WITH RECURSIVE up (id) AS (
     SELECT d.group_id FROM dir_dirty_groups d WHERE d.tenant_id = @tenant_id
     UNION

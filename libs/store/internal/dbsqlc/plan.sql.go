@@ -800,9 +800,10 @@ type PlanAffectGroupsParams struct {
 // whose status the groups pass changes: plan.MembershipsChange), and the
 // groups the api marked dirty with every group above them in the
 // mirror's nesting (a group's members are its nested groups' members;
-// marks left by pages before migration 00020 are group marks too). A group of @ids needs no
-// group above it: the walks go through every group of the mirror,
-// whatever the app does with it, so no membership above it changes.
+// marks left by pages before migration 00020 are group marks too). A
+// group of @ids needs no group above it: the walks go through every
+// group of the mirror, whatever the app does with it, so no membership
+// above it changes.
 func (q *Queries) PlanAffectGroups(ctx context.Context, arg PlanAffectGroupsParams) error {
 	_, err := q.db.Exec(ctx, planAffectGroups, arg.TenantID, arg.RunID, arg.Ids)
 	return err
