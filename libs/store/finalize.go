@@ -43,7 +43,7 @@ func (s *Store) TryFinalize(ctx context.Context, tenantID, runID string, at time
 	} else if len(analyzed) > 0 {
 		log.Debug().Strs("tables", analyzed).Msg("store: analyzed tables before finalizing")
 	}
-	var counts map[string]int64
+	var res planResult
 	done := false
 	err := s.inTx(ctx, "finalize run "+runID, func(q *dbsqlc.Queries) error {
 		done = false
@@ -65,7 +65,7 @@ func (s *Store) TryFinalize(ctx context.Context, tenantID, runID string, at time
 			msg := fmt.Sprintf("superseded by run %d, which finished first", *st.supersededBy)
 			return failRun(ctx, q, ref.TenantID, ref.RunID, msg, GraphStats{}, at, false)
 		}
-		counts, err = finalize(ctx, q, ref, pageRange{lo: *st.pagesFirst, hi: *st.pagesFirst + *st.pagesTotal}, s.fullMemberships, at)
+		res, err = finalize(ctx, q, ref, pageRange{lo: *st.pagesFirst, hi: *st.pagesFirst + *st.pagesTotal}, s.fullMemberships, at)
 		done = err == nil
 		return err
 	})
@@ -73,7 +73,8 @@ func (s *Store) TryFinalize(ctx context.Context, tenantID, runID string, at time
 		return false, err
 	}
 	if done {
-		log.Debug().Interface("counts", counts).Msg("store: run finalized")
+		log.Debug().Interface("counts", res.counts).Msg("store: run finalized")
+		s.tidyAfterPlan(ctx, log, res, !res.verdict.Hold)
 	}
 	return done, nil
 }
@@ -98,7 +99,7 @@ type pageRange struct{ lo, hi int32 }
 // pages in pr say what the run saw.
 // full makes the plan recompute every membership and grant (see
 // WithFullMemberships).
-func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange, full bool, at time.Time) (map[string]int64, error) {
+func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange, full bool, at time.Time) (planResult, error) {
 	t, r, seq := ref.TenantID, ref.RunID, ref.RunSeq
 
 	// Finalization compares whole sets of a tenant's rows: tombstones,
@@ -110,7 +111,7 @@ func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange,
 	// joins are right at every size there. Only the walks through nested
 	// groups want nested loops (withNestLoops).
 	if err := setNestLoop(ctx, q, false); err != nil {
-		return nil, err
+		return planResult{}, err
 	}
 	// Forbidden nested loops still appear in plans, at a cost of 1e10
 	// each, which puts every such statement over the JIT thresholds: a
@@ -118,7 +119,7 @@ func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange,
 	// its expressions (a delta run's DropStaleEdges: 1.1 s of 1.1 s). No
 	// statement here runs long enough on few rows to gain from JIT.
 	if err := q.SetJITOff(ctx); err != nil {
-		return nil, fmt.Errorf("plan settings: %w", err)
+		return planResult{}, fmt.Errorf("plan settings: %w", err)
 	}
 	// A run that read no users (or no groups) at all says nothing about
 	// which of them are gone; only a run that read them may tombstone. A
@@ -128,11 +129,11 @@ func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange,
 	// nothing else.
 	kinds, err := q.RunPageKinds(ctx, dbsqlc.RunPageKindsParams{TenantID: t, RunID: r, Lo: pr.lo, Hi: pr.hi})
 	if err != nil {
-		return nil, fmt.Errorf("count pages: %w", err)
+		return planResult{}, fmt.Errorf("count pages: %w", err)
 	}
 	if kinds.UsersPages > 0 && kinds.GroupsPages > 0 {
 		if err := q.RecordRunListed(ctx, dbsqlc.RecordRunListedParams{TenantID: t, RunID: r}); err != nil {
-			return nil, fmt.Errorf("record the run as full: %w", err)
+			return planResult{}, fmt.Errorf("record the run as full: %w", err)
 		}
 	}
 	// A scoped listing (the scope groups' transitive members) says
@@ -140,97 +141,97 @@ func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange,
 	// missing from it.
 	scoped, err := recordReadStrategy(ctx, q, ref, pr)
 	if err != nil {
-		return nil, err
+		return planResult{}, err
 	}
 	var tombUsers, tombGroups []string
 	if kinds.UsersPages > 0 && !scoped {
 		if tombUsers, err = q.TombstoneUnseenUsers(ctx, dbsqlc.TombstoneUnseenUsersParams{TenantID: t, RunID: r, RunSeq: seq,
 			Lo: pr.lo, Hi: pr.hi}); err != nil {
-			return nil, fmt.Errorf("tombstone users: %w", err)
+			return planResult{}, fmt.Errorf("tombstone users: %w", err)
 		}
 	}
 	if kinds.GroupsPages > 0 {
 		if tombGroups, err = q.TombstoneUnseenGroups(ctx, dbsqlc.TombstoneUnseenGroupsParams{TenantID: t, RunID: r, RunSeq: seq,
 			Lo: pr.lo, Hi: pr.hi}); err != nil {
-			return nil, fmt.Errorf("tombstone groups: %w", err)
+			return planResult{}, fmt.Errorf("tombstone groups: %w", err)
 		}
 	}
 	dropped, err := q.DropStaleEdges(ctx, dbsqlc.DropStaleEdgesParams{TenantID: t, RunID: r, RunSeq: seq,
 		Lo: pr.lo, Hi: pr.hi})
 	if err != nil {
-		return nil, fmt.Errorf("drop stale edges: %w", err)
+		return planResult{}, fmt.Errorf("drop stale edges: %w", err)
 	}
 	drift, driftChecked, err := runDrift(ctx, q, ref, tombUsers, tombGroups, dropped)
 	if err != nil {
-		return nil, err
+		return planResult{}, err
 	}
 	if err := q.DropUnlistedDevices(ctx, t); err != nil {
-		return nil, fmt.Errorf("drop unlisted devices: %w", err)
+		return planResult{}, fmt.Errorf("drop unlisted devices: %w", err)
 	}
 	// Pages of this run and older ones change nothing from now on: the
 	// edge removals their delta pages kept have done their work.
 	if err := q.DropMemberRemovals(ctx, dbsqlc.DropMemberRemovalsParams{TenantID: t, RunSeq: seq}); err != nil {
-		return nil, fmt.Errorf("drop member removals: %w", err)
+		return planResult{}, fmt.Errorf("drop member removals: %w", err)
 	}
 
 	res, err := buildPlan(ctx, q, ref, pr, full)
 	if err != nil {
-		return nil, err
+		return planResult{}, err
 	}
 	pages, err := q.RunPagesTotal(ctx, dbsqlc.RunPagesTotalParams{TenantID: t, RunID: r})
 	if err != nil {
-		return nil, fmt.Errorf("read pages: %w", err)
+		return planResult{}, fmt.Errorf("read pages: %w", err)
 	}
 	counts := res.counts
 	counts["pages"] = pages
 	if counts["groupsUnreadable"], err = q.CountUnreadableGroups(ctx, dbsqlc.CountUnreadableGroupsParams{TenantID: t,
 		RunID: r, Lo: pr.lo, Hi: pr.hi}); err != nil {
-		return nil, fmt.Errorf("count unreadable groups: %w", err)
+		return planResult{}, fmt.Errorf("count unreadable groups: %w", err)
 	}
 	if driftChecked {
 		maps.Copy(counts, drift.Counts())
 	}
 	summary, err := json.Marshal(summaryJSON(res.summary))
 	if err != nil {
-		return nil, err
+		return planResult{}, err
 	}
 	countsJSON, err := json.Marshal(counts)
 	if err != nil {
-		return nil, err
+		return planResult{}, err
 	}
 	if res.verdict.Hold {
 		reason := string(res.verdict.Reason)
 		if err := q.HoldRun(ctx, dbsqlc.HoldRunParams{TenantID: t, RunID: r, HeldReason: reason,
 			HeldMessage: res.verdict.Message, PlanSummary: summary, PlanCounts: countsJSON,
 			PlanAppVersion: res.tenant.appVersion, At: at}); err != nil {
-			return nil, fmt.Errorf("hold run: %w", err)
+			return planResult{}, fmt.Errorf("hold run: %w", err)
 		}
 		if err := notify(ctx, q, t, r, plan.RunHeld(res.tenant.name, seq, res.verdict), at); err != nil {
-			return nil, err
+			return planResult{}, err
 		}
 	} else {
 		if err := q.RecordPlan(ctx, dbsqlc.RecordPlanParams{TenantID: t, RunID: r, PlanSummary: summary,
 			PlanCounts: countsJSON, PlanAppVersion: res.tenant.appVersion, At: at}); err != nil {
-			return nil, fmt.Errorf("record plan: %w", err)
+			return planResult{}, fmt.Errorf("record plan: %w", err)
 		}
 		if err := applyPlan(ctx, q, ref, pr, res, at); err != nil {
-			return nil, err
+			return planResult{}, err
 		}
 		if err := q.CompleteRun(ctx, dbsqlc.CompleteRunParams{TenantID: t, RunID: r, Counts: countsJSON, At: at}); err != nil {
-			return nil, fmt.Errorf("complete run: %w", err)
+			return planResult{}, fmt.Errorf("complete run: %w", err)
 		}
 	}
 	if err := q.SupersedeOlderRuns(ctx, dbsqlc.SupersedeOlderRunsParams{TenantID: t, Seq: seq, At: at,
 		AttemptPageSpan: AttemptPageSpan}); err != nil {
-		return nil, fmt.Errorf("supersede older runs: %w", err)
+		return planResult{}, fmt.Errorf("supersede older runs: %w", err)
 	}
 	if err := q.DeleteFinishedRunPages(ctx, dbsqlc.DeleteFinishedRunPagesParams{TenantID: t, Seq: seq}); err != nil {
-		return nil, fmt.Errorf("delete pages: %w", err)
+		return planResult{}, fmt.Errorf("delete pages: %w", err)
 	}
 	if err := q.DeleteFinishedRunDrift(ctx, t); err != nil {
-		return nil, fmt.Errorf("delete drift notes: %w", err)
+		return planResult{}, fmt.Errorf("delete drift notes: %w", err)
 	}
-	return counts, nil
+	return res, nil
 }
 
 // setNestLoop forbids nested-loop joins, or gives them back as the server

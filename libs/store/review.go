@@ -46,7 +46,9 @@ func (s *Store) decide(ctx context.Context, tenantID, runID string, approve bool
 	if err := ref.validate(false); err != nil {
 		return Run{}, fmt.Errorf("store: %s: %w", what, ErrNotFound)
 	}
+	var applied *planResult
 	err := s.inTx(ctx, what, func(q *dbsqlc.Queries) error {
+		applied = nil
 		if err := lockTenant(ctx, q, ref.TenantID, true); err != nil {
 			return err
 		}
@@ -107,6 +109,7 @@ func (s *Store) decide(ctx context.Context, tenantID, runID string, approve bool
 		if err := applyPlan(ctx, q, ref, pr, res, now); err != nil {
 			return err
 		}
+		applied = &res
 		decided.Status = StatusSucceeded
 		if decided.Counts, err = json.Marshal(res.counts); err != nil {
 			return err
@@ -121,6 +124,9 @@ func (s *Store) decide(ctx context.Context, tenantID, runID string, approve bool
 	})
 	if err != nil {
 		return Run{}, err
+	}
+	if applied != nil {
+		s.tidyAfterPlan(ctx, ref.logger(s.log), *applied, true)
 	}
 	return s.GetRun(ctx, ref.TenantID, ref.RunID)
 }

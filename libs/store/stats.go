@@ -3,6 +3,10 @@ package store
 import (
 	"context"
 	"fmt"
+
+	"github.com/rs/zerolog"
+
+	"github.com/entrasync/entrasync/libs/plan"
 )
 
 // Planner statistics of the tables every tenant shares.
@@ -24,6 +28,13 @@ import (
 // part of the changes itself: a 100-user tenant's run beside a large
 // tenant's sync does not wait for the tables the large one is filling,
 // whose own finalization analyzes them.
+
+// A plan's application writes the app's tables the same way: a tenant's
+// first plan inserts a row per user and membership, and the next
+// finalization, planned on statistics that do not know them, reads a
+// tenant's 450k memberships to delete 300. So once a plan is applied, the
+// app tables it changed much are analyzed, by the same rule, with the
+// plan's items in place of the pages' objects.
 
 // statsTables are the tables finalization reads whole tenants of.
 var statsTables = []string{
@@ -75,6 +86,86 @@ func (s *Store) refreshStaleStats(ctx context.Context, tenantID, runID string) (
 	var stale []string
 	for _, c := range changes {
 		if analyzeBeforeFinalizing(c.ModifiedSinceAnalyze, c.LiveRows, objects) {
+			stale = append(stale, c.Table)
+		}
+	}
+	if err := s.q.AnalyzeSkipLocked(ctx, stale...); err != nil {
+		return nil, fmt.Errorf("analyze %v: %w", stale, err)
+	}
+	return stale, nil
+}
+
+// appTableActions are the plan's actions that write each app table of
+// statsTables.
+var appTableActions = map[string][]plan.Action{
+	"app_users": {plan.CreateUser, plan.UpdateUser, plan.DisableUser, plan.EnableUser, plan.RemoveUser,
+		plan.AssignLicense, plan.RevokeLicense},
+	"app_groups":        {plan.CreateGroup, plan.UpdateGroup, plan.RemoveGroup},
+	"app_group_members": {plan.AddMembership, plan.RemoveMembership},
+}
+
+// analyzeAfterApplying is the rule for one app table and a plan just
+// applied, which wrote planned of its rows: as analyzeBeforeFinalizing.
+// The statistics collector may not count the plan's own writes yet (a
+// session reports them when it goes idle): planned is the least the
+// table changed.
+func analyzeAfterApplying(modified, live, planned int64) bool {
+	return analyzeBeforeFinalizing(max(modified, planned), live, planned)
+}
+
+// workTables are the plan's working tables: every plan fills them and
+// deletes its rows when it is done.
+var workTables = []string{
+	"plan_work_scope", "plan_work_users", "plan_work_groups", "plan_work_members", "plan_work_affected",
+}
+
+// tidyAfterPlan runs once a plan's transaction committed (applied says
+// whether the plan was applied, not held). It analyzes the app tables
+// the plan changed much (see analyzeAfterApplying), and after a plan
+// that recomputed everything, vacuums the working tables: such a plan
+// left a dead row there for every user, group and membership of the
+// tenant, which the next plans would otherwise read past until
+// autovacuum comes by. Neither changes what a plan decides: a failure is
+// a warning.
+func (s *Store) tidyAfterPlan(ctx context.Context, log zerolog.Logger, res planResult, applied bool) {
+	if applied {
+		if analyzed, err := s.analyzeApplied(ctx, res.summary); err != nil {
+			log.Warn().Err(err).Msg("store: could not refresh the planner's statistics after applying a plan")
+		} else if len(analyzed) > 0 {
+			log.Debug().Strs("tables", analyzed).Msg("store: analyzed tables after applying a plan")
+		}
+	}
+	if res.tenant.fullMemberships {
+		if err := s.q.VacuumSkipLocked(ctx, workTables...); err != nil {
+			log.Warn().Err(err).Msg("store: could not vacuum the plan's working tables")
+		}
+	}
+}
+
+// analyzeApplied analyzes the app tables of statsTables that
+// analyzeAfterApplying picks for a plan of summary, and returns their
+// names.
+func (s *Store) analyzeApplied(ctx context.Context, summary plan.Summary) ([]string, error) {
+	planned := map[string]int64{}
+	var tables []string
+	for table, actions := range appTableActions {
+		for _, a := range actions {
+			planned[table] += summary[a]
+		}
+		if planned[table] > 0 {
+			tables = append(tables, table)
+		}
+	}
+	if len(tables) == 0 {
+		return nil, nil
+	}
+	changes, err := s.q.TablesChanges(ctx, tables)
+	if err != nil {
+		return nil, fmt.Errorf("read table statistics: %w", err)
+	}
+	var stale []string
+	for _, c := range changes {
+		if analyzeAfterApplying(c.ModifiedSinceAnalyze, c.LiveRows, planned[c.Table]) {
 			stale = append(stale, c.Table)
 		}
 	}

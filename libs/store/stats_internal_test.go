@@ -38,3 +38,23 @@ func TestAnalyzeBeforeFinalizing(t *testing.T) {
 		}
 	}
 }
+
+func TestAnalyzeAfterApplying(t *testing.T) {
+	for _, tc := range []struct {
+		name                    string
+		modified, live, planned int64
+		want                    bool
+	}{
+		{"a tenant's first plan, its writes counted", 450_000, 450_000, 450_000, true},
+		{"a tenant's first plan, its writes not counted yet", 0, 0, 450_000, true},
+		{"a delta round's plan in a big table", 300, 450_000, 300, false},
+		{"a small plan beside a large tenant's load", 450_000, 900_000, 20, false},
+		{"a plan that made a tenth of the changes", 20_000, 400_000, 2_000, true},
+		{"no rows planned", 0, 0, 0, false},
+	} {
+		if got := analyzeAfterApplying(tc.modified, tc.live, tc.planned); got != tc.want {
+			t.Errorf("%s: analyzeAfterApplying(modified %d, live %d, planned %d) = %v, want %v",
+				tc.name, tc.modified, tc.live, tc.planned, got, tc.want)
+		}
+	}
+}

@@ -22,7 +22,8 @@ func TestFinalizeAnalyzesTablesTheRunLeftStale(t *testing.T) {
 	conn, err := pgx.Connect(ctx, url)
 	must(t, err)
 	t.Cleanup(func() { conn.Close(context.Background()) })
-	for _, table := range []string{"dir_users", "dir_groups", "dir_members", "dir_devices", "app_users"} {
+	for _, table := range []string{"dir_users", "dir_groups", "dir_members", "dir_devices", "app_users",
+		"app_group_members", "plan_work_users", "plan_work_members"} {
 		_, err := conn.Exec(ctx, "ALTER TABLE "+table+" SET (autovacuum_enabled = false)")
 		must(t, err)
 	}
@@ -60,11 +61,25 @@ func TestFinalizeAnalyzesTablesTheRunLeftStale(t *testing.T) {
 			t.Errorf("%s: 2,000 new rows, not analyzed before finalizing", table)
 		}
 	}
-	// Tables the pages did not change (no devices; app users come from
-	// the plan, inside the finalization) are left to autovacuum.
-	for _, table := range []string{"dir_devices", "app_users"} {
-		if analyzed(table) {
-			t.Errorf("%s analyzed, though the run's pages left it unchanged", table)
+	// Tables neither the pages nor the plan changed (no devices) are
+	// left to autovacuum.
+	if analyzed("dir_devices") {
+		t.Errorf("dir_devices analyzed, though the run left it unchanged")
+	}
+	// The plan wrote 2,000 app users and their memberships: analyzed once
+	// it was applied.
+	for _, table := range []string{"app_users", "app_group_members"} {
+		if !analyzed(table) {
+			t.Errorf("%s: the plan wrote 2,000 rows, not analyzed after applying it", table)
+		}
+	}
+	// The tenant's first plan recomputed everything: its working tables
+	// are vacuumed of the rows it deleted.
+	for _, table := range []string{"plan_work_users", "plan_work_members"} {
+		var at *time.Time
+		must(t, conn.QueryRow(ctx, "SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = $1", table).Scan(&at))
+		if at == nil {
+			t.Errorf("%s not vacuumed after a plan that filled it with the whole tenant", table)
 		}
 	}
 	rs, err := st.GetRun(ctx, tn.ID, r.ID)

@@ -61,3 +61,18 @@ func (q *Queries) AnalyzeSkipLocked(ctx context.Context, tables ...string) error
 	_, err := q.db.Exec(ctx, "ANALYZE (SKIP_LOCKED) "+strings.Join(names, ", "))
 	return err
 }
+
+// VacuumSkipLocked vacuums tables in one statement, outside any
+// transaction (VACUUM cannot run in one), skipping a table another
+// session holds in a conflicting lock.
+func (q *Queries) VacuumSkipLocked(ctx context.Context, tables ...string) error {
+	if len(tables) == 0 {
+		return nil
+	}
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = pgx.Identifier{t}.Sanitize()
+	}
+	_, err := q.db.Exec(ctx, "VACUUM (SKIP_LOCKED) "+strings.Join(names, ", "))
+	return err
+}
