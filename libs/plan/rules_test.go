@@ -2,6 +2,8 @@ package plan
 
 import (
 	"errors"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +37,52 @@ func TestHoldersKeepSeatsAndNewestGrantsGoBackWhenThePoolShrinks(t *testing.T) {
 	}
 	if _, ok := s.Candidate(SeatUser{EntraID: "a"}); ok {
 		t.Fatal("a candidate took a seat from holders")
+	}
+}
+
+// A plan that counts the holders and candidates it did not decide
+// (KeepHolders, Free, Waiting) and names only those whose seat changes
+// hands out the seats as one that feeds every user.
+func TestCountingSeatsHandsOutWhatNamingEveryUserDoes(t *testing.T) {
+	user := func(kind string, i int) SeatUser { return SeatUser{EntraID: fmt.Sprint(kind, i)} }
+	for pool := range 5 {
+		for holders := range 5 {
+			for candidates := range 5 {
+				var named, counted []Item
+				one := NewSeats(pool)
+				for i := range holders {
+					if it, ok := one.Holder(user("h", i)); ok {
+						named = append(named, it)
+					}
+				}
+				for i := range candidates {
+					if it, ok := one.Candidate(user("c", i)); ok {
+						named = append(named, it)
+					}
+				}
+				bulk := NewSeats(pool)
+				for i := int(bulk.KeepHolders(int64(holders))); i < holders; i++ {
+					if it, ok := bulk.Holder(user("h", i)); ok {
+						counted = append(counted, it)
+					}
+				}
+				seated := min(bulk.Free(), int64(candidates))
+				for i := range int(seated) {
+					if it, ok := bulk.Candidate(user("c", i)); ok {
+						counted = append(counted, it)
+					}
+				}
+				bulk.Waiting(int64(candidates) - seated)
+				what := fmt.Sprintf("pool %d, %d holders, %d candidates", pool, holders, candidates)
+				if !reflect.DeepEqual(named, counted) {
+					t.Errorf("%s: counting planned %v, naming %v", what, counted, named)
+				}
+				if bulk.Used() != one.Used() || bulk.Unlicensed != one.Unlicensed {
+					t.Errorf("%s: counting used %d, unlicensed %d; naming %d, %d", what, bulk.Used(),
+						bulk.Unlicensed, one.Used(), one.Unlicensed)
+				}
+			}
+		}
 	}
 }
 

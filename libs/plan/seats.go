@@ -20,7 +20,10 @@ type SeatUser struct {
 //     a newcomer.
 //
 // Feed every holder (oldest grant first) to Holder, then every candidate
-// (Entra id order) to Candidate.
+// (Entra id order) to Candidate. A plan that need not name every user
+// may count instead: KeepHolders for the holders the pool has room for,
+// Free for how many candidates Candidate would seat, Waiting for the
+// candidates after them; the outcome is the same.
 type Seats struct {
 	pool int
 	used int
@@ -44,6 +47,24 @@ func (s *Seats) Holder(u SeatUser) (Item, bool) {
 		Before: Fields{"license": LicenseAssigned}, After: Fields{"license": LicenseNone},
 		Reason: fmt.Sprintf("the seat pool shrank to %d; the most recent grants go back first", s.pool)}, true
 }
+
+// KeepHolders keeps the seats of the first of n holders (oldest grant
+// first), as many as the pool has room for, as Holder would one by one,
+// and returns how many. The holders after them are to go to Holder: each
+// gives its seat back.
+func (s *Seats) KeepHolders(n int64) int64 {
+	k := min(n, max(int64(s.pool-s.used), 0))
+	s.used += int(k)
+	return k
+}
+
+// Free is how many seats no one holds: how many candidates in a row
+// Candidate would give a seat.
+func (s *Seats) Free() int64 { return int64(max(s.pool-s.used, 0)) }
+
+// Waiting counts n candidates who get no seat, the pool being full, as
+// Candidate would one by one.
+func (s *Seats) Waiting(n int64) { s.Unlicensed += n }
 
 // Candidate gives a candidate a seat if one is free.
 func (s *Seats) Candidate(u SeatUser) (Item, bool) {

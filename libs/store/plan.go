@@ -70,7 +70,9 @@ type planTenant struct {
 	fullMemberships bool
 	// since is the run whose applied plan the app follows: users changed
 	// by a newer run are decided again.
-	since      int64
+	since int64
+	// userStates counts the app's users by state.
+	userStates map[userState]int64
 	name       string
 	settings   plan.Settings
 	appVersion int64
@@ -100,6 +102,14 @@ type planner struct {
 	// who come into the app or leave it.
 	moved   []dbsqlc.InsertPlanWorkAffectedParams
 	inScope int64
+	// holders and candidates count the users the app keeps by their part
+	// in the seat hand-out, decided or not (see keepSteadyUsers).
+	holders, candidates int64
+	// decidedStates counts the app users the plan decided by state.
+	decidedStates map[userState]int64
+	// steadySeats is the table of plan.SteadySeat the statements that
+	// read undecided users get (see keepSteadyUsers).
+	steadySeats []byte
 	// changedGroups are the groups whose membership or grants the groups
 	// pass changes (plan.MembershipsChange): their members' memberships
 	// and grants are recomputed.
@@ -107,8 +117,41 @@ type planner struct {
 }
 
 func newPlanner(ctx context.Context, q *dbsqlc.Queries, tenant, run string) *planner {
-	return &planner{ctx: ctx, q: q, tenant: tenant, run: run, summary: plan.Summary{}}
+	return &planner{ctx: ctx, q: q, tenant: tenant, run: run, summary: plan.Summary{}, steadySeats: steadySeatTable,
+		decidedStates: map[userState]int64{}}
 }
+
+// userState is an app user's state as plan.SteadySeat sees it.
+type userState struct {
+	enabled bool
+	license string
+	sticky  bool // license disabled by an admin
+}
+
+// steadySeatTable is plan.SteadySeat for every (enabled, license, license
+// disabled by an admin) combination, as JSON for the statements that read
+// the app users a plan did not decide.
+var steadySeatTable = func() []byte {
+	type seat struct {
+		Enabled bool          `json:"enabled"`
+		License string        `json:"license"`
+		Sticky  bool          `json:"sticky"`
+		Seat    plan.SeatRole `json:"seat"`
+	}
+	var seats []seat
+	for _, enabled := range []bool{true, false} {
+		for _, license := range []string{plan.LicenseAssigned, plan.LicenseNone, plan.LicenseDisabled} {
+			for _, sticky := range []bool{false, true} {
+				seats = append(seats, seat{enabled, license, sticky, plan.SteadySeat(enabled, license, sticky)})
+			}
+		}
+	}
+	table, err := json.Marshal(seats)
+	if err != nil {
+		panic(err) // a fixed table of plain values
+	}
+	return table
+}()
 
 // emitIf emits a rule's item when the rule made one.
 func (p *planner) emitIf(it plan.Item, ok bool) error {
@@ -163,12 +206,29 @@ func (p *planner) flush() error {
 	return nil
 }
 
-// keepUser records a user the app has after the plan, with its part in
-// the seat hand-out.
+// keepUser records a user the plan decided the app has after it, with
+// its part in the seat hand-out.
 func (p *planner) keepUser(id, name string, seat plan.SeatRole, licenseRunSeq *int64) error {
 	p.inScope++
-	p.work = append(p.work, dbsqlc.InsertPlanWorkUsersParams{TenantID: p.tenant, RunID: p.run, EntraID: id,
-		DisplayName: name, Seat: int16(seat), LicenseRunSeq: licenseRunSeq})
+	switch seat {
+	case plan.SeatHolder:
+		p.holders++
+	case plan.SeatCandidate:
+		p.candidates++
+	}
+	return p.decided(dbsqlc.InsertPlanWorkUsersParams{TenantID: p.tenant, RunID: p.run, EntraID: id,
+		DisplayName: name, Seat: int16(seat), LicenseRunSeq: licenseRunSeq, Stays: true})
+}
+
+// dropUser records an app user the plan decided to take out of the app.
+func (p *planner) dropUser(id, name string) error {
+	return p.decided(dbsqlc.InsertPlanWorkUsersParams{TenantID: p.tenant, RunID: p.run, EntraID: id,
+		DisplayName: name, Seat: int16(plan.SeatNone), Stays: false})
+}
+
+// decided queues a plan_work_users row.
+func (p *planner) decided(row dbsqlc.InsertPlanWorkUsersParams) error {
+	p.work = append(p.work, row)
 	if len(p.work) >= planChunk {
 		return p.flush()
 	}
@@ -220,7 +280,7 @@ func buildPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 	}
 	// Scope groups make a user's scope hang on edges anywhere below them.
 	every := t.fullMemberships || len(t.settings.Scope.Groups) > 0
-	if err := p.users(t.settings, every, t.since); err != nil {
+	if err := p.users(t.settings, every, t.since, t.userStates); err != nil {
 		return res, fmt.Errorf("plan users: %w", err)
 	}
 	seats := plan.NewSeats(t.settings.Seats)
@@ -286,7 +346,19 @@ func loadPlanTenant(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr page
 	}
 	t.name, t.appVersion, t.shortage = row.Name, row.AppVersion, row.SeatShortage
 	t.fullMemberships, t.since = row.MembershipsStale, row.MembershipsRunSeq
-	t.guard.AppUsers, t.guard.Licenses, t.guard.RoleGrants = row.AppUsers, row.Licenses, row.RoleGrants
+	t.guard.RoleGrants = row.RoleGrants
+	states, err := q.PlanAppUserStates(ctx, ref.TenantID)
+	if err != nil {
+		return t, fmt.Errorf("count app users: %w", err)
+	}
+	t.userStates = map[userState]int64{}
+	for _, s := range states {
+		t.userStates[userState{s.Enabled, s.License, s.Sticky}] = s.Users
+		t.guard.AppUsers += s.Users
+		if s.License == plan.LicenseAssigned {
+			t.guard.Licenses += s.Users
+		}
+	}
 	t.guard.SharingGrants = row.SharingGrants
 	// The schedule plays no part in a plan: no interval to default it from.
 	if t.settings, err = parseSettings(row.Settings, int(row.Seats), 0); err != nil {
@@ -305,8 +377,8 @@ func loadPlanTenant(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr page
 // users is the first pass: the mirror's users and the app's, merged in
 // Entra id order; every user when every, else those a run newer than
 // since changed or an admin edited (the others keep their state: see
-// keepSteadyUsers).
-func (p *planner) users(s plan.Settings, every bool, since int64) error {
+// keepSteadyUsers; states counts every app user by state).
+func (p *planner) users(s plan.Settings, every bool, since int64, states map[userState]int64) error {
 	dirQ, appQ := p.q.Cursor("plan_dir_users", planChunk), p.q.Cursor("plan_app_users", planChunk)
 	dirs := &chunks[dbsqlc.PlanDirUsersRow]{fetch: func() ([]dbsqlc.PlanDirUsersRow, error) {
 		if every {
@@ -334,15 +406,18 @@ func (p *planner) users(s plan.Settings, every bool, since int64) error {
 			func(d *dbsqlc.PlanDirUsersRow, a *dbsqlc.PlanAppUsersRow) error { return p.decideUser(s, d, a) })
 		return errors.Join(err, dirQ.CloseCursor(p.ctx), appQ.CloseCursor(p.ctx))
 	}
+	var err error
 	if every {
-		return read()
+		err = read()
+	} else {
+		// A few users, read through indexes: nested loops (the cursors
+		// are planned when their first chunk is fetched, within the merge).
+		err = withNestLoops(p.ctx, p.q, read)
 	}
-	// A few users, read through indexes: nested loops (the cursors are
-	// planned when their first chunk is fetched, within the merge).
-	if err := withNestLoops(p.ctx, p.q, read); err != nil {
+	if err != nil {
 		return err
 	}
-	return p.keepSteadyUsers(since)
+	return p.keepSteadyUsers(states)
 }
 
 // decideUser applies the user rules to one Entra id: the mirror's row d
@@ -352,6 +427,7 @@ func (p *planner) decideUser(s plan.Settings, d *dbsqlc.PlanDirUsersRow, a *dbsq
 	var seq *int64
 	name := ""
 	if a != nil {
+		p.decidedStates[userState{a.Enabled, a.License, a.LicenseDisabledAt != nil}]++
 		f.EntraID, name, seq = a.EntraID, a.DisplayName, a.LicenseRunSeq
 		f.App = &plan.AppUser{EntraID: a.EntraID, Email: a.Email, DisplayName: a.DisplayName,
 			GivenName: a.GivenName, Surname: a.Surname, JobTitle: a.JobTitle, Department: a.Department,
@@ -374,6 +450,9 @@ func (p *planner) decideUser(s plan.Settings, d *dbsqlc.PlanDirUsersRow, a *dbsq
 		}
 	}
 	if !dec.InScope {
+		if a != nil {
+			return p.dropUser(f.EntraID, name)
+		}
 		return nil
 	}
 	if dec.Seat != plan.SeatHolder {
@@ -382,57 +461,64 @@ func (p *planner) decideUser(s plan.Settings, d *dbsqlc.PlanDirUsersRow, a *dbsq
 	return p.keepUser(f.EntraID, name, dec.Seat, seq)
 }
 
-// keepSteadyUsers writes the app users the users pass did not decide
-// again to plan_work_users, as they are, with the seat role
-// plan.SteadySeat gives their state.
-func (p *planner) keepSteadyUsers(since int64) error {
-	type seat struct {
-		Enabled bool          `json:"enabled"`
-		License string        `json:"license"`
-		Sticky  bool          `json:"sticky"`
-		Seat    plan.SeatRole `json:"seat"`
-	}
-	var seats []seat
-	for _, enabled := range []bool{true, false} {
-		for _, license := range []string{plan.LicenseAssigned, plan.LicenseNone, plan.LicenseDisabled} {
-			for _, sticky := range []bool{false, true} {
-				seats = append(seats, seat{enabled, license, sticky, plan.SteadySeat(enabled, license, sticky)})
-			}
+// keepSteadyUsers counts the app users the users pass did not decide
+// again (states: every app user, by state, as the plan began): they stay
+// as they are, with the seat role plan.SteadySeat gives their state. They
+// have no row in plan_work_users (migration 00023): the statements that
+// need them read app_users, those of the seat hand-out with
+// plan.SteadySeat as a table (steadySeatTable).
+func (p *planner) keepSteadyUsers(states map[userState]int64) error {
+	for st, n := range states {
+		steady := n - p.decidedStates[st]
+		if steady < 0 {
+			return fmt.Errorf("the plan decided %d app users in state %+v, the app has %d", p.decidedStates[st], st, n)
+		}
+		p.inScope += steady
+		switch plan.SteadySeat(st.enabled, st.license, st.sticky) {
+		case plan.SeatHolder:
+			p.holders += steady
+		case plan.SeatCandidate:
+			p.candidates += steady
 		}
 	}
-	table, err := json.Marshal(seats)
-	if err != nil {
-		return err
-	}
-	arg := dbsqlc.PlanKeepSteadyUsersParams{TenantID: p.tenant, RunID: p.run, Since: since, Seats: table}
-	n, err := p.q.PlanKeepSteadyUsers(p.ctx, arg)
-	if err != nil {
-		return fmt.Errorf("keep the users no change touched: %w", err)
-	}
-	p.inScope += n
 	return nil
 }
 
 // seats is the second pass: holders keep their seats while the pool has
 // room, oldest grant first; candidates get the free ones in Entra id
-// order.
+// order. Only the holders past the pool's room and the candidates a free
+// seat goes to are read one by one; the others are counted.
 func (p *planner) seats(seats *plan.Seats) error {
 	if err := p.flush(); err != nil { // the pass reads what the users pass wrote
 		return err
 	}
-	err := scanCursor(p, "plan_seat_holders", func(q *dbsqlc.Queries) ([]dbsqlc.PlanSeatHoldersRow, error) {
-		return q.PlanSeatHolders(p.ctx, dbsqlc.PlanSeatHoldersParams{TenantID: p.tenant, RunID: p.run})
-	}, func(r dbsqlc.PlanSeatHoldersRow) error {
-		return p.emitIf(seats.Holder(plan.SeatUser{EntraID: r.EntraID, DisplayName: r.DisplayName}))
-	})
-	if err != nil {
-		return err
+	holders := p.holders
+	if kept := seats.KeepHolders(holders); kept < holders {
+		err := scanCursor(p, "plan_seat_holders", func(q *dbsqlc.Queries) ([]dbsqlc.PlanSeatHoldersRow, error) {
+			return q.PlanSeatHolders(p.ctx, dbsqlc.PlanSeatHoldersParams{TenantID: p.tenant, RunID: p.run,
+				Seats: p.steadySeats, Skip: kept})
+		}, func(r dbsqlc.PlanSeatHoldersRow) error {
+			return p.emitIf(seats.Holder(plan.SeatUser{EntraID: r.EntraID, DisplayName: r.DisplayName}))
+		})
+		if err != nil {
+			return err
+		}
 	}
-	return scanCursor(p, "plan_seat_candidates", func(q *dbsqlc.Queries) ([]dbsqlc.PlanSeatCandidatesRow, error) {
-		return q.PlanSeatCandidates(p.ctx, dbsqlc.PlanSeatCandidatesParams{TenantID: p.tenant, RunID: p.run})
-	}, func(r dbsqlc.PlanSeatCandidatesRow) error {
-		return p.emitIf(seats.Candidate(plan.SeatUser{EntraID: r.EntraID, DisplayName: r.DisplayName}))
-	})
+	candidates := p.candidates
+	seated := min(seats.Free(), candidates)
+	if seated > 0 {
+		err := scanCursor(p, "plan_seat_candidates", func(q *dbsqlc.Queries) ([]dbsqlc.PlanSeatCandidatesRow, error) {
+			return q.PlanSeatCandidates(p.ctx, dbsqlc.PlanSeatCandidatesParams{TenantID: p.tenant, RunID: p.run,
+				Seats: p.steadySeats, MaxRows: seated})
+		}, func(r dbsqlc.PlanSeatCandidatesRow) error {
+			return p.emitIf(seats.Candidate(plan.SeatUser{EntraID: r.EntraID, DisplayName: r.DisplayName}))
+		})
+		if err != nil {
+			return err
+		}
+	}
+	seats.Waiting(candidates - seated)
+	return nil
 }
 
 // groups is the third pass: the mirror's groups and the app's, merged in

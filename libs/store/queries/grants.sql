@@ -110,12 +110,14 @@ wanted AS (
     JOIN app_group_grants b ON b.tenant_id = @tenant_id AND b.group_id = w.group_id
     GROUP BY w.user_id, b.kind, b.name
 )
-SELECT x.user_id, u.display_name AS user_name, x.kind, x.name, x.bound,
+SELECT x.user_id, COALESCE(u.display_name, au.display_name)::text AS user_name, x.kind, x.name, x.bound,
        ARRAY(SELECT m.group_id FROM dir_members m
              WHERE m.tenant_id = @tenant_id AND m.member_id = x.user_id AND m.member_type = 'user'
              ORDER BY m.group_id)::text[] AS direct
 FROM wanted x
-JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = x.user_id
+LEFT JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = x.user_id
+LEFT JOIN app_users au ON au.tenant_id = @tenant_id AND au.entra_id = x.user_id
+WHERE COALESCE(u.stays, au.entra_id IS NOT NULL) -- users the app keeps (see PlanEntraMembers)
 ORDER BY x.user_id, x.kind COLLATE "C", x.name COLLATE "C";
 
 -- name: PlanHeldGrants :many
@@ -124,8 +126,7 @@ ORDER BY x.user_id, x.kind COLLATE "C", x.name COLLATE "C";
 -- cursor.
 SELECT h.user_id, COALESCE(au.display_name, '')::text AS user_name, h.kind, h.name, h.group_id,
        COALESCE(ag.display_name, '')::text AS group_name,
-       EXISTS (SELECT 1 FROM plan_work_users u
-               WHERE u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = h.user_id) AS user_stays,
+       COALESCE(u.stays, au.entra_id IS NOT NULL)::boolean AS user_stays,
        EXISTS (SELECT 1 FROM app_group_grants b
                WHERE b.tenant_id = @tenant_id AND b.group_id = h.group_id AND b.kind = h.kind
                  AND b.name = h.name) AS group_binds,
@@ -137,6 +138,7 @@ SELECT h.user_id, COALESCE(au.display_name, '')::text AS user_name, h.kind, h.na
                  AND NOT g.grants) AS group_orphaned
 FROM app_user_grants h
 LEFT JOIN app_users au ON au.tenant_id = @tenant_id AND au.entra_id = h.user_id
+LEFT JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = h.user_id
 LEFT JOIN app_groups ag ON ag.tenant_id = @tenant_id AND ag.entra_id = h.group_id
 WHERE h.tenant_id = @tenant_id
   AND EXISTS (SELECT 1 FROM plan_work_affected x

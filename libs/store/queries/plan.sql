@@ -8,14 +8,21 @@
 -- The tenant as the plan step needs it, under the row lock: nothing
 -- changes its settings or app side while a plan is built.
 SELECT name, seats, settings, app_version, seat_shortage, memberships_stale, memberships_run_seq,
-       (SELECT count(*) FROM app_users u WHERE u.tenant_id = t.id) AS app_users,
-       (SELECT count(*) FROM app_users u WHERE u.tenant_id = t.id AND u.license = 'assigned') AS licenses,
        ((SELECT count(*) FROM app_user_roles r WHERE r.tenant_id = t.id)
          + (SELECT count(*) FROM app_user_grants g WHERE g.tenant_id = t.id AND g.kind = 'role'))::bigint AS role_grants,
        (SELECT count(*) FROM app_user_grants g WHERE g.tenant_id = t.id AND g.kind = 'sharing') AS sharing_grants
 FROM tenants t
 WHERE t.id = @tenant_id
 FOR NO KEY UPDATE;
+
+-- name: PlanAppUserStates :many
+-- The tenant's app users counted by their state as plan.SteadySeat sees
+-- it: enabled, license, license disabled by an admin (sticky).
+SELECT u.enabled, u.license, (u.license_disabled_at IS NOT NULL)::boolean AS sticky, count(*) AS users
+FROM app_users u
+WHERE u.tenant_id = @tenant_id
+GROUP BY 1, 2, 3
+ORDER BY 1, 2, 3;
 
 -- name: PlanUsersListed :one
 -- How many users pages the run's attempt read (@lo, @hi: its page range),
@@ -95,39 +102,43 @@ FROM touched t
 JOIN app_users a ON a.tenant_id = @tenant_id AND a.entra_id = t.entra_id
 ORDER BY a.entra_id;
 
--- name: PlanKeepSteadyUsers :execrows
--- The app's users a plan does not decide again (not touched: see
--- PlanDirUsersTouched) stay as they are, each with the seat role libs/plan
--- gives an app user in its state (plan.SteadySeat), passed as a table
--- (JSON) of every (enabled, license, license disabled by an admin)
--- combination.
-WITH touched AS (
-    SELECT c.entra_id FROM dir_users c WHERE c.tenant_id = @tenant_id AND c.changed_run_seq > @since::bigint
-    UNION
-    SELECT m.entra_id FROM app_dirty_users m WHERE m.tenant_id = @tenant_id
-)
-INSERT INTO plan_work_users (tenant_id, run_id, entra_id, display_name, seat, license_run_seq)
-SELECT @tenant_id, @run_id, a.entra_id, a.display_name, s.seat,
-       CASE WHEN s.seat = 1 THEN a.license_run_seq END
-FROM app_users a
-JOIN jsonb_to_recordset(@seats::jsonb) AS s(enabled boolean, license text, sticky boolean, seat smallint)
-  ON s.enabled = a.enabled AND s.license = a.license AND s.sticky = (a.license_disabled_at IS NOT NULL)
-WHERE a.tenant_id = @tenant_id
-  AND NOT EXISTS (SELECT 1 FROM touched t WHERE t.entra_id = a.entra_id);
-
 -- name: PlanSeatHolders :many
--- The seat holders the plan keeps, oldest grant first. A cursor.
-SELECT w.entra_id, w.display_name
-FROM plan_work_users w
-WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id AND w.seat = 1
-ORDER BY w.license_run_seq, w.entra_id;
+-- The seat holders the plan keeps, oldest grant first, after the first
+-- @skip: those it decided, and those it did not with the seat role
+-- @seats gives them (see planner.keepSteadyUsers). A cursor.
+SELECT h.entra_id, h.display_name
+FROM (SELECT w.entra_id, w.display_name, w.license_run_seq
+      FROM plan_work_users w
+      WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id AND w.stays AND w.seat = 1
+      UNION ALL
+      SELECT a.entra_id, a.display_name, a.license_run_seq
+      FROM app_users a
+      JOIN jsonb_to_recordset(@seats::jsonb) AS s(enabled boolean, license text, sticky boolean, seat smallint)
+        ON s.enabled = a.enabled AND s.license = a.license AND s.sticky = (a.license_disabled_at IS NOT NULL)
+      WHERE a.tenant_id = @tenant_id AND s.seat = 1
+        AND NOT EXISTS (SELECT 1 FROM plan_work_users w
+                        WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id AND w.entra_id = a.entra_id)) h
+ORDER BY h.license_run_seq, h.entra_id
+OFFSET @skip::bigint;
 
 -- name: PlanSeatCandidates :many
--- The users who want a seat, in Entra id order. A cursor.
-SELECT w.entra_id, w.display_name
-FROM plan_work_users w
-WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id AND w.seat = 2
-ORDER BY w.entra_id;
+-- The first @max_rows users who want a seat, in Entra id order: those
+-- the plan decided, and those it did not with the seat role @seats gives
+-- them (see planner.keepSteadyUsers).
+SELECT c.entra_id, c.display_name
+FROM (SELECT w.entra_id, w.display_name
+      FROM plan_work_users w
+      WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id AND w.stays AND w.seat = 2
+      UNION ALL
+      SELECT a.entra_id, a.display_name
+      FROM app_users a
+      JOIN jsonb_to_recordset(@seats::jsonb) AS s(enabled boolean, license text, sticky boolean, seat smallint)
+        ON s.enabled = a.enabled AND s.license = a.license AND s.sticky = (a.license_disabled_at IS NOT NULL)
+      WHERE a.tenant_id = @tenant_id AND s.seat = 2
+        AND NOT EXISTS (SELECT 1 FROM plan_work_users w
+                        WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id AND w.entra_id = a.entra_id)) c
+ORDER BY c.entra_id
+LIMIT @max_rows::bigint;
 
 -- name: PlanDirGroups :many
 -- The groups Entra ID has, in Entra id order, and whether an admin
@@ -211,8 +222,15 @@ ON CONFLICT DO NOTHING;
 
 -- name: PlanEntraMembers :exec
 -- Entra ID's nested memberships of the users and groups the app has after
--- the plan (plan_work_users, plan_work_groups), for the affected groups
--- that follow Entra ID (not frozen: see PlanFrozenMembers).
+-- the plan, for the affected groups that follow Entra ID (not frozen: see
+-- PlanFrozenMembers). The users the app has after the plan: those it
+-- decided to keep (plan_work_users.stays), and the app's users it did not
+-- decide (no row: migration 00023). This statement and the ones below
+-- spell that out each time, as a LEFT JOIN of plan_work_users (a hash
+-- join when the plan decided every user) and app_users looked up one by
+-- one only for the users without a row: a scalar subquery, not EXISTS,
+-- which the planner turned into a hash of the tenant's 100k app users to
+-- look up a few hundred.
 WITH RECURSIVE reach (root, group_id) AS (
     SELECT g.entra_id, g.entra_id
     FROM plan_work_groups g
@@ -228,7 +246,9 @@ INSERT INTO plan_work_members (tenant_id, run_id, group_id, user_id)
 SELECT DISTINCT @tenant_id::uuid, @run_id::uuid, r.root, e.member_id
 FROM reach r
 JOIN dir_members e ON e.tenant_id = @tenant_id AND e.group_id = r.group_id AND e.member_type = 'user'
-JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = e.member_id;
+LEFT JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = e.member_id
+WHERE COALESCE(u.stays,
+               (SELECT true FROM app_users a WHERE a.tenant_id = @tenant_id AND a.entra_id = e.member_id), false);
 
 -- name: PlanNewUsersMembers :exec
 -- Entra ID's nested memberships of the affected users (who come into the
@@ -262,7 +282,9 @@ INSERT INTO plan_work_members (tenant_id, run_id, group_id, user_id)
 SELECT DISTINCT @tenant_id::uuid, @run_id::uuid, up.group_id, up.user_id
 FROM up
 JOIN plan_work_groups g ON g.tenant_id = @tenant_id AND g.run_id = @run_id AND g.entra_id = up.group_id AND NOT g.frozen
-JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = up.user_id
+LEFT JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = up.user_id
+WHERE COALESCE(u.stays,
+               (SELECT true FROM app_users a WHERE a.tenant_id = @tenant_id AND a.entra_id = up.user_id), false)
 ON CONFLICT DO NOTHING;
 
 -- name: PlanFrozenMembers :exec
@@ -275,23 +297,30 @@ FROM plan_work_groups g
 JOIN plan_work_affected a ON a.tenant_id = @tenant_id AND a.run_id = @run_id AND a.kind = 'group'
                          AND a.id = g.entra_id
 JOIN app_group_members m ON m.tenant_id = @tenant_id AND m.group_id = g.entra_id
-JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = m.user_id
+LEFT JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = m.user_id
 WHERE g.tenant_id = @tenant_id AND g.run_id = @run_id AND g.frozen
+  AND COALESCE(u.stays, true) -- without a row: an app user the plan did not decide
 UNION
 SELECT @tenant_id::uuid, @run_id::uuid, m.group_id, m.user_id
 FROM plan_work_affected a
 JOIN app_group_members m ON m.tenant_id = @tenant_id AND m.user_id = a.id
 JOIN plan_work_groups g ON g.tenant_id = @tenant_id AND g.run_id = @run_id AND g.entra_id = m.group_id AND g.frozen
-JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = m.user_id
+LEFT JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = m.user_id
 WHERE a.tenant_id = @tenant_id AND a.run_id = @run_id AND a.kind = 'user'
+  AND COALESCE(u.stays, true)
 ON CONFLICT DO NOTHING;
 
 -- name: PlanMembershipsToAdd :many
--- Entra ID's memberships the app lacks. A cursor.
-SELECT w.group_id, g.display_name AS group_name, w.user_id, u.display_name AS user_name
+-- Entra ID's memberships the app lacks (plan_work_members has users the
+-- app keeps only: the name of one the plan did not decide is the app's).
+-- A cursor.
+SELECT w.group_id, g.display_name AS group_name, w.user_id,
+       COALESCE(u.display_name,
+                (SELECT a.display_name FROM app_users a WHERE a.tenant_id = @tenant_id AND a.entra_id = w.user_id),
+                '')::text AS user_name
 FROM plan_work_members w
 JOIN plan_work_groups g ON g.tenant_id = @tenant_id AND g.run_id = @run_id AND g.entra_id = w.group_id
-JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = w.user_id
+LEFT JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = w.user_id
 WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id
   AND NOT EXISTS (SELECT 1 FROM app_group_members m
                   WHERE m.tenant_id = @tenant_id AND m.group_id = w.group_id AND m.user_id = w.user_id);
@@ -316,13 +345,13 @@ SELECT m.group_id, COALESCE(ag.display_name, '')::text AS group_name, m.user_id,
        EXISTS (SELECT 1 FROM plan_work_members w
                WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id AND w.group_id = m.group_id
                  AND w.user_id = m.user_id) AS in_entra,
-       EXISTS (SELECT 1 FROM plan_work_users u
-               WHERE u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = m.user_id) AS user_stays,
+       COALESCE(u.stays, au.entra_id IS NOT NULL)::boolean AS user_stays,
        EXISTS (SELECT 1 FROM plan_work_groups g
                WHERE g.tenant_id = @tenant_id AND g.run_id = @run_id AND g.entra_id = m.group_id) AS group_stays
 FROM scope m
 LEFT JOIN app_groups ag ON ag.tenant_id = @tenant_id AND ag.entra_id = m.group_id
-LEFT JOIN app_users au ON au.tenant_id = @tenant_id AND au.entra_id = m.user_id;
+LEFT JOIN app_users au ON au.tenant_id = @tenant_id AND au.entra_id = m.user_id
+LEFT JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = m.user_id;
 
 -- name: PlanDeleteWork :exec
 DELETE FROM plan_work_scope WHERE tenant_id = @tenant_id AND run_id = @run_id;
@@ -618,8 +647,8 @@ INSERT INTO sync_plan_items (tenant_id, run_id, seq, action, entra_id, group_id,
 VALUES (@tenant_id, @run_id, @seq, @action, @entra_id, @group_id, @role, @display_name, @before, @after, @reason);
 
 -- name: InsertPlanWorkUsers :copyfrom
-INSERT INTO plan_work_users (tenant_id, run_id, entra_id, display_name, seat, license_run_seq)
-VALUES (@tenant_id, @run_id, @entra_id, @display_name, @seat, @license_run_seq);
+INSERT INTO plan_work_users (tenant_id, run_id, entra_id, display_name, seat, license_run_seq, stays)
+VALUES (@tenant_id, @run_id, @entra_id, @display_name, @seat, @license_run_seq, @stays);
 
 -- name: InsertPlanWorkAffected :copyfrom
 INSERT INTO plan_work_affected (tenant_id, run_id, kind, id)

@@ -150,6 +150,7 @@ func (r iteratorForInsertPlanWorkUsers) Values() ([]interface{}, error) {
 		r.rows[0].DisplayName,
 		r.rows[0].Seat,
 		r.rows[0].LicenseRunSeq,
+		r.rows[0].Stays,
 	}, nil
 }
 
@@ -158,5 +159,5 @@ func (r iteratorForInsertPlanWorkUsers) Err() error {
 }
 
 func (q *Queries) InsertPlanWorkUsers(ctx context.Context, arg []InsertPlanWorkUsersParams) (int64, error) {
-	return q.db.CopyFrom(ctx, []string{"plan_work_users"}, []string{"tenant_id", "run_id", "entra_id", "display_name", "seat", "license_run_seq"}, &iteratorForInsertPlanWorkUsers{rows: arg})
+	return q.db.CopyFrom(ctx, []string{"plan_work_users"}, []string{"tenant_id", "run_id", "entra_id", "display_name", "seat", "license_run_seq", "stays"}, &iteratorForInsertPlanWorkUsers{rows: arg})
 }

@@ -246,6 +246,7 @@ type PlanWorkUser struct {
 	DisplayName   string
 	Seat          int16
 	LicenseRunSeq *int64
+	Stays         bool
 }
 
 type SyncPlanItem struct {

@@ -501,6 +501,7 @@ type InsertPlanWorkUsersParams struct {
 	DisplayName   string
 	Seat          int16
 	LicenseRunSeq *int64
+	Stays         bool
 }
 
 const listNotifications = `-- name: ListNotifications :many
@@ -879,13 +880,13 @@ SELECT m.group_id, COALESCE(ag.display_name, '')::text AS group_name, m.user_id,
        EXISTS (SELECT 1 FROM plan_work_members w
                WHERE w.tenant_id = $1 AND w.run_id = $2 AND w.group_id = m.group_id
                  AND w.user_id = m.user_id) AS in_entra,
-       EXISTS (SELECT 1 FROM plan_work_users u
-               WHERE u.tenant_id = $1 AND u.run_id = $2 AND u.entra_id = m.user_id) AS user_stays,
+       COALESCE(u.stays, au.entra_id IS NOT NULL)::boolean AS user_stays,
        EXISTS (SELECT 1 FROM plan_work_groups g
                WHERE g.tenant_id = $1 AND g.run_id = $2 AND g.entra_id = m.group_id) AS group_stays
 FROM scope m
 LEFT JOIN app_groups ag ON ag.tenant_id = $1 AND ag.entra_id = m.group_id
 LEFT JOIN app_users au ON au.tenant_id = $1 AND au.entra_id = m.user_id
+LEFT JOIN plan_work_users u ON u.tenant_id = $1 AND u.run_id = $2 AND u.entra_id = m.user_id
 `
 
 type PlanAppMembershipsParams struct {
@@ -923,6 +924,48 @@ func (q *Queries) PlanAppMemberships(ctx context.Context, arg PlanAppMemberships
 			&i.InEntra,
 			&i.UserStays,
 			&i.GroupStays,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const planAppUserStates = `-- name: PlanAppUserStates :many
+SELECT u.enabled, u.license, (u.license_disabled_at IS NOT NULL)::boolean AS sticky, count(*) AS users
+FROM app_users u
+WHERE u.tenant_id = $1
+GROUP BY 1, 2, 3
+ORDER BY 1, 2, 3
+`
+
+type PlanAppUserStatesRow struct {
+	Enabled bool
+	License string
+	Sticky  bool
+	Users   int64
+}
+
+// The tenant's app users counted by their state as plan.SteadySeat sees
+// it: enabled, license, license disabled by an admin (sticky).
+func (q *Queries) PlanAppUserStates(ctx context.Context, tenantID string) ([]PlanAppUserStatesRow, error) {
+	rows, err := q.db.Query(ctx, planAppUserStates, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []PlanAppUserStatesRow
+	for rows.Next() {
+		var i PlanAppUserStatesRow
+		if err := rows.Scan(
+			&i.Enabled,
+			&i.License,
+			&i.Sticky,
+			&i.Users,
 		); err != nil {
 			return nil, err
 		}
@@ -1347,7 +1390,9 @@ INSERT INTO plan_work_members (tenant_id, run_id, group_id, user_id)
 SELECT DISTINCT $1::uuid, $2::uuid, r.root, e.member_id
 FROM reach r
 JOIN dir_members e ON e.tenant_id = $1 AND e.group_id = r.group_id AND e.member_type = 'user'
-JOIN plan_work_users u ON u.tenant_id = $1 AND u.run_id = $2 AND u.entra_id = e.member_id
+LEFT JOIN plan_work_users u ON u.tenant_id = $1 AND u.run_id = $2 AND u.entra_id = e.member_id
+WHERE COALESCE(u.stays,
+               (SELECT true FROM app_users a WHERE a.tenant_id = $1 AND a.entra_id = e.member_id), false)
 `
 
 type PlanEntraMembersParams struct {
@@ -1356,8 +1401,15 @@ type PlanEntraMembersParams struct {
 }
 
 // Entra ID's nested memberships of the users and groups the app has after
-// the plan (plan_work_users, plan_work_groups), for the affected groups
-// that follow Entra ID (not frozen: see PlanFrozenMembers).
+// the plan, for the affected groups that follow Entra ID (not frozen: see
+// PlanFrozenMembers). The users the app has after the plan: those it
+// decided to keep (plan_work_users.stays), and the app's users it did not
+// decide (no row: migration 00023). This statement and the ones below
+// spell that out each time, as a LEFT JOIN of plan_work_users (a hash
+// join when the plan decided every user) and app_users looked up one by
+// one only for the users without a row: a scalar subquery, not EXISTS,
+// which the planner turned into a hash of the tenant's 100k app users to
+// look up a few hundred.
 func (q *Queries) PlanEntraMembers(ctx context.Context, arg PlanEntraMembersParams) error {
 	_, err := q.db.Exec(ctx, planEntraMembers, arg.TenantID, arg.RunID)
 	return err
@@ -1370,15 +1422,17 @@ FROM plan_work_groups g
 JOIN plan_work_affected a ON a.tenant_id = $1 AND a.run_id = $2 AND a.kind = 'group'
                          AND a.id = g.entra_id
 JOIN app_group_members m ON m.tenant_id = $1 AND m.group_id = g.entra_id
-JOIN plan_work_users u ON u.tenant_id = $1 AND u.run_id = $2 AND u.entra_id = m.user_id
+LEFT JOIN plan_work_users u ON u.tenant_id = $1 AND u.run_id = $2 AND u.entra_id = m.user_id
 WHERE g.tenant_id = $1 AND g.run_id = $2 AND g.frozen
+  AND COALESCE(u.stays, true) -- without a row: an app user the plan did not decide
 UNION
 SELECT $1::uuid, $2::uuid, m.group_id, m.user_id
 FROM plan_work_affected a
 JOIN app_group_members m ON m.tenant_id = $1 AND m.user_id = a.id
 JOIN plan_work_groups g ON g.tenant_id = $1 AND g.run_id = $2 AND g.entra_id = m.group_id AND g.frozen
-JOIN plan_work_users u ON u.tenant_id = $1 AND u.run_id = $2 AND u.entra_id = m.user_id
+LEFT JOIN plan_work_users u ON u.tenant_id = $1 AND u.run_id = $2 AND u.entra_id = m.user_id
 WHERE a.tenant_id = $1 AND a.run_id = $2 AND a.kind = 'user'
+  AND COALESCE(u.stays, true)
 ON CONFLICT DO NOTHING
 `
 
@@ -1432,52 +1486,14 @@ func (q *Queries) PlanItemCounts(ctx context.Context, arg PlanItemCountsParams) 
 	return items, nil
 }
 
-const planKeepSteadyUsers = `-- name: PlanKeepSteadyUsers :execrows
-WITH touched AS (
-    SELECT c.entra_id FROM dir_users c WHERE c.tenant_id = $1 AND c.changed_run_seq > $4::bigint
-    UNION
-    SELECT m.entra_id FROM app_dirty_users m WHERE m.tenant_id = $1
-)
-INSERT INTO plan_work_users (tenant_id, run_id, entra_id, display_name, seat, license_run_seq)
-SELECT $1, $2, a.entra_id, a.display_name, s.seat,
-       CASE WHEN s.seat = 1 THEN a.license_run_seq END
-FROM app_users a
-JOIN jsonb_to_recordset($3::jsonb) AS s(enabled boolean, license text, sticky boolean, seat smallint)
-  ON s.enabled = a.enabled AND s.license = a.license AND s.sticky = (a.license_disabled_at IS NOT NULL)
-WHERE a.tenant_id = $1
-  AND NOT EXISTS (SELECT 1 FROM touched t WHERE t.entra_id = a.entra_id)
-`
-
-type PlanKeepSteadyUsersParams struct {
-	TenantID string
-	RunID    string
-	Seats    []byte
-	Since    int64
-}
-
-// The app's users a plan does not decide again (not touched: see
-// PlanDirUsersTouched) stay as they are, each with the seat role libs/plan
-// gives an app user in its state (plan.SteadySeat), passed as a table
-// (JSON) of every (enabled, license, license disabled by an admin)
-// combination.
-func (q *Queries) PlanKeepSteadyUsers(ctx context.Context, arg PlanKeepSteadyUsersParams) (int64, error) {
-	result, err := q.db.Exec(ctx, planKeepSteadyUsers,
-		arg.TenantID,
-		arg.RunID,
-		arg.Seats,
-		arg.Since,
-	)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
-}
-
 const planMembershipsToAdd = `-- name: PlanMembershipsToAdd :many
-SELECT w.group_id, g.display_name AS group_name, w.user_id, u.display_name AS user_name
+SELECT w.group_id, g.display_name AS group_name, w.user_id,
+       COALESCE(u.display_name,
+                (SELECT a.display_name FROM app_users a WHERE a.tenant_id = $1 AND a.entra_id = w.user_id),
+                '')::text AS user_name
 FROM plan_work_members w
 JOIN plan_work_groups g ON g.tenant_id = $1 AND g.run_id = $2 AND g.entra_id = w.group_id
-JOIN plan_work_users u ON u.tenant_id = $1 AND u.run_id = $2 AND u.entra_id = w.user_id
+LEFT JOIN plan_work_users u ON u.tenant_id = $1 AND u.run_id = $2 AND u.entra_id = w.user_id
 WHERE w.tenant_id = $1 AND w.run_id = $2
   AND NOT EXISTS (SELECT 1 FROM app_group_members m
                   WHERE m.tenant_id = $1 AND m.group_id = w.group_id AND m.user_id = w.user_id)
@@ -1495,7 +1511,9 @@ type PlanMembershipsToAddRow struct {
 	UserName  string
 }
 
-// Entra ID's memberships the app lacks. A cursor.
+// Entra ID's memberships the app lacks (plan_work_members has users the
+// app keeps only: the name of one the plan did not decide is the app's).
+// A cursor.
 func (q *Queries) PlanMembershipsToAdd(ctx context.Context, arg PlanMembershipsToAddParams) ([]PlanMembershipsToAddRow, error) {
 	rows, err := q.db.Query(ctx, planMembershipsToAdd, arg.TenantID, arg.RunID)
 	if err != nil {
@@ -1544,7 +1562,9 @@ INSERT INTO plan_work_members (tenant_id, run_id, group_id, user_id)
 SELECT DISTINCT $1::uuid, $2::uuid, up.group_id, up.user_id
 FROM up
 JOIN plan_work_groups g ON g.tenant_id = $1 AND g.run_id = $2 AND g.entra_id = up.group_id AND NOT g.frozen
-JOIN plan_work_users u ON u.tenant_id = $1 AND u.run_id = $2 AND u.entra_id = up.user_id
+LEFT JOIN plan_work_users u ON u.tenant_id = $1 AND u.run_id = $2 AND u.entra_id = up.user_id
+WHERE COALESCE(u.stays,
+               (SELECT true FROM app_users a WHERE a.tenant_id = $1 AND a.entra_id = up.user_id), false)
 ON CONFLICT DO NOTHING
 `
 
@@ -1596,15 +1616,27 @@ func (q *Queries) PlanScopeUsers(ctx context.Context, arg PlanScopeUsersParams) 
 }
 
 const planSeatCandidates = `-- name: PlanSeatCandidates :many
-SELECT w.entra_id, w.display_name
-FROM plan_work_users w
-WHERE w.tenant_id = $1 AND w.run_id = $2 AND w.seat = 2
-ORDER BY w.entra_id
+SELECT c.entra_id, c.display_name
+FROM (SELECT w.entra_id, w.display_name
+      FROM plan_work_users w
+      WHERE w.tenant_id = $1 AND w.run_id = $2 AND w.stays AND w.seat = 2
+      UNION ALL
+      SELECT a.entra_id, a.display_name
+      FROM app_users a
+      JOIN jsonb_to_recordset($3::jsonb) AS s(enabled boolean, license text, sticky boolean, seat smallint)
+        ON s.enabled = a.enabled AND s.license = a.license AND s.sticky = (a.license_disabled_at IS NOT NULL)
+      WHERE a.tenant_id = $1 AND s.seat = 2
+        AND NOT EXISTS (SELECT 1 FROM plan_work_users w
+                        WHERE w.tenant_id = $1 AND w.run_id = $2 AND w.entra_id = a.entra_id)) c
+ORDER BY c.entra_id
+LIMIT $4::bigint
 `
 
 type PlanSeatCandidatesParams struct {
 	TenantID string
 	RunID    string
+	Seats    []byte
+	MaxRows  int64
 }
 
 type PlanSeatCandidatesRow struct {
@@ -1612,9 +1644,16 @@ type PlanSeatCandidatesRow struct {
 	DisplayName string
 }
 
-// The users who want a seat, in Entra id order. A cursor.
+// The first @max_rows users who want a seat, in Entra id order: those
+// the plan decided, and those it did not with the seat role @seats gives
+// them (see planner.keepSteadyUsers).
 func (q *Queries) PlanSeatCandidates(ctx context.Context, arg PlanSeatCandidatesParams) ([]PlanSeatCandidatesRow, error) {
-	rows, err := q.db.Query(ctx, planSeatCandidates, arg.TenantID, arg.RunID)
+	rows, err := q.db.Query(ctx, planSeatCandidates,
+		arg.TenantID,
+		arg.RunID,
+		arg.Seats,
+		arg.MaxRows,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -1634,15 +1673,27 @@ func (q *Queries) PlanSeatCandidates(ctx context.Context, arg PlanSeatCandidates
 }
 
 const planSeatHolders = `-- name: PlanSeatHolders :many
-SELECT w.entra_id, w.display_name
-FROM plan_work_users w
-WHERE w.tenant_id = $1 AND w.run_id = $2 AND w.seat = 1
-ORDER BY w.license_run_seq, w.entra_id
+SELECT h.entra_id, h.display_name
+FROM (SELECT w.entra_id, w.display_name, w.license_run_seq
+      FROM plan_work_users w
+      WHERE w.tenant_id = $1 AND w.run_id = $2 AND w.stays AND w.seat = 1
+      UNION ALL
+      SELECT a.entra_id, a.display_name, a.license_run_seq
+      FROM app_users a
+      JOIN jsonb_to_recordset($3::jsonb) AS s(enabled boolean, license text, sticky boolean, seat smallint)
+        ON s.enabled = a.enabled AND s.license = a.license AND s.sticky = (a.license_disabled_at IS NOT NULL)
+      WHERE a.tenant_id = $1 AND s.seat = 1
+        AND NOT EXISTS (SELECT 1 FROM plan_work_users w
+                        WHERE w.tenant_id = $1 AND w.run_id = $2 AND w.entra_id = a.entra_id)) h
+ORDER BY h.license_run_seq, h.entra_id
+OFFSET $4::bigint
 `
 
 type PlanSeatHoldersParams struct {
 	TenantID string
 	RunID    string
+	Seats    []byte
+	Skip     int64
 }
 
 type PlanSeatHoldersRow struct {
@@ -1650,9 +1701,16 @@ type PlanSeatHoldersRow struct {
 	DisplayName string
 }
 
-// The seat holders the plan keeps, oldest grant first. A cursor.
+// The seat holders the plan keeps, oldest grant first, after the first
+// @skip: those it decided, and those it did not with the seat role
+// @seats gives them (see planner.keepSteadyUsers). A cursor.
 func (q *Queries) PlanSeatHolders(ctx context.Context, arg PlanSeatHoldersParams) ([]PlanSeatHoldersRow, error) {
-	rows, err := q.db.Query(ctx, planSeatHolders, arg.TenantID, arg.RunID)
+	rows, err := q.db.Query(ctx, planSeatHolders,
+		arg.TenantID,
+		arg.RunID,
+		arg.Seats,
+		arg.Skip,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -1674,8 +1732,6 @@ func (q *Queries) PlanSeatHolders(ctx context.Context, arg PlanSeatHoldersParams
 const planTenant = `-- name: PlanTenant :one
 
 SELECT name, seats, settings, app_version, seat_shortage, memberships_stale, memberships_run_seq,
-       (SELECT count(*) FROM app_users u WHERE u.tenant_id = t.id) AS app_users,
-       (SELECT count(*) FROM app_users u WHERE u.tenant_id = t.id AND u.license = 'assigned') AS licenses,
        ((SELECT count(*) FROM app_user_roles r WHERE r.tenant_id = t.id)
          + (SELECT count(*) FROM app_user_grants g WHERE g.tenant_id = t.id AND g.kind = 'role'))::bigint AS role_grants,
        (SELECT count(*) FROM app_user_grants g WHERE g.tenant_id = t.id AND g.kind = 'sharing') AS sharing_grants
@@ -1692,8 +1748,6 @@ type PlanTenantRow struct {
 	SeatShortage      bool
 	MembershipsStale  bool
 	MembershipsRunSeq int64
-	AppUsers          int64
-	Licenses          int64
 	RoleGrants        int64
 	SharingGrants     int64
 }
@@ -1716,8 +1770,6 @@ func (q *Queries) PlanTenant(ctx context.Context, tenantID string) (PlanTenantRo
 		&i.SeatShortage,
 		&i.MembershipsStale,
 		&i.MembershipsRunSeq,
-		&i.AppUsers,
-		&i.Licenses,
 		&i.RoleGrants,
 		&i.SharingGrants,
 	)
