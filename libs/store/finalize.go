@@ -165,7 +165,11 @@ func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange,
 	if err != nil {
 		return planResult{}, err
 	}
-	if err := q.DropUnlistedDevices(ctx, t); err != nil {
+	// Each of the tenant's devices is looked up among the edges' members
+	// through their index: without nested loops, the lookup read all of
+	// a 100k-user tenant's 208k edges (100 ms of a delta round) for 58
+	// devices.
+	if err := withNestLoops(ctx, q, func() error { return q.DropUnlistedDevices(ctx, t) }); err != nil {
 		return planResult{}, fmt.Errorf("drop unlisted devices: %w", err)
 	}
 	// Pages of this run and older ones change nothing from now on: the
