@@ -7,6 +7,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/entrasync/entrasync/libs/plan"
+	"github.com/entrasync/entrasync/libs/store/internal/dbsqlc"
 )
 
 // Planner statistics of the tables every tenant shares.
@@ -79,20 +80,28 @@ func (s *Store) refreshStaleStats(ctx context.Context, tenantID, runID string) (
 	if err != nil {
 		return nil, fmt.Errorf("count the run's objects: %w", err)
 	}
-	changes, err := s.q.TablesChanges(ctx, statsTables)
+	return s.analyzeWhere(ctx, statsTables, func(c dbsqlc.TableChanges) bool {
+		return analyzeBeforeFinalizing(c.ModifiedSinceAnalyze, c.LiveRows, objects)
+	})
+}
+
+// analyzeWhere analyzes those of tables whose statistics stale picks, and
+// returns their names.
+func (s *Store) analyzeWhere(ctx context.Context, tables []string, stale func(dbsqlc.TableChanges) bool) ([]string, error) {
+	changes, err := s.q.TablesChanges(ctx, tables)
 	if err != nil {
 		return nil, fmt.Errorf("read table statistics: %w", err)
 	}
-	var stale []string
+	var picked []string
 	for _, c := range changes {
-		if analyzeBeforeFinalizing(c.ModifiedSinceAnalyze, c.LiveRows, objects) {
-			stale = append(stale, c.Table)
+		if stale(c) {
+			picked = append(picked, c.Table)
 		}
 	}
-	if err := s.q.AnalyzeSkipLocked(ctx, stale...); err != nil {
-		return nil, fmt.Errorf("analyze %v: %w", stale, err)
+	if err := s.q.AnalyzeSkipLocked(ctx, picked...); err != nil {
+		return nil, fmt.Errorf("analyze %v: %w", picked, err)
 	}
-	return stale, nil
+	return picked, nil
 }
 
 // appTableActions are the plan's actions that write each app table of
@@ -159,18 +168,7 @@ func (s *Store) analyzeApplied(ctx context.Context, summary plan.Summary) ([]str
 	if len(tables) == 0 {
 		return nil, nil
 	}
-	changes, err := s.q.TablesChanges(ctx, tables)
-	if err != nil {
-		return nil, fmt.Errorf("read table statistics: %w", err)
-	}
-	var stale []string
-	for _, c := range changes {
-		if analyzeAfterApplying(c.ModifiedSinceAnalyze, c.LiveRows, planned[c.Table]) {
-			stale = append(stale, c.Table)
-		}
-	}
-	if err := s.q.AnalyzeSkipLocked(ctx, stale...); err != nil {
-		return nil, fmt.Errorf("analyze %v: %w", stale, err)
-	}
-	return stale, nil
+	return s.analyzeWhere(ctx, tables, func(c dbsqlc.TableChanges) bool {
+		return analyzeAfterApplying(c.ModifiedSinceAnalyze, c.LiveRows, planned[c.Table])
+	})
 }

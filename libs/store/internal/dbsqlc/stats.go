@@ -51,21 +51,19 @@ WHERE tenant_id = $1 AND run_id = $2`, tenantID, runID).Scan(&n)
 // analyzing (or otherwise holds in a conflicting lock) instead of
 // waiting for it.
 func (q *Queries) AnalyzeSkipLocked(ctx context.Context, tables ...string) error {
-	if len(tables) == 0 {
-		return nil
-	}
-	names := make([]string, len(tables))
-	for i, t := range tables {
-		names[i] = pgx.Identifier{t}.Sanitize()
-	}
-	_, err := q.db.Exec(ctx, "ANALYZE (SKIP_LOCKED) "+strings.Join(names, ", "))
-	return err
+	return q.maintain(ctx, "ANALYZE (SKIP_LOCKED)", tables)
 }
 
 // VacuumSkipLocked vacuums tables in one statement, outside any
 // transaction (VACUUM cannot run in one), skipping a table another
 // session holds in a conflicting lock.
 func (q *Queries) VacuumSkipLocked(ctx context.Context, tables ...string) error {
+	return q.maintain(ctx, "VACUUM (SKIP_LOCKED)", tables)
+}
+
+// maintain runs command (ANALYZE or VACUUM, with its options) on tables;
+// no tables, no statement.
+func (q *Queries) maintain(ctx context.Context, command string, tables []string) error {
 	if len(tables) == 0 {
 		return nil
 	}
@@ -73,6 +71,6 @@ func (q *Queries) VacuumSkipLocked(ctx context.Context, tables ...string) error 
 	for i, t := range tables {
 		names[i] = pgx.Identifier{t}.Sanitize()
 	}
-	_, err := q.db.Exec(ctx, "VACUUM (SKIP_LOCKED) "+strings.Join(names, ", "))
+	_, err := q.db.Exec(ctx, command+" "+strings.Join(names, ", "))
 	return err
 }
