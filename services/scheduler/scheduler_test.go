@@ -100,6 +100,17 @@ func (e *env) tenant(interval time.Duration) store.Tenant {
 	return t
 }
 
+// intoNewSlot moves the clock to the start of the tenant's next slot of
+// interval. A test whose passes span less than interval then runs them
+// all in that one slot: a tenant's slots begin at a moment its id picks,
+// and a boundary crossed midway would schedule another run.
+func (e *env) intoNewSlot(tenantID string, interval time.Duration) {
+	e.t.Helper()
+	now := e.clock.Now()
+	next := scheduler.Slot(tenantID, interval, now).Add(interval)
+	e.clock.Add(next.Sub(now))
+}
+
 // tickAll ticks the schedulers at the same time, as replicas do.
 func (e *env) tickAll(ss ...*scheduler.Scheduler) {
 	e.t.Helper()
@@ -250,6 +261,7 @@ func TestStaleQueuedRunIsPublishedAgain(t *testing.T) {
 	// dedup, keeps a waiting job from being published twice.
 	s := e.scheduler(bus.Options{Duplicates: 100 * time.Millisecond})
 	ten := e.tenant(24 * time.Hour)
+	e.intoNewSlot(ten.ID, 24*time.Hour)
 	e.tickAll(s) // the tenant's first scheduled run
 	if ids, _ := e.jobs(); len(ids) != 1 {
 		t.Fatalf("%d jobs after the first pass, want 1", len(ids))
@@ -293,6 +305,7 @@ func TestTakenQueuedRunIsNotPublishedAgain(t *testing.T) {
 	// A short dedup window: JetStream would not hide a second copy.
 	s := e.scheduler(bus.Options{Duplicates: 100 * time.Millisecond})
 	ten := e.tenant(24 * time.Hour)
+	e.intoNewSlot(ten.ID, 24*time.Hour)
 	ctx := context.Background()
 	e.tickAll(s) // the tenant's first scheduled run
 	if ids, _ := e.jobs(); len(ids) != 1 {
@@ -407,6 +420,7 @@ func TestStuckRunIsGivenUp(t *testing.T) {
 	e := newEnv(t)
 	s := e.scheduler(bus.Options{})
 	ten := e.tenant(24 * time.Hour)
+	e.intoNewSlot(ten.ID, 24*time.Hour)
 	ctx := context.Background()
 	e.tickAll(s) // the tenant's first scheduled run
 	runs := e.runs(ten.ID)
