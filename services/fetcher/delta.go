@@ -1,8 +1,12 @@
 package fetcher
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/entrasync/entrasync/libs/graph"
 	"github.com/entrasync/entrasync/libs/plan"
@@ -18,6 +22,14 @@ import (
 // syncStateNotFound, resyncRequired). Pages a round published before
 // Graph asked for a resync stay: they are true changes, and the full
 // read that follows sees everything anyway.
+//
+// The two rounds are read side by side. Each is a chain of pages, a
+// nextLink leading to the next; they share nothing but the run's window
+// of events in flight, and pages may be applied in any order (the events
+// contract). A round Graph sends back to a resync lets the other finish:
+// stopped mid-publish, it would leave a page number it took unpublished,
+// and the run would wait for that page for ever. Any other error fails
+// the attempt, so it stops the other round at once.
 func (r *runner) deltaRounds(ctx context.Context, filter string, links *[2]string) (bool, error) {
 	saved, err := r.f.store.DeltaLinks(ctx, r.tenant)
 	if err != nil {
@@ -35,16 +47,39 @@ func (r *runner) deltaRounds(ctx context.Context, filter string, links *[2]strin
 		log.Msg("a users filter takes no delta round; reading the whole directory")
 		return false, nil
 	}
-	for i, round := range []func(context.Context, string) (string, error){r.usersDelta, r.groupsDelta} {
-		link, err := round(ctx, []string{saved.Users, saved.Groups}[i])
-		if errors.Is(err, graph.ErrResync) {
-			r.log.Warn().Err(err).Msg("Graph asks for a resync; reading the whole directory")
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		links[i] = link
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var (
+		g              errgroup.Group
+		mu             sync.Mutex
+		failed, resync error
+	)
+	from := [2]string{saved.Users, saved.Groups}
+	for i, round := range [2]func(context.Context, string) (string, error){r.usersDelta, r.groupsDelta} {
+		g.Go(func() error {
+			link, err := round(rctx, from[i])
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, graph.ErrResync):
+				resync = cmp.Or(resync, err)
+			case err != nil && failed == nil:
+				failed = err // the first, not the other round's cancellation
+				stop()
+			}
+			links[i] = link
+			return nil
+		})
+	}
+	_ = g.Wait() // the rounds report through failed and resync
+	switch {
+	case failed != nil:
+		*links = [2]string{}
+		return false, failed
+	case resync != nil:
+		r.log.Warn().Err(resync).Msg("Graph asks for a resync; reading the whole directory")
+		*links = [2]string{}
+		return false, nil
 	}
 	return true, nil
 }

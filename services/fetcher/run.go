@@ -397,15 +397,18 @@ func (r *runner) run(ctx context.Context) error {
 // rather than being lost between the two (delta-query-overview.md). They
 // travel on RunFetched and are kept only once the run's plan is applied.
 // A round read first ends with links of that moment, which serve the same.
+// The two links are asked for side by side.
 func (r *runner) latestLinks(ctx context.Context) ([2]string, error) {
 	var links [2]string
-	for i, res := range []graph.DeltaResource{graph.DeltaUsers, graph.DeltaGroups} {
-		var err error
-		if links[i], err = r.client.LatestDeltaLink(ctx, res); err != nil {
-			return links, err
-		}
+	g, gctx := errgroup.WithContext(ctx)
+	for i, res := range [2]graph.DeltaResource{graph.DeltaUsers, graph.DeltaGroups} {
+		g.Go(func() error {
+			var err error
+			links[i], err = r.client.LatestDeltaLink(gctx, res)
+			return err
+		})
 	}
-	return links, nil
+	return links, g.Wait()
 }
 
 // enumerate publishes every user, group and group's direct member list.
