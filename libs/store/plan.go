@@ -790,11 +790,9 @@ func applyPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 	if err := withNestLoopsUnless(ctx, q, res.tenant.fullMemberships, apply); err != nil {
 		return err
 	}
-	// Entra's member counts come from the mirror's edges, for the groups
-	// whose nesting changed (the fetcher reads no transitiveMembers).
-	if err := withNestLoops(ctx, q, func() error {
-		return q.RefreshEntraMemberCounts(ctx, dbsqlc.RefreshEntraMemberCountsParams{TenantID: t, At: at})
-	}); err != nil {
+	// Entra's member counts come from the mirror's edges (the fetcher
+	// reads no transitiveMembers).
+	if err := refreshEntraCounts(ctx, q, t, at); err != nil {
 		return fmt.Errorf("refresh entra member counts: %w", err)
 	}
 	if err := q.ClearMembershipChanges(ctx, dbsqlc.ClearMembershipChangesParams{TenantID: t, RunSeq: ref.RunSeq}); err != nil {

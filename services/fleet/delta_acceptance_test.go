@@ -90,6 +90,7 @@ var tenantContent = []contentTable{
 		skip: []string{"tenant_id", "v_run_seq", "v_page", "v_idx"}},
 	{name: "dir_dirty_groups", cols: []string{"group_id"}, skip: []string{"tenant_id", "run_seq"}},
 	{name: "dir_removed_edges", cols: []string{"group_id", "member_id"}, skip: []string{"tenant_id", "run_seq"}},
+	{name: "dir_count_changes", cols: []string{"group_id", "member_id"}, skip: []string{"tenant_id", "type_before"}},
 	{name: "app_dirty_users", cols: []string{"entra_id"}, skip: []string{"tenant_id"}},
 	// App rows: when they were created, changed or licensed, and by which
 	// run, is history.
@@ -101,7 +102,7 @@ var tenantContent = []contentTable{
 	{name: "app_groups",
 		cols: []string{"entra_id", "display_name", "kind", "dynamic", "entra_member_count", "synced_member_count",
 			"last_ok", "last_error", "status", "switched_off", "mail", "description", "membership_rule",
-			"entra_updated_at"},
+			"entra_updated_at", "entra_counted"},
 		skip: []string{"tenant_id", "created_at", "updated_at"}},
 	{name: "app_group_members", cols: []string{"group_id", "user_id"}, skip: []string{"tenant_id"}},
 	{name: "app_user_roles", cols: []string{"user_id", "role"}, skip: []string{"tenant_id", "granted_at"}},

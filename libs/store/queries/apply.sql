@@ -191,6 +191,20 @@ WITH up AS (
         v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
     WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx)
     RETURNING d.member_id, d.changed_run_seq, d.changed_page
+),
+-- The added and retyped edges, for Entra's member counts (migration
+-- 00024), with the type the edge had before: every part of one statement
+-- reads the table as it was when the statement began.
+counted AS (
+    INSERT INTO dir_count_changes (tenant_id, group_id, member_id, type_before)
+    SELECT @tenant_id, @group_id, up.member_id,
+           (SELECT o.member_type FROM dir_members o
+            WHERE o.tenant_id = @tenant_id AND o.group_id = @group_id AND o.member_id = up.member_id)
+    FROM up
+    WHERE up.changed_run_seq = @run_seq::bigint AND up.changed_page = @page::integer
+      AND NOT (SELECT t.memberships_stale FROM tenants t WHERE t.id = @tenant_id)
+    ORDER BY up.member_id
+    ON CONFLICT DO NOTHING
 )
 INSERT INTO sync_run_drift (tenant_id, run_id, kind, group_id, object_id)
 SELECT @tenant_id, @run_id, 'member', @group_id, up.member_id

@@ -1,35 +1,21 @@
 -- Member counts computed from the mirror.
 
--- name: RefreshEntraMemberCounts :exec
+-- name: RecountEntraMembers :exec
 -- Entra ID's count of users in each group's nested membership, from the
 -- mirror's direct edges (cycle-safe), as Graph's transitiveMembers would
--- count them without reading them: for every enabled group when the
--- tenant's memberships were stale, else for the groups marked dirty, the
--- groups of the edges changed since the plan the app follows
--- (dir_changed_edges), and every group above them. Run before
--- ClearMembershipChanges. Disabled, orphaned and local groups keep theirs.
+-- count them without reading them: for every enabled group when @whole
+-- (the tenant's memberships were stale), else for the enabled groups the
+-- last refresh did not count (app_groups.entra_counted, migration
+-- 00024). The others move by the edges changed since (MoveEntraCounts).
+-- Disabled, orphaned and local groups keep theirs.
 WITH RECURSIVE targets (id) AS (
     SELECT g.entra_id
     FROM app_groups g
-    JOIN tenants t ON t.id = g.tenant_id
-    WHERE g.tenant_id = @tenant_id AND t.memberships_stale
-    UNION
-    SELECT d.group_id FROM dir_dirty_groups d WHERE d.tenant_id = @tenant_id
-    UNION
-    SELECT c.group_id FROM dir_changed_edges c WHERE c.tenant_id = @tenant_id
-),
-up (id) AS (
-    SELECT id FROM targets
-    UNION
-    SELECT e.group_id
-    FROM up
-    JOIN dir_members e ON e.tenant_id = @tenant_id AND e.member_id = up.id AND e.member_type = 'group'
+    WHERE g.tenant_id = @tenant_id AND g.status = 'enabled' AND g.kind <> 'local'
+      AND (@whole::boolean OR NOT g.entra_counted)
 ),
 reach (root, group_id) AS (
-    SELECT g.entra_id, g.entra_id
-    FROM app_groups g
-    JOIN up ON up.id = g.entra_id
-    WHERE g.tenant_id = @tenant_id AND g.status = 'enabled' AND g.kind <> 'local'
+    SELECT id, id FROM targets
     UNION
     SELECT r.root, e.member_id
     FROM reach r
@@ -47,6 +33,65 @@ counted AS (
 )
 UPDATE app_groups g
 SET entra_member_count = c.n, updated_at = @at::timestamptz
-FROM (SELECT up.id, COALESCE(counted.n, 0)::integer AS n FROM up LEFT JOIN counted ON counted.root = up.id) c
-WHERE g.tenant_id = @tenant_id AND g.entra_id = c.id AND g.status = 'enabled' AND g.kind <> 'local'
-  AND g.entra_member_count <> c.n;
+FROM (SELECT t.id, COALESCE(counted.n, 0)::integer AS n FROM targets t LEFT JOIN counted ON counted.root = t.id) c
+WHERE g.tenant_id = @tenant_id AND g.entra_id = c.id AND g.entra_member_count <> c.n;
+
+-- name: EntraCountChanges :many
+-- The edges changed since Entra's member counts were last refreshed
+-- (migration 00024), each with its member type then and now ('' where
+-- there was or is no edge).
+SELECT c.group_id::text AS group_id, c.member_id::text AS member_id,
+       COALESCE(c.type_before, '')::text AS type_before, COALESCE(e.member_type, '')::text AS type_now
+FROM dir_count_changes c
+LEFT JOIN dir_members e ON e.tenant_id = c.tenant_id AND e.group_id = c.group_id AND e.member_id = c.member_id
+WHERE c.tenant_id = @tenant_id
+ORDER BY c.group_id, c.member_id;
+
+-- name: NestingEdges :many
+-- Every group-in-group edge of the tenant: a few per group, read from
+-- the nesting index.
+SELECT group_id::text AS group_id, member_id::text AS member_id
+FROM dir_members
+WHERE tenant_id = @tenant_id AND member_type = 'group'
+ORDER BY group_id, member_id;
+
+-- name: UsersInGroups :many
+-- The users directly in the groups @group_ids (a JSON array), each once.
+SELECT DISTINCT e.member_id::text AS user_id
+FROM dir_members e
+WHERE e.tenant_id = @tenant_id AND e.member_type = 'user'
+  AND e.group_id = ANY (ARRAY(SELECT g.id COLLATE "C" FROM jsonb_array_elements_text(@group_ids::jsonb) AS g(id)))
+ORDER BY 1;
+
+-- name: GroupsOfUsers :many
+-- The groups the users @user_ids (a JSON array) are directly in.
+SELECT e.member_id::text AS user_id, e.group_id::text AS group_id
+FROM dir_members e
+WHERE e.tenant_id = @tenant_id AND e.member_type = 'user'
+  AND e.member_id = ANY (ARRAY(SELECT u.id COLLATE "C" FROM jsonb_array_elements_text(@user_ids::jsonb) AS u(id)))
+ORDER BY 1, 2;
+
+-- name: MoveEntraCounts :exec
+-- Adds to each group's count what the changed edges made of it
+-- (@deltas: [{"id", "delta"}]), for the groups the last refresh counted
+-- that are still counted.
+UPDATE app_groups g
+SET entra_member_count = g.entra_member_count + d.delta, updated_at = @at::timestamptz
+FROM jsonb_to_recordset(@deltas::jsonb) AS d(id text, delta integer)
+WHERE g.tenant_id = @tenant_id AND g.entra_id = d.id AND d.delta <> 0
+  AND g.entra_counted AND g.status = 'enabled' AND g.kind <> 'local';
+
+-- name: EntraCountsRefreshed :exec
+-- The counts follow the mirror: the enabled groups are counted, the
+-- others not, and the changes are spent.
+WITH flagged AS (
+    UPDATE app_groups g
+    SET entra_counted = (g.status = 'enabled' AND g.kind <> 'local')
+    WHERE g.tenant_id = @tenant_id AND g.entra_counted <> (g.status = 'enabled' AND g.kind <> 'local')
+)
+DELETE FROM dir_count_changes c WHERE c.tenant_id = @tenant_id;
+
+-- name: MembershipsStale :one
+-- Whether the next plan recomputes every membership; then it recounts
+-- every group too.
+SELECT memberships_stale FROM tenants WHERE id = @tenant_id;

@@ -546,7 +546,7 @@ ORDER BY i.entra_id, i.role;
 -- name: RefreshGroupCounts :exec
 -- The app's member count of each synced group whose memberships the plan
 -- changed (an observation, not a plan item). Entra's count comes from the
--- mirror's edges (RefreshEntraMemberCounts). Groups that are not synced
+-- mirror's edges (refreshEntraCounts). Groups that are not synced
 -- (disabled, orphaned, local) keep their counts.
 WITH changed AS (
     SELECT DISTINCT i.group_id

@@ -408,6 +408,17 @@ WITH up AS (
         v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
     WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx)
     RETURNING d.member_id, d.changed_run_seq, d.changed_page
+),
+counted AS (
+    INSERT INTO dir_count_changes (tenant_id, group_id, member_id, type_before)
+    SELECT $1, $3, up.member_id,
+           (SELECT o.member_type FROM dir_members o
+            WHERE o.tenant_id = $1 AND o.group_id = $3 AND o.member_id = up.member_id)
+    FROM up
+    WHERE up.changed_run_seq = $4::bigint AND up.changed_page = $5::integer
+      AND NOT (SELECT t.memberships_stale FROM tenants t WHERE t.id = $1)
+    ORDER BY up.member_id
+    ON CONFLICT DO NOTHING
 )
 INSERT INTO sync_run_drift (tenant_id, run_id, kind, group_id, object_id)
 SELECT $1, $2, 'member', $3, up.member_id
@@ -444,6 +455,9 @@ type UpsertMembersParams struct {
 // generic plan scan the group's whole edge list for each page and filter
 // it against every entry (up to 700 ms for one page of a group of
 // 13,000).
+// The added and retyped edges, for Entra's member counts (migration
+// 00024), with the type the edge had before: every part of one statement
+// reads the table as it was when the statement began.
 func (q *Queries) UpsertMembers(ctx context.Context, arg UpsertMembersParams) error {
 	_, err := q.db.Exec(ctx, upsertMembers,
 		arg.TenantID,

@@ -10,30 +10,184 @@ import (
 	"time"
 )
 
-const refreshEntraMemberCounts = `-- name: RefreshEntraMemberCounts :exec
+const entraCountChanges = `-- name: EntraCountChanges :many
+SELECT c.group_id::text AS group_id, c.member_id::text AS member_id,
+       COALESCE(c.type_before, '')::text AS type_before, COALESCE(e.member_type, '')::text AS type_now
+FROM dir_count_changes c
+LEFT JOIN dir_members e ON e.tenant_id = c.tenant_id AND e.group_id = c.group_id AND e.member_id = c.member_id
+WHERE c.tenant_id = $1
+ORDER BY c.group_id, c.member_id
+`
+
+type EntraCountChangesRow struct {
+	GroupID    string
+	MemberID   string
+	TypeBefore string
+	TypeNow    string
+}
+
+// The edges changed since Entra's member counts were last refreshed
+// (migration 00024), each with its member type then and now (” where
+// there was or is no edge).
+func (q *Queries) EntraCountChanges(ctx context.Context, tenantID string) ([]EntraCountChangesRow, error) {
+	rows, err := q.db.Query(ctx, entraCountChanges, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []EntraCountChangesRow
+	for rows.Next() {
+		var i EntraCountChangesRow
+		if err := rows.Scan(
+			&i.GroupID,
+			&i.MemberID,
+			&i.TypeBefore,
+			&i.TypeNow,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const entraCountsRefreshed = `-- name: EntraCountsRefreshed :exec
+WITH flagged AS (
+    UPDATE app_groups g
+    SET entra_counted = (g.status = 'enabled' AND g.kind <> 'local')
+    WHERE g.tenant_id = $1 AND g.entra_counted <> (g.status = 'enabled' AND g.kind <> 'local')
+)
+DELETE FROM dir_count_changes c WHERE c.tenant_id = $1
+`
+
+// The counts follow the mirror: the enabled groups are counted, the
+// others not, and the changes are spent.
+func (q *Queries) EntraCountsRefreshed(ctx context.Context, tenantID string) error {
+	_, err := q.db.Exec(ctx, entraCountsRefreshed, tenantID)
+	return err
+}
+
+const groupsOfUsers = `-- name: GroupsOfUsers :many
+SELECT e.member_id::text AS user_id, e.group_id::text AS group_id
+FROM dir_members e
+WHERE e.tenant_id = $1 AND e.member_type = 'user'
+  AND e.member_id = ANY (ARRAY(SELECT u.id COLLATE "C" FROM jsonb_array_elements_text($2::jsonb) AS u(id)))
+ORDER BY 1, 2
+`
+
+type GroupsOfUsersParams struct {
+	TenantID string
+	UserIds  []byte
+}
+
+type GroupsOfUsersRow struct {
+	UserID  string
+	GroupID string
+}
+
+// The groups the users @user_ids (a JSON array) are directly in.
+func (q *Queries) GroupsOfUsers(ctx context.Context, arg GroupsOfUsersParams) ([]GroupsOfUsersRow, error) {
+	rows, err := q.db.Query(ctx, groupsOfUsers, arg.TenantID, arg.UserIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []GroupsOfUsersRow
+	for rows.Next() {
+		var i GroupsOfUsersRow
+		if err := rows.Scan(&i.UserID, &i.GroupID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const membershipsStale = `-- name: MembershipsStale :one
+SELECT memberships_stale FROM tenants WHERE id = $1
+`
+
+// Whether the next plan recomputes every membership; then it recounts
+// every group too.
+func (q *Queries) MembershipsStale(ctx context.Context, tenantID string) (bool, error) {
+	row := q.db.QueryRow(ctx, membershipsStale, tenantID)
+	var memberships_stale bool
+	err := row.Scan(&memberships_stale)
+	return memberships_stale, err
+}
+
+const moveEntraCounts = `-- name: MoveEntraCounts :exec
+UPDATE app_groups g
+SET entra_member_count = g.entra_member_count + d.delta, updated_at = $1::timestamptz
+FROM jsonb_to_recordset($3::jsonb) AS d(id text, delta integer)
+WHERE g.tenant_id = $2 AND g.entra_id = d.id AND d.delta <> 0
+  AND g.entra_counted AND g.status = 'enabled' AND g.kind <> 'local'
+`
+
+type MoveEntraCountsParams struct {
+	At       time.Time
+	TenantID string
+	Deltas   []byte
+}
+
+// Adds to each group's count what the changed edges made of it
+// (@deltas: [{"id", "delta"}]), for the groups the last refresh counted
+// that are still counted.
+func (q *Queries) MoveEntraCounts(ctx context.Context, arg MoveEntraCountsParams) error {
+	_, err := q.db.Exec(ctx, moveEntraCounts, arg.At, arg.TenantID, arg.Deltas)
+	return err
+}
+
+const nestingEdges = `-- name: NestingEdges :many
+SELECT group_id::text AS group_id, member_id::text AS member_id
+FROM dir_members
+WHERE tenant_id = $1 AND member_type = 'group'
+ORDER BY group_id, member_id
+`
+
+type NestingEdgesRow struct {
+	GroupID  string
+	MemberID string
+}
+
+// Every group-in-group edge of the tenant: a few per group, read from
+// the nesting index.
+func (q *Queries) NestingEdges(ctx context.Context, tenantID string) ([]NestingEdgesRow, error) {
+	rows, err := q.db.Query(ctx, nestingEdges, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []NestingEdgesRow
+	for rows.Next() {
+		var i NestingEdgesRow
+		if err := rows.Scan(&i.GroupID, &i.MemberID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const recountEntraMembers = `-- name: RecountEntraMembers :exec
 
 WITH RECURSIVE targets (id) AS (
     SELECT g.entra_id
     FROM app_groups g
-    JOIN tenants t ON t.id = g.tenant_id
-    WHERE g.tenant_id = $2 AND t.memberships_stale
-    UNION
-    SELECT d.group_id FROM dir_dirty_groups d WHERE d.tenant_id = $2
-    UNION
-    SELECT c.group_id FROM dir_changed_edges c WHERE c.tenant_id = $2
-),
-up (id) AS (
-    SELECT id FROM targets
-    UNION
-    SELECT e.group_id
-    FROM up
-    JOIN dir_members e ON e.tenant_id = $2 AND e.member_id = up.id AND e.member_type = 'group'
+    WHERE g.tenant_id = $2 AND g.status = 'enabled' AND g.kind <> 'local'
+      AND ($3::boolean OR NOT g.entra_counted)
 ),
 reach (root, group_id) AS (
-    SELECT g.entra_id, g.entra_id
-    FROM app_groups g
-    JOIN up ON up.id = g.entra_id
-    WHERE g.tenant_id = $2 AND g.status = 'enabled' AND g.kind <> 'local'
+    SELECT id, id FROM targets
     UNION
     SELECT r.root, e.member_id
     FROM reach r
@@ -48,28 +202,62 @@ counted AS (
 )
 UPDATE app_groups g
 SET entra_member_count = c.n, updated_at = $1::timestamptz
-FROM (SELECT up.id, COALESCE(counted.n, 0)::integer AS n FROM up LEFT JOIN counted ON counted.root = up.id) c
-WHERE g.tenant_id = $2 AND g.entra_id = c.id AND g.status = 'enabled' AND g.kind <> 'local'
-  AND g.entra_member_count <> c.n
+FROM (SELECT t.id, COALESCE(counted.n, 0)::integer AS n FROM targets t LEFT JOIN counted ON counted.root = t.id) c
+WHERE g.tenant_id = $2 AND g.entra_id = c.id AND g.entra_member_count <> c.n
 `
 
-type RefreshEntraMemberCountsParams struct {
+type RecountEntraMembersParams struct {
 	At       time.Time
 	TenantID string
+	Whole    bool
 }
 
 // Member counts computed from the mirror.
 // Entra ID's count of users in each group's nested membership, from the
 // mirror's direct edges (cycle-safe), as Graph's transitiveMembers would
-// count them without reading them: for every enabled group when the
-// tenant's memberships were stale, else for the groups marked dirty, the
-// groups of the edges changed since the plan the app follows
-// (dir_changed_edges), and every group above them. Run before
-// ClearMembershipChanges. Disabled, orphaned and local groups keep theirs.
+// count them without reading them: for every enabled group when @whole
+// (the tenant's memberships were stale), else for the enabled groups the
+// last refresh did not count (app_groups.entra_counted, migration
+// 00024). The others move by the edges changed since (MoveEntraCounts).
+// Disabled, orphaned and local groups keep theirs.
 // Each (root, user) pair once, then counted: a hash of the pairs, where
 // count(DISTINCT) sorted every pair by root (to disk, for a 100k-user
 // group).
-func (q *Queries) RefreshEntraMemberCounts(ctx context.Context, arg RefreshEntraMemberCountsParams) error {
-	_, err := q.db.Exec(ctx, refreshEntraMemberCounts, arg.At, arg.TenantID)
+func (q *Queries) RecountEntraMembers(ctx context.Context, arg RecountEntraMembersParams) error {
+	_, err := q.db.Exec(ctx, recountEntraMembers, arg.At, arg.TenantID, arg.Whole)
 	return err
+}
+
+const usersInGroups = `-- name: UsersInGroups :many
+SELECT DISTINCT e.member_id::text AS user_id
+FROM dir_members e
+WHERE e.tenant_id = $1 AND e.member_type = 'user'
+  AND e.group_id = ANY (ARRAY(SELECT g.id COLLATE "C" FROM jsonb_array_elements_text($2::jsonb) AS g(id)))
+ORDER BY 1
+`
+
+type UsersInGroupsParams struct {
+	TenantID string
+	GroupIds []byte
+}
+
+// The users directly in the groups @group_ids (a JSON array), each once.
+func (q *Queries) UsersInGroups(ctx context.Context, arg UsersInGroupsParams) ([]string, error) {
+	rows, err := q.db.Query(ctx, usersInGroups, arg.TenantID, arg.GroupIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var user_id string
+		if err := rows.Scan(&user_id); err != nil {
+			return nil, err
+		}
+		items = append(items, user_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

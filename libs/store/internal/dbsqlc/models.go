@@ -50,6 +50,7 @@ type AppGroup struct {
 	Description       string
 	MembershipRule    string
 	EntraUpdatedAt    *time.Time
+	EntraCounted      bool
 }
 
 type AppGroupExclusion struct {
@@ -112,6 +113,13 @@ type DirChangedEdge struct {
 	TenantID string
 	GroupID  string
 	MemberID string
+}
+
+type DirCountChange struct {
+	TenantID   string
+	GroupID    string
+	MemberID   string
+	TypeBefore *string
 }
 
 type DirDevice struct {

@@ -1864,7 +1864,7 @@ type RefreshGroupCountsParams struct {
 
 // The app's member count of each synced group whose memberships the plan
 // changed (an observation, not a plan item). Entra's count comes from the
-// mirror's edges (RefreshEntraMemberCounts). Groups that are not synced
+// mirror's edges (refreshEntraCounts). Groups that are not synced
 // (disabled, orphaned, local) keep their counts.
 func (q *Queries) RefreshGroupCounts(ctx context.Context, arg RefreshGroupCountsParams) error {
 	_, err := q.db.Exec(ctx, refreshGroupCounts, arg.At, arg.TenantID, arg.RunID)

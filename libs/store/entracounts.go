@@ -1,0 +1,270 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/entrasync/entrasync/libs/store/internal/dbsqlc"
+)
+
+// Entra ID's member counts (app_groups.entra_member_count: the users in a
+// group's nested membership) follow the mirror's edges. After a plan is
+// applied, refreshEntraCounts recounts from the edges the groups whose
+// count it cannot build on: every enabled group when the tenant's
+// memberships were stale, else those the last refresh did not count
+// (new since, or not enabled then). The other groups' counts move by what
+// the edges changed since the last refresh (dir_count_changes, migration
+// 00024). Under a company-wide group a recount reads every user of the
+// tenant; a delta round changes a few hundred edges.
+
+// refreshEntraCounts brings the tenant's Entra member counts in line with
+// the mirror and spends the recorded edge changes. It runs under the
+// tenant's exclusive lock, so no page changes an edge between the counts
+// and the spending. While the tenant's memberships are stale no change is
+// recorded, and only a refresh (before ClearMembershipChanges, in the
+// same transaction) makes them fresh again: a tenant whose memberships
+// are fresh now had every change since the last refresh recorded.
+func refreshEntraCounts(ctx context.Context, q *dbsqlc.Queries, tenantID string, at time.Time) error {
+	whole, err := q.MembershipsStale(ctx, tenantID)
+	if err != nil {
+		return fmt.Errorf("memberships stale: %w", err)
+	}
+	// Each statement reads few rows through indexes, or, recounting a
+	// group, walks down its nesting a group at a time.
+	return withNestLoops(ctx, q, func() error {
+		if !whole {
+			if err := moveEntraCounts(ctx, q, tenantID, at); err != nil {
+				return err
+			}
+		}
+		err := q.RecountEntraMembers(ctx, dbsqlc.RecountEntraMembersParams{TenantID: tenantID, Whole: whole, At: at})
+		if err != nil {
+			return fmt.Errorf("recount entra members: %w", err)
+		}
+		if err := q.EntraCountsRefreshed(ctx, tenantID); err != nil {
+			return fmt.Errorf("entra counts refreshed: %w", err)
+		}
+		return nil
+	})
+}
+
+// moveEntraCounts adds to the counted groups' counts what the edges
+// changed since the last refresh made of them.
+func moveEntraCounts(ctx context.Context, q *dbsqlc.Queries, tenantID string, at time.Time) error {
+	rows, err := q.EntraCountChanges(ctx, tenantID)
+	if err != nil {
+		return fmt.Errorf("entra count changes: %w", err)
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	changes := make([]edgeChange, len(rows))
+	for i, r := range rows {
+		changes[i] = edgeChange{edge: edge{group: r.GroupID, member: r.MemberID}, before: r.TypeBefore, now: r.TypeNow}
+	}
+	nestRows, err := q.NestingEdges(ctx, tenantID)
+	if err != nil {
+		return fmt.Errorf("nesting edges: %w", err)
+	}
+	nesting := make([]edge, len(nestRows))
+	for i, r := range nestRows {
+		nesting[i] = edge{group: r.GroupID, member: r.MemberID}
+	}
+	below, changedUsers := belowChanges(changes, nesting)
+	ids, err := json.Marshal(below)
+	if err != nil {
+		return err
+	}
+	users, err := q.UsersInGroups(ctx, dbsqlc.UsersInGroupsParams{TenantID: tenantID, GroupIds: ids})
+	if err != nil {
+		return fmt.Errorf("users below changed edges: %w", err)
+	}
+	users = append(users, changedUsers...)
+	if len(users) == 0 {
+		return nil // no user's nested membership changed
+	}
+	slices.Sort(users)
+	users = slices.Compact(users)
+	if ids, err = json.Marshal(users); err != nil {
+		return err
+	}
+	direct := make(map[string][]string, len(users))
+	rs, err := q.GroupsOfUsers(ctx, dbsqlc.GroupsOfUsersParams{TenantID: tenantID, UserIds: ids})
+	if err != nil {
+		return fmt.Errorf("groups of users below changed edges: %w", err)
+	}
+	for _, r := range rs {
+		direct[r.UserID] = append(direct[r.UserID], r.GroupID)
+	}
+	moves := countMoves(changes, nesting, users, direct)
+	type move struct {
+		ID    string `json:"id"`
+		Delta int    `json:"delta"`
+	}
+	out := make([]move, 0, len(moves))
+	for _, g := range slices.Sorted(maps.Keys(moves)) {
+		if moves[g] != 0 {
+			out = append(out, move{ID: g, Delta: moves[g]})
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	js, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	if err := q.MoveEntraCounts(ctx, dbsqlc.MoveEntraCountsParams{TenantID: tenantID, Deltas: js, At: at}); err != nil {
+		return fmt.Errorf("move entra counts: %w", err)
+	}
+	return nil
+}
+
+// edge is a member in a group.
+type edge struct{ group, member string }
+
+// edgeChange is an edge changed since the last refresh, with its member
+// type then and now ("" where there was or is no edge).
+type edgeChange struct {
+	edge
+	before, now string
+}
+
+// belowChanges returns the ids to list the direct users of: each changed
+// edge's member and every group below it in the current nesting
+// (cycle-safe); and the changed members that were or are users.
+//
+// Whose nested membership may have changed: a user one of whose paths up,
+// before or now, crosses a changed edge. Below the changed edge nearest
+// to the user, that path is unchanged, so it is in the current nesting
+// too: the user is found by walking down from that edge's member now.
+func belowChanges(changes []edgeChange, nesting []edge) (groups, users []string) {
+	children := map[string][]string{}
+	for _, e := range nesting {
+		children[e.group] = append(children[e.group], e.member)
+	}
+	seen := map[string]bool{}
+	var walk []string
+	for _, c := range changes {
+		if c.before == "user" || c.now == "user" {
+			users = append(users, c.member)
+		}
+		if !seen[c.member] {
+			seen[c.member] = true
+			walk = append(walk, c.member)
+		}
+	}
+	for len(walk) > 0 {
+		g := walk[len(walk)-1]
+		walk = walk[:len(walk)-1]
+		groups = append(groups, g)
+		for _, child := range children[g] {
+			if !seen[child] {
+				seen[child] = true
+				walk = append(walk, child)
+			}
+		}
+	}
+	slices.Sort(groups)
+	slices.Sort(users)
+	return groups, slices.Compact(users)
+}
+
+// countMoves returns how many users each group's nested membership gained
+// (or, negative, lost) through the changed edges. nesting is the current
+// group-in-group edges, users the users whose membership may have changed
+// (belowChanges) and direct their current direct groups. The nesting of
+// the last refresh is the current one with each changed edge as it was.
+func countMoves(changes []edgeChange, nesting []edge, users []string, direct map[string][]string) map[string]int {
+	changed := make(map[edge]edgeChange, len(changes))
+	wasIn := map[string][]string{} // user → groups it was directly in through a changed edge
+	for _, c := range changes {
+		changed[c.edge] = c
+		if c.before == "user" {
+			wasIn[c.member] = append(wasIn[c.member], c.group)
+		}
+	}
+	now, then := newAncestry(), newAncestry()
+	for _, e := range nesting {
+		now.parents[e.member] = append(now.parents[e.member], e.group)
+		if _, ok := changed[e]; !ok {
+			then.parents[e.member] = append(then.parents[e.member], e.group)
+		}
+	}
+	for _, c := range changes {
+		if c.before == "group" {
+			then.parents[c.member] = append(then.parents[c.member], c.group)
+		}
+	}
+	moves := map[string]int{}
+	for _, u := range users {
+		before := slices.Clone(wasIn[u])
+		for _, g := range direct[u] {
+			if _, ok := changed[edge{group: g, member: u}]; !ok {
+				before = append(before, g)
+			}
+		}
+		in, was := now.reach(direct[u]), then.reach(before)
+		for g := range in {
+			if !was[g] {
+				moves[g]++
+			}
+		}
+		for g := range was {
+			if !in[g] {
+				moves[g]--
+			}
+		}
+	}
+	return moves
+}
+
+// ancestry is a nesting of groups, read upwards, with each group's
+// ancestors worked out once.
+type ancestry struct {
+	parents map[string][]string
+	above   map[string][]string
+}
+
+func newAncestry() *ancestry {
+	return &ancestry{parents: map[string][]string{}, above: map[string][]string{}}
+}
+
+// ancestors returns the groups g is in, directly or through other groups
+// (g itself only when a cycle leads back to it).
+func (a *ancestry) ancestors(g string) []string {
+	if up, ok := a.above[g]; ok {
+		return up
+	}
+	seen := map[string]bool{}
+	var up []string
+	walk := slices.Clone(a.parents[g])
+	for len(walk) > 0 {
+		p := walk[len(walk)-1]
+		walk = walk[:len(walk)-1]
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		up = append(up, p)
+		walk = append(walk, a.parents[p]...)
+	}
+	a.above[g] = up
+	return up
+}
+
+// reach returns the groups a member of the groups direct is in, nested.
+func (a *ancestry) reach(direct []string) map[string]bool {
+	in := make(map[string]bool, len(direct)*4)
+	for _, g := range direct {
+		in[g] = true
+		for _, p := range a.ancestors(g) {
+			in[p] = true
+		}
+	}
+	return in
+}
