@@ -125,7 +125,9 @@ func (w *deltaWorld) edges() []string {
 func (w *deltaWorld) dirty() []string {
 	return w.rows(`SELECT e.group_id || ' +' || e.member_id FROM dir_members e JOIN tenants t ON t.id = e.tenant_id
 		WHERE e.tenant_id = $1 AND e.changed_run_seq > t.memberships_run_seq
-		UNION ALL SELECT group_id || ' -' || member_id FROM dir_removed_edges WHERE tenant_id = $1
+		UNION ALL SELECT c.group_id || ' -' || c.member_id FROM dir_edge_changes c WHERE c.tenant_id = $1
+			AND NOT EXISTS (SELECT 1 FROM dir_members e
+				WHERE e.tenant_id = c.tenant_id AND e.group_id = c.group_id AND e.member_id = c.member_id)
 		UNION ALL SELECT group_id FROM dir_dirty_groups WHERE tenant_id = $1
 		ORDER BY 1`)
 }
@@ -474,4 +476,50 @@ func TestDeltaRunKeepsGroupResults(t *testing.T) {
 	if got := result(); got != red {
 		t.Fatalf("group result after a delta run: %s, want %s", got, red)
 	}
+}
+
+// Entra member counts move by each edge change once: a newer run whose
+// pages were applied before an older run's plan had its changes counted
+// by that plan's refresh, and its own plan does not count them again.
+// Removing an edge and adding it back in between counts nothing, nor
+// does adding one and removing it.
+func TestEntraCountsCountANewerRunsChangesOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	w := newDeltaWorld(t)
+	// Staff holds Ops, which holds Ann and Bob.
+	first := w.full([]store.DirUser{dUser(1, "Ann"), dUser(2, "Bob"), dUser(3, "Cy"), dUser(4, "Di"), dUser(5, "Eve")},
+		[]store.DirGroup{dGroup(1, "Staff"), dGroup(2, "Ops")},
+		map[string][]store.DirMember{gID(1): {grp(gID(2))}, gID(2): {memberUser(1), memberUser(2)}}, [2]string{})
+	if first.Status != store.StatusSucceeded {
+		t.Fatalf("full run = %s %q %s", first.Status, first.Error, first.HeldReason)
+	}
+	counts := func() []string {
+		return w.rows(`SELECT entra_id || ' ' || entra_member_count FROM app_groups WHERE tenant_id = $1 ORDER BY 1`)
+	}
+	wantRows(t, "counts after the full run", counts(), gID(1)+" 2", gID(2)+" 2")
+
+	older, newer := w.newRun(store.KindDelta), w.newRun(store.KindDelta)
+	// The newer run's page comes first: Cy joins Ops, Bob leaves and
+	// comes back.
+	must(t, w.st.ApplyGroupsDeltaPage(ctx, w.page(newer, 0), nil, nil,
+		[]store.MembersDelta{{GroupID: gID(2), Added: []store.DirMember{memberUser(3)}, Removed: []string{uID(2)}}}, w.at))
+	must(t, w.st.ApplyGroupsDeltaPage(ctx, w.page(newer, 1), nil, nil,
+		[]store.MembersDelta{{GroupID: gID(2), Added: []store.DirMember{memberUser(2)}}}, w.at))
+	// The older run: Di joins Staff directly; Eve joins Ops and leaves.
+	must(t, w.st.ApplyGroupsDeltaPage(ctx, w.page(older, 0), nil, nil,
+		[]store.MembersDelta{{GroupID: gID(1), Added: []store.DirMember{memberUser(4)}}}, w.at))
+	must(t, w.st.ApplyGroupsDeltaPage(ctx, w.page(older, 1), nil, nil,
+		[]store.MembersDelta{{GroupID: gID(2), Added: []store.DirMember{memberUser(5)}}}, w.at))
+	must(t, w.st.ApplyGroupsDeltaPage(ctx, w.page(older, 2), nil, nil,
+		[]store.MembersDelta{{GroupID: gID(2), Removed: []string{uID(5)}}}, w.at))
+	if r := w.finish(older, 3, [2]string{}); r.Status != store.StatusSucceeded {
+		t.Fatalf("older delta run = %s %q %s", r.Status, r.Error, r.HeldReason)
+	}
+	wantRows(t, "counts after the older run's plan", counts(), gID(1)+" 4", gID(2)+" 3")
+	if r := w.finish(newer, 2, [2]string{}); r.Status != store.StatusSucceeded {
+		t.Fatalf("newer delta run = %s %q %s", r.Status, r.Error, r.HeldReason)
+	}
+	wantRows(t, "counts after the newer run's plan", counts(), gID(1)+" 4", gID(2)+" 3")
+	wantRows(t, "changes left", w.rows(`SELECT member_id FROM dir_edge_changes WHERE tenant_id = $1`))
 }

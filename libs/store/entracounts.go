@@ -17,18 +17,20 @@ import (
 // count it cannot build on: every enabled group when the tenant's
 // memberships were stale, else those the last refresh did not count
 // (new since, or not enabled then). The other groups' counts move by what
-// the edges changed since the last refresh (dir_count_changes, migration
+// the edges changed since the last refresh (dir_edge_changes, migration
 // 00024). Under a company-wide group a recount reads every user of the
 // tenant; a delta round changes a few hundred edges.
 
 // refreshEntraCounts brings the tenant's Entra member counts in line with
-// the mirror and spends the recorded edge changes. It runs under the
-// tenant's exclusive lock, so no page changes an edge between the counts
-// and the spending. While the tenant's memberships are stale no change is
-// recorded, and only a refresh (before ClearMembershipChanges, in the
-// same transaction) makes them fresh again: a tenant whose memberships
-// are fresh now had every change since the last refresh recorded.
-func refreshEntraCounts(ctx context.Context, q *dbsqlc.Queries, tenantID string, at time.Time) error {
+// the mirror and marks the recorded edge changes counted (those of runs
+// up to runSeq, whose plan is applied, go with ClearMembershipChanges
+// right after). It runs under the tenant's exclusive lock, so no page
+// changes an edge between the counts and the marking. While the tenant's
+// memberships are stale additions are not recorded, and only a refresh
+// (before ClearMembershipChanges, in the same transaction) makes them
+// fresh again: a tenant whose memberships are fresh now had every change
+// since the last refresh recorded.
+func refreshEntraCounts(ctx context.Context, q *dbsqlc.Queries, tenantID string, runSeq int64, at time.Time) error {
 	whole, err := q.MembershipsStale(ctx, tenantID)
 	if err != nil {
 		return fmt.Errorf("memberships stale: %w", err)
@@ -45,7 +47,8 @@ func refreshEntraCounts(ctx context.Context, q *dbsqlc.Queries, tenantID string,
 		if err != nil {
 			return fmt.Errorf("recount entra members: %w", err)
 		}
-		if err := q.EntraCountsRefreshed(ctx, tenantID); err != nil {
+		err = q.EntraCountsRefreshed(ctx, dbsqlc.EntraCountsRefreshedParams{TenantID: tenantID, RunSeq: runSeq})
+		if err != nil {
 			return fmt.Errorf("entra counts refreshed: %w", err)
 		}
 		return nil

@@ -792,7 +792,7 @@ func applyPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 	}
 	// Entra's member counts come from the mirror's edges (the fetcher
 	// reads no transitiveMembers).
-	if err := refreshEntraCounts(ctx, q, t, at); err != nil {
+	if err := refreshEntraCounts(ctx, q, t, ref.RunSeq, at); err != nil {
 		return fmt.Errorf("refresh entra member counts: %w", err)
 	}
 	if err := q.ClearMembershipChanges(ctx, dbsqlc.ClearMembershipChangesParams{TenantID: t, RunSeq: ref.RunSeq}); err != nil {

@@ -89,8 +89,8 @@ var tenantContent = []contentTable{
 	{name: "dir_member_removals", cols: []string{"group_id", "member_id"},
 		skip: []string{"tenant_id", "v_run_seq", "v_page", "v_idx"}},
 	{name: "dir_dirty_groups", cols: []string{"group_id"}, skip: []string{"tenant_id", "run_seq"}},
-	{name: "dir_removed_edges", cols: []string{"group_id", "member_id"}, skip: []string{"tenant_id", "run_seq"}},
-	{name: "dir_count_changes", cols: []string{"group_id", "member_id"}, skip: []string{"tenant_id", "type_before"}},
+	{name: "dir_edge_changes", cols: []string{"group_id", "member_id"},
+		skip: []string{"tenant_id", "run_seq", "type_before", "counted"}},
 	{name: "app_dirty_users", cols: []string{"entra_id"}, skip: []string{"tenant_id"}},
 	// App rows: when they were created, changed or licensed, and by which
 	// run, is history.
@@ -125,7 +125,7 @@ var notContent = []string{
 	"sync_runs", "sync_run_pages", "sync_run_drift", "sync_plan_items", "notification_tasks", "activity_log",
 	"tenant_leases", "tenant_delta_links",
 	"plan_work_scope", "plan_work_users", "plan_work_groups", "plan_work_members", "plan_work_affected",
-	// A view of dir_members' and dir_removed_edges' rows (placed above)
+	// A view of dir_members' and dir_edge_changes' rows (placed above)
 	// that the next plan recomputes.
 	"dir_changed_edges",
 }

@@ -194,17 +194,21 @@ WITH up AS (
 ),
 -- The added and retyped edges, for Entra's member counts (migration
 -- 00024), with the type the edge had before: every part of one statement
--- reads the table as it was when the statement began.
+-- reads the table as it was when the statement began. An edge a refresh
+-- has not counted yet keeps the type of its first change.
 counted AS (
-    INSERT INTO dir_count_changes (tenant_id, group_id, member_id, type_before)
-    SELECT @tenant_id, @group_id, up.member_id,
+    INSERT INTO dir_edge_changes AS c (tenant_id, group_id, member_id, run_seq, type_before)
+    SELECT @tenant_id, @group_id, up.member_id, @run_seq,
            (SELECT o.member_type FROM dir_members o
             WHERE o.tenant_id = @tenant_id AND o.group_id = @group_id AND o.member_id = up.member_id)
     FROM up
     WHERE up.changed_run_seq = @run_seq::bigint AND up.changed_page = @page::integer
       AND NOT (SELECT t.memberships_stale FROM tenants t WHERE t.id = @tenant_id)
     ORDER BY up.member_id
-    ON CONFLICT DO NOTHING
+    ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
+    SET run_seq = greatest(c.run_seq, EXCLUDED.run_seq),
+        type_before = CASE WHEN c.counted THEN EXCLUDED.type_before ELSE c.type_before END,
+        counted = false
 )
 INSERT INTO sync_run_drift (tenant_id, run_id, kind, group_id, object_id)
 SELECT @tenant_id, @run_id, 'member', @group_id, up.member_id

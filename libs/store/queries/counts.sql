@@ -42,9 +42,9 @@ WHERE g.tenant_id = @tenant_id AND g.entra_id = c.id AND g.entra_member_count <>
 -- there was or is no edge).
 SELECT c.group_id::text AS group_id, c.member_id::text AS member_id,
        COALESCE(c.type_before, '')::text AS type_before, COALESCE(e.member_type, '')::text AS type_now
-FROM dir_count_changes c
+FROM dir_edge_changes c
 LEFT JOIN dir_members e ON e.tenant_id = c.tenant_id AND e.group_id = c.group_id AND e.member_id = c.member_id
-WHERE c.tenant_id = @tenant_id
+WHERE c.tenant_id = @tenant_id AND NOT c.counted
 ORDER BY c.group_id, c.member_id;
 
 -- name: NestingEdges :many
@@ -83,13 +83,18 @@ WHERE g.tenant_id = @tenant_id AND g.entra_id = d.id AND d.delta <> 0
 
 -- name: EntraCountsRefreshed :exec
 -- The counts follow the mirror: the enabled groups are counted, the
--- others not, and the changes are spent.
+-- others not, and every change is counted. The changes of runs up to
+-- @run_seq, the run whose plan is applied, go with
+-- ClearMembershipChanges; those of newer runs stay for the next plan,
+-- marked counted.
 WITH flagged AS (
     UPDATE app_groups g
     SET entra_counted = (g.status = 'enabled' AND g.kind <> 'local')
     WHERE g.tenant_id = @tenant_id AND g.entra_counted <> (g.status = 'enabled' AND g.kind <> 'local')
 )
-DELETE FROM dir_count_changes c WHERE c.tenant_id = @tenant_id;
+UPDATE dir_edge_changes c
+SET counted = true
+WHERE c.tenant_id = @tenant_id AND NOT c.counted AND c.run_seq > @run_seq;
 
 -- name: MembershipsStale :one
 -- Whether the next plan recomputes every membership; then it recounts

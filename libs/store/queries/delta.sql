@@ -51,8 +51,8 @@ WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, E
 -- name: DeleteRemovedMembers :exec
 -- The edges a delta page took out, where the edge is older than the
 -- removal; a newer add stays. The edges that go are recorded for the
--- plan (dir_removed_edges) and for Entra's member counts
--- (dir_count_changes).
+-- plan and for Entra's member counts (dir_edge_changes, with the type an
+-- edge had at its first change since the counts' last refresh).
 -- The removed ids go in as an array, so that each edge is found through
 -- the primary key whatever the group's size: joined with the rows, the
 -- delete was planned for a group of average size and read all 3,462
@@ -65,18 +65,14 @@ WITH gone AS (
       AND (e.v_run_seq, e.v_page, e.v_idx) < (@run_seq::bigint, @page::integer,
           (SELECT max(r.idx) FROM jsonb_to_recordset(@rows::jsonb) AS r(id text, idx integer) WHERE r.id = e.member_id))
     RETURNING e.member_id, e.member_type
-),
-counted AS (
-    INSERT INTO dir_count_changes (tenant_id, group_id, member_id, type_before)
-    SELECT @tenant_id, @group_id, gone.member_id, gone.member_type FROM gone
-    WHERE NOT (SELECT t.memberships_stale FROM tenants t WHERE t.id = @tenant_id)
-    ORDER BY gone.member_id
-    ON CONFLICT DO NOTHING
 )
-INSERT INTO dir_removed_edges AS d (tenant_id, group_id, member_id, run_seq)
-SELECT @tenant_id, @group_id, gone.member_id, @run_seq FROM gone
+INSERT INTO dir_edge_changes AS d (tenant_id, group_id, member_id, run_seq, type_before)
+SELECT @tenant_id, @group_id, gone.member_id, @run_seq, gone.member_type FROM gone
 ORDER BY gone.member_id
-ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE SET run_seq = greatest(d.run_seq, EXCLUDED.run_seq);
+ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
+SET run_seq = greatest(d.run_seq, EXCLUDED.run_seq),
+    type_before = CASE WHEN d.counted THEN EXCLUDED.type_before ELSE d.type_before END,
+    counted = false;
 
 -- name: DropMemberRemovals :exec
 -- Once run @run_seq is finalized no page of it or of an older run is

@@ -76,8 +76,8 @@ WHERE d.tenant_id = @tenant_id
 -- An edge goes when its group is gone, or when the run saw the group's
 -- complete member list (parts 0..n, the last one marked) without it.
 -- Edges a later run wrote stay. The edges that go are recorded for the
--- plan (dir_removed_edges) and for Entra's member counts
--- (dir_count_changes); the answer is how many each group lost.
+-- plan and for Entra's member counts (dir_edge_changes, as
+-- DeleteRemovedMembers does); the answer is how many each group lost.
 WITH member_pages AS MATERIALIZED (
     SELECT p.group_id, p.part, p.last, p.object_ids
     FROM sync_run_pages p
@@ -108,16 +108,13 @@ dropped AS (
                AND NOT EXISTS (SELECT 1 FROM seen s WHERE s.group_id = d.group_id AND s.id = d.member_id)))
     RETURNING d.group_id, d.member_id, d.member_type
 ),
-counted AS (
-    INSERT INTO dir_count_changes (tenant_id, group_id, member_id, type_before)
-    SELECT @tenant_id::uuid, group_id, member_id, member_type FROM dropped
-    WHERE NOT (SELECT t.memberships_stale FROM tenants t WHERE t.id = @tenant_id)
-    ON CONFLICT DO NOTHING
-),
 marked AS (
-    INSERT INTO dir_removed_edges AS r (tenant_id, group_id, member_id, run_seq)
-    SELECT @tenant_id::uuid, group_id, member_id, @run_seq::bigint FROM dropped
-    ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE SET run_seq = greatest(r.run_seq, EXCLUDED.run_seq)
+    INSERT INTO dir_edge_changes AS r (tenant_id, group_id, member_id, run_seq, type_before)
+    SELECT @tenant_id::uuid, group_id, member_id, @run_seq::bigint, member_type FROM dropped
+    ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
+    SET run_seq = greatest(r.run_seq, EXCLUDED.run_seq),
+        type_before = CASE WHEN r.counted THEN EXCLUDED.type_before ELSE r.type_before END,
+        counted = false
 )
 SELECT group_id::text AS group_id, count(*) AS dropped FROM dropped GROUP BY group_id;
 

@@ -374,7 +374,7 @@ WITH cleared AS (
     DELETE FROM dir_dirty_groups WHERE tenant_id = @tenant_id AND run_seq <= @run_seq
 ),
 removed AS (
-    DELETE FROM dir_removed_edges WHERE tenant_id = @tenant_id AND run_seq <= @run_seq
+    DELETE FROM dir_edge_changes WHERE tenant_id = @tenant_id AND run_seq <= @run_seq
 ),
 edited AS (
     DELETE FROM app_dirty_users WHERE tenant_id = @tenant_id

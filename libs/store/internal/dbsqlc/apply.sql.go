@@ -410,15 +410,18 @@ WITH up AS (
     RETURNING d.member_id, d.changed_run_seq, d.changed_page
 ),
 counted AS (
-    INSERT INTO dir_count_changes (tenant_id, group_id, member_id, type_before)
-    SELECT $1, $3, up.member_id,
+    INSERT INTO dir_edge_changes AS c (tenant_id, group_id, member_id, run_seq, type_before)
+    SELECT $1, $3, up.member_id, $4,
            (SELECT o.member_type FROM dir_members o
             WHERE o.tenant_id = $1 AND o.group_id = $3 AND o.member_id = up.member_id)
     FROM up
     WHERE up.changed_run_seq = $4::bigint AND up.changed_page = $5::integer
       AND NOT (SELECT t.memberships_stale FROM tenants t WHERE t.id = $1)
     ORDER BY up.member_id
-    ON CONFLICT DO NOTHING
+    ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
+    SET run_seq = greatest(c.run_seq, EXCLUDED.run_seq),
+        type_before = CASE WHEN c.counted THEN EXCLUDED.type_before ELSE c.type_before END,
+        counted = false
 )
 INSERT INTO sync_run_drift (tenant_id, run_id, kind, group_id, object_id)
 SELECT $1, $2, 'member', $3, up.member_id
@@ -457,7 +460,8 @@ type UpsertMembersParams struct {
 // 13,000).
 // The added and retyped edges, for Entra's member counts (migration
 // 00024), with the type the edge had before: every part of one statement
-// reads the table as it was when the statement began.
+// reads the table as it was when the statement began. An edge a refresh
+// has not counted yet keeps the type of its first change.
 func (q *Queries) UpsertMembers(ctx context.Context, arg UpsertMembersParams) error {
 	_, err := q.db.Exec(ctx, upsertMembers,
 		arg.TenantID,

@@ -13,9 +13,9 @@ import (
 const entraCountChanges = `-- name: EntraCountChanges :many
 SELECT c.group_id::text AS group_id, c.member_id::text AS member_id,
        COALESCE(c.type_before, '')::text AS type_before, COALESCE(e.member_type, '')::text AS type_now
-FROM dir_count_changes c
+FROM dir_edge_changes c
 LEFT JOIN dir_members e ON e.tenant_id = c.tenant_id AND e.group_id = c.group_id AND e.member_id = c.member_id
-WHERE c.tenant_id = $1
+WHERE c.tenant_id = $1 AND NOT c.counted
 ORDER BY c.group_id, c.member_id
 `
 
@@ -60,13 +60,23 @@ WITH flagged AS (
     SET entra_counted = (g.status = 'enabled' AND g.kind <> 'local')
     WHERE g.tenant_id = $1 AND g.entra_counted <> (g.status = 'enabled' AND g.kind <> 'local')
 )
-DELETE FROM dir_count_changes c WHERE c.tenant_id = $1
+UPDATE dir_edge_changes c
+SET counted = true
+WHERE c.tenant_id = $1 AND NOT c.counted AND c.run_seq > $2
 `
 
+type EntraCountsRefreshedParams struct {
+	TenantID string
+	RunSeq   int64
+}
+
 // The counts follow the mirror: the enabled groups are counted, the
-// others not, and the changes are spent.
-func (q *Queries) EntraCountsRefreshed(ctx context.Context, tenantID string) error {
-	_, err := q.db.Exec(ctx, entraCountsRefreshed, tenantID)
+// others not, and every change is counted. The changes of runs up to
+// @run_seq, the run whose plan is applied, go with
+// ClearMembershipChanges; those of newer runs stay for the next plan,
+// marked counted.
+func (q *Queries) EntraCountsRefreshed(ctx context.Context, arg EntraCountsRefreshedParams) error {
+	_, err := q.db.Exec(ctx, entraCountsRefreshed, arg.TenantID, arg.RunSeq)
 	return err
 }
 

@@ -115,13 +115,6 @@ type DirChangedEdge struct {
 	MemberID string
 }
 
-type DirCountChange struct {
-	TenantID   string
-	GroupID    string
-	MemberID   string
-	TypeBefore *string
-}
-
 type DirDevice struct {
 	TenantID    string
 	EntraID     string
@@ -135,6 +128,15 @@ type DirDirtyGroup struct {
 	TenantID string
 	GroupID  string
 	RunSeq   int64
+}
+
+type DirEdgeChange struct {
+	TenantID   string
+	GroupID    string
+	MemberID   string
+	RunSeq     int64
+	TypeBefore *string
+	Counted    bool
 }
 
 type DirGroup struct {
@@ -173,13 +175,6 @@ type DirMemberRemoval struct {
 	VRunSeq  int64
 	VPage    int32
 	VIdx     int32
-}
-
-type DirRemovedEdge struct {
-	TenantID string
-	GroupID  string
-	MemberID string
-	RunSeq   int64
 }
 
 type DirUser struct {

@@ -329,7 +329,7 @@ WITH cleared AS (
     DELETE FROM dir_dirty_groups WHERE tenant_id = $2 AND run_seq <= $1
 ),
 removed AS (
-    DELETE FROM dir_removed_edges WHERE tenant_id = $2 AND run_seq <= $1
+    DELETE FROM dir_edge_changes WHERE tenant_id = $2 AND run_seq <= $1
 ),
 edited AS (
     DELETE FROM app_dirty_users WHERE tenant_id = $2
