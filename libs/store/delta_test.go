@@ -523,3 +523,35 @@ func TestEntraCountsCountANewerRunsChangesOnce(t *testing.T) {
 	wantRows(t, "counts after the newer run's plan", counts(), gID(1)+" 4", gID(2)+" 3")
 	wantRows(t, "changes left", w.rows(`SELECT member_id FROM dir_edge_changes WHERE tenant_id = $1`))
 }
+
+// The app's member count of a group switched off does not follow the
+// members it loses meanwhile; switched on again, the group counts the
+// members it has, even when the plan that follows changes none of them.
+func TestSyncedCountOfAGroupSwitchedOnAgain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	w := newDeltaWorld(t)
+	w.full([]store.DirUser{dUser(1, "Ann"), dUser(2, "Bob")}, []store.DirGroup{dGroup(1, "Staff")},
+		map[string][]store.DirMember{gID(1): {memberUser(1), memberUser(2)}}, [2]string{})
+	counts := func() []string {
+		return w.rows(`SELECT entra_id || ' ' || synced_member_count FROM app_groups WHERE tenant_id = $1 ORDER BY 1`)
+	}
+	wantRows(t, "counts after the full run", counts(), gID(1)+" 2")
+	off, on := false, true
+	_, err := w.st.UpdateGroupGrants(ctx, w.tenant, gID(1), store.GroupBindingPatch{Enabled: &off})
+	must(t, err)
+	// Bob leaves the company: the app loses him, and his membership.
+	d := w.newRun(store.KindDelta)
+	must(t, w.st.ApplyUsersDeltaPage(ctx, w.page(d, 0), nil, []store.DirRemoved{{ID: uID(2)}}, w.at))
+	if r := w.finish(d, 1, [2]string{}); r.Status != store.StatusSucceeded {
+		t.Fatalf("delta run = %s %q %s", r.Status, r.Error, r.HeldReason)
+	}
+	wantRows(t, "members of the switched-off group", w.rows(`SELECT user_id FROM app_group_members WHERE tenant_id = $1`),
+		uID(1))
+	_, err = w.st.UpdateGroupGrants(ctx, w.tenant, gID(1), store.GroupBindingPatch{Enabled: &on})
+	must(t, err)
+	if r := w.finish(w.newRun(store.KindDelta), 0, [2]string{}); r.Status != store.StatusSucceeded {
+		t.Fatalf("delta run = %s %q %s", r.Status, r.Error, r.HeldReason)
+	}
+	wantRows(t, "counts after the group is switched on", counts(), gID(1)+" 1")
+}

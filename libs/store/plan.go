@@ -790,10 +790,10 @@ func applyPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 	if err := withNestLoopsUnless(ctx, q, res.tenant.fullMemberships, apply); err != nil {
 		return err
 	}
-	// Entra's member counts come from the mirror's edges (the fetcher
-	// reads no transitiveMembers).
-	if err := refreshEntraCounts(ctx, q, t, ref.RunSeq, at); err != nil {
-		return fmt.Errorf("refresh entra member counts: %w", err)
+	// The groups' member counts: Entra ID's from the mirror's edges (the
+	// fetcher reads no transitiveMembers), the app's from its memberships.
+	if err := refreshCounts(ctx, q, ref, at); err != nil {
+		return fmt.Errorf("refresh member counts: %w", err)
 	}
 	if err := q.ClearMembershipChanges(ctx, dbsqlc.ClearMembershipChangesParams{TenantID: t, RunSeq: ref.RunSeq}); err != nil {
 		return fmt.Errorf("clear membership changes: %w", err)
@@ -803,13 +803,6 @@ func applyPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 	// here, so its changes are read again.
 	if err := q.SaveDeltaLinks(ctx, dbsqlc.SaveDeltaLinksParams{TenantID: t, RunID: r, At: at}); err != nil {
 		return fmt.Errorf("save delta links: %w", err)
-	}
-	// Forbidding nested loops here cost a 100k-user first sync 20 s.
-	err := withNestLoops(ctx, q, func() error {
-		return q.RefreshGroupCounts(ctx, dbsqlc.RefreshGroupCountsParams{TenantID: t, RunID: r, At: at})
-	})
-	if err != nil {
-		return fmt.Errorf("refresh group counts: %w", err)
 	}
 	if err := q.RecordGroupResults(ctx, dbsqlc.RecordGroupResultsParams{TenantID: t, RunID: r, Lo: pr.lo,
 		Hi: pr.hi}); err != nil {

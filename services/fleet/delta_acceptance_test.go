@@ -102,7 +102,7 @@ var tenantContent = []contentTable{
 	{name: "app_groups",
 		cols: []string{"entra_id", "display_name", "kind", "dynamic", "entra_member_count", "synced_member_count",
 			"last_ok", "last_error", "status", "switched_off", "mail", "description", "membership_rule",
-			"entra_updated_at", "entra_counted"},
+			"entra_updated_at", "counted"},
 		skip: []string{"tenant_id", "created_at", "updated_at"}},
 	{name: "app_group_members", cols: []string{"group_id", "user_id"}, skip: []string{"tenant_id"}},
 	{name: "app_user_roles", cols: []string{"user_id", "role"}, skip: []string{"tenant_id", "granted_at"}},

@@ -1,7 +1,9 @@
--- Entra ID's member counts move by what changed since they were last
--- counted, instead of being recounted for every group above a changed
--- edge: under a company-wide group that recount read every user of the
--- tenant, in a delta round that changed a few hundred edges.
+-- A group's member counts move by what changed since they were last
+-- counted, instead of being counted again: Entra ID's count was recounted
+-- for every group above a changed edge, and the app's for every group
+-- whose memberships a plan changed. Under a company-wide group either
+-- read every user of the tenant, in a delta round that changed a few
+-- hundred edges and memberships.
 --
 --   * dir_removed_edges becomes dir_edge_changes: the edges a run
 --     removed, as before, and now also those it added or retyped, each
@@ -18,10 +20,12 @@
 --     count them again. Rows from before this migration have no
 --     type_before and start counted.
 --   * dir_changed_edges, the plan's view, reads the renamed table.
---   * app_groups.entra_counted: the last refresh counted the group. A
---     group it did not count (new since, or not enabled then) is
---     recounted whole; the others move by the changes. Existing groups
---     start uncounted: the first refresh recounts them all.
+--   * app_groups.counted: the last refresh counted the group (both
+--     counts). A group it did not count (new since, or not enabled then:
+--     a group switched off keeps its counts while it loses members) is
+--     counted whole; the others move by the edge changes (Entra ID's
+--     count) and by the plan's membership items (the app's). Existing
+--     groups start uncounted: the first refresh counts them all.
 
 -- +goose Up
 DROP VIEW dir_changed_edges;
@@ -41,10 +45,10 @@ UNION ALL
 SELECT c.tenant_id, c.group_id, c.member_id
 FROM dir_edge_changes c;
 
-ALTER TABLE app_groups ADD COLUMN entra_counted boolean NOT NULL DEFAULT false;
+ALTER TABLE app_groups ADD COLUMN counted boolean NOT NULL DEFAULT false;
 
 -- +goose Down
-ALTER TABLE app_groups DROP COLUMN entra_counted;
+ALTER TABLE app_groups DROP COLUMN counted;
 DROP VIEW dir_changed_edges;
 DELETE FROM dir_edge_changes c
 WHERE EXISTS (SELECT 1 FROM dir_members e

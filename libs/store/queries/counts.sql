@@ -5,14 +5,13 @@
 -- mirror's direct edges (cycle-safe), as Graph's transitiveMembers would
 -- count them without reading them: for every enabled group when @whole
 -- (the tenant's memberships were stale), else for the enabled groups the
--- last refresh did not count (app_groups.entra_counted, migration
--- 00024). The others move by the edges changed since (MoveEntraCounts).
+-- last refresh did not count (app_groups.counted, migration 00024). The others move by the edges changed since (MoveEntraCounts).
 -- Disabled, orphaned and local groups keep theirs.
 WITH RECURSIVE targets (id) AS (
     SELECT g.entra_id
     FROM app_groups g
     WHERE g.tenant_id = @tenant_id AND g.status = 'enabled' AND g.kind <> 'local'
-      AND (@whole::boolean OR NOT g.entra_counted)
+      AND (@whole::boolean OR NOT g.counted)
 ),
 reach (root, group_id) AS (
     SELECT id, id FROM targets
@@ -79,18 +78,46 @@ UPDATE app_groups g
 SET entra_member_count = g.entra_member_count + d.delta, updated_at = @at::timestamptz
 FROM jsonb_to_recordset(@deltas::jsonb) AS d(id text, delta integer)
 WHERE g.tenant_id = @tenant_id AND g.entra_id = d.id AND d.delta <> 0
-  AND g.entra_counted AND g.status = 'enabled' AND g.kind <> 'local';
+  AND g.counted AND g.status = 'enabled' AND g.kind <> 'local';
 
--- name: EntraCountsRefreshed :exec
--- The counts follow the mirror: the enabled groups are counted, the
--- others not, and every change is counted. The changes of runs up to
+-- name: MoveSyncedCounts :exec
+-- Adds to each counted group's app member count the memberships run
+-- @run_id's plan added, less those it removed: the plan's items are the
+-- only writes to app_group_members but an admin deleting a group.
+WITH moved AS (
+    SELECT i.group_id, sum(CASE i.action WHEN 'addMembership' THEN 1 ELSE -1 END)::integer AS n
+    FROM sync_plan_items i
+    WHERE i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action IN ('addMembership', 'removeMembership')
+    GROUP BY i.group_id
+)
+UPDATE app_groups g
+SET synced_member_count = g.synced_member_count + m.n, updated_at = @at::timestamptz
+FROM moved m
+WHERE g.tenant_id = @tenant_id AND g.entra_id = m.group_id AND m.n <> 0
+  AND g.counted AND g.status = 'enabled' AND g.kind <> 'local';
+
+-- name: RecountSyncedMembers :exec
+-- The app's member count of each enabled group the last refresh did not
+-- count, from app_group_members (an index-only count per group).
+UPDATE app_groups g
+SET synced_member_count = c.n, updated_at = @at::timestamptz
+FROM (SELECT t.entra_id,
+             (SELECT count(*) FROM app_group_members m
+              WHERE m.tenant_id = @tenant_id AND m.group_id = t.entra_id)::integer AS n
+      FROM app_groups t
+      WHERE t.tenant_id = @tenant_id AND t.status = 'enabled' AND t.kind <> 'local' AND NOT t.counted) c
+WHERE g.tenant_id = @tenant_id AND g.entra_id = c.entra_id AND g.synced_member_count <> c.n;
+
+-- name: CountsRefreshed :exec
+-- The counts follow the mirror and the app: the enabled groups are
+-- counted, the others not, and every edge change is counted. The changes of runs up to
 -- @run_seq, the run whose plan is applied, go with
 -- ClearMembershipChanges; those of newer runs stay for the next plan,
 -- marked counted.
 WITH flagged AS (
     UPDATE app_groups g
-    SET entra_counted = (g.status = 'enabled' AND g.kind <> 'local')
-    WHERE g.tenant_id = @tenant_id AND g.entra_counted <> (g.status = 'enabled' AND g.kind <> 'local')
+    SET counted = (g.status = 'enabled' AND g.kind <> 'local')
+    WHERE g.tenant_id = @tenant_id AND g.counted <> (g.status = 'enabled' AND g.kind <> 'local')
 )
 UPDATE dir_edge_changes c
 SET counted = true

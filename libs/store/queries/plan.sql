@@ -543,28 +543,6 @@ WHERE i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action = 'grantRole'
   AND NOT COALESCE(i.after ? 'group', false)
 ORDER BY i.entra_id, i.role;
 
--- name: RefreshGroupCounts :exec
--- The app's member count of each synced group whose memberships the plan
--- changed (an observation, not a plan item). Entra's count comes from the
--- mirror's edges (refreshEntraCounts). Groups that are not synced
--- (disabled, orphaned, local) keep their counts.
-WITH changed AS (
-    SELECT DISTINCT i.group_id
-    FROM sync_plan_items i
-    WHERE i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action IN ('addMembership', 'removeMembership')
-),
-synced AS (
-    SELECT c.group_id, count(m.user_id)::integer AS n
-    FROM changed c
-    LEFT JOIN app_group_members m ON m.tenant_id = @tenant_id AND m.group_id = c.group_id
-    GROUP BY c.group_id
-)
-UPDATE app_groups g
-SET synced_member_count = sy.n, updated_at = @at::timestamptz
-FROM synced sy
-WHERE g.tenant_id = @tenant_id AND g.entra_id = sy.group_id AND g.status = 'enabled' AND g.kind <> 'local'
-  AND g.synced_member_count <> sy.n;
-
 -- name: AppChanged :exec
 -- Every change to the app side bumps its version: a plan built on an
 -- older one can no longer be approved. @change says what changed.

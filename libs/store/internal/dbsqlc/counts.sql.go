@@ -10,6 +10,32 @@ import (
 	"time"
 )
 
+const countsRefreshed = `-- name: CountsRefreshed :exec
+WITH flagged AS (
+    UPDATE app_groups g
+    SET counted = (g.status = 'enabled' AND g.kind <> 'local')
+    WHERE g.tenant_id = $1 AND g.counted <> (g.status = 'enabled' AND g.kind <> 'local')
+)
+UPDATE dir_edge_changes c
+SET counted = true
+WHERE c.tenant_id = $1 AND NOT c.counted AND c.run_seq > $2
+`
+
+type CountsRefreshedParams struct {
+	TenantID string
+	RunSeq   int64
+}
+
+// The counts follow the mirror and the app: the enabled groups are
+// counted, the others not, and every edge change is counted. The changes of runs up to
+// @run_seq, the run whose plan is applied, go with
+// ClearMembershipChanges; those of newer runs stay for the next plan,
+// marked counted.
+func (q *Queries) CountsRefreshed(ctx context.Context, arg CountsRefreshedParams) error {
+	_, err := q.db.Exec(ctx, countsRefreshed, arg.TenantID, arg.RunSeq)
+	return err
+}
+
 const entraCountChanges = `-- name: EntraCountChanges :many
 SELECT c.group_id::text AS group_id, c.member_id::text AS member_id,
        COALESCE(c.type_before, '')::text AS type_before, COALESCE(e.member_type, '')::text AS type_now
@@ -52,32 +78,6 @@ func (q *Queries) EntraCountChanges(ctx context.Context, tenantID string) ([]Ent
 		return nil, err
 	}
 	return items, nil
-}
-
-const entraCountsRefreshed = `-- name: EntraCountsRefreshed :exec
-WITH flagged AS (
-    UPDATE app_groups g
-    SET entra_counted = (g.status = 'enabled' AND g.kind <> 'local')
-    WHERE g.tenant_id = $1 AND g.entra_counted <> (g.status = 'enabled' AND g.kind <> 'local')
-)
-UPDATE dir_edge_changes c
-SET counted = true
-WHERE c.tenant_id = $1 AND NOT c.counted AND c.run_seq > $2
-`
-
-type EntraCountsRefreshedParams struct {
-	TenantID string
-	RunSeq   int64
-}
-
-// The counts follow the mirror: the enabled groups are counted, the
-// others not, and every change is counted. The changes of runs up to
-// @run_seq, the run whose plan is applied, go with
-// ClearMembershipChanges; those of newer runs stay for the next plan,
-// marked counted.
-func (q *Queries) EntraCountsRefreshed(ctx context.Context, arg EntraCountsRefreshedParams) error {
-	_, err := q.db.Exec(ctx, entraCountsRefreshed, arg.TenantID, arg.RunSeq)
-	return err
 }
 
 const groupsOfUsers = `-- name: GroupsOfUsers :many
@@ -137,7 +137,7 @@ UPDATE app_groups g
 SET entra_member_count = g.entra_member_count + d.delta, updated_at = $1::timestamptz
 FROM jsonb_to_recordset($3::jsonb) AS d(id text, delta integer)
 WHERE g.tenant_id = $2 AND g.entra_id = d.id AND d.delta <> 0
-  AND g.entra_counted AND g.status = 'enabled' AND g.kind <> 'local'
+  AND g.counted AND g.status = 'enabled' AND g.kind <> 'local'
 `
 
 type MoveEntraCountsParams struct {
@@ -151,6 +151,34 @@ type MoveEntraCountsParams struct {
 // that are still counted.
 func (q *Queries) MoveEntraCounts(ctx context.Context, arg MoveEntraCountsParams) error {
 	_, err := q.db.Exec(ctx, moveEntraCounts, arg.At, arg.TenantID, arg.Deltas)
+	return err
+}
+
+const moveSyncedCounts = `-- name: MoveSyncedCounts :exec
+WITH moved AS (
+    SELECT i.group_id, sum(CASE i.action WHEN 'addMembership' THEN 1 ELSE -1 END)::integer AS n
+    FROM sync_plan_items i
+    WHERE i.tenant_id = $2 AND i.run_id = $3 AND i.action IN ('addMembership', 'removeMembership')
+    GROUP BY i.group_id
+)
+UPDATE app_groups g
+SET synced_member_count = g.synced_member_count + m.n, updated_at = $1::timestamptz
+FROM moved m
+WHERE g.tenant_id = $2 AND g.entra_id = m.group_id AND m.n <> 0
+  AND g.counted AND g.status = 'enabled' AND g.kind <> 'local'
+`
+
+type MoveSyncedCountsParams struct {
+	At       time.Time
+	TenantID string
+	RunID    string
+}
+
+// Adds to each counted group's app member count the memberships run
+// @run_id's plan added, less those it removed: the plan's items are the
+// only writes to app_group_members but an admin deleting a group.
+func (q *Queries) MoveSyncedCounts(ctx context.Context, arg MoveSyncedCountsParams) error {
+	_, err := q.db.Exec(ctx, moveSyncedCounts, arg.At, arg.TenantID, arg.RunID)
 	return err
 }
 
@@ -194,7 +222,7 @@ WITH RECURSIVE targets (id) AS (
     SELECT g.entra_id
     FROM app_groups g
     WHERE g.tenant_id = $2 AND g.status = 'enabled' AND g.kind <> 'local'
-      AND ($3::boolean OR NOT g.entra_counted)
+      AND ($3::boolean OR NOT g.counted)
 ),
 reach (root, group_id) AS (
     SELECT id, id FROM targets
@@ -227,14 +255,36 @@ type RecountEntraMembersParams struct {
 // mirror's direct edges (cycle-safe), as Graph's transitiveMembers would
 // count them without reading them: for every enabled group when @whole
 // (the tenant's memberships were stale), else for the enabled groups the
-// last refresh did not count (app_groups.entra_counted, migration
-// 00024). The others move by the edges changed since (MoveEntraCounts).
+// last refresh did not count (app_groups.counted, migration 00024). The others move by the edges changed since (MoveEntraCounts).
 // Disabled, orphaned and local groups keep theirs.
 // Each (root, user) pair once, then counted: a hash of the pairs, where
 // count(DISTINCT) sorted every pair by root (to disk, for a 100k-user
 // group).
 func (q *Queries) RecountEntraMembers(ctx context.Context, arg RecountEntraMembersParams) error {
 	_, err := q.db.Exec(ctx, recountEntraMembers, arg.At, arg.TenantID, arg.Whole)
+	return err
+}
+
+const recountSyncedMembers = `-- name: RecountSyncedMembers :exec
+UPDATE app_groups g
+SET synced_member_count = c.n, updated_at = $1::timestamptz
+FROM (SELECT t.entra_id,
+             (SELECT count(*) FROM app_group_members m
+              WHERE m.tenant_id = $2 AND m.group_id = t.entra_id)::integer AS n
+      FROM app_groups t
+      WHERE t.tenant_id = $2 AND t.status = 'enabled' AND t.kind <> 'local' AND NOT t.counted) c
+WHERE g.tenant_id = $2 AND g.entra_id = c.entra_id AND g.synced_member_count <> c.n
+`
+
+type RecountSyncedMembersParams struct {
+	At       time.Time
+	TenantID string
+}
+
+// The app's member count of each enabled group the last refresh did not
+// count, from app_group_members (an index-only count per group).
+func (q *Queries) RecountSyncedMembers(ctx context.Context, arg RecountSyncedMembersParams) error {
+	_, err := q.db.Exec(ctx, recountSyncedMembers, arg.At, arg.TenantID)
 	return err
 }
 

@@ -50,7 +50,7 @@ type AppGroup struct {
 	Description       string
 	MembershipRule    string
 	EntraUpdatedAt    *time.Time
-	EntraCounted      bool
+	Counted           bool
 }
 
 type AppGroupExclusion struct {

@@ -1837,40 +1837,6 @@ func (q *Queries) RecordPlan(ctx context.Context, arg RecordPlanParams) error {
 	return err
 }
 
-const refreshGroupCounts = `-- name: RefreshGroupCounts :exec
-WITH changed AS (
-    SELECT DISTINCT i.group_id
-    FROM sync_plan_items i
-    WHERE i.tenant_id = $2 AND i.run_id = $3 AND i.action IN ('addMembership', 'removeMembership')
-),
-synced AS (
-    SELECT c.group_id, count(m.user_id)::integer AS n
-    FROM changed c
-    LEFT JOIN app_group_members m ON m.tenant_id = $2 AND m.group_id = c.group_id
-    GROUP BY c.group_id
-)
-UPDATE app_groups g
-SET synced_member_count = sy.n, updated_at = $1::timestamptz
-FROM synced sy
-WHERE g.tenant_id = $2 AND g.entra_id = sy.group_id AND g.status = 'enabled' AND g.kind <> 'local'
-  AND g.synced_member_count <> sy.n
-`
-
-type RefreshGroupCountsParams struct {
-	At       time.Time
-	TenantID string
-	RunID    string
-}
-
-// The app's member count of each synced group whose memberships the plan
-// changed (an observation, not a plan item). Entra's count comes from the
-// mirror's edges (refreshEntraCounts). Groups that are not synced
-// (disabled, orphaned, local) keep their counts.
-func (q *Queries) RefreshGroupCounts(ctx context.Context, arg RefreshGroupCountsParams) error {
-	_, err := q.db.Exec(ctx, refreshGroupCounts, arg.At, arg.TenantID, arg.RunID)
-	return err
-}
-
 const runPlanState = `-- name: RunPlanState :one
 SELECT r.seq, r.status, r.plan_app_version, r.plan_counts, r.pages_first, r.pages_total,
        COALESCE((SELECT max(n.seq) FROM sync_runs n
