@@ -156,8 +156,16 @@ func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange,
 			return planResult{}, fmt.Errorf("tombstone groups: %w", err)
 		}
 	}
-	dropped, err := q.DropStaleEdges(ctx, dbsqlc.DropStaleEdgesParams{TenantID: t, RunID: r, RunSeq: seq,
-		Lo: pr.lo, Hi: pr.hi})
+	// A run that listed member lists checks most edges against them
+	// (hash joins); any other reads the edges of the few groups gone,
+	// each through the index.
+	var dropped []dbsqlc.DropStaleEdgesRow
+	err = withNestLoopsUnless(ctx, q, kinds.MembersPages > 0, func() error {
+		var err error
+		dropped, err = q.DropStaleEdges(ctx, dbsqlc.DropStaleEdgesParams{TenantID: t, RunID: r, RunSeq: seq,
+			Lo: pr.lo, Hi: pr.hi})
+		return err
+	})
 	if err != nil {
 		return planResult{}, fmt.Errorf("drop stale edges: %w", err)
 	}

@@ -20,7 +20,8 @@ WHERE r.tenant_id = @tenant_id AND r.id = @run_id;
 SELECT pages_total::bigint FROM sync_runs WHERE tenant_id = @tenant_id AND id = @run_id;
 
 -- name: RunPageKinds :one
-SELECT count(*) FILTER (WHERE kind = 'users') AS users_pages, count(*) FILTER (WHERE kind = 'groups') AS groups_pages
+SELECT count(*) FILTER (WHERE kind = 'users') AS users_pages, count(*) FILTER (WHERE kind = 'groups') AS groups_pages,
+       count(*) FILTER (WHERE kind = 'members') AS members_pages
 FROM sync_run_pages
 WHERE tenant_id = @tenant_id AND run_id = @run_id AND page >= @lo AND page < @hi;
 
@@ -78,7 +79,12 @@ WHERE d.tenant_id = @tenant_id
 -- Edges a later run wrote stay. The edges that go are recorded for the
 -- plan and for Entra's member counts (dir_edge_changes, as
 -- DeleteRemovedMembers does); the answer is how many each group lost.
-WITH member_pages AS MATERIALIZED (
+--
+-- Only the edges of the groups gone or listed complete are read. The
+-- groups that have edges are found one index probe each (a loose index
+-- scan of the primary key): a delta run lists no member list, and its
+-- check for gone groups read all of a 100k-user tenant's 208k edges.
+WITH RECURSIVE member_pages AS MATERIALIZED (
     SELECT p.group_id, p.part, p.last, p.object_ids
     FROM sync_run_pages p
     WHERE p.tenant_id = @tenant_id AND p.run_id = @run_id AND p.kind = 'members' AND p.page >= @lo AND p.page < @hi
@@ -99,9 +105,23 @@ seen AS (
 alive AS (
     SELECT dg.entra_id FROM dir_groups dg WHERE dg.tenant_id = @tenant_id AND NOT dg.deleted
 ),
+with_edges (id) AS (
+    SELECT (SELECT min(e.group_id) FROM dir_members e WHERE e.tenant_id = @tenant_id)
+    UNION ALL
+    SELECT (SELECT min(e.group_id) FROM dir_members e WHERE e.tenant_id = @tenant_id AND e.group_id > w.id)
+    FROM with_edges w
+    WHERE w.id IS NOT NULL
+),
+targets AS (
+    SELECT w.id FROM with_edges w
+    WHERE w.id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM alive a WHERE a.entra_id = w.id)
+    UNION
+    SELECT c.group_id FROM complete c
+),
 dropped AS (
     DELETE FROM dir_members d
-    WHERE d.tenant_id = @tenant_id
+    USING targets x
+    WHERE d.tenant_id = @tenant_id AND d.group_id = x.id
       AND (d.v_run_seq, d.v_page, d.v_idx) < (@run_seq, 2147483647, 0)
       AND (NOT EXISTS (SELECT 1 FROM alive a WHERE a.entra_id = d.group_id)
            OR (EXISTS (SELECT 1 FROM complete c WHERE c.group_id = d.group_id)
