@@ -56,10 +56,12 @@ func TestGroupGraphWillNotListStaysAsLastReadAndTheRunGoesOn(t *testing.T) {
 	if err := e.Dir.RemoveMember(other.ID, e.Dir.DirectMembers(other.ID)[0].ID); err != nil {
 		t.Fatal(err)
 	}
-	// Graph has forgotten the tenant's delta state too (410), so the full
-	// run lists without reading a delta round first: the board's member
-	// list is the only place its change could be read, and Graph refuses it.
-	h.sim.SetFaults(e.ID, graphsim.Faults{DeltaGoneNext: 1})
+	// Graph has forgotten the tenant's delta state too (410 to both the
+	// users and the groups link: the run reads the two rounds side by
+	// side), so the full run lists without reading a delta round first:
+	// the board's member list is the only place its change could be read,
+	// and Graph refuses it.
+	h.sim.SetFaults(e.ID, graphsim.Faults{DeltaGoneNext: 2})
 	run := h.syncFull(tenant) // member lists are read by full runs
 	if run.Counts["groupsUnreadable"] != 1 {
 		t.Errorf("run counts %v, want groupsUnreadable 1", run.Counts)
