@@ -6,8 +6,6 @@ import (
 	"errors"
 	"sync"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/entrasync/entrasync/libs/graph"
 	"github.com/entrasync/entrasync/libs/plan"
 	syncv1 "github.com/entrasync/entrasync/proto/entrasync/sync/v1"
@@ -50,13 +48,13 @@ func (r *runner) deltaRounds(ctx context.Context, filter string, links *[2]strin
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var (
-		g              errgroup.Group
+		wg             sync.WaitGroup
 		mu             sync.Mutex
 		failed, resync error
 	)
 	from := [2]string{saved.Users, saved.Groups}
 	for i, round := range [2]func(context.Context, string) (string, error){r.usersDelta, r.groupsDelta} {
-		g.Go(func() error {
+		wg.Go(func() {
 			link, err := round(rctx, from[i])
 			mu.Lock()
 			defer mu.Unlock()
@@ -68,10 +66,9 @@ func (r *runner) deltaRounds(ctx context.Context, filter string, links *[2]strin
 				stop()
 			}
 			links[i] = link
-			return nil
 		})
 	}
-	_ = g.Wait() // the rounds report through failed and resync
+	wg.Wait()
 	switch {
 	case failed != nil:
 		*links = [2]string{}
