@@ -112,20 +112,24 @@ with_edges (id) AS (
     FROM with_edges w
     WHERE w.id IS NOT NULL
 ),
+-- The groups gone (all their edges go) and those listed complete. Whether
+-- a group is gone is decided here, once per group: asked per edge, the
+-- planner scanned the list of live groups for each of a first run's
+-- edges (6.7 s of a 50k-user tenant's first finalization).
 targets AS (
-    SELECT w.id FROM with_edges w
-    WHERE w.id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM alive a WHERE a.entra_id = w.id)
-    UNION
-    SELECT c.group_id FROM complete c
+    SELECT t.id, a.entra_id IS NULL AS gone
+    FROM (SELECT w.id FROM with_edges w WHERE w.id IS NOT NULL
+          UNION
+          SELECT c.group_id FROM complete c) t
+    LEFT JOIN alive a ON a.entra_id = t.id
+    WHERE a.entra_id IS NULL OR t.id IN (SELECT c.group_id FROM complete c)
 ),
 dropped AS (
     DELETE FROM dir_members d
     USING targets x
     WHERE d.tenant_id = @tenant_id AND d.group_id = x.id
       AND (d.v_run_seq, d.v_page, d.v_idx) < (@run_seq, 2147483647, 0)
-      AND (NOT EXISTS (SELECT 1 FROM alive a WHERE a.entra_id = d.group_id)
-           OR (EXISTS (SELECT 1 FROM complete c WHERE c.group_id = d.group_id)
-               AND NOT EXISTS (SELECT 1 FROM seen s WHERE s.group_id = d.group_id AND s.id = d.member_id)))
+      AND (x.gone OR NOT EXISTS (SELECT 1 FROM seen s WHERE s.group_id = d.group_id AND s.id = d.member_id))
     RETURNING d.group_id, d.member_id, d.member_type
 ),
 marked AS (
