@@ -557,32 +557,26 @@ func groupRows(groups []DirGroup) ([]groupRow, []string, error) {
 // or updates edges now, and finalization drops the edges the group's
 // complete list no longer has.
 func (s *Store) ApplyMembersPage(ctx context.Context, ref PageRef, mp MembersPage, at time.Time) error {
-	type row struct {
-		ID   string     `json:"id"`
-		Type MemberType `json:"type"`
-		Name string     `json:"name"`
-		Idx  int        `json:"idx"`
-	}
 	if err := checkPart(mp.GroupID, mp.Part); err != nil {
 		return fmt.Errorf("store: apply members page: %w", err)
 	}
-	rows := make([]row, len(mp.Members))
+	rows := make([]memberRow, len(mp.Members))
 	for i, m := range mp.Members {
 		if !m.Type.valid() {
 			return fmt.Errorf("store: apply members page: %w", invalidf("member %q has unknown type %q", m.ID, m.Type))
 		}
-		rows[i] = row{m.ID, m.Type, pgText(m.DisplayName), i}
+		rows[i] = memberRow{mp.GroupID, m.ID, m.Type, pgText(m.DisplayName), i}
 	}
-	rows, ids, err := latestByID(rows, func(r row) string { return r.ID })
+	rows, ids, err := latestByID(rows, func(r memberRow) string { return r.ID })
 	if err != nil {
 		return fmt.Errorf("store: apply members page: %w", err)
 	}
 	rec := pageRecord{kind: pageMembers, groupID: &mp.GroupID, part: &mp.Part, last: &mp.Last, ids: ids}
-	devices := slices.ContainsFunc(rows, func(r row) bool { return r.Type == MemberDevice })
+	devices := slices.ContainsFunc(rows, func(r memberRow) bool { return r.Type == MemberDevice })
 	return s.applyPage(ctx, ref, rec, at, func(q *dbsqlc.Queries) error {
 		return upsert(rows, func(raw []byte) error {
 			if err := q.UpsertMembers(ctx, dbsqlc.UpsertMembersParams{TenantID: ref.TenantID, RunID: ref.RunID,
-				GroupID: mp.GroupID, RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw, NoteDrift: true}); err != nil {
+				RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw, NoteDrift: true}); err != nil {
 				return err
 			}
 			if !devices {

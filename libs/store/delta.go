@@ -158,98 +158,117 @@ func (s *Store) ApplyGroupsDeltaPage(ctx context.Context, ref PageRef, groups []
 		}); err != nil {
 			return err
 		}
-		for _, e := range edges {
-			if err := e.write(ctx, q, ref); err != nil {
-				return fmt.Errorf("member changes of group %s: %w", e.groupID, err)
-			}
-		}
-		return nil
+		return edges.write(ctx, q, ref)
 	})
 }
 
 // memberRow is an edge as the members statements take it.
 type memberRow struct {
-	ID   string     `json:"id"`
-	Type MemberType `json:"type"`
-	Name string     `json:"name"`
-	Idx  int        `json:"idx"`
+	Group string     `json:"group_id"`
+	ID    string     `json:"id"`
+	Type  MemberType `json:"type"`
+	Name  string     `json:"name"`
+	Idx   int        `json:"idx"`
 }
 
-// groupEdges are one group's member changes on a delta page.
-type groupEdges struct {
-	groupID string
+// memberRemoval is an edge a delta page removes, as the removal
+// statements take it.
+type memberRemoval struct {
+	Group string `json:"group_id"`
+	ID    string `json:"id"`
+	Idx   int    `json:"idx"`
+}
+
+// pageEdges are a delta page's member changes, every group's in (group,
+// member) order: they are written in four statements for the page, not
+// four for each group (a round that changed 60 groups spent 50 ms on
+// their round trips).
+type pageEdges struct {
 	added   []memberRow
-	removed []removedRow
+	removed []memberRemoval
 }
 
 // memberDeltaRows checks a page's member changes and numbers them from
 // base, in the order given. A group comes at most once per page, and a
-// member is added or removed, not both; the result is in group id order.
-func memberDeltaRows(members []MembersDelta, base int) ([]groupEdges, error) {
-	out := make([]groupEdges, 0, len(members))
-	seen := make(map[string]bool, len(members))
+// member is added or removed, not both; the result is in (group, member)
+// order.
+func memberDeltaRows(members []MembersDelta, base int) (pageEdges, error) {
 	idx := base
+	numbered := make([]MembersDelta, len(members))
+	copy(numbered, members)
+	first := make(map[string]int, len(members)) // each group's first version
 	for i, md := range members {
 		if err := checkPart(md.GroupID, 0); err != nil {
-			return nil, fmt.Errorf("member changes %d: %w", i, err)
+			return pageEdges{}, fmt.Errorf("member changes %d: %w", i, err)
 		}
-		if seen[md.GroupID] {
-			return nil, invalidf("group %s has two member change entries on one page", md.GroupID)
+		if _, dup := first[md.GroupID]; dup {
+			return pageEdges{}, invalidf("group %s has two member change entries on one page", md.GroupID)
 		}
-		seen[md.GroupID] = true
-		e := groupEdges{groupID: md.GroupID}
+		first[md.GroupID] = idx
+		idx += len(md.Added) + len(md.Removed)
+	}
+	slices.SortFunc(numbered, func(a, b MembersDelta) int { return strings.Compare(a.GroupID, b.GroupID) })
+	var out pageEdges
+	for _, md := range numbered {
+		idx := first[md.GroupID]
 		added := make([]memberRow, len(md.Added))
 		for j, m := range md.Added {
 			if !m.Type.valid() {
-				return nil, invalidf("member %q added to group %s has unknown type %q", m.ID, md.GroupID, m.Type)
+				return pageEdges{}, invalidf("member %q added to group %s has unknown type %q", m.ID, md.GroupID, m.Type)
 			}
-			added[j] = memberRow{m.ID, m.Type, pgText(m.DisplayName), idx}
+			added[j] = memberRow{md.GroupID, m.ID, m.Type, pgText(m.DisplayName), idx}
 			idx++
 		}
-		var addedIDs []string
-		var err error
-		if e.added, addedIDs, err = latestByID(added, func(r memberRow) string { return r.ID }); err != nil {
-			return nil, fmt.Errorf("members added to group %s: %w", md.GroupID, err)
+		added, addedIDs, err := latestByID(added, func(r memberRow) string { return r.ID })
+		if err != nil {
+			return pageEdges{}, fmt.Errorf("members added to group %s: %w", md.GroupID, err)
 		}
-		removed := make([]removedRow, len(md.Removed))
+		removed := make([]memberRemoval, len(md.Removed))
 		for j, id := range md.Removed {
-			removed[j] = removedRow{id, idx}
+			removed[j] = memberRemoval{md.GroupID, id, idx}
 			idx++
 		}
-		var removedIDs []string
-		if e.removed, removedIDs, err = latestByID(removed, func(r removedRow) string { return r.ID }); err != nil {
-			return nil, fmt.Errorf("members removed from group %s: %w", md.GroupID, err)
+		removed, removedIDs, err := latestByID(removed, func(r memberRemoval) string { return r.ID })
+		if err != nil {
+			return pageEdges{}, fmt.Errorf("members removed from group %s: %w", md.GroupID, err)
 		}
 		for _, id := range removedIDs {
 			if _, found := slices.BinarySearch(addedIDs, id); found {
-				return nil, invalidf("member %s is both added to and removed from group %s on one page", id, md.GroupID)
+				return pageEdges{}, invalidf("member %s is both added to and removed from group %s on one page", id, md.GroupID)
 			}
 		}
-		out = append(out, e)
+		out.added = append(out.added, added...)
+		out.removed = append(out.removed, removed...)
 	}
-	slices.SortFunc(out, func(a, b groupEdges) int { return strings.Compare(a.groupID, b.groupID) })
 	return out, nil
 }
 
-// write applies one group's member changes.
-func (e groupEdges) write(ctx context.Context, q *dbsqlc.Queries, ref PageRef) error {
+// write applies a page's member changes: the adds (and their devices),
+// then the removals.
+func (e pageEdges) write(ctx context.Context, q *dbsqlc.Queries, ref PageRef) error {
 	if err := upsert(e.added, func(raw []byte) error {
 		if err := q.UpsertMembers(ctx, dbsqlc.UpsertMembersParams{TenantID: ref.TenantID, RunID: ref.RunID,
-			GroupID: e.groupID, RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw}); err != nil {
-			return err
+			RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw}); err != nil {
+			return fmt.Errorf("member adds: %w", err)
 		}
-		return q.AddDeltaDevices(ctx, dbsqlc.AddDeltaDevicesParams{TenantID: ref.TenantID, RunSeq: ref.RunSeq,
-			Page: ref.Page, Rows: raw})
+		if err := q.AddDeltaDevices(ctx, dbsqlc.AddDeltaDevicesParams{TenantID: ref.TenantID, RunSeq: ref.RunSeq,
+			Page: ref.Page, Rows: raw}); err != nil {
+			return fmt.Errorf("devices added as members: %w", err)
+		}
+		return nil
 	}); err != nil {
 		return err
 	}
 	return upsert(e.removed, func(raw []byte) error {
-		if err := q.RecordMemberRemovals(ctx, dbsqlc.RecordMemberRemovalsParams{TenantID: ref.TenantID, GroupID: e.groupID,
+		if err := q.RecordMemberRemovals(ctx, dbsqlc.RecordMemberRemovalsParams{TenantID: ref.TenantID,
 			RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw}); err != nil {
-			return err
+			return fmt.Errorf("member removals: %w", err)
 		}
-		return q.DeleteRemovedMembers(ctx, dbsqlc.DeleteRemovedMembersParams{TenantID: ref.TenantID, GroupID: e.groupID,
-			RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw})
+		if err := q.DeleteRemovedMembers(ctx, dbsqlc.DeleteRemovedMembersParams{TenantID: ref.TenantID,
+			RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw}); err != nil {
+			return fmt.Errorf("member removals: %w", err)
+		}
+		return nil
 	})
 }
 

@@ -206,15 +206,18 @@ func TestDeltaPagesRemoveRestoreAndChangeMembers(t *testing.T) {
 			[]store.DirRemoved{{ID: uID(2), Restorable: true}, {ID: uID(3)}, {ID: uID(9)}}, w.at)
 	}
 	// Group 2 is deleted; group 1 gains Cy (who is gone: Graph's edges
-	// may lag) and a device, loses Bob; group 3 is new with Ann.
+	// may lag) and a device, loses Bob; group 3 is new with Ann; group 4
+	// loses Cy and gains the same device, named by nobody this time (one
+	// page adds it twice: it is written once, and keeps its name).
 	device := store.DirMember{ID: "dev-1", Type: store.MemberDevice, DisplayName: "Laptop"}
+	unnamed := store.DirMember{ID: "dev-1", Type: store.MemberDevice}
 	groups := func() error {
 		return w.st.ApplyGroupsDeltaPage(ctx, w.page(d, 1), []store.DirGroup{dGroup(3, "New")},
 			[]store.DirRemoved{{ID: gID(2)}},
 			[]store.MembersDelta{
 				{GroupID: gID(3), Added: []store.DirMember{memberUser(1)}},
 				{GroupID: gID(1), Added: []store.DirMember{memberUser(3), device}, Removed: []string{uID(2)}},
-				{GroupID: gID(4), Removed: []string{uID(3)}},
+				{GroupID: gID(4), Added: []store.DirMember{unnamed}, Removed: []string{uID(3)}},
 			}, w.at)
 	}
 	must(t, groups())
@@ -229,9 +232,9 @@ func TestDeltaPagesRemoveRestoreAndChangeMembers(t *testing.T) {
 	wantRows(t, "groups", w.groups(), row(gID(1), "Staff", false), row(gID(2), "", true), row(gID(3), "New", false),
 		row(gID(4), "Lab", false))
 	wantRows(t, "edges", w.edges(), edge(gID(1), uID(1)), edge(gID(1), uID(3)), edge(gID(1), "dev-1"),
-		edge(gID(2), uID(3)), edge(gID(3), uID(1)), edge(gID(4), uID(1)))
+		edge(gID(2), uID(3)), edge(gID(3), uID(1)), edge(gID(4), uID(1)), edge(gID(4), "dev-1"))
 	wantRows(t, "changed edges", w.dirty(), gID(1)+" +"+uID(3), gID(1)+" +dev-1", gID(1)+" -"+uID(2),
-		gID(3)+" +"+uID(1), gID(4)+" -"+uID(3))
+		gID(3)+" +"+uID(1), gID(4)+" +dev-1", gID(4)+" -"+uID(3))
 	wantRows(t, "devices", w.rows(`SELECT entra_id, display_name FROM dir_devices WHERE tenant_id = $1`), "dev-1Laptop")
 
 	r := w.finish(d, 2, [2]string{})
@@ -240,7 +243,7 @@ func TestDeltaPagesRemoveRestoreAndChangeMembers(t *testing.T) {
 	}
 	// The deleted group's edges go with it, as after a full run.
 	wantRows(t, "edges after finalize", w.edges(), edge(gID(1), uID(1)), edge(gID(1), uID(3)), edge(gID(1), "dev-1"),
-		edge(gID(3), uID(1)), edge(gID(4), uID(1)))
+		edge(gID(3), uID(1)), edge(gID(4), uID(1)), edge(gID(4), "dev-1"))
 	wantRows(t, "changed edges after the plan", w.dirty())
 	wantRows(t, "edge removals after finalize", w.rows(`SELECT member_id FROM dir_member_removals WHERE tenant_id = $1`))
 	for _, id := range []string{uID(2), uID(3)} {

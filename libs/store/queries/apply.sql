@@ -161,7 +161,9 @@ WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, E
 -- As UpsertUsers: every newer entry advances the version, so that a
 -- stale-edge sweep of an older run finalizing late keeps the edge. An
 -- entry older than a delta page's removal of the edge
--- (dir_member_removals) does not bring it back.
+-- (dir_member_removals) does not bring it back. Each row names its group:
+-- a members page's rows are all of one group, a delta page's of every
+-- group whose members it changes.
 --
 -- The edges this page adds or retypes carry the page (migration 00020):
 -- the next plan finds them by changed_run_seq, and when @note_drift (a
@@ -176,12 +178,12 @@ WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, E
 WITH up AS (
     INSERT INTO dir_members AS d (tenant_id, group_id, member_id, member_type, v_run_seq, v_page, v_idx,
                                   changed_run_seq, changed_page)
-    SELECT @tenant_id, @group_id, m.id, m.type, @run_seq, @page, m.idx, @run_seq, @page
-    FROM jsonb_to_recordset(@rows::jsonb) AS m(id text, type text, idx integer)
+    SELECT @tenant_id, m.group_id, m.id, m.type, @run_seq, @page, m.idx, @run_seq, @page
+    FROM jsonb_to_recordset(@rows::jsonb) AS m(group_id text, id text, type text, idx integer)
     WHERE NOT EXISTS (SELECT 1 FROM dir_member_removals x
-                      WHERE x.tenant_id = @tenant_id AND x.group_id = @group_id AND x.member_id = m.id
+                      WHERE x.tenant_id = @tenant_id AND x.group_id = m.group_id AND x.member_id = m.id
                         AND (x.v_run_seq, x.v_page, x.v_idx) > (@run_seq::bigint, @page::integer, m.idx))
-    ORDER BY m.id
+    ORDER BY m.group_id, m.id
     ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
     SET member_type = EXCLUDED.member_type,
         changed_run_seq = CASE WHEN d.member_type = EXCLUDED.member_type THEN d.changed_run_seq
@@ -190,7 +192,7 @@ WITH up AS (
                             ELSE EXCLUDED.changed_page END,
         v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
     WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx)
-    RETURNING d.member_id, d.changed_run_seq, d.changed_page
+    RETURNING d.group_id, d.member_id, d.changed_run_seq, d.changed_page
 ),
 -- The added and retyped edges, for Entra's member counts (migration
 -- 00024), with the type the edge had before: every part of one statement
@@ -198,25 +200,25 @@ WITH up AS (
 -- has not counted yet keeps the type of its first change.
 counted AS (
     INSERT INTO dir_edge_changes AS c (tenant_id, group_id, member_id, run_seq, type_before)
-    SELECT @tenant_id, @group_id, up.member_id, @run_seq,
+    SELECT @tenant_id, up.group_id, up.member_id, @run_seq,
            (SELECT o.member_type FROM dir_members o
-            WHERE o.tenant_id = @tenant_id AND o.group_id = @group_id AND o.member_id = up.member_id)
+            WHERE o.tenant_id = @tenant_id AND o.group_id = up.group_id AND o.member_id = up.member_id)
     FROM up
     WHERE up.changed_run_seq = @run_seq::bigint AND up.changed_page = @page::integer
       AND NOT (SELECT t.memberships_stale FROM tenants t WHERE t.id = @tenant_id)
-    ORDER BY up.member_id
+    ORDER BY up.group_id, up.member_id
     ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
     SET run_seq = greatest(c.run_seq, EXCLUDED.run_seq),
         type_before = CASE WHEN c.counted THEN EXCLUDED.type_before ELSE c.type_before END,
         counted = false
 )
 INSERT INTO sync_run_drift (tenant_id, run_id, kind, group_id, object_id)
-SELECT @tenant_id, @run_id, 'member', @group_id, up.member_id
+SELECT @tenant_id, @run_id, 'member', up.group_id, up.member_id
 FROM up
 WHERE up.changed_run_seq = @run_seq::bigint AND up.changed_page = @page::integer
   AND @note_drift::boolean
   AND EXISTS (SELECT 1 FROM tenant_delta_links l WHERE l.tenant_id = @tenant_id)
-ORDER BY up.member_id
+ORDER BY up.group_id, up.member_id
 ON CONFLICT DO NOTHING;
 
 -- name: UpsertDevices :exec

@@ -38,12 +38,12 @@ SET display_name = '', description = '', mail = '', group_types = '{}'::text[], 
 WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx);
 
 -- name: RecordMemberRemovals :exec
--- Edges a delta page took out of group @group_id, kept as versioned
+-- Edges a delta page took out of their groups, kept as versioned
 -- tombstones (newer wins) so that UpsertMembers refuses an older add.
 INSERT INTO dir_member_removals AS d (tenant_id, group_id, member_id, v_run_seq, v_page, v_idx)
-SELECT @tenant_id, @group_id, r.id, @run_seq, @page, r.idx
-FROM jsonb_to_recordset(@rows::jsonb) AS r(id text, idx integer)
-ORDER BY r.id
+SELECT @tenant_id, r.group_id, r.id, @run_seq, @page, r.idx
+FROM jsonb_to_recordset(@rows::jsonb) AS r(group_id text, id text, idx integer)
+ORDER BY r.group_id, r.id
 ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
 SET v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
 WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx);
@@ -53,22 +53,21 @@ WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, E
 -- removal; a newer add stays. The edges that go are recorded for the
 -- plan and for Entra's member counts (dir_edge_changes, with the type an
 -- edge had at its first change since the counts' last refresh).
--- The removed ids go in as an array, so that each edge is found through
--- the primary key whatever the group's size: joined with the rows, the
--- delete was planned for a group of average size and read all 3,462
--- edges of a large one to remove 6. An id listed twice compares with its
--- latest entry.
+-- Each removal names its edge whole (group and member), so that each is
+-- found through the primary key whatever its group's size: matched on
+-- the member alone, within one group, the delete was planned for a group
+-- of average size and read all 3,462 edges of a large one to remove 6.
+-- The rows name each edge once (the caller keeps an edge's latest entry).
 WITH gone AS (
     DELETE FROM dir_members e
-    WHERE e.tenant_id = @tenant_id AND e.group_id = @group_id
-      AND e.member_id = ANY (ARRAY(SELECT r.id COLLATE "C" FROM jsonb_to_recordset(@rows::jsonb) AS r(id text, idx integer)))
-      AND (e.v_run_seq, e.v_page, e.v_idx) < (@run_seq::bigint, @page::integer,
-          (SELECT max(r.idx) FROM jsonb_to_recordset(@rows::jsonb) AS r(id text, idx integer) WHERE r.id = e.member_id))
-    RETURNING e.member_id, e.member_type
+    USING jsonb_to_recordset(@rows::jsonb) AS r(group_id text, id text, idx integer)
+    WHERE e.tenant_id = @tenant_id AND e.group_id = r.group_id AND e.member_id = r.id
+      AND (e.v_run_seq, e.v_page, e.v_idx) < (@run_seq::bigint, @page::integer, r.idx)
+    RETURNING e.group_id, e.member_id, e.member_type
 )
 INSERT INTO dir_edge_changes AS d (tenant_id, group_id, member_id, run_seq, type_before)
-SELECT @tenant_id, @group_id, gone.member_id, @run_seq, gone.member_type FROM gone
-ORDER BY gone.member_id
+SELECT @tenant_id, gone.group_id, gone.member_id, @run_seq, gone.member_type FROM gone
+ORDER BY gone.group_id, gone.member_id
 ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
 SET run_seq = greatest(d.run_seq, EXCLUDED.run_seq),
     type_before = CASE WHEN d.counted THEN EXCLUDED.type_before ELSE d.type_before END,
@@ -107,11 +106,15 @@ ORDER BY resource;
 -- The devices of a delta page's member adds. members@delta names nobody
 -- (Graph sends a member's type and id), so a device the mirror has keeps
 -- its name, and a new one is named by the next full read; versions as in
--- UpsertDevices.
+-- UpsertDevices. A device added to several groups on the page is written
+-- once, with its latest entry and the last name any entry gave.
 INSERT INTO dir_devices AS d (tenant_id, entra_id, display_name, v_run_seq, v_page, v_idx)
-SELECT @tenant_id, m.id, m.name, @run_seq, @page, m.idx
+SELECT @tenant_id, m.id,
+       COALESCE((array_agg(m.name ORDER BY m.idx DESC) FILTER (WHERE m.name <> ''))[1], ''),
+       @run_seq, @page, max(m.idx)
 FROM jsonb_to_recordset(@rows::jsonb) AS m(id text, type text, name text, idx integer)
 WHERE m.type = 'device'
+GROUP BY m.id
 ORDER BY m.id
 ON CONFLICT (tenant_id, entra_id) DO UPDATE
 SET display_name = CASE WHEN EXCLUDED.display_name = '' THEN d.display_name ELSE EXCLUDED.display_name END,

@@ -393,12 +393,12 @@ const upsertMembers = `-- name: UpsertMembers :exec
 WITH up AS (
     INSERT INTO dir_members AS d (tenant_id, group_id, member_id, member_type, v_run_seq, v_page, v_idx,
                                   changed_run_seq, changed_page)
-    SELECT $1, $3, m.id, m.type, $4, $5, m.idx, $4, $5
-    FROM jsonb_to_recordset($7::jsonb) AS m(id text, type text, idx integer)
+    SELECT $1, m.group_id, m.id, m.type, $3, $4, m.idx, $3, $4
+    FROM jsonb_to_recordset($6::jsonb) AS m(group_id text, id text, type text, idx integer)
     WHERE NOT EXISTS (SELECT 1 FROM dir_member_removals x
-                      WHERE x.tenant_id = $1 AND x.group_id = $3 AND x.member_id = m.id
-                        AND (x.v_run_seq, x.v_page, x.v_idx) > ($4::bigint, $5::integer, m.idx))
-    ORDER BY m.id
+                      WHERE x.tenant_id = $1 AND x.group_id = m.group_id AND x.member_id = m.id
+                        AND (x.v_run_seq, x.v_page, x.v_idx) > ($3::bigint, $4::integer, m.idx))
+    ORDER BY m.group_id, m.id
     ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
     SET member_type = EXCLUDED.member_type,
         changed_run_seq = CASE WHEN d.member_type = EXCLUDED.member_type THEN d.changed_run_seq
@@ -407,36 +407,35 @@ WITH up AS (
                             ELSE EXCLUDED.changed_page END,
         v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
     WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx)
-    RETURNING d.member_id, d.changed_run_seq, d.changed_page
+    RETURNING d.group_id, d.member_id, d.changed_run_seq, d.changed_page
 ),
 counted AS (
     INSERT INTO dir_edge_changes AS c (tenant_id, group_id, member_id, run_seq, type_before)
-    SELECT $1, $3, up.member_id, $4,
+    SELECT $1, up.group_id, up.member_id, $3,
            (SELECT o.member_type FROM dir_members o
-            WHERE o.tenant_id = $1 AND o.group_id = $3 AND o.member_id = up.member_id)
+            WHERE o.tenant_id = $1 AND o.group_id = up.group_id AND o.member_id = up.member_id)
     FROM up
-    WHERE up.changed_run_seq = $4::bigint AND up.changed_page = $5::integer
+    WHERE up.changed_run_seq = $3::bigint AND up.changed_page = $4::integer
       AND NOT (SELECT t.memberships_stale FROM tenants t WHERE t.id = $1)
-    ORDER BY up.member_id
+    ORDER BY up.group_id, up.member_id
     ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
     SET run_seq = greatest(c.run_seq, EXCLUDED.run_seq),
         type_before = CASE WHEN c.counted THEN EXCLUDED.type_before ELSE c.type_before END,
         counted = false
 )
 INSERT INTO sync_run_drift (tenant_id, run_id, kind, group_id, object_id)
-SELECT $1, $2, 'member', $3, up.member_id
+SELECT $1, $2, 'member', up.group_id, up.member_id
 FROM up
-WHERE up.changed_run_seq = $4::bigint AND up.changed_page = $5::integer
-  AND $6::boolean
+WHERE up.changed_run_seq = $3::bigint AND up.changed_page = $4::integer
+  AND $5::boolean
   AND EXISTS (SELECT 1 FROM tenant_delta_links l WHERE l.tenant_id = $1)
-ORDER BY up.member_id
+ORDER BY up.group_id, up.member_id
 ON CONFLICT DO NOTHING
 `
 
 type UpsertMembersParams struct {
 	TenantID  string
 	RunID     string
-	GroupID   string
 	RunSeq    int64
 	Page      int32
 	NoteDrift bool
@@ -446,7 +445,9 @@ type UpsertMembersParams struct {
 // As UpsertUsers: every newer entry advances the version, so that a
 // stale-edge sweep of an older run finalizing late keeps the edge. An
 // entry older than a delta page's removal of the edge
-// (dir_member_removals) does not bring it back.
+// (dir_member_removals) does not bring it back. Each row names its group:
+// a members page's rows are all of one group, a delta page's of every
+// group whose members it changes.
 //
 // The edges this page adds or retypes carry the page (migration 00020):
 // the next plan finds them by changed_run_seq, and when @note_drift (a
@@ -466,7 +467,6 @@ func (q *Queries) UpsertMembers(ctx context.Context, arg UpsertMembersParams) er
 	_, err := q.db.Exec(ctx, upsertMembers,
 		arg.TenantID,
 		arg.RunID,
-		arg.GroupID,
 		arg.RunSeq,
 		arg.Page,
 		arg.NoteDrift,

@@ -12,9 +12,12 @@ import (
 
 const addDeltaDevices = `-- name: AddDeltaDevices :exec
 INSERT INTO dir_devices AS d (tenant_id, entra_id, display_name, v_run_seq, v_page, v_idx)
-SELECT $1, m.id, m.name, $2, $3, m.idx
+SELECT $1, m.id,
+       COALESCE((array_agg(m.name ORDER BY m.idx DESC) FILTER (WHERE m.name <> ''))[1], ''),
+       $2, $3, max(m.idx)
 FROM jsonb_to_recordset($4::jsonb) AS m(id text, type text, name text, idx integer)
 WHERE m.type = 'device'
+GROUP BY m.id
 ORDER BY m.id
 ON CONFLICT (tenant_id, entra_id) DO UPDATE
 SET display_name = CASE WHEN EXCLUDED.display_name = '' THEN d.display_name ELSE EXCLUDED.display_name END,
@@ -32,7 +35,8 @@ type AddDeltaDevicesParams struct {
 // The devices of a delta page's member adds. members@delta names nobody
 // (Graph sends a member's type and id), so a device the mirror has keeps
 // its name, and a new one is named by the next full read; versions as in
-// UpsertDevices.
+// UpsertDevices. A device added to several groups on the page is written
+// once, with its latest entry and the last name any entry gave.
 func (q *Queries) AddDeltaDevices(ctx context.Context, arg AddDeltaDevicesParams) error {
 	_, err := q.db.Exec(ctx, addDeltaDevices,
 		arg.TenantID,
@@ -46,15 +50,14 @@ func (q *Queries) AddDeltaDevices(ctx context.Context, arg AddDeltaDevicesParams
 const deleteRemovedMembers = `-- name: DeleteRemovedMembers :exec
 WITH gone AS (
     DELETE FROM dir_members e
-    WHERE e.tenant_id = $1 AND e.group_id = $2
-      AND e.member_id = ANY (ARRAY(SELECT r.id COLLATE "C" FROM jsonb_to_recordset($4::jsonb) AS r(id text, idx integer)))
-      AND (e.v_run_seq, e.v_page, e.v_idx) < ($3::bigint, $5::integer,
-          (SELECT max(r.idx) FROM jsonb_to_recordset($4::jsonb) AS r(id text, idx integer) WHERE r.id = e.member_id))
-    RETURNING e.member_id, e.member_type
+    USING jsonb_to_recordset($3::jsonb) AS r(group_id text, id text, idx integer)
+    WHERE e.tenant_id = $1 AND e.group_id = r.group_id AND e.member_id = r.id
+      AND (e.v_run_seq, e.v_page, e.v_idx) < ($2::bigint, $4::integer, r.idx)
+    RETURNING e.group_id, e.member_id, e.member_type
 )
 INSERT INTO dir_edge_changes AS d (tenant_id, group_id, member_id, run_seq, type_before)
-SELECT $1, $2, gone.member_id, $3, gone.member_type FROM gone
-ORDER BY gone.member_id
+SELECT $1, gone.group_id, gone.member_id, $2, gone.member_type FROM gone
+ORDER BY gone.group_id, gone.member_id
 ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
 SET run_seq = greatest(d.run_seq, EXCLUDED.run_seq),
     type_before = CASE WHEN d.counted THEN EXCLUDED.type_before ELSE d.type_before END,
@@ -63,7 +66,6 @@ SET run_seq = greatest(d.run_seq, EXCLUDED.run_seq),
 
 type DeleteRemovedMembersParams struct {
 	TenantID string
-	GroupID  string
 	RunSeq   int64
 	Rows     []byte
 	Page     int32
@@ -73,15 +75,14 @@ type DeleteRemovedMembersParams struct {
 // removal; a newer add stays. The edges that go are recorded for the
 // plan and for Entra's member counts (dir_edge_changes, with the type an
 // edge had at its first change since the counts' last refresh).
-// The removed ids go in as an array, so that each edge is found through
-// the primary key whatever the group's size: joined with the rows, the
-// delete was planned for a group of average size and read all 3,462
-// edges of a large one to remove 6. An id listed twice compares with its
-// latest entry.
+// Each removal names its edge whole (group and member), so that each is
+// found through the primary key whatever its group's size: matched on
+// the member alone, within one group, the delete was planned for a group
+// of average size and read all 3,462 edges of a large one to remove 6.
+// The rows name each edge once (the caller keeps an edge's latest entry).
 func (q *Queries) DeleteRemovedMembers(ctx context.Context, arg DeleteRemovedMembersParams) error {
 	_, err := q.db.Exec(ctx, deleteRemovedMembers,
 		arg.TenantID,
-		arg.GroupID,
 		arg.RunSeq,
 		arg.Rows,
 		arg.Page,
@@ -148,9 +149,9 @@ func (q *Queries) DropMemberRemovals(ctx context.Context, arg DropMemberRemovals
 
 const recordMemberRemovals = `-- name: RecordMemberRemovals :exec
 INSERT INTO dir_member_removals AS d (tenant_id, group_id, member_id, v_run_seq, v_page, v_idx)
-SELECT $1, $2, r.id, $3, $4, r.idx
-FROM jsonb_to_recordset($5::jsonb) AS r(id text, idx integer)
-ORDER BY r.id
+SELECT $1, r.group_id, r.id, $2, $3, r.idx
+FROM jsonb_to_recordset($4::jsonb) AS r(group_id text, id text, idx integer)
+ORDER BY r.group_id, r.id
 ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
 SET v_run_seq = EXCLUDED.v_run_seq, v_page = EXCLUDED.v_page, v_idx = EXCLUDED.v_idx
 WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, EXCLUDED.v_idx)
@@ -158,18 +159,16 @@ WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, E
 
 type RecordMemberRemovalsParams struct {
 	TenantID string
-	GroupID  string
 	RunSeq   int64
 	Page     int32
 	Rows     []byte
 }
 
-// Edges a delta page took out of group @group_id, kept as versioned
+// Edges a delta page took out of their groups, kept as versioned
 // tombstones (newer wins) so that UpsertMembers refuses an older add.
 func (q *Queries) RecordMemberRemovals(ctx context.Context, arg RecordMemberRemovalsParams) error {
 	_, err := q.db.Exec(ctx, recordMemberRemovals,
 		arg.TenantID,
-		arg.GroupID,
 		arg.RunSeq,
 		arg.Page,
 		arg.Rows,
