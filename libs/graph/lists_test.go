@@ -106,6 +106,48 @@ func TestMemberListsOpenAtMostOpen(t *testing.T) {
 	}
 }
 
+// TestNoListStartsWhileLongListsAreOpen: lists that go past their first
+// page hold full pages until their readers return, so once
+// ListOptions.Long of them are open a batch carries no first page,
+// however many more lists ListOptions.Open allows; a reader returning
+// lets them in again. (Read through Graph, the rule is hard to catch at
+// work: a batch fills with the long lists' next pages first.)
+func TestNoListStartsWhileLongListsAreOpen(t *testing.T) {
+	t.Parallel()
+	const batch, long = 3, 2
+	ls := &lister[wireMember, Member]{c: &Client{cfg: Config{Clock: time.Now}},
+		opts: ListOptions{Batch: batch, Lanes: 1, Open: 100, Long: long}}
+	for i := range 10 {
+		ls.firsts = append(ls.firsts, &openList[Member]{gid: fmt.Sprintf("g%d", i), out: make(chan listPage[Member], listAhead+1)})
+	}
+	firsts := func(items []*listItem[Member]) int {
+		n := 0
+		for _, it := range items {
+			if it.page == 0 {
+				n++
+			}
+		}
+		return n
+	}
+	if got := firsts(ls.nextBatch()); got != batch {
+		t.Fatalf("first batch: %d first pages, want %d", got, batch)
+	}
+	// Two of the three lists went on past their first page; their
+	// readers hold them.
+	for _, l := range ls.lists[:long] {
+		ls.page(l, &listItem[Member]{l: l}, batchAnswer{Status: 200,
+			Body: []byte(`{"value":[],"@odata.nextLink":"https://graph.microsoft.com/v1.0/groups/` + l.gid + `/members?$skiptoken=2"}`)})
+	}
+	ls.due = nil // their next pages are not what this test is about
+	if items := ls.nextBatch(); firsts(items) != 0 {
+		t.Fatalf("with %d long lists open, a batch of %d items has %d first pages", long, len(items), firsts(items))
+	}
+	ls.lists[0].left.Store(true) // a long list's reader returned
+	if got := firsts(ls.nextBatch()); got != batch {
+		t.Fatalf("after a long list's reader returned: %d first pages, want %d", got, batch)
+	}
+}
+
 // TestMemberListsReaderErrorEndsTheRead: the first error a reader returns
 // is MemberLists', and the other readers' lists are cancelled.
 func TestMemberListsReaderErrorEndsTheRead(t *testing.T) {
