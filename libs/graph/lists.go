@@ -154,7 +154,11 @@ type lister[T, O any] struct {
 	opts ListOptions
 	each func(ctx context.Context, groupID string, list iter.Seq2[[]O, error]) error
 
-	firsts   []*openList[O] // lists whose first page is not asked yet
+	// firsts are the groups whose lists are not started yet. A list's
+	// state is made when it starts: made up front, it was 400 bytes for
+	// each of a 1M-user tenant's 25,000 groups, a third of the fetcher's
+	// live heap.
+	firsts   []string
 	due      []*listItem[O] // pages to ask, in the order they came
 	lists    []*openList[O] // lists started, for the held ones' sake
 	longs    []*openList[O] // long lists whose readers have not returned
@@ -189,8 +193,8 @@ func readLists[T, O any](ctx context.Context, c *Client, groupIDs []string, opts
 		if gid == "" {
 			return fmt.Errorf("graph: lists of %s: group id is empty", kind.what("?"))
 		}
-		ls.firsts = append(ls.firsts, &openList[O]{gid: gid, what: kind.what(gid), out: make(chan listPage[O], listAhead+1)})
 	}
+	ls.firsts = groupIDs
 
 	// A batch's failure cancels the readers (ctx); the end of the loop,
 	// for whatever reason, its timers and batches (lctx).
@@ -299,8 +303,9 @@ func (ls *lister[T, O]) nextBatch() []*listItem[O] {
 	clear(ls.due[len(keep):])
 	ls.due = keep
 	for len(items) < n {
-		l := ls.firsts[0]
+		gid := ls.firsts[0]
 		ls.firsts = ls.firsts[1:]
+		l := &openList[O]{gid: gid, what: ls.kind.what(gid), out: make(chan listPage[O], listAhead+1)}
 		ls.started++
 		l.asked = 1
 		ls.lists = append(ls.lists, l)

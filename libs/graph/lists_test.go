@@ -116,9 +116,10 @@ func TestNoListStartsWhileLongListsAreOpen(t *testing.T) {
 	t.Parallel()
 	const batch, long = 3, 2
 	ls := &lister[wireMember, Member]{c: &Client{cfg: Config{Clock: time.Now}},
+		kind: listKind[wireMember, Member]{what: membersWhat},
 		opts: ListOptions{Batch: batch, Lanes: 1, Open: 100, Long: long}}
 	for i := range 10 {
-		ls.firsts = append(ls.firsts, &openList[Member]{gid: fmt.Sprintf("g%d", i), out: make(chan listPage[Member], listAhead+1)})
+		ls.firsts = append(ls.firsts, fmt.Sprintf("g%d", i))
 	}
 	firsts := func(items []*listItem[Member]) int {
 		n := 0
