@@ -859,7 +859,7 @@ func applyAction(ctx context.Context, q *dbsqlc.Queries, a plan.Action, ref Page
 	case plan.UpdateGroup:
 		return q.ApplyUpdateGroup(ctx, dbsqlc.ApplyUpdateGroupParams{TenantID: t, RunID: r, At: at})
 	case plan.CreateUser:
-		return q.ApplyCreateUser(ctx, dbsqlc.ApplyCreateUserParams{TenantID: t, RunID: r, At: at})
+		return q.ApplyCreateUser(ctx, dbsqlc.ApplyCreateUserParams{TenantID: t, RunID: r, At: at, RunSeq: ref.RunSeq})
 	case plan.UpdateUser:
 		return q.ApplyUpdateUser(ctx, dbsqlc.ApplyUpdateUserParams{TenantID: t, RunID: r, At: at})
 	case plan.DisableUser:
