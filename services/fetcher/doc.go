@@ -66,7 +66,7 @@
 // read up to two pages ahead of its publisher, which holds one page back
 // so the last page can be marked), for at most 8 × Config.MemberBatch
 // lists at once (graph.ListOptions.Open), of which about
-// 2 × Config.GroupConcurrency go on past their first page
-// (graph.ListOptions.Long: only those hold full pages), plus the run's
-// group ids, about 50 bytes per group.
+// Config.MemberBatch go on past their first page (graph.ListOptions.Long:
+// only those hold full pages), plus the run's group ids, about 50 bytes
+// per group.
 package fetcher

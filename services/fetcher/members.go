@@ -19,13 +19,7 @@ import (
 // GroupConcurrency pages of lists wait for the tenant's window at once
 // (eachPart). Pages get their numbers as they are made, so the run's pages
 // stay numbered without gaps whatever order the lists finish in.
-//
-// A list longer than a page holds full pages until it is published
-// (graph.ListOptions.Long). Only GroupConcurrency pages are published at
-// once, so twice as many long lists keep the long lists' page chains
-// read side by side without holding pages no one can publish yet.
 func (r *runner) memberBatches(ctx context.Context, groupIDs []string) error {
-	opts := graph.ListOptions{Batch: r.f.cfg.MemberBatch, Lanes: r.f.cfg.GroupConcurrency,
-		Long: 2 * r.f.cfg.GroupConcurrency}
+	opts := graph.ListOptions{Batch: r.f.cfg.MemberBatch, Lanes: r.f.cfg.GroupConcurrency}
 	return r.client.MemberLists(ctx, groupIDs, opts, r.memberLists)
 }

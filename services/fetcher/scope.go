@@ -35,8 +35,7 @@ import (
 // out of the app.
 func (r *runner) readScope(ctx context.Context, groups []string) error {
 	published := &publishedUsers{ids: map[string]bool{}}
-	opts := graph.ListOptions{Batch: r.f.cfg.MemberBatch, Lanes: r.f.cfg.GroupConcurrency,
-		Long: 2 * r.f.cfg.GroupConcurrency} // as memberBatches
+	opts := graph.ListOptions{Batch: r.f.cfg.MemberBatch, Lanes: r.f.cfg.GroupConcurrency}
 	err := r.client.TransitiveUserLists(ctx, groups, opts, func(ctx context.Context, gid string, list iter.Seq2[[]graph.User, error]) error {
 		return r.scopeList(ctx, gid, list, published)
 	})
