@@ -213,7 +213,14 @@ down (id) AS (
 INSERT INTO plan_work_affected (tenant_id, run_id, kind, id)
 SELECT @tenant_id::uuid, @run_id::uuid, 'user', e.member_id
 FROM down
-JOIN dir_members e ON e.tenant_id = @tenant_id AND e.group_id = down.id AND e.member_type = 'user'
+-- Each group's users looked up by its key (OFFSET 0 keeps the lookup a
+-- subquery): the planner, which cannot see how few groups the walk
+-- finds, joined them to a sort of the tenant's whole edge list.
+CROSS JOIN LATERAL (
+    SELECT e.member_id FROM dir_members e
+    WHERE e.tenant_id = @tenant_id AND e.group_id = down.id AND e.member_type = 'user'
+    OFFSET 0
+) e
 UNION
 SELECT @tenant_id::uuid, @run_id::uuid, 'user', c.id
 FROM changed c
@@ -313,14 +320,16 @@ ON CONFLICT DO NOTHING;
 -- name: PlanMembershipsToAdd :many
 -- Entra ID's memberships the app lacks (plan_work_members has users the
 -- app keeps only: the name of one the plan did not decide is the app's).
--- A cursor.
+-- Both names are looked up by key: a join to plan_work_users became a
+-- nested loop over the whole table when the planner guessed one row
+-- here. A cursor.
 SELECT w.group_id, g.display_name AS group_name, w.user_id,
-       COALESCE(u.display_name,
+       COALESCE((SELECT u.display_name FROM plan_work_users u
+                 WHERE u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = w.user_id),
                 (SELECT a.display_name FROM app_users a WHERE a.tenant_id = @tenant_id AND a.entra_id = w.user_id),
                 '')::text AS user_name
 FROM plan_work_members w
 JOIN plan_work_groups g ON g.tenant_id = @tenant_id AND g.run_id = @run_id AND g.entra_id = w.group_id
-LEFT JOIN plan_work_users u ON u.tenant_id = @tenant_id AND u.run_id = @run_id AND u.entra_id = w.user_id
 WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id
   AND NOT EXISTS (SELECT 1 FROM app_group_members m
                   WHERE m.tenant_id = @tenant_id AND m.group_id = w.group_id AND m.user_id = w.user_id);

@@ -766,7 +766,11 @@ down (id) AS (
 INSERT INTO plan_work_affected (tenant_id, run_id, kind, id)
 SELECT $1::uuid, $2::uuid, 'user', e.member_id
 FROM down
-JOIN dir_members e ON e.tenant_id = $1 AND e.group_id = down.id AND e.member_type = 'user'
+CROSS JOIN LATERAL (
+    SELECT e.member_id FROM dir_members e
+    WHERE e.tenant_id = $1 AND e.group_id = down.id AND e.member_type = 'user'
+    OFFSET 0
+) e
 UNION
 SELECT $1::uuid, $2::uuid, 'user', c.id
 FROM changed c
@@ -788,6 +792,9 @@ type PlanAffectEdgeUsersParams struct {
 // mostly a handful, which the planner can then see (a walk seeded with
 // every changed member made it expect thousands of groups and sort the
 // tenant's whole edge list to join them).
+// Each group's users looked up by its key (OFFSET 0 keeps the lookup a
+// subquery): the planner, which cannot see how few groups the walk
+// finds, joined them to a sort of the tenant's whole edge list.
 func (q *Queries) PlanAffectEdgeUsers(ctx context.Context, arg PlanAffectEdgeUsersParams) error {
 	_, err := q.db.Exec(ctx, planAffectEdgeUsers, arg.TenantID, arg.RunID)
 	return err
@@ -1505,12 +1512,12 @@ func (q *Queries) PlanItemCounts(ctx context.Context, arg PlanItemCountsParams) 
 
 const planMembershipsToAdd = `-- name: PlanMembershipsToAdd :many
 SELECT w.group_id, g.display_name AS group_name, w.user_id,
-       COALESCE(u.display_name,
+       COALESCE((SELECT u.display_name FROM plan_work_users u
+                 WHERE u.tenant_id = $1 AND u.run_id = $2 AND u.entra_id = w.user_id),
                 (SELECT a.display_name FROM app_users a WHERE a.tenant_id = $1 AND a.entra_id = w.user_id),
                 '')::text AS user_name
 FROM plan_work_members w
 JOIN plan_work_groups g ON g.tenant_id = $1 AND g.run_id = $2 AND g.entra_id = w.group_id
-LEFT JOIN plan_work_users u ON u.tenant_id = $1 AND u.run_id = $2 AND u.entra_id = w.user_id
 WHERE w.tenant_id = $1 AND w.run_id = $2
   AND NOT EXISTS (SELECT 1 FROM app_group_members m
                   WHERE m.tenant_id = $1 AND m.group_id = w.group_id AND m.user_id = w.user_id)
@@ -1530,7 +1537,9 @@ type PlanMembershipsToAddRow struct {
 
 // Entra ID's memberships the app lacks (plan_work_members has users the
 // app keeps only: the name of one the plan did not decide is the app's).
-// A cursor.
+// Both names are looked up by key: a join to plan_work_users became a
+// nested loop over the whole table when the planner guessed one row
+// here. A cursor.
 func (q *Queries) PlanMembershipsToAdd(ctx context.Context, arg PlanMembershipsToAddParams) ([]PlanMembershipsToAddRow, error) {
 	rows, err := q.db.Query(ctx, planMembershipsToAdd, arg.TenantID, arg.RunID)
 	if err != nil {
