@@ -170,7 +170,9 @@ How each figure is measured (services/fleet/bench_*_test.go):
   what follows it is the reconciler catching up and the run's finalization.
 - Rows written: n_tup_ins + n_tup_upd + n_tup_del of the mirror's (dir_*) and
   app's (app_*) tables over the round (pg_stat_user_tables). Changes: users and
-  groups the churn changed plus member edges it added or removed.
+  groups the churn changed plus the member edges its change log added or removed
+  (those that follow from other changes included: a leaver's, a dynamic
+  group's after a department move).
 - Reconciler rows/s: the rows the run leaves in the tables it writes ÷ the
   reconciler's time (its page applies plus the run's finalization); raw COPY:
   the same rows COPYed into the same tables, emptied in a rolled-back

@@ -34,6 +34,10 @@ type ChurnReport struct {
 	From, To uint64   // the change log before and after (Seq)
 	Users    []string // users changed, sorted
 	Groups   []string // groups changed (properties or members), sorted
+	// Edges is how many direct memberships (group, member) the change
+	// log added or removed: those above, and the ones that followed from
+	// other changes (a leaver's, a dynamic group's after a move).
+	Edges int
 }
 
 // Churn changes about fraction of the directory's users the way an
@@ -197,15 +201,20 @@ func (d *Directory) Churn(seed int64, fraction float64) ChurnReport {
 	d.mu.RLock()
 	rep.To = d.seq
 	us, gs := map[string]bool{}, map[string]bool{}
+	edges := map[[2]string]bool{}
 	for _, c := range d.changesAfterLocked(rep.From, rep.To) {
 		switch c.Kind {
 		case ChangeUser, ChangeUserDeleted, ChangeUserPurged:
 			us[c.ID] = true
+		case ChangeMemberAdded, ChangeMemberRemoved:
+			gs[c.ID] = true
+			edges[[2]string{c.ID, c.Member.ID}] = true
 		default:
 			gs[c.ID] = true
 		}
 	}
 	d.mu.RUnlock()
+	rep.Edges = len(edges)
 	for id := range us {
 		rep.Users = append(rep.Users, id)
 	}
@@ -260,7 +269,7 @@ func (d *Directory) freeUPN(local string) string {
 
 // String summarises a report in one line.
 func (r ChurnReport) String() string {
-	return fmt.Sprintf("joined %d, soft-deleted %d, purged %d, retitled %d, moved %d, disabled %d, members +%d -%d, nesting %d, renamed %d: %d users, %d groups changed",
+	return fmt.Sprintf("joined %d, soft-deleted %d, purged %d, retitled %d, moved %d, disabled %d, members +%d -%d, nesting %d, renamed %d: %d users, %d groups, %d memberships changed",
 		len(r.Joined), len(r.SoftDeleted), len(r.Purged), len(r.Retitled), len(r.Moved), len(r.Disabled),
-		len(r.MembersAdded), len(r.MembersRemoved), len(r.Nesting), len(r.Renamed), len(r.Users), len(r.Groups))
+		len(r.MembersAdded), len(r.MembersRemoved), len(r.Nesting), len(r.Renamed), len(r.Users), len(r.Groups), r.Edges)
 }

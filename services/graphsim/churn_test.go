@@ -99,6 +99,17 @@ func TestChurnShowsInTheNextDeltaRound(t *testing.T) {
 			t.Errorf("member change %+v (added %v): members@delta %q present %v", mc, added, reason, ok)
 		}
 	}
+	// Edges counts every membership the round reports changed, those
+	// that followed from other changes included.
+	edges := 0
+	for _, id := range rep.Groups {
+		entries, _ := memberDelta(gitems, id)
+		edges += len(entries)
+	}
+	if edges != rep.Edges || rep.Edges <= len(rep.MembersAdded)+len(rep.MembersRemoved)+len(rep.Nesting) {
+		t.Errorf("report's Edges %d; members@delta entries %d, explicit member changes %d",
+			rep.Edges, edges, len(rep.MembersAdded)+len(rep.MembersRemoved)+len(rep.Nesting))
+	}
 	for _, id := range rep.Renamed {
 		g, _ := d.Group(id)
 		if !slices.ContainsFunc(gitems, func(it map[string]any) bool { return it["id"] == id && it["displayName"] == g.DisplayName }) {
