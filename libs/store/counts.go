@@ -45,18 +45,31 @@ func refreshCounts(ctx context.Context, q *dbsqlc.Queries, ref PageRef, at time.
 	// memberships through the index (forbidding nested loops here cost a
 	// 100k-user first sync 20 s).
 	return withNestLoops(ctx, q, func() error {
+		var entra map[string]int
 		if !whole {
-			if err := moveEntraCounts(ctx, q, t, at); err != nil {
+			if entra, err = entraCountMoves(ctx, q, t); err != nil {
 				return err
 			}
 		}
+		// The recount writes the groups not counted (or all of them, when
+		// whole: then nothing moves Entra's counts), the moves only
+		// counted ones.
 		err := q.RecountEntraMembers(ctx, dbsqlc.RecountEntraMembersParams{TenantID: t, Whole: whole, At: at})
 		if err != nil {
 			return fmt.Errorf("recount entra members: %w", err)
 		}
-		err = q.MoveSyncedCounts(ctx, dbsqlc.MoveSyncedCountsParams{TenantID: t, RunID: ref.RunID, At: at})
+		synced, err := q.SyncedCountMoves(ctx, dbsqlc.SyncedCountMovesParams{TenantID: t, RunID: ref.RunID})
 		if err != nil {
-			return fmt.Errorf("move synced counts: %w", err)
+			return fmt.Errorf("synced count moves: %w", err)
+		}
+		moves, err := countMovesJSON(entra, synced)
+		if err != nil {
+			return err
+		}
+		if moves != nil {
+			if err := q.MoveCounts(ctx, dbsqlc.MoveCountsParams{TenantID: t, Moves: moves, At: at}); err != nil {
+				return fmt.Errorf("move counts: %w", err)
+			}
 		}
 		if err := q.RecountSyncedMembers(ctx, dbsqlc.RecountSyncedMembersParams{TenantID: t, At: at}); err != nil {
 			return fmt.Errorf("recount synced members: %w", err)
@@ -69,15 +82,17 @@ func refreshCounts(ctx context.Context, q *dbsqlc.Queries, ref PageRef, at time.
 	})
 }
 
-// moveEntraCounts adds to the counted groups' counts what the edges
-// changed since the last refresh made of them.
-func moveEntraCounts(ctx context.Context, q *dbsqlc.Queries, tenantID string, at time.Time) error {
+// entraCountMoves returns what the edges changed since the last refresh
+// made of each group's Entra ID count (groups that do not move may be
+// left out).
+func entraCountMoves(ctx context.Context, q *dbsqlc.Queries, tenantID string) (map[string]int, error) {
+	var none map[string]int
 	rows, err := q.EntraCountChanges(ctx, tenantID)
 	if err != nil {
-		return fmt.Errorf("entra count changes: %w", err)
+		return nil, fmt.Errorf("entra count changes: %w", err)
 	}
 	if len(rows) == 0 {
-		return nil
+		return none, nil
 	}
 	changes := make([]edgeChange, len(rows))
 	for i, r := range rows {
@@ -85,7 +100,7 @@ func moveEntraCounts(ctx context.Context, q *dbsqlc.Queries, tenantID string, at
 	}
 	nestRows, err := q.NestingEdges(ctx, tenantID)
 	if err != nil {
-		return fmt.Errorf("nesting edges: %w", err)
+		return nil, fmt.Errorf("nesting edges: %w", err)
 	}
 	nesting := make([]edge, len(nestRows))
 	for i, r := range nestRows {
@@ -94,51 +109,70 @@ func moveEntraCounts(ctx context.Context, q *dbsqlc.Queries, tenantID string, at
 	below, changedUsers := belowChanges(changes, nesting)
 	ids, err := json.Marshal(below)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	users, err := q.UsersInGroups(ctx, dbsqlc.UsersInGroupsParams{TenantID: tenantID, GroupIds: ids})
 	if err != nil {
-		return fmt.Errorf("users below changed edges: %w", err)
+		return nil, fmt.Errorf("users below changed edges: %w", err)
 	}
 	users = append(users, changedUsers...)
 	if len(users) == 0 {
-		return nil // no user's nested membership changed
+		return none, nil // no user's nested membership changed
 	}
 	slices.Sort(users)
 	users = slices.Compact(users)
 	if ids, err = json.Marshal(users); err != nil {
-		return err
+		return nil, err
 	}
 	direct := make(map[string][]string, len(users))
 	rs, err := q.GroupsOfUsers(ctx, dbsqlc.GroupsOfUsersParams{TenantID: tenantID, UserIds: ids})
 	if err != nil {
-		return fmt.Errorf("groups of users below changed edges: %w", err)
+		return nil, fmt.Errorf("groups of users below changed edges: %w", err)
 	}
 	for _, r := range rs {
 		direct[r.UserID] = append(direct[r.UserID], r.GroupID)
 	}
-	moves := countMoves(changes, nesting, users, direct)
-	type move struct {
-		ID    string `json:"id"`
-		Delta int    `json:"delta"`
+	return countMoves(changes, nesting, users, direct), nil
+}
+
+// countMove is what MoveCounts adds to one group's two counts.
+type countMove struct {
+	ID     string `json:"id"`
+	Entra  int    `json:"entra"`
+	Synced int    `json:"synced"`
+}
+
+// countMovesJSON merges the moves of a group's Entra ID count and of its
+// app count into one entry per group that moves, in id order, as
+// MoveCounts takes them; nil when nothing moves.
+func countMovesJSON(entra map[string]int, synced []dbsqlc.SyncedCountMovesRow) ([]byte, error) {
+	byID := map[string]*countMove{}
+	get := func(id string) *countMove {
+		m, ok := byID[id]
+		if !ok {
+			m = &countMove{ID: id}
+			byID[id] = m
+		}
+		return m
 	}
-	out := make([]move, 0, len(moves))
-	for _, g := range slices.Sorted(maps.Keys(moves)) {
-		if moves[g] != 0 {
-			out = append(out, move{ID: g, Delta: moves[g]})
+	for id, n := range entra {
+		if n != 0 {
+			get(id).Entra += n
 		}
 	}
-	if len(out) == 0 {
-		return nil
+	for _, r := range synced {
+		if r.N != 0 {
+			get(r.GroupID).Synced += int(r.N)
+		}
 	}
-	js, err := json.Marshal(out)
-	if err != nil {
-		return err
+	if len(byID) == 0 {
+		return nil, nil
 	}
-	if err := q.MoveEntraCounts(ctx, dbsqlc.MoveEntraCountsParams{TenantID: tenantID, Deltas: js, At: at}); err != nil {
-		return fmt.Errorf("move entra counts: %w", err)
+	out := make([]countMove, 0, len(byID))
+	for _, id := range slices.Sorted(maps.Keys(byID)) {
+		out = append(out, *byID[id])
 	}
-	return nil
+	return json.Marshal(out)
 }
 
 // edge is a member in a group.

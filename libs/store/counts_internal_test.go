@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/entrasync/entrasync/libs/store/internal/dbsqlc"
 )
 
 // graphOf is a directory's edges: edge → member type.
@@ -159,4 +161,21 @@ func sortedEdges(g map[edge]string) []edge {
 		return cmp.Compare(a.member, b.member)
 	})
 	return keys
+}
+
+// TestCountMovesJSONOneEntryPerGroup: a group whose two counts both move
+// gets one entry (one write), groups that do not move none, in id order.
+func TestCountMovesJSONOneEntryPerGroup(t *testing.T) {
+	synced := []dbsqlc.SyncedCountMovesRow{{GroupID: "g-b", N: 1}, {GroupID: "g-c", N: 0}, {GroupID: "g-a", N: -1}}
+	got, err := countMovesJSON(map[string]int{"g-a": 2, "g-b": 0, "g-d": 0, "g-e": -3}, synced)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `[{"id":"g-a","entra":2,"synced":-1},{"id":"g-b","entra":0,"synced":1},{"id":"g-e","entra":-3,"synced":0}]`
+	if string(got) != want {
+		t.Errorf("moves\n got %s\nwant %s", got, want)
+	}
+	if got, err := countMovesJSON(map[string]int{"g-a": 0}, []dbsqlc.SyncedCountMovesRow{{GroupID: "g-a"}}); err != nil || got != nil {
+		t.Errorf("nothing moves: %s %v, want nil", got, err)
+	}
 }

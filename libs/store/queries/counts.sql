@@ -5,7 +5,8 @@
 -- mirror's direct edges (cycle-safe), as Graph's transitiveMembers would
 -- count them without reading them: for every enabled group when @whole
 -- (the tenant's memberships were stale), else for the enabled groups the
--- last refresh did not count (app_groups.counted, migration 00024). The others move by the edges changed since (MoveEntraCounts).
+-- last refresh did not count (app_groups.counted, migration 00024). The others move by the edges changed since
+-- (MoveCounts).
 -- Disabled, orphaned and local groups keep theirs.
 WITH RECURSIVE targets (id) AS (
     SELECT g.entra_id
@@ -70,30 +71,26 @@ WHERE e.tenant_id = @tenant_id AND e.member_type = 'user'
   AND e.member_id = ANY (ARRAY(SELECT u.id COLLATE "C" FROM jsonb_array_elements_text(@user_ids::jsonb) AS u(id)))
 ORDER BY 1, 2;
 
--- name: MoveEntraCounts :exec
--- Adds to each group's count what the changed edges made of it
--- (@deltas: [{"id", "delta"}]), for the groups the last refresh counted
--- that are still counted.
-UPDATE app_groups g
-SET entra_member_count = g.entra_member_count + d.delta, updated_at = @at::timestamptz
-FROM jsonb_to_recordset(@deltas::jsonb) AS d(id text, delta integer)
-WHERE g.tenant_id = @tenant_id AND g.entra_id = d.id AND d.delta <> 0
-  AND g.counted AND g.status = 'enabled' AND g.kind <> 'local';
+-- name: SyncedCountMoves :many
+-- What run @run_id's plan does to each group's app member count: the
+-- memberships it adds less those it removes (the plan's items are the
+-- only writes to app_group_members but an admin deleting a group).
+SELECT i.group_id::text AS group_id,
+       sum(CASE i.action WHEN 'addMembership' THEN 1 ELSE -1 END)::integer AS n
+FROM sync_plan_items i
+WHERE i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action IN ('addMembership', 'removeMembership')
+GROUP BY i.group_id
+ORDER BY i.group_id;
 
--- name: MoveSyncedCounts :exec
--- Adds to each counted group's app member count the memberships run
--- @run_id's plan added, less those it removed: the plan's items are the
--- only writes to app_group_members but an admin deleting a group.
-WITH moved AS (
-    SELECT i.group_id, sum(CASE i.action WHEN 'addMembership' THEN 1 ELSE -1 END)::integer AS n
-    FROM sync_plan_items i
-    WHERE i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action IN ('addMembership', 'removeMembership')
-    GROUP BY i.group_id
-)
+-- name: MoveCounts :exec
+-- Moves the counted groups' two counts (@moves: [{"id", "entra",
+-- "synced"}]) in one write per group.
 UPDATE app_groups g
-SET synced_member_count = g.synced_member_count + m.n, updated_at = @at::timestamptz
-FROM moved m
-WHERE g.tenant_id = @tenant_id AND g.entra_id = m.group_id AND m.n <> 0
+SET entra_member_count = g.entra_member_count + m.entra,
+    synced_member_count = g.synced_member_count + m.synced,
+    updated_at = @at::timestamptz
+FROM jsonb_to_recordset(@moves::jsonb) AS m(id text, entra integer, synced integer)
+WHERE g.tenant_id = @tenant_id AND g.entra_id = m.id AND (m.entra <> 0 OR m.synced <> 0)
   AND g.counted AND g.status = 'enabled' AND g.kind <> 'local';
 
 -- name: RecountSyncedMembers :exec

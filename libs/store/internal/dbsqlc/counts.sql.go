@@ -132,53 +132,26 @@ func (q *Queries) MembershipsStale(ctx context.Context, tenantID string) (bool, 
 	return memberships_stale, err
 }
 
-const moveEntraCounts = `-- name: MoveEntraCounts :exec
+const moveCounts = `-- name: MoveCounts :exec
 UPDATE app_groups g
-SET entra_member_count = g.entra_member_count + d.delta, updated_at = $1::timestamptz
-FROM jsonb_to_recordset($3::jsonb) AS d(id text, delta integer)
-WHERE g.tenant_id = $2 AND g.entra_id = d.id AND d.delta <> 0
+SET entra_member_count = g.entra_member_count + m.entra,
+    synced_member_count = g.synced_member_count + m.synced,
+    updated_at = $1::timestamptz
+FROM jsonb_to_recordset($3::jsonb) AS m(id text, entra integer, synced integer)
+WHERE g.tenant_id = $2 AND g.entra_id = m.id AND (m.entra <> 0 OR m.synced <> 0)
   AND g.counted AND g.status = 'enabled' AND g.kind <> 'local'
 `
 
-type MoveEntraCountsParams struct {
+type MoveCountsParams struct {
 	At       time.Time
 	TenantID string
-	Deltas   []byte
+	Moves    []byte
 }
 
-// Adds to each group's count what the changed edges made of it
-// (@deltas: [{"id", "delta"}]), for the groups the last refresh counted
-// that are still counted.
-func (q *Queries) MoveEntraCounts(ctx context.Context, arg MoveEntraCountsParams) error {
-	_, err := q.db.Exec(ctx, moveEntraCounts, arg.At, arg.TenantID, arg.Deltas)
-	return err
-}
-
-const moveSyncedCounts = `-- name: MoveSyncedCounts :exec
-WITH moved AS (
-    SELECT i.group_id, sum(CASE i.action WHEN 'addMembership' THEN 1 ELSE -1 END)::integer AS n
-    FROM sync_plan_items i
-    WHERE i.tenant_id = $2 AND i.run_id = $3 AND i.action IN ('addMembership', 'removeMembership')
-    GROUP BY i.group_id
-)
-UPDATE app_groups g
-SET synced_member_count = g.synced_member_count + m.n, updated_at = $1::timestamptz
-FROM moved m
-WHERE g.tenant_id = $2 AND g.entra_id = m.group_id AND m.n <> 0
-  AND g.counted AND g.status = 'enabled' AND g.kind <> 'local'
-`
-
-type MoveSyncedCountsParams struct {
-	At       time.Time
-	TenantID string
-	RunID    string
-}
-
-// Adds to each counted group's app member count the memberships run
-// @run_id's plan added, less those it removed: the plan's items are the
-// only writes to app_group_members but an admin deleting a group.
-func (q *Queries) MoveSyncedCounts(ctx context.Context, arg MoveSyncedCountsParams) error {
-	_, err := q.db.Exec(ctx, moveSyncedCounts, arg.At, arg.TenantID, arg.RunID)
+// Moves the counted groups' two counts (@moves: [{"id", "entra",
+// "synced"}]) in one write per group.
+func (q *Queries) MoveCounts(ctx context.Context, arg MoveCountsParams) error {
+	_, err := q.db.Exec(ctx, moveCounts, arg.At, arg.TenantID, arg.Moves)
 	return err
 }
 
@@ -255,7 +228,8 @@ type RecountEntraMembersParams struct {
 // mirror's direct edges (cycle-safe), as Graph's transitiveMembers would
 // count them without reading them: for every enabled group when @whole
 // (the tenant's memberships were stale), else for the enabled groups the
-// last refresh did not count (app_groups.counted, migration 00024). The others move by the edges changed since (MoveEntraCounts).
+// last refresh did not count (app_groups.counted, migration 00024). The others move by the edges changed since
+// (MoveCounts).
 // Disabled, orphaned and local groups keep theirs.
 // Each (root, user) pair once, then counted: a hash of the pairs, where
 // count(DISTINCT) sorted every pair by root (to disk, for a 100k-user
@@ -286,6 +260,48 @@ type RecountSyncedMembersParams struct {
 func (q *Queries) RecountSyncedMembers(ctx context.Context, arg RecountSyncedMembersParams) error {
 	_, err := q.db.Exec(ctx, recountSyncedMembers, arg.At, arg.TenantID)
 	return err
+}
+
+const syncedCountMoves = `-- name: SyncedCountMoves :many
+SELECT i.group_id::text AS group_id,
+       sum(CASE i.action WHEN 'addMembership' THEN 1 ELSE -1 END)::integer AS n
+FROM sync_plan_items i
+WHERE i.tenant_id = $1 AND i.run_id = $2 AND i.action IN ('addMembership', 'removeMembership')
+GROUP BY i.group_id
+ORDER BY i.group_id
+`
+
+type SyncedCountMovesParams struct {
+	TenantID string
+	RunID    string
+}
+
+type SyncedCountMovesRow struct {
+	GroupID string
+	N       int32
+}
+
+// What run @run_id's plan does to each group's app member count: the
+// memberships it adds less those it removes (the plan's items are the
+// only writes to app_group_members but an admin deleting a group).
+func (q *Queries) SyncedCountMoves(ctx context.Context, arg SyncedCountMovesParams) ([]SyncedCountMovesRow, error) {
+	rows, err := q.db.Query(ctx, syncedCountMoves, arg.TenantID, arg.RunID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []SyncedCountMovesRow
+	for rows.Next() {
+		var i SyncedCountMovesRow
+		if err := rows.Scan(&i.GroupID, &i.N); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const usersInGroups = `-- name: UsersInGroups :many
