@@ -82,12 +82,19 @@ func New(cfg Config, creds Credentials) (*Client, error) {
 				DisableInstanceDiscovery: !cfg.isPublicCloud(),
 			})
 	}
-	first, err := newCred()
+	var slot *credSlot
+	if cfg.Tokens != nil {
+		slot, err = cfg.Tokens.slot(newCredKey(cfg.AuthorityHost, creds), newCred)
+	} else {
+		var first azcore.TokenCredential
+		first, err = newCred()
+		slot = &credSlot{cred: first}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("graph: credential for tenant %s: %w", creds.TenantID, err)
 	}
 	cred := &tokenSource{
-		newCred: newCred, cred: first,
+		newCred: newCred, slot: slot,
 		timeout: cfg.RequestTimeout, maxAttempts: cfg.MaxAttempts, maxWait: cfg.MaxRetryAfter,
 		sleep: cfg.Sleep, now: cfg.Clock, log: cfg.Logger,
 	}

@@ -71,6 +71,10 @@ type Config struct {
 	// Clock tells the time Retry-After dates are read against; nil means
 	// time.Now.
 	Clock func() time.Time
+	// Tokens, when set, shares credentials and their tokens between the
+	// Clients built with it (see TokenCache); nil: each Client asks the
+	// authority for its first token.
+	Tokens *TokenCache
 }
 
 // graphResources maps the hosts of Graph's documented service roots

@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,43 +39,45 @@ type tokenSource struct {
 	now         func() time.Time
 	log         zerolog.Logger
 
+	slot *credSlot // the credential asked, the Client's own or shared (TokenCache)
+
 	mu   sync.Mutex
-	cred azcore.TokenCredential
 	opts policy.TokenRequestOptions // the SDK's last request, reused to renew
 }
 
 // GetToken implements azcore.TokenCredential for the SDK's auth provider.
 func (s *tokenSource) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
 	s.mu.Lock()
-	cred := s.cred
 	s.opts = opts
 	s.mu.Unlock()
-	return s.get(ctx, cred, opts)
+	return s.get(ctx, s.slot.get(), opts)
 }
 
 // renew returns a token other than stale, which Graph refused. When the
 // credential still hands out stale, it is replaced by a fresh one (an
 // empty cache), so the token comes from the authority. Requests that
-// see the same 401 at once renew once between them.
+// see the same 401 at once renew once between them, and so do the
+// Clients sharing the credential.
 func (s *tokenSource) renew(ctx context.Context, stale string) (string, error) {
 	s.mu.Lock()
-	cred, opts := s.cred, s.opts
+	opts := s.opts
 	s.mu.Unlock()
+	cred := s.slot.get()
 	tok, err := s.get(ctx, cred, opts)
 	if err != nil || tok.Token != stale {
 		return tok.Token, err
 	}
-	s.mu.Lock()
-	if s.cred == cred {
+	s.slot.mu.Lock()
+	if s.slot.cred == cred {
 		fresh, err := s.newCred()
 		if err != nil {
-			s.mu.Unlock()
+			s.slot.mu.Unlock()
 			return "", fmt.Errorf("graph: renew credential: %w", err)
 		}
-		s.cred = fresh
+		s.slot.cred = fresh
 	}
-	cred = s.cred
-	s.mu.Unlock()
+	cred = s.slot.cred
+	s.slot.mu.Unlock()
 	s.log.Info().Msg("graph: Graph refused the token; asked the authority for a new one")
 	tok, err = s.get(ctx, cred, opts)
 	return tok.Token, err
@@ -166,6 +169,73 @@ func (s *tokenSource) classify(afe *azidentity.AuthenticationFailedError, transp
 		return &authorityUnavailable{status: res.StatusCode, msg: msg, retryAfter: ra, cause: afe}
 	}
 	return &authError{status: res.StatusCode, msg: msg, cause: afe}
+}
+
+// TokenCache lets the Clients built with it (Config.Tokens) share their
+// credentials, and so the tokens azidentity keeps in them until shortly
+// before they expire (about an hour): a tenant's runs, one Client each,
+// ask the authority once per token lifetime instead of once per run. The
+// Clients of one authority, tenant, app and secret share a credential; a
+// new secret makes a new one. A token Graph refuses is renewed for all
+// of them (tokenSource.renew). A shared credential reaches the authority
+// through the transport of the Client that made it. Safe for concurrent
+// use; make it with NewTokenCache.
+type TokenCache struct {
+	mu    sync.Mutex
+	slots map[credKey]*credSlot
+}
+
+// maxSharedCredentials bounds a TokenCache: past it, the cache starts
+// over (tenants come and go; each Client then asks for its first token
+// again).
+const maxSharedCredentials = 10_000
+
+// NewTokenCache returns an empty TokenCache.
+func NewTokenCache() *TokenCache {
+	return &TokenCache{slots: map[credKey]*credSlot{}}
+}
+
+// credKey names a shared credential; the secret is known by its hash.
+type credKey struct {
+	authority, tenant, client string
+	secret                    [sha256.Size]byte
+}
+
+func newCredKey(authority string, creds Credentials) credKey {
+	return credKey{authority: authority, tenant: creds.TenantID, client: creds.ClientID,
+		secret: sha256.Sum256([]byte(creds.ClientSecret))}
+}
+
+// slot returns the credential slot of k, made with newCred if the cache
+// has none.
+func (c *TokenCache) slot(k credKey, newCred func() (azcore.TokenCredential, error)) (*credSlot, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.slots[k]; ok {
+		return s, nil
+	}
+	cred, err := newCred()
+	if err != nil {
+		return nil, err
+	}
+	if len(c.slots) >= maxSharedCredentials {
+		clear(c.slots)
+	}
+	s := &credSlot{cred: cred}
+	c.slots[k] = s
+	return s, nil
+}
+
+// credSlot holds the credential a tokenSource asks; renew replaces it.
+type credSlot struct {
+	mu   sync.Mutex
+	cred azcore.TokenCredential
+}
+
+func (s *credSlot) get() azcore.TokenCredential {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cred
 }
 
 // authorityUnavailable is a token request the authority did not answer,

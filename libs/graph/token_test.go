@@ -102,6 +102,73 @@ func TestExpiredTokenIsRenewedOnce(t *testing.T) {
 	}
 }
 
+// TestTokenCacheSharesTokensBetweenClients: Clients built with one
+// TokenCache for the same app and secret ask the authority once between
+// them, also after Graph refused the token one of them held; a Client
+// with another secret gets no token from the others'.
+func TestTokenCacheSharesTokensBetweenClients(t *testing.T) {
+	t.Parallel()
+	var offset atomic.Int64
+	sim, err := graphsim.New(graphsim.Options{
+		TokenLifetime: time.Hour,
+		Clock:         func() time.Time { return time.Now().Add(time.Duration(offset.Load())) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sim.Close() })
+	f := &fixture{sim: sim, dir: graphsim.Generate(smallSpec), tenant: guid(), client: guid(), secret: "s3cret-" + guid()}
+	sim.AddTenant(f.tenant, f.client, f.secret, f.dir)
+	cfg := f.config(t)
+	cfg.Tokens = NewTokenCache()
+	list := func(c *Client) error {
+		for _, err := range c.Users(t.Context(), "") {
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	first, second := f.newClient(t, cfg), f.newClient(t, cfg)
+	for i, c := range []*Client{first, second} {
+		if err := list(c); err != nil {
+			t.Fatalf("client %d: %v", i+1, err)
+		}
+	}
+	if n := f.tokenRequests(); n != 1 {
+		t.Errorf("%d token requests for two clients of one cache, want 1", n)
+	}
+
+	wrong, err := New(cfg, Credentials{TenantID: f.tenant, ClientID: f.client, ClientSecret: "not-" + f.secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := list(wrong); !errors.Is(err, ErrAuth) {
+		t.Errorf("a client with another secret listed with %v, want ErrAuth", err)
+	}
+	if n := f.tokenRequests(); n != 2 {
+		t.Errorf("%d token requests after the wrong secret's client, want 2", n)
+	}
+
+	// The shared token expires: the first client to hear Graph's 401
+	// renews it for both.
+	offset.Store(int64(2 * time.Hour))
+	for i, c := range []*Client{second, first} {
+		if err := list(c); err != nil {
+			t.Fatalf("client %d after the token expired: %v", 2-i, err)
+		}
+	}
+	if n := f.tokenRequests(); n != 3 {
+		t.Errorf("%d token requests, want 3 (one renewal for both clients)", n)
+	}
+	if n := f.unauthorized(); n != 1 {
+		t.Errorf("%d 401s from Graph, want 1", n)
+	}
+}
+
 func TestSecondUnauthorizedIsFinal(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {

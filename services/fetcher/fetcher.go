@@ -219,6 +219,14 @@ func New(cfg Config, deps Deps) (*Fetcher, error) {
 	if cfg.MaxEventBytes <= 0 {
 		cfg.MaxEventBytes = int(deps.Bus.MaxPayload())
 	}
+	if cfg.Graph.Tokens == nil {
+		// A tenant's runs share their Graph tokens: each run asked the
+		// authority for one (a round trip before its first page), where
+		// one lasts about an hour. A run's token requests pass its
+		// Graph budget unmetered, so the credential that makes them may
+		// outlive the run.
+		cfg.Graph.Tokens = graph.NewTokenCache()
+	}
 	log := deps.Logger.With().Str("fetcher", cfg.ID).Logger()
 	return &Fetcher{cfg: cfg, bus: deps.Bus, store: deps.Store, log: log, busy: map[string]bool{}}, nil
 }
