@@ -297,3 +297,51 @@ func TestRunStatsCountEndedRunsAndLastSuccess(t *testing.T) {
 		t.Fatalf("last success = %v, want %v", stats.LastSuccess, s.at)
 	}
 }
+
+// TestSeatsGoBackFromDisabledAccountsAndShrinkingPools: a seat is freed
+// when its user's account is disabled in Entra ID (the plan says
+// revokeLicense and disableUser; the user ends disabled, no seat) and
+// goes to the user waiting for one; a smaller pool takes back the most
+// recent grant (revokeLicense alone).
+func TestSeatsGoBackFromDisabledAccountsAndShrinkingPools(t *testing.T) {
+	t.Parallel()
+	s := newSyncer(t, 2)
+	us := people(3)
+	s.run(us...)
+	for i, want := range []string{store.LicenseAssigned, store.LicenseAssigned, store.LicenseNone} {
+		if got := s.user(us[i].ID).License; got != want {
+			t.Fatalf("first run: user %d has license %q, want %q", i+1, got, want)
+		}
+	}
+
+	s.at = s.at.Add(time.Hour)
+	us[0].AccountEnabled = false
+	r := s.run(us...)
+	items, _, err := s.st.ListPlanItems(context.Background(), s.tenant, r.ID, -1, 100)
+	must(t, err)
+	var actions []string
+	for _, it := range items {
+		if it.EntraID == us[0].ID {
+			actions = append(actions, it.Action)
+		}
+	}
+	if strings.Join(actions, " ") != "revokeLicense disableUser" {
+		t.Errorf("plan for the disabled user: %v, want revokeLicense disableUser", actions)
+	}
+	if got := s.user(us[0].ID); got.Enabled || got.License != store.LicenseDisabled {
+		t.Errorf("disabled user: enabled %v, license %q; want false, %q", got.Enabled, got.License, store.LicenseDisabled)
+	}
+	if got := s.user(us[2].ID).License; got != store.LicenseAssigned {
+		t.Errorf("waiting user after a seat was freed: license %q, want %q", got, store.LicenseAssigned)
+	}
+
+	s.at = s.at.Add(time.Hour)
+	s.settings(func(set *plan.Settings) { set.Seats = 1 })
+	s.run(us...)
+	if got := s.user(us[2].ID).License; got != store.LicenseNone {
+		t.Errorf("most recent grant after the pool shrank: license %q, want %q", got, store.LicenseNone)
+	}
+	if got := s.user(us[1].ID).License; got != store.LicenseAssigned {
+		t.Errorf("older grant after the pool shrank: license %q, want %q", got, store.LicenseAssigned)
+	}
+}

@@ -444,11 +444,17 @@ WHERE m.tenant_id = @tenant_id AND i.tenant_id = @tenant_id AND i.run_id = @run_
   AND m.group_id = i.group_id AND m.user_id = i.entra_id;
 
 -- name: ApplyRevokeLicense :exec
+-- A user the plan also disables or removes is left to those items,
+-- applied later (plan.Actions), which leave the seat as this one would
+-- (disabled: no seat; removed: no row): one write per user instead of two.
 UPDATE app_users u
 SET license = i.after ->> 'license', license_run_seq = NULL, licensed_at = NULL, updated_at = @at::timestamptz
 FROM sync_plan_items i
 WHERE u.tenant_id = @tenant_id AND i.tenant_id = @tenant_id AND i.run_id = @run_id AND i.action = 'revokeLicense'
-  AND u.entra_id = i.entra_id;
+  AND u.entra_id = i.entra_id
+  AND NOT EXISTS (SELECT 1 FROM sync_plan_items x
+                  WHERE x.tenant_id = @tenant_id AND x.run_id = @run_id AND x.entra_id = i.entra_id
+                    AND x.action IN ('disableUser', 'removeUser'));
 
 -- name: ApplyRemoveUser :exec
 DELETE FROM app_users u

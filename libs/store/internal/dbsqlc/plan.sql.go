@@ -250,6 +250,9 @@ SET license = i.after ->> 'license', license_run_seq = NULL, licensed_at = NULL,
 FROM sync_plan_items i
 WHERE u.tenant_id = $2 AND i.tenant_id = $2 AND i.run_id = $3 AND i.action = 'revokeLicense'
   AND u.entra_id = i.entra_id
+  AND NOT EXISTS (SELECT 1 FROM sync_plan_items x
+                  WHERE x.tenant_id = $2 AND x.run_id = $3 AND x.entra_id = i.entra_id
+                    AND x.action IN ('disableUser', 'removeUser'))
 `
 
 type ApplyRevokeLicenseParams struct {
@@ -258,6 +261,9 @@ type ApplyRevokeLicenseParams struct {
 	RunID    string
 }
 
+// A user the plan also disables or removes is left to those items,
+// applied later (plan.Actions), which leave the seat as this one would
+// (disabled: no seat; removed: no row): one write per user instead of two.
 func (q *Queries) ApplyRevokeLicense(ctx context.Context, arg ApplyRevokeLicenseParams) error {
 	_, err := q.db.Exec(ctx, applyRevokeLicense, arg.At, arg.TenantID, arg.RunID)
 	return err
