@@ -165,7 +165,9 @@ How each figure is measured (services/fleet/bench_*_test.go):
   delta links taken before the enumeration.
 - Graph floor: the longer of the bound's RU at the tenant's budget rate (800 RU/s)
   and its chain of pages that must follow one another × 100 ms.
-- Wall times are from the trigger until the api shows the run ended.
+- Wall times are from the trigger until the api shows the run ended, looked at
+  every 25 ms (every 5 ms for a delta round and the small tenants' runs, which
+  last a few hundred ms).
 - Graph read: from the trigger until the run's last Graph request was answered;
   what follows it is the reconciler catching up and the run's finalization.
 - Rows written: n_tup_ins + n_tup_upd + n_tup_del of the mirror's (dir_*) and

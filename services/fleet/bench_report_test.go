@@ -449,13 +449,25 @@ func fkOrder(b *testing.B, db *pgxpool.Pool, tables []string) []string {
 // unless it succeeded. It returns the run and when it was seen to have
 // ended.
 func waitRun(h *harness, tenantID, runID string) (runView, time.Time) {
+	return waitRunEvery(h, tenantID, runID, 25*time.Millisecond)
+}
+
+// waitRunShort is waitRun for a run of a few pages, timed to within a
+// few milliseconds: 25 ms steps could add an eighth to a 200 ms round.
+func waitRunShort(h *harness, tenantID, runID string) (runView, time.Time) {
+	return waitRunEvery(h, tenantID, runID, 5*time.Millisecond)
+}
+
+// waitRunEvery looks at the run every `every`. Every 25 ms by default,
+// not WaitFor's 10: each look is an api request that counts the run's
+// pages, on the machine being measured; a short run's few pages may be
+// counted every 5 ms. (The run's finish time is no end mark: it is when
+// finalization began.)
+func waitRunEvery(h *harness, tenantID, runID string, every time.Duration) (runView, time.Time) {
 	h.t.Helper()
 	var v runView
 	var done time.Time
-	// Every 25 ms, not WaitFor's 10: each look is an api request that
-	// counts the run's pages, on the machine being measured. (The run's
-	// finish time is no end mark: it is when finalization began.)
-	devenv.WaitForEvery(h.t, 30*time.Minute, 25*time.Millisecond, "run "+runID+" to succeed", func() bool {
+	devenv.WaitForEvery(h.t, 30*time.Minute, every, "run "+runID+" to succeed", func() bool {
 		v = runView{}
 		if code := h.do("GET", "/v1/tenants/"+tenantID+"/syncs/"+runID, nil, &v); code != http.StatusOK {
 			h.t.Fatalf("GET run = %d", code)

@@ -120,7 +120,7 @@ func benchSync(b *testing.B, n int) {
 	// mirror must write.
 	edges := rep.Edges
 	t1 := time.Now()
-	delta, deltaDone := waitRun(h, tenant, h.trigger(tenant))
+	delta, deltaDone := waitRunShort(h, tenant, h.trigger(tenant))
 	deltaTime := deltaDone.Sub(t1)
 	dg := tallyGraph(h.sim, e.ID, t1)
 	writes4 := tableWrites(b, h.db)

@@ -41,7 +41,7 @@ func BenchmarkReportThrottledNeighbour(b *testing.B) {
 		var took []time.Duration
 		for range 3 {
 			start := time.Now()
-			v, done := waitRun(h, quietID, h.triggerFull(quietID))
+			v, done := waitRunShort(h, quietID, h.triggerFull(quietID))
 			if v.Status != "succeeded" {
 				b.Fatalf("the quiet tenant's run ended %s: %s", v.Status, v.Error)
 			}
