@@ -48,11 +48,15 @@ type Limits struct {
 	AppWindow time.Duration
 }
 
+// LargeTenant is the user count from which a tenant is in Graph's largest
+// tier: a larger count sizes no budget differently.
+const LargeTenant = 501
+
 // Tenant is the quota per TenantWindow of an app in a tenant of users
 // users; users < 0 (not known) gives the smallest.
 func (l Limits) Tenant(users int) int {
 	switch {
-	case users > 500:
+	case users >= LargeTenant:
 		return l.Large
 	case users >= 50:
 		return l.Medium

@@ -141,7 +141,7 @@ func TestScopedListingTombstonesNobodyAndScopesByItsLists(t *testing.T) {
 	wantRows(t, "app users after the scoped read", appUsers(), uID(1), uID(2))
 	wantRows(t, "mirror users after the scoped read", w.rows(`SELECT entra_id FROM dir_users WHERE tenant_id = $1 AND NOT deleted ORDER BY entra_id`),
 		uID(1), uID(2), uID(3), uID(4), uID(5), uID(6))
-	if n, err := w.st.MirrorUserCount(ctx, w.tenant); err != nil || n != 6 {
+	if n, err := w.st.MirrorUserCount(ctx, w.tenant, 0); err != nil || n != 6 {
 		t.Fatalf("mirror user count %d (%v), want 6: the Graph budget is sized by it", n, err)
 	}
 	if l := w.links(); l.Users != "https://graph/u?$deltatoken=1" {

@@ -116,7 +116,7 @@ func TestRunPaysTheSharedGraphBudget(t *testing.T) {
 	// to the medium tier (5,000 units per 10 s) once its listing passes
 	// 50 users, ten pages in: it waits less than half of what its units
 	// take in the small tier even from a full bucket.
-	mirror, err := e.st.MirrorUserCount(t.Context(), e.tenant.ID)
+	mirror, err := e.st.MirrorUserCount(t.Context(), e.tenant.ID, 0)
 	if err != nil || mirror >= 50 {
 		t.Fatalf("the mirror holds %d users (%v); want under 50", mirror, err)
 	}
@@ -138,7 +138,7 @@ func TestRunPaysTheSharedGraphBudget(t *testing.T) {
 
 	// The third run: the mirror holds the tenant's users, over 50: a medium
 	// tenant from the start; the run barely waits.
-	if mirror, err = e.st.MirrorUserCount(t.Context(), e.tenant.ID); err != nil || mirror < 50 {
+	if mirror, err = e.st.MirrorUserCount(t.Context(), e.tenant.ID, 0); err != nil || mirror < 50 {
 		t.Fatalf("the mirror holds %d users (%v); want the tenant's, over 50", mirror, err)
 	}
 	e.sim.ResetRequests()

@@ -528,7 +528,7 @@ func (r *runner) fetched(ctx context.Context, links [2]string, caughtUp bool) er
 // users listing grows it as it goes (growBudget).
 func (r *runner) budgeted(ctx context.Context, gcfg graph.Config, creds store.Credentials) (http.RoundTripper, error) {
 	key := budget.Key{App: creds.ClientID, Tenant: creds.EntraTenantID}
-	users, err := r.f.store.MirrorUserCount(ctx, r.tenant)
+	users, err := r.f.store.MirrorUserCount(ctx, r.tenant, budget.LargeTenant)
 	if err != nil {
 		return nil, fmt.Errorf("fetcher: users of tenant %s, to size its Graph budget: %w", r.tenant, err)
 	}

@@ -70,7 +70,7 @@ func TestScopedTenantIsReadTransitively(t *testing.T) {
 	checkRun(t, e, whole, rec.waitEnd(t, whole.ID))
 	finished(whole)
 	assertSameSet(t, "app users after the whole read", appUsers(), want)
-	mirrored, err := e.st.MirrorUserCount(t.Context(), e.tenant.ID)
+	mirrored, err := e.st.MirrorUserCount(t.Context(), e.tenant.ID, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestScopedTenantIsReadTransitively(t *testing.T) {
 		len(reqs), ru, len(everyone), before)
 
 	assertSameSet(t, "app users after the transitive read", appUsers(), want)
-	if n, err := e.st.MirrorUserCount(t.Context(), e.tenant.ID); err != nil || n != mirrored {
+	if n, err := e.st.MirrorUserCount(t.Context(), e.tenant.ID, 0); err != nil || n != mirrored {
 		t.Errorf("mirror holds %d users after the transitive read (%v), want the %d the whole read left", n, err, mirrored)
 	}
 }

@@ -11,14 +11,21 @@ import (
 
 const mirrorUserCount = `-- name: MirrorUserCount :one
 SELECT count(*)::bigint AS users
-FROM dir_users
-WHERE tenant_id = $1 AND NOT deleted
+FROM (SELECT 1 FROM dir_users
+      WHERE tenant_id = $1 AND NOT deleted
+      LIMIT $2::bigint) u
 `
 
-// The tenant's users as the mirror last saw them (tombstones left out):
-// the size Graph's identity budget tier is chosen by.
-func (q *Queries) MirrorUserCount(ctx context.Context, tenantID string) (int64, error) {
-	row := q.db.QueryRow(ctx, mirrorUserCount, tenantID)
+type MirrorUserCountParams struct {
+	TenantID string
+	UpTo     *int64
+}
+
+// The tenant's users as the mirror last saw them (tombstones left out),
+// counted up to @up_to (NULL: all): the size Graph's identity budget tier
+// is chosen by, which stops growing at 501 users.
+func (q *Queries) MirrorUserCount(ctx context.Context, arg MirrorUserCountParams) (int64, error) {
+	row := q.db.QueryRow(ctx, mirrorUserCount, arg.TenantID, arg.UpTo)
 	var users int64
 	err := row.Scan(&users)
 	return users, err
