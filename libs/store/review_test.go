@@ -302,7 +302,8 @@ func TestRunStatsCountEndedRunsAndLastSuccess(t *testing.T) {
 // when its user's account is disabled in Entra ID (the plan says
 // revokeLicense and disableUser; the user ends disabled, no seat) and
 // goes to the user waiting for one; a smaller pool takes back the most
-// recent grant (revokeLicense alone).
+// recent grant (revokeLicense alone); an account enabled again is
+// enabled and waits for a seat.
 func TestSeatsGoBackFromDisabledAccountsAndShrinkingPools(t *testing.T) {
 	t.Parallel()
 	s := newSyncer(t, 2)
@@ -343,5 +344,14 @@ func TestSeatsGoBackFromDisabledAccountsAndShrinkingPools(t *testing.T) {
 	}
 	if got := s.user(us[1].ID).License; got != store.LicenseAssigned {
 		t.Errorf("older grant after the pool shrank: license %q, want %q", got, store.LicenseAssigned)
+	}
+
+	// The account enabled again: the user is, and waits for a seat (the
+	// only one is taken).
+	s.at = s.at.Add(time.Hour)
+	us[0].AccountEnabled = true
+	s.run(us...)
+	if got := s.user(us[0].ID); !got.Enabled || got.License != store.LicenseNone {
+		t.Errorf("account enabled again: enabled %v, license %q; want true, %q", got.Enabled, got.License, store.LicenseNone)
 	}
 }
