@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +20,13 @@ import (
 // an init may keep for good), or by an unrelated process that got the
 // number. While the pid belongs to a live postgres, clearStaleLock waits
 // for it to go, up to limit, then says it still runs.
+//
+// A postmaster killed outright leaves its backends running for a moment,
+// until they notice; they hold the cluster's shared memory, and a
+// postgres started meanwhile refuses to ("pre-existing shared memory
+// block is still in use"). So, the postmaster gone, clearStaleLock also
+// waits, within the same limit, until nothing is attached to the shared
+// memory segment the lock file names.
 func clearStaleLock(dir string, limit time.Duration) error {
 	lock := filepath.Join(dir, "postmaster.pid")
 	deadline := time.Now().Add(limit)
@@ -33,6 +41,13 @@ func clearStaleLock(dir string, limit time.Duration) error {
 		first, _, _ := strings.Cut(string(raw), "\n")
 		pid, err := strconv.Atoi(strings.TrimSpace(first))
 		if err != nil || pid <= 0 || !livePostgres(pid) {
+			if id, ok := lockShmID(string(raw)); ok && shmInUse(id) {
+				if time.Now().After(deadline) {
+					return fmt.Errorf("devenv: the backends of a stopped postgres still hold shared memory segment %d of %s", id, dir)
+				}
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
 			if err := os.Remove(lock); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("devenv: remove stale %s: %w", lock, err)
 			}
@@ -74,4 +89,53 @@ func procState(pid int) (byte, error) {
 		return 0, fmt.Errorf("devenv: unreadable /proc/%d/stat", pid)
 	}
 	return raw[i+2], nil
+}
+
+// lockShmID is the id of the System V shared memory segment a
+// postmaster.pid names: the second field of its seventh line ("key id").
+func lockShmID(lockFile string) (int, bool) {
+	lines := strings.Split(lockFile, "\n")
+	if len(lines) < 7 {
+		return 0, false
+	}
+	f := strings.Fields(lines[6])
+	if len(f) != 2 {
+		return 0, false
+	}
+	id, err := strconv.Atoi(f[1])
+	return id, err == nil && id >= 0
+}
+
+// shmInUse reports whether processes are attached to System V shared
+// memory segment id (/proc/sysvipc/shm); a segment that is gone, or a
+// table that cannot be read, is not.
+func shmInUse(id int) bool {
+	raw, err := os.ReadFile("/proc/sysvipc/shm")
+	if err != nil {
+		return false
+	}
+	return shmAttached(raw, id) > 0
+}
+
+// shmAttached reads the attach count (nattch) of segment id from a
+// /proc/sysvipc/shm table; 0 when the segment is not in it.
+func shmAttached(table []byte, id int) int {
+	lines := strings.Split(string(table), "\n")
+	if len(lines) == 0 {
+		return 0
+	}
+	header := strings.Fields(lines[0])
+	idCol, nattchCol := slices.Index(header, "shmid"), slices.Index(header, "nattch")
+	if idCol < 0 || nattchCol < 0 {
+		return 0
+	}
+	for _, line := range lines[1:] {
+		f := strings.Fields(line)
+		if len(f) <= max(idCol, nattchCol) || f[idCol] != strconv.Itoa(id) {
+			continue
+		}
+		n, _ := strconv.Atoi(f[nattchCol])
+		return n
+	}
+	return 0
 }

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // zombie starts a child that exits at once and is not reaped: its pid
@@ -89,5 +91,76 @@ func TestLockOfALivePostgresIsNotRemoved(t *testing.T) {
 	}
 	if _, err := os.Stat(lock); err != nil {
 		t.Fatal("the live postmaster's lock file was removed")
+	}
+}
+
+// TestStartWaitsForTheBackendsOfAKilledPostmaster: a postmaster killed
+// outright leaves backends that still hold its shared memory until they
+// notice; a postgres started meanwhile would refuse to run. Here one
+// backend is held stopped: the lock is not cleared while it holds the
+// segment, and is once it has gone.
+func TestStartWaitsForTheBackendsOfAKilledPostmaster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL cluster")
+	}
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "pg")
+	p, err := StartPostgres(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, p.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var backend int
+	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(backend, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(backend, syscall.SIGKILL) })
+	_ = p.cmd.Process.Kill()
+	<-p.done
+
+	raw, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, ok := lockShmID(string(raw))
+	if !ok || !shmInUse(id) {
+		t.Fatalf("shared memory segment %d (found %v) not in use with a backend stopped", id, ok)
+	}
+	if err := clearStaleLock(dir, 200*time.Millisecond); err == nil || !strings.Contains(err.Error(), "still hold shared memory") {
+		t.Fatalf("clearStaleLock with a backend holding the segment = %v", err)
+	}
+
+	if err := syscall.Kill(backend, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	p, err = StartPostgres(ctx, dir)
+	if err != nil {
+		t.Fatalf("start once the backend could go: %v", err)
+	}
+	p.Stop()
+}
+
+func TestShmTables(t *testing.T) {
+	lock := "4242\n/data\n1796227273\n5432\n/data\n127.0.0.1\n  10649681    196655\nready   \n"
+	if id, ok := lockShmID(lock); !ok || id != 196655 {
+		t.Errorf("lockShmID = %d, %v; want 196655", id, ok)
+	}
+	if _, ok := lockShmID("4242\n/data\n"); ok {
+		t.Error("lockShmID found an id in a short lock file")
+	}
+	table := []byte(`       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid      atime      dtime      ctime                   rss                  swap
+    745552          4   600                    56  2249  2277      5   101   104   101   104 1796221628 1796221628 1796221626                  4096                     0
+  10649681     196655   600                    56 25822 25838      0   101   104   101   104 1796227274 1796227274 1796227273                  4096                     0
+`)
+	for id, want := range map[int]int{4: 5, 196655: 0, 7: 0} {
+		if got := shmAttached(table, id); got != want {
+			t.Errorf("shmAttached(%d) = %d, want %d", id, got, want)
+		}
 	}
 }
