@@ -121,17 +121,15 @@ func shmInUse(id int) bool {
 // /proc/sysvipc/shm table; 0 when the segment is not in it.
 func shmAttached(table []byte, id int) int {
 	lines := strings.Split(string(table), "\n")
-	if len(lines) == 0 {
-		return 0
-	}
 	header := strings.Fields(lines[0])
 	idCol, nattchCol := slices.Index(header, "shmid"), slices.Index(header, "nattch")
 	if idCol < 0 || nattchCol < 0 {
 		return 0
 	}
+	want := strconv.Itoa(id)
 	for _, line := range lines[1:] {
 		f := strings.Fields(line)
-		if len(f) <= max(idCol, nattchCol) || f[idCol] != strconv.Itoa(id) {
+		if len(f) <= max(idCol, nattchCol) || f[idCol] != want {
 			continue
 		}
 		n, _ := strconv.Atoi(f[nattchCol])

@@ -56,13 +56,11 @@ func (f *fixture) unauthorized() int {
 	return n
 }
 
-// TestExpiredTokenIsRenewedOnce: the simulator's clock moves past the
-// token's lifetime mid-listing, as during a long Retry-After; Graph
-// answers 401 and the client gets a new token from the authority and
-// carries on, once.
-func TestExpiredTokenIsRenewedOnce(t *testing.T) {
-	t.Parallel()
-	var offset atomic.Int64
+// newClockedFixture is a fixture whose simulator issues hour-long tokens
+// and runs its clock offset by what the test stores in offset.
+func newClockedFixture(t *testing.T) (f *fixture, offset *atomic.Int64) {
+	t.Helper()
+	offset = new(atomic.Int64)
 	sim, err := graphsim.New(graphsim.Options{
 		TokenLifetime: time.Hour,
 		Clock:         func() time.Time { return time.Now().Add(time.Duration(offset.Load())) },
@@ -74,8 +72,18 @@ func TestExpiredTokenIsRenewedOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sim.Close() })
-	f := &fixture{sim: sim, dir: graphsim.Generate(smallSpec), tenant: guid(), client: guid(), secret: "s3cret-" + guid()}
+	f = &fixture{sim: sim, dir: graphsim.Generate(smallSpec), tenant: guid(), client: guid(), secret: "s3cret-" + guid()}
 	sim.AddTenant(f.tenant, f.client, f.secret, f.dir)
+	return f, offset
+}
+
+// TestExpiredTokenIsRenewedOnce: the simulator's clock moves past the
+// token's lifetime mid-listing, as during a long Retry-After; Graph
+// answers 401 and the client gets a new token from the authority and
+// carries on, once.
+func TestExpiredTokenIsRenewedOnce(t *testing.T) {
+	t.Parallel()
+	f, offset := newClockedFixture(t)
 	cfg := f.config(t)
 	cfg.PageSize = 2
 	c := f.newClient(t, cfg)
@@ -108,20 +116,7 @@ func TestExpiredTokenIsRenewedOnce(t *testing.T) {
 // with another secret gets no token from the others'.
 func TestTokenCacheSharesTokensBetweenClients(t *testing.T) {
 	t.Parallel()
-	var offset atomic.Int64
-	sim, err := graphsim.New(graphsim.Options{
-		TokenLifetime: time.Hour,
-		Clock:         func() time.Time { return time.Now().Add(time.Duration(offset.Load())) },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sim.Close() })
-	f := &fixture{sim: sim, dir: graphsim.Generate(smallSpec), tenant: guid(), client: guid(), secret: "s3cret-" + guid()}
-	sim.AddTenant(f.tenant, f.client, f.secret, f.dir)
+	f, offset := newClockedFixture(t)
 	cfg := f.config(t)
 	cfg.Tokens = NewTokenCache()
 	list := func(c *Client) error {

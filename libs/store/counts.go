@@ -86,13 +86,12 @@ func refreshCounts(ctx context.Context, q *dbsqlc.Queries, ref PageRef, at time.
 // made of each group's Entra ID count (groups that do not move may be
 // left out).
 func entraCountMoves(ctx context.Context, q *dbsqlc.Queries, tenantID string) (map[string]int, error) {
-	var none map[string]int
 	rows, err := q.EntraCountChanges(ctx, tenantID)
 	if err != nil {
 		return nil, fmt.Errorf("entra count changes: %w", err)
 	}
 	if len(rows) == 0 {
-		return none, nil
+		return nil, nil
 	}
 	changes := make([]edgeChange, len(rows))
 	for i, r := range rows {
@@ -117,7 +116,7 @@ func entraCountMoves(ctx context.Context, q *dbsqlc.Queries, tenantID string) (m
 	}
 	users = append(users, changedUsers...)
 	if len(users) == 0 {
-		return none, nil // no user's nested membership changed
+		return nil, nil // no user's nested membership changed
 	}
 	slices.Sort(users)
 	users = slices.Compact(users)

@@ -922,3 +922,26 @@ func TestLongRetryAfterBringsTheJobBackWhenGraphSaid(t *testing.T) {
 		t.Fatalf("Graph was asked again %s after a 429 with Retry-After %s", gap, wait)
 	}
 }
+
+// TestRunsOfATenantShareOneGraphToken: a fetcher's runs of one tenant ask
+// the token authority once between them (graph.TokenCache), not once
+// each.
+func TestRunsOfATenantShareOneGraphToken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	rec := e.recordAndApply()
+	e.startFetcher("fetcher-token", nil)
+	for range 2 {
+		run := e.queueRun()
+		checkRun(t, e, run, rec.waitEnd(t, run.ID))
+	}
+	tokens := 0
+	for _, r := range e.sim.Requests() {
+		if strings.HasSuffix(r.Path, "/oauth2/v2.0/token") && strings.EqualFold(r.Tenant, e.entra) {
+			tokens++
+		}
+	}
+	if tokens != 1 {
+		t.Errorf("two runs asked the authority for %d tokens, want 1", tokens)
+	}
+}

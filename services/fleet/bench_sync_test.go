@@ -128,7 +128,7 @@ func benchSync(b *testing.B, n int) {
 	deltaFinalize := finalizeSeconds(b, h.db, delta.RunID, deltaDone)
 	logWrites(b, "no-change full run", writes2, writes3)
 	logWrites(b, "delta round", writes3, writes4)
-	logPlanActions(b, h.db, "delta round", delta.RunID)
+	logPlan(b, "delta round", delta)
 	// The fewest delta pages that can carry the changes: the users'
 	// round and the groups' round, each at least one page.
 	deltaBound := max(1, ceilDiv(len(rep.Users), deltaPage)) + max(1, ceilDiv(len(rep.Groups), deltaPage))
