@@ -53,6 +53,8 @@ const (
 	DefaultPollWait         = 10 * time.Second
 	DefaultTransientFor     = time.Hour
 	DefaultMaxStrandings    = 3
+	DefaultPublishTimeout   = 5 * time.Second
+	DefaultPublishRetryFor  = time.Minute
 )
 
 // Options tunes a Bus. The zero value gives production settings; tests
@@ -93,6 +95,12 @@ type Options struct {
 	// PollWait is how long one pull request waits for messages.
 	PollWait time.Duration
 
+	// PublishTimeout is how long a publish waits for JetStream's ack
+	// before it sends the message again; PublishRetryFor is how long it
+	// keeps sending it before it gives up. Both stay well inside the
+	// dedup window (Duplicates), so the copies are one message.
+	PublishTimeout, PublishRetryFor time.Duration
+
 	// MaxStrandings is how often a message whose last delivery was never
 	// answered (its process died) is published again before it is
 	// dead-lettered instead (see rescue.go).
@@ -125,6 +133,13 @@ func (o *Options) setDefaults() {
 	def(&o.PollWait, DefaultPollWait)
 	def(&o.TransientFor, DefaultTransientFor)
 	defInt(&o.MaxStrandings, DefaultMaxStrandings)
+	def(&o.PublishTimeout, DefaultPublishTimeout)
+	def(&o.PublishRetryFor, DefaultPublishRetryFor)
+	// A message sent again after the dedup window would be a second
+	// message.
+	if o.PublishTimeout+o.PublishRetryFor > o.Duplicates/2 {
+		o.PublishRetryFor = max(0, o.Duplicates/2-o.PublishTimeout)
+	}
 	if o.RetryMax < o.RetryBase {
 		o.RetryMax = o.RetryBase
 	}
@@ -164,7 +179,8 @@ func ConnectWith(ctx context.Context, url string, opts Options, log zerolog.Logg
 	nc, err := nats.Connect(url,
 		nats.Name(opts.Name),
 		// Keep trying for ever: a NATS restart must delay work, not end
-		// the process. Publishes fail fast meanwhile (they wait for acks).
+		// the process. Publishes meanwhile wait for their acks, and send
+		// their message again, for PublishRetryFor (see publish).
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
 		nats.ReconnectJitter(500*time.Millisecond, 2*time.Second),

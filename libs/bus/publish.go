@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
@@ -138,12 +139,43 @@ func (b *Bus) publish(ctx context.Context, stream, subject, msgID string, m prot
 		return fmt.Errorf("%w: %s (id %s) is %d bytes encoded; the NATS server takes at most %d: split it",
 			ErrTooLarge, subject, msgID, len(data), limit)
 	}
-	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
-	_, err = b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(stream))
+	// JetStream acks a message once it stored it. An ack that does not
+	// come in time (a NATS restart or failover, a server too busy to
+	// answer) says nothing about whether the message was stored: it is
+	// sent again with the same id, which JetStream keeps once, until
+	// PublishRetryFor has passed. A publisher that gave up at once would
+	// throw away what it read to make the message (a fetcher, its run's
+	// pages so far).
+	send := func() error {
+		actx, cancel := context.WithTimeout(ctx, b.opts.PublishTimeout)
+		defer cancel()
+		msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+		_, err := b.js.PublishMsg(actx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(stream))
+		if err != nil && (ctx.Err() != nil || !unanswered(err)) {
+			return backoff.Permanent(err)
+		}
+		return err
+	}
+	var again backoff.BackOff = &backoff.StopBackOff{} // a dedup window too short to send again in
+	if b.opts.PublishRetryFor > 0 {
+		bo := backoff.NewExponentialBackOff()
+		bo.InitialInterval, bo.MaxInterval, bo.MaxElapsedTime = 100*time.Millisecond, 5*time.Second, b.opts.PublishRetryFor
+		again = bo
+	}
+	err = backoff.RetryNotify(send, backoff.WithContext(again, ctx), func(err error, wait time.Duration) {
+		b.log.Warn().Err(err).Str("subject", subject).Str("msg_id", msgID).Dur("wait", wait).
+			Msg("bus: publish not acknowledged in time; sending it again")
+	})
 	if err != nil {
 		return fmt.Errorf("bus: publish %s (id %s): %w", subject, msgID, err)
 	}
 	return nil
+}
+
+// unanswered tells a publish whose ack did not come in time from one
+// JetStream refused.
+func unanswered(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
 }
 
 // validToken checks that s can be one token of a NATS subject.
