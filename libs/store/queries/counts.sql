@@ -105,6 +105,26 @@ FROM (SELECT t.entra_id,
       WHERE t.tenant_id = @tenant_id AND t.status = 'enabled' AND t.kind <> 'local' AND NOT t.counted) c
 WHERE g.tenant_id = @tenant_id AND g.entra_id = c.entra_id AND g.synced_member_count <> c.n;
 
+-- name: RecountSyncedMembersWhole :exec
+-- RecountSyncedMembers for a refresh after a plan that recomputed every
+-- membership (a tenant's first, above all): the tenant's memberships
+-- counted in one pass, grouped by group, then joined to the groups. The
+-- count per group went through an index the planner picked from
+-- statistics that did not know the tenant yet: a new tenant beside
+-- another one is "a handful of rows", and the count read all of its
+-- memberships through the (tenant, user) index once per group (50k
+-- users and 1,250 groups: minutes instead of a second).
+UPDATE app_groups g
+SET synced_member_count = c.n, updated_at = @at::timestamptz
+FROM (SELECT t.entra_id, COALESCE(m.n, 0)::integer AS n
+      FROM app_groups t
+      LEFT JOIN (SELECT a.group_id, count(*) AS n
+                 FROM app_group_members a
+                 WHERE a.tenant_id = @tenant_id
+                 GROUP BY a.group_id) m ON m.group_id = t.entra_id
+      WHERE t.tenant_id = @tenant_id AND t.status = 'enabled' AND t.kind <> 'local' AND NOT t.counted) c
+WHERE g.tenant_id = @tenant_id AND g.entra_id = c.entra_id AND g.synced_member_count <> c.n;
+
 -- name: CountsRefreshed :exec
 -- The counts follow the mirror and the app: the enabled groups are
 -- counted, the others not, and every edge change is counted. The changes of runs up to

@@ -262,6 +262,37 @@ func (q *Queries) RecountSyncedMembers(ctx context.Context, arg RecountSyncedMem
 	return err
 }
 
+const recountSyncedMembersWhole = `-- name: RecountSyncedMembersWhole :exec
+UPDATE app_groups g
+SET synced_member_count = c.n, updated_at = $1::timestamptz
+FROM (SELECT t.entra_id, COALESCE(m.n, 0)::integer AS n
+      FROM app_groups t
+      LEFT JOIN (SELECT a.group_id, count(*) AS n
+                 FROM app_group_members a
+                 WHERE a.tenant_id = $2
+                 GROUP BY a.group_id) m ON m.group_id = t.entra_id
+      WHERE t.tenant_id = $2 AND t.status = 'enabled' AND t.kind <> 'local' AND NOT t.counted) c
+WHERE g.tenant_id = $2 AND g.entra_id = c.entra_id AND g.synced_member_count <> c.n
+`
+
+type RecountSyncedMembersWholeParams struct {
+	At       time.Time
+	TenantID string
+}
+
+// RecountSyncedMembers for a refresh after a plan that recomputed every
+// membership (a tenant's first, above all): the tenant's memberships
+// counted in one pass, grouped by group, then joined to the groups. The
+// count per group went through an index the planner picked from
+// statistics that did not know the tenant yet: a new tenant beside
+// another one is "a handful of rows", and the count read all of its
+// memberships through the (tenant, user) index once per group (50k
+// users and 1,250 groups: minutes instead of a second).
+func (q *Queries) RecountSyncedMembersWhole(ctx context.Context, arg RecountSyncedMembersWholeParams) error {
+	_, err := q.db.Exec(ctx, recountSyncedMembersWhole, arg.At, arg.TenantID)
+	return err
+}
+
 const syncedCountMoves = `-- name: SyncedCountMoves :many
 SELECT i.group_id::text AS group_id,
        sum(CASE i.action WHEN 'addMembership' THEN 1 ELSE -1 END)::integer AS n
