@@ -39,7 +39,7 @@ took=$(( $(date +%s) - started ))
 
 # report turns the BenchmarkReport* lines into the table of targets.
 report() {
-  awk '
+  awk -v cpus="$(nproc)" '
   function fmt(x) {
     if (x == "") return "n/a"
     if (x == int(x) || x >= 100 || x <= -100) return sprintf("%.0f", x)
@@ -108,6 +108,7 @@ report() {
     row("4 fetchers / 1 on 20 tenants of 1,000 users, reading Graph (tenants/s)", "20 × 1000 users", fmt(get(f, "fetchers4-fetched/s")) " / " fmt(get(f, "fetchers1-fetched/s")) " = " fmt(x), "≥ 3.2", verdict(x != "" && x >= 3.2, x))
     x = get(f, "fetchers4/fetchers1")
     row("4 fetchers / 1 on 20 tenants of 1,000 users, end to end (tenants/s)", "20 × 1000 users", fmt(get(f, "fetchers4-tenants/s")) " / " fmt(get(f, "fetchers1-tenants/s")) " = " fmt(x), "≥ 3.2", verdict(x != "" && x >= 3.2, x))
+    row("machine CPU busy while the 20 tenants synced, 1 fetcher → 4", "20 × 1000 users", fmt(100 * get(f, "fetchers1-cpu-busy")) "% → " fmt(100 * get(f, "fetchers4-cpu-busy")) "% of " cpus " CPUs", "—", "reported")
     }
     f = "BenchmarkReportFairness"
     if (f in seen) {
@@ -178,12 +179,16 @@ How each figure is measured (services/fleet/bench_*_test.go):
 - Reconciler rows/s: the rows the run leaves in the tables it writes ÷ the
   reconciler's time (its page applies plus the run's finalization); raw COPY:
   the same rows COPYed into the same tables, emptied in a rolled-back
-  transaction. The nothing-changed run reads the same directory again whole,
+  transaction, with the foreign keys checked at commit checked before the
+  rollback (SET CONSTRAINTS ALL IMMEDIATE), as the reconciler's commit
+  checks them. The nothing-changed run reads the same directory again whole,
   with Graph at no latency.
 - Peak RSS: VmHWM of the api, fetcher and reconciler binaries, each its own
   process, through a first full sync (Graph without latency or budget).
 - Fetchers: 20 tenants' first syncs at once, two reconcilers; "reading Graph"
-  ends with the last Graph answer, "end to end" with the last run.
+  ends with the last Graph answer, "end to end" with the last run. Machine
+  CPU busy: the share of all CPUs' time (/proc/stat) not idle over the same
+  span; everything (fleet, Postgres, simulator) shares these CPUs.
 EOF
   echo
   echo "## Every metric as measured"

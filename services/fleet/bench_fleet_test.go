@@ -2,7 +2,9 @@ package fleet_test
 
 import (
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -30,6 +32,7 @@ func BenchmarkReportFetchers(b *testing.B) {
 			ids = append(ids, h.connect(e, users))
 			entra = append(entra, strings.ToLower(e.ID))
 		}
+		cpu := readMachineCPU(b)
 		start := time.Now()
 		runs := map[string]string{}
 		for _, id := range ids {
@@ -46,6 +49,7 @@ func BenchmarkReportFetchers(b *testing.B) {
 			}
 		})
 		took := last.Sub(start)
+		busy := readMachineCPU(b).busySince(cpu)
 		var lastAnswer time.Time
 		for _, r := range h.sim.Requests() {
 			if slices.Contains(entra, r.Tenant) && r.At.After(lastAnswer) {
@@ -57,10 +61,53 @@ func BenchmarkReportFetchers(b *testing.B) {
 		fetchRate[fetchers] = tenants / fetched.Seconds()
 		b.ReportMetric(rate[fetchers], fmt.Sprintf("fetchers%d-tenants/s", fetchers))
 		b.ReportMetric(fetchRate[fetchers], fmt.Sprintf("fetchers%d-fetched/s", fetchers))
-		b.Logf("%d fetchers: %d tenants of %d users read from Graph in %s, synced in %s", fetchers, tenants, users, fetched, took)
+		b.ReportMetric(busy, fmt.Sprintf("fetchers%d-cpu-busy", fetchers))
+		b.Logf("%d fetchers: %d tenants of %d users read from Graph in %s, synced in %s; the machine's CPUs %.0f%% busy",
+			fetchers, tenants, users, fetched, took, 100*busy)
 	}
 	b.ReportMetric(rate[4]/rate[1], "fetchers4/fetchers1")
 	b.ReportMetric(fetchRate[4]/fetchRate[1], "fetched4/fetched1")
+}
+
+// machineCPU is the time all of the machine's CPUs have spent, busy and
+// in all, as /proc/stat counts it (in clock ticks) since boot.
+type machineCPU struct{ busy, total uint64 }
+
+// readMachineCPU reads /proc/stat's first line: user, nice, system, idle,
+// iowait, irq, softirq, steal (guest time is already inside user and
+// nice). Idle and iowait are not busy.
+func readMachineCPU(b *testing.B) machineCPU {
+	b.Helper()
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 9 || fields[0] != "cpu" {
+		b.Fatalf("/proc/stat begins %q: want the cpu line", line)
+	}
+	var c machineCPU
+	for i, f := range fields[1:9] {
+		n, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			b.Fatalf("/proc/stat cpu line %q: %v", line, err)
+		}
+		c.total += n
+		if i != 3 && i != 4 { // idle, iowait
+			c.busy += n
+		}
+	}
+	return c
+}
+
+// busySince is the share of the machine's CPU time that was busy between
+// before and c.
+func (c machineCPU) busySince(before machineCPU) float64 {
+	if c.total <= before.total {
+		return 0
+	}
+	return float64(c.busy-before.busy) / float64(c.total-before.total)
 }
 
 // BenchmarkReportFairness times a 100-user tenant's full sync alone, and
