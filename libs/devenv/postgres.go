@@ -202,6 +202,9 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// sharedPrefix names the directories of the test binaries' clusters.
+const sharedPrefix = "entrasync-pg-"
+
 // shared is the cluster of one test binary, started on first use.
 var shared struct {
 	once    sync.Once
@@ -221,8 +224,12 @@ func serverURL() (string, error) {
 				return
 			}
 		}
-		shared.tmp, shared.err = os.MkdirTemp("", "entrasync-pg-")
+		sweepStale(os.TempDir(), sharedPrefix)
+		shared.tmp, shared.err = os.MkdirTemp("", sharedPrefix)
 		if shared.err != nil {
+			return
+		}
+		if shared.err = claimDir(shared.tmp); shared.err != nil {
 			return
 		}
 		shared.pg, shared.err = StartPostgres(context.Background(), filepath.Join(shared.tmp, "data"))
