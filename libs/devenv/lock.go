@@ -38,9 +38,8 @@ func clearStaleLock(dir string, limit time.Duration) error {
 		if err != nil {
 			return fmt.Errorf("devenv: %w", err)
 		}
-		first, _, _ := strings.Cut(string(raw), "\n")
-		pid, err := strconv.Atoi(strings.TrimSpace(first))
-		if err != nil || pid <= 0 || !livePostgres(pid) {
+		pid, ok := lockPID(string(raw))
+		if !ok || !livePostgres(pid) {
 			if id, ok := lockShmID(string(raw)); ok && shmInUse(id) {
 				if time.Now().After(deadline) {
 					return fmt.Errorf("devenv: the backends of a stopped postgres still hold shared memory segment %d of %s", id, dir)
@@ -75,20 +74,39 @@ func livePostgres(pid int) bool {
 	return filepath.Base(string(name)) == "postgres" || strings.HasPrefix(string(name), "postgres:")
 }
 
-// procState is the state letter of a process (R, S, D, Z, ...) from
-// /proc/<pid>/stat.
-func procState(pid int) (byte, error) {
+// lockPID is the postmaster's pid, the first line of a postmaster.pid.
+func lockPID(lockFile string) (int, bool) {
+	first, _, _ := strings.Cut(lockFile, "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	return pid, err == nil && pid > 0
+}
+
+// procStat is /proc/<pid>/stat's fields from the 3rd (the state) on: the
+// command name before them, in parentheses, may hold spaces, so they are
+// counted from the last ')'. Field n of proc(5) is procStat's n-3.
+func procStat(pid int) ([]string, error) {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.LastIndexByte(raw, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("devenv: unreadable /proc/%d/stat", pid)
+	}
+	fields := strings.Fields(string(raw[i+1:]))
+	if len(fields) < 20 {
+		return nil, fmt.Errorf("devenv: unreadable /proc/%d/stat", pid)
+	}
+	return fields, nil
+}
+
+// procState is the state letter of a process (R, S, D, Z, ...).
+func procState(pid int) (byte, error) {
+	f, err := procStat(pid)
 	if err != nil {
 		return 0, err
 	}
-	// The command name in parentheses may hold spaces: the state follows
-	// the last ')'.
-	i := bytes.LastIndexByte(raw, ')')
-	if i < 0 || i+2 >= len(raw) {
-		return 0, fmt.Errorf("devenv: unreadable /proc/%d/stat", pid)
-	}
-	return raw[i+2], nil
+	return f[0][0], nil
 }
 
 // lockShmID is the id of the System V shared memory segment a

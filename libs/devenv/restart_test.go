@@ -38,16 +38,24 @@ func zombie(t *testing.T, dir string) int {
 	return pid
 }
 
-func TestPostgresStartsAgainAfterACrash(t *testing.T) {
+// startCluster starts a cluster in a directory of the test's, or skips
+// the test in -short mode.
+func startCluster(t *testing.T) (*Postgres, string) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a PostgreSQL cluster")
 	}
-	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "pg")
-	p, err := StartPostgres(ctx, dir)
+	p, err := StartPostgres(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p, dir
+}
+
+func TestPostgresStartsAgainAfterACrash(t *testing.T) {
+	ctx := context.Background()
+	p, dir := startCluster(t)
 	p.Stop()
 
 	// A power cut: the postmaster died without removing its lock file,
@@ -61,7 +69,7 @@ func TestPostgresStartsAgainAfterACrash(t *testing.T) {
 	if cred, err := dropRoot(dir); err == nil && cred != nil {
 		_ = os.Chown(lock, int(cred.Uid), int(cred.Gid))
 	}
-	p, err = StartPostgres(ctx, dir)
+	p, err := StartPostgres(ctx, dir)
 	if err != nil {
 		t.Fatalf("restart after a crash: %v", err)
 	}
@@ -100,15 +108,8 @@ func TestLockOfALivePostgresIsNotRemoved(t *testing.T) {
 // backend is held stopped: the lock is not cleared while it holds the
 // segment, and is once it has gone.
 func TestStartWaitsForTheBackendsOfAKilledPostmaster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a PostgreSQL cluster")
-	}
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "pg")
-	p, err := StartPostgres(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, dir := startCluster(t)
 	conn, err := pgx.Connect(ctx, p.URL("postgres"))
 	if err != nil {
 		t.Fatal(err)

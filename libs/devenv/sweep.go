@@ -1,8 +1,6 @@
 package devenv
 
 import (
-	"bytes"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,25 +19,15 @@ import (
 // to.
 const ownerFile = "owner"
 
-// processIdentity is pid and its start time (the 22nd field of
-// /proc/<pid>/stat, in clock ticks since boot): a pid the kernel gave to
-// another process since has another start time.
+// processIdentity is pid and its start time (field 22 of /proc/<pid>/stat,
+// in clock ticks since boot): a pid the kernel gave to another process
+// since has another start time.
 func processIdentity(pid int) (string, error) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := procStat(pid)
 	if err != nil {
 		return "", err
 	}
-	// The command name in parentheses may hold spaces: count fields
-	// after the last ')', where the state is the 3rd field.
-	i := bytes.LastIndexByte(raw, ')')
-	if i < 0 {
-		return "", fmt.Errorf("devenv: unreadable /proc/%d/stat", pid)
-	}
-	fields := strings.Fields(string(raw[i+1:]))
-	if len(fields) < 20 {
-		return "", fmt.Errorf("devenv: unreadable /proc/%d/stat", pid)
-	}
-	return strconv.Itoa(pid) + " " + fields[19], nil
+	return strconv.Itoa(pid) + " " + f[22-3], nil
 }
 
 // claimDir writes this process's identity into dir's ownerFile.
@@ -92,7 +80,6 @@ func clusterRunning(data string) bool {
 	if err != nil {
 		return false
 	}
-	first, _, _ := strings.Cut(string(raw), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(first))
-	return err == nil && pid > 0 && livePostgres(pid)
+	pid, ok := lockPID(string(raw))
+	return ok && livePostgres(pid)
 }

@@ -43,9 +43,7 @@ func refreshCounts(ctx context.Context, q *dbsqlc.Queries, ref PageRef, at time.
 	// Each statement reads few rows through indexes, or, counting a group
 	// whole, walks down its nesting a group at a time and counts its
 	// memberships through the index (forbidding nested loops here cost a
-	// 100k-user first sync 20 s). The app's counts after a plan that
-	// recomputed everything are the exception: one pass over the
-	// tenant's memberships, planned as finalization plans whole sets.
+	// 100k-user first sync 20 s).
 	err = withNestLoops(ctx, q, func() error {
 		var entra map[string]int
 		if !whole {
@@ -73,22 +71,23 @@ func refreshCounts(ctx context.Context, q *dbsqlc.Queries, ref PageRef, at time.
 				return fmt.Errorf("move counts: %w", err)
 			}
 		}
-		if whole {
-			return nil // counted below, in one pass
-		}
-		if err := q.RecountSyncedMembers(ctx, dbsqlc.RecountSyncedMembersParams{TenantID: t, At: at}); err != nil {
-			return fmt.Errorf("recount synced members: %w", err)
-		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if whole {
-		err := q.RecountSyncedMembersWhole(ctx, dbsqlc.RecountSyncedMembersWholeParams{TenantID: t, At: at})
-		if err != nil {
-			return fmt.Errorf("recount synced members: %w", err)
+	// The app's counts of the groups not counted: each through the index,
+	// or, after a plan that recomputed everything, in one pass over the
+	// tenant's memberships, planned as finalization plans whole sets
+	// (RecountSyncedMembersWhole says why).
+	err = withNestLoopsUnless(ctx, q, whole, func() error {
+		if whole {
+			return q.RecountSyncedMembersWhole(ctx, dbsqlc.RecountSyncedMembersWholeParams{TenantID: t, At: at})
 		}
+		return q.RecountSyncedMembers(ctx, dbsqlc.RecountSyncedMembersParams{TenantID: t, At: at})
+	})
+	if err != nil {
+		return fmt.Errorf("recount synced members: %w", err)
 	}
 	return withNestLoops(ctx, q, func() error {
 		if err := q.CountsRefreshed(ctx, dbsqlc.CountsRefreshedParams{TenantID: t, RunSeq: ref.RunSeq}); err != nil {
