@@ -357,6 +357,58 @@ func TestWorkerAddress(t *testing.T) {
 	}
 }
 
+// Go's profiles are served only when DEBUG_PPROF asks for them; a value
+// that is not a boolean is refused naming the variable.
+func TestWorkerProfilesOnlyWhenAsked(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b, err := bus.Connect(ctx, devenv.NATS(t), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	db := pingFunc(func(context.Context) error { return nil })
+	env := func(v string) func(string) string {
+		return func(k string) string {
+			if k == metrics.EnvProfiles {
+				return v
+			}
+			return ""
+		}
+	}
+	heapStatus := func(v string) int {
+		t.Helper()
+		_, srv, err := metrics.WorkerFromEnv(env(v), "127.0.0.1:0", b, db, "", nil, zerolog.Nop())
+		if err != nil {
+			t.Fatalf("%s=%q: %v", metrics.EnvProfiles, v, err)
+		}
+		if err := srv.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Stop(ctx)
+		resp, err := http.Get("http://" + srv.Addr() + "/debug/pprof/heap")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode == http.StatusOK && len(body) == 0 {
+			t.Fatalf("%s=%q: an empty heap profile", metrics.EnvProfiles, v)
+		}
+		return resp.StatusCode
+	}
+	for v, want := range map[string]int{"": http.StatusNotFound, "false": http.StatusNotFound, "0": http.StatusNotFound,
+		"true": http.StatusOK, "1": http.StatusOK} {
+		if got := heapStatus(v); got != want {
+			t.Errorf("%s=%q: GET /debug/pprof/heap answered %d, want %d", metrics.EnvProfiles, v, got, want)
+		}
+	}
+	if _, _, err := metrics.WorkerFromEnv(env("yes please"), "127.0.0.1:0", b, db, "", nil, zerolog.Nop()); err == nil ||
+		!strings.Contains(err.Error(), metrics.EnvProfiles) {
+		t.Fatalf("%s=\"yes please\": %v, want an error naming %s", metrics.EnvProfiles, err, metrics.EnvProfiles)
+	}
+}
+
 type failingRuns struct{}
 
 func (failingRuns) RunStats(ctx context.Context) (metrics.RunStats, error) {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"strconv"
 	"sync"
 	"time"
 
@@ -26,6 +28,27 @@ const (
 	DefaultFetcherAddr    = "127.0.0.1:9102"
 	DefaultReconcilerAddr = "127.0.0.1:9103"
 )
+
+// EnvProfiles is the environment variable that, set to a true value
+// ("1", "true"), makes a worker's metrics server also serve the Go
+// runtime's profiles (heap, goroutines, CPU) under /debug/pprof/. Off by
+// default: a profile shows the process's internals to whoever reaches the
+// address, and the CPU profile costs while it runs.
+const EnvProfiles = "DEBUG_PPROF"
+
+// ProfilesFromEnv reports whether DEBUG_PPROF asks for profiles; a value
+// that is not a boolean is an error that names the variable.
+func ProfilesFromEnv(getenv func(string) string) (bool, error) {
+	v := getenv(EnvProfiles)
+	if v == "" {
+		return false, nil
+	}
+	on, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("config: %s=%q is not a boolean", EnvProfiles, v)
+	}
+	return on, nil
+}
 
 // AddrFromEnv returns METRICS_ADDR, or def when it is unset; a value that
 // is not host:port is an error that names the variable.
@@ -158,6 +181,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 type Server struct {
 	addr    string
 	handler http.Handler
+	mux     *http.ServeMux
 	log     zerolog.Logger
 
 	// anyPortIfTaken: serve on a free port, logged, when addr is taken.
@@ -175,7 +199,17 @@ const ReadyTimeout = 3 * time.Second
 func NewServer(addr string, m *Metrics, checks []Check, log zerolog.Logger) *Server {
 	mux := http.NewServeMux()
 	Probes(mux, m, checks, ReadyTimeout, log)
-	return &Server{addr: addr, handler: mux, log: log}
+	return &Server{addr: addr, handler: mux, mux: mux, log: log}
+}
+
+// ServeProfiles adds the Go runtime's profiles under /debug/pprof/ (as
+// net/http/pprof serves them). Call it before Start.
+func (s *Server) ServeProfiles() {
+	s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	s.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	s.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }
 
 // Handler is the server's handler, for tests.
@@ -274,8 +308,8 @@ func Worker(b *bus.Bus, db Pinger, consumer string, consuming func() error, addr
 	return m, NewServer(addr, m, WorkerChecks(db, b, b, consumer, consuming), log)
 }
 
-// WorkerFromEnv is Worker on METRICS_ADDR, or on def when it is unset.
-// Only def gives way when taken (to a free port, logged), so replicas
+// WorkerFromEnv is Worker on METRICS_ADDR, or on def when it is unset,
+// serving profiles too when DEBUG_PPROF is true. Only def gives way when taken (to a free port, logged), so replicas
 // started side by side on one host without METRICS_ADDR all run; an
 // address an operator chose is never silently changed.
 func WorkerFromEnv(getenv func(string) string, def string, b *bus.Bus, db Pinger, consumer string, consuming func() error,
@@ -284,7 +318,15 @@ func WorkerFromEnv(getenv func(string) string, def string, b *bus.Bus, db Pinger
 	if err != nil {
 		return nil, nil, err
 	}
+	profiles, err := ProfilesFromEnv(getenv)
+	if err != nil {
+		return nil, nil, err
+	}
 	m, srv := Worker(b, db, consumer, consuming, addr, log)
 	srv.anyPortIfTaken = getenv(EnvAddr) == ""
+	if profiles {
+		srv.ServeProfiles()
+		log.Warn().Msg("serving Go profiles under /debug/pprof/ (" + EnvProfiles + ")")
+	}
 	return m, srv, nil
 }

@@ -6,7 +6,8 @@
 // SECRET_KEY are required; GRAPH_BASE_URL, GRAPH_SCOPE,
 // GRAPH_MAX_RETRY_AFTER, AZURE_AUTHORITY_HOST, CONCURRENCY,
 // GROUP_CONCURRENCY, MEMBER_BATCH, EVENTS_IN_FLIGHT, GRAPH_BUDGET, GRAPH_BUDGET_MARGIN, METRICS_ADDR (/metrics, /healthz and /readyz; default
-// 127.0.0.1:9102) and LOG_LEVEL are optional. A private CA for Graph or the
+// 127.0.0.1:9102), DEBUG_PPROF (Go's profiles on that address too) and
+// LOG_LEVEL are optional. A private CA for Graph or the
 // authority is trusted through SSL_CERT_FILE.
 package main
 

@@ -7,7 +7,7 @@
 // readiness check every service shares), NOTIFY_POLL (time between two
 // passes, default 5s), NOTIFY_TIMEOUT (one POST, default 10s),
 // METRICS_ADDR (/metrics, /healthz and /readyz; default 127.0.0.1:9104),
-// LOG_LEVEL.
+// DEBUG_PPROF (Go's profiles on that address too), LOG_LEVEL.
 package main
 
 import (

@@ -4,7 +4,8 @@
 //
 // Environment: DATABASE_URL, NATS_URL, SECRET_KEY (required), CONCURRENCY
 // (events applied at once per replica, default 4), METRICS_ADDR (/metrics,
-// /healthz and /readyz; default 127.0.0.1:9103), LOG_LEVEL.
+// /healthz and /readyz; default 127.0.0.1:9103), DEBUG_PPROF (Go's profiles
+// on that address too), LOG_LEVEL.
 package main
 
 import (

@@ -3,7 +3,8 @@
 // store and JetStream's dedup keep them from doubling runs.
 //
 // Environment: DATABASE_URL, NATS_URL, SECRET_KEY (required), METRICS_ADDR
-// (/metrics, /healthz and /readyz; default 127.0.0.1:9101), LOG_LEVEL.
+// (/metrics, /healthz and /readyz; default 127.0.0.1:9101), DEBUG_PPROF
+// (Go's profiles on that address too), LOG_LEVEL.
 package main
 
 import (
