@@ -67,7 +67,10 @@ func memberTypeOf(odataType string) MemberType {
 type Member struct {
 	ID   string
 	Type MemberType
-	// DisplayName is the member's name; "" when Graph withheld it (an app
-	// without the permission to read that type sees only the id).
+	// DisplayName is a device's name; "" when Graph withheld it (an app
+	// without the permission to read devices sees only the id), and for
+	// users and groups, whose names their own listings give: member lists
+	// are the largest pages a run holds, and a name is a third of what
+	// one of their users takes in memory.
 	DisplayName string
 }

@@ -56,7 +56,12 @@ func (c *Client) sendRaw(ctx context.Context) func(*abs.RequestInformation, erro
 // decodeJSON decodes one JSON value, the whole of b, into v, property
 // names matching exactly.
 func decodeJSON(b []byte, v any) error {
-	rest, err := json.Parse(b, v, json.DontMatchCaseInsensitiveStructFields)
+	return decodeJSONFlags(b, v, 0)
+}
+
+// decodeJSONFlags is decodeJSON with more of the decoder's flags.
+func decodeJSONFlags(b []byte, v any, flags json.ParseFlags) error {
+	rest, err := json.Parse(b, v, json.DontMatchCaseInsensitiveStructFields|flags)
 	if err != nil {
 		return err
 	}
@@ -197,8 +202,11 @@ func toMember(o *wireMember) (Member, error) {
 	if id == "" {
 		return Member{}, fmt.Errorf("%w: member without id", ErrMalformed)
 	}
-	// Every type a group can hold has a displayName.
-	return Member{ID: id, Type: memberTypeOf(deref(o.ODataType)), DisplayName: deref(o.DisplayName)}, nil
+	m := Member{ID: id, Type: memberTypeOf(deref(o.ODataType))}
+	if m.Type == MemberDevice {
+		m.DisplayName = deref(o.DisplayName)
+	}
+	return m, nil
 }
 
 // removal reads an "@removed" annotation; a null one is absent.

@@ -129,3 +129,24 @@ func TestDecodePageIsStrict(t *testing.T) {
 		})
 	}
 }
+
+// A member list keeps a device's name, the only member name the sync
+// stores, and drops users' and groups' names, which their own listings
+// give: member pages are the largest a run holds.
+func TestMemberKeepsOnlyADevicesName(t *testing.T) {
+	t.Parallel()
+	for typ, want := range map[string]string{
+		"#microsoft.graph.user":   "",
+		"#microsoft.graph.group":  "",
+		"#microsoft.graph.device": "Laptop 7",
+	} {
+		typ, id, name := typ, "2f1c0c4e-8d5b-4a59-9d1c-3f4b1f0e9a11", "Laptop 7"
+		m, err := toMember(&wireMember{ODataType: &typ, ID: &id, DisplayName: &name})
+		if err != nil {
+			t.Fatalf("%s: %v", typ, err)
+		}
+		if m.ID != id || m.DisplayName != want {
+			t.Errorf("%s: %+v, want id %s and name %q", typ, m, id, want)
+		}
+	}
+}
