@@ -59,10 +59,21 @@ type ListOptions struct {
 	Long int
 }
 
-// listAhead is how many pages a list is read ahead of its reader: the
-// next page is asked as soon as one arrives, so that it rides the next
-// batch, while the reader still publishes the one before.
-const listAhead = 2
+// listAhead is how many pages a list is read ahead of its reader. A
+// reader waiting for its next page counts as having taken it, so the
+// next page is asked as soon as one arrives, in time for the next batch,
+// while the reader still publishes the one before. A reader that keeps
+// up thus never waits on its list's read-ahead, and one that is blocked
+// (its tenant's events in flight are at their bound) holds one page
+// asked ahead, not two: a 1M-user tenant's long lists, each of 999-member
+// pages, are where the fetcher's memory goes.
+const listAhead = 1
+
+// outCap is the room in a list's out channel, so that the loop never
+// blocks handing out a page: pages asked and not taken are at most
+// listAhead, one more while the reader waits, and a page can come with
+// the error that ends its list (a bad nextLink).
+const outCap = listAhead + 2
 
 // MemberLists reads the direct member lists of groupIDs, as Members
 // would, every page through the batches described above, and gives each
@@ -119,15 +130,16 @@ type listPage[O any] struct {
 // touches its fields but taken and left, which its reader sets.
 type openList[O any] struct {
 	gid, what string
-	out       chan listPage[O] // pages for the reader; cap listAhead
+	out       chan listPage[O] // pages for the reader; cap outCap
 	asked     int              // pages asked, the first included
 	next      string           // nextLink of the page to ask next, once one has come
 	held      bool             // next is known but waits for room ahead of the reader
 	ended     bool             // the last page or the ending error is in out
 	long      bool             // a page of it had a nextLink
 
-	taken atomic.Int32 // pages the reader has taken from out
-	left  atomic.Bool  // the reader returned
+	taken   atomic.Int32 // pages the reader has taken from out
+	waiting atomic.Bool  // the reader waits for a page from out
+	left    atomic.Bool  // the reader returned
 }
 
 // listItem is one page request waiting to be sent, or sent.
@@ -305,7 +317,7 @@ func (ls *lister[T, O]) nextBatch() []*listItem[O] {
 	for len(items) < n {
 		gid := ls.firsts[0]
 		ls.firsts = ls.firsts[1:]
-		l := &openList[O]{gid: gid, what: ls.kind.what(gid), out: make(chan listPage[O], listAhead+1)}
+		l := &openList[O]{gid: gid, what: ls.kind.what(gid), out: make(chan listPage[O], outCap)}
 		ls.started++
 		l.asked = 1
 		ls.lists = append(ls.lists, l)
@@ -450,7 +462,11 @@ func (ls *lister[T, O]) openLongs() int {
 // askNext puts a list's next page among the pages due when its reader
 // has room for it.
 func (ls *lister[T, O]) askNext(l *openList[O]) {
-	if !l.held || l.asked-int(l.taken.Load()) >= listAhead {
+	taken := int(l.taken.Load())
+	if l.waiting.Load() {
+		taken++ // the page it waits for is as good as taken
+	}
+	if !l.held || l.asked-taken >= listAhead {
 		return
 	}
 	ls.due = append(ls.due, &listItem[O]{l: l, page: l.asked, next: l.next})
@@ -571,8 +587,10 @@ func (ls *lister[T, O]) startReader(l *openList[O]) {
 	ctx := ls.rctx
 	seq := func(yield func([]O, error) bool) {
 		for {
+			l.waiting.Store(true)
 			select {
 			case p, ok := <-l.out:
+				l.waiting.Store(false)
 				if !ok {
 					return
 				}
@@ -582,11 +600,13 @@ func (ls *lister[T, O]) startReader(l *openList[O]) {
 					return
 				}
 			case <-ctx.Done():
+				l.waiting.Store(false)
 				yield(nil, fmt.Errorf("graph: list %s: %w", l.what, ctx.Err()))
 				return
 			}
 		}
 	}
+	l.waiting.Store(true) // its first page is on its way to it
 	ls.readers.Go(func() error {
 		defer func() {
 			l.left.Store(true)

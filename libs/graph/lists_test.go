@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -198,5 +199,80 @@ func TestMemberListsReaderMayStopEarly(t *testing.T) {
 	if asked := len(items) + len(single); asked > len(ids)*(1+listAhead) {
 		t.Errorf("%d pages asked for %d lists whose readers stopped after one; want at most %d",
 			asked, len(ids), len(ids)*(1+listAhead))
+	}
+}
+
+// TestMemberListsBlockedReaderHoldsOnePageAhead: a reader that does not
+// take its list's pages (its tenant's events in flight are at their
+// bound) has one page asked ahead of those it took, not more, however
+// many batches go by meanwhile; once it takes them, the list is read to
+// its end. With one batch in flight at a time, a batch is sent only after
+// the one before was answered and its pages handed out, so four batches
+// sent leave the blocked list two batches in which to have asked more.
+func TestMemberListsBlockedReaderHoldsOnePageAhead(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, graphsim.Spec{Seed: 8, Users: 40})
+	ids := manyGroups(t, f, 31, 1)
+	long := ids[0]
+	users := f.dir.Users()
+	for _, u := range users[1:20] {
+		if err := f.dir.AddMember(long, graphsim.Member{ID: u.ID, Type: graphsim.TypeUser}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := f.config(t)
+	cfg.PageSize = 2 // the long list: 10 pages; the others: 1
+	c := f.newClient(t, cfg)
+	f.sim.ResetRequests()
+
+	longPages := func(reqs []graphsim.Request) int {
+		n := 0
+		for _, r := range reqs {
+			if strings.Contains(r.Path, long) {
+				n++
+			}
+		}
+		return n
+	}
+	var aheadWhileBlocked int
+	var read []Member
+	err := c.MemberLists(t.Context(), ids, ListOptions{Batch: 5, Lanes: 1},
+		func(ctx context.Context, gid string, seq iter.Seq2[[]Member, error]) error {
+			first := true
+			for ms, err := range seq {
+				if err != nil {
+					return err
+				}
+				if gid != long {
+					continue
+				}
+				read = append(read, ms...)
+				if !first {
+					continue
+				}
+				first = false
+				deadline := time.Now().Add(10 * time.Second)
+				for {
+					bs, _, _ := batches(f.graphRequests())
+					if len(bs) >= 4 {
+						break
+					}
+					if time.Now().After(deadline) {
+						return fmt.Errorf("only %d batches sent while a reader held its list", len(bs))
+					}
+					time.Sleep(time.Millisecond)
+				}
+				aheadWhileBlocked = longPages(f.graphRequests()) - 1
+			}
+			return nil
+		})
+	if err != nil {
+		t.Fatalf("MemberLists: %v", err)
+	}
+	if aheadWhileBlocked != 1 {
+		t.Errorf("a reader that took 1 page and waited through 4 batches had %d pages asked ahead; want 1", aheadWhileBlocked)
+	}
+	if len(read) != 20 || longPages(f.graphRequests()) != 10 {
+		t.Errorf("the long list read %d members in %d pages; want 20 in 10", len(read), longPages(f.graphRequests()))
 	}
 }
