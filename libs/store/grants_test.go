@@ -200,3 +200,40 @@ func TestGrantsReachNestedMembersAndLeaveWithThem(t *testing.T) {
 		t.Fatalf("delete twice: %v", err)
 	}
 }
+
+// Unbinding a tenant's last bound grant takes it back from its holders:
+// a tenant with no binding left still runs the grants pass while users
+// hold grants through groups.
+func TestUnbindingTheLastGrantRevokesIt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newSyncer(t, 10)
+	users := people(1)
+	members := map[string][]store.DirMember{gTop: {usr(users[0].ID)}}
+	s.runWithGroups(users, members) // the groups come into the app
+	_, err := s.st.PutGrantName(ctx, s.tenant, plan.KindRole, "Editor")
+	must(t, err)
+	editor, none := []string{"Editor"}, []string{}
+	_, err = s.st.UpdateGroupGrants(ctx, s.tenant, gTop, store.GroupBindingPatch{Roles: &editor})
+	must(t, err)
+	s.runWithGroups(users, members)
+	if grants, err := s.st.UserGrants(ctx, s.tenant, users[0].ID); err != nil || len(grants) != 1 {
+		t.Fatalf("grants while bound: %+v %v", grants, err)
+	}
+
+	_, err = s.st.UpdateGroupGrants(ctx, s.tenant, gTop, store.GroupBindingPatch{Roles: &none})
+	must(t, err)
+	run := s.runWithGroups(users, members)
+	var revoked []string
+	for _, it := range s.planItems(run.ID) {
+		if it.Action == "revokeRole" {
+			revoked = append(revoked, it.EntraID+" "+it.Role)
+		}
+	}
+	if !slices.Equal(revoked, []string{users[0].ID + " Editor"}) {
+		t.Fatalf("revoked %v, want the user's Editor", revoked)
+	}
+	if grants, err := s.st.UserGrants(ctx, s.tenant, users[0].ID); err != nil || len(grants) != 0 {
+		t.Fatalf("grants after the last binding went: %+v %v", grants, err)
+	}
+}

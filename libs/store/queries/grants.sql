@@ -58,6 +58,13 @@ SELECT g.entra_id, g.display_name FROM dir_groups g
 WHERE g.tenant_id = @tenant_id AND NOT g.deleted
 ORDER BY g.entra_id;
 
+-- name: TenantHasGrants :one
+-- Whether any group binds a grant or any user holds one through a group:
+-- without either, the grants pass has nothing to give or take.
+SELECT EXISTS (SELECT 1 FROM app_group_grants b WHERE b.tenant_id = @tenant_id
+               UNION ALL
+               SELECT 1 FROM app_user_grants h WHERE h.tenant_id = @tenant_id) AS has_grants;
+
 -- name: PlanAffectGrantees :exec
 -- The users whose grants the plan recomputes: those who come or go, and
 -- the members, before and after the plan, of the affected groups, and who

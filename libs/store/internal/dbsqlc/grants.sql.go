@@ -508,6 +508,21 @@ func (q *Queries) PlanWantedGrants(ctx context.Context, arg PlanWantedGrantsPara
 	return items, nil
 }
 
+const tenantHasGrants = `-- name: TenantHasGrants :one
+SELECT EXISTS (SELECT 1 FROM app_group_grants b WHERE b.tenant_id = $1
+               UNION ALL
+               SELECT 1 FROM app_user_grants h WHERE h.tenant_id = $1) AS has_grants
+`
+
+// Whether any group binds a grant or any user holds one through a group:
+// without either, the grants pass has nothing to give or take.
+func (q *Queries) TenantHasGrants(ctx context.Context, tenantID string) (bool, error) {
+	row := q.db.QueryRow(ctx, tenantHasGrants, tenantID)
+	var has_grants bool
+	err := row.Scan(&has_grants)
+	return has_grants, err
+}
+
 const upsertGrantName = `-- name: UpsertGrantName :execrows
 
 INSERT INTO app_grant_names (tenant_id, kind, name, created_at)
