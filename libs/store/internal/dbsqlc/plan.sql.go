@@ -246,13 +246,14 @@ func (q *Queries) ApplyRemoveUser(ctx context.Context, arg ApplyRemoveUserParams
 
 const applyRevokeLicense = `-- name: ApplyRevokeLicense :exec
 UPDATE app_users u
-SET license = i.after ->> 'license', license_run_seq = NULL, licensed_at = NULL, updated_at = $1::timestamptz
-FROM sync_plan_items i
-WHERE u.tenant_id = $2 AND i.tenant_id = $2 AND i.run_id = $3 AND i.action = 'revokeLicense'
-  AND u.entra_id = i.entra_id
-  AND NOT EXISTS (SELECT 1 FROM sync_plan_items x
-                  WHERE x.tenant_id = $2 AND x.run_id = $3 AND x.entra_id = i.entra_id
-                    AND x.action IN ('disableUser', 'removeUser'))
+SET license = i.license, license_run_seq = NULL, licensed_at = NULL, updated_at = $1::timestamptz
+FROM (SELECT r.entra_id, min(r.after ->> 'license') AS license
+      FROM sync_plan_items r
+      WHERE r.tenant_id = $2 AND r.run_id = $3
+        AND r.action IN ('revokeLicense', 'disableUser', 'removeUser')
+      GROUP BY r.entra_id
+      HAVING bool_and(r.action = 'revokeLicense')) i
+WHERE u.tenant_id = $2 AND u.entra_id = i.entra_id
 `
 
 type ApplyRevokeLicenseParams struct {
@@ -264,6 +265,10 @@ type ApplyRevokeLicenseParams struct {
 // A user the plan also disables or removes is left to those items,
 // applied later (plan.Actions), which leave the seat as this one would
 // (disabled: no seat; removed: no row): one write per user instead of two.
+// The items of the three actions are grouped by user, not looked up
+// user by user: with nested loops (a plan that recomputes what changed)
+// each lookup read all of the run's items (100k users, 246 revocations:
+// 380k items read, 80 ms).
 func (q *Queries) ApplyRevokeLicense(ctx context.Context, arg ApplyRevokeLicenseParams) error {
 	_, err := q.db.Exec(ctx, applyRevokeLicense, arg.At, arg.TenantID, arg.RunID)
 	return err
