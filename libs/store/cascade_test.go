@@ -74,8 +74,9 @@ func TestDeletingATenantOrRunLeavesNoRowsBehind(t *testing.T) {
 		}
 	}
 
-	// A second run of the kept tenant plans nothing new; deleting its
-	// first run removes that run's items and no other.
+	// A second run of the kept tenant, which lost two of its users,
+	// plans their removal; deleting its first run removes that run's
+	// items and no other.
 	second := kept.runWithGroups(people(1), nil)
 	var first string
 	must(t, db.QueryRow(ctx, `SELECT id::text FROM sync_runs WHERE tenant_id = $1 AND seq = 1`, kept.tenant).Scan(&first))
