@@ -9,7 +9,6 @@ import (
 	"time"
 
 	abs "github.com/microsoft/kiota-abstractions-go"
-	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
 	sjson "github.com/segmentio/encoding/json"
 )
 
@@ -136,16 +135,14 @@ func (c *Client) postBatch(ctx context.Context, reqs []batchRequest) (map[string
 	ri.PathParameters["baseurl"] = c.cfg.BaseURL
 	ri.Headers.TryAdd("Accept", "application/json")
 	ri.SetStreamContentAndContentType(payload, "application/json")
-	adapter := c.sdk.RequestAdapter
 	xctx, x := withExchange(ctx)
-	body, err := adapter.SendPrimitive(xctx, ri, "[]byte", abs.ErrorMappings{"XXX": odataerrors.CreateODataErrorFromDiscriminatorValue})
+	raw, err := c.sendForBody(xctx, ri)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%s: %w", what, ctx.Err())
 		}
 		return nil, fmt.Errorf("%s: %w", what, translate(err, x))
 	}
-	raw, _ := body.([]byte)
 	var answer struct {
 		Responses []batchAnswer `json:"responses"`
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	abs "github.com/microsoft/kiota-abstractions-go"
+	"github.com/rs/zerolog"
 
 	"github.com/entrasync/entrasync/services/graphsim"
 )
@@ -452,4 +453,43 @@ func headerOf(h map[string]string, name string) string {
 		}
 	}
 	return ""
+}
+
+// BenchmarkMemberListsLargeGroups reads the member lists of a directory
+// whose largest groups fill many 999-member pages, twenty to a $batch:
+// the fetcher's heaviest answers (about 2 MB each). Its B/op is what a
+// batch's body costs in memory on its way from the connection to the
+// decoded pages.
+func BenchmarkMemberListsLargeGroups(b *testing.B) {
+	f := newFixture(b, graphsim.Spec{Seed: 11, Users: 40_000, Groups: 30})
+	cfg := f.config(b)
+	cfg.Logger = zerolog.Nop()
+	c := f.newClient(b, cfg)
+	ids := groupIDs(f.dir)
+	want := 0
+	for _, gid := range ids {
+		want += len(f.dir.DirectMembers(gid))
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		var mu sync.Mutex
+		got := 0
+		err := c.MemberLists(b.Context(), ids, ListOptions{}, func(_ context.Context, _ string, seq iter.Seq2[[]Member, error]) error {
+			for page, err := range seq {
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				got += len(page)
+				mu.Unlock()
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got != want {
+			b.Fatalf("read %d members, the directory has %d", got, want)
+		}
+	}
 }

@@ -35,7 +35,7 @@ type fixture struct {
 	tenant, client, secret string
 }
 
-func newFixture(t *testing.T, spec graphsim.Spec) *fixture {
+func newFixture(t testing.TB, spec graphsim.Spec) *fixture {
 	t.Helper()
 	sim, err := graphsim.New(graphsim.Options{})
 	if err != nil {
@@ -51,7 +51,7 @@ func newFixture(t *testing.T, spec graphsim.Spec) *fixture {
 }
 
 // config points at the simulator, trusting its CA, with sleeps recorded.
-func (f *fixture) config(t *testing.T) Config {
+func (f *fixture) config(t testing.TB) Config {
 	return Config{
 		BaseURL:       f.sim.GraphURL(),
 		AuthorityHost: f.sim.AuthorityURL(),
@@ -60,7 +60,7 @@ func (f *fixture) config(t *testing.T) Config {
 	}
 }
 
-func (f *fixture) newClient(t *testing.T, cfg Config) *Client {
+func (f *fixture) newClient(t testing.TB, cfg Config) *Client {
 	t.Helper()
 	c, err := New(cfg, Credentials{TenantID: f.tenant, ClientID: f.client, ClientSecret: f.secret})
 	if err != nil {

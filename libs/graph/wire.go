@@ -39,18 +39,37 @@ func (c *Client) sendRaw(ctx context.Context) func(*abs.RequestInformation, erro
 		if err != nil {
 			return nil, err
 		}
-		v, err := c.sdk.RequestAdapter.SendPrimitive(ctx, ri, "[]byte", abs.ErrorMappings{
-			"XXX": odataerrors.CreateODataErrorFromDiscriminatorValue,
-		})
-		if err != nil || v == nil {
-			return nil, err
-		}
-		b, ok := v.([]byte)
-		if !ok {
-			return nil, fmt.Errorf("the SDK returned %T for a body", v)
-		}
-		return b, nil
+		return c.sendForBody(ctx, ri)
 	}
+}
+
+// sendForBody sends ri through the SDK and returns the answer's body.
+// Under an exchange (withExchange) the transport hands a successful
+// body over in the exchange, and the SDK, finding the response empty,
+// keeps no copy of it.
+func (c *Client) sendForBody(ctx context.Context, ri *abs.RequestInformation) ([]byte, error) {
+	x, _ := ctx.Value(exchangeKey{}).(*exchange)
+	if x != nil {
+		x.takeBody, x.body = true, nil
+		defer func() { x.takeBody, x.body = false, nil }()
+	}
+	v, err := c.sdk.RequestAdapter.SendPrimitive(ctx, ri, "[]byte", abs.ErrorMappings{
+		"XXX": odataerrors.CreateODataErrorFromDiscriminatorValue,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if x != nil && len(x.body) > 0 {
+		return x.body, nil
+	}
+	if v == nil {
+		return nil, nil
+	}
+	b, ok := v.([]byte)
+	if !ok {
+		return nil, fmt.Errorf("the SDK returned %T for a body", v)
+	}
+	return b, nil
 }
 
 // decodeJSON decodes one JSON value, the whole of b, into v, property
