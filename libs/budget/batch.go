@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/entrasync/entrasync/libs/httpbody"
 )
 
 // A JSON batch (POST /$batch, json-batching.md) is not metered itself:
@@ -111,14 +113,18 @@ type batchOutcome struct {
 }
 
 // readBatchOutcome reads a batch's 200 answer, leaving resp's body to be
-// read again; ok is false when it is not a batch answer.
+// read again (of a known length, so that it is read into one slice); ok
+// is false when it is not a batch answer. A body that could not be read
+// fails the same way for whoever reads it next.
 func readBatchOutcome(resp *http.Response, costs map[string]int, now time.Time) (out batchOutcome, ok bool) {
-	b, err := io.ReadAll(resp.Body)
+	b, err := httpbody.Read(resp.Body, resp.ContentLength, maxBatchAnswer)
 	resp.Body.Close()
-	resp.Body = io.NopCloser(bytes.NewReader(b))
 	if err != nil {
+		resp.Body = io.NopCloser(failedRead{err})
 		return out, false
 	}
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	resp.ContentLength = int64(len(b))
 	var answer struct {
 		Responses []struct {
 			ID      string            `json:"id"`
@@ -163,3 +169,12 @@ func readBatchOutcome(resp *http.Response, costs map[string]int, now time.Time) 
 	}
 	return out, true
 }
+
+// maxBatchAnswer bounds a batch answer read into memory: twenty pages of
+// 999 objects are a few MB.
+const maxBatchAnswer = 64 << 20
+
+// failedRead is a body whose reading failed: it fails again.
+type failedRead struct{ err error }
+
+func (r failedRead) Read([]byte) (int, error) { return 0, r.err }

@@ -13,11 +13,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/entrasync/entrasync/libs/httpbody"
 )
 
 // maxBody bounds a response body read into memory. A 999-object page with
@@ -213,59 +214,17 @@ func (t *retrier) attempt(ctx context.Context, req *http.Request, getBody func()
 	return resp, body, nil
 }
 
-// readBody reads a response's whole body, at most maxBody bytes, into
-// one slice of its size: allocated once when the length is announced,
-// else assembled from pooled chunks. io.ReadAll's growing chunks and
-// final copy cost about three times the body, and a $batch of twenty
-// full member pages is 2 MB.
+// readBody reads a response's whole body, at most maxBody bytes.
 func readBody(resp *http.Response) ([]byte, error) {
-	if n := resp.ContentLength; n >= 0 && n <= maxBody {
-		body := make([]byte, n)
-		if _, err := io.ReadFull(resp.Body, body); err != nil {
-			return nil, fmt.Errorf("graph: read response body: %w", err)
-		}
-		return body, nil
-	}
-	var chunks []*[]byte
-	defer func() {
-		for _, c := range chunks {
-			*c = (*c)[:0]
-			bodyChunks.Put(c)
-		}
-	}()
-	size := 0
-	for {
-		if len(chunks) == 0 || len(*chunks[len(chunks)-1]) == bodyChunk {
-			chunks = append(chunks, bodyChunks.Get().(*[]byte))
-		}
-		c := chunks[len(chunks)-1]
-		n, err := resp.Body.Read((*c)[len(*c):bodyChunk])
-		*c = (*c)[:len(*c)+n]
-		if size += n; size > maxBody {
-			return nil, fmt.Errorf("%w: response body larger than %d bytes", ErrMalformed, maxBody)
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("graph: read response body: %w", err)
-		}
-	}
-	body := make([]byte, 0, size)
-	for _, c := range chunks {
-		body = append(body, *c...)
+	body, err := httpbody.Read(resp.Body, resp.ContentLength, maxBody)
+	switch {
+	case errors.Is(err, httpbody.ErrTooLarge):
+		return nil, fmt.Errorf("%w: response body larger than %d bytes", ErrMalformed, maxBody)
+	case err != nil:
+		return nil, fmt.Errorf("graph: read response body: %w", err)
 	}
 	return body, nil
 }
-
-// bodyChunks are the buffers readBody reads a body of unknown length
-// into before it knows the size.
-var bodyChunks = sync.Pool{New: func() any {
-	b := make([]byte, 0, bodyChunk)
-	return &b
-}}
-
-const bodyChunk = 32 << 10
 
 // waitTooLongError is a retryable answer whose Retry-After exceeds
 // Config.MaxRetryAfter. It is born here, in the transport, so it reaches

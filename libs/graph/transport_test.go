@@ -1,78 +1,13 @@
 package graph
 
 import (
-	"bytes"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"testing"
 )
 
-// shortReads hands out its data a few bytes at a time, as a connection
-// does, then fails with err (io.EOF for a clean end).
-type shortReads struct {
-	data []byte
-	err  error
-	rng  *rand.Rand
-}
-
-func (r *shortReads) Read(p []byte) (int, error) {
-	if len(r.data) == 0 {
-		return 0, r.err
-	}
-	n := min(len(p), len(r.data), 1+r.rng.IntN(5000))
-	copy(p, r.data[:n])
-	r.data = r.data[n:]
-	return n, nil
-}
-
-func TestReadBody(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	data := make([]byte, 3*bodyChunk+77)
-	for i := range data {
-		data[i] = byte(rng.IntN(256))
-	}
-	cut := errors.New("connection reset by peer")
-	for _, tc := range []struct {
-		name    string
-		size    int   // bytes the body has
-		length  int64 // Content-Length; -1 unknown
-		err     error // what the body ends with
-		wantErr bool
-	}{
-		{"unknown length, several chunks", len(data), -1, io.EOF, false},
-		{"unknown length, exactly one chunk", bodyChunk, -1, io.EOF, false},
-		{"unknown length, empty", 0, -1, io.EOF, false},
-		{"announced length", len(data), int64(len(data)), io.EOF, false},
-		{"unknown length, cut mid-body", 2*bodyChunk + 5, -1, cut, true},
-		{"announced length, cut short", 1000, int64(len(data)), io.ErrUnexpectedEOF, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			resp := &http.Response{ContentLength: tc.length,
-				Body: io.NopCloser(&shortReads{data: data[:tc.size], err: tc.err, rng: rng})}
-			got, err := readBody(resp)
-			if tc.wantErr {
-				if err == nil {
-					t.Fatalf("read %d bytes without an error", len(got))
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, data[:tc.size]) {
-				t.Fatalf("read %d bytes, not the body's %d", len(got), tc.size)
-			}
-		})
-	}
-	// Pooled chunks are reused: a second body must not show the first.
-	resp := &http.Response{ContentLength: -1, Body: io.NopCloser(bytes.NewReader([]byte("short")))}
-	if got, err := readBody(resp); err != nil || string(got) != "short" {
-		t.Fatalf("read %q, %v after a longer body", got, err)
-	}
-}
-
+// A body over maxBody, announced or not, is a malformed answer.
 func TestReadBodyRefusesAnOversizedBody(t *testing.T) {
 	for _, length := range []int64{-1, maxBody + 1} {
 		resp := &http.Response{ContentLength: length, Body: io.NopCloser(io.LimitReader(zeros{}, maxBody+1))}
