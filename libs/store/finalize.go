@@ -158,12 +158,13 @@ func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange,
 	}
 	// A run that listed member lists checks most edges against them
 	// (hash joins); any other reads the edges of the few groups gone,
-	// each through the index.
+	// each through the index. A run that listed nothing (a delta round)
+	// looks for gone groups only among those its pages named.
 	var dropped []dbsqlc.DropStaleEdgesRow
 	err = withNestLoopsUnless(ctx, q, kinds.MembersPages > 0, func() error {
 		var err error
 		dropped, err = q.DropStaleEdges(ctx, dbsqlc.DropStaleEdgesParams{TenantID: t, RunID: r, RunSeq: seq,
-			Lo: pr.lo, Hi: pr.hi})
+			Lo: pr.lo, Hi: pr.hi, ScanAll: kinds.ListingPages > 0})
 		return err
 	})
 	if err != nil {

@@ -107,14 +107,28 @@ alive AS (
 ),
 with_edges (id) AS (
     SELECT (SELECT min(e.group_id) FROM dir_members e WHERE e.tenant_id = $1)
+    WHERE $5::boolean
     UNION ALL
     SELECT (SELECT min(e.group_id) FROM dir_members e WHERE e.tenant_id = $1 AND e.group_id > w.id)
     FROM with_edges w
     WHERE w.id IS NOT NULL
 ),
+named AS (
+    SELECT s.id
+    FROM sync_run_pages p, unnest(p.object_ids) AS s(id)
+    WHERE NOT $5::boolean
+      AND p.tenant_id = $1 AND p.run_id = $2 AND p.kind = 'groups_delta' AND p.page >= $3 AND p.page < $4
+    UNION
+    SELECT e.group_id
+    FROM tenants t
+    JOIN dir_members e ON e.tenant_id = t.id AND e.changed_run_seq > t.memberships_run_seq
+    WHERE NOT $5::boolean AND t.id = $1
+),
 targets AS (
     SELECT t.id, a.entra_id IS NULL AS gone
     FROM (SELECT w.id FROM with_edges w WHERE w.id IS NOT NULL
+          UNION
+          SELECT n.id FROM named n
           UNION
           SELECT c.group_id FROM complete c) t
     LEFT JOIN alive a ON a.entra_id = t.id
@@ -124,13 +138,13 @@ dropped AS (
     DELETE FROM dir_members d
     USING targets x
     WHERE d.tenant_id = $1 AND d.group_id = x.id
-      AND (d.v_run_seq, d.v_page, d.v_idx) < ($5, 2147483647, 0)
+      AND (d.v_run_seq, d.v_page, d.v_idx) < ($6, 2147483647, 0)
       AND (x.gone OR NOT EXISTS (SELECT 1 FROM seen s WHERE s.group_id = d.group_id AND s.id = d.member_id))
     RETURNING d.group_id, d.member_id, d.member_type
 ),
 marked AS (
     INSERT INTO dir_edge_changes AS r (tenant_id, group_id, member_id, run_seq, type_before)
-    SELECT $1::uuid, group_id, member_id, $5::bigint, member_type FROM dropped
+    SELECT $1::uuid, group_id, member_id, $6::bigint, member_type FROM dropped
     ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
     SET run_seq = greatest(r.run_seq, EXCLUDED.run_seq),
         type_before = CASE WHEN r.counted THEN EXCLUDED.type_before ELSE r.type_before END,
@@ -144,6 +158,7 @@ type DropStaleEdgesParams struct {
 	RunID    string
 	Lo       int32
 	Hi       int32
+	ScanAll  bool
 	RunSeq   int64
 }
 
@@ -158,10 +173,18 @@ type DropStaleEdgesRow struct {
 // plan and for Entra's member counts (dir_edge_changes, as
 // DeleteRemovedMembers does); the answer is how many each group lost.
 //
-// Only the edges of the groups gone or listed complete are read. The
-// groups that have edges are found one index probe each (a loose index
-// scan of the primary key): a delta run lists no member list, and its
-// check for gone groups read all of a 100k-user tenant's 208k edges.
+// Only the edges of the groups gone or listed complete are read. A run
+// that listed groups or member lists (@scan_all) looks for gone groups
+// among all that have edges, found one index probe each (a loose index
+// scan of the primary key: reading the edges themselves took all of a
+// 100k-user tenant's 208k). A delta run looks only among the groups its
+// pages named and those given edges since the last applied plan (by
+// any run's pages: a failed run's member lists too): every finalization
+// before it dropped the edges of the groups gone until then, a group
+// goes in a delta round only when the round names it, and only those
+// groups can have gained edges. Probing every group cost a delta round
+// time in proportion to the tenant (2,500 probes at 100k users), not to
+// what changed.
 // The groups gone (all their edges go) and those listed complete. Whether
 // a group is gone is decided here, once per group: asked per edge, the
 // planner scanned the list of live groups for each of a first run's
@@ -172,6 +195,7 @@ func (q *Queries) DropStaleEdges(ctx context.Context, arg DropStaleEdgesParams) 
 		arg.RunID,
 		arg.Lo,
 		arg.Hi,
+		arg.ScanAll,
 		arg.RunSeq,
 	)
 	if err != nil {
@@ -263,7 +287,8 @@ func (q *Queries) RecordRunListed(ctx context.Context, arg RecordRunListedParams
 
 const runPageKinds = `-- name: RunPageKinds :one
 SELECT count(*) FILTER (WHERE kind = 'users') AS users_pages, count(*) FILTER (WHERE kind = 'groups') AS groups_pages,
-       count(*) FILTER (WHERE kind = 'members') AS members_pages
+       count(*) FILTER (WHERE kind = 'members') AS members_pages,
+       count(*) FILTER (WHERE kind NOT IN ('users_delta', 'groups_delta')) AS listing_pages
 FROM sync_run_pages
 WHERE tenant_id = $1 AND run_id = $2 AND page >= $3 AND page < $4
 `
@@ -279,6 +304,7 @@ type RunPageKindsRow struct {
 	UsersPages   int64
 	GroupsPages  int64
 	MembersPages int64
+	ListingPages int64
 }
 
 func (q *Queries) RunPageKinds(ctx context.Context, arg RunPageKindsParams) (RunPageKindsRow, error) {
@@ -289,7 +315,12 @@ func (q *Queries) RunPageKinds(ctx context.Context, arg RunPageKindsParams) (Run
 		arg.Hi,
 	)
 	var i RunPageKindsRow
-	err := row.Scan(&i.UsersPages, &i.GroupsPages, &i.MembersPages)
+	err := row.Scan(
+		&i.UsersPages,
+		&i.GroupsPages,
+		&i.MembersPages,
+		&i.ListingPages,
+	)
 	return i, err
 }
 
