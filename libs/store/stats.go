@@ -67,21 +67,43 @@ func statsStale(modified, live int64) bool {
 }
 
 // analyzeBeforeFinalizing is the rule for one table and the run being
-// finalized, whose pages mention runObjects objects: the table is stale,
-// and the run's objects are at least a tenth of the table's changes.
-func analyzeBeforeFinalizing(modified, live, runObjects int64) bool {
-	return statsStale(modified, live) && runObjects*10 >= modified
+// finalized, whose pages mention runObjects objects, written of them in
+// pages that write this table: the table is stale, and the run's objects
+// are at least a tenth of the table's changes. Sessions report their
+// writes to the statistics a while after they commit (when idle, at most
+// once a second, and within seconds): the last pages of a run applied
+// just now may not be counted in modified yet, so the objects of the
+// run's pages that write the table stand for the least it changed.
+func analyzeBeforeFinalizing(modified, live, runObjects, written int64) bool {
+	return statsStale(max(modified, written), live) && runObjects*10 >= modified
+}
+
+// pageTables are the tables of statsTables each page kind writes a row
+// of for most objects it mentions. Devices come few among members, and
+// are left to what the statistics count.
+var pageTables = map[string][]string{
+	"users": {"dir_users"}, "users_delta": {"dir_users"},
+	"groups": {"dir_groups"}, "groups_delta": {"dir_groups", "dir_members"},
+	"members": {"dir_members"}, "transitive": {"dir_members"},
 }
 
 // refreshStaleStats analyzes the tables of statsTables that
 // analyzeBeforeFinalizing picks for the run, and returns their names.
 func (s *Store) refreshStaleStats(ctx context.Context, tenantID, runID string) ([]string, error) {
-	objects, err := s.q.RunPageObjects(ctx, tenantID, runID)
+	byKind, err := s.q.RunPageObjects(ctx, tenantID, runID)
 	if err != nil {
 		return nil, fmt.Errorf("count the run's objects: %w", err)
 	}
+	var objects int64
+	written := map[string]int64{}
+	for kind, n := range byKind {
+		objects += n
+		for _, table := range pageTables[kind] {
+			written[table] += n
+		}
+	}
 	return s.analyzeWhere(ctx, statsTables, func(c dbsqlc.TableChanges) bool {
-		return analyzeBeforeFinalizing(c.ModifiedSinceAnalyze, c.LiveRows, objects)
+		return analyzeBeforeFinalizing(c.ModifiedSinceAnalyze, c.LiveRows, objects, written[c.Table])
 	})
 }
 
@@ -114,12 +136,11 @@ var appTableActions = map[string][]plan.Action{
 }
 
 // analyzeAfterApplying is the rule for one app table and a plan just
-// applied, which wrote planned of its rows: as analyzeBeforeFinalizing.
-// The statistics collector may not count the plan's own writes yet (a
-// session reports them when it goes idle): planned is the least the
-// table changed.
+// applied, which wrote planned of its rows: as analyzeBeforeFinalizing,
+// the plan's rows standing for both the run's objects and the least the
+// table changed (the plan's own writes may not be counted yet either).
 func analyzeAfterApplying(modified, live, planned int64) bool {
-	return analyzeBeforeFinalizing(max(modified, planned), live, planned)
+	return analyzeBeforeFinalizing(modified, live, planned, planned)
 }
 
 // workTables are the plan's working tables: every plan fills them and

@@ -23,18 +23,21 @@ func TestStatsStale(t *testing.T) {
 
 func TestAnalyzeBeforeFinalizing(t *testing.T) {
 	for _, tc := range []struct {
-		name                    string
-		modified, live, objects int64
-		want                    bool
+		name                             string
+		modified, live, objects, written int64
+		want                             bool
 	}{
-		{"a large run's own load", 310_000, 310_000, 310_530, true},
-		{"a small run beside a large tenant's load", 100_000, 400_000, 300, false},
-		{"a run that made a tenth of the changes", 20_000, 400_000, 2_000, true},
-		{"a large run, tables fresh", 100, 400_000, 310_530, false},
+		{"a large run's own load", 310_000, 310_000, 310_530, 208_000, true},
+		{"a small run beside a large tenant's load", 100_000, 400_000, 300, 300, false},
+		{"a run that made a tenth of the changes", 20_000, 400_000, 2_000, 2_000, true},
+		{"a large run, tables fresh, none of its pages write this one", 100, 400_000, 310_530, 0, false},
+		{"a large run, its writes not counted yet", 100, 400_000, 310_530, 208_000, true},
+		{"a tenant's first run, its writes not counted yet", 0, 0, 60_400, 40_000, true},
+		{"a small run, tables fresh", 100, 400_000, 300, 300, false},
 	} {
-		if got := analyzeBeforeFinalizing(tc.modified, tc.live, tc.objects); got != tc.want {
-			t.Errorf("%s: analyzeBeforeFinalizing(modified %d, live %d, run objects %d) = %v, want %v",
-				tc.name, tc.modified, tc.live, tc.objects, got, tc.want)
+		if got := analyzeBeforeFinalizing(tc.modified, tc.live, tc.objects, tc.written); got != tc.want {
+			t.Errorf("%s: analyzeBeforeFinalizing(modified %d, live %d, run objects %d, written %d) = %v, want %v",
+				tc.name, tc.modified, tc.live, tc.objects, tc.written, got, tc.want)
 		}
 	}
 }

@@ -37,13 +37,23 @@ ORDER BY relname`, tables)
 }
 
 // RunPageObjects is how many objects a run's pages mention, all its
-// attempts together.
-func (q *Queries) RunPageObjects(ctx context.Context, tenantID, runID string) (int64, error) {
-	var n int64
-	err := q.db.QueryRow(ctx, `SELECT COALESCE(sum(cardinality(object_ids)), 0)::bigint
+// attempts together, by page kind.
+func (q *Queries) RunPageObjects(ctx context.Context, tenantID, runID string) (map[string]int64, error) {
+	rows, err := q.db.Query(ctx, `SELECT kind, COALESCE(sum(cardinality(object_ids)), 0)::bigint
 FROM sync_run_pages
-WHERE tenant_id = $1 AND run_id = $2`, tenantID, runID).Scan(&n)
-	return n, err
+WHERE tenant_id = $1 AND run_id = $2
+GROUP BY kind`, tenantID, runID)
+	if err != nil {
+		return nil, err
+	}
+	byKind := map[string]int64{}
+	var kind string
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&kind, &n}, func() error {
+		byKind[kind] = n
+		return nil
+	})
+	return byKind, err
 }
 
 // AnalyzeSkipLocked analyzes tables in one statement, outside any
