@@ -99,6 +99,10 @@ var tenantContent = []contentTable{
 			"enabled", "license"},
 		flags: []string{"license_disabled_at", "display_name_edited_at", "email_edited_at"},
 		skip:  []string{"tenant_id", "license_run_seq", "licensed_at", "created_at", "updated_at"}},
+	// The counts of app users by seat state; a state a history emptied
+	// keeps a row of zero.
+	{name: "app_user_states", where: "users > 0", cols: []string{"enabled", "license", "sticky", "users"},
+		skip: []string{"tenant_id"}},
 	{name: "app_groups",
 		cols: []string{"entra_id", "display_name", "kind", "dynamic", "entra_member_count", "synced_member_count",
 			"last_ok", "last_error", "status", "switched_off", "mail", "description", "membership_rule",

@@ -17,11 +17,11 @@ FOR NO KEY UPDATE;
 
 -- name: PlanAppUserStates :many
 -- The tenant's app users counted by their state as plan.SteadySeat sees
--- it: enabled, license, license disabled by an admin (sticky).
-SELECT u.enabled, u.license, (u.license_disabled_at IS NOT NULL)::boolean AS sticky, count(*) AS users
-FROM app_users u
-WHERE u.tenant_id = @tenant_id
-GROUP BY 1, 2, 3
+-- it: enabled, license, license disabled by an admin (sticky). The
+-- counts are kept by app_users' writes (migration 00027).
+SELECT s.enabled, s.license, s.sticky, s.users
+FROM app_user_states s
+WHERE s.tenant_id = @tenant_id AND s.users > 0
 ORDER BY 1, 2, 3;
 
 -- name: PlanUsersListed :one

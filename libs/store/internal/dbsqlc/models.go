@@ -109,6 +109,14 @@ type AppUserRole struct {
 	GrantedAt time.Time
 }
 
+type AppUserState struct {
+	TenantID string
+	Enabled  bool
+	License  string
+	Sticky   bool
+	Users    int64
+}
+
 type DirChangedEdge struct {
 	TenantID string
 	GroupID  string

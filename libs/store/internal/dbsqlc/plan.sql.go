@@ -971,10 +971,9 @@ func (q *Queries) PlanAppMemberships(ctx context.Context, arg PlanAppMemberships
 }
 
 const planAppUserStates = `-- name: PlanAppUserStates :many
-SELECT u.enabled, u.license, (u.license_disabled_at IS NOT NULL)::boolean AS sticky, count(*) AS users
-FROM app_users u
-WHERE u.tenant_id = $1
-GROUP BY 1, 2, 3
+SELECT s.enabled, s.license, s.sticky, s.users
+FROM app_user_states s
+WHERE s.tenant_id = $1 AND s.users > 0
 ORDER BY 1, 2, 3
 `
 
@@ -986,7 +985,8 @@ type PlanAppUserStatesRow struct {
 }
 
 // The tenant's app users counted by their state as plan.SteadySeat sees
-// it: enabled, license, license disabled by an admin (sticky).
+// it: enabled, license, license disabled by an admin (sticky). The
+// counts are kept by app_users' writes (migration 00027).
 func (q *Queries) PlanAppUserStates(ctx context.Context, tenantID string) ([]PlanAppUserStatesRow, error) {
 	rows, err := q.db.Query(ctx, planAppUserStates, tenantID)
 	if err != nil {
