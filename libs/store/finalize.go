@@ -159,12 +159,24 @@ func finalize(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange,
 	// A run that listed member lists checks most edges against them
 	// (hash joins); any other reads the edges of the few groups gone,
 	// each through the index. A run that listed nothing (a delta round)
-	// looks for gone groups only among those its pages named.
+	// names the gone groups itself.
+	scanAll := kinds.ListingPages > 0
+	var gone []string
 	var dropped []dbsqlc.DropStaleEdgesRow
 	err = withNestLoopsUnless(ctx, q, kinds.MembersPages > 0, func() error {
+		if !scanAll {
+			since, err := q.MembershipsRunSeq(ctx, t)
+			if err != nil {
+				return err
+			}
+			if gone, err = q.DeltaGoneGroups(ctx, dbsqlc.DeltaGoneGroupsParams{TenantID: t, RunID: r, Lo: pr.lo,
+				Hi: pr.hi, Since: since}); err != nil {
+				return err
+			}
+		}
 		var err error
 		dropped, err = q.DropStaleEdges(ctx, dbsqlc.DropStaleEdgesParams{TenantID: t, RunID: r, RunSeq: seq,
-			Lo: pr.lo, Hi: pr.hi, ScanAll: kinds.ListingPages > 0})
+			Lo: pr.lo, Hi: pr.hi, ScanAll: scanAll, GoneGroups: gone})
 		return err
 	})
 	if err != nil {

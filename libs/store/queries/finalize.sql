@@ -85,14 +85,10 @@ WHERE d.tenant_id = @tenant_id
 -- that listed groups or member lists (@scan_all) looks for gone groups
 -- among all that have edges, found one index probe each (a loose index
 -- scan of the primary key: reading the edges themselves took all of a
--- 100k-user tenant's 208k). A delta run looks only among the groups its
--- pages named and those given edges since the last applied plan (by
--- any run's pages: a failed run's member lists too): every finalization
--- before it dropped the edges of the groups gone until then, a group
--- goes in a delta round only when the round names it, and only those
--- groups can have gained edges. Probing every group cost a delta round
--- time in proportion to the tenant (2,500 probes at 100k users), not to
--- what changed.
+-- 100k-user tenant's 208k). Any other run (a delta round) is given the
+-- gone groups to look at (@gone_groups, DeltaGoneGroups'): probing
+-- every group cost it time in proportion to the tenant (2,500 probes
+-- at 100k users), not to what changed.
 WITH RECURSIVE member_pages AS MATERIALIZED (
     SELECT p.group_id, p.part, p.last, p.object_ids
     FROM sync_run_pages p
@@ -127,15 +123,7 @@ with_edges (id) AS (
 -- planner scanned the list of live groups for each of a first run's
 -- edges (6.7 s of a 50k-user tenant's first finalization).
 named AS (
-    SELECT s.id
-    FROM sync_run_pages p, unnest(p.object_ids) AS s(id)
-    WHERE NOT @scan_all::boolean
-      AND p.tenant_id = @tenant_id AND p.run_id = @run_id AND p.kind = 'groups_delta' AND p.page >= @lo AND p.page < @hi
-    UNION
-    SELECT e.group_id
-    FROM tenants t
-    JOIN dir_members e ON e.tenant_id = t.id AND e.changed_run_seq > t.memberships_run_seq
-    WHERE NOT @scan_all::boolean AND t.id = @tenant_id
+    SELECT g.id FROM unnest(@gone_groups::text[]) AS g(id)
 ),
 targets AS (
     SELECT t.id, a.entra_id IS NULL AS gone
@@ -164,6 +152,34 @@ marked AS (
         counted = false
 )
 SELECT group_id::text AS group_id, count(*) AS dropped FROM dropped GROUP BY group_id;
+
+-- name: DeltaGoneGroups :many
+-- The groups whose edges a delta run must drop: groups it named (its
+-- groups_delta pages, @lo to @hi) or that were given edges since the
+-- tenant's last applied plan (@since; by any run's pages, a failed
+-- run's member lists too) that are not live groups of the mirror and
+-- still have edges. Every finalization before dropped the edges of the
+-- groups gone until then, a group goes in a delta round only when the
+-- round names it, and only those groups can have gained edges. Apart
+-- from DropStaleEdges so that its delete is planned for the handful of
+-- groups this returns, not for an estimate of a third of the edges.
+WITH candidates AS (
+    SELECT s.id
+    FROM sync_run_pages p, unnest(p.object_ids) AS s(id)
+    WHERE p.tenant_id = @tenant_id AND p.run_id = @run_id AND p.kind = 'groups_delta' AND p.page >= @lo AND p.page < @hi
+    UNION
+    SELECT e.group_id
+    FROM dir_members e
+    WHERE e.tenant_id = @tenant_id AND e.changed_run_seq > @since::bigint
+)
+SELECT c.id::text AS id
+FROM candidates c
+WHERE NOT EXISTS (SELECT 1 FROM dir_groups g WHERE g.tenant_id = @tenant_id AND g.entra_id = c.id AND NOT g.deleted)
+  AND EXISTS (SELECT 1 FROM dir_members e WHERE e.tenant_id = @tenant_id AND e.group_id = c.id)
+ORDER BY 1;
+
+-- name: MembershipsRunSeq :one
+SELECT memberships_run_seq FROM tenants WHERE id = @tenant_id;
 
 -- name: CompleteRun :exec
 UPDATE sync_runs

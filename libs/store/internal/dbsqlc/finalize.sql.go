@@ -83,6 +83,66 @@ func (q *Queries) DeleteFinishedRunPages(ctx context.Context, arg DeleteFinished
 	return err
 }
 
+const deltaGoneGroups = `-- name: DeltaGoneGroups :many
+WITH candidates AS (
+    SELECT s.id
+    FROM sync_run_pages p, unnest(p.object_ids) AS s(id)
+    WHERE p.tenant_id = $1 AND p.run_id = $2 AND p.kind = 'groups_delta' AND p.page >= $3 AND p.page < $4
+    UNION
+    SELECT e.group_id
+    FROM dir_members e
+    WHERE e.tenant_id = $1 AND e.changed_run_seq > $5::bigint
+)
+SELECT c.id::text AS id
+FROM candidates c
+WHERE NOT EXISTS (SELECT 1 FROM dir_groups g WHERE g.tenant_id = $1 AND g.entra_id = c.id AND NOT g.deleted)
+  AND EXISTS (SELECT 1 FROM dir_members e WHERE e.tenant_id = $1 AND e.group_id = c.id)
+ORDER BY 1
+`
+
+type DeltaGoneGroupsParams struct {
+	TenantID string
+	RunID    string
+	Lo       int32
+	Hi       int32
+	Since    int64
+}
+
+// The groups whose edges a delta run must drop: groups it named (its
+// groups_delta pages, @lo to @hi) or that were given edges since the
+// tenant's last applied plan (@since; by any run's pages, a failed
+// run's member lists too) that are not live groups of the mirror and
+// still have edges. Every finalization before dropped the edges of the
+// groups gone until then, a group goes in a delta round only when the
+// round names it, and only those groups can have gained edges. Apart
+// from DropStaleEdges so that its delete is planned for the handful of
+// groups this returns, not for an estimate of a third of the edges.
+func (q *Queries) DeltaGoneGroups(ctx context.Context, arg DeltaGoneGroupsParams) ([]string, error) {
+	rows, err := q.db.Query(ctx, deltaGoneGroups,
+		arg.TenantID,
+		arg.RunID,
+		arg.Lo,
+		arg.Hi,
+		arg.Since,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const dropStaleEdges = `-- name: DropStaleEdges :many
 WITH RECURSIVE member_pages AS MATERIALIZED (
     SELECT p.group_id, p.part, p.last, p.object_ids
@@ -114,15 +174,7 @@ with_edges (id) AS (
     WHERE w.id IS NOT NULL
 ),
 named AS (
-    SELECT s.id
-    FROM sync_run_pages p, unnest(p.object_ids) AS s(id)
-    WHERE NOT $5::boolean
-      AND p.tenant_id = $1 AND p.run_id = $2 AND p.kind = 'groups_delta' AND p.page >= $3 AND p.page < $4
-    UNION
-    SELECT e.group_id
-    FROM tenants t
-    JOIN dir_members e ON e.tenant_id = t.id AND e.changed_run_seq > t.memberships_run_seq
-    WHERE NOT $5::boolean AND t.id = $1
+    SELECT g.id FROM unnest($6::text[]) AS g(id)
 ),
 targets AS (
     SELECT t.id, a.entra_id IS NULL AS gone
@@ -138,13 +190,13 @@ dropped AS (
     DELETE FROM dir_members d
     USING targets x
     WHERE d.tenant_id = $1 AND d.group_id = x.id
-      AND (d.v_run_seq, d.v_page, d.v_idx) < ($6, 2147483647, 0)
+      AND (d.v_run_seq, d.v_page, d.v_idx) < ($7, 2147483647, 0)
       AND (x.gone OR NOT EXISTS (SELECT 1 FROM seen s WHERE s.group_id = d.group_id AND s.id = d.member_id))
     RETURNING d.group_id, d.member_id, d.member_type
 ),
 marked AS (
     INSERT INTO dir_edge_changes AS r (tenant_id, group_id, member_id, run_seq, type_before)
-    SELECT $1::uuid, group_id, member_id, $6::bigint, member_type FROM dropped
+    SELECT $1::uuid, group_id, member_id, $7::bigint, member_type FROM dropped
     ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE
     SET run_seq = greatest(r.run_seq, EXCLUDED.run_seq),
         type_before = CASE WHEN r.counted THEN EXCLUDED.type_before ELSE r.type_before END,
@@ -154,12 +206,13 @@ SELECT group_id::text AS group_id, count(*) AS dropped FROM dropped GROUP BY gro
 `
 
 type DropStaleEdgesParams struct {
-	TenantID string
-	RunID    string
-	Lo       int32
-	Hi       int32
-	ScanAll  bool
-	RunSeq   int64
+	TenantID   string
+	RunID      string
+	Lo         int32
+	Hi         int32
+	ScanAll    bool
+	GoneGroups []string
+	RunSeq     int64
 }
 
 type DropStaleEdgesRow struct {
@@ -177,14 +230,10 @@ type DropStaleEdgesRow struct {
 // that listed groups or member lists (@scan_all) looks for gone groups
 // among all that have edges, found one index probe each (a loose index
 // scan of the primary key: reading the edges themselves took all of a
-// 100k-user tenant's 208k). A delta run looks only among the groups its
-// pages named and those given edges since the last applied plan (by
-// any run's pages: a failed run's member lists too): every finalization
-// before it dropped the edges of the groups gone until then, a group
-// goes in a delta round only when the round names it, and only those
-// groups can have gained edges. Probing every group cost a delta round
-// time in proportion to the tenant (2,500 probes at 100k users), not to
-// what changed.
+// 100k-user tenant's 208k). Any other run (a delta round) is given the
+// gone groups to look at (@gone_groups, DeltaGoneGroups'): probing
+// every group cost it time in proportion to the tenant (2,500 probes
+// at 100k users), not to what changed.
 // The groups gone (all their edges go) and those listed complete. Whether
 // a group is gone is decided here, once per group: asked per edge, the
 // planner scanned the list of live groups for each of a first run's
@@ -196,6 +245,7 @@ func (q *Queries) DropStaleEdges(ctx context.Context, arg DropStaleEdgesParams) 
 		arg.Lo,
 		arg.Hi,
 		arg.ScanAll,
+		arg.GoneGroups,
 		arg.RunSeq,
 	)
 	if err != nil {
@@ -226,6 +276,17 @@ WHERE d.tenant_id = $1
 func (q *Queries) DropUnlistedDevices(ctx context.Context, tenantID string) error {
 	_, err := q.db.Exec(ctx, dropUnlistedDevices, tenantID)
 	return err
+}
+
+const membershipsRunSeq = `-- name: MembershipsRunSeq :one
+SELECT memberships_run_seq FROM tenants WHERE id = $1
+`
+
+func (q *Queries) MembershipsRunSeq(ctx context.Context, tenantID string) (int64, error) {
+	row := q.db.QueryRow(ctx, membershipsRunSeq, tenantID)
+	var memberships_run_seq int64
+	err := row.Scan(&memberships_run_seq)
+	return memberships_run_seq, err
 }
 
 const recordGroupResults = `-- name: RecordGroupResults :exec
