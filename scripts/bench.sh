@@ -181,7 +181,8 @@ How each figure is measured (services/fleet/bench_*_test.go):
   the same rows COPYed into the same tables, emptied in a rolled-back
   transaction, with the foreign keys checked at commit checked before the
   rollback (SET CONSTRAINTS ALL IMMEDIATE), as the reconciler's commit
-  checks them. The nothing-changed run reads the same directory again whole,
+  checks them, and the app memberships' statement checks run by their COPY.
+  The nothing-changed run reads the same directory again whole,
   with Graph at no latency.
 - Peak RSS: VmHWM of the api, fetcher and reconciler binaries, each its own
   process, through a first full sync (Graph without latency or budget).

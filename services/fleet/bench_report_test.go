@@ -371,6 +371,9 @@ func copyBaseline(b *testing.B, db *pgxpool.Pool, tables []string) (int64, time.
 	data := map[string]*bytes.Buffer{}
 	var rows int64
 	for _, t := range order {
+		if triggerFilled[t] {
+			continue
+		}
 		buf := &bytes.Buffer{}
 		tag, err := conn.Conn().PgConn().CopyTo(ctx, buf, "COPY "+t+" TO STDOUT")
 		if err != nil {
@@ -389,13 +392,17 @@ func copyBaseline(b *testing.B, db *pgxpool.Pool, tables []string) (int64, time.
 	}
 	start := time.Now()
 	for _, t := range order {
+		if triggerFilled[t] {
+			continue
+		}
 		if _, err := conn.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data[t].Bytes()), "COPY "+t+" FROM STDIN"); err != nil {
 			b.Fatalf("copy %s in: %v", t, err)
 		}
 	}
 	// What a commit would check: the foreign keys checked at commit
-	// (app_group_members', app_user_grants'), as the reconciler's
-	// finalization pays them at its own commit.
+	// (app_user_grants', app_user_roles'), as the reconciler's
+	// finalization pays them at its own commit. app_group_members'
+	// checks ran with its COPY, as they do with the reconciler's insert.
 	if _, err := tx.Exec(ctx, "SET CONSTRAINTS ALL IMMEDIATE"); err != nil {
 		b.Fatalf("check deferred constraints: %v", err)
 	}
@@ -405,6 +412,11 @@ func copyBaseline(b *testing.B, db *pgxpool.Pool, tables []string) (int64, time.
 	}
 	return rows, took
 }
+
+// triggerFilled are tables the store's triggers write as other tables
+// change (app_user_states counts app_users, store migration 00027): the
+// COPY of those tables fills them again, so they are emptied, not copied.
+var triggerFilled = map[string]bool{"app_user_states": true}
 
 // fkOrder sorts tables so that each comes after the tables it references.
 func fkOrder(b *testing.B, db *pgxpool.Pool, tables []string) []string {
@@ -424,6 +436,9 @@ func fkOrder(b *testing.B, db *pgxpool.Pool, tables []string) []string {
 		deps[from] = append(deps[from], to)
 	}
 	rows.Close()
+	// app_group_members' users and groups are checked by statement
+	// triggers (store migration 00028), not by constraints.
+	deps["app_group_members"] = append(deps["app_group_members"], "app_users", "app_groups")
 	in := map[string]bool{}
 	for _, t := range tables {
 		in[t] = true
