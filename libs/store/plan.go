@@ -103,8 +103,9 @@ type planner struct {
 	moved   []dbsqlc.InsertPlanWorkAffectedParams
 	inScope int64
 	// holders and candidates count the users the app keeps by their part
-	// in the seat hand-out, decided or not (see keepSteadyUsers).
-	holders, candidates int64
+	// in the seat hand-out, decided or not (see keepSteadyUsers);
+	// steadyCandidates the candidates among those not decided.
+	holders, candidates, steadyCandidates int64
 	// decidedStates counts the app users the plan decided by state.
 	decidedStates map[userState]int64
 	// changedGroups are the groups whose membership or grants the groups
@@ -465,6 +466,7 @@ func (p *planner) keepSteadyUsers(states map[userState]int64) error {
 			p.holders += steady
 		case plan.SeatCandidate:
 			p.candidates += steady
+			p.steadyCandidates += steady
 		}
 	}
 	return nil
@@ -493,7 +495,7 @@ func (p *planner) seats(seats *plan.Seats) error {
 	if seated > 0 {
 		err := scanCursor(p, "plan_seat_candidates", func(q *dbsqlc.Queries) ([]dbsqlc.PlanSeatCandidatesRow, error) {
 			return q.PlanSeatCandidates(p.ctx, dbsqlc.PlanSeatCandidatesParams{TenantID: p.tenant, RunID: p.run,
-				Seats: steadySeatTable, MaxRows: seated})
+				Seats: steadySeatTable, MaxRows: seated, Steady: p.steadyCandidates > 0})
 		}, func(r dbsqlc.PlanSeatCandidatesRow) error {
 			return p.emitIf(seats.Candidate(plan.SeatUser{EntraID: r.EntraID, DisplayName: r.DisplayName}))
 		})

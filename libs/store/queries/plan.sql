@@ -124,7 +124,8 @@ OFFSET @skip::bigint;
 -- name: PlanSeatCandidates :many
 -- The first @max_rows users who want a seat, in Entra id order: those
 -- the plan decided, and those it did not with the seat role @seats gives
--- them (see planner.keepSteadyUsers).
+-- them (see planner.keepSteadyUsers) when the counts say there are any
+-- (@steady): looking for none read all of a tenant's app users.
 SELECT c.entra_id, c.display_name
 FROM (SELECT w.entra_id, w.display_name
       FROM plan_work_users w
@@ -134,7 +135,7 @@ FROM (SELECT w.entra_id, w.display_name
       FROM app_users a
       JOIN jsonb_to_recordset(@seats::jsonb) AS s(enabled boolean, license text, sticky boolean, seat smallint)
         ON s.enabled = a.enabled AND s.license = a.license AND s.sticky = (a.license_disabled_at IS NOT NULL)
-      WHERE a.tenant_id = @tenant_id AND s.seat = 2
+      WHERE @steady::boolean AND a.tenant_id = @tenant_id AND s.seat = 2
         AND NOT EXISTS (SELECT 1 FROM plan_work_users w
                         WHERE w.tenant_id = @tenant_id AND w.run_id = @run_id AND w.entra_id = a.entra_id)) c
 ORDER BY c.entra_id

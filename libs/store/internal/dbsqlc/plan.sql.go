@@ -1662,17 +1662,18 @@ FROM (SELECT w.entra_id, w.display_name
       FROM app_users a
       JOIN jsonb_to_recordset($3::jsonb) AS s(enabled boolean, license text, sticky boolean, seat smallint)
         ON s.enabled = a.enabled AND s.license = a.license AND s.sticky = (a.license_disabled_at IS NOT NULL)
-      WHERE a.tenant_id = $1 AND s.seat = 2
+      WHERE $4::boolean AND a.tenant_id = $1 AND s.seat = 2
         AND NOT EXISTS (SELECT 1 FROM plan_work_users w
                         WHERE w.tenant_id = $1 AND w.run_id = $2 AND w.entra_id = a.entra_id)) c
 ORDER BY c.entra_id
-LIMIT $4::bigint
+LIMIT $5::bigint
 `
 
 type PlanSeatCandidatesParams struct {
 	TenantID string
 	RunID    string
 	Seats    []byte
+	Steady   bool
 	MaxRows  int64
 }
 
@@ -1683,12 +1684,14 @@ type PlanSeatCandidatesRow struct {
 
 // The first @max_rows users who want a seat, in Entra id order: those
 // the plan decided, and those it did not with the seat role @seats gives
-// them (see planner.keepSteadyUsers).
+// them (see planner.keepSteadyUsers) when the counts say there are any
+// (@steady): looking for none read all of a tenant's app users.
 func (q *Queries) PlanSeatCandidates(ctx context.Context, arg PlanSeatCandidatesParams) ([]PlanSeatCandidatesRow, error) {
 	rows, err := q.db.Query(ctx, planSeatCandidates,
 		arg.TenantID,
 		arg.RunID,
 		arg.Seats,
+		arg.Steady,
 		arg.MaxRows,
 	)
 	if err != nil {
