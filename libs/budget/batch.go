@@ -113,7 +113,7 @@ type batchOutcome struct {
 }
 
 // readBatchOutcome reads a batch's 200 answer, leaving resp's body to be
-// read again (of a known length, so that it is read into one slice); ok
+// read again (as httpbody.Body, which the next reader takes as it is); ok
 // is false when it is not a batch answer. A body that could not be read
 // fails the same way for whoever reads it next.
 func readBatchOutcome(resp *http.Response, costs map[string]int, now time.Time) (out batchOutcome, ok bool) {
@@ -123,7 +123,7 @@ func readBatchOutcome(resp *http.Response, costs map[string]int, now time.Time) 
 		resp.Body = io.NopCloser(failedRead{err})
 		return out, false
 	}
-	resp.Body = io.NopCloser(bytes.NewReader(b))
+	resp.Body = httpbody.Body(b)
 	resp.ContentLength = int64(len(b))
 	var answer struct {
 		Responses []struct {

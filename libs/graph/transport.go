@@ -207,7 +207,7 @@ func (t *retrier) attempt(ctx context.Context, req *http.Request, getBody func()
 	if err != nil {
 		return nil, nil, err
 	}
-	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.Body = httpbody.Body(body)
 	resp.ContentLength = int64(len(body))
 	resp.Header.Del("Content-Length")
 	resp.Request = req

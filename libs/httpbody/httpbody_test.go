@@ -84,3 +84,26 @@ func TestReadRefusesMoreThanMax(t *testing.T) {
 		t.Fatalf("a body of exactly max: %d bytes, %v", len(b), err)
 	}
 }
+
+// A body a layer below read whole (Body) is handed on as it is, not
+// copied again; one already partly read gives the rest, and the limit
+// holds for it too.
+func TestReadTakesABodyInMemoryAsItIs(t *testing.T) {
+	b := []byte("a batch answer read by the layer below")
+	got, err := Read(Body(b), int64(len(b)), 1<<20)
+	if err != nil || len(got) != len(b) || &got[0] != &b[0] {
+		t.Fatalf("read %q, %v; want the same slice back", got, err)
+	}
+
+	partly := Body(b)
+	if _, err := partly.Read(make([]byte, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Read(partly, -1, 1<<20); err != nil || !bytes.Equal(got, b[2:]) {
+		t.Fatalf("after two bytes read: %q, %v; want %q", got, err, b[2:])
+	}
+
+	if _, err := Read(Body(b), int64(len(b)), 10); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("a body over the limit: %v, want ErrTooLarge", err)
+	}
+}

@@ -42,6 +42,8 @@ func TestAppMembershipsNeedTheirUserAndGroup(t *testing.T) {
 	refused("a valid membership beside an invalid one, in one statement",
 		`INSERT INTO app_group_members (tenant_id, group_id, user_id) VALUES ($1, $2, $3), ($1, $2, $4)`,
 		w.tenant, gID(1), uID(2), uID(9))
+	refused("moving a membership to a user the app does not have",
+		`UPDATE app_group_members SET user_id = $3 WHERE tenant_id = $1 AND group_id = $2`, w.tenant, gID(1), uID(9))
 	refused("deleting a user who is still a member",
 		`DELETE FROM app_users WHERE tenant_id = $1 AND entra_id = $2`, w.tenant, uID(1))
 	refused("deleting a group that still has members",

@@ -122,14 +122,11 @@ with_edges (id) AS (
 -- a group is gone is decided here, once per group: asked per edge, the
 -- planner scanned the list of live groups for each of a first run's
 -- edges (6.7 s of a 50k-user tenant's first finalization).
-named AS (
-    SELECT g.id FROM unnest(@gone_groups::text[]) AS g(id)
-),
 targets AS (
     SELECT t.id, a.entra_id IS NULL AS gone
     FROM (SELECT w.id FROM with_edges w WHERE w.id IS NOT NULL
           UNION
-          SELECT n.id FROM named n
+          SELECT g.id FROM unnest(@gone_groups::text[]) AS g(id)
           UNION
           SELECT c.group_id FROM complete c) t
     LEFT JOIN alive a ON a.entra_id = t.id

@@ -173,14 +173,11 @@ with_edges (id) AS (
     FROM with_edges w
     WHERE w.id IS NOT NULL
 ),
-named AS (
-    SELECT g.id FROM unnest($6::text[]) AS g(id)
-),
 targets AS (
     SELECT t.id, a.entra_id IS NULL AS gone
     FROM (SELECT w.id FROM with_edges w WHERE w.id IS NOT NULL
           UNION
-          SELECT n.id FROM named n
+          SELECT g.id FROM unnest($6::text[]) AS g(id)
           UNION
           SELECT c.group_id FROM complete c) t
     LEFT JOIN alive a ON a.entra_id = t.id
