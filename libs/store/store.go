@@ -94,6 +94,10 @@ func Open(ctx context.Context, url string, box *secret.Box, log zerolog.Logger, 
 	if o.maxConns > 0 {
 		cfg.MaxConns = o.maxConns
 	}
+	cfg.AfterConnect = func(_ context.Context, conn *pgx.Conn) error {
+		afterConnect(conn)
+		return nil
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: open: %w", err)

@@ -1,0 +1,4 @@
+package store
+
+// RegisterUUIDStrings is registerUUIDStrings, for the COPY benchmark.
+var RegisterUUIDStrings = registerUUIDStrings
