@@ -785,7 +785,7 @@ CROSS JOIN LATERAL (
 UNION
 SELECT $1::uuid, $2::uuid, 'user', c.id
 FROM changed c
-WHERE EXISTS (SELECT 1 FROM dir_users u WHERE u.tenant_id = $1 AND u.entra_id = c.id)
+WHERE (SELECT true FROM dir_users u WHERE u.tenant_id = $1 AND u.entra_id = c.id)
 ON CONFLICT DO NOTHING
 `
 
@@ -806,6 +806,10 @@ type PlanAffectEdgeUsersParams struct {
 // Each group's users looked up by its key (OFFSET 0 keeps the lookup a
 // subquery): the planner, which cannot see how few groups the walk
 // finds, joined them to a sort of the tenant's whole edge list.
+// The changed members that are users, each looked up by its key: a
+// scalar subquery, not EXISTS, which the planner made a hash of the
+// tenant's 20k users to find 100 (it expects 200 changed members
+// whatever their number).
 func (q *Queries) PlanAffectEdgeUsers(ctx context.Context, arg PlanAffectEdgeUsersParams) error {
 	_, err := q.db.Exec(ctx, planAffectEdgeUsers, arg.TenantID, arg.RunID)
 	return err
