@@ -469,10 +469,8 @@ func (s *Store) ApplyUsersPage(ctx context.Context, ref PageRef, users []DirUser
 	rec := pageRecord{kind: pageUsers, ids: ids}
 	return s.applyPage(ctx, ref, rec, at, func(q *dbsqlc.Queries) error {
 		return upsert(rows, func(raw []byte) error {
-			if err := q.NoteUsersDrift(ctx, dbsqlc.NoteUsersDriftParams{TenantID: ref.TenantID, RunID: ref.RunID, Rows: raw}); err != nil {
-				return err
-			}
-			return q.UpsertUsers(ctx, dbsqlc.UpsertUsersParams{TenantID: ref.TenantID, RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw})
+			return q.UpsertUsers(ctx, dbsqlc.UpsertUsersParams{TenantID: ref.TenantID, RunID: ref.RunID,
+				RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw, NoteDrift: true})
 		})
 	})
 }
@@ -512,10 +510,8 @@ func (s *Store) ApplyGroupsPage(ctx context.Context, ref PageRef, groups []DirGr
 	rec := pageRecord{kind: pageGroups, ids: ids}
 	return s.applyPage(ctx, ref, rec, at, func(q *dbsqlc.Queries) error {
 		return upsert(rows, func(raw []byte) error {
-			if err := q.NoteGroupsDrift(ctx, dbsqlc.NoteGroupsDriftParams{TenantID: ref.TenantID, RunID: ref.RunID, Rows: raw}); err != nil {
-				return err
-			}
-			return q.UpsertGroups(ctx, dbsqlc.UpsertGroupsParams{TenantID: ref.TenantID, RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw})
+			return q.UpsertGroups(ctx, dbsqlc.UpsertGroupsParams{TenantID: ref.TenantID, RunID: ref.RunID,
+				RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw, NoteDrift: true})
 		})
 	})
 }

@@ -106,7 +106,10 @@ func (s *Store) ApplyUsersDeltaPage(ctx context.Context, ref PageRef, users []Di
 	rec := pageRecord{kind: pageUsersDelta, ids: sortedUnion(ids, goneIDs)}
 	return s.applyPage(ctx, ref, rec, at, func(q *dbsqlc.Queries) error {
 		if err := upsert(rows, func(raw []byte) error {
-			return q.UpsertUsers(ctx, dbsqlc.UpsertUsersParams{TenantID: ref.TenantID, RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw})
+			// A delta page notes no drift: drift is what a listing
+			// finds that the delta rounds did not report.
+			return q.UpsertUsers(ctx, dbsqlc.UpsertUsersParams{TenantID: ref.TenantID, RunID: ref.RunID,
+				RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw, NoteDrift: false})
 		}); err != nil {
 			return err
 		}
@@ -149,7 +152,8 @@ func (s *Store) ApplyGroupsDeltaPage(ctx context.Context, ref PageRef, groups []
 	rec := pageRecord{kind: pageGroupsDelta, ids: sortedUnion(named, nil)}
 	return s.applyPage(ctx, ref, rec, at, func(q *dbsqlc.Queries) error {
 		if err := upsert(rows, func(raw []byte) error {
-			return q.UpsertGroups(ctx, dbsqlc.UpsertGroupsParams{TenantID: ref.TenantID, RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw})
+			return q.UpsertGroups(ctx, dbsqlc.UpsertGroupsParams{TenantID: ref.TenantID, RunID: ref.RunID,
+				RunSeq: ref.RunSeq, Page: ref.Page, Rows: raw, NoteDrift: false})
 		}); err != nil {
 			return err
 		}

@@ -349,6 +349,22 @@ func (q *Queries) UpsertDevices(ctx context.Context, arg UpsertDevicesParams) er
 }
 
 const upsertGroups = `-- name: UpsertGroups :exec
+WITH noted AS (
+    INSERT INTO sync_run_drift (tenant_id, run_id, kind, group_id, object_id)
+    SELECT $1, $5, 'group', '', g.id
+    FROM jsonb_to_recordset($4::jsonb) AS g(id text, display_name text, description text, mail text,
+                                               group_types text[], security_enabled boolean, mail_enabled boolean,
+                                               membership_rule text, renewed_at timestamptz)
+    LEFT JOIN dir_groups d ON d.tenant_id = $1 AND d.entra_id = g.id
+    WHERE $6::boolean
+      AND EXISTS (SELECT 1 FROM tenant_delta_links l WHERE l.tenant_id = $1)
+      AND (d.entra_id IS NULL OR d.deleted
+           OR (d.display_name, d.description, d.mail, d.group_types, d.security_enabled, d.mail_enabled,
+               d.membership_rule, d.renewed_at)
+              IS DISTINCT FROM (g.display_name, g.description, g.mail, g.group_types, g.security_enabled,
+                                g.mail_enabled, g.membership_rule, g.renewed_at))
+    ON CONFLICT DO NOTHING
+)
 INSERT INTO dir_groups AS d (tenant_id, entra_id, display_name, description, mail, group_types, security_enabled,
                              mail_enabled, membership_rule, renewed_at, deleted, v_run_seq, v_page, v_idx)
 SELECT $1, g.id, g.display_name, g.description, g.mail, g.group_types, g.security_enabled,
@@ -372,19 +388,24 @@ WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, E
 `
 
 type UpsertGroupsParams struct {
-	TenantID string
-	RunSeq   int64
-	Page     int32
-	Rows     []byte
+	TenantID  string
+	RunSeq    int64
+	Page      int32
+	Rows      []byte
+	RunID     string
+	NoteDrift bool
 }
 
-// As UpsertUsers: every newer entry advances the version.
+// As UpsertUsers: every newer entry advances the version, and drift
+// candidates are noted in the same statement when @note_drift.
 func (q *Queries) UpsertGroups(ctx context.Context, arg UpsertGroupsParams) error {
 	_, err := q.db.Exec(ctx, upsertGroups,
 		arg.TenantID,
 		arg.RunSeq,
 		arg.Page,
 		arg.Rows,
+		arg.RunID,
+		arg.NoteDrift,
 	)
 	return err
 }
@@ -477,6 +498,22 @@ func (q *Queries) UpsertMembers(ctx context.Context, arg UpsertMembersParams) er
 
 const upsertUsers = `-- name: UpsertUsers :exec
 
+WITH noted AS (
+    INSERT INTO sync_run_drift (tenant_id, run_id, kind, group_id, object_id)
+    SELECT $1, $5, 'user', '', u.id
+    FROM jsonb_to_recordset($4::jsonb) AS u(id text, display_name text, mail text, upn text, given_name text,
+                                               surname text, job_title text, department text, user_type text,
+                                               account_enabled boolean)
+    LEFT JOIN dir_users d ON d.tenant_id = $1 AND d.entra_id = u.id
+    WHERE $6::boolean
+      AND EXISTS (SELECT 1 FROM tenant_delta_links l WHERE l.tenant_id = $1)
+      AND (d.entra_id IS NULL OR d.deleted
+           OR (d.display_name, d.mail, d.user_principal_name, d.given_name, d.surname, d.job_title, d.department,
+               d.user_type, d.account_enabled)
+              IS DISTINCT FROM (u.display_name, u.mail, u.upn, u.given_name, u.surname, u.job_title, u.department,
+                                u.user_type, u.account_enabled))
+    ON CONFLICT DO NOTHING
+)
 INSERT INTO dir_users AS d (tenant_id, entra_id, display_name, mail, user_principal_name, given_name, surname,
                             job_title, department, user_type, account_enabled, deleted, v_run_seq, v_page, v_idx,
                             changed_run_seq)
@@ -509,10 +546,12 @@ WHERE (d.v_run_seq, d.v_page, d.v_idx) < (EXCLUDED.v_run_seq, EXCLUDED.v_page, E
 `
 
 type UpsertUsersParams struct {
-	TenantID string
-	RunSeq   int64
-	Page     int32
-	Rows     []byte
+	TenantID  string
+	RunSeq    int64
+	Page      int32
+	Rows      []byte
+	RunID     string
+	NoteDrift bool
 }
 
 // The mirror's upserts take a page's entries as one JSON array (@rows),
@@ -529,12 +568,22 @@ type UpsertUsersParams struct {
 // row (or brings back a deleted user) marks it changed by this run
 // (changed_run_seq, migration 00021): the next plan decides that user
 // again.
+//
+// When @note_drift (a full run's page), the entries that differ from the
+// mirror as it was before this statement (every part of a statement reads
+// the tables as they were when it began) are noted as drift candidates
+// (migration 00018), in this statement: a statement of its own sent the
+// page to Postgres a second time. The page is unpacked twice only when
+// notes are taken: otherwise the note's condition, false for the whole
+// statement, keeps Postgres from reading it.
 func (q *Queries) UpsertUsers(ctx context.Context, arg UpsertUsersParams) error {
 	_, err := q.db.Exec(ctx, upsertUsers,
 		arg.TenantID,
 		arg.RunSeq,
 		arg.Page,
 		arg.Rows,
+		arg.RunID,
+		arg.NoteDrift,
 	)
 	return err
 }
