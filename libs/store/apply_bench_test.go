@@ -23,11 +23,7 @@ func benchmarkApplyUsersPage(b *testing.B, links bool) {
 	const users = 999
 	ctx := context.Background()
 	st := storetest.New(b)
-	tn, err := st.CreateTenant(ctx, store.NewTenant{Name: "Bench", EntraTenantID: "8f3c0b7e-5d4a-4f0e-9a61-2b7d4c1e9f00",
-		ClientID: "3b9d2f64-1c8e-4a7b-b5d0-6e2f8a9c4d11", ClientSecret: "s3cret value", Seats: users})
-	if err != nil {
-		b.Fatal(err)
-	}
+	tn := newTenant(b, st, users)
 	page := newBenchTenant(users, 0, 50).users
 	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	newRun := func() store.PageRef {

@@ -95,7 +95,7 @@ func Open(ctx context.Context, url string, box *secret.Box, log zerolog.Logger, 
 		cfg.MaxConns = o.maxConns
 	}
 	cfg.AfterConnect = func(_ context.Context, conn *pgx.Conn) error {
-		afterConnect(conn)
+		registerUUIDStrings(conn.TypeMap())
 		return nil
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)

@@ -53,14 +53,14 @@ func (c *fakeClock) Add(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
 }
 
-func newTenant(t *testing.T, st *store.Store, seats int) store.Tenant {
+func newTenant(t testing.TB, st *store.Store, seats int) store.Tenant {
 	t.Helper()
 	tn, err := st.CreateTenant(context.Background(), store.NewTenant{
 		Name: "Contoso", EntraTenantID: "8f3c0b7e-5d4a-4f0e-9a61-2b7d4c1e9f00",

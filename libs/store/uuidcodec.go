@@ -4,7 +4,6 @@ import (
 	"encoding/hex"
 	"errors"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
@@ -22,11 +21,6 @@ import (
 // it as before.
 func registerUUIDStrings(m *pgtype.Map) {
 	m.RegisterType(&pgtype.Type{Name: "uuid", OID: pgtype.UUIDOID, Codec: uuidStringCodec{}})
-}
-
-// afterConnect prepares each new connection of the pool.
-func afterConnect(conn *pgx.Conn) {
-	registerUUIDStrings(conn.TypeMap())
 }
 
 // uuidStringCodec is pgx's uuid codec, plus binary encoding of strings.
