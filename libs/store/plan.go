@@ -110,7 +110,10 @@ type planner struct {
 	decidedStates map[userState]int64
 	// changedGroups are the groups whose membership or grants the groups
 	// pass changes (plan.MembershipsChange): their members' memberships
-	// and grants are recomputed.
+	// and grants are recomputed. A plan that recomputes every group
+	// notes none: on a tenant's first plan every group is new, and the
+	// list would hold all of a large tenant's group ids until the plan
+	// is done.
 	changedGroups []string
 }
 
@@ -287,7 +290,7 @@ func buildPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 			return res, fmt.Errorf("plan seats: %w", err)
 		}
 	}
-	if err := p.groups(t.settings.Groups); err != nil {
+	if err := p.groups(t.settings.Groups, t.fullMemberships); err != nil {
 		return res, fmt.Errorf("plan groups: %w", err)
 	}
 	if t.settings.Plan.SyncsMembers() {
@@ -510,8 +513,9 @@ func (p *planner) seats(seats *plan.Seats) error {
 // groups is the third pass: the mirror's groups and the app's, merged in
 // Entra id order. Groups the app keeps go to plan_work_groups for the
 // membership and grants passes, marked frozen (their memberships stay as
-// the app has them) and whether they grant.
-func (p *planner) groups(k plan.GroupKinds) error {
+// the app has them) and whether they grant. whole: the plan recomputes
+// every group's memberships, so it notes none as changed.
+func (p *planner) groups(k plan.GroupKinds, whole bool) error {
 	dirQ, appQ := p.q.Cursor("plan_dir_groups", planChunk), p.q.Cursor("plan_app_groups", planChunk)
 	dirs := &chunks[dbsqlc.PlanDirGroupsRow]{fetch: func() ([]dbsqlc.PlanDirGroupsRow, error) {
 		return dirQ.PlanDirGroups(p.ctx, p.tenant)
@@ -548,7 +552,7 @@ func (p *planner) groups(k plan.GroupKinds) error {
 			if err := p.emitIf(dec.Item, dec.Changed); err != nil {
 				return err
 			}
-			if plan.MembershipsChange(f, dec) {
+			if !whole && plan.MembershipsChange(f, dec) {
 				p.changedGroups = append(p.changedGroups, f.EntraID)
 			}
 			if dec.Status == "" {
