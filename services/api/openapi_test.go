@@ -180,3 +180,26 @@ func TestRoutesAreTheSpecsOperations(t *testing.T) {
 		t.Fatalf("routes with an operation missing from the spec: %v, want an error", err)
 	}
 }
+
+// TestParametersAreCheckedAsOpenAPI30: the contract checks parameters with
+// kin-openapi's OpenAPI 3.0 validator (see contract.paramDoc), so it
+// refuses to load a spec with a parameter schema that validator could
+// read otherwise than JSON Schema 2020-12 does.
+func TestParametersAreCheckedAsOpenAPI30(t *testing.T) {
+	t.Parallel()
+	c, err := loadContract(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.paramDoc.IsOpenAPI31OrLater() || !c.doc.IsOpenAPI31OrLater() {
+		t.Fatalf("parameters checked as OpenAPI %s, bodies as %s; want 3.0 and 3.1", c.paramDoc.OpenAPI, c.doc.OpenAPI)
+	}
+	if err := checkParamSchemas(c.doc); err != nil {
+		t.Fatalf("the spec's parameters: %v", err)
+	}
+	p := c.doc.Components.Parameters["after"].Value
+	p.Schema = openapi3.NewSchemaRef("", &openapi3.Schema{Type: &openapi3.Types{"string", "null"}})
+	if err := checkParamSchemas(c.doc); err == nil || !strings.Contains(err.Error(), "parameter after") {
+		t.Fatalf("a parameter that may be null: %v, want an error naming it", err)
+	}
+}

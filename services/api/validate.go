@@ -41,6 +41,16 @@ const patternDescription = "x-pattern-description"
 type contract struct {
 	doc  *openapi3.T
 	opts *openapi3filter.Options
+	// paramDoc is doc labelled OpenAPI 3.0, and paramOpts opts without the
+	// body: parameters are checked against it. For a 3.1 document
+	// kin-openapi compiles a JSON Schema 2020-12 validator for every
+	// value it checks, each time (getkin/kin-openapi#1186, open): 80–110
+	// µs of every run status a watching page asks for, where its own
+	// validator takes a few. The parameters' schemas use no keyword that
+	// the two validators read differently (checkParamSchemas); bodies,
+	// whose schemas do, are still checked as 3.1.
+	paramDoc  *openapi3.T
+	paramOpts *openapi3filter.Options
 }
 
 // loadContract parses and validates the embedded openapi.yaml; a spec
@@ -73,7 +83,48 @@ func loadContract(ctx context.Context) (*contract, error) {
 			})),
 		},
 	}
-	return &contract{doc: doc, opts: opts}, nil
+	if err := checkParamSchemas(doc); err != nil {
+		return nil, err
+	}
+	paramDoc := *doc
+	paramDoc.OpenAPI = "3.0.3"
+	paramOpts := *opts
+	paramOpts.ExcludeRequestBody = true
+	return &contract{doc: doc, opts: opts, paramDoc: &paramDoc, paramOpts: &paramOpts}, nil
+}
+
+// checkParamSchemas refuses a parameter whose schema kin-openapi's OpenAPI
+// 3.0 validator could read otherwise than JSON Schema 2020-12 does: one
+// with more than one type, or a null type (3.0 has neither), or a
+// composition of schemas. Every parameter of the spec today is a single
+// string or integer with plain limits, a format or an enum.
+func checkParamSchemas(doc *openapi3.T) error {
+	check := func(where string, p *openapi3.Parameter) error {
+		if p == nil || p.Schema == nil || p.Schema.Value == nil {
+			return nil
+		}
+		s := p.Schema.Value
+		if s.Type == nil || len(*s.Type) != 1 || s.Type.Is("null") || s.Const != nil ||
+			len(s.AllOf)+len(s.AnyOf)+len(s.OneOf) > 0 || s.Not != nil {
+			return fmt.Errorf("api: openapi.yaml: parameter %s of %s: its schema must be one plain type", p.Name, where)
+		}
+		return nil
+	}
+	for path, item := range doc.Paths.Map() {
+		for _, p := range item.Parameters {
+			if err := check(path, p.Value); err != nil {
+				return err
+			}
+		}
+		for method, op := range item.Operations() {
+			for _, p := range op.Parameters {
+				if err := check(method+" "+path, p.Value); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // route returns the spec's operation for a method and a path template
@@ -124,6 +175,8 @@ func (c *contract) queryDefault(name string) (int, error) {
 func (c *contract) validate(route *routers.Route, next http.Handler) http.Handler {
 	op := route.Operation
 	params := append(slices.Clone(route.PathItem.Parameters), op.Parameters...)
+	paramRoute := *route
+	paramRoute.Spec = c.paramDoc
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for name := range r.URL.Query() {
 			if params.GetByInAndName(openapi3.ParameterInQuery, name) == nil {
@@ -144,9 +197,7 @@ func (c *contract) validate(route *routers.Route, next http.Handler) http.Handle
 		}
 		r.Body = io.NopCloser(bytes.NewReader(raw))
 		r.ContentLength = int64(len(raw))
-		err = openapi3filter.ValidateRequest(r.Context(), &openapi3filter.RequestValidationInput{
-			Request: r, PathParams: pathParams, Route: route, Options: c.opts,
-		})
+		err = c.check(r, route, &paramRoute, pathParams)
 		if err == nil && len(raw) > 0 {
 			err = checkIntegers(op.RequestBody.Value.Content.Get(r.Header.Get("Content-Type")).Schema.Value, raw)
 		}
@@ -158,6 +209,33 @@ func (c *contract) validate(route *routers.Route, next http.Handler) http.Handle
 		r.ContentLength = int64(len(raw))
 		next.ServeHTTP(w, r)
 	})
+}
+
+// check validates r's parameters against paramRoute (see contract) and
+// its body against route, as openapi3filter.ValidateRequest validates
+// both: every problem, in one openapi3.MultiError.
+func (c *contract) check(r *http.Request, route, paramRoute *routers.Route, pathParams map[string]string) error {
+	var me openapi3.MultiError
+	err := openapi3filter.ValidateRequest(r.Context(), &openapi3filter.RequestValidationInput{
+		Request: r, PathParams: pathParams, Route: paramRoute, Options: c.paramOpts,
+	})
+	if params, ok := err.(openapi3.MultiError); ok {
+		me = append(me, params...)
+	} else if err != nil {
+		me = append(me, err)
+	}
+	if body := route.Operation.RequestBody; body != nil {
+		err := openapi3filter.ValidateRequestBody(r.Context(), &openapi3filter.RequestValidationInput{
+			Request: r, PathParams: pathParams, Route: route, Options: c.opts,
+		}, body.Value)
+		if err != nil {
+			me = append(me, err)
+		}
+	}
+	if len(me) > 0 {
+		return me
+	}
+	return nil
 }
 
 // readBody reads the request body, at most maxBody bytes, and checks
