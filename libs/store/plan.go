@@ -166,11 +166,11 @@ func (p *planner) emitIf(it plan.Item, ok bool) error {
 func (p *planner) emit(items ...plan.Item) error {
 	for _, it := range items {
 		p.summary.Add(it)
-		before, err := jsonOrNil(it.Before)
+		before, err := fieldsJSON(it.Before)
 		if err != nil {
 			return err
 		}
-		after, err := jsonOrNil(it.After)
+		after, err := fieldsJSON(it.After)
 		if err != nil {
 			return err
 		}
@@ -252,13 +252,6 @@ func nullIfEmpty(s string) *string {
 		return nil
 	}
 	return &s
-}
-
-func jsonOrNil(f plan.Fields) ([]byte, error) {
-	if f == nil {
-		return nil, nil
-	}
-	return json.Marshal(map[string]any(f))
 }
 
 // buildPlan plans a complete run ($pr is the page range of its attempt).
