@@ -17,8 +17,8 @@ import (
 // items). encoding/json walks a map[string]any by reflection, with 16
 // allocations for an item's two or three short strings; it took a third
 // of the Go CPU of a delta round's finalization (BenchmarkDeltaFinalize).
-// The values an item holds (strings, booleans, lists of names, nil) are
-// written directly; any other value, or a string that needs escaping, is
+// The values nearly every item holds (strings, booleans, nil) are written
+// directly; any other value, or a string that needs escaping, is
 // left to encoding/json. The bytes may differ from encoding/json's (it
 // also escapes <, > and &), never the JSON value: jsonb stores the value.
 func fieldsJSON(f plan.Fields) ([]byte, error) {
@@ -53,8 +53,6 @@ func fieldsJSON(f plan.Fields) ([]byte, error) {
 			} else {
 				out = append(out, "false"...)
 			}
-		case []string:
-			out, err = appendJSONStrings(out, v)
 		default:
 			out, err = appendMarshaled(out, v)
 		}
@@ -77,23 +75,6 @@ func appendJSONString(out []byte, s string) ([]byte, error) {
 	out = append(out, '"')
 	out = append(out, s...)
 	return append(out, '"'), nil
-}
-
-func appendJSONStrings(out []byte, ss []string) ([]byte, error) {
-	if ss == nil {
-		return append(out, "null"...), nil // as encoding/json writes a nil slice
-	}
-	out = append(out, '[')
-	var err error
-	for i, s := range ss {
-		if i > 0 {
-			out = append(out, ',')
-		}
-		if out, err = appendJSONString(out, s); err != nil {
-			return nil, err
-		}
-	}
-	return append(out, ']'), nil
 }
 
 func appendMarshaled(out []byte, v any) ([]byte, error) {

@@ -476,12 +476,20 @@ func isUUID(s string) bool {
 // canonicalID returns the lower-case form of a UUID, the form Postgres
 // prints and the one secrets are bound to.
 func canonicalID(s string) (string, bool) {
-	if len(s) != 36 {
-		return "", false
-	}
-	u, err := uuid.Parse(s)
-	if err != nil {
+	u, ok := parseID(s)
+	if !ok {
 		return "", false
 	}
 	return u.String(), true
+}
+
+// parseID reads a UUID in its 36-character form (8-4-4-4-12 hex digits,
+// either case); uuid.Parse alone also takes other forms, which Postgres
+// refuses.
+func parseID(s string) (uuid.UUID, bool) {
+	if len(s) != 36 {
+		return uuid.UUID{}, false
+	}
+	u, err := uuid.Parse(s)
+	return u, err == nil
 }

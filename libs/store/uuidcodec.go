@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/hex"
 	"errors"
 
 	"github.com/jackc/pgx/v5/pgtype"
@@ -38,28 +37,9 @@ type encodeUUIDString struct{}
 var errNotCanonicalUUID = errors.New("not a uuid in canonical form")
 
 func (encodeUUIDString) Encode(value any, buf []byte) ([]byte, error) {
-	u, err := parseCanonicalUUID(value.(string))
-	if err != nil {
-		return nil, err
+	u, ok := parseID(value.(string))
+	if !ok {
+		return nil, errNotCanonicalUUID
 	}
 	return append(buf, u[:]...), nil
-}
-
-// parseCanonicalUUID reads a uuid written as 8-4-4-4-12 hex digits, in
-// either case.
-func parseCanonicalUUID(s string) ([16]byte, error) {
-	var u [16]byte
-	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
-		return u, errNotCanonicalUUID
-	}
-	var digits [32]byte
-	copy(digits[0:8], s[0:8])
-	copy(digits[8:12], s[9:13])
-	copy(digits[12:16], s[14:18])
-	copy(digits[16:20], s[19:23])
-	copy(digits[20:32], s[24:36])
-	if _, err := hex.Decode(u[:], digits[:]); err != nil {
-		return [16]byte{}, errNotCanonicalUUID
-	}
-	return u, nil
 }
