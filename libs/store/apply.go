@@ -310,6 +310,11 @@ type Fetched struct {
 	// saved links before it listed the whole directory: finalization
 	// then reports what the listing found beyond that round as drift.
 	CaughtUp bool
+	// UsersFiltered says the attempt listed users through the tenant's
+	// scope.userFilter, so the mirror it leaves lacks the users the
+	// filter hid. Such an attempt takes no delta links, and applying its
+	// run drops the tenant's (see keepDeltaLinks).
+	UsersFiltered bool
 }
 
 func (f Fetched) validate() error {
@@ -331,6 +336,9 @@ func (f Fetched) validate() error {
 	}
 	if f.CaughtUp && (f.UsersDeltaLink == "" || f.GroupsDeltaLink == "") {
 		errs = append(errs, invalidf("a caught-up fetch ends with both delta links"))
+	}
+	if f.UsersFiltered && (f.UsersDeltaLink != "" || f.GroupsDeltaLink != "") {
+		errs = append(errs, invalidf("a fetch that listed users through a filter takes no delta links"))
 	}
 	return errors.Join(errs...)
 }
@@ -397,7 +405,7 @@ func (s *Store) MarkRunFetched(ctx context.Context, ref PageRef, f Fetched, at t
 		}
 		if err := q.MarkRunFetched(ctx, dbsqlc.MarkRunFetchedParams{TenantID: ref.TenantID, RunID: ref.RunID,
 			PagesFirst: first, PagesTotal: pages, UsersDeltaLink: nullIfEmpty(f.UsersDeltaLink),
-			GroupsDeltaLink: nullIfEmpty(f.GroupsDeltaLink), CaughtUp: f.CaughtUp, GraphRequests: f.Stats.Requests, GraphThrottled: f.Stats.Throttled,
+			GroupsDeltaLink: nullIfEmpty(f.GroupsDeltaLink), CaughtUp: f.CaughtUp, UsersFiltered: f.UsersFiltered, GraphRequests: f.Stats.Requests, GraphThrottled: f.Stats.Throttled,
 			GraphRetries: f.Stats.Retries, At: at}); err != nil {
 			return err
 		}

@@ -449,6 +449,42 @@ func TestDeltaLinksAreSavedWhenThePlanIsApplied(t *testing.T) {
 	wantRows(t, "saved links", saved, "groupsG22", "usersU44")
 }
 
+// A run that listed users through scope.userFilter drops the tenant's
+// delta links when it is applied: its mirror lacks the users the filter
+// hid, and a delta round after the filter is cleared would not bring them
+// back. A fetch that says it was filtered and carries links is refused.
+func TestAFilteredListingDropsTheDeltaLinks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	w := newDeltaWorld(t)
+	users := []store.DirUser{dUser(1, "Ann"), dUser(2, "Bob")}
+	w.full(users, nil, nil, [2]string{"U1", "G1"})
+	if l := w.links(); l.Users != "U1" || l.Groups != "G1" {
+		t.Fatalf("links after an unfiltered full run: %+v", l)
+	}
+
+	ref := w.newRun(store.KindFull)
+	must(t, w.st.ApplyUsersPage(ctx, w.page(ref, 0), users, w.at)) // a filter both match
+	must(t, w.st.ApplyGroupsPage(ctx, w.page(ref, 1), nil, w.at))
+	bad := store.Fetched{Pages: 2, UsersFiltered: true, UsersDeltaLink: "U2", GroupsDeltaLink: "G2"}
+	if err := w.st.MarkRunFetched(ctx, ref, bad, w.at); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("a filtered fetch with delta links: %v", err)
+	}
+	must(t, w.st.MarkRunFetched(ctx, ref, store.Fetched{Pages: 2, UsersFiltered: true}, w.at))
+	if done, err := w.st.TryFinalize(ctx, w.tenant, ref.RunID, w.at); err != nil || !done {
+		t.Fatalf("finalize the filtered run: %v %v", done, err)
+	}
+	if l := w.links(); l != (store.DeltaLinks{}) {
+		t.Fatalf("links after a filtered full run: %+v", l)
+	}
+
+	// Unfiltered again: the next full run's links are kept as before.
+	w.full(users, nil, nil, [2]string{"U3", "G3"})
+	if l := w.links(); l.Users != "U3" || l.Groups != "G3" {
+		t.Fatalf("links after the filter went: %+v", l)
+	}
+}
+
 // A delta run reads no member lists: a group whose members Graph refused
 // in the last full run stays shown with that error.
 func TestDeltaRunKeepsGroupResults(t *testing.T) {

@@ -761,8 +761,8 @@ func merge[A, B any](as *chunks[A], bs *chunks[B], keyA func(A) string, keyB fun
 }
 
 // applyPlan writes a run's stored plan to the app side, action by action
-// in plan.Actions' order, then saves the run's delta links for the
-// tenant, refreshes the groups' member counts, bumps the app side's
+// in plan.Actions' order, then keeps the run's delta links for the
+// tenant (keepDeltaLinks), refreshes the groups' member counts, bumps the app side's
 // version and tells the admins about a new seat shortage.
 func applyPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange, res planResult, at time.Time) error {
 	t, r := ref.TenantID, ref.RunID
@@ -797,11 +797,8 @@ func applyPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 	if err := q.ClearMembershipChanges(ctx, dbsqlc.ClearMembershipChangesParams{TenantID: t, RunSeq: ref.RunSeq}); err != nil {
 		return fmt.Errorf("clear membership changes: %w", err)
 	}
-	// The mirror now stands for what this run read: the next delta round
-	// starts from its links. A held, rejected or failed run never gets
-	// here, so its changes are read again.
-	if err := q.SaveDeltaLinks(ctx, dbsqlc.SaveDeltaLinksParams{TenantID: t, RunID: r, At: at}); err != nil {
-		return fmt.Errorf("save delta links: %w", err)
+	if err := keepDeltaLinks(ctx, q, ref, at); err != nil {
+		return err
 	}
 	if err := q.RecordGroupResults(ctx, dbsqlc.RecordGroupResultsParams{TenantID: t, RunID: r, Lo: pr.lo,
 		Hi: pr.hi}); err != nil {
@@ -827,6 +824,31 @@ func applyPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange
 		if err := notifyTo(ctx, q, t, r, done, n.CompletionRecipients, at); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// keepDeltaLinks makes the links the run ended with the tenant's, now
+// that the mirror stands for what the run read: the next delta round
+// starts from them. A held, rejected or failed run never gets here, so
+// its changes are read again. A run that listed users through
+// scope.userFilter leaves a mirror without the users the filter hid, and
+// a delta round reads only what changed: the tenant's links go, so that
+// its next run reads the whole directory (and the hidden users come back
+// as soon as the filter is cleared).
+func keepDeltaLinks(ctx context.Context, q *dbsqlc.Queries, ref PageRef, at time.Time) error {
+	ids := dbsqlc.RunUsersFilteredParams{TenantID: ref.TenantID, RunID: ref.RunID}
+	filtered, err := q.RunUsersFiltered(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("run's users filter: %w", err)
+	}
+	if filtered {
+		err = q.DropDeltaLinks(ctx, dbsqlc.DropDeltaLinksParams{TenantID: ref.TenantID, RunSeq: ref.RunSeq})
+	} else {
+		err = q.SaveDeltaLinks(ctx, dbsqlc.SaveDeltaLinksParams{TenantID: ref.TenantID, RunID: ref.RunID, At: at})
+	}
+	if err != nil {
+		return fmt.Errorf("keep delta links: %w", err)
 	}
 	return nil
 }

@@ -364,7 +364,7 @@ func (r *runner) run(ctx context.Context) error {
 			if err := r.readScope(ctx, settings.Scope.Groups); err != nil {
 				return err
 			}
-			return r.fetched(ctx, [2]string{}, false)
+			return r.fetched(ctx, [2]string{}, false, false)
 		}
 	}
 
@@ -379,9 +379,12 @@ func (r *runner) run(ctx context.Context) error {
 		return err
 	}
 	if r.kind == store.KindDelta && caughtUp {
-		return r.fetched(ctx, links, false)
+		return r.fetched(ctx, links, false, false)
 	}
-	if !caughtUp {
+	// A listing through a users filter takes no links: the mirror it
+	// leaves lacks the users the filter hid, which no delta round would
+	// bring back once the filter goes (see RunFetched.users_filtered).
+	if !caughtUp && filter == "" {
 		if links, err = r.latestLinks(ctx); err != nil {
 			return err
 		}
@@ -389,7 +392,7 @@ func (r *runner) run(ctx context.Context) error {
 	if err := r.enumerate(ctx, filter); err != nil {
 		return err
 	}
-	return r.fetched(ctx, links, caughtUp)
+	return r.fetched(ctx, links, caughtUp, filter != "")
 }
 
 // latestLinks takes delta links at "now", before a listing of the whole
@@ -497,14 +500,15 @@ func (r *runner) listGroups(ctx context.Context) error {
 	return r.memberBatches(ctx, groupIDs)
 }
 
-// fetched publishes RunFetched with the delta links the run ends with and
-// whether a full listing followed a delta round (caughtUp).
-func (r *runner) fetched(ctx context.Context, links [2]string, caughtUp bool) error {
+// fetched publishes RunFetched with the delta links the run ends with,
+// whether a full listing followed a delta round (caughtUp) and whether
+// its users were listed through a filter (usersFiltered).
+func (r *runner) fetched(ctx context.Context, links [2]string, caughtUp, usersFiltered bool) error {
 	stats := r.stats()
 	fetched := r.event(-1)
 	pages := r.next.Load() - r.first
 	fetched.Body = &syncv1.SyncEvent_Fetched{Fetched: &syncv1.RunFetched{FirstPage: r.first, Pages: pages, Stats: stats,
-		UsersDeltaLink: links[0], GroupsDeltaLink: links[1], CaughtUp: caughtUp}}
+		UsersDeltaLink: links[0], GroupsDeltaLink: links[1], CaughtUp: caughtUp, UsersFiltered: usersFiltered}}
 	if err := r.send(ctx, fetched); err != nil {
 		return err
 	}

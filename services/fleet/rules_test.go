@@ -514,6 +514,20 @@ func TestUserFilterIsAppliedByGraphAndARefusedOneChangesNothing(t *testing.T) {
 			t.Fatalf("enabled user %s passed the filter", id)
 		}
 	}
+
+	// The filter cleared: the users it kept out come back at once, although
+	// none of them changed in Entra ID (a delta round would not list them).
+	runID = h.patchTenant(tenant, map[string]any{"scope": map[string]any{"userFilter": ""}})
+	run = h.settle(tenant, runID, "succeeded")
+	if run.Kind != "full" {
+		t.Fatalf("the run after the filter was cleared is %q, want a full read", run.Kind)
+	}
+	after := h.appUsers(tenant)
+	for id := range before {
+		if _, ok := after[id]; !ok {
+			t.Fatalf("user %s, kept out by the cleared filter, is not back (%d of %d users)", id, len(after), len(before))
+		}
+	}
 }
 
 func TestEmailIncludeAndExcludeAndExclusions(t *testing.T) {

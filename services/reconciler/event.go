@@ -71,6 +71,9 @@ func validate(ev *syncv1.SyncEvent) error {
 		if f.GetCaughtUp() && (f.GetUsersDeltaLink() == "" || f.GetGroupsDeltaLink() == "") {
 			bad("RunFetched.caught_up without both delta links: a catch-up round ends with them")
 		}
+		if f.GetUsersFiltered() && (f.GetUsersDeltaLink() != "" || f.GetGroupsDeltaLink() != "") {
+			bad("RunFetched.users_filtered with delta links: a listing through a users filter takes none")
+		}
 	case *syncv1.SyncEvent_Failed:
 		controlEvent("RunFailed")
 		checkStats(b.Failed.GetStats(), bad)

@@ -241,6 +241,7 @@ func (r *Reconciler) apply(ctx context.Context, ev *syncv1.SyncEvent) error {
 		err = r.store.MarkRunFetched(ctx, ref, store.Fetched{
 			FirstPage: int(f.GetFirstPage()), Pages: int(f.GetPages()), Stats: graphStats(f.GetStats()),
 			UsersDeltaLink: f.GetUsersDeltaLink(), GroupsDeltaLink: f.GetGroupsDeltaLink(), CaughtUp: f.GetCaughtUp(),
+			UsersFiltered: f.GetUsersFiltered(),
 		}, at)
 	case *syncv1.SyncEvent_Failed:
 		finalize = false

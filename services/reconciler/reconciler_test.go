@@ -534,6 +534,9 @@ func TestInvalidEventsArePermanentAndChangeNothing(t *testing.T) {
 				"users_delta_link"},
 			{"fetched caught up without links", fetched(func(ev *syncv1.SyncEvent) { ev.GetFetched().CaughtUp = true }),
 				"caught_up without both delta links"},
+			{"fetched filtered with a link", fetched(func(ev *syncv1.SyncEvent) {
+				ev.GetFetched().UsersFiltered, ev.GetFetched().GroupsDeltaLink = true, "https://graph/groups/delta?$deltatoken=1"
+			}), "users_filtered with delta links"},
 			{"failed with a page", func(good []*syncv1.SyncEvent) *syncv1.SyncEvent {
 				return &syncv1.SyncEvent{TenantId: tenant, RunId: good[0].RunId, RunSeq: good[0].RunSeq, Page: 0,
 					Body: &syncv1.SyncEvent_Failed{Failed: &syncv1.RunFailed{Error: "x"}}}

@@ -60,6 +60,7 @@ SET status = 'applying',
     users_delta_link = sqlc.narg(users_delta_link)::text,
     groups_delta_link = sqlc.narg(groups_delta_link)::text,
     caught_up = @caught_up,
+    users_filtered = @users_filtered,
     graph_requests = @graph_requests, graph_throttled = @graph_throttled, graph_retries = @graph_retries,
     started_at = COALESCE(started_at, @at::timestamptz),
     fetched_at = @at::timestamptz

@@ -96,6 +96,15 @@ ON CONFLICT (tenant_id, resource) DO UPDATE
 SET link = EXCLUDED.link, taken_at = EXCLUDED.taken_at, run_seq = EXCLUDED.run_seq
 WHERE t.run_seq < EXCLUDED.run_seq;
 
+-- name: RunUsersFiltered :one
+SELECT users_filtered FROM sync_runs WHERE tenant_id = @tenant_id AND id = @run_id;
+
+-- name: DropDeltaLinks :exec
+-- The tenant's delta links go, unless a run newer than @run_seq saved
+-- them.
+DELETE FROM tenant_delta_links
+WHERE tenant_id = @tenant_id AND run_seq < @run_seq;
+
 -- name: DeltaLinks :many
 SELECT resource, link, taken_at, run_seq
 FROM tenant_delta_links

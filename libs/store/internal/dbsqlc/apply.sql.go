@@ -151,10 +151,11 @@ SET status = 'applying',
     users_delta_link = $3::text,
     groups_delta_link = $4::text,
     caught_up = $5,
-    graph_requests = $6, graph_throttled = $7, graph_retries = $8,
-    started_at = COALESCE(started_at, $9::timestamptz),
-    fetched_at = $9::timestamptz
-WHERE tenant_id = $10 AND id = $11
+    users_filtered = $6,
+    graph_requests = $7, graph_throttled = $8, graph_retries = $9,
+    started_at = COALESCE(started_at, $10::timestamptz),
+    fetched_at = $10::timestamptz
+WHERE tenant_id = $11 AND id = $12
 `
 
 type MarkRunFetchedParams struct {
@@ -163,6 +164,7 @@ type MarkRunFetchedParams struct {
 	UsersDeltaLink  *string
 	GroupsDeltaLink *string
 	CaughtUp        bool
+	UsersFiltered   bool
 	GraphRequests   int64
 	GraphThrottled  int64
 	GraphRetries    int64
@@ -180,6 +182,7 @@ func (q *Queries) MarkRunFetched(ctx context.Context, arg MarkRunFetchedParams) 
 		arg.UsersDeltaLink,
 		arg.GroupsDeltaLink,
 		arg.CaughtUp,
+		arg.UsersFiltered,
 		arg.GraphRequests,
 		arg.GraphThrottled,
 		arg.GraphRetries,

@@ -129,6 +129,23 @@ func (q *Queries) DeltaLinks(ctx context.Context, tenantID string) ([]DeltaLinks
 	return items, nil
 }
 
+const dropDeltaLinks = `-- name: DropDeltaLinks :exec
+DELETE FROM tenant_delta_links
+WHERE tenant_id = $1 AND run_seq < $2
+`
+
+type DropDeltaLinksParams struct {
+	TenantID string
+	RunSeq   int64
+}
+
+// The tenant's delta links go, unless a run newer than @run_seq saved
+// them.
+func (q *Queries) DropDeltaLinks(ctx context.Context, arg DropDeltaLinksParams) error {
+	_, err := q.db.Exec(ctx, dropDeltaLinks, arg.TenantID, arg.RunSeq)
+	return err
+}
+
 const dropMemberRemovals = `-- name: DropMemberRemovals :exec
 DELETE FROM dir_member_removals
 WHERE tenant_id = $1 AND v_run_seq <= $2
@@ -174,6 +191,22 @@ func (q *Queries) RecordMemberRemovals(ctx context.Context, arg RecordMemberRemo
 		arg.Rows,
 	)
 	return err
+}
+
+const runUsersFiltered = `-- name: RunUsersFiltered :one
+SELECT users_filtered FROM sync_runs WHERE tenant_id = $1 AND id = $2
+`
+
+type RunUsersFilteredParams struct {
+	TenantID string
+	RunID    string
+}
+
+func (q *Queries) RunUsersFiltered(ctx context.Context, arg RunUsersFilteredParams) (bool, error) {
+	row := q.db.QueryRow(ctx, runUsersFiltered, arg.TenantID, arg.RunID)
+	var users_filtered bool
+	err := row.Scan(&users_filtered)
+	return users_filtered, err
 }
 
 const saveDeltaLinks = `-- name: SaveDeltaLinks :exec

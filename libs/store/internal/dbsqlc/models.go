@@ -306,6 +306,7 @@ type SyncRun struct {
 	GroupsDeltaLink *string
 	CaughtUp        bool
 	ReadStrategy    string
+	UsersFiltered   bool
 }
 
 type SyncRunDrift struct {

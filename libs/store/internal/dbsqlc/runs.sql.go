@@ -33,7 +33,7 @@ func (q *Queries) BeginFetch(ctx context.Context, arg BeginFetchParams) (int32, 
 const createRun = `-- name: CreateRun :one
 INSERT INTO sync_runs (tenant_id, id, seq, kind, trigger, slot, created_at, read_strategy)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-RETURNING tenant_id, id, seq, kind, trigger, slot, status, error, counts, pages_total, pages_applied, graph_requests, graph_throttled, graph_retries, created_at, started_at, fetched_at, finished_at, fetch_attempts, pages_first, held_reason, held_message, plan_summary, plan_counts, plan_app_version, planned_at, decided_at, users_delta_link, groups_delta_link, caught_up, read_strategy
+RETURNING tenant_id, id, seq, kind, trigger, slot, status, error, counts, pages_total, pages_applied, graph_requests, graph_throttled, graph_retries, created_at, started_at, fetched_at, finished_at, fetch_attempts, pages_first, held_reason, held_message, plan_summary, plan_counts, plan_app_version, planned_at, decided_at, users_delta_link, groups_delta_link, caught_up, read_strategy, users_filtered
 `
 
 type CreateRunParams struct {
@@ -91,6 +91,7 @@ func (q *Queries) CreateRun(ctx context.Context, arg CreateRunParams) (SyncRun, 
 		&i.GroupsDeltaLink,
 		&i.CaughtUp,
 		&i.ReadStrategy,
+		&i.UsersFiltered,
 	)
 	return i, err
 }
@@ -130,7 +131,7 @@ func (q *Queries) EndedRunCounts(ctx context.Context) ([]EndedRunCountsRow, erro
 }
 
 const getRun = `-- name: GetRun :one
-SELECT r.tenant_id, r.id, r.seq, r.kind, r.trigger, r.slot, r.status, r.error, r.counts, r.pages_total, r.pages_applied, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.fetched_at, r.finished_at, r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.plan_counts, r.plan_app_version, r.planned_at, r.decided_at, r.users_delta_link, r.groups_delta_link, r.caught_up, r.read_strategy, run_pages_applied(r, $1::bigint) AS current_pages_applied
+SELECT r.tenant_id, r.id, r.seq, r.kind, r.trigger, r.slot, r.status, r.error, r.counts, r.pages_total, r.pages_applied, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.fetched_at, r.finished_at, r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.plan_counts, r.plan_app_version, r.planned_at, r.decided_at, r.users_delta_link, r.groups_delta_link, r.caught_up, r.read_strategy, r.users_filtered, run_pages_applied(r, $1::bigint) AS current_pages_applied
 FROM sync_runs r
 WHERE r.tenant_id = $2 AND r.id = $3
 `
@@ -181,13 +182,14 @@ func (q *Queries) GetRun(ctx context.Context, arg GetRunParams) (GetRunRow, erro
 		&i.SyncRun.GroupsDeltaLink,
 		&i.SyncRun.CaughtUp,
 		&i.SyncRun.ReadStrategy,
+		&i.SyncRun.UsersFiltered,
 		&i.CurrentPagesApplied,
 	)
 	return i, err
 }
 
 const getRunBySlot = `-- name: GetRunBySlot :one
-SELECT r.tenant_id, r.id, r.seq, r.kind, r.trigger, r.slot, r.status, r.error, r.counts, r.pages_total, r.pages_applied, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.fetched_at, r.finished_at, r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.plan_counts, r.plan_app_version, r.planned_at, r.decided_at, r.users_delta_link, r.groups_delta_link, r.caught_up, r.read_strategy, run_pages_applied(r, $1::bigint) AS current_pages_applied
+SELECT r.tenant_id, r.id, r.seq, r.kind, r.trigger, r.slot, r.status, r.error, r.counts, r.pages_total, r.pages_applied, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.fetched_at, r.finished_at, r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.plan_counts, r.plan_app_version, r.planned_at, r.decided_at, r.users_delta_link, r.groups_delta_link, r.caught_up, r.read_strategy, r.users_filtered, run_pages_applied(r, $1::bigint) AS current_pages_applied
 FROM sync_runs r
 WHERE r.tenant_id = $2 AND r.slot = $3::timestamptz
 `
@@ -238,6 +240,7 @@ func (q *Queries) GetRunBySlot(ctx context.Context, arg GetRunBySlotParams) (Get
 		&i.SyncRun.GroupsDeltaLink,
 		&i.SyncRun.CaughtUp,
 		&i.SyncRun.ReadStrategy,
+		&i.SyncRun.UsersFiltered,
 		&i.CurrentPagesApplied,
 	)
 	return i, err
@@ -277,7 +280,7 @@ func (q *Queries) LastSuccessByTenant(ctx context.Context) ([]LastSuccessByTenan
 }
 
 const listRuns = `-- name: ListRuns :many
-SELECT r.tenant_id, r.id, r.seq, r.kind, r.trigger, r.slot, r.status, r.error, r.counts, r.pages_total, r.pages_applied, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.fetched_at, r.finished_at, r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.plan_counts, r.plan_app_version, r.planned_at, r.decided_at, r.users_delta_link, r.groups_delta_link, r.caught_up, r.read_strategy, run_pages_applied(r, $1::bigint) AS current_pages_applied
+SELECT r.tenant_id, r.id, r.seq, r.kind, r.trigger, r.slot, r.status, r.error, r.counts, r.pages_total, r.pages_applied, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.fetched_at, r.finished_at, r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.plan_counts, r.plan_app_version, r.planned_at, r.decided_at, r.users_delta_link, r.groups_delta_link, r.caught_up, r.read_strategy, r.users_filtered, run_pages_applied(r, $1::bigint) AS current_pages_applied
 FROM sync_runs r
 WHERE r.tenant_id = $2 AND r.seq < $3
 ORDER BY r.seq DESC
@@ -343,6 +346,7 @@ func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]ListRunsR
 			&i.SyncRun.GroupsDeltaLink,
 			&i.SyncRun.CaughtUp,
 			&i.SyncRun.ReadStrategy,
+			&i.SyncRun.UsersFiltered,
 			&i.CurrentPagesApplied,
 		); err != nil {
 			return nil, err
@@ -356,7 +360,7 @@ func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]ListRunsR
 }
 
 const listStaleQueuedRuns = `-- name: ListStaleQueuedRuns :many
-SELECT tenant_id, id, seq, kind, trigger, slot, status, error, counts, pages_total, pages_applied, graph_requests, graph_throttled, graph_retries, created_at, started_at, fetched_at, finished_at, fetch_attempts, pages_first, held_reason, held_message, plan_summary, plan_counts, plan_app_version, planned_at, decided_at, users_delta_link, groups_delta_link, caught_up, read_strategy
+SELECT tenant_id, id, seq, kind, trigger, slot, status, error, counts, pages_total, pages_applied, graph_requests, graph_throttled, graph_retries, created_at, started_at, fetched_at, finished_at, fetch_attempts, pages_first, held_reason, held_message, plan_summary, plan_counts, plan_app_version, planned_at, decided_at, users_delta_link, groups_delta_link, caught_up, read_strategy, users_filtered
 FROM sync_runs
 WHERE status = 'queued' AND fetch_attempts = 0 AND created_at < $1
 ORDER BY created_at, tenant_id, seq
@@ -406,6 +410,7 @@ func (q *Queries) ListStaleQueuedRuns(ctx context.Context, olderThan time.Time) 
 			&i.GroupsDeltaLink,
 			&i.CaughtUp,
 			&i.ReadStrategy,
+			&i.UsersFiltered,
 		); err != nil {
 			return nil, err
 		}
@@ -418,7 +423,7 @@ func (q *Queries) ListStaleQueuedRuns(ctx context.Context, olderThan time.Time) 
 }
 
 const listStuckRuns = `-- name: ListStuckRuns :many
-SELECT r.tenant_id, r.id, r.seq, r.kind, r.trigger, r.slot, r.status, r.error, r.counts, r.pages_total, r.pages_applied, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.fetched_at, r.finished_at, r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.plan_counts, r.plan_app_version, r.planned_at, r.decided_at, r.users_delta_link, r.groups_delta_link, r.caught_up, r.read_strategy, run_pages_applied(r, $1::bigint) AS current_pages_applied
+SELECT r.tenant_id, r.id, r.seq, r.kind, r.trigger, r.slot, r.status, r.error, r.counts, r.pages_total, r.pages_applied, r.graph_requests, r.graph_throttled, r.graph_retries, r.created_at, r.started_at, r.fetched_at, r.finished_at, r.fetch_attempts, r.pages_first, r.held_reason, r.held_message, r.plan_summary, r.plan_counts, r.plan_app_version, r.planned_at, r.decided_at, r.users_delta_link, r.groups_delta_link, r.caught_up, r.read_strategy, r.users_filtered, run_pages_applied(r, $1::bigint) AS current_pages_applied
 FROM sync_runs r
 WHERE r.status IN ('queued', 'running', 'applying') AND run_stuck(r, $2::timestamptz, $3::timestamptz)
 ORDER BY r.created_at, r.tenant_id, r.seq
@@ -479,6 +484,7 @@ func (q *Queries) ListStuckRuns(ctx context.Context, arg ListStuckRunsParams) ([
 			&i.SyncRun.GroupsDeltaLink,
 			&i.SyncRun.CaughtUp,
 			&i.SyncRun.ReadStrategy,
+			&i.SyncRun.UsersFiltered,
 			&i.CurrentPagesApplied,
 		); err != nil {
 			return nil, err
@@ -575,7 +581,7 @@ func (q *Queries) RunStuck(ctx context.Context, arg RunStuckParams) (bool, error
 }
 
 const waitingRun = `-- name: WaitingRun :one
-SELECT tenant_id, id, seq, kind, trigger, slot, status, error, counts, pages_total, pages_applied, graph_requests, graph_throttled, graph_retries, created_at, started_at, fetched_at, finished_at, fetch_attempts, pages_first, held_reason, held_message, plan_summary, plan_counts, plan_app_version, planned_at, decided_at, users_delta_link, groups_delta_link, caught_up, read_strategy
+SELECT tenant_id, id, seq, kind, trigger, slot, status, error, counts, pages_total, pages_applied, graph_requests, graph_throttled, graph_retries, created_at, started_at, fetched_at, finished_at, fetch_attempts, pages_first, held_reason, held_message, plan_summary, plan_counts, plan_app_version, planned_at, decided_at, users_delta_link, groups_delta_link, caught_up, read_strategy, users_filtered
 FROM sync_runs
 WHERE tenant_id = $1 AND status = 'queued' AND fetch_attempts = 0
 ORDER BY seq
@@ -618,6 +624,7 @@ func (q *Queries) WaitingRun(ctx context.Context, tenantID string) (SyncRun, err
 		&i.GroupsDeltaLink,
 		&i.CaughtUp,
 		&i.ReadStrategy,
+		&i.UsersFiltered,
 	)
 	return i, err
 }

@@ -1526,7 +1526,13 @@ type RunFetched struct {
 	// links (both rounds complete) before listing the whole directory: what
 	// the listing found different beyond that round is drift, which the
 	// reconciler reports in the run's counts.
-	CaughtUp      bool `protobuf:"varint,6,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
+	CaughtUp bool `protobuf:"varint,6,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
+	// The run listed users through the tenant's scope.userFilter: the
+	// mirror it leaves holds only the users the filter matched. A delta
+	// round reads what changed, not what a filter hid, so such a run takes
+	// no delta links, and its application drops the tenant's: the next run
+	// reads the whole directory.
+	UsersFiltered bool `protobuf:"varint,7,opt,name=users_filtered,json=usersFiltered,proto3" json:"users_filtered,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1599,6 +1605,13 @@ func (x *RunFetched) GetGroupsDeltaLink() string {
 func (x *RunFetched) GetCaughtUp() bool {
 	if x != nil {
 		return x.CaughtUp
+	}
+	return false
+}
+
+func (x *RunFetched) GetUsersFiltered() bool {
+	if x != nil {
+		return x.UsersFiltered
 	}
 	return false
 }
@@ -1764,7 +1777,7 @@ const file_entrasync_sync_v1_sync_proto_rawDesc = "" +
 	"GraphStats\x12\x1a\n" +
 	"\brequests\x18\x01 \x01(\x03R\brequests\x12\x1c\n" +
 	"\tthrottled\x18\x02 \x01(\x03R\tthrottled\x12\x18\n" +
-	"\aretries\x18\x03 \x01(\x03R\aretries\"\xe9\x01\n" +
+	"\aretries\x18\x03 \x01(\x03R\aretries\"\x90\x02\n" +
 	"\n" +
 	"RunFetched\x12\x14\n" +
 	"\x05pages\x18\x01 \x01(\x05R\x05pages\x123\n" +
@@ -1773,7 +1786,8 @@ const file_entrasync_sync_v1_sync_proto_rawDesc = "" +
 	"first_page\x18\x03 \x01(\x05R\tfirstPage\x12(\n" +
 	"\x10users_delta_link\x18\x04 \x01(\tR\x0eusersDeltaLink\x12*\n" +
 	"\x11groups_delta_link\x18\x05 \x01(\tR\x0fgroupsDeltaLink\x12\x1b\n" +
-	"\tcaught_up\x18\x06 \x01(\bR\bcaughtUp\"V\n" +
+	"\tcaught_up\x18\x06 \x01(\bR\bcaughtUp\x12%\n" +
+	"\x0eusers_filtered\x18\a \x01(\bR\rusersFiltered\"V\n" +
 	"\tRunFailed\x12\x14\n" +
 	"\x05error\x18\x01 \x01(\tR\x05error\x123\n" +
 	"\x05stats\x18\x02 \x01(\v2\x1d.entrasync.sync.v1.GraphStatsR\x05stats*J\n" +
