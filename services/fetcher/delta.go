@@ -122,11 +122,20 @@ func (r *runner) usersDelta(ctx context.Context, link string) (string, error) {
 // groupsDelta publishes a groups delta round's pages, each changed group
 // with its direct member changes, and returns the link the round ended
 // with.
+//
+// Graph may answer with one group whose members@delta fill the page
+// (delta-query-groups.md), more than one event holds. Each member change
+// is an item of its own, so sendFitting can spread a group's changes over
+// several pages, the group with the first of them: a page's changes of
+// one group are merged into one entry, and the store takes a group's
+// changes on any page of the run.
 func (r *runner) groupsDelta(ctx context.Context, link string) (string, error) {
 	type item struct {
 		group   *syncv1.Group
-		members *syncv1.GroupMembersDelta
-		removed *syncv1.Removed
+		gone    *syncv1.Removed
+		groupID string // the group of a member change: added or removed
+		added   *syncv1.Member
+		removed string
 	}
 	next := ""
 	for page, err := range r.client.GroupsDelta(ctx, link) {
@@ -135,29 +144,38 @@ func (r *runner) groupsDelta(ctx context.Context, link string) (string, error) {
 		}
 		items := make([]item, 0, len(page.Changed)+len(page.Removed))
 		for _, g := range page.Changed {
-			it := item{group: groupsOf([]graph.Group{g.Group})[0]}
-			if len(g.MembersAdded) > 0 || len(g.MembersRemoved) > 0 {
-				it.members = &syncv1.GroupMembersDelta{GroupId: g.ID, Added: membersOf(g.MembersAdded)}
-				for _, m := range g.MembersRemoved {
-					it.members.Removed = append(it.members.Removed, m.ID)
-				}
+			items = append(items, item{group: groupsOf([]graph.Group{g.Group})[0]})
+			for _, m := range membersOf(g.MembersAdded) {
+				items = append(items, item{groupID: g.ID, added: m})
 			}
-			items = append(items, it)
+			for _, m := range g.MembersRemoved {
+				items = append(items, item{groupID: g.ID, removed: m.ID})
+			}
 		}
 		for _, rm := range page.Removed {
-			items = append(items, item{removed: &syncv1.Removed{Id: rm.ID, Restorable: rm.Restorable()}})
+			items = append(items, item{gone: &syncv1.Removed{Id: rm.ID, Restorable: rm.Restorable()}})
 		}
 		_, err = sendFitting(ctx, r, items, func(ev *syncv1.SyncEvent, its []item, _ int32, _ bool) {
 			p := &syncv1.GroupsDeltaPage{}
+			changes := map[string]*syncv1.GroupMembersDelta{}
 			for _, it := range its {
 				switch {
 				case it.group != nil:
 					p.Groups = append(p.Groups, it.group)
-					if it.members != nil {
-						p.Members = append(p.Members, it.members)
-					}
+				case it.gone != nil:
+					p.Removed = append(p.Removed, it.gone)
 				default:
-					p.Removed = append(p.Removed, it.removed)
+					md := changes[it.groupID]
+					if md == nil {
+						md = &syncv1.GroupMembersDelta{GroupId: it.groupID}
+						changes[it.groupID] = md
+						p.Members = append(p.Members, md)
+					}
+					if it.added != nil {
+						md.Added = append(md.Added, it.added)
+					} else {
+						md.Removed = append(md.Removed, it.removed)
+					}
 				}
 			}
 			ev.Body = &syncv1.SyncEvent_GroupsDelta{GroupsDelta: p}

@@ -2,6 +2,8 @@ package fetcher
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/entrasync/entrasync/libs/secret"
 	"github.com/entrasync/entrasync/libs/store"
 	"github.com/entrasync/entrasync/libs/store/storetest"
+	"github.com/entrasync/entrasync/services/graphsim"
 )
 
 // TestDatabaseOutageDelaysJobsWithoutSpendingDeliveries takes Postgres
@@ -118,6 +121,77 @@ func TestPagesLargerThanAnEventAreSplit(t *testing.T) {
 	if usersPages <= graphPages {
 		t.Fatalf("%d users pages for %d Graph pages: the limit did not split any", usersPages, graphPages)
 	}
+}
+
+// TestGroupMemberChangesLargerThanAnEventAreSplit: Graph may answer a
+// groups delta round with one group whose members@delta fill the page
+// (delta-query-groups.md). When that group's changes do not fit in one
+// event, they go out over several pages instead of failing the run, and
+// together the pages carry every change once.
+func TestGroupMemberChangesLargerThanAnEventAreSplit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	rec := e.recordAndApply()
+	const limit = 2000 // the simulator sends up to 100 members@delta entries with a group
+	e.startFetcher("fetcher-small", func(c *Config) { c.MaxEventBytes = limit })
+	full := e.queueRun()
+	if last := rec.waitEnd(t, full.ID); last[len(last)-1].GetFetched() == nil {
+		t.Fatalf("the full run ended with %v", last[len(last)-1])
+	}
+	links := e.savedLinks(store.DeltaLinks{})
+
+	var group string
+	for _, g := range e.dir.Groups() {
+		if !slices.Contains(g.GroupTypes, "DynamicMembership") && !slices.Contains(g.GroupTypes, "Unified") {
+			group = g.ID
+			break
+		}
+	}
+	if group == "" {
+		t.Fatal("the directory has no assigned security group")
+	}
+	// 90 people join the company and the group: about 3,800 bytes of
+	// member changes.
+	var joined []string
+	for i := range 90 {
+		u := e.dir.AddUser(graphsim.User{GivenName: "Joiner", Surname: fmt.Sprint(i), DisplayName: fmt.Sprint("Joiner ", i),
+			AccountEnabled: true})
+		if err := e.dir.AddMember(group, graphsim.Member{ID: u.ID, Type: graphsim.TypeUser}); err != nil {
+			t.Fatal(err)
+		}
+		joined = append(joined, u.ID)
+	}
+	d := e.queueRunOf(store.KindDelta)
+	evs := rec.waitEnd(t, d.ID)
+	if last := evs[len(evs)-1]; last.GetFetched() == nil {
+		t.Fatalf("the delta run ended with %v", last)
+	}
+	var added []string
+	pages := 0
+	for _, ev := range evs {
+		if n := proto.Size(ev); n > limit && ev.GetPage() >= 0 {
+			t.Errorf("page %d is %d bytes, over the %d limit", ev.GetPage(), n, limit)
+		}
+		for _, md := range ev.GetGroupsDelta().GetMembers() {
+			if md.GetGroupId() != group {
+				continue
+			}
+			pages++
+			for _, m := range md.GetAdded() {
+				added = append(added, m.GetId())
+			}
+		}
+	}
+	slices.Sort(added)
+	slices.Sort(joined)
+	if !slices.Equal(added, joined) {
+		t.Fatalf("the round carried %d members added to %s, want the %d who joined", len(added), group, len(joined))
+	}
+	if pages < 2 {
+		t.Fatalf("the group's changes took %d page(s): the limit split nothing", pages)
+	}
+	// The reconciler took the pages and applied the run's plan.
+	e.savedLinks(links)
 }
 
 // TestObjectLargerThanAnEventFailsTheRun: an object that cannot travel
