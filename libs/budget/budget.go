@@ -468,12 +468,14 @@ func (b *Budget) SetTenantSize(ctx context.Context, key Key, users int) error {
 		return err
 	}
 	capacity := float64(b.cfg.Limits.Tenant(users)) * b.cfg.Margin
-	_, err := b.modify(ctx, b.tenantBucket(key), func(s *state, _ time.Time) bool {
+	_, err := b.modify(ctx, b.tenantBucket(key), func(s *state, now time.Time) bool {
 		if s.Users == users && s.Capacity == capacity {
 			return false
 		}
-		if capacity > s.Capacity {
-			// A larger tenant than thought: its bucket was larger all along.
+		if capacity > s.Capacity && now.UnixNano() >= s.Paused {
+			// A larger tenant than thought: its bucket was larger all
+			// along. Not while a Retry-After runs: Graph said its bucket
+			// was empty, and it refills from the pause's end.
 			s.Tokens += capacity - s.Capacity
 		}
 		s.Users, s.Capacity = users, capacity

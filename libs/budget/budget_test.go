@@ -120,6 +120,38 @@ func TestBucketRefillsWithTheClock(t *testing.T) {
 	}
 }
 
+// A tier found larger while Graph's Retry-After runs adds nothing to the
+// paused bucket: Graph said its bucket is empty, so at the pause's end the
+// refill starts from 0, at the larger tier's rate.
+func TestALargerTierDoesNotFillAPausedBucket(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	b := replicas(t, 1, Config{Margin: 1, Limits: smallLimits}, clock)[0]
+	ctx := t.Context()
+	until := epoch.Add(time.Second)
+	if err := b.Pause(ctx, keyA, until); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetTenantSize(ctx, keyA, 600); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Second)
+	if tenant, _ := available(t, b, keyA); tenant != 0 {
+		t.Fatalf("at the pause's end: %v units, want 0", tenant)
+	}
+	clock.Advance(time.Second)
+	if tenant, _ := available(t, b, keyA); tenant != 40 {
+		t.Fatalf("1 s after the pause: %v units, want the large tier's 40", tenant)
+	}
+	// Unpaused, a larger tier is a larger bucket at once.
+	if err := b.SetTenantSize(ctx, keyB, 600); err != nil {
+		t.Fatal(err)
+	}
+	if tenant, _ := available(t, b, keyB); tenant != 400 {
+		t.Fatalf("an unpaused large tenant: %v units, want 400", tenant)
+	}
+}
+
 // A request costing more than the bucket holds waits for a full bucket
 // and leaves a debt the refill pays first.
 func TestCostAboveCapacityLeavesDebt(t *testing.T) {
