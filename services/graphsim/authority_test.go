@@ -362,6 +362,31 @@ func TestServerLifecycleAndCA(t *testing.T) {
 	}
 }
 
+// TestRefusedRequestsAreMetered: a request Graph refuses costs a unit
+// and says so (json-batching.md's refused directory requests carry
+// x-ms-resource-unit 1; throttling.md: "all requests accrue against your
+// usage limits"). A client that keeps retrying a refused request is
+// throttled as Graph would throttle it.
+func TestRefusedRequestsAreMetered(t *testing.T) {
+	t.Parallel()
+	s := newSim(t, graphsim.Options{Clock: func() time.Time { return time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC) }})
+	tc := s.addTenant(graphsim.Generate(graphsim.Spec{Seed: 37, Users: 5}))
+	s.srv.SetFaults(tc.id, graphsim.Faults{EnforceBudget: true, Budget: 3})
+	missing := "/groups/00000000-0000-4000-8000-000000000001/members"
+	for i := 1; i <= 3; i++ {
+		r := s.get(tc.token, missing)
+		if r.status != 404 || r.header.Get("x-ms-resource-unit") != "1" {
+			t.Errorf("refused request %d: %d, x-ms-resource-unit %q; want 404 and 1", i, r.status, r.header.Get("x-ms-resource-unit"))
+		}
+	}
+	if r := s.get(tc.token, missing); r.status != 429 || r.header.Get("Retry-After") == "" {
+		t.Errorf("a refused request past the budget: %d, Retry-After %q; want 429", r.status, r.header.Get("Retry-After"))
+	}
+	if r := s.get(tc.token, "/users?$select=id"); r.status != 429 {
+		t.Errorf("a good request after the refused ones spent the budget: %d, want 429", r.status)
+	}
+}
+
 func TestResourceUnitBudget(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex

@@ -81,11 +81,15 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, t *tenant, start
 	}
 
 	res, gerr := s.route(r, t, s.accessOf(t.id))
-	if gerr != nil {
-		writeGraphError(w, r, start, reqID, gerr)
-		return
+	// A request Graph refuses is metered too: "all requests accrue
+	// against your usage limits" (throttling.md), and json-batching.md's
+	// example answers its refused directory requests (403, 405) with
+	// x-ms-resource-unit 1. It can be throttled like any other.
+	cost := 1
+	if gerr == nil {
+		cost = res.cost
 	}
-	sp := s.spend(t, t.dir.userCount(), res.cost)
+	sp := s.spend(t, t.dir.userCount(), cost)
 	// throttling-limits.md: past 80% of the limit, on every answer (up to
 	// 1.8 when throttled).
 	if sp.percentage != "" {
@@ -102,7 +106,11 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, t *tenant, start
 		writeGraphError(w, r, start, reqID, faultError(http.StatusTooManyRequests))
 		return
 	}
-	h.Set("x-ms-resource-unit", strconv.Itoa(res.cost))
+	h.Set("x-ms-resource-unit", strconv.Itoa(cost))
+	if gerr != nil {
+		writeGraphError(w, r, start, reqID, gerr)
+		return
+	}
 	if res.text {
 		h.Set("Content-Type", "text/plain")
 	} else {
