@@ -137,8 +137,8 @@ func TestAppBudgetIsSharedByTheAppsTenants(t *testing.T) {
 	statuses := map[int]int{}
 	for id, it := range bt.items {
 		statuses[it.Status]++
-		if it.Status == 429 && (it.Headers["Retry-After"] == "" || it.Headers["X-Ms-Throttle-Scope"] != scope(b) ||
-			it.Headers["X-Ms-Throttle-Information"] != "ResourceUnitLimitExceeded") {
+		if it.Status == 429 && (it.Headers["Retry-After"] == "" || it.Headers["x-ms-throttle-scope"] != scope(b) ||
+			it.Headers["x-ms-throttle-information"] != "ResourceUnitLimitExceeded") {
 			t.Errorf("batch item %s: 429 with headers %v, want Retry-After and scope %s", id, it.Headers, scope(b))
 		}
 	}
@@ -233,7 +233,7 @@ func TestDefaultAppBudget(t *testing.T) {
 	for n := range 150_000 / (20 * 5) {
 		b := s.batch(tc.token, req{"requests": items}, false)
 		for id, it := range b.items {
-			if it.Status != 200 || it.Headers["X-Ms-Resource-Unit"] != "5" {
+			if it.Status != 200 || it.Headers["x-ms-resource-unit"] != "5" {
 				t.Fatalf("batch %d, item %s, within 150,000 units: %d %v", n, id, it.Status, it.Headers)
 			}
 		}

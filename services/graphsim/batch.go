@@ -253,10 +253,7 @@ func (s *Server) runBatchItem(outer *http.Request, t *tenant, it batchItem) batc
 		Authorized: true, InBatch: true,
 		ResourceUnits: resourceUnits(rec.header)})
 
-	resp := batchResponse{ID: it.ID, Status: rec.status, Headers: map[string]string{}}
-	for k, vs := range rec.header {
-		resp.Headers[k] = strings.Join(vs, ", ")
-	}
+	resp := batchResponse{ID: it.ID, Status: rec.status, Headers: itemHeaders(rec.header)}
 	// The body is JSON when the item's answer is, else a JSON string.
 	if b := rec.body.Bytes(); len(b) > 0 {
 		if strings.HasPrefix(rec.header.Get("Content-Type"), "application/json") && json.Valid(b) {
@@ -274,11 +271,25 @@ func itemError(outer *http.Request, id string, e *graphError, now time.Time) bat
 	reqID := randomGUID()
 	setResponseIDs(rec.header, outer, reqID)
 	writeGraphError(rec, outer, now, reqID, e)
-	resp := batchResponse{ID: id, Status: rec.status, Headers: map[string]string{}, Body: json.RawMessage(rec.body.Bytes())}
-	for k, vs := range rec.header {
-		resp.Headers[k] = strings.Join(vs, ", ")
+	return batchResponse{ID: id, Status: rec.status, Headers: itemHeaders(rec.header), Body: json.RawMessage(rec.body.Bytes())}
+}
+
+// itemHeaders are an item's headers as the JSON of a batch answer names
+// them. JSON keys keep their case, and Graph's are not Go's canonical
+// forms: json-batching.md's example has "x-ms-resource-unit",
+// "OData-Version", "Cache-Control", "Content-Type".
+func itemHeaders(h http.Header) map[string]string {
+	out := make(map[string]string, len(h))
+	for k, vs := range h {
+		switch {
+		case strings.HasPrefix(k, "X-Ms-"), k == "Request-Id", k == "Client-Request-Id":
+			k = strings.ToLower(k)
+		case k == "Odata-Version":
+			k = "OData-Version"
+		}
+		out[k] = strings.Join(vs, ", ")
 	}
-	return resp
+	return out
 }
 
 // itemRecorder collects one batch item's answer.

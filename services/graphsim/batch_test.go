@@ -122,11 +122,15 @@ func TestBatchAnswersEachItemOnItsOwn(t *testing.T) {
 		if json.Unmarshal(b.items["2"].Body, &user); user["id"] != u.ID {
 			t.Errorf("item 2: %s", b.items["2"].Body)
 		}
-		if got := b.items["1"].Headers["X-Ms-Resource-Unit"]; got != "1" {
+		if got := b.items["1"].Headers["x-ms-resource-unit"]; got != "1" {
 			t.Errorf("item 1 x-ms-resource-unit %q, want 1 (users 2, $select -1)", got)
 		}
-		if b.items["1"].Headers["Request-Id"] == b.items["2"].Headers["Request-Id"] {
-			t.Error("items share a request-id")
+		if b.items["1"].Headers["request-id"] == "" || b.items["1"].Headers["request-id"] == b.items["2"].Headers["request-id"] {
+			t.Errorf("items' request-ids %q and %q: want two", b.items["1"].Headers["request-id"], b.items["2"].Headers["request-id"])
+		}
+		// JSON keys keep their case: Graph's spellings (json-batching.md).
+		if got := b.items["1"].Headers["OData-Version"]; got != "4.0" {
+			t.Errorf("item 1 OData-Version %q (headers %v)", got, b.items["1"].Headers)
 		}
 		var count string
 		if json.Unmarshal(b.items["5"].Body, &count); count != "30" {
@@ -219,8 +223,8 @@ func TestBatchItemsAreThrottledOnTheirOwn(t *testing.T) {
 	for _, it := range b.items {
 		statuses[it.Status]++
 		if it.Status == 429 {
-			if it.Headers["Retry-After"] == "" || it.Headers["X-Ms-Throttle-Information"] != "ResourceUnitLimitExceeded" ||
-				it.Headers["X-Ms-Throttle-Scope"] != "Tenant_Application/ReadWrite/"+tc.clientID+"/"+tc.id {
+			if it.Headers["Retry-After"] == "" || it.Headers["x-ms-throttle-information"] != "ResourceUnitLimitExceeded" ||
+				it.Headers["x-ms-throttle-scope"] != "Tenant_Application/ReadWrite/"+tc.clientID+"/"+tc.id {
 				t.Errorf("budget 429 item headers: %v", it.Headers)
 			}
 		}
