@@ -739,6 +739,69 @@ func TestEachAttemptHasItsOwnPages(t *testing.T) {
 	}
 }
 
+// TestRunStopsWhenItsLeaseRenewalHangs: a renewal the database does not
+// answer (here the lease's row is locked by another transaction, as a
+// stalled connection would leave it waiting) is given up while the lease
+// still has a third of its TTL, and the run stops: past that point
+// another replica could take the tenant over while this one still
+// fetches. The job comes back, and a later attempt fetches the run once
+// the database answers again.
+func TestRunStopsWhenItsLeaseRenewalHangs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	// Slow enough that the run outlasts the lease several times over.
+	e.sim.SetFaults(e.entra, graphsim.Faults{Latency: 400 * time.Millisecond})
+	rec := e.record()
+	run := e.queueRun()
+	const ttl = 1500 * time.Millisecond
+	e.startFetcher("fetcher-a", func(c *Config) { c.LeaseTTL = ttl })
+	devenv.WaitFor(t, 30*time.Second, "the run to start", func() bool { return len(rec.of(run.ID)) > 0 })
+
+	conn, err := pgx.Connect(t.Context(), e.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	tx, err := conn.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(t.Context(), `SELECT 1 FROM tenant_leases WHERE tenant_id = $1 FOR UPDATE`, e.tenant.ID); err != nil {
+		t.Fatal(err)
+	}
+	locked := time.Now()
+	// The attempt stops and its job is handed back: it comes back as a
+	// redelivery.
+	devenv.WaitFor(t, 30*time.Second, "the job to be handed back", func() bool {
+		lags, err := e.bus.Lag(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.ContainsFunc(lags, func(l bus.ConsumerLag) bool {
+			return l.Consumer == bus.ConsumerFetchers && l.Redelivered > 0
+		}) || slices.ContainsFunc(rec.of(run.ID), func(ev *syncv1.SyncEvent) bool { return ev.GetFetched() != nil })
+	})
+	stopped := time.Now()
+	for _, ev := range rec.of(run.ID) {
+		if ev.GetFetched() != nil {
+			t.Fatalf("attempt 1 fetched the whole run while its lease could not be renewed")
+		}
+		if ev.GetPage() >= 0 && ev.GetObservedAt().AsTime().After(locked.Add(ttl)) {
+			t.Errorf("page %d was published %s after the renewal began to hang, past the lease's %s TTL",
+				ev.GetPage(), ev.GetObservedAt().AsTime().Sub(locked), ttl)
+		}
+	}
+	if err := tx.Rollback(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the attempt was handed back %s after the lease's row was locked", stopped.Sub(locked))
+
+	fetched := checkRun(t, e, run, rec.waitEnd(t, run.ID))
+	if fetched.GetFirstPage() < syncv1.AttemptPageSpan {
+		t.Errorf("RunFetched.first_page = %d: attempt 1 fetched the run", fetched.GetFirstPage())
+	}
+}
+
 // TestTooManyAttemptsFailTheRun: a job begun as often as attempts have
 // page numbers for fails its run instead of fetching.
 func TestTooManyAttemptsFailTheRun(t *testing.T) {

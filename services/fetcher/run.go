@@ -116,6 +116,7 @@ func (f *Fetcher) handle(ctx context.Context, job *syncv1.SyncJob) error {
 	}
 	defer f.unclaim(tenant)
 
+	leased := f.cfg.Clock() // the lease runs its TTL from no earlier than this
 	ok, err := f.store.AcquireLease(ctx, tenant, f.cfg.ID, f.cfg.LeaseTTL)
 	if err != nil {
 		return storeFailed(fmt.Errorf("fetcher: acquire lease of tenant %s: %w", tenant, err))
@@ -125,7 +126,7 @@ func (f *Fetcher) handle(ctx context.Context, job *syncv1.SyncJob) error {
 		log.Info().Dur("retry_in", delay).Msg("tenant is leased by another run; job comes back later")
 		return bus.Retry(fmt.Errorf("fetcher: tenant %s is leased by another run", tenant), delay)
 	}
-	rctx, stopRenewing := f.keepLease(ctx, tenant, log)
+	rctx, stopRenewing := f.keepLease(ctx, tenant, leased, log)
 	defer func() {
 		stopRenewing()
 		// Let the next run of this tenant start now rather than after
@@ -234,11 +235,17 @@ func (f *Fetcher) unclaim(tenant string) {
 	f.mu.Unlock()
 }
 
-// keepLease renews the tenant's lease every third of its TTL until the
-// returned stop is called. If the lease is lost, or cannot be renewed
-// before it would expire, the returned context is cancelled with
-// errLeaseLost.
-func (f *Fetcher) keepLease(ctx context.Context, tenant string, log zerolog.Logger) (context.Context, func()) {
+// keepLease renews the tenant's lease, taken at leased, every third of
+// its TTL until the returned stop is called. If the lease is lost, or
+// cannot be renewed before it could expire, the returned context is
+// cancelled with errLeaseLost.
+//
+// A lease runs its TTL from when the database wrote it, which is no
+// earlier than when its request was sent: the run counts from the
+// sending. A renewal that has not answered when the lease has a third of
+// its TTL left (a hung or slow connection) is given up, and the run
+// stops: past that, another replica may take the tenant over.
+func (f *Fetcher) keepLease(ctx context.Context, tenant string, leased time.Time, log zerolog.Logger) (context.Context, func()) {
 	rctx, cancel := context.WithCancelCause(ctx)
 	done := make(chan struct{})
 	ttl := f.cfg.LeaseTTL
@@ -246,17 +253,20 @@ func (f *Fetcher) keepLease(ctx context.Context, tenant string, log zerolog.Logg
 		defer close(done)
 		t := time.NewTicker(ttl / 3)
 		defer t.Stop()
-		renewed := f.cfg.Clock()
+		renewed := leased
 		for {
 			select {
 			case <-rctx.Done():
 				return
 			case <-t.C:
 			}
-			ok, err := f.store.RenewLease(rctx, tenant, f.cfg.ID, ttl)
+			sent := f.cfg.Clock()
+			cctx, stop := context.WithTimeout(rctx, renewed.Add(ttl-ttl/3).Sub(sent))
+			ok, err := f.store.RenewLease(cctx, tenant, f.cfg.ID, ttl)
+			stop()
 			switch {
 			case err == nil && ok:
-				renewed = f.cfg.Clock()
+				renewed = sent
 			case err == nil:
 				log.Warn().Msg("tenant lease taken over; stopping the run")
 				cancel(errLeaseLost)
