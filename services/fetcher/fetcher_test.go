@@ -529,6 +529,19 @@ func TestWrongSecretFailsTheRun(t *testing.T) {
 	}
 }
 
+// jobRedelivered says whether the fetchers' consumer has a job delivered
+// more than once: one a fetcher handed back.
+func (e *env) jobRedelivered() bool {
+	e.t.Helper()
+	lags, err := e.bus.Lag(e.t.Context())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return slices.ContainsFunc(lags, func(l bus.ConsumerLag) bool {
+		return l.Consumer == bus.ConsumerFetchers && l.Redelivered > 0
+	})
+}
+
 func TestHeldLeaseDelaysTheJob(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "")
@@ -541,15 +554,7 @@ func TestHeldLeaseDelaysTheJob(t *testing.T) {
 	e.startFetcher("fetcher-a", func(c *Config) { c.LeaseTTL = time.Second })
 
 	// The job is tried, handed back, and tried again...
-	devenv.WaitFor(t, 30*time.Second, "the job to come back while the lease is held", func() bool {
-		lags, err := e.bus.Lag(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return slices.ContainsFunc(lags, func(l bus.ConsumerLag) bool {
-			return l.Consumer == bus.ConsumerFetchers && l.Redelivered > 0
-		})
-	})
+	devenv.WaitFor(t, 30*time.Second, "the job to come back while the lease is held", e.jobRedelivered)
 	// ...without running.
 	if evs := rec.of(run.ID); len(evs) != 0 {
 		t.Fatalf("the run published %d events while another holder had the tenant's lease", len(evs))
@@ -773,13 +778,8 @@ func TestRunStopsWhenItsLeaseRenewalHangs(t *testing.T) {
 	// The attempt stops and its job is handed back: it comes back as a
 	// redelivery.
 	devenv.WaitFor(t, 30*time.Second, "the job to be handed back", func() bool {
-		lags, err := e.bus.Lag(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return slices.ContainsFunc(lags, func(l bus.ConsumerLag) bool {
-			return l.Consumer == bus.ConsumerFetchers && l.Redelivered > 0
-		}) || slices.ContainsFunc(rec.of(run.ID), func(ev *syncv1.SyncEvent) bool { return ev.GetFetched() != nil })
+		return e.jobRedelivered() ||
+			slices.ContainsFunc(rec.of(run.ID), func(ev *syncv1.SyncEvent) bool { return ev.GetFetched() != nil })
 	})
 	stopped := time.Now()
 	for _, ev := range rec.of(run.ID) {
