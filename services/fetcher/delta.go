@@ -16,15 +16,17 @@ import (
 // links the rounds ended with. It reports false, having published
 // nothing that matters, when the run must read the whole directory
 // instead: no saved links, links too old, a users filter (users delta
-// takes no $filter but ids), or Graph asking for a resync (410 Gone,
-// syncStateNotFound, resyncRequired). Pages a round published before
-// Graph asked for a resync stay: they are true changes, and the full
-// read that follows sees everything anyway.
+// takes no $filter but ids), Graph asking for a resync (410 Gone,
+// syncStateNotFound, resyncRequired), or a round Graph refused otherwise
+// or answered unreadably (refusedRound). Pages a round published before
+// that stay: they are true changes, and the full read that follows sees
+// everything anyway.
 //
 // The two rounds are read side by side. Each is a chain of pages, a
 // nextLink leading to the next; they share nothing but the run's window
 // of events in flight, and pages may be applied in any order (the events
-// contract). A round Graph sends back to a resync lets the other finish:
+// contract). A round Graph sends back to a resync, or refuses, lets the
+// other finish:
 // stopped mid-publish, it would leave a page number it took unpublished,
 // and the run would wait for that page for ever. Any other error fails
 // the attempt, so it stops the other round at once.
@@ -48,9 +50,9 @@ func (r *runner) deltaRounds(ctx context.Context, filter string, links *[2]strin
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var (
-		wg             sync.WaitGroup
-		mu             sync.Mutex
-		failed, resync error
+		wg                      sync.WaitGroup
+		mu                      sync.Mutex
+		failed, resync, refused error
 	)
 	from := [2]string{saved.Users, saved.Groups}
 	for i, round := range [2]func(context.Context, string) (string, error){r.usersDelta, r.groupsDelta} {
@@ -61,6 +63,8 @@ func (r *runner) deltaRounds(ctx context.Context, filter string, links *[2]strin
 			switch {
 			case errors.Is(err, graph.ErrResync):
 				resync = cmp.Or(resync, err)
+			case refusedRound(err):
+				refused = cmp.Or(refused, err)
 			case err != nil && failed == nil:
 				failed = err // the first, not the other round's cancellation
 				stop()
@@ -77,8 +81,23 @@ func (r *runner) deltaRounds(ctx context.Context, filter string, links *[2]strin
 		r.log.Warn().Err(resync).Msg("Graph asks for a resync; reading the whole directory")
 		*links = [2]string{}
 		return false, nil
+	case refused != nil:
+		r.log.Warn().Err(refused).Msg("Graph's answer to a delta round cannot be taken; reading the whole directory")
+		*links = [2]string{}
+		return false, nil
 	}
 	return true, nil
+}
+
+// refusedRound says whether err ends a delta round in a way the same link
+// would end it again on every run until the link ages out (6 days): a
+// refusal other than a resync (a 4xx such as 404), or an answer that
+// cannot be read. The run reads the whole directory instead, as after a
+// resync; a listing that meets the same trouble fails the run with it.
+// Authentication failures are not among them: the listing would fail on
+// them at once.
+func refusedRound(err error) bool {
+	return graph.IsPermanent(err) && !errors.Is(err, graph.ErrAuth)
 }
 
 // usersDelta publishes a users delta round's pages and returns the link

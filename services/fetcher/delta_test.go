@@ -280,6 +280,46 @@ func (g *deltaGate) RoundTrip(req *http.Request) (*http.Response, error) {
 // and its groups round at the same time, not one after the other, and
 // still publishes both rounds' changes. Each round's first request waits
 // here until the other's has been sent.
+// TestRefusedDeltaRoundFallsBackToAFullRead: a delta round Graph refuses
+// with something other than a resync (here a 404 to the saved link)
+// would be refused again on every run until the links age out. The run
+// reads the whole directory instead, as after a resync, and takes fresh
+// links, so the next run goes back to delta rounds.
+func TestRefusedDeltaRoundFallsBackToAFullRead(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	rec := e.recordAndApply()
+	e.startFetcher("fetcher-refused", nil)
+	full := e.queueRun()
+	rec.waitEnd(t, full.ID)
+	links := e.savedLinks(store.DeltaLinks{})
+
+	e.dir.Churn(17, 0.05)
+	e.sim.SetFaults(e.entra, graphsim.Faults{FailNext: []int{http.StatusNotFound}})
+	seen := len(e.sim.Requests())
+	d := e.queueRunOf(store.KindDelta)
+	evs := rec.waitEnd(t, d.ID)
+	fetched := evs[len(evs)-1].GetFetched()
+	if fetched == nil {
+		t.Fatalf("the run whose round Graph refused ended with %v", evs[len(evs)-1])
+	}
+	listed := 0
+	for _, ev := range evs {
+		listed += len(ev.GetUsers().GetUsers())
+	}
+	if listed != len(e.dir.Users()) {
+		t.Errorf("after the refused round the run listed %d users, the directory has %d", listed, len(e.dir.Users()))
+	}
+	rounds, listing := splitAtListing(e.graphRequestsSince(seen))
+	if n := len(rounds); n < 3 || len(listing) == 0 || !isRoundRequest(rounds[0]) || !latestLinks(rounds[n-2], rounds[n-1]) {
+		t.Errorf("requests before the listing: %q; want the refused round, then fresh users and groups links", rounds)
+	}
+	if fetched.GetCaughtUp() {
+		t.Error("the run says it caught up; Graph refused its round")
+	}
+	e.savedLinks(links)
+}
+
 func TestDeltaRoundsAreReadSideBySide(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "")
