@@ -762,8 +762,8 @@ func merge[A, B any](as *chunks[A], bs *chunks[B], keyA func(A) string, keyB fun
 
 // applyPlan writes a run's stored plan to the app side, action by action
 // in plan.Actions' order, then keeps the run's delta links for the
-// tenant (keepDeltaLinks), refreshes the groups' member counts, bumps the app side's
-// version and tells the admins about a new seat shortage.
+// tenant (keepDeltaLinks), refreshes the groups' member counts, bumps the
+// app side's version and tells the admins about a new seat shortage.
 func applyPlan(ctx context.Context, q *dbsqlc.Queries, ref PageRef, pr pageRange, res planResult, at time.Time) error {
 	t, r := ref.TenantID, ref.RunID
 	// Each action joins its items with the app's rows. A plan that

@@ -50,9 +50,9 @@ func (r *runner) deltaRounds(ctx context.Context, filter string, links *[2]strin
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var (
-		wg                      sync.WaitGroup
-		mu                      sync.Mutex
-		failed, resync, refused error
+		wg               sync.WaitGroup
+		mu               sync.Mutex
+		failed, fallback error // fallback: a resync, or a refusedRound
 	)
 	from := [2]string{saved.Users, saved.Groups}
 	for i, round := range [2]func(context.Context, string) (string, error){r.usersDelta, r.groupsDelta} {
@@ -61,10 +61,8 @@ func (r *runner) deltaRounds(ctx context.Context, filter string, links *[2]strin
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
-			case errors.Is(err, graph.ErrResync):
-				resync = cmp.Or(resync, err)
-			case refusedRound(err):
-				refused = cmp.Or(refused, err)
+			case errors.Is(err, graph.ErrResync), refusedRound(err):
+				fallback = cmp.Or(fallback, err)
 			case err != nil && failed == nil:
 				failed = err // the first, not the other round's cancellation
 				stop()
@@ -77,12 +75,8 @@ func (r *runner) deltaRounds(ctx context.Context, filter string, links *[2]strin
 	case failed != nil:
 		*links = [2]string{}
 		return false, failed
-	case resync != nil:
-		r.log.Warn().Err(resync).Msg("Graph asks for a resync; reading the whole directory")
-		*links = [2]string{}
-		return false, nil
-	case refused != nil:
-		r.log.Warn().Err(refused).Msg("Graph's answer to a delta round cannot be taken; reading the whole directory")
+	case fallback != nil:
+		r.log.Warn().Err(fallback).Msg("a delta round cannot go on from the saved links; reading the whole directory")
 		*links = [2]string{}
 		return false, nil
 	}

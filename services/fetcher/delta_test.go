@@ -130,31 +130,7 @@ func TestDeltaRunReadsOnlyWhatChanged(t *testing.T) {
 	e.sim.SetFaults(e.entra, graphsim.Faults{DeltaGoneNext: 1})
 	seen = len(e.sim.Requests())
 	r := e.queueRunOf(store.KindDelta)
-	evs = rec.waitEnd(t, r.ID)
-	if last := evs[len(evs)-1]; last.GetFetched() == nil {
-		t.Fatalf("the resynced run ended with %v", last)
-	}
-	listed := 0
-	for _, ev := range evs {
-		listed += len(ev.GetUsers().GetUsers())
-	}
-	if listed != len(e.dir.Users()) {
-		t.Errorf("after the 410 the run listed %d users, the directory has %d", listed, len(e.dir.Users()))
-	}
-	// The rounds are read side by side: the refused request may be
-	// either round's, and the other round may have sent one too.
-	rounds, listing := splitAtListing(e.graphRequestsSince(seen))
-	if n := len(rounds); n < 3 || len(listing) == 0 || !isRoundRequest(rounds[0]) || !latestLinks(rounds[n-2], rounds[n-1]) {
-		t.Errorf("requests of the resynced run before its listing: %q; want the refused round, then fresh users and groups links", rounds)
-	}
-	for _, req := range rounds[:max(0, len(rounds)-2)] {
-		if !isRoundRequest(req) {
-			t.Errorf("the resynced run sent %s before its fresh links; want only round requests", req)
-		}
-	}
-	if evs[len(evs)-1].GetFetched().GetCaughtUp() {
-		t.Error("the resynced run says it caught up; Graph refused its round")
-	}
+	e.checkReadWhole(rec.waitEnd(t, r.ID), seen, "after the 410")
 	links = e.savedLinks(links)
 
 	// A full run with usable links reads a delta round first, then the
@@ -170,7 +146,7 @@ func TestDeltaRunReadsOnlyWhatChanged(t *testing.T) {
 	}
 	checkRun(t, e, f, evs)
 	reqs := e.graphRequestsSince(seen)
-	rounds, listing = splitAtListing(reqs)
+	rounds, listing := splitAtListing(reqs)
 	if len(listing) == 0 || !slices.ContainsFunc(rounds, func(r string) bool { return strings.HasPrefix(r, "/v1.0/users/delta?") }) ||
 		!slices.ContainsFunc(rounds, func(r string) bool { return strings.HasPrefix(r, "/v1.0/groups/delta?") }) {
 		t.Errorf("requests of the full run before its listing: %q; want the users and groups rounds from the saved links", rounds)
@@ -298,26 +274,43 @@ func TestRefusedDeltaRoundFallsBackToAFullRead(t *testing.T) {
 	e.sim.SetFaults(e.entra, graphsim.Faults{FailNext: []int{http.StatusNotFound}})
 	seen := len(e.sim.Requests())
 	d := e.queueRunOf(store.KindDelta)
-	evs := rec.waitEnd(t, d.ID)
+	e.checkReadWhole(rec.waitEnd(t, d.ID), seen, "after the 404")
+	e.savedLinks(links)
+}
+
+// checkReadWhole checks the events of a run whose delta round Graph
+// refused (what tells when, e.g. "after the 410"), and its Graph requests
+// after the first seen of the simulator's log: the refused round's
+// requests, fresh users and groups links, then a listing of every user;
+// a RunFetched that does not say it caught up.
+func (e *env) checkReadWhole(evs []*syncv1.SyncEvent, seen int, what string) {
+	t := e.t
+	t.Helper()
 	fetched := evs[len(evs)-1].GetFetched()
 	if fetched == nil {
-		t.Fatalf("the run whose round Graph refused ended with %v", evs[len(evs)-1])
+		t.Fatalf("%s the run ended with %v", what, evs[len(evs)-1])
 	}
 	listed := 0
 	for _, ev := range evs {
 		listed += len(ev.GetUsers().GetUsers())
 	}
 	if listed != len(e.dir.Users()) {
-		t.Errorf("after the refused round the run listed %d users, the directory has %d", listed, len(e.dir.Users()))
+		t.Errorf("%s the run listed %d users, the directory has %d", what, listed, len(e.dir.Users()))
 	}
+	// The rounds are read side by side: the refused request may be
+	// either round's, and the other round may have sent one too.
 	rounds, listing := splitAtListing(e.graphRequestsSince(seen))
 	if n := len(rounds); n < 3 || len(listing) == 0 || !isRoundRequest(rounds[0]) || !latestLinks(rounds[n-2], rounds[n-1]) {
-		t.Errorf("requests before the listing: %q; want the refused round, then fresh users and groups links", rounds)
+		t.Errorf("%s the requests before the listing: %q; want the refused round, then fresh users and groups links", what, rounds)
+	}
+	for _, req := range rounds[:max(0, len(rounds)-2)] {
+		if !isRoundRequest(req) {
+			t.Errorf("%s the run sent %s before its fresh links; want only round requests", what, req)
+		}
 	}
 	if fetched.GetCaughtUp() {
-		t.Error("the run says it caught up; Graph refused its round")
+		t.Errorf("%s the run says it caught up; Graph refused its round", what)
 	}
-	e.savedLinks(links)
 }
 
 func TestDeltaRoundsAreReadSideBySide(t *testing.T) {
